@@ -1,0 +1,63 @@
+//! One error type for the library. Every variant names the path or id it is about, and
+//! its message is one sentence a user can act on.
+
+use std::io;
+use std::path::PathBuf;
+
+/// The library's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system error on a path.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// The disk is full; nothing was lost.
+    #[error("{}: no space left on the device; free some space and try again (nothing was lost)", path.display())]
+    DiskFull { path: PathBuf },
+    /// Bytes read from disk or a repository are not what the format says.
+    #[error("{}: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+    /// Another process or handle holds the lock.
+    #[error("{}: {what} is in use by another pagevault process; wait for it to finish", path.display())]
+    Locked { path: PathBuf, what: &'static str },
+    /// The database or repository does not exist.
+    #[error("{}: {what}", path.display())]
+    NotFound { path: PathBuf, what: String },
+    /// The target already holds something we must not overwrite.
+    #[error("{}: {what}", path.display())]
+    AlreadyExists { path: PathBuf, what: String },
+    /// A restore into this database never finished.
+    #[error("{}: a restore into this database did not finish; run the restore again", path.display())]
+    RestoreIncomplete { path: PathBuf },
+    /// The caller asked for something invalid (a page out of range, a bad size).
+    #[error("{0}")]
+    Invalid(String),
+    /// A backup chain cannot be used (missing base, other database, wrong full).
+    #[error("{0}")]
+    Chain(String),
+    /// A backup found bad pages in the database.
+    #[error("{0}")]
+    BadPages(String),
+}
+
+impl Error {
+    /// Wraps an I/O error on `path`, recognising a full disk.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::StorageFull {
+            Error::DiskFull { path }
+        } else {
+            Error::Io { path, source }
+        }
+    }
+
+    /// A corruption finding on `path`.
+    pub fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The real backend: a folder on the local file system, positional I/O with
+//! `std::os::unix::fs::FileExt`, an exclusive lock file taken with `File::try_lock`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{Storage, Vfs};
+
+/// A file on disk.
+pub struct DiskFile {
+    file: File,
+}
+
+impl Storage for DiskFile {
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+impl DiskFile {
+    /// The underlying file, for read-only mapping.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// A folder on disk.
+pub struct DiskVfs {
+    root: PathBuf,
+}
+
+impl DiskVfs {
+    /// A folder that must already exist.
+    pub fn new(root: impl AsRef<Path>) -> DiskVfs {
+        DiskVfs {
+            root: root.as_ref().to_path_buf(),
+        }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn checked(&self, name: &str) -> io::Result<PathBuf> {
+        let ok = !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains('/')
+            && !name.contains('\\')
+            && !name.contains('\0');
+        if !ok {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a plain file name"),
+            ));
+        }
+        Ok(self.root.join(name))
+    }
+}
+
+/// Syncs a folder so that creations and renames in it are durable.
+pub fn sync_dir_path(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Vfs for DiskVfs {
+    fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn Storage>> {
+        let path = self.checked(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        Ok(Arc::new(DiskFile { file }))
+    }
+    fn exists(&self, name: &str) -> bool {
+        self.checked(name).map(|p| p.exists()).unwrap_or(false)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        fs::rename(self.checked(from)?, self.checked(to)?)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.checked(name)?)
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        sync_dir_path(&self.root)
+    }
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in fs::read_dir(&self.root)? {
+            if let Some(n) = e?.file_name().to_str() {
+                names.push(n.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+    fn lock(&self) -> io::Result<Box<dyn Send + Sync>> {
+        let path = self.root.join("LOCK");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "locked by another process",
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The I/O seam: positional reads and writes on a file ([`Storage`]) and the few folder
+//! operations the engine needs ([`Vfs`]). Everything the engine persists goes through
+//! here, so crashes and faults are testable with [`mem::MemVfs`].
+
+pub mod file;
+pub mod mem;
+pub mod mmap;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One file, addressed by offset. Implementations are shared between threads.
+pub trait Storage: Send + Sync {
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Fills `buf` from `offset`; a short file is an `UnexpectedEof` error.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Truncates or extends (with zeroes).
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes every completed write durable.
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// A folder of named files. Names are plain file names, never paths.
+pub trait Vfs: Send + Sync {
+    /// Opens an existing file, or creates it when `create` is set.
+    fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn Storage>>;
+    /// True when the name exists.
+    fn exists(&self, name: &str) -> bool;
+    /// Atomically replaces `to` with `from`.
+    fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Removes a file.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// Makes creations, renames and removals durable.
+    fn sync_dir(&self) -> io::Result<()>;
+    /// The names in the folder.
+    fn list(&self) -> io::Result<Vec<String>>;
+    /// The path a name stands for, for messages.
+    fn path_of(&self, name: &str) -> PathBuf;
+    /// Takes the folder's exclusive lock, held until the guard drops. Fails at once with
+    /// `WouldBlock` when another holder has it.
+    fn lock(&self) -> io::Result<Box<dyn Send + Sync>>;
+}
+
+/// Writes `bytes` to `name` atomically: write aside, fsync, rename, fsync the folder.
+pub fn replace_atomically(vfs: &dyn Vfs, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = format!("{name}.tmp");
+    let f = vfs.open(&tmp, true)?;
+    f.set_len(0)?;
+    f.write_at(0, bytes)?;
+    f.sync()?;
+    drop(f);
+    vfs.rename(&tmp, name)?;
+    vfs.sync_dir()
+}
+
+/// Reads a whole (small) file.
+pub fn read_all(vfs: &dyn Vfs, name: &str, limit_bytes: u64) -> io::Result<Vec<u8>> {
+    let f = vfs.open(name, false)?;
+    let len = f.len()?;
+    if len > limit_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes is more than the {limit_bytes} allowed"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    f.read_at(0, &mut buf)?;
+    Ok(buf)
+}

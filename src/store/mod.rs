@@ -1,0 +1,10 @@
+//! The page store: a database is a folder holding a control file and data files of 8 KiB
+//! pages in 64 KiB extents, each file with a changed-extent map.
+
+mod change_map;
+mod data_file;
+mod database;
+mod lsn;
+mod write;
+
+pub use database::{CreateOptions, Database, DatabaseStatus, FileStatus, OpenMode, PageWrite};
