@@ -15,7 +15,9 @@
 
 pub mod error;
 pub mod format;
+pub mod ids;
 pub mod io;
+pub mod repo;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -9,7 +9,9 @@ pub mod change_map;
 pub mod codec;
 pub mod control;
 pub mod file_header;
+pub mod manifest;
 pub mod page;
+pub mod record;
 
 /// Version of the data file, control file and change-map layouts.
 pub const FORMAT_VERSION: u32 = 1;
@@ -32,6 +34,13 @@ pub const CHANGE_MAP_MAGIC: [u8; 8] = *b"PGVLTMAP";
 /// Magic of the control file.
 pub const CONTROL_MAGIC: [u8; 8] = *b"PGVLTCTL";
 
+/// Magic of a stream record header.
+pub const RECORD_MAGIC: [u8; 4] = *b"PVRC";
+/// Magic of a backup set manifest.
+pub const MANIFEST_MAGIC: [u8; 8] = *b"PGVLTMAN";
+/// Magic of the repository marker file.
+pub const REPOSITORY_MAGIC: [u8; 8] = *b"PGVLTREP";
+
 /// Page type of page 0 of every data file.
 pub const PAGE_TYPE_FILE_HEADER: u16 = 1;
 /// Page type of a changed-extent map page.
@@ -53,7 +62,7 @@ const _: () = assert!(EXTENT_SIZE == 65536);
 const _: () = assert!(PAGE_PAYLOAD_SIZE == 8160);
 const _: () = assert!(change_map::SLOT1_BITS_OFFSET + change_map::SLOT_BITS_BYTES <= PAGE_SIZE);
 const _: () = assert!(file_header::HEADER_END <= PAGE_SIZE);
-const _: () = assert!(MAX_FILE_PAGES % PAGES_PER_EXTENT as u32 == 0);
+const _: () = assert!(MAX_FILE_PAGES.is_multiple_of(PAGES_PER_EXTENT as u32));
 
 /// Page number of the change-map page that tracks interval `k` of a file whose map pages
 /// each cover `extents_per_map` extents: the second page of the interval's first extent.

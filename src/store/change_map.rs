@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use bitvec::prelude::*;
 
 use crate::format::change_map::MapPage;
-use crate::format::{map_page_number, PAGES_PER_EXTENT};
+use crate::format::map_page_number;
 
 pub(crate) struct ChangeMap {
     pub extents_per_map: u32,
@@ -58,12 +58,6 @@ impl ChangeMap {
         self.intervals.push(Mutex::new(page));
     }
 
-    /// True when `extent` is marked changed in `epoch`.
-    pub fn is_set(&self, epoch: u64, extent: u64) -> bool {
-        let (k, i) = self.locate(extent);
-        (k as usize) < self.intervals.len() && self.lock(k).is_set(epoch, i)
-    }
-
     /// The extents (of the first `extent_count`) marked changed in `epoch`, as a bit per
     /// extent: the bitmap scan.
     pub fn changed(&self, epoch: u64, extent_count: u64) -> BitVec<u64, Lsb0> {
@@ -79,10 +73,5 @@ impl ChangeMap {
             }
         }
         out
-    }
-
-    /// Pages covered by one interval.
-    pub fn interval_pages(&self) -> u64 {
-        self.extents_per_map as u64 * PAGES_PER_EXTENT as u64
     }
 }

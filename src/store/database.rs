@@ -7,7 +7,6 @@
 //! headers are made durable before a commit that depends on them, and headers mirror the
 //! control file after it.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -139,18 +138,6 @@ pub struct Database {
     closed: AtomicBool,
 }
 
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish() | 1
-}
-
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -213,7 +200,7 @@ impl Database {
                 what: "a pagevault database already exists here".into(),
             });
         }
-        let database_id = random_u64();
+        let database_id = crate::ids::random_u64();
         let mut ctl = Control {
             database_id,
             lsn_reserved: LSN_BLOCK,

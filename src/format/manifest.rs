@@ -1,0 +1,705 @@
+//! A backup set's manifest: what the set is (kind, ids, LSNs, base), the data files at the
+//! snapshot, the streams with their lengths and checksums, an index entry per record
+//! (random access and parallel restore), and the bad pages a backup recorded.
+//!
+//! Keeps true: a manifest is accepted only whole: exact length for its counts, magic,
+//! version, a CRC-32 trailer over everything, valid codes, names that are plain file
+//! names (data, never paths), index entries strictly ordered by (file, extent) and inside
+//! their file and stream. Counts are checked against the length before any allocation.
+
+use super::codec::{get_u32, get_u64, put_u32, put_u64};
+use super::control::{valid_file_name, NAME_MAX};
+use super::record::{MAX_STORED_LEN, RECORD_HEADER_SIZE};
+use super::{
+    crc32, FORMAT_VERSION, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES,
+    PAGES_PER_EXTENT,
+};
+
+pub const OFF_MAGIC: usize = 0;
+pub const OFF_VERSION: usize = OFF_MAGIC + 8;
+pub const OFF_KIND: usize = OFF_VERSION + 4;
+pub const OFF_BACKUP_ID: usize = OFF_KIND + 4;
+pub const OFF_DATABASE_ID: usize = OFF_BACKUP_ID + 8;
+pub const OFF_SNAPSHOT_LSN: usize = OFF_DATABASE_ID + 8;
+pub const OFF_BASE_LSN: usize = OFF_SNAPSHOT_LSN + 8;
+pub const OFF_BASE_ID: usize = OFF_BASE_LSN + 8;
+pub const OFF_BASE_CHECKSUM: usize = OFF_BASE_ID + 8;
+pub const OFF_STARTED_MS: usize = OFF_BASE_CHECKSUM + 8;
+pub const OFF_FINISHED_MS: usize = OFF_STARTED_MS + 8;
+pub const OFF_CHANGE_SOURCE: usize = OFF_FINISHED_MS + 8;
+pub const OFF_LEVEL: usize = OFF_CHANGE_SOURCE + 4;
+pub const OFF_FILE_COUNT: usize = OFF_LEVEL + 4;
+pub const OFF_STREAM_COUNT: usize = OFF_FILE_COUNT + 4;
+pub const OFF_RECORD_COUNT: usize = OFF_STREAM_COUNT + 4;
+pub const OFF_BAD_PAGE_COUNT: usize = OFF_RECORD_COUNT + 8;
+pub const OFF_BYTES_READ: usize = OFF_BAD_PAGE_COUNT + 8;
+pub const OFF_BYTES_STORED: usize = OFF_BYTES_READ + 8;
+pub const OFF_PAGES_STORED: usize = OFF_BYTES_STORED + 8;
+pub const OFF_EXTENTS_READ: usize = OFF_PAGES_STORED + 8;
+pub const OFF_EXTENTS_PER_MAP: usize = OFF_EXTENTS_READ + 8;
+pub const OFF_FLAGS: usize = OFF_EXTENTS_PER_MAP + 4;
+pub const OFF_RESERVED: usize = OFF_FLAGS + 4;
+/// Size of the fixed part.
+pub const FIXED_SIZE: usize = OFF_RESERVED + 8;
+
+pub const FILE_ENTRY_SIZE: usize = 64;
+pub const STREAM_ENTRY_SIZE: usize = 16;
+pub const INDEX_ENTRY_SIZE: usize = 32;
+pub const BAD_PAGE_ENTRY_SIZE: usize = 16;
+pub const TRAILER_SIZE: usize = 4;
+
+/// The largest manifest read (about 33 million index entries).
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+/// The most streams one backup set may have.
+pub const MAX_STREAMS: u32 = 1024;
+
+const _: () = assert!(FIXED_SIZE == 160);
+
+/// What kind of backup a set is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    /// Every allocated extent; becomes the differential base.
+    Full,
+    /// Every page changed since its base full.
+    Differential,
+    /// A full that leaves the base and the change maps untouched.
+    CopyOnly,
+}
+
+impl BackupKind {
+    pub fn code(self) -> u32 {
+        match self {
+            BackupKind::Full => 1,
+            BackupKind::Differential => 2,
+            BackupKind::CopyOnly => 3,
+        }
+    }
+    pub fn from_code(c: u32) -> Option<BackupKind> {
+        Some(match c {
+            1 => BackupKind::Full,
+            2 => BackupKind::Differential,
+            3 => BackupKind::CopyOnly,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Differential => "differential",
+            BackupKind::CopyOnly => "copy-only",
+        }
+    }
+    /// Full and copy-only sets hold every data page.
+    pub fn is_full(self) -> bool {
+        self != BackupKind::Differential
+    }
+}
+
+/// How a backup found the extents it read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeSource {
+    /// Every extent (full and copy-only).
+    AllExtents,
+    /// The changed-extent maps.
+    Bitmap,
+    /// Every page's LSN, because the maps were not trusted.
+    LsnScan,
+}
+
+impl ChangeSource {
+    pub fn code(self) -> u32 {
+        match self {
+            ChangeSource::AllExtents => 1,
+            ChangeSource::Bitmap => 2,
+            ChangeSource::LsnScan => 3,
+        }
+    }
+    pub fn from_code(c: u32) -> Option<ChangeSource> {
+        Some(match c {
+            1 => ChangeSource::AllExtents,
+            2 => ChangeSource::Bitmap,
+            3 => ChangeSource::LsnScan,
+            _ => return None,
+        })
+    }
+}
+
+/// A data file as it was at the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ManifestFile {
+    pub file_id: u32,
+    pub page_count: u32,
+    pub file_lsn: u64,
+    pub name: String,
+}
+
+/// A stream file of the set (see [`stream_file_name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StreamEntry {
+    pub length: u64,
+    pub crc: u32,
+    pub record_count: u32,
+}
+
+/// Where one record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub stream: u32,
+    pub file_id: u32,
+    pub extent: u32,
+    pub page_mask: u8,
+    pub offset: u64,
+    pub record_len: u32,
+    pub header_crc: u32,
+}
+
+/// A page a backup could not read correctly and recorded (`--continue-after-error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BadPage {
+    pub file_id: u32,
+    pub page: u32,
+    /// 1 checksum, 2 identity (page number, file or database id), 3 other.
+    pub reason: u32,
+}
+
+/// A decoded manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    pub kind: BackupKind,
+    pub backup_id: u64,
+    pub database_id: u64,
+    /// Every page in the set is as of this LSN.
+    pub snapshot_lsn: u64,
+    /// Differential: its base's snapshot LSN; it holds every page above it. Else 0.
+    pub base_lsn: u64,
+    /// Differential: its base's backup id. Else 0.
+    pub base_id: u64,
+    /// Differential: its base's manifest checksum. Else 0.
+    pub base_checksum: u64,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
+    pub change_source: ChangeSource,
+    pub level: i32,
+    pub bytes_read: u64,
+    pub pages_stored: u64,
+    pub extents_read: u64,
+    pub extents_per_map: u32,
+    pub files: Vec<ManifestFile>,
+    pub streams: Vec<StreamEntry>,
+    pub index: Vec<IndexEntry>,
+    pub bad_pages: Vec<BadPage>,
+}
+
+/// The name of a published set's manifest in the repository folder.
+pub fn manifest_file_name(backup_id: u64) -> String {
+    format!("{backup_id:016x}.pvm")
+}
+
+/// The name of a published set's stream `i` in the repository folder.
+pub fn stream_file_name(backup_id: u64, i: u32) -> String {
+    format!("{backup_id:016x}-{i:04}.pvs")
+}
+
+/// The name of stream `i` while its set is being written (never read as a set).
+pub fn partial_stream_file_name(backup_id: u64, i: u32) -> String {
+    format!("{backup_id:016x}-{i:04}.pvs.partial")
+}
+
+/// Parses a published manifest's file name back to its backup id.
+pub fn backup_id_of_manifest_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".pvm").and_then(parse_backup_id)
+}
+
+/// A backup id as users see it: 16 lowercase hex digits.
+pub fn format_backup_id(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// Parses a backup id given by a user.
+pub fn parse_backup_id(s: &str) -> Option<u64> {
+    if s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u64::from_str_radix(s, 16).ok().filter(|&v| v != 0)
+    } else {
+        None
+    }
+}
+
+impl Manifest {
+    /// Bytes stored in the set's streams.
+    pub fn bytes_stored(&self) -> u64 {
+        self.streams.iter().map(|s| s.length).sum()
+    }
+
+    /// Encodes with its checksum trailer; returns the bytes and the checksum.
+    pub fn encode(&self) -> (Vec<u8>, u64) {
+        let len = FIXED_SIZE
+            + self.files.len() * FILE_ENTRY_SIZE
+            + self.streams.len() * STREAM_ENTRY_SIZE
+            + self.index.len() * INDEX_ENTRY_SIZE
+            + self.bad_pages.len() * BAD_PAGE_ENTRY_SIZE
+            + TRAILER_SIZE;
+        let mut b = vec![0u8; len];
+        b[..8].copy_from_slice(&MANIFEST_MAGIC);
+        put_u32(&mut b, OFF_VERSION, FORMAT_VERSION);
+        put_u32(&mut b, OFF_KIND, self.kind.code());
+        put_u64(&mut b, OFF_BACKUP_ID, self.backup_id);
+        put_u64(&mut b, OFF_DATABASE_ID, self.database_id);
+        put_u64(&mut b, OFF_SNAPSHOT_LSN, self.snapshot_lsn);
+        put_u64(&mut b, OFF_BASE_LSN, self.base_lsn);
+        put_u64(&mut b, OFF_BASE_ID, self.base_id);
+        put_u64(&mut b, OFF_BASE_CHECKSUM, self.base_checksum);
+        put_u64(&mut b, OFF_STARTED_MS, self.started_unix_ms);
+        put_u64(&mut b, OFF_FINISHED_MS, self.finished_unix_ms);
+        put_u32(&mut b, OFF_CHANGE_SOURCE, self.change_source.code());
+        put_u32(&mut b, OFF_LEVEL, self.level as u32);
+        put_u32(&mut b, OFF_FILE_COUNT, self.files.len() as u32);
+        put_u32(&mut b, OFF_STREAM_COUNT, self.streams.len() as u32);
+        put_u64(&mut b, OFF_RECORD_COUNT, self.index.len() as u64);
+        put_u64(&mut b, OFF_BAD_PAGE_COUNT, self.bad_pages.len() as u64);
+        put_u64(&mut b, OFF_BYTES_READ, self.bytes_read);
+        put_u64(&mut b, OFF_BYTES_STORED, self.bytes_stored());
+        put_u64(&mut b, OFF_PAGES_STORED, self.pages_stored);
+        put_u64(&mut b, OFF_EXTENTS_READ, self.extents_read);
+        put_u32(&mut b, OFF_EXTENTS_PER_MAP, self.extents_per_map);
+        let mut o = FIXED_SIZE;
+        for f in &self.files {
+            assert!(valid_file_name(&f.name));
+            put_u32(&mut b, o, f.file_id);
+            put_u32(&mut b, o + 4, f.page_count);
+            put_u64(&mut b, o + 8, f.file_lsn);
+            b[o + 16..o + 16 + f.name.len()].copy_from_slice(f.name.as_bytes());
+            o += FILE_ENTRY_SIZE;
+        }
+        for s in &self.streams {
+            put_u64(&mut b, o, s.length);
+            put_u32(&mut b, o + 8, s.crc);
+            put_u32(&mut b, o + 12, s.record_count);
+            o += STREAM_ENTRY_SIZE;
+        }
+        for e in &self.index {
+            put_u32(&mut b, o, e.stream);
+            put_u32(&mut b, o + 4, e.file_id);
+            put_u32(&mut b, o + 8, e.extent);
+            b[o + 12] = e.page_mask;
+            put_u64(&mut b, o + 16, e.offset);
+            put_u32(&mut b, o + 24, e.record_len);
+            put_u32(&mut b, o + 28, e.header_crc);
+            o += INDEX_ENTRY_SIZE;
+        }
+        for p in &self.bad_pages {
+            put_u32(&mut b, o, p.file_id);
+            put_u32(&mut b, o + 4, p.page);
+            put_u32(&mut b, o + 8, p.reason);
+            o += BAD_PAGE_ENTRY_SIZE;
+        }
+        let sum = crc32(&b[..o]);
+        put_u32(&mut b, o, sum);
+        (b, sum as u64)
+    }
+
+    /// The checksum a differential names its base by (the trailer of the encoded bytes).
+    pub fn checksum_of(bytes: &[u8]) -> Option<u64> {
+        bytes
+            .len()
+            .checked_sub(TRAILER_SIZE)
+            .and_then(|o| get_u32(bytes, o))
+            .map(|v| v as u64)
+    }
+
+    /// Decodes and validates; the error is one phrase saying what is wrong.
+    pub fn decode(b: &[u8]) -> Result<Manifest, String> {
+        if b.len() < FIXED_SIZE + TRAILER_SIZE {
+            return Err(format!(
+                "manifest is {} bytes, shorter than its fixed part",
+                b.len()
+            ));
+        }
+        if b.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
+                b.len()
+            ));
+        }
+        if b[..8] != MANIFEST_MAGIC {
+            return Err("not a manifest (bad magic)".into());
+        }
+        let u32_at = |o| get_u32(b, o).unwrap_or(0);
+        let u64_at = |o| get_u64(b, o).unwrap_or(0);
+        let version = u32_at(OFF_VERSION);
+        if version != FORMAT_VERSION {
+            return Err(format!("manifest format version {version} is not supported (this build reads {FORMAT_VERSION})"));
+        }
+        let files = u32_at(OFF_FILE_COUNT) as u64;
+        let streams = u32_at(OFF_STREAM_COUNT) as u64;
+        let records = u64_at(OFF_RECORD_COUNT);
+        let bad = u64_at(OFF_BAD_PAGE_COUNT);
+        if files > MAX_FILES as u64 || streams > MAX_STREAMS as u64 {
+            return Err(format!(
+                "manifest lists {files} files and {streams} streams, over the limits"
+            ));
+        }
+        let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64)
+            .checked_add(files * FILE_ENTRY_SIZE as u64)
+            .and_then(|v| v.checked_add(streams * STREAM_ENTRY_SIZE as u64))
+            .and_then(|v| v.checked_add(records.checked_mul(INDEX_ENTRY_SIZE as u64)?))
+            .and_then(|v| v.checked_add(bad.checked_mul(BAD_PAGE_ENTRY_SIZE as u64)?));
+        if expected != Some(b.len() as u64) {
+            return Err(format!(
+                "manifest is {} bytes, which does not match its counts",
+                b.len()
+            ));
+        }
+        let end = b.len() - TRAILER_SIZE;
+        let stored = u32_at(end);
+        let computed = crc32(&b[..end]);
+        if stored != computed {
+            return Err(format!(
+                "manifest checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+            ));
+        }
+        let kind_code = u32_at(OFF_KIND);
+        let kind = BackupKind::from_code(kind_code)
+            .ok_or_else(|| format!("manifest has an unknown kind {kind_code}"))?;
+        let src_code = u32_at(OFF_CHANGE_SOURCE);
+        let change_source = ChangeSource::from_code(src_code)
+            .ok_or_else(|| format!("manifest has an unknown change source {src_code}"))?;
+        let mut m = Manifest {
+            kind,
+            backup_id: u64_at(OFF_BACKUP_ID),
+            database_id: u64_at(OFF_DATABASE_ID),
+            snapshot_lsn: u64_at(OFF_SNAPSHOT_LSN),
+            base_lsn: u64_at(OFF_BASE_LSN),
+            base_id: u64_at(OFF_BASE_ID),
+            base_checksum: u64_at(OFF_BASE_CHECKSUM),
+            started_unix_ms: u64_at(OFF_STARTED_MS),
+            finished_unix_ms: u64_at(OFF_FINISHED_MS),
+            change_source,
+            level: u32_at(OFF_LEVEL) as i32,
+            bytes_read: u64_at(OFF_BYTES_READ),
+            pages_stored: u64_at(OFF_PAGES_STORED),
+            extents_read: u64_at(OFF_EXTENTS_READ),
+            extents_per_map: u32_at(OFF_EXTENTS_PER_MAP),
+            files: Vec::with_capacity(files as usize),
+            streams: Vec::with_capacity(streams as usize),
+            index: Vec::with_capacity(records as usize),
+            bad_pages: Vec::with_capacity(bad as usize),
+        };
+        if m.backup_id == 0 || m.database_id == 0 {
+            return Err("manifest has a zero backup or database id".into());
+        }
+        if u32_at(OFF_FLAGS) != 0 || u64_at(OFF_RESERVED) != 0 {
+            return Err("manifest has non-zero reserved fields".into());
+        }
+        if m.extents_per_map == 0 || m.extents_per_map > MAX_EXTENTS_PER_MAP {
+            return Err(format!(
+                "manifest has an invalid change-map span {}",
+                m.extents_per_map
+            ));
+        }
+        match kind {
+            BackupKind::Differential => {
+                if m.base_id == 0 || m.base_lsn > m.snapshot_lsn {
+                    return Err("differential manifest names no valid base".into());
+                }
+            }
+            _ => {
+                if m.base_id != 0 || m.base_lsn != 0 || m.base_checksum != 0 {
+                    return Err(format!("{} manifest names a base", kind.name()));
+                }
+                if change_source != ChangeSource::AllExtents {
+                    return Err(format!(
+                        "{} manifest has a partial change source",
+                        kind.name()
+                    ));
+                }
+            }
+        }
+        let mut o = FIXED_SIZE;
+        for i in 0..files as usize {
+            let raw = &b[o + 16..o + FILE_ENTRY_SIZE];
+            let n = raw.iter().position(|&x| x == 0).unwrap_or(NAME_MAX);
+            if raw[n..].iter().any(|&x| x != 0) {
+                return Err(format!("manifest file entry {i} has bytes after its name"));
+            }
+            let name = std::str::from_utf8(&raw[..n])
+                .ok()
+                .filter(|s| valid_file_name(s))
+                .ok_or_else(|| format!("manifest file entry {i} has an invalid name"))?;
+            let f = ManifestFile {
+                file_id: u32_at(o),
+                page_count: u32_at(o + 4),
+                file_lsn: u64_at(o + 8),
+                name: name.to_string(),
+            };
+            if f.page_count == 0
+                || !(f.page_count as usize).is_multiple_of(PAGES_PER_EXTENT)
+                || f.page_count > MAX_FILE_PAGES
+            {
+                return Err(format!(
+                    "manifest file {} has an invalid page count {}",
+                    f.name, f.page_count
+                ));
+            }
+            if f.file_lsn > m.snapshot_lsn {
+                return Err(format!(
+                    "manifest file {} has LSN {} above the snapshot",
+                    f.name, f.file_lsn
+                ));
+            }
+            if m.files
+                .last()
+                .is_some_and(|p: &ManifestFile| p.file_id >= f.file_id)
+                || m.files.iter().any(|p| p.name == f.name)
+            {
+                return Err(format!(
+                    "manifest file {} is out of order or listed twice",
+                    f.name
+                ));
+            }
+            m.files.push(f);
+            o += FILE_ENTRY_SIZE;
+        }
+        for _ in 0..streams {
+            m.streams.push(StreamEntry {
+                length: u64_at(o),
+                crc: u32_at(o + 8),
+                record_count: u32_at(o + 12),
+            });
+            o += STREAM_ENTRY_SIZE;
+        }
+        let mut per_stream = vec![0u64; m.streams.len()];
+        for i in 0..records {
+            let e = IndexEntry {
+                stream: u32_at(o),
+                file_id: u32_at(o + 4),
+                extent: u32_at(o + 8),
+                page_mask: b[o + 12],
+                offset: u64_at(o + 16),
+                record_len: u32_at(o + 24),
+                header_crc: u32_at(o + 28),
+            };
+            if b[o + 13..o + 16] != [0, 0, 0] {
+                return Err(format!(
+                    "manifest index entry {i} has non-zero reserved bytes"
+                ));
+            }
+            let file = m
+                .files
+                .iter()
+                .find(|f| f.file_id == e.file_id)
+                .ok_or_else(|| {
+                    format!(
+                        "manifest index entry {i} names unknown file id {}",
+                        e.file_id
+                    )
+                })?;
+            if e.extent as u64 >= file.page_count as u64 / PAGES_PER_EXTENT as u64 {
+                return Err(format!(
+                    "manifest index entry {i} names extent {} past the end of {}",
+                    e.extent, file.name
+                ));
+            }
+            if e.page_mask == 0 {
+                return Err(format!("manifest index entry {i} has an empty page mask"));
+            }
+            if let Some(p) = m.index.last() {
+                if (p.file_id, p.extent) >= (e.file_id, e.extent) {
+                    return Err(format!(
+                        "manifest index entry {i} is out of order or duplicated"
+                    ));
+                }
+            }
+            let stream = m.streams.get(e.stream as usize).ok_or_else(|| {
+                format!("manifest index entry {i} names unknown stream {}", e.stream)
+            })?;
+            let min_len = RECORD_HEADER_SIZE as u32 + 1;
+            let max_len = (RECORD_HEADER_SIZE + MAX_STORED_LEN) as u32;
+            if e.record_len < min_len
+                || e.record_len > max_len
+                || e.offset
+                    .checked_add(e.record_len as u64)
+                    .is_none_or(|end| end > stream.length)
+            {
+                return Err(format!(
+                    "manifest index entry {i} points outside stream {}",
+                    e.stream
+                ));
+            }
+            per_stream[e.stream as usize] += 1;
+            m.index.push(e);
+            o += INDEX_ENTRY_SIZE;
+        }
+        for (i, s) in m.streams.iter().enumerate() {
+            if per_stream[i] != s.record_count as u64 {
+                return Err(format!(
+                    "manifest stream {i} claims {} records, the index has {}",
+                    s.record_count, per_stream[i]
+                ));
+            }
+        }
+        if u64_at(OFF_BYTES_STORED) != m.bytes_stored() {
+            return Err("manifest stored-bytes total does not match its streams".into());
+        }
+        for _ in 0..bad {
+            let p = BadPage {
+                file_id: u32_at(o),
+                page: u32_at(o + 4),
+                reason: u32_at(o + 8),
+            };
+            if u32_at(o + 12) != 0
+                || !m
+                    .files
+                    .iter()
+                    .any(|f| f.file_id == p.file_id && p.page < f.page_count)
+            {
+                return Err(format!(
+                    "manifest bad-page entry for file {} page {} is invalid",
+                    p.file_id, p.page
+                ));
+            }
+            m.bad_pages.push(p);
+            o += BAD_PAGE_ENTRY_SIZE;
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample(kind: BackupKind) -> Manifest {
+        let diff = kind == BackupKind::Differential;
+        Manifest {
+            kind,
+            backup_id: 0x1234,
+            database_id: 0x99,
+            snapshot_lsn: 1000,
+            base_lsn: if diff { 500 } else { 0 },
+            base_id: if diff { 0x1000 } else { 0 },
+            base_checksum: if diff { 0xdead } else { 0 },
+            started_unix_ms: 1,
+            finished_unix_ms: 2,
+            change_source: if diff {
+                ChangeSource::Bitmap
+            } else {
+                ChangeSource::AllExtents
+            },
+            level: 3,
+            bytes_read: 65536 * 2,
+            pages_stored: 9,
+            extents_read: 2,
+            extents_per_map: 32_000,
+            files: vec![
+                ManifestFile {
+                    file_id: 1,
+                    page_count: 16,
+                    file_lsn: 900,
+                    name: "data_0001.pvd".into(),
+                },
+                ManifestFile {
+                    file_id: 2,
+                    page_count: 8,
+                    file_lsn: 950,
+                    name: "data_0002.pvd".into(),
+                },
+            ],
+            streams: vec![StreamEntry {
+                length: 500,
+                crc: 7,
+                record_count: 2,
+            }],
+            index: vec![
+                IndexEntry {
+                    stream: 0,
+                    file_id: 1,
+                    extent: 1,
+                    page_mask: 0xff,
+                    offset: 0,
+                    record_len: 200,
+                    header_crc: 1,
+                },
+                IndexEntry {
+                    stream: 0,
+                    file_id: 2,
+                    extent: 0,
+                    page_mask: 0xfc,
+                    offset: 200,
+                    record_len: 300,
+                    header_crc: 2,
+                },
+            ],
+            bad_pages: vec![BadPage {
+                file_id: 2,
+                page: 3,
+                reason: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip_each_kind() {
+        for kind in [
+            BackupKind::Full,
+            BackupKind::Differential,
+            BackupKind::CopyOnly,
+        ] {
+            let m = sample(kind);
+            let (bytes, sum) = m.encode();
+            assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+            assert_eq!(Manifest::checksum_of(&bytes), Some(sum));
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_and_truncation_is_rejected() {
+        let (good, _) = sample(BackupKind::Differential).encode();
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x01;
+            assert!(Manifest::decode(&b).is_err(), "flip at {i} not caught");
+        }
+        for n in 0..good.len() {
+            assert!(
+                Manifest::decode(&good[..n]).is_err(),
+                "truncation at {n} not caught"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_out_of_order_duplicated_or_escaping_entries() {
+        let mut m = sample(BackupKind::Full);
+        m.index.swap(0, 1);
+        assert!(Manifest::decode(&m.encode().0).is_err());
+        let mut m = sample(BackupKind::Full);
+        m.index[1] = IndexEntry {
+            file_id: 1,
+            extent: 1,
+            ..m.index[1]
+        };
+        assert!(Manifest::decode(&m.encode().0).is_err());
+        let mut m = sample(BackupKind::Full);
+        m.index[1].offset = 400; // 400 + 300 > 500
+        assert!(Manifest::decode(&m.encode().0).is_err());
+        let mut m = sample(BackupKind::Full);
+        m.index[0].extent = 2; // file 1 has 2 extents
+        assert!(Manifest::decode(&m.encode().0).is_err());
+    }
+
+    #[test]
+    fn backup_ids_parse_strictly() {
+        assert_eq!(parse_backup_id(&format_backup_id(0xabc)), Some(0xabc));
+        for bad in [
+            "",
+            "abc",
+            "../../etc/passwd",
+            "0000000000000000",
+            "zzzzzzzzzzzzzzzz",
+        ] {
+            assert_eq!(parse_backup_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! A stream record: one extent's pages (all of them, or the ones a differential keeps)
+//! as a 64-byte header and a payload that is an independent zstd frame or the raw pages.
+//!
+//! Keeps true: a record is self-describing (database, backup, file, extent, page mask,
+//! lengths) and doubly checked: the header by its own CRC-32, the stored payload by a
+//! CRC-32, and the decompressed pages by a CRC-32 of the raw bytes, so a flipped bit, a
+//! decompressor fault or a record from another backup is caught before a page is used.
+//! Decoding never allocates more than one extent: stored and raw lengths are bounded by
+//! 64 KiB before any buffer is sized.
+
+use super::codec::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::{crc32, EXTENT_SIZE, FORMAT_VERSION, PAGES_PER_EXTENT, PAGE_SIZE, RECORD_MAGIC};
+
+pub const OFF_MAGIC: usize = 0;
+pub const OFF_VERSION: usize = OFF_MAGIC + 4;
+pub const OFF_FLAGS: usize = OFF_VERSION + 2;
+pub const OFF_DATABASE_ID: usize = OFF_FLAGS + 2;
+pub const OFF_BACKUP_ID: usize = OFF_DATABASE_ID + 8;
+pub const OFF_FILE_ID: usize = OFF_BACKUP_ID + 8;
+pub const OFF_EXTENT: usize = OFF_FILE_ID + 4;
+pub const OFF_PAGE_MASK: usize = OFF_EXTENT + 4;
+pub const OFF_RESERVED: usize = OFF_PAGE_MASK + 1;
+pub const OFF_STORED_LEN: usize = OFF_RESERVED + 3;
+pub const OFF_MAX_LSN: usize = OFF_STORED_LEN + 4;
+pub const OFF_PAYLOAD_CRC: usize = OFF_MAX_LSN + 8;
+pub const OFF_RAW_CRC: usize = OFF_PAYLOAD_CRC + 4;
+pub const OFF_SEQUENCE: usize = OFF_RAW_CRC + 4;
+pub const OFF_HEADER_CRC: usize = OFF_SEQUENCE + 4;
+/// Size of a record header.
+pub const RECORD_HEADER_SIZE: usize = OFF_HEADER_CRC + 4;
+
+const _: () = assert!(RECORD_HEADER_SIZE == 64);
+
+/// Flag: the payload is a zstd frame (otherwise the raw pages).
+pub const FLAG_ZSTD: u16 = 1;
+const KNOWN_FLAGS: u16 = FLAG_ZSTD;
+
+/// The largest stored payload: raw pages are stored when zstd does not shrink them.
+pub const MAX_STORED_LEN: usize = EXTENT_SIZE;
+
+/// The decoded, validated header of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    pub flags: u16,
+    pub database_id: u64,
+    pub backup_id: u64,
+    pub file_id: u32,
+    pub extent: u32,
+    /// Bit `i` set: page `i` of the extent is in the payload, in page order.
+    pub page_mask: u8,
+    pub stored_len: u32,
+    /// Highest page LSN among the record's pages.
+    pub max_lsn: u64,
+    pub payload_crc: u32,
+    pub raw_crc: u32,
+    /// Position of the record in its stream, from 0.
+    pub sequence: u32,
+    /// The header's own checksum (also kept in the manifest's index).
+    pub header_crc: u32,
+}
+
+/// Why a record was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordFault {
+    /// Fewer bytes than the header or payload needs.
+    Truncated {
+        needed: usize,
+        have: usize,
+    },
+    BadMagic,
+    Version(u16),
+    HeaderChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    Field(&'static str, u64),
+    PayloadChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// The zstd frame does not decode to exactly the pages the mask announces.
+    Decompress(String),
+    RawChecksum {
+        stored: u32,
+        computed: u32,
+    },
+}
+
+impl std::fmt::Display for RecordFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordFault::Truncated { needed, have } => {
+                write!(f, "record truncated: needs {needed} bytes, {have} left")
+            }
+            RecordFault::BadMagic => write!(f, "not a record (bad magic)"),
+            RecordFault::Version(v) => write!(f, "record format version {v} is not supported"),
+            RecordFault::HeaderChecksum { stored, computed } => {
+                write!(f, "record header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
+            RecordFault::Field(n, v) => write!(f, "record field {n} has invalid value {v}"),
+            RecordFault::PayloadChecksum { stored, computed } => {
+                write!(f, "record payload checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
+            RecordFault::Decompress(e) => write!(f, "record payload does not decompress: {e}"),
+            RecordFault::RawChecksum { stored, computed } => {
+                write!(f, "record pages checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+            }
+        }
+    }
+}
+
+impl RecordHeader {
+    /// Number of pages in the payload.
+    pub fn page_count(&self) -> usize {
+        self.page_mask.count_ones() as usize
+    }
+
+    /// Bytes of the decompressed payload.
+    pub fn raw_len(&self) -> usize {
+        self.page_count() * PAGE_SIZE
+    }
+
+    /// Header plus payload.
+    pub fn record_len(&self) -> usize {
+        RECORD_HEADER_SIZE + self.stored_len as usize
+    }
+
+    /// Decodes and validates a header from the start of `b`.
+    pub fn decode(b: &[u8]) -> Result<RecordHeader, RecordFault> {
+        if b.len() < RECORD_HEADER_SIZE {
+            return Err(RecordFault::Truncated {
+                needed: RECORD_HEADER_SIZE,
+                have: b.len(),
+            });
+        }
+        let b = &b[..RECORD_HEADER_SIZE];
+        if b[..4] != RECORD_MAGIC {
+            return Err(RecordFault::BadMagic);
+        }
+        let stored = get_u32(b, OFF_HEADER_CRC).unwrap_or(0);
+        let computed = crc32(&b[..OFF_HEADER_CRC]);
+        if stored != computed {
+            return Err(RecordFault::HeaderChecksum { stored, computed });
+        }
+        let version = get_u16(b, OFF_VERSION).unwrap_or(0);
+        if version as u32 != FORMAT_VERSION {
+            return Err(RecordFault::Version(version));
+        }
+        let u32_at = |o| get_u32(b, o).unwrap_or(0);
+        let u64_at = |o| get_u64(b, o).unwrap_or(0);
+        let h = RecordHeader {
+            flags: get_u16(b, OFF_FLAGS).unwrap_or(0),
+            database_id: u64_at(OFF_DATABASE_ID),
+            backup_id: u64_at(OFF_BACKUP_ID),
+            file_id: u32_at(OFF_FILE_ID),
+            extent: u32_at(OFF_EXTENT),
+            page_mask: b[OFF_PAGE_MASK],
+            stored_len: u32_at(OFF_STORED_LEN),
+            max_lsn: u64_at(OFF_MAX_LSN),
+            payload_crc: u32_at(OFF_PAYLOAD_CRC),
+            raw_crc: u32_at(OFF_RAW_CRC),
+            sequence: u32_at(OFF_SEQUENCE),
+            header_crc: stored,
+        };
+        if h.flags & !KNOWN_FLAGS != 0 {
+            return Err(RecordFault::Field("flags", h.flags as u64));
+        }
+        if h.page_mask == 0 {
+            return Err(RecordFault::Field("page_mask", 0));
+        }
+        if b[OFF_RESERVED..OFF_RESERVED + 3] != [0, 0, 0] {
+            return Err(RecordFault::Field("reserved", 0));
+        }
+        if h.stored_len == 0 || h.stored_len as usize > MAX_STORED_LEN {
+            return Err(RecordFault::Field("stored_len", h.stored_len as u64));
+        }
+        if h.flags & FLAG_ZSTD == 0 && h.stored_len as usize != h.raw_len() {
+            return Err(RecordFault::Field("stored_len", h.stored_len as u64));
+        }
+        if h.extent as u64 * PAGES_PER_EXTENT as u64 > super::MAX_FILE_PAGES as u64 {
+            return Err(RecordFault::Field("extent", h.extent as u64));
+        }
+        Ok(h)
+    }
+
+    fn encode_into(&self, b: &mut [u8]) {
+        b[..4].copy_from_slice(&RECORD_MAGIC);
+        put_u16(b, OFF_VERSION, FORMAT_VERSION as u16);
+        put_u16(b, OFF_FLAGS, self.flags);
+        put_u64(b, OFF_DATABASE_ID, self.database_id);
+        put_u64(b, OFF_BACKUP_ID, self.backup_id);
+        put_u32(b, OFF_FILE_ID, self.file_id);
+        put_u32(b, OFF_EXTENT, self.extent);
+        b[OFF_PAGE_MASK] = self.page_mask;
+        b[OFF_RESERVED..OFF_RESERVED + 3].fill(0);
+        put_u32(b, OFF_STORED_LEN, self.stored_len);
+        put_u64(b, OFF_MAX_LSN, self.max_lsn);
+        put_u32(b, OFF_PAYLOAD_CRC, self.payload_crc);
+        put_u32(b, OFF_RAW_CRC, self.raw_crc);
+        put_u32(b, OFF_SEQUENCE, self.sequence);
+        let crc = crc32(&b[..OFF_HEADER_CRC]);
+        put_u32(b, OFF_HEADER_CRC, crc);
+    }
+}
+
+/// Who a record belongs to and where it sits: the fields the encoder cannot derive.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordId {
+    pub database_id: u64,
+    pub backup_id: u64,
+    pub file_id: u32,
+    pub extent: u32,
+    pub sequence: u32,
+}
+
+/// Encodes one record into `out` (cleared first) from the present pages, concatenated in
+/// page order in `raw` (`page_mask.count_ones()` pages of 8 KiB). `compressor` is reused
+/// across records by the caller (one per worker); with `None` the pages are stored raw.
+/// Raw pages are also stored when zstd does not make them smaller.
+pub fn encode(
+    id: RecordId,
+    page_mask: u8,
+    max_lsn: u64,
+    raw: &[u8],
+    compressor: Option<&mut zstd::bulk::Compressor<'_>>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<RecordHeader> {
+    assert!(page_mask != 0 && raw.len() == page_mask.count_ones() as usize * PAGE_SIZE);
+    out.clear();
+    out.resize(RECORD_HEADER_SIZE, 0);
+    let mut flags = 0;
+    if let Some(c) = compressor {
+        let bound = zstd::zstd_safe::compress_bound(raw.len());
+        out.resize(RECORD_HEADER_SIZE + bound, 0);
+        let n = c.compress_to_buffer(raw, &mut out[RECORD_HEADER_SIZE..])?;
+        if n < raw.len() {
+            out.truncate(RECORD_HEADER_SIZE + n);
+            flags |= FLAG_ZSTD;
+        } else {
+            out.truncate(RECORD_HEADER_SIZE);
+        }
+    }
+    if flags & FLAG_ZSTD == 0 {
+        out.extend_from_slice(raw);
+    }
+    let stored_len = (out.len() - RECORD_HEADER_SIZE) as u32;
+    let mut h = RecordHeader {
+        flags,
+        database_id: id.database_id,
+        backup_id: id.backup_id,
+        file_id: id.file_id,
+        extent: id.extent,
+        page_mask,
+        stored_len,
+        max_lsn,
+        payload_crc: crc32(&out[RECORD_HEADER_SIZE..]),
+        raw_crc: crc32(raw),
+        sequence: id.sequence,
+        header_crc: 0,
+    };
+    h.encode_into(&mut out[..RECORD_HEADER_SIZE]);
+    h.header_crc = get_u32(out, OFF_HEADER_CRC).unwrap_or(0);
+    Ok(h)
+}
+
+/// Checks the stored payload of `header` (the `stored_len` bytes after the header) and
+/// decodes it into `raw` (resized to the pages' length), verifying the raw checksum.
+/// `decompressor` is reused across records by the caller. Never allocates more than 64 KiB.
+pub fn decode_payload(
+    header: &RecordHeader,
+    payload: &[u8],
+    decompressor: &mut zstd::bulk::Decompressor<'_>,
+    raw: &mut Vec<u8>,
+) -> Result<(), RecordFault> {
+    let stored_len = header.stored_len as usize;
+    if payload.len() < stored_len {
+        return Err(RecordFault::Truncated {
+            needed: stored_len,
+            have: payload.len(),
+        });
+    }
+    let payload = &payload[..stored_len];
+    let computed = crc32(payload);
+    if computed != header.payload_crc {
+        return Err(RecordFault::PayloadChecksum {
+            stored: header.payload_crc,
+            computed,
+        });
+    }
+    let raw_len = header.raw_len();
+    raw.clear();
+    if header.flags & FLAG_ZSTD != 0 {
+        raw.resize(raw_len, 0);
+        // The buffer is exactly the announced size: a frame that wants more is rejected,
+        // so a decompression bomb cannot allocate.
+        let n = decompressor
+            .decompress_to_buffer(payload, &mut raw[..])
+            .map_err(|e| RecordFault::Decompress(e.to_string()))?;
+        if n != raw_len {
+            return Err(RecordFault::Decompress(format!(
+                "{n} bytes, expected {raw_len}"
+            )));
+        }
+    } else {
+        raw.extend_from_slice(payload);
+    }
+    let computed = crc32(raw);
+    if computed != header.raw_crc {
+        return Err(RecordFault::RawChecksum {
+            stored: header.raw_crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> RecordId {
+        RecordId {
+            database_id: 7,
+            backup_id: 9,
+            file_id: 1,
+            extent: 5,
+            sequence: 3,
+        }
+    }
+
+    fn pages(n: usize, compressible: bool) -> Vec<u8> {
+        let mut x = 12345u64;
+        (0..n * PAGE_SIZE)
+            .map(|i| {
+                if compressible {
+                    (i % 13) as u8
+                } else {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                }
+            })
+            .collect()
+    }
+
+    fn round_trip(mask: u8, compressible: bool) -> (RecordHeader, Vec<u8>, Vec<u8>) {
+        let raw = pages(mask.count_ones() as usize, compressible);
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        let mut out = vec![];
+        let h = encode(id(), mask, 77, &raw, Some(&mut c), &mut out).unwrap();
+        let d = RecordHeader::decode(&out).unwrap();
+        assert_eq!(d, h);
+        let mut back = vec![];
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        decode_payload(&d, &out[RECORD_HEADER_SIZE..], &mut dec, &mut back).unwrap();
+        assert_eq!(back, raw);
+        (h, out, raw)
+    }
+
+    #[test]
+    fn compressible_pages_are_zstd_and_random_pages_raw() {
+        let (h, _, _) = round_trip(0b1010_0101, true);
+        assert_eq!(h.flags & FLAG_ZSTD, FLAG_ZSTD);
+        let (h, _, _) = round_trip(0xff, false);
+        assert_eq!(h.flags & FLAG_ZSTD, 0);
+        assert_eq!(h.stored_len as usize, EXTENT_SIZE);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_caught() {
+        let (_, out, _) = round_trip(0b0000_0011, true);
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        for i in 0..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 0x04;
+            let ok = RecordHeader::decode(&bad).and_then(|h| {
+                let mut raw = vec![];
+                decode_payload(&h, &bad[RECORD_HEADER_SIZE..], &mut dec, &mut raw)
+            });
+            assert!(ok.is_err(), "flip at byte {i} not caught");
+        }
+    }
+
+    #[test]
+    fn truncation_is_caught() {
+        let (_, out, _) = round_trip(0b0000_0001, true);
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        for n in 0..out.len() {
+            let cut = &out[..n];
+            let ok = RecordHeader::decode(cut).and_then(|h| {
+                let mut raw = vec![];
+                decode_payload(&h, &cut[RECORD_HEADER_SIZE..], &mut dec, &mut raw)
+            });
+            assert!(ok.is_err(), "truncation at {n} not caught");
+        }
+    }
+
+    #[test]
+    fn a_frame_announcing_more_than_the_mask_is_rejected() {
+        // A valid zstd frame of 64 KiB behind a header that announces one page.
+        let big = pages(8, true);
+        let frame = zstd::bulk::compress(&big, 1).unwrap();
+        let mut out = vec![0u8; RECORD_HEADER_SIZE];
+        out.extend_from_slice(&frame);
+        let h = RecordHeader {
+            flags: FLAG_ZSTD,
+            database_id: 7,
+            backup_id: 9,
+            file_id: 1,
+            extent: 5,
+            page_mask: 1,
+            stored_len: frame.len() as u32,
+            max_lsn: 1,
+            payload_crc: crc32(&frame),
+            raw_crc: 0,
+            sequence: 0,
+            header_crc: 0,
+        };
+        h.encode_into(&mut out[..RECORD_HEADER_SIZE]);
+        let d = RecordHeader::decode(&out).unwrap();
+        let mut raw = vec![];
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        assert!(matches!(
+            decode_payload(&d, &out[RECORD_HEADER_SIZE..], &mut dec, &mut raw),
+            Err(RecordFault::Decompress(_))
+        ));
+        assert!(raw.capacity() <= PAGE_SIZE * 2);
+    }
+}
