@@ -17,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod ids;
 pub mod io;
+pub mod progress;
 pub mod repo;
 pub mod store;
 
