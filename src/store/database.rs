@@ -133,6 +133,10 @@ pub struct Database {
     pub(crate) lsn: LsnAllocator,
     pub(crate) epoch: AtomicU64,
     pub(crate) pending_epoch: AtomicU64,
+    /// The highest epoch ever used, on disk or in memory: a new base takes the next one,
+    /// so bits of an abandoned pending epoch are never read as current.
+    pub(crate) epoch_high: AtomicU64,
+    pub(crate) snapshot: RwLock<Option<Arc<super::snapshot::SnapshotState>>>,
     stripes: Box<[Mutex<()>]>,
     recovered: bool,
     closed: AtomicBool,
@@ -252,6 +256,8 @@ impl Database {
             lsn: LsnAllocator::resume(format_lsn, ctl.lsn_reserved),
             epoch: AtomicU64::new(1),
             pending_epoch: AtomicU64::new(0),
+            epoch_high: AtomicU64::new(1),
+            snapshot: RwLock::new(None),
             vfs,
             _lock: lock,
             mode: OpenMode::ReadWrite,
@@ -300,10 +306,23 @@ impl Database {
             )?;
             files.push(Arc::new(f));
         }
+        let mut epoch_high = ctl.epoch;
+        for f in &files {
+            for k in 0..f.map.interval_count() {
+                let m = f.map.lock(k);
+                epoch_high = m
+                    .epochs
+                    .iter()
+                    .filter(|&&e| e != u64::MAX)
+                    .fold(epoch_high, |a, &e| a.max(e));
+            }
+        }
         let db = Database {
             lsn: LsnAllocator::new(ctl.lsn_reserved),
             epoch: AtomicU64::new(ctl.epoch),
             pending_epoch: AtomicU64::new(0),
+            epoch_high: AtomicU64::new(epoch_high),
+            snapshot: RwLock::new(None),
             vfs,
             _lock: lock,
             mode,
@@ -405,6 +424,22 @@ impl Database {
             )));
         }
         Ok(())
+    }
+
+    /// Holds every extent lock (a snapshot's quiesce point). Writers hold at most one.
+    pub(crate) fn lock_all_stripes(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        self.stripes
+            .iter()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect()
+    }
+
+    /// The running snapshot, if any.
+    pub(crate) fn current_snapshot(&self) -> Option<Arc<super::snapshot::SnapshotState>> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn stripe(&self, file_id: u32, extent: u64) -> std::sync::MutexGuard<'_, ()> {
@@ -636,7 +671,7 @@ impl Database {
         let new_epoch = if pending != 0 {
             pending
         } else {
-            self.control.lock().unwrap().epoch + 1
+            self.epoch_high.fetch_add(1, Ordering::SeqCst) + 1
         };
         self.commit_control(|c| {
             c.epoch = new_epoch;

@@ -119,6 +119,16 @@ impl Database {
             }
             let f = &files[fi];
             let _g = self.stripe(f.id, extent);
+            // A full's snapshot may have begun since step 1: its pending epoch must hold
+            // this extent's bit before the data (tracking before data, for the new base).
+            let pending_now = self.pending_epoch.load(Ordering::SeqCst);
+            if pending_now != 0 && pending_now != pending {
+                self.mark_pending(f, extent, pending_now)?;
+            }
+            // Copy-before-write: a running snapshot keeps the extent's image as of its LSN.
+            if let Some(snap) = self.current_snapshot() {
+                snap.before_write(self, f, extent)?;
+            }
             let first_lsn = self.allocate_lsns((j - i) as u64)?;
             let mut lsn = first_lsn;
             let mut run_start: Option<u32> = None;
@@ -158,5 +168,22 @@ impl Database {
             i = j;
         }
         Ok(last_lsn)
+    }
+
+    /// Sets `extent`'s bit in the pending epoch durably (rare: a write straddling the start
+    /// of a full's snapshot).
+    fn mark_pending(&self, f: &super::DataFileRef, extent: u64, pending: u64) -> Result<()> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let (k, idx) = f.map.locate(extent);
+        let mut m = f.map.lock(k);
+        if m.set(pending, epoch, idx) {
+            let pn = f.map.page_of(k);
+            let bytes = m.encode(f.addr(pn as u32), f.file_lsn.load(Ordering::SeqCst));
+            f.storage
+                .write_at(pn * PAGE_SIZE as u64, &bytes)
+                .map_err(|e| f.io_err(e))?;
+            f.storage.sync().map_err(|e| f.io_err(e))?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,304 @@
+//! Point-in-time snapshots of an open database, for online backup, by copy-before-write.
+//!
+//! Keeps true: every extent a snapshot reads is exactly as it was at the snapshot LSN,
+//! while other threads keep writing. The snapshot starts with every extent lock held, so
+//! no write is half done and the snapshot LSN is the last LSN handed out. From then on, a
+//! writer about to change an extent the snapshot has not read yet first saves the
+//! extent's image (under the extent's lock, before its write); the snapshot reads the
+//! saved image if there is one, the disk otherwise, and marks the extent read. Writers
+//! wait for at most one extent copy, never for compression or the repository. Saved
+//! images beyond a memory limit spill to a file in the database folder.
+//!
+//! For a full backup the snapshot opens a pending tracking epoch: writes after the
+//! snapshot set their bits in both the active and the pending epoch, so committing the
+//! base switches to an epoch that holds exactly the changes after the snapshot, and a
+//! snapshot dropped without committing leaves the active epoch as if nothing happened.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bitvec::vec::BitVec;
+
+use crate::error::{Error, Result};
+use crate::format::{EXTENT_SIZE, PAGES_PER_EXTENT};
+use crate::io::Storage;
+
+use super::data_file::DataFile;
+use super::database::{find_file, Database};
+
+/// Saved extent images kept in memory before spilling (32 MiB = 512 extents).
+pub const PREIMAGE_MEMORY_LIMIT_BYTES: usize = 32 << 20;
+/// The spill file's name in the database folder.
+pub const SPILL_FILE_NAME: &str = "snapshot.spill";
+
+/// A fixed-size set of bits that threads set concurrently.
+struct AtomicBits(Vec<AtomicU64>);
+
+impl AtomicBits {
+    fn new(n: u64) -> AtomicBits {
+        AtomicBits((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
+    }
+    fn get(&self, i: u64) -> bool {
+        self.0[(i / 64) as usize].load(Ordering::SeqCst) & (1 << (i % 64)) != 0
+    }
+    fn set(&self, i: u64) {
+        self.0[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
+    }
+}
+
+struct SnapFile {
+    file_id: u32,
+    page_count: u32,
+    /// Extents the snapshot has read (no copy needed any more).
+    read: AtomicBits,
+    /// Extents whose image was saved before a write.
+    saved: AtomicBits,
+    /// Extents marked changed in the active epoch at the snapshot.
+    changed: BitVec<u64>,
+}
+
+#[derive(Default)]
+struct Preimages {
+    memory: HashMap<(u32, u64), Box<[u8]>>,
+    spilled: HashMap<(u32, u64), u64>,
+    spill: Option<Arc<dyn Storage>>,
+    spill_len: u64,
+    peak_memory_bytes: usize,
+}
+
+/// Counters of a snapshot's copy-before-write work.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct SnapshotStats {
+    /// Extents writers saved before changing them.
+    pub extents_saved: u64,
+    /// Of those, how many went to the spill file.
+    pub extents_spilled: u64,
+    /// Most bytes of saved images held in memory at once.
+    pub peak_memory_bytes: u64,
+}
+
+pub(crate) struct SnapshotState {
+    lsn: u64,
+    files: Vec<SnapFile>,
+    preimages: Mutex<Preimages>,
+    saved_count: AtomicU64,
+    spilled_count: AtomicU64,
+}
+
+impl SnapshotState {
+    fn file(&self, file_id: u32) -> Option<&SnapFile> {
+        self.files.iter().find(|f| f.file_id == file_id)
+    }
+
+    /// Called by a writer holding the extent's lock, before it writes the extent.
+    pub(crate) fn before_write(&self, db: &Database, f: &DataFile, extent: u64) -> Result<()> {
+        let Some(sf) = self.file(f.id) else {
+            return Ok(());
+        };
+        if extent >= sf.page_count as u64 / PAGES_PER_EXTENT as u64
+            || sf.read.get(extent)
+            || sf.saved.get(extent)
+        {
+            return Ok(());
+        }
+        let mut image = vec![0u8; EXTENT_SIZE].into_boxed_slice();
+        f.read_raw(extent * PAGES_PER_EXTENT as u64, &mut image)?;
+        let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
+        let in_memory = p.memory.len() * EXTENT_SIZE;
+        if in_memory + EXTENT_SIZE <= PREIMAGE_MEMORY_LIMIT_BYTES {
+            p.memory.insert((f.id, extent), image);
+            p.peak_memory_bytes = p.peak_memory_bytes.max(in_memory + EXTENT_SIZE);
+        } else {
+            if p.spill.is_none() {
+                let vfs = db.vfs();
+                let s = vfs
+                    .open(SPILL_FILE_NAME, true)
+                    .map_err(|e| Error::io(vfs.path_of(SPILL_FILE_NAME), e))?;
+                s.set_len(0)
+                    .map_err(|e| Error::io(vfs.path_of(SPILL_FILE_NAME), e))?;
+                p.spill = Some(s);
+            }
+            let at = p.spill_len;
+            let spill = p.spill.clone().expect("created above");
+            spill
+                .write_at(at, &image)
+                .map_err(|e| Error::io(db.vfs().path_of(SPILL_FILE_NAME), e))?;
+            p.spill_len += EXTENT_SIZE as u64;
+            p.spilled.insert((f.id, extent), at);
+            self.spilled_count.fetch_add(1, Ordering::Relaxed);
+        }
+        sf.saved.set(extent);
+        self.saved_count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A consistent view of the database at one LSN, for one backup. Dropping it ends it;
+/// a full's pending base is abandoned unless [`Snapshot::commit_base`] ran.
+pub struct Snapshot<'db> {
+    db: &'db Database,
+    state: Arc<SnapshotState>,
+    new_base: bool,
+    committed: bool,
+}
+
+impl Database {
+    /// Starts a snapshot. With `new_base` (a full backup) writes from now on are tracked
+    /// for the pending base as well. One snapshot at a time.
+    pub fn begin_snapshot(&self, new_base: bool) -> Result<Snapshot<'_>> {
+        self.check_writable()?;
+        let files = self.files_read();
+        // Quiesce: hold every extent lock, so no write is between its LSN and its pages.
+        // (Taken before the snapshot slot: a writer reads the slot while holding one.)
+        let _all = self.lock_all_stripes();
+        let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Err(Error::Invalid(format!(
+                "{}: a backup of this database is already running",
+                self.path().display()
+            )));
+        }
+        let lsn = self.lsn.last();
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let snap_files = files
+            .iter()
+            .map(|f| SnapFile {
+                file_id: f.id,
+                page_count: f.page_count,
+                read: AtomicBits::new(f.extent_count()),
+                saved: AtomicBits::new(f.extent_count()),
+                changed: f.map.changed(epoch, f.extent_count()),
+            })
+            .collect();
+        if new_base {
+            let pending = self.epoch_high.fetch_add(1, Ordering::SeqCst) + 1;
+            self.pending_epoch.store(pending, Ordering::SeqCst);
+        }
+        let state = Arc::new(SnapshotState {
+            lsn,
+            files: snap_files,
+            preimages: Mutex::default(),
+            saved_count: AtomicU64::new(0),
+            spilled_count: AtomicU64::new(0),
+        });
+        *slot = Some(state.clone());
+        Ok(Snapshot {
+            db: self,
+            state,
+            new_base,
+            committed: false,
+        })
+    }
+}
+
+impl Snapshot<'_> {
+    /// Every page read through the snapshot is as of this LSN.
+    pub fn lsn(&self) -> u64 {
+        self.state.lsn
+    }
+
+    /// The data files at the snapshot: (file id, page count).
+    pub fn files(&self) -> Vec<(u32, u32)> {
+        self.state
+            .files
+            .iter()
+            .map(|f| (f.file_id, f.page_count))
+            .collect()
+    }
+
+    /// Extents of `file_id` marked changed since the base at the snapshot.
+    pub fn changed_extents(&self, file_id: u32) -> Option<&BitVec<u64>> {
+        self.state.file(file_id).map(|f| &f.changed)
+    }
+
+    /// Reads extent `extent` of `file_id` as it was at the snapshot into `buf` (64 KiB,
+    /// unverified bytes: the caller verifies pages).
+    pub fn read_extent(&self, file_id: u32, extent: u64, buf: &mut [u8]) -> Result<()> {
+        let sf = self
+            .state
+            .file(file_id)
+            .ok_or_else(|| Error::Invalid(format!("file {file_id} is not part of the snapshot")))?;
+        if extent >= sf.page_count as u64 / PAGES_PER_EXTENT as u64 {
+            return Err(Error::Invalid(format!(
+                "extent {extent} of file {file_id} is past the snapshot's end"
+            )));
+        }
+        let files = self.db.files_read();
+        let f = find_file(&files, file_id)?;
+        let _g = self.db.stripe(file_id, extent);
+        if sf.saved.get(extent) {
+            let mut p = self
+                .state
+                .preimages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(img) = p.memory.remove(&(file_id, extent)) {
+                buf.copy_from_slice(&img);
+            } else if let Some(at) = p.spilled.remove(&(file_id, extent)) {
+                let spill = p.spill.clone().expect("spilled images have a spill file");
+                spill
+                    .read_at(at, buf)
+                    .map_err(|e| Error::io(self.db.vfs().path_of(SPILL_FILE_NAME), e))?;
+            } else {
+                return Err(Error::Invalid(format!(
+                    "extent {extent} of file {file_id} was read twice from the snapshot"
+                )));
+            }
+        } else {
+            f.read_raw(extent * PAGES_PER_EXTENT as u64, buf)?;
+        }
+        sf.read.set(extent);
+        Ok(())
+    }
+
+    /// Copy-before-write counters so far.
+    pub fn stats(&self) -> SnapshotStats {
+        let p = self
+            .state
+            .preimages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        SnapshotStats {
+            extents_saved: self.state.saved_count.load(Ordering::Relaxed),
+            extents_spilled: self.state.spilled_count.load(Ordering::Relaxed),
+            peak_memory_bytes: p.peak_memory_bytes as u64,
+        }
+    }
+
+    /// Records this snapshot as the new differential base (a full backup that was
+    /// published): one control-file commit switches to the pending epoch.
+    pub fn commit_base(mut self, backup_id: u64, manifest_checksum: u64) -> Result<()> {
+        if !self.new_base {
+            return Err(Error::Invalid(
+                "a snapshot begun without a new base cannot commit one".into(),
+            ));
+        }
+        self.db
+            .commit_base(self.state.lsn, backup_id, manifest_checksum)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Snapshot<'_> {
+    fn drop(&mut self) {
+        if self.new_base && !self.committed {
+            // Abandoned: writes keep their bits in the active epoch; the pending one is
+            // never used again (epochs only grow).
+            self.db.pending_epoch.store(0, Ordering::SeqCst);
+        }
+        *self.db.snapshot.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let spill = self
+            .state
+            .preimages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spill
+            .take();
+        if spill.is_some() {
+            drop(spill);
+            let _ = self.db.vfs().remove(SPILL_FILE_NAME);
+        }
+    }
+}
