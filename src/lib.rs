@@ -15,6 +15,8 @@
 
 pub mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod ids;
 pub mod io;
 pub mod progress;
