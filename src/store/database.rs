@@ -599,6 +599,14 @@ impl Database {
         Ok(id)
     }
 
+    /// Syncs every data file (no header refresh).
+    pub(crate) fn sync_data_files(&self) -> Result<()> {
+        for f in self.files_read().iter() {
+            f.storage.sync().map_err(|e| f.io_err(e))?;
+        }
+        Ok(())
+    }
+
     /// Makes every write so far durable and refreshes the file headers.
     pub fn flush(&self) -> Result<()> {
         self.check_writable()?;

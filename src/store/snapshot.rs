@@ -148,6 +148,10 @@ impl Database {
     /// for the pending base as well. One snapshot at a time.
     pub fn begin_snapshot(&self, new_base: bool) -> Result<Snapshot<'_>> {
         self.check_writable()?;
+        // What the snapshot holds must be what the database durably holds at its LSN: a
+        // set holding a write the disk then loses in a crash would disagree with every
+        // later differential. Sync most of it before quiescing, the rest while quiesced.
+        self.sync_data_files()?;
         let files = self.files_read();
         // Quiesce: hold every extent lock, so no write is between its LSN and its pages.
         // (Taken before the snapshot slot: a writer reads the slot while holding one.)
@@ -158,6 +162,9 @@ impl Database {
                 "{}: a backup of this database is already running",
                 self.path().display()
             )));
+        }
+        for f in files.iter() {
+            f.storage.sync().map_err(|e| f.io_err(e))?;
         }
         let lsn = self.lsn.last();
         let epoch = self.epoch.load(Ordering::SeqCst);
