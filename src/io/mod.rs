@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// One file, addressed by offset. Implementations are shared between threads.
+#[allow(clippy::len_without_is_empty)] // a file's length is I/O, not a collection size
 pub trait Storage: Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
