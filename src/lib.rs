@@ -13,10 +13,16 @@
 //! # Ok::<(), pagevault::Error>(())
 //! ```
 
+pub mod check;
 pub mod error;
 pub mod format;
+pub mod import;
 pub mod io;
+pub mod layout;
+pub mod progress;
 pub mod store;
+pub mod units;
+pub mod workload;
 
 pub use error::{Error, Result};
 pub use format::file_header::TrackingState;
