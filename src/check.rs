@@ -660,3 +660,211 @@ fn header_vs_control(
         soft("open flag", open.to_string(), ctl_open.to_string());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::map_page_number;
+    use crate::io::mem::MemVfs;
+    use crate::store::{CreateOptions, Database};
+    use crate::workload::{self, Pattern, Workload};
+
+    /// Two files of 10 extents with 2 extents per map page: 5 intervals per file.
+    fn small_db() -> (MemVfs, Database) {
+        let vfs = MemVfs::new();
+        let opts = CreateOptions {
+            files: 2,
+            pages_per_file: 80,
+            extents_per_map: 2,
+        };
+        let db = Database::create(Arc::new(vfs.clone()), &opts).unwrap();
+        (vfs, db)
+    }
+
+    fn run(vfs: &MemVfs) -> CheckReport {
+        check_vfs(Arc::new(vfs.clone()), &NoProgress).unwrap()
+    }
+
+    fn kinds(r: &CheckReport) -> Vec<(String, Option<u64>, FindingKind)> {
+        r.findings
+            .iter()
+            .map(|f| (f.file.clone(), f.page, f.kind))
+            .collect()
+    }
+
+    fn write_some(db: &Database, writes: u64, pattern: Pattern) {
+        let w = Workload {
+            writes,
+            seed: 5,
+            pattern,
+            batch: 16,
+        };
+        workload::run(db, &w, &NoProgress).unwrap();
+    }
+
+    #[test]
+    fn clean_database_across_many_intervals_has_no_findings_and_is_not_written() {
+        let (vfs, db) = small_db();
+        write_some(&db, 300, Pattern::Uniform);
+        db.close().unwrap();
+        let before: Vec<_> = ["data_0001.pvd", "data_0002.pvd", CONTROL_FILE_NAME]
+            .iter()
+            .map(|n| vfs.read_file(n).unwrap())
+            .collect();
+        let ops = vfs.ops();
+        let r = run(&vfs);
+        assert_eq!(kinds(&r), vec![]);
+        assert!(r.is_consistent());
+        assert_eq!((r.files_checked, r.pages_checked), (2, 160));
+        assert_eq!(vfs.ops(), ops, "the checker made a mutating operation");
+        let after: Vec<_> = ["data_0001.pvd", "data_0002.pvd", CONTROL_FILE_NAME]
+            .iter()
+            .map(|n| vfs.read_file(n).unwrap())
+            .collect();
+        assert!(before == after);
+    }
+
+    #[test]
+    fn clear_bit_in_a_later_interval_is_found() {
+        let (vfs, db) = small_db();
+        db.commit_base(db.last_lsn(), 1, 0).unwrap();
+        // Extent 7 (pages 56..64) is in interval 3, whose map page is page 49.
+        db.write_page(2, 58, b"changed").unwrap();
+        let epoch = db.control().epoch;
+        let dbid = db.database_id();
+        db.close().unwrap();
+        assert!(run(&vfs).is_consistent());
+        let pn = map_page_number(3, 2) as usize;
+        vfs.corrupt_file("data_0002.pvd", |b| {
+            let addr = PageAddress {
+                database_id: dbid,
+                file_id: 2,
+                page_number: pn as u32,
+            };
+            let img = &mut b[pn * PAGE_SIZE..(pn + 1) * PAGE_SIZE];
+            let lsn = page::lsn_of(img).unwrap();
+            let mut m = MapPage::decode(img, addr, 3, 2).unwrap();
+            let s = m.slot_of(epoch).unwrap();
+            assert!(m.bits[s][1]);
+            m.bits[s].set(1, false);
+            img.copy_from_slice(&m.encode(addr, lsn));
+        });
+        let r = run(&vfs);
+        assert_eq!(
+            kinds(&r),
+            vec![(
+                "data_0002.pvd".to_string(),
+                Some(56),
+                FindingKind::TrackingBitClear
+            )]
+        );
+    }
+
+    #[test]
+    fn corrupt_header_is_a_finding_not_a_failure() {
+        let (vfs, db) = small_db();
+        db.close().unwrap();
+        vfs.corrupt_file("data_0001.pvd", |b| b[..PAGE_SIZE].fill(0));
+        let r = run(&vfs);
+        assert_eq!(
+            kinds(&r),
+            vec![("data_0001.pvd".to_string(), Some(0), FindingKind::Checksum)]
+        );
+        assert_eq!(r.errors, 1);
+    }
+
+    #[test]
+    fn misplaced_page_and_too_high_lsn_are_found() {
+        let (vfs, db) = small_db();
+        write_some(&db, 40, Pattern::Sequential);
+        let dbid = db.database_id();
+        let file_lsn = db.status().unwrap().files[0].file_lsn;
+        db.close().unwrap();
+        vfs.corrupt_file("data_0001.pvd", |b| {
+            // Page 20's image where page 21 belongs.
+            let img = b[20 * PAGE_SIZE..21 * PAGE_SIZE].to_vec();
+            b[21 * PAGE_SIZE..22 * PAGE_SIZE].copy_from_slice(&img);
+            // Page 30 validly sealed, but with an LSN above its file's.
+            let addr = PageAddress {
+                database_id: dbid,
+                file_id: 1,
+                page_number: 30,
+            };
+            page::seal(
+                &mut b[30 * PAGE_SIZE..31 * PAGE_SIZE],
+                PAGE_TYPE_DATA,
+                file_lsn + 1,
+                addr,
+            );
+        });
+        let r = run(&vfs);
+        assert_eq!(
+            kinds(&r),
+            vec![
+                (
+                    "data_0001.pvd".into(),
+                    Some(21),
+                    FindingKind::WrongPageNumber
+                ),
+                ("data_0001.pvd".into(), Some(30), FindingKind::LsnTooHigh),
+            ]
+        );
+    }
+
+    #[test]
+    fn unclean_shutdown_is_a_note_and_bounds_lsns_by_the_high_water_mark() {
+        let (vfs, db) = small_db();
+        write_some(&db, 50, Pattern::Uniform);
+        db.abandon();
+        let r = run(&vfs);
+        assert!(r.is_consistent(), "{:?}", r.findings);
+        assert!(!r.clean_shutdown);
+        assert_eq!(
+            kinds(&r),
+            vec![(
+                CONTROL_FILE_NAME.to_string(),
+                None,
+                FindingKind::UncleanShutdown
+            )]
+        );
+    }
+
+    #[test]
+    fn cannot_run_when_locked_or_not_a_database() {
+        let (vfs, db) = small_db();
+        match check_vfs(Arc::new(vfs.clone()), &NoProgress) {
+            Err(Error::Locked { .. }) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        db.close().unwrap();
+        assert!(check_vfs(Arc::new(vfs.clone()), &NoProgress).is_ok());
+        match check_vfs(Arc::new(MemVfs::new()), &NoProgress) {
+            Err(Error::NotFound { .. }) => {}
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        vfs.corrupt_file(CONTROL_FILE_NAME, |b| b[20] ^= 1);
+        match check_vfs(Arc::new(vfs.clone()), &NoProgress) {
+            Err(Error::Corrupt { .. }) => {}
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn findings_are_bounded_per_file() {
+        let vfs = MemVfs::new();
+        let opts = CreateOptions {
+            files: 1,
+            pages_per_file: 1200,
+            extents_per_map: 2,
+        };
+        Database::create(Arc::new(vfs.clone()), &opts)
+            .unwrap()
+            .close()
+            .unwrap();
+        vfs.corrupt_file("data_0001.pvd", |b| b[PAGE_SIZE..].fill(0xAB));
+        let r = run(&vfs);
+        assert_eq!(r.findings.len(), MAX_FINDINGS_PER_FILE);
+        assert_eq!(r.errors, 1199);
+        assert_eq!(r.findings_not_listed, 199);
+    }
+}

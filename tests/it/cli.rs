@@ -324,6 +324,9 @@ fn usage_errors_exit_64_and_help_exits_0() {
         vec!["workload", dbs, "--writes", "ten"],
         vec!["workload", dbs, "--writes", "1", "--pattern", "zigzag"],
         vec!["init", dbs, "--size", "12Q"],
+        vec!["init", dbs, "--files", "0"],
+        vec!["workload", dbs, "--writes", "1", "--batch", "0"],
+        vec!["workload", dbs, "--writes", "1", "--batch", "5000"],
         vec!["import", dbs],
         vec!["check"],
     ] {

@@ -13,7 +13,8 @@ pub struct Args {
     /// Folder of the new database (created if missing; must not hold a database).
     pub db: PathBuf,
     /// Number of data files.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=pagevault::format::MAX_FILES as i64))]
     pub files: u32,
     /// Total size of the data files (4096, 64M, 256MiB, 1GiB, 1GB).
     #[arg(long, default_value = "256MiB", value_parser = crate::args::size)]

@@ -26,10 +26,13 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         return Ok(Exit::Success);
     }
     say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
+    // The highest LSN written is the highest file LSN (a freshly opened handle's `lsn`
+    // is the reservation mark it would continue from).
+    let last_lsn = s.files.iter().map(|f| f.file_lsn).max().unwrap_or(0);
     say!(
         out,
-        "LSN {} (high-water mark {}); base LSN {}, base backup id {}; tracking {}{}",
-        s.lsn,
+        "last LSN {} (high-water mark {}); base LSN {}, base backup id {}; tracking {}{}",
+        last_lsn,
         s.lsn_reserved,
         s.base_lsn,
         s.base_id,

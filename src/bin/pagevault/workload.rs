@@ -33,7 +33,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = PatternArg::Uniform)]
     pub pattern: PatternArg,
     /// Page writes per batch (1 to 1024).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=wl::MAX_BATCH as i64))]
     pub batch: u32,
     /// Print the report as JSON.
     #[arg(long)]
