@@ -102,6 +102,11 @@ fn json(o: &Output) -> serde_json::Value {
 fn init_workload_status_check_round_trip() {
     let t = tempfile::tempdir().unwrap();
     let db = init(t.path(), "4MiB", 2);
+    // A second init on the same folder must not overwrite it.
+    let o = pv(&["init".as_ref(), db.as_os_str()]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).lines().count(), 1);
     commit_base(&db);
     let writes = 30u64;
     let o = workload(

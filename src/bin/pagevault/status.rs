@@ -45,7 +45,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     say!(
         out,
-        "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}",
+        "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}  {}",
         "file",
         "pages",
         "file LSN",
@@ -53,12 +53,13 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         "base id",
         "changed ext.",
         "changed pg.",
-        "changed"
+        "changed",
+        "tracking"
     )?;
     for f in &s.files {
         say!(
             out,
-            "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}",
+            "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}  {}",
             f.name,
             f.pages,
             f.file_lsn,
@@ -66,7 +67,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             f.base_id,
             format!("{}/{}", f.extents_changed, f.extents),
             f.pages_changed,
-            format_size(f.bytes_changed)
+            format_size(f.bytes_changed),
+            f.tracking.describe()
         )?;
     }
     say!(
