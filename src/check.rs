@@ -867,4 +867,34 @@ mod tests {
         assert_eq!(r.errors, 1199);
         assert_eq!(r.findings_not_listed, 199);
     }
+
+    #[test]
+    fn unfinished_restore_is_an_inconsistency_and_untrusted_tracking_a_note() {
+        let (vfs, db) = small_db();
+        db.untrust_tracking(crate::TrackingState::UntrustedDeclared)
+            .unwrap();
+        db.close().unwrap();
+        let r = run(&vfs);
+        assert!(r.is_consistent());
+        assert_eq!(
+            kinds(&r),
+            vec![(
+                CONTROL_FILE_NAME.to_string(),
+                None,
+                FindingKind::TrackingUntrusted
+            )]
+        );
+        vfs.corrupt_file(CONTROL_FILE_NAME, |b| {
+            let mut c = Control::decode(b).unwrap();
+            c.flags |= control::FLAG_RESTORING;
+            *b = c.encode();
+        });
+        let r = run(&vfs);
+        assert!(!r.is_consistent());
+        assert!(kinds(&r).contains(&(
+            CONTROL_FILE_NAME.to_string(),
+            None,
+            FindingKind::RestoreIncomplete
+        )));
+    }
 }
