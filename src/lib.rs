@@ -13,15 +13,20 @@
 //! # Ok::<(), pagevault::Error>(())
 //! ```
 
+pub mod check;
 pub mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod ids;
+pub mod import;
 pub mod io;
+pub mod layout;
 pub mod progress;
 pub mod repo;
 pub mod store;
+pub mod units;
+pub mod workload;
 
 pub use error::{Error, Result};
 pub use format::file_header::TrackingState;

@@ -1,0 +1,47 @@
+//! The command line: one enum variant per subcommand, each subcommand's flags in its own
+//! file. Adding a subcommand is a variant here, an arm in [`Command::run`], and a file.
+
+use clap::{Parser, Subcommand};
+
+use crate::output::{Exit, Out};
+use crate::{check, import, init, status, workload};
+
+/// pagevault: a page/extent storage engine built for backup.
+#[derive(Debug, Parser)]
+#[command(name = "pagevault", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new database.
+    Init(init::Args),
+    /// Write a deterministic, seeded stream of pages to a database.
+    Workload(workload::Args),
+    /// Create a new database holding the bytes of files as page payloads.
+    Import(import::Args),
+    /// Show LSNs, tracking state and what changed since the differential base.
+    Status(status::Args),
+    /// Check every page of a database; exit 3 if anything is inconsistent.
+    Check(check::Args),
+}
+
+impl Command {
+    /// Runs the subcommand; `Err` is a failure to report on stderr (exit 1).
+    pub fn run(self, out: &mut Out) -> Result<Exit, crate::output::Failure> {
+        match self {
+            Command::Init(a) => init::run(a, out),
+            Command::Workload(a) => workload::run(a, out),
+            Command::Import(a) => import::run(a, out),
+            Command::Status(a) => status::run(a, out),
+            Command::Check(a) => check::run(a, out),
+        }
+    }
+}
+
+/// Parses a size flag (`1GiB`, `64M`, `4096`).
+pub fn size(s: &str) -> Result<u64, String> {
+    pagevault::units::parse_size(s).map_err(|e| e.to_string())
+}

@@ -1,0 +1,61 @@
+//! `pagevault check DB [--json]`: the consistency checker. Exit 0 clean, 3 when it finds
+//! inconsistencies, 1 when it cannot run.
+
+use std::path::PathBuf;
+
+use pagevault::check::{self as chk, Severity};
+use pagevault::units::format_size;
+
+use crate::output::{Bar, Exit, Failure, Out};
+use crate::say;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of the database.
+    pub db: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    let report = chk::check_database_with(&a.db, &Bar::new("checking", true))?;
+    let code = if report.is_consistent() {
+        Exit::Success
+    } else {
+        Exit::Inconsistent
+    };
+    if a.json {
+        out.json(&report)?;
+        return Ok(code);
+    }
+    for f in &report.findings {
+        let sev = match f.severity {
+            Severity::Note => "note",
+            Severity::Error => "error",
+        };
+        say!(out, "{sev}: {f}")?;
+    }
+    if report.findings_not_listed > 0 {
+        say!(
+            out,
+            "error: {} more findings not listed",
+            report.findings_not_listed
+        )?;
+    }
+    say!(
+        out,
+        "checked {} files, {} pages ({}) in {:.2} s ({:.0} MB/s): {}",
+        report.files_checked,
+        report.pages_checked,
+        format_size(report.bytes_checked),
+        report.seconds,
+        report.mb_per_s,
+        if report.is_consistent() {
+            "consistent".to_string()
+        } else {
+            format!("{} inconsistencies", report.errors)
+        }
+    )?;
+    Ok(code)
+}

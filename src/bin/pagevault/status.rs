@@ -1,0 +1,84 @@
+//! `pagevault status DB [--json]`: LSNs, tracking and what changed since the base.
+
+use std::path::PathBuf;
+
+use pagevault::units::format_size;
+use pagevault::{Database, OpenMode};
+
+use crate::output::{Exit, Failure, Out};
+use crate::say;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Folder of the database.
+    pub db: PathBuf,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    let db = Database::open_dir(&a.db, OpenMode::ReadOnly)?;
+    let s = db.status()?;
+    drop(db);
+    if a.json {
+        out.json(&s)?;
+        return Ok(Exit::Success);
+    }
+    say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
+    // The highest LSN written is the highest file LSN (a freshly opened handle's `lsn`
+    // is the reservation mark it would continue from).
+    let last_lsn = s.files.iter().map(|f| f.file_lsn).max().unwrap_or(0);
+    say!(
+        out,
+        "last LSN {} (high-water mark {}); base LSN {}, base backup id {}; tracking {}{}",
+        last_lsn,
+        s.lsn_reserved,
+        s.base_lsn,
+        s.base_id,
+        s.tracking.describe(),
+        if s.recovered_from_crash {
+            "; not closed cleanly"
+        } else {
+            ""
+        }
+    )?;
+    say!(
+        out,
+        "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}  {}",
+        "file",
+        "pages",
+        "file LSN",
+        "base LSN",
+        "base id",
+        "changed ext.",
+        "changed pg.",
+        "changed",
+        "tracking"
+    )?;
+    for f in &s.files {
+        say!(
+            out,
+            "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}  {}",
+            f.name,
+            f.pages,
+            f.file_lsn,
+            f.base_lsn,
+            f.base_id,
+            format!("{}/{}", f.extents_changed, f.extents),
+            f.pages_changed,
+            format_size(f.bytes_changed),
+            f.tracking.describe()
+        )?;
+    }
+    say!(
+        out,
+        "total: {} pages, {} of {} extents changed since the base, {} pages ({})",
+        s.total_pages,
+        s.extents_changed,
+        s.total_extents,
+        s.pages_changed,
+        format_size(s.bytes_changed)
+    )?;
+    Ok(Exit::Success)
+}
