@@ -525,15 +525,24 @@ impl Database {
             file_lsn: AtomicU64::new(old.file_lsn.load(Ordering::SeqCst)),
             path: old.path.clone(),
         };
-        grown.format(new_pages, lsn, mirror)?;
+        if let Err(e) = grown.format(new_pages, lsn, mirror) {
+            // Nothing was committed: put the committed length back (best effort; a longer
+            // file is also cut back by the next open).
+            let _ = grown.storage.set_len(cur as u64 * PAGE_SIZE as u64);
+            return Err(e);
+        }
+        // A failed commit may still have reached the disk, so the formatted pages stay.
         self.commit_control(|c| {
             if let Some(e) = c.files.iter_mut().find(|e| e.file_id == file_id) {
                 e.page_count = new_pages;
             }
         })?;
+        // Committed: the handle must know the new size even if the header write fails,
+        // or a later close would mirror the old size into the header.
+        let grown = Arc::new(grown);
+        files[idx] = grown.clone();
         grown.write_header(mirror)?;
         grown.storage.sync().map_err(|e| grown.io_err(e))?;
-        files[idx] = Arc::new(grown);
         Ok(())
     }
 

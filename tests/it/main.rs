@@ -1,0 +1,6 @@
+//! The integration test binary: one module per theme.
+
+mod support;
+
+mod store_crash;
+mod store_faults;
