@@ -660,14 +660,21 @@ impl Database {
         } else {
             self.control.lock().unwrap().epoch + 1
         };
-        self.commit_control(|c| {
+        let committed = self.commit_control(|c| {
             c.epoch = new_epoch;
             c.pending_epoch = 0;
             c.base_lsn = snapshot_lsn;
             c.base_id = backup_id;
             c.base_checksum = manifest_checksum;
             c.tracking = TrackingState::Trusted;
-        })?;
+        });
+        if let Err(e) = committed {
+            // The commit may have reached the disk (renamed, folder sync failed): until the
+            // next commit settles it, writes set bits for the new epoch as well as the old
+            // one, so whichever the disk holds after a crash tracks them (invariant 1).
+            self.pending_epoch.store(new_epoch, Ordering::SeqCst);
+            return Err(e);
+        }
         self.epoch.store(new_epoch, Ordering::SeqCst);
         self.pending_epoch.store(0, Ordering::SeqCst);
         self.write_headers(true)

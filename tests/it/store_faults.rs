@@ -143,6 +143,39 @@ fn fail_every_op(op: Op) {
     }
 }
 
+/// A `commit_base` that fails may still have reached the disk (its rename done, the
+/// folder sync failed). Writes after the failure must be tracked for whichever base the
+/// disk ends up with.
+#[test]
+fn io_error_at_every_op_of_commit_base() {
+    let (vfs, db) = setup();
+    let start = vfs.ops();
+    db.commit_base(db.last_lsn(), 2, 0).unwrap();
+    let n = vfs.ops() - start;
+    db.abandon();
+    for k in 0..n {
+        for policy in [CrashPolicy::KeepAll, CrashPolicy::KeepSynced] {
+            let ctx = format!("commit_base failing at op {k}/{n} then crash {policy:?}");
+            let (vfs, db) = setup();
+            vfs.fail_op(start + k);
+            assert!(db.commit_base(db.last_lsn(), 2, 0).is_err(), "{ctx}: no error");
+            for (f, p, _) in batch() {
+                db.write_page(f, p, &stamp(f, p, 10)).unwrap();
+            }
+            db.flush().unwrap();
+            db.abandon();
+            vfs.crash(policy);
+            let db = open_rw(&vfs).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
+            assert_clean(&vfs, &ctx);
+            for (f, p, _) in batch() {
+                assert_eq!(db.read_payload(f, p).unwrap(), padded(&stamp(f, p, 10)));
+                assert!(db.changed_extents(f).unwrap()[p as usize / 8], "{ctx}: {f}/{p}");
+            }
+            db.abandon();
+        }
+    }
+}
+
 #[test]
 fn io_error_at_every_op_of_a_write_batch() {
     fail_every_op(Op::Batch);
