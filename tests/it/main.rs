@@ -4,3 +4,4 @@ mod support;
 
 mod store_crash;
 mod store_faults;
+mod store_model;
