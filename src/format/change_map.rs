@@ -34,7 +34,7 @@ pub const SLOT0_BITS_OFFSET: usize = OFF_SLOT1_EPOCH + 8;
 /// Offset of slot 1's bits.
 pub const SLOT1_BITS_OFFSET: usize = SLOT0_BITS_OFFSET + SLOT_BITS_BYTES;
 
-const _: () = assert!(MAX_EXTENTS_PER_MAP % 8 == 0);
+const _: () = assert!(MAX_EXTENTS_PER_MAP.is_multiple_of(8));
 
 /// The in-memory image of one change-map page.
 #[derive(Clone, Debug, PartialEq, Eq)]

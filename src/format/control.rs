@@ -218,7 +218,7 @@ impl Control {
                 name,
             };
             if e.page_count == 0
-                || e.page_count as usize % PAGES_PER_EXTENT != 0
+                || !(e.page_count as usize).is_multiple_of(PAGES_PER_EXTENT)
                 || e.page_count > MAX_FILE_PAGES
             {
                 return Err(format!(

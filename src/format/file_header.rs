@@ -209,7 +209,7 @@ impl FileHeader {
             return Err(HeaderFault::Field("file_id", h.file_id as u64));
         }
         if h.page_count == 0
-            || h.page_count as usize % PAGES_PER_EXTENT != 0
+            || !(h.page_count as usize).is_multiple_of(PAGES_PER_EXTENT)
             || h.page_count > MAX_FILE_PAGES
         {
             return Err(HeaderFault::Field("page_count", h.page_count as u64));

@@ -53,7 +53,7 @@ const _: () = assert!(EXTENT_SIZE == 65536);
 const _: () = assert!(PAGE_PAYLOAD_SIZE == 8160);
 const _: () = assert!(change_map::SLOT1_BITS_OFFSET + change_map::SLOT_BITS_BYTES <= PAGE_SIZE);
 const _: () = assert!(file_header::HEADER_END <= PAGE_SIZE);
-const _: () = assert!(MAX_FILE_PAGES % PAGES_PER_EXTENT as u32 == 0);
+const _: () = assert!(MAX_FILE_PAGES.is_multiple_of(PAGES_PER_EXTENT as u32));
 
 /// Page number of the change-map page that tracks interval `k` of a file whose map pages
 /// each cover `extents_per_map` extents: the second page of the interval's first extent.

@@ -100,7 +100,7 @@ impl DataFile {
     pub fn format(&mut self, new_count: u32, lsn: u64, mirror: Mirror) -> Result<()> {
         let old = self.page_count as u64;
         let new = new_count as u64;
-        assert!(new > old && new % PAGES_PER_EXTENT as u64 == 0);
+        assert!(new > old && new.is_multiple_of(PAGES_PER_EXTENT as u64));
         self.storage
             .set_len(new * PAGE_SIZE as u64)
             .map_err(|e| self.io_err(e))?;
@@ -200,7 +200,7 @@ impl DataFile {
 
     /// Reads the raw bytes of consecutive pages.
     pub fn read_raw(&self, first_page: u64, buf: &mut [u8]) -> Result<()> {
-        debug_assert!(buf.len() % PAGE_SIZE == 0);
+        debug_assert!(buf.len().is_multiple_of(PAGE_SIZE));
         self.storage
             .read_at(first_page * PAGE_SIZE as u64, buf)
             .map_err(|e| self.io_err(e))

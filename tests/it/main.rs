@@ -5,3 +5,4 @@ mod support;
 mod store_crash;
 mod store_faults;
 mod store_model;
+mod store_span;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use pagevault::format::PAGE_PAYLOAD_SIZE;
+use pagevault::format::PAGE_SIZE;
 use pagevault::io::mem::{CrashPolicy, MemVfs};
 use pagevault::io::Vfs;
 use pagevault::{CreateOptions, Database};
@@ -88,7 +88,11 @@ fn crash_matrix(s: &Scenario) {
     let (vfs, db, _) = setup(s);
     let start = vfs.ops();
     let layout_before = db.file_layout();
-    assert!(run(db, &s.op, &mut vec![]), "{:?} fails without a crash", s.op);
+    assert!(
+        run(db, &s.op, &mut vec![]),
+        "{:?} fails without a crash",
+        s.op
+    );
     let n = vfs.ops() - start;
     assert!(n > 0, "{:?} does no I/O", s.op);
 
@@ -132,7 +136,10 @@ fn crash_matrix(s: &Scenario) {
                         .iter()
                         .map(|&(id, n)| (id, if id == *f { *pages } else { n }))
                         .collect();
-                    assert!(layout == layout_before || layout == grown, "{ctx}: {layout:?}");
+                    assert!(
+                        layout == layout_before || layout == grown,
+                        "{ctx}: {layout:?}"
+                    );
                     if ok {
                         assert_eq!(layout, grown, "{ctx}: a completed grow was lost");
                     }
@@ -140,7 +147,10 @@ fn crash_matrix(s: &Scenario) {
                 Op::AddFile(pages) => {
                     let mut added = layout_before.clone();
                     added.push((layout_before.len() as u32 + 1, *pages));
-                    assert!(layout == layout_before || layout == added, "{ctx}: {layout:?}");
+                    assert!(
+                        layout == layout_before || layout == added,
+                        "{ctx}: {layout:?}"
+                    );
                     if ok {
                         assert_eq!(layout, added, "{ctx}: a completed add_file was lost");
                     }
@@ -173,7 +183,7 @@ fn crash_matrix(s: &Scenario) {
             for &(f, pages) in &layout {
                 for p in data_pages(pages, s.opts.extents_per_map) {
                     if !expect.contains_key(&(f, p)) {
-                        assert_eq!(db.read_payload(f, p).unwrap(), zero, "{ctx}: {f}/{p}");
+                        assert_payload(&db, f, p, &[], &ctx);
                     }
                 }
             }
@@ -236,10 +246,7 @@ fn crash_during_batch_across_extents_intervals_and_files() {
         (2, 34),
         (2, 50),
     ];
-    let mut ws: Vec<_> = pages
-        .iter()
-        .map(|&(f, p)| (f, p, stamp(f, p, 2)))
-        .collect();
+    let mut ws: Vec<_> = pages.iter().map(|&(f, p)| (f, p, stamp(f, p, 2))).collect();
     ws.push((1, 3, stamp(1, 3, 3))); // a page named twice: the later payload wins
     crash_matrix(&Scenario {
         opts: two_files_small_span(),
@@ -303,7 +310,7 @@ fn crash_during_close() {
 #[test]
 fn audit_catches_a_data_write_that_bypasses_the_map() {
     use pagevault::format::page::{self, PageAddress};
-    use pagevault::format::{PAGE_SIZE, PAGE_TYPE_DATA};
+    use pagevault::format::PAGE_TYPE_DATA;
 
     let (vfs, db) = create_mem(&two_files_small_span());
     db.write_page(1, 10, b"tracked").unwrap();
@@ -328,7 +335,8 @@ fn audit_catches_a_data_write_that_bypasses_the_map() {
     assert!(a.violations[0].contains("page 42"), "{:?}", a.violations);
 
     // A garbage page in an unmarked extent is reported too.
-    f.write_at(60 * PAGE_SIZE as u64, &[0xa5; PAGE_SIZE]).unwrap();
+    f.write_at(60 * PAGE_SIZE as u64, &[0xa5; PAGE_SIZE])
+        .unwrap();
     assert_eq!(audit(&vfs).violations.len(), 2);
 
     // And a page stamped above the LSN high-water mark, even in a marked extent.
@@ -355,8 +363,6 @@ fn audit_catches_a_data_write_that_bypasses_the_map() {
 /// clean.
 #[test]
 fn recovery_rebuilds_a_torn_map_page_from_page_lsns() {
-    use pagevault::format::PAGE_SIZE;
-
     let (vfs, db) = create_mem(&two_files_small_span());
     db.commit_base(db.last_lsn(), 7, 0).unwrap();
     db.write_page(1, 20, b"changed").unwrap(); // extent 2, interval 1 (map page 17)
@@ -369,12 +375,7 @@ fn recovery_rebuilds_a_torn_map_page_from_page_lsns() {
     assert_clean(&vfs, "after rebuild");
     let changed: Vec<usize> = db.changed_extents(1).unwrap().iter_ones().collect();
     assert_eq!(changed, vec![2]);
-    assert_eq!(&db.read_payload(1, 20).unwrap()[..7], b"changed");
-    assert_eq!(
-        db.read_payload(1, 20).unwrap().len(),
-        PAGE_PAYLOAD_SIZE,
-        "payload length"
-    );
+    assert_payload(&db, 1, 20, b"changed", "after rebuild");
 }
 
 /// Invariant 2 groundwork: a full backup's bitmap reset (`commit_base`) is one atomic
@@ -419,7 +420,10 @@ fn crash_during_commit_base_is_all_or_nothing() {
                 assert!(!ok, "{ctx}: a completed commit_base was lost");
                 assert_eq!((c.base_checksum, now.clone()), (0x11, old.clone()), "{ctx}");
             } else {
-                assert_eq!((c.base_id, c.base_lsn, c.base_checksum), (2, snapshot, 0x22));
+                assert_eq!(
+                    (c.base_id, c.base_lsn, c.base_checksum),
+                    (2, snapshot, 0x22)
+                );
                 assert!(now.iter().all(|v| v.is_empty()), "{ctx}: {now:?}");
             }
             // Writes after the reset are tracked again.

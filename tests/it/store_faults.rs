@@ -65,8 +65,8 @@ fn setup() -> (MemVfs, Database) {
 }
 
 fn check_old_data(db: &Database, ctx: &str) {
-    assert_eq!(db.read_payload(1, 10).unwrap(), padded(&stamp(1, 10, 1)), "{ctx}");
-    assert_eq!(db.read_payload(2, 60).unwrap(), padded(&stamp(2, 60, 1)), "{ctx}");
+    assert_payload(db, 1, 10, &stamp(1, 10, 1), ctx);
+    assert_payload(db, 2, 60, &stamp(2, 60, 1), ctx);
 }
 
 /// Injects an I/O error at every operation of `op`; then either (a) keeps using the
@@ -127,11 +127,7 @@ fn fail_every_op(op: Op) {
             check_old_data(&db, &ctx);
             if keep_going && !matches!(op, Op::Close) {
                 for (f, p, _) in batch() {
-                    assert_eq!(
-                        db.read_payload(f, p).unwrap(),
-                        padded(&stamp(f, p, 10)),
-                        "{ctx}"
-                    );
+                    assert_payload(&db, f, p, &stamp(f, p, 10), &ctx);
                 }
             }
             // The reopened database keeps working.
@@ -158,7 +154,10 @@ fn io_error_at_every_op_of_commit_base() {
             let ctx = format!("commit_base failing at op {k}/{n} then crash {policy:?}");
             let (vfs, db) = setup();
             vfs.fail_op(start + k);
-            assert!(db.commit_base(db.last_lsn(), 2, 0).is_err(), "{ctx}: no error");
+            assert!(
+                db.commit_base(db.last_lsn(), 2, 0).is_err(),
+                "{ctx}: no error"
+            );
             for (f, p, _) in batch() {
                 db.write_page(f, p, &stamp(f, p, 10)).unwrap();
             }
@@ -168,8 +167,11 @@ fn io_error_at_every_op_of_commit_base() {
             let db = open_rw(&vfs).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
             assert_clean(&vfs, &ctx);
             for (f, p, _) in batch() {
-                assert_eq!(db.read_payload(f, p).unwrap(), padded(&stamp(f, p, 10)));
-                assert!(db.changed_extents(f).unwrap()[p as usize / 8], "{ctx}: {f}/{p}");
+                assert_payload(&db, f, p, &stamp(f, p, 10), &ctx);
+                assert!(
+                    db.changed_extents(f).unwrap()[p as usize / 8],
+                    "{ctx}: {f}/{p}"
+                );
             }
             db.abandon();
         }
@@ -233,8 +235,8 @@ fn full_disk_during_grow_and_add_file_loses_nothing() {
     assert!(!db.recovered_from_crash());
     assert_eq!(db.file_layout(), vec![(1, 64), (2, 64)]);
     check_old_data(&db, "after full disk");
-    assert_eq!(db.read_payload(1, 11).unwrap(), padded(&stamp(1, 11, 1)));
-    assert_eq!(db.read_payload(1, 12).unwrap(), padded(&stamp(1, 12, 1)));
+    assert_payload(&db, 1, 11, &stamp(1, 11, 1), "full disk");
+    assert_payload(&db, 1, 12, &stamp(1, 12, 1), "full disk");
     assert_clean(&vfs, "after full disk");
     // Once there is space again, both succeed.
     vfs.set_space_limit(u64::MAX);
@@ -278,7 +280,13 @@ fn second_open_is_locked_on_mem_and_disk() {
 #[test]
 fn corrupt_header_or_map_page_of_a_clean_database_is_refused() {
     // (file, page, byte): header, first map page, a later map page, of either file.
-    for (file, page, byte) in [(1, 0, 40), (2, 0, 5), (1, 1, 64), (2, 17, 200), (1, 49, 8000)] {
+    for (file, page, byte) in [
+        (1, 0, 40),
+        (2, 0, 5),
+        (1, 1, 64),
+        (2, 17, 200),
+        (1, 49, 8000),
+    ] {
         let (vfs, db) = create_mem(&opts(2, 64, 2));
         db.write_page(1, 10, b"x").unwrap();
         db.close().unwrap();

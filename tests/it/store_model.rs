@@ -34,12 +34,25 @@ struct W {
 #[derive(Clone, Debug)]
 enum Step {
     Write(Vec<W>),
-    Grow { file: u8, extents: u8 },
-    AddFile { extents: u8 },
+    Grow {
+        file: u8,
+        extents: u8,
+    },
+    AddFile {
+        extents: u8,
+    },
     Flush,
     Reopen,
-    Crash { policy: u8, seed: u64 },
-    CrashDuringWrite { writes: Vec<W>, cut: u8, policy: u8, seed: u64 },
+    Crash {
+        policy: u8,
+        seed: u64,
+    },
+    CrashDuringWrite {
+        writes: Vec<W>,
+        cut: u8,
+        policy: u8,
+        seed: u64,
+    },
     Untrust,
     CommitBase,
 }
@@ -142,7 +155,10 @@ fn write(db: &Database, model: &mut Model, ws: &[W]) -> pagevault::Result<u64> {
         .collect();
     // In flight whether or not the batch completes.
     for (f, p, v) in &resolved {
-        let m = model.pages.get_mut(&(*f, *p)).expect("resolved to a data page");
+        let m = model
+            .pages
+            .get_mut(&(*f, *p))
+            .expect("resolved to a data page");
         m.since.push(padded(v));
         m.latest = Some(padded(v));
     }
@@ -221,7 +237,11 @@ fn run(steps: Vec<Step>) {
         let d = match &s {
             Step::Write(ws) => {
                 let lsn = write(&d, &mut model, ws).unwrap();
-                assert!(lsn > model.lsn_floor, "{ctx}: LSN {lsn} not above {}", model.lsn_floor);
+                assert!(
+                    lsn > model.lsn_floor,
+                    "{ctx}: LSN {lsn} not above {}",
+                    model.lsn_floor
+                );
                 model.lsn_floor = lsn;
                 d
             }
@@ -286,7 +306,8 @@ fn run(steps: Vec<Step>) {
                 d
             }
             Step::Untrust => {
-                d.untrust_tracking(TrackingState::UntrustedDeclared).unwrap();
+                d.untrust_tracking(TrackingState::UntrustedDeclared)
+                    .unwrap();
                 model.trusted = false;
                 d
             }

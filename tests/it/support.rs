@@ -70,10 +70,8 @@ pub fn audit(vfs: &MemVfs) -> Audit {
         };
         let want = entry.page_count as usize * PAGE_SIZE;
         if bytes.len() != want {
-            a.violations.push(format!(
-                "{name}: {} bytes, committed {want}",
-                bytes.len()
-            ));
+            a.violations
+                .push(format!("{name}: {} bytes, committed {want}", bytes.len()));
             if bytes.len() < want {
                 continue;
             }
@@ -246,4 +244,20 @@ pub fn data_pages(pages: u32, extents_per_map: u32) -> Vec<u32> {
     (0..pages)
         .filter(|&p| !is_system_page(p as u64, extents_per_map))
         .collect()
+}
+
+/// Asserts page `page` of file `file` reads back as `payload` (zero padded); on failure
+/// shows only the first bytes, not 8 KiB.
+#[track_caller]
+pub fn assert_payload(db: &Database, file: u32, page: u32, payload: &[u8], ctx: &str) {
+    let got = db
+        .read_payload(file, page)
+        .unwrap_or_else(|e| panic!("{ctx}: page {file}/{page}: {e}"));
+    let want = padded(payload);
+    assert!(
+        got == want,
+        "{ctx}: page {file}/{page} holds {:?}, expected {:?}",
+        &got[..24],
+        &want[..24]
+    );
 }
