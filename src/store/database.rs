@@ -326,6 +326,19 @@ impl Database {
             recovered: unclean,
             closed: AtomicBool::new(false),
         };
+        if let Err(e) = db.finish_open(unclean, writable) {
+            // Recovery or the open mark did not complete: the handle must not be closed
+            // cleanly on drop, or the next open would skip recovery and find the torn map
+            // page or header it was repairing.
+            db.closed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(db)
+    }
+
+    /// The writes an open makes: adopt rebuilt map pages, mark the database open.
+    fn finish_open(&self, unclean: bool, writable: bool) -> Result<()> {
+        let db = self;
         if unclean {
             // Rebuilt map pages take the active epoch in memory either way.
             let epoch = db.epoch.load(Ordering::SeqCst);
@@ -351,7 +364,7 @@ impl Database {
             })?;
             db.write_headers(true)?;
         }
-        Ok(db)
+        Ok(())
     }
 
     pub(crate) fn files_read(&self) -> RwLockReadGuard<'_, Vec<Arc<DataFile>>> {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use pagevault::format::PAGE_SIZE;
 use pagevault::io::mem::{CrashPolicy, MemVfs};
 use pagevault::io::Vfs;
-use pagevault::{CreateOptions, Database};
+use pagevault::{CreateOptions, Database, Error, OpenMode};
 
 use crate::support::*;
 
@@ -116,6 +116,24 @@ fn crash_matrix(s: &Scenario) {
             let ok = run(db, &s.op, &mut lsns);
             assert!(ok || k < n, "{ctx}: op failed with no crash");
             vfs.crash(policy);
+
+            // A read-only open of the crashed database repairs nothing but reads what
+            // was flushed and reports every changed extent.
+            {
+                let ro = Database::open(std::sync::Arc::new(vfs.clone()), OpenMode::ReadOnly)
+                    .unwrap_or_else(|e| panic!("{ctx}: read-only open: {e}"));
+                for (f, p, v) in &s.flushed {
+                    if !in_flight.iter().any(|w| (w.0, w.1) == (*f, *p)) {
+                        assert_payload(&ro, *f, *p, v, &ctx);
+                    }
+                }
+                for (f, _) in ro.file_layout() {
+                    let have = ro.changed_extents(f).unwrap();
+                    for (e, need) in extents_needing_bits(&vfs, f).into_iter().enumerate() {
+                        assert!(!need || have[e], "{ctx}: read-only view misses {f}/{e}");
+                    }
+                }
+            }
 
             let db = open_rw(&vfs).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
             let a = audit(&vfs);
@@ -451,4 +469,42 @@ fn recovery_rebuilds_a_torn_header_from_the_control_file() {
     assert_eq!(&db.read_payload(2, 20).unwrap()[..4], b"kept");
     db.close().unwrap();
     assert!(!open_rw(&vfs).unwrap().recovered_from_crash());
+}
+
+/// A crash while a database is being created leaves either no database (and a new
+/// create succeeds) or a complete one that passes the audit.
+#[test]
+fn crash_during_create_leaves_nothing_or_a_whole_database() {
+    let o = opts(2, 32, 2);
+    let vfs = MemVfs::new();
+    Database::create(std::sync::Arc::new(vfs.clone()), &o)
+        .unwrap()
+        .abandon();
+    let n = vfs.ops();
+    for k in 0..=n {
+        for policy in POLICIES {
+            let ctx = format!("create crash before op {k}/{n} {policy:?}");
+            let vfs = MemVfs::new();
+            vfs.crash_after(k);
+            let created = Database::create(std::sync::Arc::new(vfs.clone()), &o);
+            assert!(created.is_ok() || k < n, "{ctx}");
+            if let Ok(db) = created {
+                db.abandon();
+            }
+            vfs.crash(policy);
+            let db = match open_rw(&vfs) {
+                Ok(db) => db,
+                Err(Error::NotFound { .. }) => {
+                    Database::create(std::sync::Arc::new(vfs.clone()), &o)
+                        .unwrap_or_else(|e| panic!("{ctx}: create again: {e}"))
+                }
+                Err(e) => panic!("{ctx}: {e}"),
+            };
+            assert_clean(&vfs, &ctx);
+            assert_eq!(db.file_layout(), vec![(1, 32), (2, 32)], "{ctx}");
+            db.write_page(2, 30, b"works").unwrap();
+            db.close().unwrap();
+            assert_clean(&vfs, &ctx);
+        }
+    }
 }

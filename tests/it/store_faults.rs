@@ -348,3 +348,54 @@ fn a_file_from_another_database_is_refused() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// Crash recovery itself meets an I/O error at each of its operations (rebuilding a torn
+/// map page and header, cutting a longer file, marking the database open): the open fails
+/// with an error, and the next open still recovers, with nothing lost.
+#[test]
+fn io_error_at_every_op_of_crash_recovery() {
+    let crashed = || {
+        let (vfs, db) = create_mem(&opts(2, 64, 2));
+        db.commit_base(db.last_lsn(), 1, 0).unwrap();
+        db.write_page(1, 20, &stamp(1, 20, 1)).unwrap();
+        db.write_page(2, 40, &stamp(2, 40, 1)).unwrap();
+        db.flush().unwrap();
+        db.grow_file(2, 96).unwrap();
+        db.abandon();
+        // What a crash can leave: torn map page (interval 1 of file 1), torn header of
+        // file 2, and file 1 longer than committed (an uncommitted grow).
+        vfs.corrupt_file("data_0001.pvd", |b| {
+            b[17 * PAGE_SIZE..17 * PAGE_SIZE + 512].fill(0x77);
+            b.resize(b.len() + 16 * PAGE_SIZE, 0);
+        });
+        vfs.corrupt_file("data_0002.pvd", |b| b[..512].fill(0x33));
+        vfs
+    };
+    let vfs = crashed();
+    let start = vfs.ops();
+    open_rw(&vfs).unwrap().abandon();
+    let n = vfs.ops() - start;
+    assert!(n > 4, "recovery did {n} operations");
+    for k in 0..n {
+        for then_crash in [false, true] {
+            let ctx = format!("recovery failing at op {k}/{n} then_crash={then_crash}");
+            let vfs = crashed();
+            vfs.fail_op(start + k);
+            match open_rw(&vfs) {
+                Err(_) => {}
+                Ok(db) => panic!("{ctx}: open succeeded ({})", db.recovered_from_crash()),
+            }
+            if then_crash {
+                vfs.crash(CrashPolicy::KeepSynced);
+            }
+            let db = open_rw(&vfs).unwrap_or_else(|e| panic!("{ctx}: second open: {e}"));
+            assert_clean(&vfs, &ctx);
+            assert_payload(&db, 1, 20, &stamp(1, 20, 1), &ctx);
+            assert_payload(&db, 2, 40, &stamp(2, 40, 1), &ctx);
+            assert_eq!(db.file_layout(), vec![(1, 64), (2, 96)], "{ctx}");
+            let changed: Vec<usize> = db.changed_extents(1).unwrap().iter_ones().collect();
+            assert_eq!(changed, vec![2], "{ctx}");
+            db.close().unwrap();
+        }
+    }
+}

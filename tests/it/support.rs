@@ -261,3 +261,31 @@ pub fn assert_payload(db: &Database, file: u32, page: u32, payload: &[u8], ctx: 
         &want[..24]
     );
 }
+
+/// Per extent of file `file_id`, whether the raw bytes demand its bit: a data page with an
+/// LSN above the base LSN, or a data page that fails verification.
+pub fn extents_needing_bits(vfs: &MemVfs, file_id: u32) -> Vec<bool> {
+    let ctl = control_of(vfs).expect("control file");
+    let entry = ctl
+        .files
+        .iter()
+        .find(|e| e.file_id == file_id)
+        .expect("file listed");
+    let bytes = vfs.read_file(&entry.name).expect("file exists");
+    let mut need = vec![false; entry.page_count as usize / PAGES_PER_EXTENT];
+    for p in 0..entry.page_count as u64 {
+        if is_system_page(p, ctl.extents_per_map) {
+            continue;
+        }
+        let img = &bytes[p as usize * PAGE_SIZE..(p as usize + 1) * PAGE_SIZE];
+        let addr = PageAddress {
+            database_id: ctl.database_id,
+            file_id,
+            page_number: p as u32,
+        };
+        if page::verify(img, addr).map_or(true, |h| h.lsn > ctl.base_lsn) {
+            need[p as usize / PAGES_PER_EXTENT] = true;
+        }
+    }
+    need
+}
