@@ -647,7 +647,13 @@ impl Database {
     /// next full backup.
     pub fn untrust_tracking(&self, why: TrackingState) -> Result<()> {
         self.check_writable()?;
-        assert!(!why.is_trusted());
+        if why.is_trusted() {
+            return Err(Error::Invalid(format!(
+                "{}: untrust_tracking needs an untrusted state, not {}",
+                self.path().display(),
+                why.describe()
+            )));
+        }
         self.commit_control(|c| c.tracking = why)?;
         self.write_headers(true)
     }
@@ -667,6 +673,15 @@ impl Database {
         manifest_checksum: u64,
     ) -> Result<()> {
         self.check_writable()?;
+        // A base above every LSN stamped (at most the last handed out and the durable
+        // high-water mark) would make a control file that no longer decodes.
+        let stamped_max = self.lsn.last().min(self.lsn.reserved());
+        if snapshot_lsn > stamped_max {
+            return Err(Error::Invalid(format!(
+                "{}: snapshot LSN {snapshot_lsn} is above the last LSN {stamped_max}",
+                self.path().display()
+            )));
+        }
         let pending = self.pending_epoch.load(Ordering::SeqCst);
         let new_epoch = if pending != 0 {
             pending

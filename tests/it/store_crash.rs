@@ -19,6 +19,7 @@ enum Op {
     AddFile(u32),
     Flush,
     Close,
+    Untrust,
 }
 
 struct Scenario {
@@ -78,6 +79,7 @@ fn run(db: Database, op: &Op, lsns: &mut Vec<u64>) -> bool {
         Op::AddFile(n) => db.add_file(*n).map(|_| ()),
         Op::Flush => db.flush(),
         Op::Close => return db.close().is_ok(),
+        Op::Untrust => db.untrust_tracking(pagevault::TrackingState::UntrustedDeclared),
     };
     db.abandon();
     result.is_ok()
@@ -138,7 +140,11 @@ fn crash_matrix(s: &Scenario) {
             let db = open_rw(&vfs).unwrap_or_else(|e| panic!("{ctx}: reopen: {e}"));
             // Invariant 8: an unclean shutdown does not untrust the bitmap (bits are
             // synced before data, torn map pages are rebuilt from page LSNs).
-            assert!(db.tracking().is_trusted(), "{ctx}");
+            match s.op {
+                Op::Untrust if ok => assert!(!db.tracking().is_trusted(), "{ctx}: lost"),
+                Op::Untrust => {}
+                _ => assert!(db.tracking().is_trusted(), "{ctx}"),
+            }
             let a = audit(&vfs);
             assert!(a.violations.is_empty(), "{ctx}: {:?}", a.violations);
             for t in &a.torn {
@@ -323,6 +329,17 @@ fn crash_during_close() {
         flushed: vec![(1, 30, stamp(1, 30, 1))],
         unflushed: vec![(1, 5, stamp(1, 5, 1)), (2, 50, stamp(2, 50, 1))],
         op: Op::Close,
+    });
+}
+
+#[test]
+fn crash_during_untrust_tracking() {
+    crash_matrix(&Scenario {
+        opts: two_files_small_span(),
+        reopen_before: false,
+        flushed: vec![(1, 30, stamp(1, 30, 1))],
+        unflushed: vec![(2, 50, stamp(2, 50, 1))],
+        op: Op::Untrust,
     });
 }
 

@@ -399,3 +399,29 @@ fn io_error_at_every_op_of_crash_recovery() {
         }
     }
 }
+
+/// A caller's bad arguments are errors that change nothing: a base above every LSN
+/// handed out would commit a control file no later open accepts; "untrusted" must name
+/// an untrusted state.
+#[test]
+fn bad_base_or_tracking_arguments_are_refused_and_change_nothing() {
+    let (vfs, db) = create_mem(&opts(1, 16, 2));
+    db.write_page(1, 2, b"x").unwrap();
+    let last = db.last_lsn();
+    for bad in [last + 1, u64::MAX] {
+        match db.commit_base(bad, 9, 0) {
+            Err(Error::Invalid(_)) => {}
+            other => panic!("commit_base({bad}): {other:?}"),
+        }
+    }
+    match db.untrust_tracking(pagevault::TrackingState::Trusted) {
+        Err(Error::Invalid(_)) => {}
+        other => panic!("untrust_tracking(Trusted): {other:?}"),
+    }
+    db.commit_base(last, 9, 0).unwrap();
+    db.close().unwrap();
+    let db = open_rw(&vfs).unwrap();
+    assert_eq!((db.control().base_lsn, db.control().base_id), (last, 9));
+    assert!(db.tracking().is_trusted());
+    assert_clean(&vfs, "after refused arguments");
+}
