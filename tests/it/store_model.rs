@@ -66,15 +66,30 @@ fn w() -> impl Strategy<Value = W> {
     })
 }
 
+/// A batch of 1 to 7 writes; half the time its first page is named again, last, with
+/// another payload (the later one must win).
+fn batch() -> impl Strategy<Value = Vec<W>> {
+    (prop::collection::vec(w(), 1..8), any::<bool>()).prop_map(|(mut ws, dup)| {
+        if dup {
+            let again = W {
+                seed: ws[0].seed.wrapping_add(1),
+                ..ws[0].clone()
+            };
+            ws.push(again);
+        }
+        ws
+    })
+}
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => prop::collection::vec(w(), 1..8).prop_map(Step::Write),
+        6 => batch().prop_map(Step::Write),
         2 => (any::<u8>(), 1u8..=6).prop_map(|(file, extents)| Step::Grow { file, extents }),
         1 => (1u8..=5).prop_map(|extents| Step::AddFile { extents }),
         2 => Just(Step::Flush),
         1 => Just(Step::Reopen),
         2 => (any::<u8>(), any::<u64>()).prop_map(|(policy, seed)| Step::Crash { policy, seed }),
-        2 => (prop::collection::vec(w(), 1..8), any::<u8>(), any::<u8>(), any::<u64>())
+        2 => (batch(), any::<u8>(), any::<u8>(), any::<u64>())
             .prop_map(|(writes, cut, policy, seed)| Step::CrashDuringWrite { writes, cut, policy, seed }),
         1 => Just(Step::Untrust),
         1 => Just(Step::CommitBase),
