@@ -9,14 +9,17 @@ use crate::format::file_header::FileHeader;
 use crate::format::manifest::Manifest;
 use crate::format::page::{self, PageAddress};
 use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
-use crate::format::{PAGE_SIZE, PAGES_PER_EXTENT};
+use crate::format::{PAGES_PER_EXTENT, PAGE_SIZE};
 
 /// A manifest decodes or is rejected; an accepted manifest re-encodes to the same bytes
 /// (decoding is exact: no field is ignored).
 pub fn manifest(data: &[u8]) {
     if let Ok(m) = Manifest::decode(data) {
         let (bytes, sum) = m.encode();
-        assert_eq!(bytes, data, "an accepted manifest must re-encode to its bytes");
+        assert_eq!(
+            bytes, data,
+            "an accepted manifest must re-encode to its bytes"
+        );
         assert_eq!(Manifest::checksum_of(data), Some(sum));
     }
 }
@@ -31,7 +34,9 @@ pub fn records(data: &[u8]) {
     let mut raw = Vec::new();
     let mut at = 0usize;
     while at < data.len() {
-        let Ok(h) = RecordHeader::decode(&data[at..]) else { return };
+        let Ok(h) = RecordHeader::decode(&data[at..]) else {
+            return;
+        };
         let payload = &data[at + RECORD_HEADER_SIZE..];
         match record::decode_payload(&h, payload, &mut dec, &mut raw) {
             Ok(()) => {
@@ -40,7 +45,10 @@ pub fn records(data: &[u8]) {
             }
             Err(_) => return,
         }
-        assert!(raw.capacity() <= PAGES_PER_EXTENT * PAGE_SIZE * 2, "bounded decode");
+        assert!(
+            raw.capacity() <= PAGES_PER_EXTENT * PAGE_SIZE * 2,
+            "bounded decode"
+        );
         at += h.record_len();
     }
 }
@@ -53,12 +61,25 @@ pub fn page(data: &[u8]) {
         assert_eq!(FileHeader::decode(&h.encode()), Ok(h));
     }
     if let Some(ph) = page::peek(data) {
-        let addr = PageAddress { database_id: ph.database_id, file_id: ph.file_id, page_number: ph.page_number };
-        let extents = data.get(44..48).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(1);
-        let interval = data.get(40..44).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+        let addr = PageAddress {
+            database_id: ph.database_id,
+            file_id: ph.file_id,
+            page_number: ph.page_number,
+        };
+        let extents = data
+            .get(44..48)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(1);
+        let interval = data
+            .get(40..44)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0);
         if let Ok(m) = MapPage::decode(data, addr, interval, extents) {
             let again = m.encode(addr, ph.lsn);
-            assert_eq!(MapPage::decode(&again, addr, interval, extents).as_ref(), Ok(&m));
+            assert_eq!(
+                MapPage::decode(&again, addr, interval, extents).as_ref(),
+                Ok(&m)
+            );
         }
     }
 }
@@ -66,6 +87,10 @@ pub fn page(data: &[u8]) {
 /// A control file decodes or is rejected; an accepted one re-encodes to the same bytes.
 pub fn control(data: &[u8]) {
     if let Ok(c) = Control::decode(data) {
-        assert_eq!(c.encode(), data, "an accepted control file must re-encode to its bytes");
+        assert_eq!(
+            c.encode(),
+            data,
+            "an accepted control file must re-encode to its bytes"
+        );
     }
 }

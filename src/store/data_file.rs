@@ -248,12 +248,8 @@ impl DataFile {
             ));
         }
         if len > want {
-            if !unclean {
-                return Err(Error::corrupt(
-                    &path,
-                    format!("data file is {len} bytes, longer than the {want} committed"),
-                ));
-            }
+            // The tail of a grow or add that did not commit (a crash, or an I/O error the
+            // caller survived and then closed cleanly): never addressed, cut off.
             if writable {
                 storage.set_len(want).map_err(|e| Error::io(&path, e))?;
             }

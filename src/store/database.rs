@@ -332,6 +332,19 @@ impl Database {
             recovered: unclean,
             closed: AtomicBool::new(false),
         };
+        if let Err(e) = db.finish_open(unclean, writable) {
+            // Recovery or the open mark did not complete: the handle must not be closed
+            // cleanly on drop, or the next open would skip recovery and find the torn map
+            // page or header it was repairing.
+            db.closed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        Ok(db)
+    }
+
+    /// The writes an open makes: adopt rebuilt map pages, mark the database open.
+    fn finish_open(&self, unclean: bool, writable: bool) -> Result<()> {
+        let db = self;
         if unclean {
             // Rebuilt map pages take the active epoch in memory either way.
             let epoch = db.epoch.load(Ordering::SeqCst);
@@ -357,7 +370,7 @@ impl Database {
             })?;
             db.write_headers(true)?;
         }
-        Ok(db)
+        Ok(())
     }
 
     pub(crate) fn files_read(&self) -> RwLockReadGuard<'_, Vec<Arc<DataFile>>> {
@@ -452,10 +465,18 @@ impl Database {
 
     /// Commits a new control file image made by `edit` (write aside, fsync, rename, fsync).
     pub(crate) fn commit_control(&self, edit: impl FnOnce(&mut Control)) -> Result<()> {
+        self.commit_control_with(edit, false)
+    }
+
+    /// `exact_lsn`: the edit's LSN mark stands even if lower than the reserved block (a
+    /// clean close records exactly the last LSN used, so the next open continues there).
+    fn commit_control_with(&self, edit: impl FnOnce(&mut Control), exact_lsn: bool) -> Result<()> {
         let mut cur = self.control.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = cur.clone();
         edit(&mut next);
-        next.lsn_reserved = next.lsn_reserved.max(self.lsn.reserved());
+        if !exact_lsn {
+            next.lsn_reserved = next.lsn_reserved.max(self.lsn.reserved());
+        }
         io::replace_atomically(&*self.vfs, CONTROL_FILE_NAME, &next.encode())
             .map_err(|e| Error::io(self.vfs.path_of(CONTROL_FILE_NAME), e))?;
         *cur = next;
@@ -547,15 +568,24 @@ impl Database {
             file_lsn: AtomicU64::new(old.file_lsn.load(Ordering::SeqCst)),
             path: old.path.clone(),
         };
-        grown.format(new_pages, lsn, mirror)?;
+        if let Err(e) = grown.format(new_pages, lsn, mirror) {
+            // Nothing was committed: put the committed length back (best effort; a longer
+            // file is also cut back by the next open).
+            let _ = grown.storage.set_len(cur as u64 * PAGE_SIZE as u64);
+            return Err(e);
+        }
+        // A failed commit may still have reached the disk, so the formatted pages stay.
         self.commit_control(|c| {
             if let Some(e) = c.files.iter_mut().find(|e| e.file_id == file_id) {
                 e.page_count = new_pages;
             }
         })?;
+        // Committed: the handle must know the new size even if the header write fails,
+        // or a later close would mirror the old size into the header.
+        let grown = Arc::new(grown);
+        files[idx] = grown.clone();
         grown.write_header(mirror)?;
         grown.storage.sync().map_err(|e| grown.io_err(e))?;
-        files[idx] = Arc::new(grown);
         Ok(())
     }
 
@@ -635,15 +665,19 @@ impl Database {
             .iter()
             .map(|f| (f.id, f.file_lsn.load(Ordering::SeqCst)))
             .collect();
-        self.commit_control(|c| {
-            c.flags &= !control::FLAG_OPEN;
-            for (id, lsn) in &lsns {
-                if let Some(e) = c.files.iter_mut().find(|e| e.file_id == *id) {
-                    e.file_lsn = *lsn;
+        // Closed: no LSN above `last` was or will be handed out by this handle.
+        self.commit_control_with(
+            |c| {
+                c.flags &= !control::FLAG_OPEN;
+                c.lsn_reserved = last.max(c.base_lsn);
+                for (id, lsn) in &lsns {
+                    if let Some(e) = c.files.iter_mut().find(|e| e.file_id == *id) {
+                        e.file_lsn = *lsn;
+                    }
                 }
-            }
-            let _ = last;
-        })
+            },
+            true,
+        )
     }
 
     /// Drops the handle without closing, as a crash would (tests).
@@ -655,7 +689,13 @@ impl Database {
     /// next full backup.
     pub fn untrust_tracking(&self, why: TrackingState) -> Result<()> {
         self.check_writable()?;
-        assert!(!why.is_trusted());
+        if why.is_trusted() {
+            return Err(Error::Invalid(format!(
+                "{}: untrust_tracking needs an untrusted state, not {}",
+                self.path().display(),
+                why.describe()
+            )));
+        }
         self.commit_control(|c| c.tracking = why)?;
         self.write_headers(true)
     }
@@ -675,20 +715,36 @@ impl Database {
         manifest_checksum: u64,
     ) -> Result<()> {
         self.check_writable()?;
+        // A base above every LSN stamped (at most the last handed out and the durable
+        // high-water mark) would make a control file that no longer decodes.
+        let stamped_max = self.lsn.last().min(self.lsn.reserved());
+        if snapshot_lsn > stamped_max {
+            return Err(Error::Invalid(format!(
+                "{}: snapshot LSN {snapshot_lsn} is above the last LSN {stamped_max}",
+                self.path().display()
+            )));
+        }
         let pending = self.pending_epoch.load(Ordering::SeqCst);
         let new_epoch = if pending != 0 {
             pending
         } else {
             self.epoch_high.fetch_add(1, Ordering::SeqCst) + 1
         };
-        self.commit_control(|c| {
+        let committed = self.commit_control(|c| {
             c.epoch = new_epoch;
             c.pending_epoch = 0;
             c.base_lsn = snapshot_lsn;
             c.base_id = backup_id;
             c.base_checksum = manifest_checksum;
             c.tracking = TrackingState::Trusted;
-        })?;
+        });
+        if let Err(e) = committed {
+            // The commit may have reached the disk (renamed, folder sync failed): until the
+            // next commit settles it, writes set bits for the new epoch as well as the old
+            // one, so whichever the disk holds after a crash tracks them (invariant 1).
+            self.pending_epoch.store(new_epoch, Ordering::SeqCst);
+            return Err(e);
+        }
         self.epoch.store(new_epoch, Ordering::SeqCst);
         self.pending_epoch.store(0, Ordering::SeqCst);
         self.write_headers(true)

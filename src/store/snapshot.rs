@@ -163,6 +163,17 @@ impl Database {
                 self.path().display()
             )));
         }
+        if self.pending_epoch.load(Ordering::SeqCst) != 0 {
+            // An earlier base commit failed and may or may not be on disk; writes since
+            // have been tracked in both epochs. Settle it on the active epoch (which holds
+            // every bit) before opening a new pending one.
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            self.commit_control(|c| {
+                c.epoch = epoch;
+                c.pending_epoch = 0;
+            })?;
+            self.pending_epoch.store(0, Ordering::SeqCst);
+        }
         for f in files.iter() {
             f.storage.sync().map_err(|e| f.io_err(e))?;
         }
@@ -281,10 +292,11 @@ impl Snapshot<'_> {
                 "a snapshot begun without a new base cannot commit one".into(),
             ));
         }
-        self.db
-            .commit_base(self.state.lsn, backup_id, manifest_checksum)?;
+        // Attempted counts as committed: a failed commit may have reached the disk, and
+        // its epoch must then stay tracked until settled (see Database::commit_base).
         self.committed = true;
-        Ok(())
+        self.db
+            .commit_base(self.state.lsn, backup_id, manifest_checksum)
     }
 }
 

@@ -74,10 +74,16 @@ impl Database {
         }
         {
             let mut guards = Vec::with_capacity(by_interval.len());
+            // The images before this batch, to put back if the bits cannot be made durable:
+            // a bit left set in memory but not on disk would let the next writer of the
+            // extent skip the map sync and write data behind a clear bit (invariant 1).
+            let mut before = Vec::with_capacity(by_interval.len());
             let mut dirty_files: Vec<usize> = Vec::new();
+            let mut result = Ok(());
             for (&(fi, k), idxs) in &by_interval {
                 let f = &files[fi];
                 let mut m = f.map.lock(k);
+                let snapshot = m.clone();
                 let mut changed = false;
                 for &i in idxs {
                     changed |= m.set(epoch, pending, i);
@@ -85,20 +91,37 @@ impl Database {
                         changed |= m.set(pending, epoch, i);
                     }
                 }
+                guards.push(m);
+                before.push(snapshot);
                 if changed {
                     let pn = f.map.page_of(k);
+                    let m = guards.last().expect("pushed above");
                     let bytes = m.encode(f.addr(pn as u32), f.file_lsn.load(Ordering::SeqCst));
-                    f.storage
+                    result = f
+                        .storage
                         .write_at(pn * PAGE_SIZE as u64, &bytes)
-                        .map_err(|e| f.io_err(e))?;
+                        .map_err(|e| f.io_err(e));
+                    if result.is_err() {
+                        break;
+                    }
                     if dirty_files.last() != Some(&fi) {
                         dirty_files.push(fi);
                     }
                 }
-                guards.push(m);
             }
-            for fi in dirty_files {
-                files[fi].storage.sync().map_err(|e| files[fi].io_err(e))?;
+            if result.is_ok() {
+                for fi in dirty_files {
+                    result = files[fi].storage.sync().map_err(|e| files[fi].io_err(e));
+                    if result.is_err() {
+                        break;
+                    }
+                }
+            }
+            if let Err(e) = result {
+                for (m, old) in guards.iter_mut().zip(before) {
+                    **m = old;
+                }
+                return Err(e);
             }
             drop(guards);
         }
