@@ -19,7 +19,9 @@ pub mod ids;
 pub mod io;
 pub mod progress;
 pub mod repo;
+pub mod restore;
 pub mod store;
+pub mod verify;
 
 pub use error::{Error, Result};
 pub use format::file_header::TrackingState;

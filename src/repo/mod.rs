@@ -7,6 +7,7 @@
 //! manifest) is debris of an unfinished backup, never read as a set, and removed under the
 //! lock by the next backup. Every byte read back is checked before use (invariant 7).
 
+pub mod chain;
 pub mod marker;
 
 use std::path::{Path, PathBuf};
