@@ -165,7 +165,8 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    let _repo_lock = repo.lock()?;
+    // No repository lock: published sets never change, so a restore only reads, and a
+    // repository on read-only media can be restored from.
     let chain = chain::resolve(repo, opts.backup_id)?;
     let mut plan = Plan::new(repo, &chain, &*opts.target)?;
     let target = &*opts.target;

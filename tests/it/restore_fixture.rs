@@ -61,9 +61,7 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
     };
     let trusted = db.tracking() == TrackingState::Trusted;
     let status = db.status().unwrap();
-    let mut compressor = shape
-        .level
-        .map(|l| zstd::bulk::Compressor::new(l).unwrap());
+    let mut compressor = shape.level.map(|l| zstd::bulk::Compressor::new(l).unwrap());
     let mut streams: Vec<Vec<u8>> = vec![Vec::new(); shape.streams as usize];
     let mut counts = vec![0u32; shape.streams as usize];
     let mut index = Vec::new();
@@ -288,13 +286,23 @@ pub fn assert_restored(target: Arc<dyn Vfs>, model: &Model) {
                 let want = model
                     .get(&(file_id, p))
                     .unwrap_or_else(|| panic!("file {file_id} page {p} is not in the model"));
-                assert!(img == *want, "file {file_id} page {p} differs from the snapshot");
+                assert!(
+                    img == *want,
+                    "file {file_id} page {p} differs from the snapshot"
+                );
                 max_lsn = max_lsn.max(page::lsn_of(&img).unwrap());
                 pages += 1;
             }
         }
     }
-    assert_eq!(pages, model.len(), "the restored database has another shape");
-    assert!(db.last_lsn() >= max_lsn, "LSN high-water mark below a page LSN");
+    assert_eq!(
+        pages,
+        model.len(),
+        "the restored database has another shape"
+    );
+    assert!(
+        db.last_lsn() >= max_lsn,
+        "LSN high-water mark below a page LSN"
+    );
     assert_eq!(db.tracking(), TrackingState::UntrustedRestored);
 }

@@ -12,7 +12,10 @@ use pagevault::{Database, OpenMode, TrackingState};
 
 use crate::restore_fixture::*;
 
-fn restore_into(repo: &pagevault::repo::Repository, id: Option<u64>) -> (MemVfs, restore::RestoreReport) {
+fn restore_into(
+    repo: &pagevault::repo::Repository,
+    id: Option<u64>,
+) -> (MemVfs, restore::RestoreReport) {
     let target = MemVfs::new();
     let opts = RestoreOptions {
         backup_id: id,
@@ -39,7 +42,10 @@ fn full_alone_restores_every_page() {
     assert_eq!(report.pages_from_differential, 0);
     let restored = Database::open(Arc::new(target), OpenMode::ReadOnly).unwrap();
     let c = restored.control();
-    assert_eq!((c.base_id, c.tracking), (full, TrackingState::UntrustedRestored));
+    assert_eq!(
+        (c.base_id, c.tracking),
+        (full, TrackingState::UntrustedRestored)
+    );
     assert_eq!(c.database_id, db.database_id());
 }
 
@@ -58,7 +64,10 @@ fn full_then_latest_differential_restores_the_differential_snapshot() {
     let model = model_of(&db);
     write_random(&db, &mut Rng(6), 10);
     let (target, report) = restore_into(&repo, None);
-    assert_eq!(report.chain, vec![format!("{full:016x}"), format!("{diff2:016x}")]);
+    assert_eq!(
+        report.chain,
+        vec![format!("{full:016x}"), format!("{diff2:016x}")]
+    );
     assert!(report.pages_from_differential > 0);
     assert_eq!(report.files, 3);
     assert_restored(Arc::new(target), &model);
@@ -71,7 +80,15 @@ fn copy_only_restores_and_leaves_no_base() {
     write_random(&db, &mut Rng(7), 30);
     take_backup(&db, &repo, BackupKind::Full, SetShape::default());
     write_random(&db, &mut Rng(8), 30);
-    let copy = take_backup(&db, &repo, BackupKind::CopyOnly, SetShape { streams: 1, level: None });
+    let copy = take_backup(
+        &db,
+        &repo,
+        BackupKind::CopyOnly,
+        SetShape {
+            streams: 1,
+            level: None,
+        },
+    );
     let model = model_of(&db);
     let (target, _) = restore_into(&repo, Some(copy));
     assert_restored(Arc::new(target.clone()), &model);
@@ -111,10 +128,18 @@ fn restored_database_takes_a_differential_against_the_same_full() {
     assert!(lsn > before);
     write_random(&restored, &mut Rng(11), 15);
     assert_eq!(restored.control().base_id, full);
-    let diff2 = take_backup(&restored, &repo, BackupKind::Differential, SetShape::default());
+    let diff2 = take_backup(
+        &restored,
+        &repo,
+        BackupKind::Differential,
+        SetShape::default(),
+    );
     let model = model_of(&restored);
     let (target2, report) = restore_into(&repo, Some(diff2));
-    assert_eq!(report.chain, vec![format!("{full:016x}"), format!("{diff2:016x}")]);
+    assert_eq!(
+        report.chain,
+        vec![format!("{full:016x}"), format!("{diff2:016x}")]
+    );
     assert_restored(Arc::new(target2), &model);
 }
 
