@@ -50,7 +50,7 @@ const WINDOW_EXTENTS: usize = 4;
 /// The largest control file read from a target.
 const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
 /// Names a manifest may never give a data file: the database's own files.
-const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, "pagevault.ctl.tmp", "LOCK"];
+pub(crate) const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, "pagevault.ctl.tmp", "LOCK"];
 
 /// What to restore and where.
 #[derive(Clone)]

@@ -17,7 +17,7 @@ use crate::format::manifest::{format_backup_id, stream_file_name, BackupKind, Ma
 use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::repo::{chain, Repository};
-use crate::restore::{check_page, check_record};
+use crate::restore::{check_page, check_record, RESERVED_NAMES};
 
 /// Findings kept per set; more are counted, not listed.
 pub const MAX_FINDINGS_PER_SET: usize = 100;
@@ -187,6 +187,16 @@ fn verify_set(repo: &Repository, id: u64) -> SetReport {
     if m.kind == BackupKind::Differential {
         if let Err(e) = chain::resolve(repo, Some(id)) {
             r.add(None, None, None, format!("the chain does not resolve: {e}"));
+        }
+    }
+    for f in &m.files {
+        if RESERVED_NAMES.contains(&f.name.as_str()) {
+            r.add(
+                Some(f.name.clone()),
+                None,
+                None,
+                "the manifest gives a data file the name of a database's own file; restore refuses it",
+            );
         }
     }
     for p in &m.bad_pages {
