@@ -170,3 +170,48 @@ fn restores_into_a_folder_on_disk() {
     let reopened = Database::open_dir(&dir, OpenMode::ReadWrite).unwrap();
     assert!(!reopened.recovered_from_crash());
 }
+
+#[derive(Default)]
+struct Counting {
+    units: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl pagevault::progress::Progress for Counting {
+    fn start(&self, units: u64, _: u64) {
+        self.units.store(units, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn advance(&self, units: u64, _: u64) {
+        self.done
+            .fetch_add(units, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn finish(&self) {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn progress_counts_every_extent_and_the_report_serialises() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (repo, _) = mem_repo();
+    let db = small_db(Arc::new(MemVfs::new()), 3, 40, 2);
+    write_random(&db, &mut Rng(14), 30);
+    take_backup(&db, &repo, BackupKind::Full, SetShape::default());
+    let target = MemVfs::new();
+    let p = Counting::default();
+    let report = restore::run(&repo, &RestoreOptions::new(Arc::new(target)), &p).unwrap();
+    assert_eq!(p.units.load(SeqCst), 15);
+    assert_eq!(p.done.load(SeqCst), 15);
+    assert!(p.finished.load(SeqCst));
+    assert_eq!(report.extents_written, 15);
+    assert_eq!(report.bytes_written, 15 * 65536);
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["tracking"], "untrusted_restored");
+    assert_eq!(json["chain"].as_array().unwrap().len(), 1);
+    let v = pagevault::verify::verify(&repo, None).unwrap();
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["findings"], 0);
+    assert_eq!(json["sets"][0]["kind"], "full");
+}
