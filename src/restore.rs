@@ -412,7 +412,7 @@ impl<'a> Plan<'a> {
                 sequence,
             });
         }
-        Ok(Plan {
+        let plan = Plan {
             database_id: newest.database_id,
             extents_per_map: newest.extents_per_map,
             base_lsn,
@@ -422,7 +422,46 @@ impl<'a> Plan<'a> {
             lsn_high_water: newest.snapshot_lsn,
             files,
             sets,
-        })
+        };
+        plan.check_coverage()?;
+        Ok(plan)
+    }
+
+    /// Every data page of every file must come from the chain: checked from the indexes
+    /// before anything is written (and again per extent from the records themselves). This
+    /// also bounds what a restore creates by what the manifests index.
+    fn check_coverage(&self) -> Result<()> {
+        for job in self.jobs() {
+            let mut have = 0u8;
+            for (s, ix) in job.src.iter().enumerate() {
+                if let Some(ix) = ix {
+                    have |= self.sets[s].m.index[*ix as usize].page_mask;
+                }
+            }
+            let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
+            for i in 0..PAGES_PER_EXTENT {
+                let pn = first_page + i as u64;
+                if have & (1 << i) == 0 && !is_system_page(pn, self.extents_per_map) {
+                    return Err(self.uncovered(&self.files[job.file], pn));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn uncovered(&self, f: &PlanFile, page: u64) -> Error {
+        Error::corrupt(
+            &f.path,
+            format!(
+                "page {page} of {} is in no backup set of the chain {}; the chain cannot restore it",
+                f.entry.name,
+                self.sets
+                    .iter()
+                    .map(|s| format_backup_id(s.m.backup_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
     }
 
     fn control(&self, flags: u32) -> Control {
@@ -635,18 +674,7 @@ impl Worker {
                 let img = self.system_page(plan, view, f, pn);
                 self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(&img);
             } else if have & (1 << i) == 0 {
-                return Err(Error::corrupt(
-                    &f.path,
-                    format!(
-                        "page {pn} of {} is in no backup set of the chain {}; the chain cannot restore it",
-                        f.entry.name,
-                        plan.sets
-                            .iter()
-                            .map(|s| format_backup_id(s.m.backup_id))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
+                return Err(plan.uncovered(f, pn));
             } else {
                 data_pages += 1;
             }
