@@ -431,22 +431,11 @@ impl<'a> Plan<'a> {
     /// before anything is written (and again per extent from the records themselves). This
     /// also bounds what a restore creates by what the manifests index.
     fn check_coverage(&self) -> Result<()> {
-        for job in self.jobs() {
-            let mut have = 0u8;
-            for (s, ix) in job.src.iter().enumerate() {
-                if let Some(ix) = ix {
-                    have |= self.sets[s].m.index[*ix as usize].page_mask;
-                }
-            }
-            let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
-            for i in 0..PAGES_PER_EXTENT {
-                let pn = first_page + i as u64;
-                if have & (1 << i) == 0 && !is_system_page(pn, self.extents_per_map) {
-                    return Err(self.uncovered(&self.files[job.file], pn));
-                }
-            }
+        let sets: Vec<&Manifest> = self.sets.iter().map(|s| s.m).collect();
+        match first_uncovered(&sets) {
+            Some((file, page)) => Err(self.uncovered(&self.files[file], page)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn uncovered(&self, f: &PlanFile, page: u64) -> Error {
@@ -483,36 +472,13 @@ impl<'a> Plan<'a> {
 
     /// The jobs, file by file and extent by extent, with each set's index entry.
     fn jobs(&self) -> impl Iterator<Item = Job> + Send + '_ {
-        let mut cursors = vec![0usize; self.sets.len()];
-        self.files
+        let indexes: Vec<&[IndexEntry]> = self.sets.iter().map(|s| &s.m.index[..]).collect();
+        let files = self
+            .files
             .iter()
-            .enumerate()
-            .flat_map(move |(fi, f)| {
-                let file_id = f.entry.file_id;
-                (0..extents_of(&f.entry) as u32).map(move |x| (fi, file_id, x))
-            })
-            .map(move |(fi, file_id, extent)| {
-                let mut src = [None, None];
-                for (s, set) in self.sets.iter().enumerate() {
-                    let index = &set.m.index;
-                    let c = &mut cursors[s];
-                    while *c < index.len()
-                        && (index[*c].file_id, index[*c].extent) < (file_id, extent)
-                    {
-                        *c += 1;
-                    }
-                    if *c < index.len()
-                        && (index[*c].file_id, index[*c].extent) == (file_id, extent)
-                    {
-                        src[s] = Some(*c as u32);
-                    }
-                }
-                Job {
-                    file: fi,
-                    extent,
-                    src,
-                }
-            })
+            .map(|f| (f.entry.file_id, f.entry.page_count))
+            .collect();
+        merge_jobs(indexes, files)
     }
 
     fn write_extents(
@@ -543,6 +509,68 @@ impl<'a> Plan<'a> {
                 })
         })
     }
+}
+
+/// Pairs every extent of `files` ((file id, page count), in file-id order) with the
+/// entry of each index (sorted by file and extent, as manifests are) that holds it.
+fn merge_jobs<'m>(
+    indexes: Vec<&'m [IndexEntry]>,
+    files: Vec<(u32, u32)>,
+) -> impl Iterator<Item = Job> + Send + 'm {
+    let mut cursors = vec![0usize; indexes.len()];
+    files
+        .into_iter()
+        .enumerate()
+        .flat_map(|(fi, (file_id, pages))| {
+            (0..pages / PAGES_PER_EXTENT as u32).map(move |x| (fi, file_id, x))
+        })
+        .map(move |(fi, file_id, extent)| {
+            let mut src = [None, None];
+            for (s, index) in indexes.iter().enumerate().take(2) {
+                let c = &mut cursors[s];
+                while *c < index.len() && (index[*c].file_id, index[*c].extent) < (file_id, extent)
+                {
+                    *c += 1;
+                }
+                if *c < index.len() && (index[*c].file_id, index[*c].extent) == (file_id, extent) {
+                    src[s] = Some(*c as u32);
+                }
+            }
+            Job {
+                file: fi,
+                extent,
+                src,
+            }
+        })
+}
+
+/// The first data page (file index in the newest set, page number) of the newest set's
+/// files that no set of the chain `sets` (oldest first) indexes, if any.
+pub(crate) fn first_uncovered(sets: &[&Manifest]) -> Option<(usize, u64)> {
+    let newest = sets.last()?;
+    let epm = newest.extents_per_map;
+    let indexes = sets.iter().map(|m| &m.index[..]).collect();
+    let files = newest
+        .files
+        .iter()
+        .map(|f| (f.file_id, f.page_count))
+        .collect();
+    for job in merge_jobs(indexes, files) {
+        let mut have = 0u8;
+        for (s, ix) in job.src.iter().enumerate() {
+            if let Some(ix) = ix {
+                have |= sets[s].index[*ix as usize].page_mask;
+            }
+        }
+        let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
+        for i in 0..PAGES_PER_EXTENT {
+            let pn = first_page + i as u64;
+            if have & (1 << i) == 0 && !is_system_page(pn, epm) {
+                return Some((job.file, pn));
+            }
+        }
+    }
+    None
 }
 
 /// Checks that each stream of `m` is exactly its indexed records, end to end (so no byte

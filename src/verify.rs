@@ -17,7 +17,7 @@ use crate::format::manifest::{format_backup_id, stream_file_name, BackupKind, Ma
 use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::repo::{chain, Repository};
-use crate::restore::{check_page, check_record, RESERVED_NAMES};
+use crate::restore::{check_page, check_record, first_uncovered, RESERVED_NAMES};
 
 /// Findings kept per set; more are counted, not listed.
 pub const MAX_FINDINGS_PER_SET: usize = 100;
@@ -185,8 +185,20 @@ fn verify_set(repo: &Repository, id: u64) -> SetReport {
     r.kind = Some(m.kind);
     r.streams = m.streams.len() as u32;
     if m.kind == BackupKind::Differential {
-        if let Err(e) = chain::resolve(repo, Some(id)) {
-            r.add(None, None, None, format!("the chain does not resolve: {e}"));
+        match chain::resolve(repo, Some(id)) {
+            Err(e) => r.add(None, None, None, format!("the chain does not resolve: {e}")),
+            Ok(c) => {
+                // With its base, the differential must hold every data page.
+                let sets: Vec<&Manifest> = c.sets.iter().map(|s| &s.manifest).collect();
+                if let Some((fi, page)) = first_uncovered(&sets) {
+                    r.add(
+                        Some(m.files[fi].name.clone()),
+                        Some((page / PAGES_PER_EXTENT as u64) as u32),
+                        None,
+                        format!("page {page} is neither in the differential nor in its base"),
+                    );
+                }
+            }
         }
     }
     for f in &m.files {

@@ -425,3 +425,41 @@ fn stream_of_another_set() {
     }
     assert_caught(&st, st.diff, st.diff, false);
 }
+
+#[test]
+fn differential_missing_a_page_its_base_does_not_have() {
+    // A file added after the full exists only in the differential: drop the record of its
+    // last extent (the last record of its stream) and re-seal everything.
+    let (repo, vfs) = mem_repo();
+    let db = small_db(Arc::new(MemVfs::new()), 1, 32, 2);
+    write_random(&db, &mut Rng(81), 10);
+    let full = take_backup(&db, &repo, BackupKind::Full, SetShape::default());
+    db.add_file(24).unwrap();
+    write_random(&db, &mut Rng(82), 10);
+    let diff = take_backup(&db, &repo, BackupKind::Differential, SetShape::default());
+    let m = load(&vfs, diff);
+    let ix = m.index.len() - 1;
+    let e = m.index[ix];
+    assert_eq!(e.file_id, 2);
+    let name = manifest::stream_file_name(diff, e.stream);
+    vfs.corrupt_file(&name, |b| {
+        assert_eq!(b.len() as u64, e.offset + e.record_len as u64);
+        b.truncate(e.offset as usize)
+    });
+    let bytes = vfs.read_file(&name).unwrap();
+    patch_manifest(&vfs, diff, |m| {
+        m.index.remove(ix);
+        let s = &mut m.streams[e.stream as usize];
+        s.length = bytes.len() as u64;
+        s.crc = crc32(&bytes);
+        s.record_count -= 1;
+    });
+    let st = Setup {
+        repo,
+        vfs,
+        full,
+        diff,
+    };
+    let err = assert_caught(&st, diff, diff, true);
+    assert!(err.to_string().contains("data_0002.pvd"), "{err}");
+}
