@@ -453,7 +453,11 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, r: &mut SetReport) {
             Some(file_name(m, e.file_id)),
             Some(e.extent),
             Some(s),
-            format!("the stream ends at offset {pos} but the index lists {} more records from offset {}", entries.len() - rank, e.offset),
+            format!(
+                "the stream ends at byte {len} but the index lists {} more records from offset {}",
+                entries.len() - rank,
+                e.offset
+            ),
         );
     }
 }
@@ -469,7 +473,9 @@ fn check_pages(
 ) {
     let mut k = 0;
     let mut max_lsn = 0;
-    let mut all_ok = true;
+    // One finding per record: the first bad page, and how many more there are.
+    let mut bad: Option<String> = None;
+    let mut bad_count = 0;
     for i in 0..PAGES_PER_EXTENT {
         if h.page_mask & (1 << i) == 0 {
             continue;
@@ -481,17 +487,23 @@ fn check_pages(
         match check_page(img, pn, h.file_id, m, m.extents_per_map) {
             Ok(lsn) => max_lsn = max_lsn.max(lsn),
             Err(what) => {
-                all_ok = false;
-                r.add(
-                    file.clone(),
-                    Some(h.extent),
-                    Some(s),
-                    format!("record at offset {pos}: {what}"),
-                )
+                bad_count += 1;
+                bad.get_or_insert(what);
             }
         }
     }
-    if all_ok && max_lsn != h.max_lsn {
+    if let Some(what) = bad {
+        let more = match bad_count {
+            1 => String::new(),
+            n => format!(" (and {} more pages of the record)", n - 1),
+        };
+        r.add(
+            file,
+            Some(h.extent),
+            Some(s),
+            format!("record at offset {pos}: {what}{more}"),
+        );
+    } else if max_lsn != h.max_lsn {
         r.add(
             file,
             Some(h.extent),
