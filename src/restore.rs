@@ -47,6 +47,8 @@ use crate::repo::Repository;
 pub const RESTORED_EPOCH: u64 = 1;
 /// Extents a worker takes at a time (bounded memory: one extent buffer per worker).
 const WINDOW_EXTENTS: usize = 4;
+/// The most decompression threads a restore starts.
+pub const MAX_THREADS: usize = 256;
 /// The largest control file read from a target.
 const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
 /// Names a manifest may never give a data file: the database's own files.
@@ -165,6 +167,12 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
+    if opts.threads > MAX_THREADS {
+        return Err(Error::Invalid(format!(
+            "a restore uses at most {MAX_THREADS} threads, not {}",
+            opts.threads
+        )));
+    }
     // No repository lock: published sets never change, so a restore only reads, and a
     // repository on read-only media can be restored from.
     let chain = chain::resolve(repo, opts.backup_id)?;
@@ -186,7 +194,8 @@ pub fn run(
     let mut ctl = plan.control(control::FLAG_RESTORING);
     write_control(target, &ctl)?;
     for name in old_files {
-        if !plan.files.iter().any(|f| f.entry.name == name) && target.exists(&name) {
+        let kept = plan.files.iter().any(|f| f.entry.name == name);
+        if !kept && !RESERVED_NAMES.contains(&name.as_str()) && target.exists(&name) {
             target
                 .remove(&name)
                 .map_err(|e| Error::io(target.path_of(&name), e))?;
