@@ -215,3 +215,113 @@ fn progress_counts_every_extent_and_the_report_serialises() {
     assert_eq!(json["findings"], 0);
     assert_eq!(json["sets"][0]["kind"], "full");
 }
+
+/// A folder that records every write (file, offset, length) on the way to a MemVfs.
+struct Recording {
+    inner: MemVfs,
+    writes: Arc<std::sync::Mutex<Vec<(String, u64, usize)>>>,
+}
+
+struct RecordingFile {
+    name: String,
+    inner: Arc<dyn pagevault::io::Storage>,
+    writes: Arc<std::sync::Mutex<Vec<(String, u64, usize)>>>,
+}
+
+impl pagevault::io::Storage for RecordingFile {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((self.name.clone(), offset, buf.len()));
+        self.inner.write_at(offset, buf)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+impl pagevault::io::Vfs for Recording {
+    fn open(&self, name: &str, create: bool) -> std::io::Result<Arc<dyn pagevault::io::Storage>> {
+        Ok(Arc::new(RecordingFile {
+            name: name.to_string(),
+            inner: self.inner.open(name, create)?,
+            writes: self.writes.clone(),
+        }))
+    }
+    fn exists(&self, name: &str) -> bool {
+        self.inner.exists(name)
+    }
+    fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> std::io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn sync_dir(&self) -> std::io::Result<()> {
+        self.inner.sync_dir()
+    }
+    fn list(&self) -> std::io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn path_of(&self, name: &str) -> std::path::PathBuf {
+        self.inner.path_of(name)
+    }
+    fn lock(&self) -> std::io::Result<Box<dyn Send + Sync>> {
+        self.inner.lock()
+    }
+}
+
+#[test]
+fn each_extent_is_written_once_with_one_write() {
+    let (repo, _) = mem_repo();
+    let db = small_db(Arc::new(MemVfs::new()), 2, 64, 3);
+    write_random(&db, &mut Rng(15), 60);
+    take_backup(&db, &repo, BackupKind::Full, SetShape::default());
+    write_random(&db, &mut Rng(16), 30);
+    take_backup(&db, &repo, BackupKind::Differential, SetShape::default());
+    let model = model_of(&db);
+    let inner = MemVfs::new();
+    let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let target = Recording {
+        inner: inner.clone(),
+        writes: writes.clone(),
+    };
+    let opts = RestoreOptions {
+        threads: 3,
+        ..RestoreOptions::new(Arc::new(target))
+    };
+    restore::run(&repo, &opts, &NoProgress).unwrap();
+    assert_restored(Arc::new(inner), &model);
+    for (file_id, pages) in db.file_layout() {
+        let name = format!("data_{file_id:04}.pvd");
+        let mut w: Vec<(u64, usize)> = writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _, _)| *n == name)
+            .map(|&(_, o, l)| (o, l))
+            .collect();
+        // Page 0 is rewritten once at the commit (without the restoring flag).
+        let header = w
+            .iter()
+            .position(|&x| x == (0, 8192))
+            .expect("final header write");
+        w.remove(header);
+        w.sort_unstable();
+        let want: Vec<(u64, usize)> = (0..pages as u64 / 8).map(|x| (x * 65536, 65536)).collect();
+        assert_eq!(
+            w, want,
+            "{name}: each extent exactly once, with one 64 KiB write"
+        );
+    }
+}
