@@ -90,6 +90,10 @@ fn restore_throughput_against_the_decompression_limit() {
     };
     let id = take_backup(&db, &repo, BackupKind::Full, shape);
 
+    // Nothing of the setup left to write back while the restore runs.
+    db.flush().unwrap();
+    let _ = std::process::Command::new("sync").status();
+
     // Restore on disk.
     let dir = tmp.path().join("restored");
     let target = restore::target_dir(&dir).unwrap();
