@@ -247,3 +247,36 @@ fn crafted_names_are_refused_and_nothing_is_written_outside_the_target() {
         assert!(left.is_empty(), "{name:?}: the target holds {left:?}");
     }
 }
+
+#[test]
+fn an_unfinished_restore_of_another_database_is_refused() {
+    let (repo, _, _, _, diff, _) = repo_with_chain();
+    let target = MemVfs::new();
+    target.crash_after(12);
+    assert!(restore::run(&repo, &opts(&target, Some(diff), false), &NoProgress).is_err());
+    target.crash(CrashPolicy::KeepSynced);
+    assert!(matches!(
+        Database::open(Arc::new(target.clone()), OpenMode::ReadOnly),
+        Err(Error::RestoreIncomplete { .. })
+    ));
+    let (other_repo, _) = mem_repo();
+    let db = small_db(Arc::new(MemVfs::new()), 1, 16, 2);
+    let other = take_backup(&db, &other_repo, BackupKind::Full, SetShape::default());
+    for force in [false, true] {
+        let err =
+            restore::run(&other_repo, &opts(&target, Some(other), force), &NoProgress).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+    }
+}
+
+#[test]
+fn a_target_that_is_a_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        restore::target_dir(&file),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
