@@ -677,6 +677,9 @@ impl Worker {
                 &mut self.raw,
             )
             .map_err(|x| where_(x.to_string()))?;
+            // A record holding the whole extent and nothing newer: its pages become the
+            // extent buffer as they are (no copy).
+            let whole = have == 0 && h.page_mask == u8::MAX;
             let mut k = 0;
             let mut rec_max = 0;
             for i in 0..PAGES_PER_EXTENT {
@@ -689,12 +692,22 @@ impl Worker {
                 let lsn = check_page(img, pn, f.entry.file_id, set.m, epm).map_err(&where_)?;
                 rec_max = rec_max.max(lsn);
                 if have & (1 << i) == 0 {
-                    self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(img);
+                    if !whole {
+                        self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(img);
+                    }
                     max_lsn = max_lsn.max(lsn);
                     if s > 0 {
                         counters.diff_pages.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+            }
+            if whole {
+                std::mem::swap(&mut self.extent, &mut self.raw);
+                assert_eq!(
+                    self.extent.len(),
+                    EXTENT_SIZE,
+                    "a whole-extent record is 64 KiB"
+                );
             }
             if rec_max != h.max_lsn {
                 return Err(where_(format!(
