@@ -24,8 +24,10 @@ pub mod io;
 pub mod layout;
 pub mod progress;
 pub mod repo;
+pub mod restore;
 pub mod store;
 pub mod units;
+pub mod verify;
 pub mod workload;
 
 pub use error::{Error, Result};

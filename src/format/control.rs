@@ -79,11 +79,16 @@ pub struct Control {
     pub files: Vec<FileEntry>,
 }
 
-/// True for names the engine creates and accepts: 1 to 48 bytes of `[A-Za-z0-9._-]`, not
-/// starting with a dot. Names are data, never paths.
+/// The ending every data file name has.
+pub const DATA_FILE_SUFFIX: &str = ".pvd";
+
+/// True for names the engine creates and accepts for data files: 1 to 48 bytes of
+/// `[A-Za-z0-9._-]`, not starting with a dot, ending in `.pvd` (so never the name of the
+/// control file, the lock, a repository file or a temporary). Names are data, never paths.
 pub fn valid_file_name(name: &str) -> bool {
-    !name.is_empty()
+    name.len() > DATA_FILE_SUFFIX.len()
         && name.len() <= NAME_MAX
+        && name.ends_with(DATA_FILE_SUFFIX)
         && !name.starts_with('.')
         && name
             .bytes()
@@ -300,7 +305,18 @@ mod tests {
 
     #[test]
     fn names_are_data_not_paths() {
-        for bad in ["", "../x", "/etc/passwd", ".hidden", "a/b", "x\0y"] {
+        for bad in [
+            "",
+            "../x",
+            "/etc/passwd",
+            ".hidden",
+            "a/b",
+            "x\0y",
+            "pagevault.ctl",
+            "LOCK",
+            ".pvd",
+            "a.pvd.tmp",
+        ] {
             assert!(!valid_file_name(bad), "{bad:?}");
         }
         assert!(valid_file_name("data_0001.pvd"));

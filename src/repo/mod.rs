@@ -7,6 +7,7 @@
 //! manifest) is debris of an unfinished backup, never read as a set, and removed under the
 //! lock by the next backup. Every byte read back is checked before use (invariant 7).
 
+pub mod chain;
 pub mod marker;
 
 use std::path::{Path, PathBuf};
@@ -89,7 +90,9 @@ impl Repository {
         self.repository_id
     }
 
-    /// Takes the repository's exclusive lock (one backup or restore at a time).
+    /// Takes the repository's exclusive lock: one backup writes at a time. Restore and
+    /// verify only read published sets, which never change, so they take no lock (and a
+    /// read-only repository stays restorable).
     pub fn lock(&self) -> Result<Box<dyn Send + Sync>> {
         self.vfs.lock().map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {

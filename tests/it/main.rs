@@ -4,9 +4,16 @@ mod support;
 
 mod cli;
 mod fuzz_replay;
+mod restore_bench;
+mod restore_chain;
+mod restore_fixture;
+mod restore_props;
+mod restore_protocol;
+mod restore_roundtrip;
 mod store_concurrency;
 mod store_crash;
 mod store_faults;
 mod store_format;
 mod store_model;
 mod store_span;
+mod verify_corruption;

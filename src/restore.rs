@@ -1,0 +1,861 @@
+//! Restore: a chain of backup sets (a full, or a full and its differential) becomes a
+//! database in an empty folder, each extent assembled once and written once.
+//!
+//! Keeps true:
+//! - (invariant 4) the chain is resolved and validated, every stream opened and every
+//!   manifest checked (names, stream tiling), before anything is written to the target;
+//! - (invariant 5) each page comes from the newest set of the chain that holds it, each
+//!   extent is written with one write, and every data page of every file must come from
+//!   the chain, else the restore fails naming the file and page;
+//! - (invariant 6) the control file is written first with `FLAG_RESTORING` and rewritten
+//!   without it, atomically, only after every data file is synced: a half-restored
+//!   database refuses to open, and running the restore again converges;
+//! - (invariant 7) every record is checked (header, payload and pages checksums, the
+//!   manifest's index entry, its sequence in the stream) and every page verified against
+//!   its address and the chain's LSNs before it is used;
+//! - (invariant 9) names in a manifest are data: only plain file names, never the
+//!   control or lock file's, created through the target's `Vfs`; nothing else in the
+//!   target is overwritten unless it is the same database (`force`, or an unfinished
+//!   restore of it).
+//!
+//! The restored database tracks changes as `UntrustedRestored` with the chain's full as
+//! its differential base (see docs/restore.md): the next differential scans page LSNs
+//! above the base LSN, and its bitmap is also rebuilt exactly (every extent holding a
+//! page above the base LSN has its bit set).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::format::change_map::MapPage;
+use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
+use crate::format::file_header::{FileHeader, TrackingState, FLAG_RESTORING};
+use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
+use crate::format::page::{self, PageAddress};
+use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
+use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE, PAGE_TYPE_DATA};
+use crate::io::{self, file::DiskVfs, Storage, Vfs};
+use crate::progress::Progress;
+use crate::repo::chain::{self, Chain};
+use crate::repo::Repository;
+
+/// The tracking epoch a restored database starts with.
+pub const RESTORED_EPOCH: u64 = 1;
+/// Extents a worker takes at a time (bounded memory: one extent buffer per worker).
+const WINDOW_EXTENTS: usize = 4;
+/// The most decompression threads a restore starts.
+pub const MAX_THREADS: usize = 256;
+/// The largest control file read from a target.
+const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
+/// Names a manifest may never give a data file: the database's own files.
+pub(crate) const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, "pagevault.ctl.tmp", "LOCK"];
+
+/// What to restore and where.
+#[derive(Clone)]
+pub struct RestoreOptions {
+    /// The set to restore (by default the newest in the repository).
+    pub backup_id: Option<u64>,
+    /// The folder the database is restored into (see [`target_dir`]).
+    pub target: Arc<dyn Vfs>,
+    /// Decompression threads (0: one per core).
+    pub threads: usize,
+    /// Replace a database of the same id that is not in use.
+    pub force: bool,
+}
+
+impl RestoreOptions {
+    /// The newest set into `target`, one thread per core, no force.
+    pub fn new(target: Arc<dyn Vfs>) -> RestoreOptions {
+        RestoreOptions {
+            backup_id: None,
+            target,
+            threads: 0,
+            force: false,
+        }
+    }
+}
+
+/// The folder `dir` as a restore target, created (with its parents) when missing.
+pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::AlreadyExists {
+            path: dir.to_path_buf(),
+            what: "the restore target exists and is not a folder".into(),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(Arc::new(DiskVfs::new(dir)))
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RestoreReport {
+    /// The set restored.
+    pub backup_id: String,
+    /// The sets laid down, oldest first.
+    pub chain: Vec<String>,
+    pub database_id: String,
+    pub target: PathBuf,
+    pub files: u32,
+    pub extents_written: u64,
+    /// Data pages taken from the chain.
+    pub pages_written: u64,
+    /// Data pages taken from the differential.
+    pub pages_from_differential: u64,
+    pub bytes_written: u64,
+    /// Stored (compressed) bytes read from the repository.
+    pub bytes_read: u64,
+    pub duration_secs: f64,
+    /// `bytes_written` per second, in MB (10^6 bytes).
+    pub mb_per_s: f64,
+    /// The restored database's tracking state and differential base.
+    pub tracking: TrackingState,
+    pub base_id: String,
+    pub base_lsn: u64,
+    /// The restored database's LSN high-water mark (no page has a higher LSN).
+    pub lsn_high_water: u64,
+}
+
+/// One data file of the restored database.
+struct PlanFile {
+    entry: FileEntry,
+    /// The LSN stamped on rebuilt system pages (the manifest's file LSN).
+    system_lsn: u64,
+    storage: Option<Arc<dyn Storage>>,
+    path: PathBuf,
+    max_lsn: AtomicU64,
+}
+
+/// One set of the chain, its streams opened.
+struct PlanSet<'a> {
+    m: &'a Manifest,
+    streams: Vec<Arc<dyn Storage>>,
+    stream_paths: Vec<PathBuf>,
+    /// Sequence of each index entry in its stream (its rank by offset).
+    sequence: Vec<u32>,
+}
+
+/// One extent to assemble: file index in the plan, extent, index entry per set.
+#[derive(Clone, Copy)]
+struct Job {
+    file: usize,
+    extent: u32,
+    src: [Option<u32>; 2],
+}
+
+struct Plan<'a> {
+    database_id: u64,
+    extents_per_map: u32,
+    base_lsn: u64,
+    base_id: u64,
+    base_checksum: u64,
+    /// Set when the chain has no full base: every extent counts as changed.
+    all_changed: bool,
+    lsn_high_water: u64,
+    files: Vec<PlanFile>,
+    sets: Vec<PlanSet<'a>>,
+}
+
+/// Restores `opts.backup_id` (or the newest set) from `repo` into `opts.target`.
+pub fn run(
+    repo: &Repository,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    if opts.threads > MAX_THREADS {
+        return Err(Error::Invalid(format!(
+            "a restore uses at most {MAX_THREADS} threads, not {}",
+            opts.threads
+        )));
+    }
+    // No repository lock: published sets never change, so a restore only reads, and a
+    // repository on read-only media can be restored from.
+    let chain = chain::resolve(repo, opts.backup_id)?;
+    let mut plan = Plan::new(repo, &chain, &*opts.target)?;
+    let target = &*opts.target;
+    let _target_lock = target.lock().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                path: target.path_of(""),
+                what: "the restore target",
+            }
+        } else {
+            Error::io(target.path_of("LOCK"), e)
+        }
+    })?;
+    let old_files = inspect_target(target, plan.database_id, opts.force)?;
+
+    // 1. The commit point says "restoring" before any data file is touched.
+    let mut ctl = plan.control(control::FLAG_RESTORING);
+    write_control(target, &ctl)?;
+    for name in old_files {
+        let kept = plan.files.iter().any(|f| f.entry.name == name);
+        if !kept && !RESERVED_NAMES.contains(&name.as_str()) && target.exists(&name) {
+            target
+                .remove(&name)
+                .map_err(|e| Error::io(target.path_of(&name), e))?;
+        }
+    }
+    // 2. Every data file at its final size.
+    for f in &mut plan.files {
+        let s = target
+            .open(&f.entry.name, true)
+            .map_err(|e| Error::io(&f.path, e))?;
+        s.set_len(f.entry.page_count as u64 * PAGE_SIZE as u64)
+            .map_err(|e| Error::io(&f.path, e))?;
+        f.storage = Some(s);
+    }
+    target
+        .sync_dir()
+        .map_err(|e| Error::io(target.path_of(""), e))?;
+
+    // 3. Every extent, assembled and written once, in parallel.
+    let total_extents: u64 = plan.files.iter().map(|f| extents_of(&f.entry)).sum();
+    progress.start(total_extents, total_extents * EXTENT_SIZE as u64);
+    let counters = Counters::default();
+    let result = plan.write_extents(opts.threads, progress, &counters);
+    progress.finish();
+    result?;
+
+    // 4. Files durable, headers final, then the commit.
+    for f in &plan.files {
+        let s = f.storage.as_ref().expect("opened above");
+        s.sync().map_err(|e| Error::io(&f.path, e))?;
+    }
+    let view = plan_view(&plan);
+    for f in &mut plan.files {
+        let lsn = f.max_lsn.load(Ordering::SeqCst).max(f.entry.file_lsn);
+        f.entry.file_lsn = lsn;
+        let header = plan_header(&view, &f.entry, 0);
+        let s = f.storage.as_ref().expect("opened above");
+        s.write_at(0, &header.encode())
+            .map_err(|e| Error::io(&f.path, e))?;
+        s.sync().map_err(|e| Error::io(&f.path, e))?;
+    }
+    ctl.files = plan.files.iter().map(|f| f.entry.clone()).collect();
+    ctl.flags = 0;
+    write_control(target, &ctl)?;
+
+    let duration = started.elapsed().as_secs_f64();
+    let bytes_written = counters.extents.load(Ordering::SeqCst) * EXTENT_SIZE as u64;
+    Ok(RestoreReport {
+        backup_id: format_backup_id(chain.newest().backup_id),
+        chain: chain.ids().into_iter().map(format_backup_id).collect(),
+        database_id: format!("{:016x}", plan.database_id),
+        target: target.path_of(""),
+        files: plan.files.len() as u32,
+        extents_written: counters.extents.load(Ordering::SeqCst),
+        pages_written: counters.pages.load(Ordering::SeqCst),
+        pages_from_differential: counters.diff_pages.load(Ordering::SeqCst),
+        bytes_written,
+        bytes_read: counters.bytes_read.load(Ordering::SeqCst),
+        duration_secs: duration,
+        mb_per_s: if duration > 0.0 {
+            bytes_written as f64 / 1e6 / duration
+        } else {
+            0.0
+        },
+        tracking: TrackingState::UntrustedRestored,
+        base_id: format_backup_id(plan.base_id),
+        base_lsn: plan.base_lsn,
+        lsn_high_water: plan.lsn_high_water,
+    })
+}
+
+#[derive(Default)]
+struct Counters {
+    extents: AtomicU64,
+    pages: AtomicU64,
+    diff_pages: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+fn extents_of(e: &FileEntry) -> u64 {
+    e.page_count as u64 / PAGES_PER_EXTENT as u64
+}
+
+fn write_control(target: &dyn Vfs, ctl: &Control) -> Result<()> {
+    io::replace_atomically(target, CONTROL_FILE_NAME, &ctl.encode())
+        .map_err(|e| Error::io(target.path_of(CONTROL_FILE_NAME), e))
+}
+
+/// Decides whether the target may be restored into; returns the data files of the
+/// database being replaced (to remove those the restored one does not have).
+fn inspect_target(target: &dyn Vfs, database_id: u64, force: bool) -> Result<Vec<String>> {
+    let path = target.path_of("");
+    let names = target.list().map_err(|e| Error::io(&path, e))?;
+    if names
+        .iter()
+        .all(|n| n == "LOCK" || n == "pagevault.ctl.tmp")
+    {
+        return Ok(vec![]);
+    }
+    if !target.exists(CONTROL_FILE_NAME) {
+        return Err(Error::AlreadyExists {
+            path,
+            what: "the restore target is not empty and is not a pagevault database; restore into an empty folder".into(),
+        });
+    }
+    let bytes = io::read_all(target, CONTROL_FILE_NAME, CONTROL_LIMIT_BYTES)
+        .map_err(|e| Error::io(target.path_of(CONTROL_FILE_NAME), e))?;
+    let ctl = Control::decode(&bytes).map_err(|what| Error::AlreadyExists {
+        path: path.clone(),
+        what: format!("the restore target holds a damaged pagevault control file that {what}; refusing to overwrite it"),
+    })?;
+    if ctl.database_id != database_id {
+        return Err(Error::AlreadyExists {
+            path,
+            what: format!(
+                "the restore target holds database {:016x}, not database {database_id:016x} of the backup; restore into an empty folder",
+                ctl.database_id
+            ),
+        });
+    }
+    if ctl.flags & control::FLAG_RESTORING == 0 && !force {
+        return Err(Error::AlreadyExists {
+            path,
+            what: format!(
+                "the restore target holds database {database_id:016x}; pass --force to replace it"
+            ),
+        });
+    }
+    Ok(ctl.files.into_iter().map(|f| f.name).collect())
+}
+
+/// The fields of the plan that system pages are built from.
+struct View {
+    database_id: u64,
+    extents_per_map: u32,
+    base_lsn: u64,
+    base_id: u64,
+}
+
+fn plan_view(p: &Plan<'_>) -> View {
+    View {
+        database_id: p.database_id,
+        extents_per_map: p.extents_per_map,
+        base_lsn: p.base_lsn,
+        base_id: p.base_id,
+    }
+}
+
+fn plan_header(v: &View, e: &FileEntry, flags: u32) -> FileHeader {
+    FileHeader {
+        file_id: e.file_id,
+        database_id: v.database_id,
+        page_count: e.page_count,
+        extents_per_map: v.extents_per_map,
+        file_lsn: e.file_lsn,
+        base_lsn: v.base_lsn,
+        base_id: v.base_id,
+        epoch: RESTORED_EPOCH,
+        tracking: TrackingState::UntrustedRestored,
+        flags,
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// Checks everything that can be checked without reading records: names, file
+    /// layout, that each stream is exactly its indexed records; opens every stream.
+    fn new(repo: &Repository, chain: &'a Chain, target: &dyn Vfs) -> Result<Plan<'a>> {
+        let newest = chain.newest();
+        let first = chain.first();
+        let (base_lsn, base_id, base_checksum, all_changed) = match first.manifest.kind {
+            BackupKind::Full => (
+                first.manifest.snapshot_lsn,
+                first.manifest.backup_id,
+                first.checksum,
+                false,
+            ),
+            _ => (0, 0, 0, true),
+        };
+        let mut files = Vec::with_capacity(newest.files.len());
+        for f in &newest.files {
+            if RESERVED_NAMES.contains(&f.name.as_str()) || !control::valid_file_name(&f.name) {
+                return Err(Error::corrupt(
+                    repo.vfs()
+                        .path_of(&crate::format::manifest::manifest_file_name(
+                            newest.backup_id,
+                        )),
+                    format!(
+                        "manifest names a data file {:?}, which a database may not have",
+                        f.name
+                    ),
+                ));
+            }
+            files.push(PlanFile {
+                entry: FileEntry {
+                    file_id: f.file_id,
+                    page_count: f.page_count,
+                    file_lsn: f.file_lsn,
+                    name: f.name.clone(),
+                },
+                system_lsn: f.file_lsn,
+                storage: None,
+                path: target.path_of(&f.name),
+                max_lsn: AtomicU64::new(0),
+            });
+        }
+        let mut sets = Vec::with_capacity(chain.sets.len());
+        for s in &chain.sets {
+            let m = &s.manifest;
+            let sequence = stream_sequences(repo, m)?;
+            let mut streams = Vec::with_capacity(m.streams.len());
+            let mut stream_paths = Vec::with_capacity(m.streams.len());
+            for i in 0..m.streams.len() as u32 {
+                streams.push(repo.open_stream(m, i)?);
+                stream_paths.push(
+                    repo.vfs()
+                        .path_of(&crate::format::manifest::stream_file_name(m.backup_id, i)),
+                );
+            }
+            sets.push(PlanSet {
+                m,
+                streams,
+                stream_paths,
+                sequence,
+            });
+        }
+        let plan = Plan {
+            database_id: newest.database_id,
+            extents_per_map: newest.extents_per_map,
+            base_lsn,
+            base_id,
+            base_checksum,
+            all_changed,
+            lsn_high_water: newest.snapshot_lsn,
+            files,
+            sets,
+        };
+        plan.check_coverage()?;
+        Ok(plan)
+    }
+
+    /// Every data page of every file must come from the chain: checked from the indexes
+    /// before anything is written (and again per extent from the records themselves). This
+    /// also bounds what a restore creates by what the manifests index.
+    fn check_coverage(&self) -> Result<()> {
+        let sets: Vec<&Manifest> = self.sets.iter().map(|s| s.m).collect();
+        match first_uncovered(&sets) {
+            Some((file, page)) => Err(self.uncovered(&self.files[file], page)),
+            None => Ok(()),
+        }
+    }
+
+    fn uncovered(&self, f: &PlanFile, page: u64) -> Error {
+        Error::corrupt(
+            &f.path,
+            format!(
+                "page {page} of {} is in no backup set of the chain {}; the chain cannot restore it",
+                f.entry.name,
+                self.sets
+                    .iter()
+                    .map(|s| format_backup_id(s.m.backup_id))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    }
+
+    fn control(&self, flags: u32) -> Control {
+        Control {
+            database_id: self.database_id,
+            lsn_reserved: self.lsn_high_water,
+            epoch: RESTORED_EPOCH,
+            pending_epoch: 0,
+            base_lsn: self.base_lsn,
+            base_id: self.base_id,
+            base_checksum: self.base_checksum,
+            flags,
+            tracking: TrackingState::UntrustedRestored,
+            extents_per_map: self.extents_per_map,
+            created_unix: crate::ids::unix_millis() / 1000,
+            files: self.files.iter().map(|f| f.entry.clone()).collect(),
+        }
+    }
+
+    /// The jobs, file by file and extent by extent, with each set's index entry.
+    fn jobs(&self) -> impl Iterator<Item = Job> + Send + '_ {
+        let indexes: Vec<&[IndexEntry]> = self.sets.iter().map(|s| &s.m.index[..]).collect();
+        let files = self
+            .files
+            .iter()
+            .map(|f| (f.entry.file_id, f.entry.page_count))
+            .collect();
+        merge_jobs(indexes, files)
+    }
+
+    fn write_extents(
+        &self,
+        threads: usize,
+        progress: &dyn Progress,
+        counters: &Counters,
+    ) -> Result<()> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start {threads} restore threads: {e}")))?;
+        let view = plan_view(self);
+        let mut jobs = self.jobs();
+        let windows = std::iter::from_fn(move || {
+            let w: Vec<Job> = jobs.by_ref().take(WINDOW_EXTENTS).collect();
+            (!w.is_empty()).then_some(w)
+        });
+        pool.install(|| {
+            windows
+                .par_bridge()
+                .try_for_each_init(Worker::new, |w, window| {
+                    for job in window {
+                        w.extent(self, &view, job, counters)?;
+                        progress.advance(1, EXTENT_SIZE as u64);
+                    }
+                    Ok(())
+                })
+        })
+    }
+}
+
+/// Pairs every extent of `files` ((file id, page count), in file-id order) with the
+/// entry of each index (sorted by file and extent, as manifests are) that holds it.
+fn merge_jobs<'m>(
+    indexes: Vec<&'m [IndexEntry]>,
+    files: Vec<(u32, u32)>,
+) -> impl Iterator<Item = Job> + Send + 'm {
+    let mut cursors = vec![0usize; indexes.len()];
+    files
+        .into_iter()
+        .enumerate()
+        .flat_map(|(fi, (file_id, pages))| {
+            (0..pages / PAGES_PER_EXTENT as u32).map(move |x| (fi, file_id, x))
+        })
+        .map(move |(fi, file_id, extent)| {
+            let mut src = [None, None];
+            for (s, index) in indexes.iter().enumerate().take(2) {
+                let c = &mut cursors[s];
+                while *c < index.len() && (index[*c].file_id, index[*c].extent) < (file_id, extent)
+                {
+                    *c += 1;
+                }
+                if *c < index.len() && (index[*c].file_id, index[*c].extent) == (file_id, extent) {
+                    src[s] = Some(*c as u32);
+                }
+            }
+            Job {
+                file: fi,
+                extent,
+                src,
+            }
+        })
+}
+
+/// The first data page (file index in the newest set, page number) of the newest set's
+/// files that no set of the chain `sets` (oldest first) indexes, if any.
+pub(crate) fn first_uncovered(sets: &[&Manifest]) -> Option<(usize, u64)> {
+    let newest = sets.last()?;
+    let epm = newest.extents_per_map;
+    let indexes = sets.iter().map(|m| &m.index[..]).collect();
+    let files = newest
+        .files
+        .iter()
+        .map(|f| (f.file_id, f.page_count))
+        .collect();
+    for job in merge_jobs(indexes, files) {
+        let mut have = 0u8;
+        for (s, ix) in job.src.iter().enumerate() {
+            if let Some(ix) = ix {
+                have |= sets[s].index[*ix as usize].page_mask;
+            }
+        }
+        let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
+        for i in 0..PAGES_PER_EXTENT {
+            let pn = first_page + i as u64;
+            if have & (1 << i) == 0 && !is_system_page(pn, epm) {
+                return Some((job.file, pn));
+            }
+        }
+    }
+    None
+}
+
+/// Checks that each stream of `m` is exactly its indexed records, end to end (so no byte
+/// of a stream goes unchecked and no record is extra or duplicated), and returns each
+/// index entry's rank in its stream.
+pub(crate) fn stream_sequences(repo: &Repository, m: &Manifest) -> Result<Vec<u32>> {
+    let mut by_stream: Vec<Vec<(u64, u32)>> = vec![Vec::new(); m.streams.len()];
+    for (i, e) in m.index.iter().enumerate() {
+        by_stream[e.stream as usize].push((e.offset, i as u32));
+    }
+    let mut seq = vec![0u32; m.index.len()];
+    for (s, entries) in by_stream.iter_mut().enumerate() {
+        entries.sort_unstable();
+        let mut end = 0u64;
+        for (rank, &(offset, i)) in entries.iter().enumerate() {
+            if offset != end {
+                return Err(Error::corrupt(
+                    repo.vfs().path_of(&crate::format::manifest::stream_file_name(m.backup_id, s as u32)),
+                    format!("backup set {}: the index does not cover the stream end to end (a record at offset {offset}, expected {end})", format_backup_id(m.backup_id)),
+                ));
+            }
+            end = offset + m.index[i as usize].record_len as u64;
+            seq[i as usize] = rank as u32;
+        }
+        if end != m.streams[s].length {
+            return Err(Error::corrupt(
+                repo.vfs().path_of(&crate::format::manifest::stream_file_name(m.backup_id, s as u32)),
+                format!("backup set {}: the stream is {} bytes but its indexed records end at {end} (extra or missing records)", format_backup_id(m.backup_id), m.streams[s].length),
+            ));
+        }
+    }
+    Ok(seq)
+}
+
+/// Buffers of one worker thread: one record, one extent, one decompressor.
+struct Worker {
+    dec: zstd::bulk::Decompressor<'static>,
+    record: Vec<u8>,
+    raw: Vec<u8>,
+    extent: Vec<u8>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            dec: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
+            record: Vec::with_capacity(RECORD_HEADER_SIZE + record::MAX_STORED_LEN),
+            raw: Vec::with_capacity(EXTENT_SIZE),
+            extent: vec![0u8; EXTENT_SIZE],
+        }
+    }
+
+    fn extent(
+        &mut self,
+        plan: &Plan<'_>,
+        view: &View,
+        job: Job,
+        counters: &Counters,
+    ) -> Result<()> {
+        let f = &plan.files[job.file];
+        let epm = plan.extents_per_map;
+        let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
+        let mut have: u8 = 0;
+        let mut max_lsn = 0u64;
+        // Newest set first: a page is taken from the newest set that holds it.
+        for s in (0..plan.sets.len()).rev() {
+            let Some(ix) = job.src[s] else { continue };
+            let set = &plan.sets[s];
+            let e = set.m.index[ix as usize];
+            let where_ = |what: String| {
+                Error::corrupt(
+                    &set.stream_paths[e.stream as usize],
+                    format!(
+                        "backup set {}: record of {} extent {} at offset {}: {what}",
+                        format_backup_id(set.m.backup_id),
+                        f.entry.name,
+                        job.extent,
+                        e.offset
+                    ),
+                )
+            };
+            self.record.resize(e.record_len as usize, 0);
+            set.streams[e.stream as usize]
+                .read_at(e.offset, &mut self.record)
+                .map_err(|err| Error::io(&set.stream_paths[e.stream as usize], err))?;
+            counters
+                .bytes_read
+                .fetch_add(e.record_len as u64, Ordering::Relaxed);
+            let h = RecordHeader::decode(&self.record).map_err(|x| where_(x.to_string()))?;
+            check_record(&h, &e, set.m, set.sequence[ix as usize]).map_err(where_)?;
+            record::decode_payload(
+                &h,
+                &self.record[RECORD_HEADER_SIZE..],
+                &mut self.dec,
+                &mut self.raw,
+            )
+            .map_err(|x| where_(x.to_string()))?;
+            // A record holding the whole extent and nothing newer: its pages become the
+            // extent buffer as they are (no copy).
+            let whole = have == 0 && h.page_mask == u8::MAX;
+            let mut k = 0;
+            let mut rec_max = 0;
+            for i in 0..PAGES_PER_EXTENT {
+                if h.page_mask & (1 << i) == 0 {
+                    continue;
+                }
+                let pn = first_page + i as u64;
+                let img = &self.raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
+                k += 1;
+                let lsn = check_page(img, pn, f.entry.file_id, set.m, epm).map_err(&where_)?;
+                rec_max = rec_max.max(lsn);
+                if have & (1 << i) == 0 {
+                    if !whole {
+                        self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(img);
+                    }
+                    max_lsn = max_lsn.max(lsn);
+                    if s > 0 {
+                        counters.diff_pages.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if whole {
+                std::mem::swap(&mut self.extent, &mut self.raw);
+                assert_eq!(
+                    self.extent.len(),
+                    EXTENT_SIZE,
+                    "a whole-extent record is 64 KiB"
+                );
+            }
+            if rec_max != h.max_lsn {
+                return Err(where_(format!(
+                    "the record says its highest page LSN is {}, its pages have {rec_max}",
+                    h.max_lsn
+                )));
+            }
+            have |= h.page_mask;
+        }
+        let mut data_pages = 0;
+        for i in 0..PAGES_PER_EXTENT {
+            let pn = first_page + i as u64;
+            if is_system_page(pn, epm) {
+                let img = self.system_page(plan, view, f, pn);
+                self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(&img);
+            } else if have & (1 << i) == 0 {
+                return Err(plan.uncovered(f, pn));
+            } else {
+                data_pages += 1;
+            }
+        }
+        f.storage
+            .as_ref()
+            .expect("opened before the extents")
+            .write_at(job.extent as u64 * EXTENT_SIZE as u64, &self.extent)
+            .map_err(|e| Error::io(&f.path, e))?;
+        f.max_lsn.fetch_max(max_lsn, Ordering::SeqCst);
+        counters.extents.fetch_add(1, Ordering::Relaxed);
+        counters.pages.fetch_add(data_pages, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Page 0 (the header, marked restoring) or a change-map page with the bits of the
+    /// extents holding a page above the base LSN.
+    fn system_page(&self, plan: &Plan<'_>, view: &View, f: &PlanFile, pn: u64) -> Vec<u8> {
+        if pn == 0 {
+            let e = FileEntry {
+                file_lsn: f.system_lsn,
+                ..f.entry.clone()
+            };
+            return plan_header(view, &e, FLAG_RESTORING).encode();
+        }
+        let epm = plan.extents_per_map as u64;
+        let k = ((pn - 1) / (epm * PAGES_PER_EXTENT as u64)) as u32;
+        let mut map = MapPage::new(k, plan.extents_per_map);
+        let first = k as u64 * epm;
+        let last = (first + epm).min(extents_of(&f.entry));
+        if plan.all_changed {
+            for x in first..last {
+                map.set(RESTORED_EPOCH, 0, (x - first) as usize);
+            }
+        } else if plan.sets.len() == 2 {
+            let index = &plan.sets[1].m.index;
+            let id = f.entry.file_id;
+            let lo = index.partition_point(|e| (e.file_id, e.extent as u64) < (id, first));
+            let hi = index.partition_point(|e| (e.file_id, e.extent as u64) < (id, last));
+            for e in &index[lo..hi] {
+                map.set(RESTORED_EPOCH, 0, (e.extent as u64 - first) as usize);
+            }
+        }
+        if map.epochs == [0, 0] {
+            map.epochs[0] = RESTORED_EPOCH;
+        }
+        let addr = PageAddress {
+            database_id: plan.database_id,
+            file_id: f.entry.file_id,
+            page_number: pn as u32,
+        };
+        map.encode(addr, f.system_lsn)
+    }
+}
+
+/// Checks a decoded record header against its manifest and index entry.
+pub(crate) fn check_record(
+    h: &RecordHeader,
+    e: &IndexEntry,
+    m: &Manifest,
+    sequence: u32,
+) -> std::result::Result<(), String> {
+    let mismatch = |what: &str, found: u64, want: u64| {
+        Err(format!(
+            "the record has {what} {found:#x}, the manifest says {want:#x}"
+        ))
+    };
+    if h.database_id != m.database_id {
+        return mismatch("database id", h.database_id, m.database_id);
+    }
+    if h.backup_id != m.backup_id {
+        return mismatch("backup id", h.backup_id, m.backup_id);
+    }
+    if h.file_id != e.file_id {
+        return mismatch("file id", h.file_id as u64, e.file_id as u64);
+    }
+    if h.extent != e.extent {
+        return mismatch("extent", h.extent as u64, e.extent as u64);
+    }
+    if h.page_mask != e.page_mask {
+        return mismatch("page mask", h.page_mask as u64, e.page_mask as u64);
+    }
+    if h.sequence != sequence {
+        return mismatch("sequence", h.sequence as u64, sequence as u64);
+    }
+    if h.header_crc != e.header_crc {
+        return mismatch("header checksum", h.header_crc as u64, e.header_crc as u64);
+    }
+    if h.record_len() != e.record_len as usize {
+        return mismatch("length", h.record_len() as u64, e.record_len as u64);
+    }
+    Ok(())
+}
+
+/// Verifies one page image of a record of `m`: a data page at its address, with an LSN
+/// inside what the set may hold. Returns its LSN.
+pub(crate) fn check_page(
+    img: &[u8],
+    page_number: u64,
+    file_id: u32,
+    m: &Manifest,
+    extents_per_map: u32,
+) -> std::result::Result<u64, String> {
+    if is_system_page(page_number, extents_per_map) {
+        return Err(format!(
+            "it holds system page {page_number}, which backups never store"
+        ));
+    }
+    let addr = PageAddress {
+        database_id: m.database_id,
+        file_id,
+        page_number: page_number as u32,
+    };
+    let h = page::verify(img, addr).map_err(|f| format!("page {page_number}: {f}"))?;
+    if h.page_type != PAGE_TYPE_DATA {
+        return Err(format!(
+            "page {page_number} has page type {}, not a data page",
+            h.page_type
+        ));
+    }
+    if h.lsn > m.snapshot_lsn {
+        return Err(format!(
+            "page {page_number} has LSN {} above the set's snapshot LSN {}",
+            h.lsn, m.snapshot_lsn
+        ));
+    }
+    if m.kind == BackupKind::Differential && h.lsn <= m.base_lsn {
+        return Err(format!(
+            "page {page_number} has LSN {}, not above the differential's base LSN {}",
+            h.lsn, m.base_lsn
+        ));
+    }
+    Ok(h.lsn)
+}
