@@ -94,6 +94,8 @@ pub enum FindingKind {
     BadMapPage,
     /// An extent holds a page changed since the base, but its bit is clear.
     TrackingBitClear,
+    /// A restored database disagrees with the manifest it was restored from.
+    ManifestMismatch,
 }
 
 /// One problem found.
@@ -659,6 +661,80 @@ fn header_vs_control(
     if open != ctl_open {
         soft("open flag", open.to_string(), ctl_open.to_string());
     }
+}
+
+/// Checks a database restored from the set `manifest` describes: the whole check, plus
+/// every file of the set present with the set's page count and file LSN, and the
+/// database's id the set's.
+pub fn check_restored(
+    vfs: Arc<dyn Vfs>,
+    manifest: &crate::format::manifest::Manifest,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let mut report = check_vfs(vfs.clone(), progress)?;
+    let path = vfs.path_of(CONTROL_FILE_NAME);
+    let bytes =
+        crate::io::read_all(&*vfs, CONTROL_FILE_NAME, 1 << 20).map_err(|e| Error::io(&path, e))?;
+    let ctl = Control::decode(&bytes)
+        .map_err(|what| Error::corrupt(&path, format!("control file {what}")))?;
+    let mut add = |file: &str, message: String| {
+        report.errors += 1;
+        report.findings.push(Finding {
+            file: file.to_string(),
+            page: None,
+            kind: FindingKind::ManifestMismatch,
+            severity: Severity::Error,
+            message,
+        });
+    };
+    if ctl.database_id != manifest.database_id {
+        add(
+            CONTROL_FILE_NAME,
+            format!(
+                "database id {:016x} is not the backup's {:016x}",
+                ctl.database_id, manifest.database_id
+            ),
+        );
+    }
+    for mf in &manifest.files {
+        match ctl.files.iter().find(|e| e.file_id == mf.file_id) {
+            None => add(
+                &mf.name,
+                "file of the backup set is missing from the restored database".into(),
+            ),
+            Some(e) => {
+                if e.page_count != mf.page_count {
+                    add(
+                        &e.name,
+                        format!(
+                            "has {} pages, the backup set {}",
+                            e.page_count, mf.page_count
+                        ),
+                    );
+                }
+                if e.file_lsn != mf.file_lsn {
+                    add(
+                        &e.name,
+                        format!(
+                            "file LSN {} differs from the backup set's {}",
+                            e.file_lsn, mf.file_lsn
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if ctl.files.len() != manifest.files.len() {
+        add(
+            CONTROL_FILE_NAME,
+            format!(
+                "lists {} files, the backup set {}",
+                ctl.files.len(),
+                manifest.files.len()
+            ),
+        );
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
-use crate::{check, import, init, status, workload};
+use crate::{check, import, init, restore, status, verify, workload};
 
 /// pagevault: a page/extent storage engine built for backup.
 #[derive(Debug, Parser)]
@@ -26,6 +26,10 @@ pub enum Command {
     Status(status::Args),
     /// Check every page of a database; exit 3 if anything is inconsistent.
     Check(check::Args),
+    /// Prove backup sets restorable without restoring them; exit 3 on any finding.
+    Verify(verify::Args),
+    /// Restore a backup set (its full, then its differential) into a new folder.
+    Restore(restore::Args),
 }
 
 impl Command {
@@ -37,6 +41,8 @@ impl Command {
             Command::Import(a) => import::run(a, out),
             Command::Status(a) => status::run(a, out),
             Command::Check(a) => check::run(a, out),
+            Command::Verify(a) => verify::run(a, out),
+            Command::Restore(a) => restore::run(a, out),
         }
     }
 }
@@ -44,4 +50,11 @@ impl Command {
 /// Parses a size flag (`1GiB`, `64M`, `4096`).
 pub fn size(s: &str) -> Result<u64, String> {
     pagevault::units::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Parses a backup id (16 hex digits, as `list` shows them).
+pub fn backup_id(s: &str) -> Result<u64, String> {
+    pagevault::format::manifest::parse_backup_id(s).ok_or_else(|| {
+        format!("{s:?} is not a backup id (16 hex digits, as `pagevault list` shows)")
+    })
 }

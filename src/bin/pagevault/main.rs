@@ -9,7 +9,9 @@ mod check;
 mod import;
 mod init;
 mod output;
+mod restore;
 mod status;
+mod verify;
 mod workload;
 
 use std::io::{ErrorKind, Write};
