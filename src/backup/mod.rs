@@ -152,7 +152,13 @@ pub fn run(
     // the last LSN; an online backup will fix it the same way and fence later writes.
     let snapshot_lsn = db.last_lsn();
     let plan = plan::plan(db, repo, opts.kind, opts.fallback_to_full, snapshot_lsn)?;
-    let backup_id = fresh_backup_id(repo);
+    if plan.kind == BackupKind::Full {
+        // A full becomes the base: what it holds must be what the database durably holds
+        // at the snapshot, or a crash that loses unsynced writes would leave pages the
+        // base has newer than the database, with LSNs no later differential picks up.
+        db.flush()?;
+    }
+    let backup_id = fresh_backup_id(repo)?;
 
     progress.start(plan.extents_to_read(), plan.extents_to_read() * 65536);
     let written = write_set(
@@ -207,17 +213,26 @@ pub fn run(
     })
 }
 
-/// A backup id not used in the repository (ids are time-ordered; a clash is retried).
-fn fresh_backup_id(repo: &Repository) -> u64 {
+/// A fresh backup id, above every set in the repository: ids are time-ordered, but two
+/// backups in one millisecond (or a clock set back) could otherwise sort out of order,
+/// and the catalog and restore take the order of ids for the order of sets.
+fn fresh_backup_id(repo: &Repository) -> Result<u64> {
+    let newest = repo.set_ids()?.last().copied().unwrap_or(0);
     loop {
-        let id = ids::new_backup_id();
+        let id = ids::new_backup_id().max(newest.saturating_add(1));
+        if id == u64::MAX {
+            return Err(Error::Invalid(format!(
+                "{}: the repository holds a set with the largest possible id",
+                repo.path().display()
+            )));
+        }
         let taken = repo.vfs().exists(&manifest::manifest_file_name(id))
             || repo.vfs().exists(&manifest::stream_file_name(id, 0))
             || repo
                 .vfs()
                 .exists(&manifest::partial_stream_file_name(id, 0));
         if !taken {
-            return id;
+            return Ok(id);
         }
     }
 }
