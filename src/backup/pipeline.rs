@@ -1,19 +1,22 @@
-//! The parallel part of a backup: extents are read, their pages verified, filtered and
-//! compressed by a pool of workers, one window of extents at a time, and the window's
-//! records are appended to the stream in (file, extent) order while the workers already
-//! process the next window.
+//! The parallel part of a backup: a pool of workers reads extents, verifies their
+//! pages, keeps the ones the plan wants and compresses them into records, while the
+//! calling thread appends the records to the stream in (file, extent) order.
+//!
+//! Between them is a ring of `threads x SLOTS_PER_THREAD` record slots. A worker claims
+//! the next extent only together with the slot it will fill (under the ring's lock, in
+//! order), so slot `i mod R` is reused for extent `i` only after the writer consumed
+//! extent `i - R`: the oldest unwritten extent can always make progress, nothing waits
+//! on a barrier, and the writer's syncs overlap the workers' compression.
 //!
 //! Keeps true: memory is a fixed number of 64 KiB buffers per worker whatever the
-//! database size (two windows of `threads x WINDOW_EXTENTS_PER_THREAD` record buffers,
-//! and per worker one zstd context, a read buffer and a page buffer); records reach the
-//! stream in plan order with consecutive sequence numbers; every error inside the pool is
-//! returned (the first one wins), never swallowed; every page stored verified as read
-//! (invariant 7) and a bad page fails the backup unless the caller asked to continue, in
-//! which case it is recorded and left out of its record.
+//! database size (its ring slots, and one zstd context, read buffer and page buffer);
+//! records reach the stream in plan order with consecutive sequence numbers; the first
+//! error on either side stops both and is returned, never swallowed (a panicking worker
+//! also stops the writer); every page stored was verified as read (invariant 7), and a
+//! bad page fails the backup unless the caller asked to continue, in which case it is
+//! recorded and left out of its record.
 
-use std::sync::Mutex;
-
-use rayon::prelude::*;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::format::manifest::{BadPage, IndexEntry};
@@ -27,9 +30,14 @@ use crate::store::Database;
 
 use super::plan::Plan;
 
-/// Extents in flight per worker thread in one window. Small: enough to keep every
-/// worker busy while the previous window is written, few enough to bound memory.
-pub const WINDOW_EXTENTS_PER_THREAD: usize = 8;
+/// Record slots per worker thread in the ring between workers and writer: enough to
+/// absorb the variation of extent times and a sync of the stream, few enough to bound
+/// memory (about 66 KiB each).
+pub const SLOTS_PER_THREAD: usize = 16;
+
+/// The stream is synced whenever this many bytes were appended since the last sync, so
+/// the sync before publishing does not wait for the whole stream to reach the disk.
+pub const SYNC_EVERY_BYTES: u64 = 16 << 20;
 
 /// Bad-page reason codes of the manifest.
 const BAD_CHECKSUM: u32 = 1;
@@ -49,7 +57,7 @@ pub struct Totals {
     pub bad_pages: Vec<BadPage>,
 }
 
-/// One extent's result, a slot reused across windows.
+/// One extent's result, a slot reused around the ring.
 struct Outcome {
     /// The encoded record; empty when the extent has no page to store.
     record: Vec<u8>,
@@ -90,7 +98,78 @@ struct Ctx<'a> {
     backup_id: u64,
     continue_after_error: bool,
     progress: &'a dyn Progress,
-    workers: Vec<Mutex<Worker>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Free,
+    /// A worker is filling it.
+    Busy,
+    /// Filled with plan item `seq`: (file index, extent).
+    Ready {
+        seq: u64,
+        fi: usize,
+        extent: u64,
+    },
+}
+
+/// The ring's shared state, under one lock.
+struct Ring<'p> {
+    work: Box<dyn Iterator<Item = (usize, u64)> + Send + 'p>,
+    /// Plan items claimed so far (the next claim's sequence number).
+    claimed: u64,
+    exhausted: bool,
+    slots: Vec<Slot>,
+    abort: bool,
+    error: Option<Error>,
+    /// Waiters, so that a change wakes someone only when someone sleeps.
+    writer_waiting: bool,
+    workers_waiting: usize,
+}
+
+struct Shared<'p> {
+    ring: Mutex<Ring<'p>>,
+    /// The writer sleeps here for the next slot to be ready.
+    ready: Condvar,
+    /// Workers sleep here for the next slot to be free.
+    free: Condvar,
+    outs: Vec<Mutex<Outcome>>,
+}
+
+impl<'p> Shared<'p> {
+    fn lock(&self) -> MutexGuard<'_, Ring<'p>> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'g>(cv: &Condvar, g: MutexGuard<'g, Ring<'p>>) -> MutexGuard<'g, Ring<'p>> {
+        cv.wait(g).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes everyone (the end, or an error).
+    fn wake_all(&self) {
+        self.ready.notify_all();
+        self.free.notify_all();
+    }
+
+    /// Stops everyone, keeping the first error.
+    fn fail(&self, e: Error) {
+        let mut r = self.lock();
+        r.abort = true;
+        r.error.get_or_insert(e);
+        drop(r);
+        self.wake_all();
+    }
+}
+
+/// Stops the writer if a worker unwinds (a bug), instead of leaving it waiting.
+struct AbortOnUnwind<'a, 'p>(&'a Shared<'p>);
+
+impl Drop for AbortOnUnwind<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(Error::Invalid("a backup worker failed".into()));
+        }
+    }
 }
 
 /// Reads, verifies, compresses and writes every extent of `plan` to `stream`.
@@ -115,11 +194,11 @@ pub fn run(
     for _ in 0..threads {
         let compressor = zstd::bulk::Compressor::new(level)
             .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
-        workers.push(Mutex::new(Worker {
+        workers.push(Worker {
             compressor,
             read: vec![0u8; EXTENT_SIZE],
             raw: Vec::with_capacity(EXTENT_SIZE),
-        }));
+        });
     }
     let ctx = Ctx {
         db,
@@ -127,95 +206,195 @@ pub fn run(
         backup_id,
         continue_after_error,
         progress,
-        workers,
     };
-    let window = threads * WINDOW_EXTENTS_PER_THREAD;
-    let mut work = plan
+    let ring_len = threads * SLOTS_PER_THREAD;
+    let work = plan
         .files
         .iter()
         .enumerate()
         .flat_map(|(fi, f)| f.extents.iter().map(move |e| (fi, e)));
+    let shared = Shared {
+        ring: Mutex::new(Ring {
+            work: Box::new(work),
+            claimed: 0,
+            exhausted: false,
+            slots: vec![Slot::Free; ring_len],
+            abort: false,
+            error: None,
+            writer_waiting: false,
+            workers_waiting: 0,
+        }),
+        ready: Condvar::new(),
+        free: Condvar::new(),
+        outs: (0..ring_len).map(|_| Mutex::new(Outcome::new())).collect(),
+    };
     let mut totals = Totals {
         file_max_lsn: vec![0; plan.files.len()],
         ..Totals::default()
     };
-    let mut items_a: Vec<(usize, u64)> = Vec::with_capacity(window);
-    let mut items_b: Vec<(usize, u64)> = Vec::with_capacity(window);
-    let mut outs_a: Vec<Outcome> = (0..window).map(|_| Outcome::new()).collect();
-    let mut outs_b: Vec<Outcome> = (0..window).map(|_| Outcome::new()).collect();
-
-    items_a.extend(work.by_ref().take(window));
-    pool.install(|| compute(&ctx, &items_a, &mut outs_a))?;
-    while !items_a.is_empty() {
-        items_b.clear();
-        items_b.extend(work.by_ref().take(window));
-        let (written, computed) = pool.install(|| {
-            rayon::join(
-                || write_window(repo, &ctx, &items_a, &mut outs_a, stream, &mut totals),
-                || compute(&ctx, &items_b, &mut outs_b),
-            )
-        });
-        written?;
-        computed?;
-        std::mem::swap(&mut items_a, &mut items_b);
-        std::mem::swap(&mut outs_a, &mut outs_b);
+    // Workers run in the pool; the writer is this thread.
+    pool.in_place_scope(|s| {
+        for mut w in workers {
+            let (ctx, shared) = (&ctx, &shared);
+            s.spawn(move |_| work_loop(ctx, shared, &mut w));
+        }
+        if let Err(e) = write_loop(repo, &ctx, &shared, stream, &mut totals) {
+            shared.fail(e);
+        }
+    });
+    let mut r = shared.lock();
+    match r.error.take() {
+        Some(e) => Err(e),
+        None => Ok(totals),
     }
-    Ok(totals)
 }
 
-/// Processes one window in parallel; the first error is returned.
-fn compute(ctx: &Ctx<'_>, items: &[(usize, u64)], outs: &mut [Outcome]) -> Result<()> {
-    outs[..items.len()]
-        .par_iter_mut()
-        .zip(items.par_iter())
-        .try_for_each(|(out, &(fi, extent))| process(ctx, fi, extent, out))
+/// A worker: claim the next extent with its slot, fill the slot, repeat.
+fn work_loop(ctx: &Ctx<'_>, shared: &Shared<'_>, w: &mut Worker) {
+    let _guard = AbortOnUnwind(shared);
+    let ring_len = shared.outs.len() as u64;
+    loop {
+        let (seq, fi, extent) = {
+            let mut r = shared.lock();
+            loop {
+                if r.abort || r.exhausted {
+                    return;
+                }
+                let slot = (r.claimed % ring_len) as usize;
+                if r.slots[slot] == Slot::Free {
+                    break;
+                }
+                r.workers_waiting += 1;
+                r = Shared::wait(&shared.free, r);
+                r.workers_waiting -= 1;
+            }
+            match r.work.next() {
+                Some((fi, extent)) => {
+                    let seq = r.claimed;
+                    r.claimed += 1;
+                    r.slots[(seq % ring_len) as usize] = Slot::Busy;
+                    (seq, fi, extent)
+                }
+                None => {
+                    r.exhausted = true;
+                    drop(r);
+                    shared.wake_all();
+                    return;
+                }
+            }
+        };
+        let slot = (seq % ring_len) as usize;
+        let done = {
+            let mut out = shared.outs[slot].lock().unwrap_or_else(|p| p.into_inner());
+            process(ctx, w, fi, extent, &mut out)
+        };
+        match done {
+            Ok(()) => {
+                let mut r = shared.lock();
+                r.slots[slot] = Slot::Ready { seq, fi, extent };
+                if r.writer_waiting {
+                    drop(r);
+                    shared.ready.notify_one();
+                }
+            }
+            Err(e) => {
+                shared.fail(e);
+                return;
+            }
+        }
+    }
 }
 
-/// Appends a window's records in order and adds up its totals.
-fn write_window(
+/// The writer: append the records in plan order and add up the totals.
+fn write_loop(
     repo: &Repository,
     ctx: &Ctx<'_>,
-    items: &[(usize, u64)],
-    outs: &mut [Outcome],
+    shared: &Shared<'_>,
     stream: &mut StreamWriter,
     totals: &mut Totals,
 ) -> Result<()> {
-    for (&(fi, extent), out) in items.iter().zip(outs.iter_mut()) {
-        let f = &ctx.plan.files[fi];
-        totals.extents_read += 1;
-        totals.bytes_read += EXTENT_SIZE as u64;
-        for i in 0..PAGES_PER_EXTENT {
-            if out.bad_mask & (1 << i) != 0 {
-                totals.bad_pages.push(BadPage {
-                    file_id: f.file_id,
-                    page: (extent * PAGES_PER_EXTENT as u64 + i as u64) as u32,
-                    reason: out.bad_reason[i],
-                });
+    let ring_len = shared.outs.len() as u64;
+    let mut seq = 0u64;
+    loop {
+        let slot = (seq % ring_len) as usize;
+        let (fi, extent) = {
+            let mut r = shared.lock();
+            loop {
+                if r.abort {
+                    return Ok(()); // the error is in the ring
+                }
+                if let Slot::Ready { seq: s, fi, extent } = r.slots[slot] {
+                    debug_assert_eq!(s, seq);
+                    break (fi, extent);
+                }
+                if r.exhausted && r.claimed == seq {
+                    return Ok(());
+                }
+                r.writer_waiting = true;
+                r = Shared::wait(&shared.ready, r);
+                r.writer_waiting = false;
             }
+        };
+        {
+            let mut out = shared.outs[slot].lock().unwrap_or_else(|p| p.into_inner());
+            append(repo, ctx, fi, extent, &mut out, stream, totals)?;
         }
-        if out.record.is_empty() {
-            continue;
+        let mut r = shared.lock();
+        r.slots[slot] = Slot::Free;
+        if r.workers_waiting > 0 {
+            drop(r);
+            shared.free.notify_all();
         }
-        let m = &mut totals.file_max_lsn[fi];
-        *m = (*m).max(out.max_lsn);
-        let sequence = u32::try_from(totals.records).map_err(|_| {
-            Error::Invalid("a backup stream holds at most 2^32 records".to_string())
-        })?;
-        // The record was encoded before its position in the stream was known.
-        let header_crc = record::set_sequence(&mut out.record, sequence);
-        let offset = stream.append(repo, &out.record)?;
-        totals.index.push(IndexEntry {
-            stream: 0,
-            file_id: f.file_id,
-            extent: extent as u32,
-            page_mask: out.page_mask,
-            offset,
-            record_len: out.record.len() as u32,
-            header_crc,
-        });
-        totals.records += 1;
-        totals.pages_stored += out.pages as u64;
+        seq += 1;
+        if seq.is_multiple_of(SLOTS_PER_THREAD as u64) {
+            stream.sync_every(repo, SYNC_EVERY_BYTES)?;
+        }
     }
+}
+
+/// Appends one extent's record (if any) and adds up its totals.
+fn append(
+    repo: &Repository,
+    ctx: &Ctx<'_>,
+    fi: usize,
+    extent: u64,
+    out: &mut Outcome,
+    stream: &mut StreamWriter,
+    totals: &mut Totals,
+) -> Result<()> {
+    let f = &ctx.plan.files[fi];
+    totals.extents_read += 1;
+    totals.bytes_read += EXTENT_SIZE as u64;
+    for i in 0..PAGES_PER_EXTENT {
+        if out.bad_mask & (1 << i) != 0 {
+            totals.bad_pages.push(BadPage {
+                file_id: f.file_id,
+                page: (extent * PAGES_PER_EXTENT as u64 + i as u64) as u32,
+                reason: out.bad_reason[i],
+            });
+        }
+    }
+    if out.record.is_empty() {
+        return Ok(());
+    }
+    let m = &mut totals.file_max_lsn[fi];
+    *m = (*m).max(out.max_lsn);
+    let sequence = u32::try_from(totals.records)
+        .map_err(|_| Error::Invalid("a backup stream holds at most 2^32 records".to_string()))?;
+    // The record was encoded before its position in the stream was known.
+    let header_crc = record::set_sequence(&mut out.record, sequence);
+    let offset = stream.append(repo, &out.record)?;
+    totals.index.push(IndexEntry {
+        stream: 0,
+        file_id: f.file_id,
+        extent: extent as u32,
+        page_mask: out.page_mask,
+        offset,
+        record_len: out.record.len() as u32,
+        header_crc,
+    });
+    totals.records += 1;
+    totals.pages_stored += out.pages as u64;
     Ok(())
 }
 
@@ -231,19 +410,15 @@ fn bad_reason(fault: &PageFault) -> u32 {
 
 /// Reads one extent, verifies its data pages, keeps those the plan wants and encodes
 /// them as one record into `out` (left empty when no page is kept).
-fn process(ctx: &Ctx<'_>, fi: usize, extent: u64, out: &mut Outcome) -> Result<()> {
+fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outcome) -> Result<()> {
     let plan = ctx.plan;
     let f = &plan.files[fi];
-    let slot = rayon::current_thread_index().unwrap_or(0) % ctx.workers.len();
-    let mut guard = ctx.workers[slot].lock().unwrap_or_else(|p| p.into_inner());
-    let w = &mut *guard;
     ctx.db.read_extent_raw(f.file_id, extent, &mut w.read)?;
     out.record.clear();
     out.page_mask = 0;
     out.pages = 0;
     out.max_lsn = 0;
     out.bad_mask = 0;
-    w.raw.clear();
     let base_lsn = plan.base_lsn();
     for i in 0..PAGES_PER_EXTENT {
         let p = extent * PAGES_PER_EXTENT as u64 + i as u64;
@@ -285,12 +460,25 @@ fn process(ctx: &Ctx<'_>, fi: usize, extent: u64, out: &mut Outcome) -> Result<(
         out.page_mask |= 1 << i;
         out.pages += 1;
         out.max_lsn = out.max_lsn.max(header.lsn);
-        w.raw.extend_from_slice(image);
     }
     ctx.progress.advance(1, EXTENT_SIZE as u64);
     if out.page_mask == 0 {
         return Ok(());
     }
+    // The kept pages, in page order: the read buffer itself when all eight are kept
+    // (most extents of a full), else a copy of those pages.
+    let raw: &[u8] = if out.page_mask == 0xff {
+        &w.read
+    } else {
+        w.raw.clear();
+        for i in 0..PAGES_PER_EXTENT {
+            if out.page_mask & (1 << i) != 0 {
+                w.raw
+                    .extend_from_slice(&w.read[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]);
+            }
+        }
+        &w.raw
+    };
     let id = RecordId {
         database_id: plan.database_id,
         backup_id: ctx.backup_id,
@@ -302,7 +490,7 @@ fn process(ctx: &Ctx<'_>, fi: usize, extent: u64, out: &mut Outcome) -> Result<(
         id,
         out.page_mask,
         out.max_lsn,
-        &w.raw,
+        raw,
         Some(&mut w.compressor),
         &mut out.record,
     )

@@ -61,6 +61,7 @@ pub struct StreamWriter {
     length: u64,
     crc: crc32fast::Hasher,
     record_count: u32,
+    synced_length: u64,
 }
 
 impl StreamWriter {
@@ -80,6 +81,7 @@ impl StreamWriter {
             length: 0,
             crc: crc32fast::Hasher::new(),
             record_count: 0,
+            synced_length: 0,
         })
     }
 
@@ -98,6 +100,19 @@ impl StreamWriter {
         self.length += record.len() as u64;
         self.record_count += 1;
         Ok(at)
+    }
+
+    /// Syncs what was written so far once more than `every_bytes` are unsynced, so the
+    /// final sync has little left to wait for (the writer calls it between windows, while
+    /// the workers compress).
+    pub fn sync_every(&mut self, repo: &Repository, every_bytes: u64) -> Result<()> {
+        if self.length - self.synced_length >= every_bytes {
+            self.storage
+                .sync()
+                .map_err(|e| Error::io(repo.vfs().path_of(&self.partial_name), e))?;
+            self.synced_length = self.length;
+        }
+        Ok(())
     }
 
     /// Syncs the stream, renames it to its final name and syncs the folder (so the rename
