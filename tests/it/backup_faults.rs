@@ -417,3 +417,32 @@ fn two_backups_at_once_the_second_is_locked_out_and_nothing_is_corrupted() {
     let second = Database::open(Arc::new(f.db_vfs.clone()), OpenMode::ReadOnly);
     assert!(matches!(second, Err(Error::Locked { .. })));
 }
+
+#[test]
+fn a_full_disk_fails_the_backup_with_disk_full_and_changes_nothing() {
+    let f = Fixture::small();
+    let old = f.backup(BackupKind::Full).unwrap();
+    write_scattered(f.db(), 11, 20);
+    let ctl = f.db().control();
+    let used: u64 = f
+        .repo_vfs
+        .list()
+        .unwrap()
+        .iter()
+        .map(|n| f.repo_vfs.read_file(n).map_or(0, |b| b.len() as u64))
+        .sum();
+    // Room for a few records of the next full (formatted pages compress to a few
+    // hundred bytes per extent), not for all of them.
+    let full_bytes = old.bytes_stored;
+    f.repo_vfs.set_space_limit(used + full_bytes / 4);
+    let err = f.backup(BackupKind::Full).unwrap_err();
+    assert!(matches!(err, Error::DiskFull { .. }), "{err:?}");
+    assert!(err.to_string().contains("no space left"), "{err}");
+    assert_eq!(f.repo.set_ids().unwrap(), vec![id_of(&old)]);
+    assert_eq!(f.db().control().base_id, ctl.base_id);
+    assert_eq!(f.db().control().epoch, ctl.epoch);
+    assert_repository_sound(&f, "after a full disk");
+    // With space again the chain goes on from the old base.
+    f.repo_vfs.set_space_limit(u64::MAX);
+    assert_next_differential_complete(&f, "after a full disk");
+}

@@ -339,3 +339,26 @@ fn a_differential_reads_only_changed_extents_and_stores_only_changed_pages() {
         "stored {stored} bytes for pages that compress to {compressed} ({share:.3})"
     );
 }
+
+#[test]
+fn a_read_only_database_takes_copy_only_and_differential_backups_but_no_full() {
+    let mut f = Fixture::small();
+    let full = f.backup(BackupKind::Full).unwrap();
+    write_scattered(f.db(), 12, 10);
+    f.db().flush().unwrap();
+    f.reopen_db_read_only();
+    let before = data_pages(f.db());
+    let c = f.backup(BackupKind::CopyOnly).unwrap();
+    assert_same_pages(
+        &decode_set(&f.repo, id_of(&c)).unwrap().1,
+        &before,
+        "copy-only",
+    );
+    let d = f.backup(BackupKind::Differential).unwrap();
+    assert_eq!(d.base_id.as_deref(), Some(full.backup_id.as_str()));
+    assert_eq!(d.pages_stored, 10);
+    // A full must record the base, which a read-only handle cannot.
+    let sets = f.repo.set_ids().unwrap();
+    assert!(matches!(f.backup(BackupKind::Full), Err(Error::Invalid(_))));
+    assert_eq!(f.repo.set_ids().unwrap(), sets);
+}

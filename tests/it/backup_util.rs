@@ -76,6 +76,12 @@ impl Fixture {
         self.repo = Repository::open(Arc::new(self.repo_vfs.clone()), false).unwrap();
     }
 
+    /// Closes the database and opens it again read-only.
+    pub fn reopen_db_read_only(&mut self) {
+        self.db.take().unwrap().close().unwrap();
+        self.db = Some(Database::open(Arc::new(self.db_vfs.clone()), OpenMode::ReadOnly).unwrap());
+    }
+
     /// Drops the database handle as a crash would, reboots its folder with `policy` and
     /// reopens it (crash recovery runs).
     pub fn crash_db(&mut self, policy: pagevault::io::mem::CrashPolicy) {
