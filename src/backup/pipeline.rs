@@ -161,13 +161,14 @@ impl<'p> Shared<'p> {
     }
 }
 
-/// Stops the writer if a worker unwinds (a bug), instead of leaving it waiting.
+/// Stops the other side if a worker or the writer unwinds (a bug), instead of leaving it
+/// waiting for ever.
 struct AbortOnUnwind<'a, 'p>(&'a Shared<'p>);
 
 impl Drop for AbortOnUnwind<'_, '_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.fail(Error::Invalid("a backup worker failed".into()));
+            self.0.fail(Error::Invalid("a backup thread failed".into()));
         }
     }
 }
@@ -238,6 +239,7 @@ pub fn run(
             let (ctx, shared) = (&ctx, &shared);
             s.spawn(move |_| work_loop(ctx, shared, &mut w));
         }
+        let _guard = AbortOnUnwind(&shared);
         if let Err(e) = write_loop(repo, &ctx, &shared, stream, &mut totals) {
             shared.fail(e);
         }

@@ -362,3 +362,23 @@ fn a_read_only_database_takes_copy_only_and_differential_backups_but_no_full() {
     assert!(matches!(f.backup(BackupKind::Full), Err(Error::Invalid(_))));
     assert_eq!(f.repo.set_ids().unwrap(), sets);
 }
+
+#[test]
+fn a_differential_with_nothing_changed_is_an_empty_set_that_still_names_its_base() {
+    let f = Fixture::small();
+    let full = f.backup(BackupKind::Full).unwrap();
+    let d = f.backup(BackupKind::Differential).unwrap();
+    assert_eq!(
+        (
+            d.extents_read,
+            d.extents_stored,
+            d.pages_stored,
+            d.bytes_stored
+        ),
+        (0, 0, 0, 0)
+    );
+    let (m, pages) = decode_set(&f.repo, id_of(&d)).unwrap();
+    assert!(pages.is_empty());
+    assert_eq!(m.base_id, id_of(&full));
+    assert_eq!(m.streams.len(), 1);
+}
