@@ -29,6 +29,7 @@ use crate::repo::catalog::ratio;
 use crate::repo::publish::{self, StreamWriter};
 use crate::repo::Repository;
 use crate::store::Database;
+use crate::TrackingState;
 
 pub use crate::format::manifest::{BackupKind, ChangeSource};
 pub use forecast::{forecast, Forecast, FULL_ADVICE_SHARE};
@@ -177,7 +178,16 @@ pub fn run(
 
     // Only now, with the set whole and durable, does a full become the base.
     if m.kind == BackupKind::Full {
-        db.commit_base(snapshot_lsn, backup_id, checksum)?;
+        if let Err(e) = db.commit_base(snapshot_lsn, backup_id, checksum) {
+            // The control commit can reach the disk although it reported a failure (its
+            // folder sync failed after the rename) while the handle kept the old base and
+            // epoch: bits set from now on would go to an epoch a reopened database no
+            // longer reads. Declaring tracking untrusted commits the handle's view again
+            // and makes the next differential scan page LSNs, which misses nothing
+            // whichever base the disk ends up with (invariant 8). Best effort.
+            let _ = db.untrust_tracking(TrackingState::UntrustedDeclared);
+            return Err(e);
+        }
     }
 
     let duration_secs = started.elapsed().as_secs_f64();

@@ -125,7 +125,7 @@ fn a_full_failing_at_its_base_commit_is_published_and_the_base_is_whole() {
         "commit_base is at least one atomic replace ({n} ops)"
     );
     for k in 0..n {
-        let f = tiny();
+        let mut f = tiny();
         let old = f.backup(BackupKind::Full).unwrap();
         write_scattered(f.db(), 3, 12);
         let sets = f.repo.set_ids().unwrap();
@@ -149,6 +149,14 @@ fn a_full_failing_at_its_base_commit_is_published_and_the_base_is_whole() {
         assert_repository_sound(&f, &what);
         write_scattered(f.db(), 4, 12);
         assert_next_differential_complete(&f, &what);
+        // The handle went on after the failure; a later crash must not make the disk's
+        // view of the base and epoch disagree with the bits set since (a commit that
+        // failed after its rename reached the disk).
+        write_scattered(f.db(), 5, 12);
+        f.db().flush().unwrap();
+        f.crash_db(CrashPolicy::KeepAll);
+        assert_repository_sound(&f, &what);
+        assert_next_differential_complete(&f, &format!("{what}, then a crash"));
     }
 }
 
