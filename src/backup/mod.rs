@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::{self, BadPage, Manifest, ManifestFile};
+use crate::format::EXTENT_SIZE;
 use crate::ids;
 use crate::progress::Progress;
 use crate::repo::catalog::ratio;
@@ -162,7 +163,10 @@ pub fn run(
     }
     let backup_id = fresh_backup_id(repo)?;
 
-    progress.start(plan.extents_to_read(), plan.extents_to_read() * 65536);
+    progress.start(
+        plan.extents_to_read(),
+        plan.extents_to_read() * EXTENT_SIZE as u64,
+    );
     let written = write_set(
         db,
         repo,
