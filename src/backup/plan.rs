@@ -190,7 +190,10 @@ pub fn plan(
             }
         }
     }
-    for f in &ctl.files {
+    // Records and manifest entries go in file-id order.
+    let mut files = ctl.files.clone();
+    files.sort_by_key(|f| f.file_id);
+    for f in &files {
         let n = f.page_count as u64 / PAGES_PER_EXTENT as u64;
         let extents = match plan.change_source {
             ChangeSource::Bitmap => Extents::Changed(db.changed_extents(f.file_id)?),

@@ -139,8 +139,23 @@ impl StreamWriter {
 pub fn publish_manifest(repo: &Repository, m: &Manifest) -> Result<(u64, u64)> {
     let name = manifest::manifest_file_name(m.backup_id);
     let (bytes, checksum) = m.encode();
-    // Pair assertion: what we publish decodes as what we meant.
-    debug_assert_eq!(Manifest::decode(&bytes).as_ref(), Ok(m));
+    // Pair assertion, kept in release: what we publish decodes as what we meant, so a
+    // bug here fails this backup instead of publishing a set no restore can read.
+    match Manifest::decode(&bytes) {
+        Ok(back) if back == *m => {}
+        Ok(_) => {
+            return Err(Error::Invalid(format!(
+                "{}: the manifest does not decode as written (a pagevault bug); nothing was published",
+                repo.vfs().path_of(&name).display()
+            )))
+        }
+        Err(what) => {
+            return Err(Error::Invalid(format!(
+                "{}: the manifest does not decode as written ({what}; a pagevault bug); nothing was published",
+                repo.vfs().path_of(&name).display()
+            )))
+        }
+    }
     io::replace_atomically(&**repo.vfs(), &name, &bytes)
         .map_err(|e| Error::io(repo.vfs().path_of(&name), e))?;
     Ok((checksum, bytes.len() as u64))
