@@ -177,11 +177,19 @@ fn main() {
     );
 
     let extents = extents_in_memory(&db);
-    for l in [1, 3] {
-        let (mbs, stored) = zstd_limit(&extents, threads, l);
-        let bytes: usize = extents.iter().map(|e| e.len()).sum();
+    // Levels 1 and 3 alternately, best of each (the default level's justification).
+    let bytes: usize = extents.iter().map(|e| e.len()).sum();
+    let mut by_level = [(0f64, 0u64); 2];
+    for _ in 0..ROUNDS {
+        for (i, l) in [1, 3].into_iter().enumerate() {
+            let (mbs, stored) = zstd_limit(&extents, threads, l);
+            by_level[i] = (by_level[i].0.max(mbs), stored);
+        }
+    }
+    for (i, l) in [1, 3].into_iter().enumerate() {
+        let (mbs, stored) = by_level[i];
         println!(
-            "zstd limit, level {l}: {mbs:.0} MB/s, ratio {:.2}",
+            "zstd limit, level {l} (best of {ROUNDS}): {mbs:.0} MB/s, ratio {:.2}",
             bytes as f64 / stored as f64
         );
     }

@@ -37,8 +37,8 @@ pub use forecast::{forecast, Forecast, FULL_ADVICE_SHARE};
 
 /// The default zstd level. Level 1 rather than zstd's own default of 3: a backup runs
 /// against the clock (the backup window) on cores the database also needs; on page
-/// images level 1 compressed 1.2 to 1.8 times faster than level 3 here for 6 % more
-/// bytes (ratio 3.32 against 3.54; docs/backup.md). `--level 3` or higher trades time
+/// images level 1 compressed 1.5 times faster than level 3 for 6 % more bytes (ratio
+/// 3.32 against 3.54; docs/backup.md). `--level 3` or higher trades time
 /// for space.
 pub const DEFAULT_LEVEL: i32 = 1;
 /// The highest zstd level accepted.
