@@ -122,8 +122,10 @@ struct Ring<'p> {
     slots: Vec<Slot>,
     abort: bool,
     error: Option<Error>,
-    /// Waiters, so that a change wakes someone only when someone sleeps.
-    writer_waiting: bool,
+    /// The item the writer sleeps for: only its completion (or the end, or an error)
+    /// wakes it.
+    writer_waits_for: Option<u64>,
+    /// Workers sleeping for a free slot: freeing one wakes them only if there are any.
     workers_waiting: usize,
 }
 
@@ -222,7 +224,7 @@ pub fn run(
             slots: vec![Slot::Free; ring_len],
             abort: false,
             error: None,
-            writer_waiting: false,
+            writer_waits_for: None,
             workers_waiting: 0,
         }),
         ready: Condvar::new(),
@@ -294,7 +296,7 @@ fn work_loop(ctx: &Ctx<'_>, shared: &Shared<'_>, w: &mut Worker) {
             Ok(()) => {
                 let mut r = shared.lock();
                 r.slots[slot] = Slot::Ready { seq, fi, extent };
-                if r.writer_waiting {
+                if r.writer_waits_for == Some(seq) {
                     drop(r);
                     shared.ready.notify_one();
                 }
@@ -332,9 +334,9 @@ fn write_loop(
                 if r.exhausted && r.claimed == seq {
                     return Ok(());
                 }
-                r.writer_waiting = true;
+                r.writer_waits_for = Some(seq);
                 r = Shared::wait(&shared.ready, r);
-                r.writer_waiting = false;
+                r.writer_waits_for = None;
             }
         };
         {
