@@ -13,6 +13,7 @@
 //! # Ok::<(), pagevault::Error>(())
 //! ```
 
+pub mod backup;
 pub mod check;
 pub mod error;
 pub mod format;

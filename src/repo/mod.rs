@@ -7,8 +7,10 @@
 //! manifest) is debris of an unfinished backup, never read as a set, and removed under the
 //! lock by the next backup. Every byte read back is checked before use (invariant 7).
 
+pub mod catalog;
 pub mod chain;
 pub mod marker;
+pub mod publish;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 
 mod support;
 
+mod backup_catalog;
+mod backup_faults;
+mod backup_kinds;
+mod backup_util;
 mod cli;
 mod fuzz_replay;
 mod restore_bench;

@@ -1,0 +1,503 @@
+//! The parallel part of a backup: a pool of workers reads extents, verifies their
+//! pages, keeps the ones the plan wants and compresses them into records, while the
+//! calling thread appends the records to the stream in (file, extent) order.
+//!
+//! Between them is a ring of `threads x SLOTS_PER_THREAD` record slots. A worker claims
+//! the next extent only together with the slot it will fill (under the ring's lock, in
+//! order), so slot `i mod R` is reused for extent `i` only after the writer consumed
+//! extent `i - R`: the oldest unwritten extent can always make progress, nothing waits
+//! on a barrier, and the writer's syncs overlap the workers' compression.
+//!
+//! Keeps true: memory is a fixed number of 64 KiB buffers per worker whatever the
+//! database size (its ring slots, and one zstd context, read buffer and page buffer);
+//! records reach the stream in plan order with consecutive sequence numbers; the first
+//! error on either side stops both and is returned, never swallowed (a panicking worker
+//! also stops the writer); every page stored was verified as read (invariant 7), and a
+//! bad page fails the backup unless the caller asked to continue, in which case it is
+//! recorded and left out of its record.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{BadPage, IndexEntry};
+use crate::format::page::{self, PageAddress, PageFault};
+use crate::format::record::{self, RecordId, RECORD_HEADER_SIZE};
+use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
+use crate::progress::Progress;
+use crate::repo::publish::StreamWriter;
+use crate::repo::Repository;
+use crate::store::Database;
+
+use super::plan::Plan;
+
+/// Record slots per worker thread in the ring between workers and writer: enough to
+/// absorb the variation of extent times and a sync of the stream, few enough to bound
+/// memory (about 66 KiB each).
+pub const SLOTS_PER_THREAD: usize = 16;
+
+/// The stream is synced whenever this many bytes were appended since the last sync, so
+/// the sync before publishing does not wait for the whole stream to reach the disk.
+pub const SYNC_EVERY_BYTES: u64 = 16 << 20;
+
+/// Bad-page reason codes of the manifest.
+const BAD_CHECKSUM: u32 = 1;
+const BAD_IDENTITY: u32 = 2;
+const BAD_OTHER: u32 = 3;
+
+/// What the writer adds up while appending records.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub extents_read: u64,
+    pub bytes_read: u64,
+    pub pages_stored: u64,
+    pub records: u64,
+    /// Highest data-page LSN seen per file (index of `plan.files`).
+    pub file_max_lsn: Vec<u64>,
+    pub index: Vec<IndexEntry>,
+    pub bad_pages: Vec<BadPage>,
+}
+
+/// One extent's result, a slot reused around the ring.
+struct Outcome {
+    /// The encoded record; empty when the extent has no page to store.
+    record: Vec<u8>,
+    page_mask: u8,
+    pages: u32,
+    max_lsn: u64,
+    /// Bit `i`: page `i` of the extent was bad (reasons in `bad_reason`).
+    bad_mask: u8,
+    bad_reason: [u32; PAGES_PER_EXTENT],
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            record: Vec::with_capacity(
+                RECORD_HEADER_SIZE + zstd::zstd_safe::compress_bound(EXTENT_SIZE),
+            ),
+            page_mask: 0,
+            pages: 0,
+            max_lsn: 0,
+            bad_mask: 0,
+            bad_reason: [0; PAGES_PER_EXTENT],
+        }
+    }
+}
+
+/// A worker's reusable state.
+struct Worker {
+    compressor: zstd::bulk::Compressor<'static>,
+    read: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+/// Everything the workers share.
+struct Ctx<'a> {
+    db: &'a Database,
+    plan: &'a Plan,
+    backup_id: u64,
+    continue_after_error: bool,
+    progress: &'a dyn Progress,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Free,
+    /// A worker is filling it.
+    Busy,
+    /// Filled with plan item `seq`: (file index, extent).
+    Ready {
+        seq: u64,
+        fi: usize,
+        extent: u64,
+    },
+}
+
+/// The ring's shared state, under one lock.
+struct Ring<'p> {
+    work: Box<dyn Iterator<Item = (usize, u64)> + Send + 'p>,
+    /// Plan items claimed so far (the next claim's sequence number).
+    claimed: u64,
+    exhausted: bool,
+    slots: Vec<Slot>,
+    abort: bool,
+    error: Option<Error>,
+    /// The item the writer sleeps for: only its completion (or the end, or an error)
+    /// wakes it.
+    writer_waits_for: Option<u64>,
+    /// Workers sleeping for a free slot: freeing one wakes them only if there are any.
+    workers_waiting: usize,
+}
+
+struct Shared<'p> {
+    ring: Mutex<Ring<'p>>,
+    /// The writer sleeps here for the next slot to be ready.
+    ready: Condvar,
+    /// Workers sleep here for the next slot to be free.
+    free: Condvar,
+    outs: Vec<Mutex<Outcome>>,
+}
+
+impl<'p> Shared<'p> {
+    fn lock(&self) -> MutexGuard<'_, Ring<'p>> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'g>(cv: &Condvar, g: MutexGuard<'g, Ring<'p>>) -> MutexGuard<'g, Ring<'p>> {
+        cv.wait(g).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes everyone (the end, or an error).
+    fn wake_all(&self) {
+        self.ready.notify_all();
+        self.free.notify_all();
+    }
+
+    /// Stops everyone, keeping the first error.
+    fn fail(&self, e: Error) {
+        let mut r = self.lock();
+        r.abort = true;
+        r.error.get_or_insert(e);
+        drop(r);
+        self.wake_all();
+    }
+}
+
+/// Stops the other side if a worker or the writer unwinds (a bug), instead of leaving it
+/// waiting for ever.
+struct AbortOnUnwind<'a, 'p>(&'a Shared<'p>);
+
+impl Drop for AbortOnUnwind<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(Error::Invalid("a backup thread failed".into()));
+        }
+    }
+}
+
+/// Reads, verifies, compresses and writes every extent of `plan` to `stream`.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    db: &Database,
+    repo: &Repository,
+    plan: &Plan,
+    backup_id: u64,
+    threads: usize,
+    level: i32,
+    continue_after_error: bool,
+    progress: &dyn Progress,
+    stream: &mut StreamWriter,
+) -> Result<Totals> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("pagevault-backup-{i}"))
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start {threads} backup threads: {e}")))?;
+    let mut workers = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let compressor = zstd::bulk::Compressor::new(level)
+            .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
+        workers.push(Worker {
+            compressor,
+            read: vec![0u8; EXTENT_SIZE],
+            raw: Vec::with_capacity(EXTENT_SIZE),
+        });
+    }
+    let ctx = Ctx {
+        db,
+        plan,
+        backup_id,
+        continue_after_error,
+        progress,
+    };
+    let ring_len = threads * SLOTS_PER_THREAD;
+    let work = plan
+        .files
+        .iter()
+        .enumerate()
+        .flat_map(|(fi, f)| f.extents.iter().map(move |e| (fi, e)));
+    let shared = Shared {
+        ring: Mutex::new(Ring {
+            work: Box::new(work),
+            claimed: 0,
+            exhausted: false,
+            slots: vec![Slot::Free; ring_len],
+            abort: false,
+            error: None,
+            writer_waits_for: None,
+            workers_waiting: 0,
+        }),
+        ready: Condvar::new(),
+        free: Condvar::new(),
+        outs: (0..ring_len).map(|_| Mutex::new(Outcome::new())).collect(),
+    };
+    let mut totals = Totals {
+        file_max_lsn: vec![0; plan.files.len()],
+        ..Totals::default()
+    };
+    // Workers run in the pool; the writer is this thread.
+    pool.in_place_scope(|s| {
+        for mut w in workers {
+            let (ctx, shared) = (&ctx, &shared);
+            s.spawn(move |_| work_loop(ctx, shared, &mut w));
+        }
+        let _guard = AbortOnUnwind(&shared);
+        if let Err(e) = write_loop(repo, &ctx, &shared, stream, &mut totals) {
+            shared.fail(e);
+        }
+    });
+    let mut r = shared.lock();
+    match r.error.take() {
+        Some(e) => Err(e),
+        None => Ok(totals),
+    }
+}
+
+/// A worker: claim the next extent with its slot, fill the slot, repeat.
+fn work_loop(ctx: &Ctx<'_>, shared: &Shared<'_>, w: &mut Worker) {
+    let _guard = AbortOnUnwind(shared);
+    let ring_len = shared.outs.len() as u64;
+    loop {
+        let (seq, fi, extent) = {
+            let mut r = shared.lock();
+            loop {
+                if r.abort || r.exhausted {
+                    return;
+                }
+                let slot = (r.claimed % ring_len) as usize;
+                if r.slots[slot] == Slot::Free {
+                    break;
+                }
+                r.workers_waiting += 1;
+                r = Shared::wait(&shared.free, r);
+                r.workers_waiting -= 1;
+            }
+            match r.work.next() {
+                Some((fi, extent)) => {
+                    let seq = r.claimed;
+                    r.claimed += 1;
+                    r.slots[(seq % ring_len) as usize] = Slot::Busy;
+                    (seq, fi, extent)
+                }
+                None => {
+                    r.exhausted = true;
+                    drop(r);
+                    shared.wake_all();
+                    return;
+                }
+            }
+        };
+        let slot = (seq % ring_len) as usize;
+        let done = {
+            let mut out = shared.outs[slot].lock().unwrap_or_else(|p| p.into_inner());
+            process(ctx, w, fi, extent, &mut out)
+        };
+        match done {
+            Ok(()) => {
+                let mut r = shared.lock();
+                r.slots[slot] = Slot::Ready { seq, fi, extent };
+                if r.writer_waits_for == Some(seq) {
+                    drop(r);
+                    shared.ready.notify_one();
+                }
+            }
+            Err(e) => {
+                shared.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+/// The writer: append the records in plan order and add up the totals.
+fn write_loop(
+    repo: &Repository,
+    ctx: &Ctx<'_>,
+    shared: &Shared<'_>,
+    stream: &mut StreamWriter,
+    totals: &mut Totals,
+) -> Result<()> {
+    let ring_len = shared.outs.len() as u64;
+    let mut seq = 0u64;
+    loop {
+        let slot = (seq % ring_len) as usize;
+        let (fi, extent) = {
+            let mut r = shared.lock();
+            loop {
+                if r.abort {
+                    return Ok(()); // the error is in the ring
+                }
+                if let Slot::Ready { seq: s, fi, extent } = r.slots[slot] {
+                    debug_assert_eq!(s, seq);
+                    break (fi, extent);
+                }
+                if r.exhausted && r.claimed == seq {
+                    return Ok(());
+                }
+                r.writer_waits_for = Some(seq);
+                r = Shared::wait(&shared.ready, r);
+                r.writer_waits_for = None;
+            }
+        };
+        {
+            let mut out = shared.outs[slot].lock().unwrap_or_else(|p| p.into_inner());
+            append(repo, ctx, fi, extent, &mut out, stream, totals)?;
+        }
+        let mut r = shared.lock();
+        r.slots[slot] = Slot::Free;
+        if r.workers_waiting > 0 {
+            drop(r);
+            shared.free.notify_all();
+        }
+        seq += 1;
+        if seq.is_multiple_of(SLOTS_PER_THREAD as u64) {
+            stream.sync_every(repo, SYNC_EVERY_BYTES)?;
+        }
+    }
+}
+
+/// Appends one extent's record (if any) and adds up its totals.
+fn append(
+    repo: &Repository,
+    ctx: &Ctx<'_>,
+    fi: usize,
+    extent: u64,
+    out: &mut Outcome,
+    stream: &mut StreamWriter,
+    totals: &mut Totals,
+) -> Result<()> {
+    let f = &ctx.plan.files[fi];
+    totals.extents_read += 1;
+    totals.bytes_read += EXTENT_SIZE as u64;
+    for i in 0..PAGES_PER_EXTENT {
+        if out.bad_mask & (1 << i) != 0 {
+            totals.bad_pages.push(BadPage {
+                file_id: f.file_id,
+                page: (extent * PAGES_PER_EXTENT as u64 + i as u64) as u32,
+                reason: out.bad_reason[i],
+            });
+        }
+    }
+    if out.record.is_empty() {
+        return Ok(());
+    }
+    let m = &mut totals.file_max_lsn[fi];
+    *m = (*m).max(out.max_lsn);
+    let sequence = u32::try_from(totals.records)
+        .map_err(|_| Error::Invalid("a backup stream holds at most 2^32 records".to_string()))?;
+    // The record was encoded before its position in the stream was known.
+    let header_crc = record::set_sequence(&mut out.record, sequence);
+    let offset = stream.append(repo, &out.record)?;
+    totals.index.push(IndexEntry {
+        stream: 0,
+        file_id: f.file_id,
+        extent: extent as u32,
+        page_mask: out.page_mask,
+        offset,
+        record_len: out.record.len() as u32,
+        header_crc,
+    });
+    totals.records += 1;
+    totals.pages_stored += out.pages as u64;
+    Ok(())
+}
+
+fn bad_reason(fault: &PageFault) -> u32 {
+    match fault {
+        PageFault::Checksum { .. } => BAD_CHECKSUM,
+        PageFault::PageNumber { .. } | PageFault::FileId { .. } | PageFault::DatabaseId { .. } => {
+            BAD_IDENTITY
+        }
+        _ => BAD_OTHER,
+    }
+}
+
+/// Reads one extent, verifies its data pages, keeps those the plan wants and encodes
+/// them as one record into `out` (left empty when no page is kept).
+fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outcome) -> Result<()> {
+    let plan = ctx.plan;
+    let f = &plan.files[fi];
+    ctx.db.read_extent_raw(f.file_id, extent, &mut w.read)?;
+    out.record.clear();
+    out.page_mask = 0;
+    out.pages = 0;
+    out.max_lsn = 0;
+    out.bad_mask = 0;
+    let base_lsn = plan.base_lsn();
+    for i in 0..PAGES_PER_EXTENT {
+        let p = extent * PAGES_PER_EXTENT as u64 + i as u64;
+        if is_system_page(p, plan.extents_per_map) {
+            continue; // the engine's own pages: restore rebuilds them
+        }
+        let image = &w.read[i * PAGE_SIZE..(i + 1) * PAGE_SIZE];
+        let addr = PageAddress {
+            database_id: plan.database_id,
+            file_id: f.file_id,
+            page_number: p as u32,
+        };
+        let header = match page::verify(image, addr) {
+            Ok(h) => h,
+            Err(fault) => {
+                if !ctx.continue_after_error {
+                    return Err(Error::BadPages(format!(
+                        "{}: page {p} of data file {} failed verification ({fault}); the backup stopped, run `pagevault check` or pass --continue-after-error to record it and go on",
+                        ctx.db.vfs().path_of(&f.name).display(),
+                        f.name
+                    )));
+                }
+                out.bad_mask |= 1 << i;
+                out.bad_reason[i] = bad_reason(&fault);
+                continue;
+            }
+        };
+        if header.lsn > plan.snapshot_lsn {
+            return Err(Error::Invalid(format!(
+                "{}: page {p} has LSN {}, above the backup's snapshot LSN {}: the database was written during an offline backup",
+                ctx.db.vfs().path_of(&f.name).display(),
+                header.lsn,
+                plan.snapshot_lsn
+            )));
+        }
+        if header.lsn <= base_lsn {
+            continue; // unchanged since the base: the base holds it
+        }
+        out.page_mask |= 1 << i;
+        out.pages += 1;
+        out.max_lsn = out.max_lsn.max(header.lsn);
+    }
+    ctx.progress.advance(1, EXTENT_SIZE as u64);
+    if out.page_mask == 0 {
+        return Ok(());
+    }
+    // The kept pages, in page order: the read buffer itself when all eight are kept
+    // (most extents of a full), else a copy of those pages.
+    let raw: &[u8] = if out.page_mask == 0xff {
+        &w.read
+    } else {
+        w.raw.clear();
+        for i in 0..PAGES_PER_EXTENT {
+            if out.page_mask & (1 << i) != 0 {
+                w.raw
+                    .extend_from_slice(&w.read[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]);
+            }
+        }
+        &w.raw
+    };
+    let id = RecordId {
+        database_id: plan.database_id,
+        backup_id: ctx.backup_id,
+        file_id: f.file_id,
+        extent: extent as u32,
+        sequence: 0,
+    };
+    record::encode(
+        id,
+        out.page_mask,
+        out.max_lsn,
+        raw,
+        Some(&mut w.compressor),
+        &mut out.record,
+    )
+    .map_err(|e| Error::Invalid(format!("zstd failed to compress an extent: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The plan of a backup: which kind it really is (a differential with no usable base
+//! becomes a full only when asked), its base, and which extents of which files it reads
+//! and why (every extent, the changed-extent maps, or every extent for an LSN scan).
+//!
+//! Keeps true (invariants 4 and 8): a differential is planned only against a base that
+//! is a published full of this database whose manifest checksum and snapshot LSN are the
+//! ones the database recorded; it reads from the maps only when tracking is trusted, and
+//! scans every extent otherwise. Nothing here writes.
+
+use bitvec::vec::BitVec;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{format_backup_id, BackupKind, ChangeSource, Manifest};
+use crate::format::PAGES_PER_EXTENT;
+use crate::repo::Repository;
+use crate::store::Database;
+
+/// The full a differential is taken against.
+#[derive(Clone, Debug)]
+pub struct Base {
+    pub backup_id: u64,
+    pub snapshot_lsn: u64,
+    pub checksum: u64,
+    /// The base's manifest (stored bytes and pages for the forecast, file LSNs).
+    pub manifest: Manifest,
+}
+
+/// Which extents of a file are read.
+#[derive(Clone, Debug)]
+pub enum Extents {
+    /// Extents `0..n`.
+    All(u64),
+    /// The extents whose bit is set.
+    Changed(BitVec<u64>),
+}
+
+impl Extents {
+    /// How many extents are read.
+    pub fn count(&self) -> u64 {
+        match self {
+            Extents::All(n) => *n,
+            Extents::Changed(bits) => bits.count_ones() as u64,
+        }
+    }
+
+    /// The extents read, ascending.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = u64> + Send + '_> {
+        match self {
+            Extents::All(n) => Box::new(0..*n),
+            Extents::Changed(bits) => Box::new(bits.iter_ones().map(|e| e as u64)),
+        }
+    }
+}
+
+/// One data file as the backup sees it at the snapshot.
+#[derive(Clone, Debug)]
+pub struct FilePlan {
+    pub file_id: u32,
+    pub name: String,
+    pub page_count: u32,
+    pub extents: Extents,
+}
+
+/// What a backup will do.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub kind: BackupKind,
+    pub change_source: ChangeSource,
+    pub base: Option<Base>,
+    /// Why a requested differential became a full.
+    pub fallback_reason: Option<String>,
+    pub database_id: u64,
+    pub snapshot_lsn: u64,
+    pub extents_per_map: u32,
+    pub files: Vec<FilePlan>,
+}
+
+impl Plan {
+    /// Pages above this LSN are kept (0 for a full: every page).
+    pub fn base_lsn(&self) -> u64 {
+        self.base.as_ref().map_or(0, |b| b.snapshot_lsn)
+    }
+
+    /// Extents read in all.
+    pub fn extents_to_read(&self) -> u64 {
+        self.files.iter().map(|f| f.extents.count()).sum()
+    }
+}
+
+/// Finds the differential base the database recorded, in `repo`, and checks it. `Ok(Err)`
+/// is a sentence saying why there is no usable base; `Err` is a failure to read.
+pub fn resolve_base(db: &Database, repo: &Repository) -> Result<Result<Base, String>> {
+    let ctl = db.control();
+    if ctl.base_id == 0 {
+        return Ok(Err(
+            "the database has no differential base (no full backup was taken)".into(),
+        ));
+    }
+    let id = format_backup_id(ctl.base_id);
+    let loaded = match repo.load_manifest(ctl.base_id) {
+        Ok(l) => l,
+        Err(Error::NotFound { .. }) => {
+            return Ok(Err(format!(
+                "the differential base {id} is not in the repository {}",
+                repo.path().display()
+            )))
+        }
+        Err(Error::Corrupt { path, what }) => {
+            return Ok(Err(format!(
+                "the differential base {id} is damaged ({}: {what})",
+                path.display()
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let m = loaded.manifest;
+    let why = if m.kind != BackupKind::Full {
+        Some(format!(
+            "the differential base {id} is a {} backup, not a full",
+            m.kind.name()
+        ))
+    } else if m.database_id != ctl.database_id {
+        Some(format!(
+            "the differential base {id} belongs to database {}, not {}",
+            format_backup_id(m.database_id),
+            format_backup_id(ctl.database_id)
+        ))
+    } else if loaded.checksum != ctl.base_checksum {
+        Some(format!(
+            "the differential base {id} in the repository has checksum {:08x}, the database recorded {:08x}",
+            loaded.checksum, ctl.base_checksum
+        ))
+    } else if m.snapshot_lsn != ctl.base_lsn {
+        Some(format!(
+            "the differential base {id} has snapshot LSN {}, the database recorded {}",
+            m.snapshot_lsn, ctl.base_lsn
+        ))
+    } else {
+        None
+    };
+    Ok(match why {
+        Some(why) => Err(why),
+        None => Ok(Base {
+            backup_id: ctl.base_id,
+            snapshot_lsn: m.snapshot_lsn,
+            checksum: loaded.checksum,
+            manifest: m,
+        }),
+    })
+}
+
+/// Plans a backup of `kind` at `snapshot_lsn` (the caller read it before planning).
+pub fn plan(
+    db: &Database,
+    repo: &Repository,
+    kind: BackupKind,
+    fallback_to_full: bool,
+    snapshot_lsn: u64,
+) -> Result<Plan> {
+    let ctl = db.control();
+    let mut plan = Plan {
+        kind,
+        change_source: ChangeSource::AllExtents,
+        base: None,
+        fallback_reason: None,
+        database_id: ctl.database_id,
+        snapshot_lsn,
+        extents_per_map: ctl.extents_per_map,
+        files: Vec::with_capacity(ctl.files.len()),
+    };
+    if kind == BackupKind::Differential {
+        match resolve_base(db, repo)? {
+            Ok(base) => {
+                plan.change_source = if ctl.tracking.is_trusted() {
+                    ChangeSource::Bitmap
+                } else {
+                    ChangeSource::LsnScan
+                };
+                plan.base = Some(base);
+            }
+            Err(why) if fallback_to_full => {
+                plan.kind = BackupKind::Full;
+                plan.fallback_reason = Some(why);
+            }
+            Err(why) => {
+                return Err(Error::Chain(format!(
+                    "{}: cannot take a differential backup: {why}; take a full backup first, or pass --fallback-to-full",
+                    db.path().display()
+                )))
+            }
+        }
+    }
+    // Records and manifest entries go in file-id order.
+    let mut files = ctl.files.clone();
+    files.sort_by_key(|f| f.file_id);
+    for f in &files {
+        let n = f.page_count as u64 / PAGES_PER_EXTENT as u64;
+        let extents = match plan.change_source {
+            ChangeSource::Bitmap => Extents::Changed(db.changed_extents(f.file_id)?),
+            ChangeSource::AllExtents | ChangeSource::LsnScan => Extents::All(n),
+        };
+        plan.files.push(FilePlan {
+            file_id: f.file_id,
+            name: f.name.clone(),
+            page_count: f.page_count,
+            extents,
+        });
+    }
+    Ok(plan)
+}

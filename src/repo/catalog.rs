@@ -1,0 +1,115 @@
+//! The catalog: one entry per published set (`pagevault list`), read from the manifests.
+//!
+//! Keeps true: every published manifest is listed, oldest first; a set whose manifest
+//! does not decode, or whose stream files are missing or of the wrong length, is listed
+//! with an error string rather than dropped, and never makes the listing fail.
+
+use crate::error::Result;
+use crate::format::manifest::{self, BackupKind, ChangeSource, Manifest};
+
+use super::Repository;
+
+/// One backup set as `list` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CatalogEntry {
+    /// The backup id, 16 hex digits.
+    pub id: String,
+    /// What is wrong with the set, when something is (then `details` may be absent).
+    pub error: Option<String>,
+    /// What the manifest says, when it decodes.
+    #[serde(flatten)]
+    pub details: Option<CatalogDetails>,
+}
+
+/// The manifest's summary of a set.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CatalogDetails {
+    pub kind: BackupKind,
+    /// The base's id for a differential.
+    pub base_id: Option<String>,
+    pub database_id: String,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
+    pub duration_ms: u64,
+    pub snapshot_lsn: u64,
+    pub base_lsn: u64,
+    pub change_source: ChangeSource,
+    pub files: u32,
+    /// Records in the set (extents stored).
+    pub extents: u64,
+    pub extents_read: u64,
+    pub pages: u64,
+    pub bytes_read: u64,
+    pub bytes_stored: u64,
+    /// `bytes_read / bytes_stored` (1.0 when nothing was stored).
+    pub ratio: f64,
+    pub level: i32,
+    pub bad_pages: u64,
+}
+
+impl CatalogDetails {
+    /// The summary of a decoded manifest.
+    pub fn of(m: &Manifest) -> CatalogDetails {
+        let stored = m.bytes_stored();
+        CatalogDetails {
+            kind: m.kind,
+            base_id: (m.kind == BackupKind::Differential)
+                .then(|| manifest::format_backup_id(m.base_id)),
+            database_id: manifest::format_backup_id(m.database_id),
+            started_unix_ms: m.started_unix_ms,
+            finished_unix_ms: m.finished_unix_ms,
+            duration_ms: m.finished_unix_ms.saturating_sub(m.started_unix_ms),
+            snapshot_lsn: m.snapshot_lsn,
+            base_lsn: m.base_lsn,
+            change_source: m.change_source,
+            files: m.files.len() as u32,
+            extents: m.index.len() as u64,
+            extents_read: m.extents_read,
+            pages: m.pages_stored,
+            bytes_read: m.bytes_read,
+            bytes_stored: stored,
+            ratio: ratio(m.bytes_read, stored),
+            level: m.level,
+            bad_pages: m.bad_pages.len() as u64,
+        }
+    }
+}
+
+/// `read / stored`, 1.0 when nothing was stored.
+pub fn ratio(read: u64, stored: u64) -> f64 {
+    if stored == 0 {
+        1.0
+    } else {
+        read as f64 / stored as f64
+    }
+}
+
+/// Lists every published set, oldest first. Only a failure to list the folder is an
+/// error; a bad set is an entry with `error` set.
+pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
+    let mut out = Vec::new();
+    for id in repo.set_ids()? {
+        let entry = match repo.load_manifest(id) {
+            Ok(loaded) => {
+                let m = &loaded.manifest;
+                CatalogEntry {
+                    id: manifest::format_backup_id(id),
+                    error: streams_problem(repo, m),
+                    details: Some(CatalogDetails::of(m)),
+                }
+            }
+            Err(e) => CatalogEntry {
+                id: manifest::format_backup_id(id),
+                error: Some(e.to_string()),
+                details: None,
+            },
+        };
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// A missing or wrong-length stream (cheap checks; `verify` reads the records).
+fn streams_problem(repo: &Repository, m: &Manifest) -> Option<String> {
+    (0..m.streams.len() as u32).find_map(|i| repo.open_stream(m, i).err().map(|e| e.to_string()))
+}
