@@ -174,6 +174,7 @@ pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckRepo
             Error::Locked {
                 path: vfs.path_of(""),
                 what: "the database",
+                holder: e.to_string(),
             }
         } else {
             Error::io(vfs.path_of("LOCK"), e)

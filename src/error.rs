@@ -20,8 +20,12 @@ pub enum Error {
     #[error("{}: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
     /// Another process or handle holds the lock.
-    #[error("{}: {what} is in use by another pagevault process; wait for it to finish", path.display())]
-    Locked { path: PathBuf, what: &'static str },
+    #[error("{}: {what} is in use by {holder}; wait for it to finish", path.display())]
+    Locked {
+        path: PathBuf,
+        what: &'static str,
+        holder: String,
+    },
     /// The database or repository does not exist.
     #[error("{}: {what}", path.display())]
     NotFound { path: PathBuf, what: String },

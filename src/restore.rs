@@ -183,6 +183,7 @@ pub fn run(
             Error::Locked {
                 path: target.path_of(""),
                 what: "the restore target",
+                holder: e.to_string(),
             }
         } else {
             Error::io(target.path_of("LOCK"), e)

@@ -109,6 +109,15 @@ pub enum ChangeSource {
 }
 
 impl ChangeSource {
+    /// A few words for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ChangeSource::AllExtents => "every extent",
+            ChangeSource::Bitmap => "the changed-extent map",
+            ChangeSource::LsnScan => "a scan of page LSNs",
+        }
+    }
+
     pub fn code(self) -> u32 {
         match self {
             ChangeSource::AllExtents => 1,

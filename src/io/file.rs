@@ -2,7 +2,7 @@
 //! `std::os::unix::fs::FileExt`, an exclusive lock file taken with `File::try_lock`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -124,11 +124,25 @@ impl Vfs for DiskVfs {
             .truncate(false)
             .open(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Box::new(file)),
-            Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                "locked by another process",
-            )),
+            Ok(()) => {
+                // Name the holder for whoever is refused (best effort, not synced).
+                let _ = file.set_len(0);
+                let _ = file.write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0);
+                Ok(Box::new(file))
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = (&file).read_to_string(&mut text);
+                let holder = match text
+                    .trim()
+                    .strip_prefix("pid ")
+                    .and_then(|p| p.parse::<u32>().ok())
+                {
+                    Some(pid) => format!("another process (pid {pid})"),
+                    None => "another process".to_string(),
+                };
+                Err(io::Error::new(io::ErrorKind::WouldBlock, holder))
+            }
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }

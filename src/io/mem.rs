@@ -432,7 +432,7 @@ impl Vfs for MemVfs {
         if self.faults.locked.swap(true, Ordering::SeqCst) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                "locked by another holder",
+                "another handle in this process",
             ));
         }
         Ok(Box::new(MemLock(self.faults.clone())))

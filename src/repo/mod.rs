@@ -101,6 +101,7 @@ impl Repository {
                 Error::Locked {
                     path: self.path(),
                     what: "the repository",
+                    holder: e.to_string(),
                 }
             } else {
                 Error::io(self.vfs.path_of("LOCK"), e)

@@ -159,6 +159,7 @@ fn lock_error(vfs: &dyn Vfs, e: std::io::Error) -> Error {
         Error::Locked {
             path: vfs.path_of(""),
             what: "the database",
+            holder: e.to_string(),
         }
     } else {
         Error::io(vfs.path_of("LOCK"), e)

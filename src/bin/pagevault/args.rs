@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
-use crate::{check, import, init, restore, status, verify, workload};
+use crate::{backup, check, import, init, list, restore, status, verify, workload};
 
 /// pagevault: a page/extent storage engine built for backup.
 #[derive(Debug, Parser)]
@@ -26,6 +26,10 @@ pub enum Command {
     Status(status::Args),
     /// Check every page of a database; exit 3 if anything is inconsistent.
     Check(check::Args),
+    /// Back up a database into a repository: full, differential or copy-only.
+    Backup(backup::Args),
+    /// List the backup sets of a repository.
+    List(list::Args),
     /// Prove backup sets restorable without restoring them; exit 3 on any finding.
     Verify(verify::Args),
     /// Restore a backup set (its full, then its differential) into a new folder.
@@ -41,6 +45,8 @@ impl Command {
             Command::Import(a) => import::run(a, out),
             Command::Status(a) => status::run(a, out),
             Command::Check(a) => check::run(a, out),
+            Command::Backup(a) => backup::run(a, out),
+            Command::List(a) => list::run(a, out),
             Command::Verify(a) => verify::run(a, out),
             Command::Restore(a) => restore::run(a, out),
         }

@@ -5,9 +5,11 @@
 //! stdout (`pagevault status DB | head -1`) exits 0 quietly.
 
 mod args;
+mod backup;
 mod check;
 mod import;
 mod init;
+mod list;
 mod output;
 mod restore;
 mod status;

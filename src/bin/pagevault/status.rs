@@ -12,18 +12,49 @@ use crate::say;
 pub struct Args {
     /// Folder of the database.
     pub db: PathBuf,
+    /// A repository: add the forecast of a differential's size and whether to take a full.
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+#[derive(serde::Serialize)]
+struct WithForecast<'a> {
+    #[serde(flatten)]
+    status: &'a pagevault::DatabaseStatus,
+    forecast: Option<pagevault::backup::Forecast>,
+}
+
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let db = Database::open_dir(&a.db, OpenMode::ReadOnly)?;
     let s = db.status()?;
+    let forecast = match &a.repo {
+        Some(r) => Some(pagevault::backup::forecast(
+            &db,
+            &pagevault::repo::Repository::open_dir(r, false)?,
+        )?),
+        None => None,
+    };
     drop(db);
     if a.json {
-        out.json(&s)?;
+        out.json(&WithForecast {
+            status: &s,
+            forecast,
+        })?;
         return Ok(Exit::Success);
+    }
+    if let Some(f) = &forecast {
+        say!(
+            out,
+            "forecast: a differential now would store about {} ({:.1} % of its base's {}); advice: {} backup ({})",
+            format_size(f.differential_bytes),
+            f.share * 100.0,
+            format_size(f.base_bytes_stored),
+            f.advice.name(),
+            f.reason
+        )?;
     }
     say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
     // The highest LSN written is the highest file LSN (a freshly opened handle's `lsn`
@@ -35,7 +66,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         last_lsn,
         s.lsn_reserved,
         s.base_lsn,
-        s.base_id,
+        id_or_none(s.base_id),
         s.tracking.describe(),
         if s.recovered_from_crash {
             "; not closed cleanly"
@@ -45,7 +76,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     say!(
         out,
-        "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}  {}",
+        "{:<16} {:>10} {:>12} {:>10} {:>16} {:>14} {:>12} {:>12}  {}",
         "file",
         "pages",
         "file LSN",
@@ -59,12 +90,12 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     for f in &s.files {
         say!(
             out,
-            "{:<16} {:>10} {:>12} {:>10} {:>10} {:>14} {:>12} {:>12}  {}",
+            "{:<16} {:>10} {:>12} {:>10} {:>16} {:>14} {:>12} {:>12}  {}",
             f.name,
             f.pages,
             f.file_lsn,
             f.base_lsn,
-            f.base_id,
+            id_or_none(f.base_id),
             format!("{}/{}", f.extents_changed, f.extents),
             f.pages_changed,
             format_size(f.bytes_changed),
@@ -81,4 +112,13 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         format_size(s.bytes_changed)
     )?;
     Ok(Exit::Success)
+}
+
+/// A backup id as `list` shows it, or "none".
+fn id_or_none(id: u64) -> String {
+    if id == 0 {
+        "none".into()
+    } else {
+        pagevault::format::manifest::format_backup_id(id)
+    }
 }
