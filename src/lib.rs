@@ -15,6 +15,8 @@
 
 pub mod backup;
 pub mod check;
+pub mod compare;
+pub mod demo;
 pub mod error;
 pub mod format;
 #[doc(hidden)]

@@ -13,7 +13,7 @@ use pagevault::format::{
 };
 use pagevault::{Database, OpenMode};
 
-fn pv<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+pub(crate) fn pv<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pagevault"))
         .args(args)
         .stdin(Stdio::null())
@@ -21,16 +21,16 @@ fn pv<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
         .expect("run pagevault")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[track_caller]
-fn assert_code(o: &Output, code: i32) {
+pub(crate) fn assert_code(o: &Output, code: i32) {
     assert_eq!(
         o.status.code(),
         Some(code),
@@ -41,7 +41,7 @@ fn assert_code(o: &Output, code: i32) {
 }
 
 /// A fresh database of `files` files sharing `size`.
-fn init(dir: &Path, size: &str, files: u32) -> PathBuf {
+pub(crate) fn init(dir: &Path, size: &str, files: u32) -> PathBuf {
     let db = dir.join("db");
     let o = pv(&[
         "init".as_ref(),
@@ -55,7 +55,7 @@ fn init(dir: &Path, size: &str, files: u32) -> PathBuf {
     db
 }
 
-fn workload(db: &Path, extra: &[&str]) -> Output {
+pub(crate) fn workload(db: &Path, extra: &[&str]) -> Output {
     let mut args: Vec<std::ffi::OsString> = vec!["workload".into(), db.into()];
     args.extend(extra.iter().map(|s| s.into()));
     let o = pv(&args);

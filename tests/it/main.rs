@@ -7,6 +7,7 @@ mod backup_faults;
 mod backup_kinds;
 mod backup_util;
 mod cli;
+mod cli_backup;
 mod fuzz_replay;
 mod restore_bench;
 mod restore_chain;

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
-use crate::{backup, check, import, init, list, restore, status, verify, workload};
+use crate::{backup, check, demo, import, init, list, restore, status, verify, workload};
 
 /// pagevault: a page/extent storage engine built for backup.
 #[derive(Debug, Parser)]
@@ -32,6 +32,8 @@ pub enum Command {
     List(list::Args),
     /// Prove backup sets restorable without restoring them; exit 3 on any finding.
     Verify(verify::Args),
+    /// The whole round trip on a generated database: backups, restore, check, proof.
+    Demo(demo::Args),
     /// Restore a backup set (its full, then its differential) into a new folder.
     Restore(restore::Args),
 }
@@ -49,6 +51,7 @@ impl Command {
             Command::List(a) => list::run(a, out),
             Command::Verify(a) => verify::run(a, out),
             Command::Restore(a) => restore::run(a, out),
+            Command::Demo(a) => demo::run(a, out),
         }
     }
 }

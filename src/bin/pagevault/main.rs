@@ -7,6 +7,7 @@
 mod args;
 mod backup;
 mod check;
+mod demo;
 mod import;
 mod init;
 mod list;
