@@ -169,17 +169,7 @@ pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckRepo
     if !vfs.exists(CONTROL_FILE_NAME) {
         return Err(not_a_database(&*vfs));
     }
-    let _lock = vfs.lock().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked {
-                path: vfs.path_of(""),
-                what: "the database",
-                holder: e.to_string(),
-            }
-        } else {
-            Error::io(vfs.path_of("LOCK"), e)
-        }
-    })?;
+    let _lock = crate::io::lock_folder(&*vfs, "the database")?;
     let ctl_path = vfs.path_of(CONTROL_FILE_NAME);
     let bytes =
         crate::io::read_all(&*vfs, CONTROL_FILE_NAME, CONTROL_LIMIT_BYTES).map_err(|e| {

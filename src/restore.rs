@@ -178,17 +178,7 @@ pub fn run(
     let chain = chain::resolve(repo, opts.backup_id)?;
     let mut plan = Plan::new(repo, &chain, &*opts.target)?;
     let target = &*opts.target;
-    let _target_lock = target.lock().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked {
-                path: target.path_of(""),
-                what: "the restore target",
-                holder: e.to_string(),
-            }
-        } else {
-            Error::io(target.path_of("LOCK"), e)
-        }
-    })?;
+    let _target_lock = crate::io::lock_folder(target, "the restore target")?;
     let old_files = inspect_target(target, plan.database_id, opts.force)?;
 
     // 1. The commit point says "restoring" before any data file is touched.

@@ -46,6 +46,22 @@ pub trait Vfs: Send + Sync {
     fn lock(&self) -> io::Result<Box<dyn Send + Sync>>;
 }
 
+/// Takes `vfs`'s folder lock for `what` ("the database", "the repository", ...): a folder
+/// held elsewhere is `Error::Locked` naming the holder, anything else an I/O error.
+pub fn lock_folder(vfs: &dyn Vfs, what: &'static str) -> crate::Result<Box<dyn Send + Sync>> {
+    vfs.lock().map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            crate::Error::Locked {
+                path: vfs.path_of(""),
+                what,
+                holder: e.to_string(),
+            }
+        } else {
+            crate::Error::io(vfs.path_of("LOCK"), e)
+        }
+    })
+}
+
 /// Writes `bytes` to `name` atomically: write aside, fsync, rename, fsync the folder.
 pub fn replace_atomically(vfs: &dyn Vfs, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = format!("{name}.tmp");

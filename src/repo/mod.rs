@@ -96,17 +96,7 @@ impl Repository {
     /// verify only read published sets, which never change, so they take no lock (and a
     /// read-only repository stays restorable).
     pub fn lock(&self) -> Result<Box<dyn Send + Sync>> {
-        self.vfs.lock().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked {
-                    path: self.path(),
-                    what: "the repository",
-                    holder: e.to_string(),
-                }
-            } else {
-                Error::io(self.vfs.path_of("LOCK"), e)
-            }
-        })
+        io::lock_folder(&*self.vfs, "the repository")
     }
 
     /// The ids of the published sets, oldest first (ids grow with time).

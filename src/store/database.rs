@@ -154,18 +154,6 @@ pub fn data_file_name(id: u32) -> String {
     format!("data_{id:04}.pvd")
 }
 
-fn lock_error(vfs: &dyn Vfs, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::WouldBlock {
-        Error::Locked {
-            path: vfs.path_of(""),
-            what: "the database",
-            holder: e.to_string(),
-        }
-    } else {
-        Error::io(vfs.path_of("LOCK"), e)
-    }
-}
-
 impl Database {
     /// Creates a database in the folder `dir` (created if missing; must hold no database).
     pub fn create_dir(dir: &Path, opts: &CreateOptions) -> Result<Database> {
@@ -198,7 +186,7 @@ impl Database {
             )));
         }
         let pages = round_pages(opts.pages_per_file)?;
-        let lock = vfs.lock().map_err(|e| lock_error(&*vfs, e))?;
+        let lock = io::lock_folder(&*vfs, "the database")?;
         if vfs.exists(CONTROL_FILE_NAME) {
             return Err(Error::AlreadyExists {
                 path: vfs.path_of(""),
@@ -272,7 +260,7 @@ impl Database {
 
     /// Opens the database on `vfs`.
     pub fn open(vfs: Arc<dyn Vfs>, mode: OpenMode) -> Result<Database> {
-        let lock = vfs.lock().map_err(|e| lock_error(&*vfs, e))?;
+        let lock = io::lock_folder(&*vfs, "the database")?;
         let ctl_path = vfs.path_of(CONTROL_FILE_NAME);
         if !vfs.exists(CONTROL_FILE_NAME) {
             return Err(Error::NotFound {
