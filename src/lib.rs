@@ -28,6 +28,7 @@ pub mod layout;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod rng;
 pub mod store;
 pub mod units;
 pub mod verify;

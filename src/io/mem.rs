@@ -131,17 +131,11 @@ impl MemVfs {
     /// Reboots after a power loss (or pulls the plug now): keeps what `policy` says of
     /// everything never synced, clears all faults and the lock.
     pub fn crash(&self, policy: CrashPolicy) {
-        let mut rng = match policy {
-            CrashPolicy::Random(seed) => seed ^ 0x9e37_79b9_7f4a_7c15,
+        let mut rng = crate::rng::SplitMix64::new(match policy {
+            CrashPolicy::Random(seed) => seed,
             _ => 0,
-        };
-        let mut next = move || {
-            rng = rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        });
+        let mut next = move || rng.next_u64();
         let mut folder = self.folder.lock().unwrap();
         // Files: every file reachable from either view of the folder.
         let mut files: Vec<Arc<MemFile>> = Vec::new();
