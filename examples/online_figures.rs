@@ -164,42 +164,79 @@ fn main() {
     backup::run(&db, &repo, &o, &NoProgress).unwrap();
     println!("database {mib} MiB, {} data pages, {writers} writer threads, backup threads {backup_threads}, zstd level {}", pages.len(), o.level);
 
+    // Every extent's bit set in the active epoch (one batch, one map sync), so the phases
+    // below measure writes, not the first-touch map syncs after a new base.
+    let warm = |db: &Database| {
+        let body = payload(&mut Rng(3));
+        let w: Vec<_> = pages
+            .iter()
+            .step_by(8)
+            .map(|&(file_id, page)| PageWrite {
+                file_id,
+                page,
+                payload: &body,
+            })
+            .collect();
+        db.write_pages(&w).unwrap();
+    };
+    warm(&db);
     let alone1 = phase(&db, &pages, writers, secs, |_| {});
     println!("{}", alone1.line("writers alone (before)"));
 
-    let mut reports = Vec::new();
-    let during = phase(&db, &pages, writers, secs, |stop| {
-        let t0 = Instant::now();
-        // Full backups back to back for the whole phase (at least one).
-        loop {
-            reports.push(backup::run(&db, &repo, &o, &NoProgress).unwrap());
-            if stop.load(Ordering::SeqCst) || t0.elapsed().as_secs_f64() >= secs {
-                break;
+    // Backups of `kind` back to back for the whole phase (at least one).
+    let backups_during = |kind: BackupKind| {
+        let mut reports = Vec::new();
+        let o = BackupOptions { kind, ..o.clone() };
+        let p = phase(&db, &pages, writers, secs, |stop| {
+            let t0 = Instant::now();
+            loop {
+                reports.push(backup::run(&db, &repo, &o, &NoProgress).unwrap());
+                if stop.load(Ordering::SeqCst) || t0.elapsed().as_secs_f64() >= secs {
+                    break;
+                }
             }
-        }
-    });
-    println!("{}", during.line("writers during fulls"));
-
+        });
+        (p, reports)
+    };
+    let (copies, copy_reports) = backups_during(BackupKind::CopyOnly);
+    println!("{}", copies.line("writers during copy-only backups"));
     let alone2 = phase(&db, &pages, writers, secs, |_| {});
     println!("{}", alone2.line("writers alone (after)"));
+    // What any new base costs writers, online or not: after a full with no writer, the
+    // first write to each extent sets and syncs its bit in the new epoch.
+    backup::run(&db, &repo, &o, &NoProgress).unwrap();
+    let new_base = phase(&db, &pages, writers, secs, |_| {});
+    println!(
+        "{}",
+        new_base.line("writers alone just after a full (new base)")
+    );
+    let (fulls, full_reports) = backups_during(BackupKind::Full);
+    println!("{}", fulls.line("writers during fulls"));
 
     let alone = (alone1.writes as f64 / alone1.secs + alone2.writes as f64 / alone2.secs) / 2.0;
-    let with = during.writes as f64 / during.secs;
-    println!(
-        "writer throughput during fulls: {:.0} % of alone (mean of before and after)",
-        with / alone * 100.0
-    );
-    for (i, r) in reports.iter().enumerate() {
+    for (name, p) in [
+        ("copy-only backups", &copies),
+        ("the phase just after a full", &new_base),
+        ("fulls", &fulls),
+    ] {
         println!(
-            "full {i}: {:.1} MB/s ({} MB read in {:.2} s), ratio {:.2}; extents saved by writers {} (spilled {}), peak saved memory {:.1} MiB",
-            r.mb_per_sec,
-            r.bytes_read / 1_000_000,
-            r.duration_secs,
-            r.ratio,
-            r.snapshot.extents_saved,
-            r.snapshot.extents_spilled,
-            r.snapshot.peak_memory_bytes as f64 / (1 << 20) as f64
+            "writer throughput during {name}: {:.0} % of alone (mean of before and after)",
+            p.writes as f64 / p.secs / alone * 100.0
         );
+    }
+    for (name, reports) in [("copy-only", &copy_reports), ("full", &full_reports)] {
+        for (i, r) in reports.iter().enumerate() {
+            println!(
+                "{name} {i}: {:.1} MB/s ({} MB read in {:.2} s), ratio {:.2}; extents saved by writers {} (spilled {}), peak saved memory {:.1} MiB",
+                r.mb_per_sec,
+                r.bytes_read / 1_000_000,
+                r.duration_secs,
+                r.ratio,
+                r.snapshot.extents_saved,
+                r.snapshot.extents_spilled,
+                r.snapshot.peak_memory_bytes as f64 / (1 << 20) as f64
+            );
+        }
     }
     // The same full with no writer, for comparison.
     let quiet = backup::run(&db, &repo, &o, &NoProgress).unwrap();
