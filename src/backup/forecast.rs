@@ -64,7 +64,7 @@ pub fn forecast(db: &Database, repo: &Repository) -> Result<Forecast> {
         f.reason = format!("{why}: take a full backup");
         return Ok(f);
     }
-    let p = plan::plan(db, repo, BackupKind::Differential, false, db.last_lsn())?;
+    let p = plan::plan_live(db, repo, BackupKind::Differential, false, db.last_lsn())?;
     let base = p.base.as_ref().expect("a differential plan has a base");
     let base_lsn = base.snapshot_lsn;
     let mut buf = vec![0u8; EXTENT_SIZE];

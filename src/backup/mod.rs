@@ -1,19 +1,23 @@
 //! Full, differential and copy-only backups of a database into a repository.
 //!
-//! [`run`] takes the repository lock, removes the debris of unfinished backups, fixes the
-//! snapshot point (the database's last LSN), plans which extents to read ([`plan`]),
-//! reads, verifies and compresses them in parallel into one stream ([`pipeline`]),
-//! publishes the set (stream synced and renamed, then the manifest written aside, synced
-//! and renamed: [`crate::repo::publish`]) and only then, for a full, records the set as
-//! the differential base in one control-file commit ([`Database::commit_base`]).
+//! [`run`] takes the repository lock, removes the debris of unfinished backups, takes a
+//! point-in-time snapshot of the database ([`Database::begin_snapshot`]; other threads
+//! keep writing), plans which extents to read from the snapshot ([`plan`]), reads them
+//! through the snapshot, verifies and compresses them in parallel into one stream
+//! ([`pipeline`]), publishes the set (stream synced and renamed, then the manifest
+//! written aside, synced and renamed: [`crate::repo::publish`]) and only then, for a
+//! full, records the set as the differential base in one control-file commit
+//! ([`Snapshot::commit_base`], which switches to the epoch that tracked every write
+//! after the snapshot).
 //!
-//! Keeps true: a set appears in the repository only whole (invariant 6); a full that
-//! fails anywhere before `commit_base` leaves change tracking exactly as it was
-//! (invariant 2); a copy-only never touches tracking (invariant 3); a differential names
-//! a checked base (invariant 4) and never misses a change (invariant 8); every page
-//! stored was verified as read (invariant 7). The caller holds the database exclusively
-//! (offline backup): no page may be written between the snapshot and the commit; a write
-//! detected during the backup fails it before the set is published.
+//! Keeps true: the set is the database at exactly its snapshot LSN, whatever writers do
+//! meanwhile (every page stored has the LSN it had at the snapshot, checked as read); a
+//! set appears in the repository only whole (invariant 6); a full that fails anywhere
+//! before the base commit leaves change tracking exactly as if it had never started
+//! (invariant 2: the pending epoch is dropped, the active one tracked every write); a
+//! copy-only never touches tracking (invariant 3); a differential names a checked base
+//! (invariant 4) and never misses a change (invariant 8); every page stored was verified
+//! as read (invariant 7).
 
 pub mod forecast;
 pub mod pipeline;
@@ -29,7 +33,7 @@ use crate::progress::Progress;
 use crate::repo::catalog::ratio;
 use crate::repo::publish::{self, StreamWriter};
 use crate::repo::Repository;
-use crate::store::Database;
+use crate::store::{Database, Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES};
 use crate::TrackingState;
 
 pub use crate::format::manifest::{BackupKind, ChangeSource};
@@ -59,6 +63,9 @@ pub struct BackupOptions {
     /// A page that fails verification is recorded in the manifest and left out, instead of
     /// failing the backup.
     pub continue_after_error: bool,
+    /// Extent images saved for the snapshot (before writers change them) kept in memory;
+    /// beyond it they spill to a file in the database folder.
+    pub preimage_memory_limit_bytes: usize,
 }
 
 impl Default for BackupOptions {
@@ -69,6 +76,7 @@ impl Default for BackupOptions {
             threads: 0,
             level: DEFAULT_LEVEL,
             continue_after_error: false,
+            preimage_memory_limit_bytes: PREIMAGE_MEMORY_LIMIT_BYTES,
         }
     }
 }
@@ -116,6 +124,8 @@ pub struct BackupReport {
     pub fallback_reason: Option<String>,
     /// Debris of unfinished backups removed first.
     pub debris_removed: Vec<String>,
+    /// What writers running during the backup cost it: extents saved before a write.
+    pub snapshot: SnapshotStats,
 }
 
 /// The worker count `threads` stands for (0 = the available cores).
@@ -132,8 +142,10 @@ pub fn effective_threads(threads: usize) -> Result<usize> {
     })
 }
 
-/// Takes a backup of `db` into `repo`. The caller opened `db` exclusively and does not
-/// write to it until this returns.
+/// Takes a backup of `db` into `repo`. Other threads may keep writing to `db`: the set
+/// holds the database as it was at one LSN, the report's `snapshot_lsn`, taken when the
+/// backup starts (before `progress.start` is called). At most one backup of a database
+/// runs at a time.
 pub fn run(
     db: &Database,
     repo: &Repository,
@@ -151,15 +163,29 @@ pub fn run(
     let debris_removed = publish::clean_debris(repo)?;
     let started = Instant::now();
     let started_unix_ms = ids::unix_millis();
-    // The snapshot point: every page in the set is as of this LSN. Offline it is simply
-    // the last LSN; an online backup will fix it the same way and fence later writes.
-    let snapshot_lsn = db.last_lsn();
-    let plan = plan::plan(db, repo, opts.kind, opts.fallback_to_full, snapshot_lsn)?;
-    if plan.kind == BackupKind::Full {
-        // A full becomes the base: what it holds must be what the database durably holds
-        // at the snapshot, or a crash that loses unsynced writes would leave pages the
-        // base has newer than the database, with LSNs no later differential picks up.
-        db.flush()?;
+    // The kind first: only a full's snapshot opens a pending base.
+    let kind = plan::decide_kind(db, repo, opts.kind, opts.fallback_to_full)?;
+    // The snapshot point: every page in the set is as of this LSN. Taking it syncs the
+    // data files, so a full (the next base) holds only what the disk durably holds.
+    let snapshot = db.begin_snapshot_with_memory_limit(
+        kind == BackupKind::Full,
+        opts.preimage_memory_limit_bytes,
+    )?;
+    let snapshot_lsn = snapshot.lsn();
+    let plan = plan::plan(db, repo, opts.kind, opts.fallback_to_full, &snapshot)?;
+    if plan.kind != kind {
+        return Err(Error::Invalid(format!(
+            "{}: the differential base changed while the backup started; take it again",
+            db.path().display()
+        )));
+    }
+    // Extents a bitmap differential does not read need no saving from writers.
+    for f in &plan.files {
+        if let plan::Extents::Changed(bits) = &f.extents {
+            for e in bits.iter_zeros() {
+                snapshot.skip_extent(f.file_id, e as u64);
+            }
+        }
     }
     let backup_id = fresh_backup_id(repo)?;
 
@@ -169,6 +195,7 @@ pub fn run(
     );
     let written = write_set(
         db,
+        &snapshot,
         repo,
         opts,
         &plan,
@@ -179,10 +206,12 @@ pub fn run(
     );
     progress.finish();
     let (m, checksum, manifest_bytes) = written?;
+    let snapshot_stats = snapshot.stats();
 
-    // Only now, with the set whole and durable, does a full become the base.
+    // Only now, with the set whole and durable, does a full become the base. Writes since
+    // the snapshot are tracked in the pending epoch, which the commit makes the active one.
     if m.kind == BackupKind::Full {
-        if let Err(e) = db.commit_base(snapshot_lsn, backup_id, checksum) {
+        if let Err(e) = snapshot.commit_base(backup_id, checksum) {
             // The control commit can reach the disk although it reported a failure (its
             // folder sync failed after the rename) while the handle kept the old base and
             // epoch: bits set from now on would go to an epoch a reopened database no
@@ -192,6 +221,8 @@ pub fn run(
             let _ = db.untrust_tracking(TrackingState::UntrustedDeclared);
             return Err(e);
         }
+    } else {
+        drop(snapshot);
     }
 
     let duration_secs = started.elapsed().as_secs_f64();
@@ -225,6 +256,7 @@ pub fn run(
         bad_pages: m.bad_pages,
         fallback_reason: plan.fallback_reason,
         debris_removed,
+        snapshot: snapshot_stats,
     })
 }
 
@@ -257,6 +289,7 @@ fn fresh_backup_id(repo: &Repository) -> Result<u64> {
 #[allow(clippy::too_many_arguments)]
 fn write_set(
     db: &Database,
+    snapshot: &Snapshot<'_>,
     repo: &Repository,
     opts: &BackupOptions,
     plan: &plan::Plan,
@@ -269,6 +302,7 @@ fn write_set(
         let mut stream = StreamWriter::create(repo, backup_id, 0)?;
         let totals = pipeline::run(
             db,
+            snapshot,
             repo,
             plan,
             backup_id,
@@ -279,14 +313,9 @@ fn write_set(
             &mut stream,
         )?;
         let entry = stream.finish(repo)?;
-        if db.last_lsn() != plan.snapshot_lsn {
-            return Err(Error::Invalid(format!(
-                "{}: the database was written during an offline backup (LSN {} became {}); the backup was not published, take it again with no writer",
-                db.path().display(),
-                plan.snapshot_lsn,
-                db.last_lsn()
-            )));
-        }
+        // A copy-before-write that failed after its extent was read leaves nothing wrong
+        // in the set, but any failure means the snapshot was not kept: do not publish.
+        snapshot.check()?;
         let base_files = plan.base.as_ref().map(|b| &b.manifest.files);
         let files = plan
             .files

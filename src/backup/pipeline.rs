@@ -14,7 +14,9 @@
 //! error on either side stops both and is returned, never swallowed (a panicking worker
 //! also stops the writer); every page stored was verified as read (invariant 7), and a
 //! bad page fails the backup unless the caller asked to continue, in which case it is
-//! recorded and left out of its record.
+//! recorded and left out of its record. Every extent is read through the backup's
+//! snapshot (as it was at the snapshot LSN, while writers go on), and a page with an LSN
+//! above the snapshot LSN fails the backup (a broken snapshot must not publish a set).
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
@@ -26,7 +28,7 @@ use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::progress::Progress;
 use crate::repo::publish::StreamWriter;
 use crate::repo::Repository;
-use crate::store::Database;
+use crate::store::{Database, Snapshot};
 
 use super::plan::Plan;
 
@@ -94,6 +96,7 @@ struct Worker {
 /// Everything the workers share.
 struct Ctx<'a> {
     db: &'a Database,
+    snapshot: &'a Snapshot<'a>,
     plan: &'a Plan,
     backup_id: u64,
     continue_after_error: bool,
@@ -179,6 +182,7 @@ impl Drop for AbortOnUnwind<'_, '_> {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     db: &Database,
+    snapshot: &Snapshot<'_>,
     repo: &Repository,
     plan: &Plan,
     backup_id: u64,
@@ -205,6 +209,7 @@ pub fn run(
     }
     let ctx = Ctx {
         db,
+        snapshot,
         plan,
         backup_id,
         continue_after_error,
@@ -417,7 +422,7 @@ fn bad_reason(fault: &PageFault) -> u32 {
 fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outcome) -> Result<()> {
     let plan = ctx.plan;
     let f = &plan.files[fi];
-    ctx.db.read_extent_raw(f.file_id, extent, &mut w.read)?;
+    ctx.snapshot.read_extent(f.file_id, extent, &mut w.read)?;
     out.record.clear();
     out.page_mask = 0;
     out.pages = 0;
@@ -452,7 +457,7 @@ fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outc
         };
         if header.lsn > plan.snapshot_lsn {
             return Err(Error::Invalid(format!(
-                "{}: page {p} has LSN {}, above the backup's snapshot LSN {}: the database was written during an offline backup",
+                "{}: page {p} read through the backup's snapshot has LSN {}, above the snapshot LSN {}: the snapshot is not consistent and the backup was not published",
                 ctx.db.vfs().path_of(&f.name).display(),
                 header.lsn,
                 plan.snapshot_lsn

@@ -5,15 +5,18 @@
 //! Keeps true (invariants 4 and 8): a differential is planned only against a base that
 //! is a published full of this database whose manifest checksum and snapshot LSN are the
 //! ones the database recorded; it reads from the maps only when tracking is trusted, and
-//! scans every extent otherwise. Nothing here writes.
+//! scans every extent otherwise. A backup's plan is made from its snapshot (the control
+//! file, files and maps as they were at the snapshot LSN), so writers running meanwhile
+//! cannot make it disagree with what is read. Nothing here writes.
 
 use bitvec::vec::BitVec;
 
 use crate::error::{Error, Result};
+use crate::format::control::Control;
 use crate::format::manifest::{format_backup_id, BackupKind, ChangeSource, Manifest};
 use crate::format::PAGES_PER_EXTENT;
 use crate::repo::Repository;
-use crate::store::Database;
+use crate::store::{Database, Snapshot};
 
 /// The full a differential is taken against.
 #[derive(Clone, Debug)]
@@ -90,7 +93,11 @@ impl Plan {
 /// Finds the differential base the database recorded, in `repo`, and checks it. `Ok(Err)`
 /// is a sentence saying why there is no usable base; `Err` is a failure to read.
 pub fn resolve_base(db: &Database, repo: &Repository) -> Result<Result<Base, String>> {
-    let ctl = db.control();
+    resolve_base_at(&db.control(), repo)
+}
+
+/// [`resolve_base`] for the control file `ctl` (a snapshot's).
+fn resolve_base_at(ctl: &Control, repo: &Repository) -> Result<Result<Base, String>> {
     if ctl.base_id == 0 {
         return Ok(Err(
             "the database has no differential base (no full backup was taken)".into(),
@@ -149,8 +156,58 @@ pub fn resolve_base(db: &Database, repo: &Repository) -> Result<Result<Base, Str
     })
 }
 
-/// Plans a backup of `kind` at `snapshot_lsn` (the caller read it before planning).
+/// The kind a backup of `kind` becomes now: a differential with no usable base becomes a
+/// full when `fallback_to_full` is set, and fails otherwise. Decided before the snapshot
+/// (only a full's snapshot opens a new base), then checked against the snapshot's plan.
+pub fn decide_kind(
+    db: &Database,
+    repo: &Repository,
+    kind: BackupKind,
+    fallback_to_full: bool,
+) -> Result<BackupKind> {
+    let ctl = db.control();
+    Ok(plan_at(db, repo, &ctl, kind, fallback_to_full, 0, &|_| {
+        Ok(BitVec::new())
+    })?
+    .kind)
+}
+
+/// Plans a backup of `kind` from `snapshot`: its LSN, control file, files and maps.
 pub fn plan(
+    db: &Database,
+    repo: &Repository,
+    kind: BackupKind,
+    fallback_to_full: bool,
+    snapshot: &Snapshot<'_>,
+) -> Result<Plan> {
+    let mut ctl = snapshot.control().clone();
+    // The files the snapshot holds (the control file lists the same, by construction).
+    let files = snapshot.files();
+    ctl.files
+        .retain(|e| files.iter().any(|&(id, _)| id == e.file_id));
+    for e in &mut ctl.files {
+        if let Some(&(_, pages)) = files.iter().find(|&&(id, _)| id == e.file_id) {
+            e.page_count = pages;
+        }
+    }
+    plan_at(
+        db,
+        repo,
+        &ctl,
+        kind,
+        fallback_to_full,
+        snapshot.lsn(),
+        &|file_id| {
+            snapshot.changed_extents(file_id).cloned().ok_or_else(|| {
+                Error::Invalid(format!("file {file_id} is not part of the snapshot"))
+            })
+        },
+    )
+}
+
+/// Plans a backup of `kind` of the live database at `snapshot_lsn` (the forecast: an
+/// estimate, not a backup).
+pub fn plan_live(
     db: &Database,
     repo: &Repository,
     kind: BackupKind,
@@ -158,6 +215,26 @@ pub fn plan(
     snapshot_lsn: u64,
 ) -> Result<Plan> {
     let ctl = db.control();
+    plan_at(
+        db,
+        repo,
+        &ctl,
+        kind,
+        fallback_to_full,
+        snapshot_lsn,
+        &|file_id| db.changed_extents(file_id),
+    )
+}
+
+fn plan_at(
+    db: &Database,
+    repo: &Repository,
+    ctl: &Control,
+    kind: BackupKind,
+    fallback_to_full: bool,
+    snapshot_lsn: u64,
+    changed: &dyn Fn(u32) -> Result<BitVec<u64>>,
+) -> Result<Plan> {
     let mut plan = Plan {
         kind,
         change_source: ChangeSource::AllExtents,
@@ -169,7 +246,7 @@ pub fn plan(
         files: Vec::with_capacity(ctl.files.len()),
     };
     if kind == BackupKind::Differential {
-        match resolve_base(db, repo)? {
+        match resolve_base_at(ctl, repo)? {
             Ok(base) => {
                 plan.change_source = if ctl.tracking.is_trusted() {
                     ChangeSource::Bitmap
@@ -196,7 +273,7 @@ pub fn plan(
     for f in &files {
         let n = f.page_count as u64 / PAGES_PER_EXTENT as u64;
         let extents = match plan.change_source {
-            ChangeSource::Bitmap => Extents::Changed(db.changed_extents(f.file_id)?),
+            ChangeSource::Bitmap => Extents::Changed(changed(f.file_id)?),
             ChangeSource::AllExtents | ChangeSource::LsnScan => Extents::All(n),
         };
         plan.files.push(FilePlan {

@@ -358,6 +358,10 @@ impl Database {
                 c.pending_epoch = 0;
             })?;
             db.write_headers(true)?;
+            // Saved images of a snapshot that was running: nobody will read them.
+            if db.vfs.exists(super::snapshot::SPILL_FILE_NAME) {
+                let _ = db.vfs.remove(super::snapshot::SPILL_FILE_NAME);
+            }
         }
         Ok(())
     }
@@ -410,6 +414,10 @@ impl Database {
             .iter()
             .find(|f| f.id == file_id)
             .is_some_and(|f| page < f.page_count && !f.is_system(page as u64))
+    }
+
+    pub(crate) fn is_read_only(&self) -> bool {
+        self.mode == OpenMode::ReadOnly
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {

@@ -11,4 +11,4 @@ mod write;
 pub(crate) use data_file::DataFile as DataFileRef;
 
 pub use database::{CreateOptions, Database, DatabaseStatus, FileStatus, OpenMode, PageWrite};
-pub use snapshot::{Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES};
+pub use snapshot::{Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES, SPILL_FILE_NAME};

@@ -7,7 +7,11 @@
 //! extent's image (under the extent's lock, before its write); the snapshot reads the
 //! saved image if there is one, the disk otherwise, and marks the extent read. Writers
 //! wait for at most one extent copy, never for compression or the repository. Saved
-//! images beyond a memory limit spill to a file in the database folder.
+//! images beyond a memory limit spill to a file in the database folder. A copy that
+//! fails (a full disk under the spill file) fails the snapshot, never the writer: the
+//! extent is then unreadable through the snapshot and the backup stops with the error.
+//! An extent is read through a snapshot at most once (after its read, writers no longer
+//! save it, so a second read could see later writes: it is refused).
 //!
 //! For a full backup the snapshot opens a pending tracking epoch: writes after the
 //! snapshot set their bits in both the active and the pending epoch, so committing the
@@ -21,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use bitvec::vec::BitVec;
 
 use crate::error::{Error, Result};
+use crate::format::control::Control;
 use crate::format::{EXTENT_SIZE, PAGES_PER_EXTENT};
 use crate::io::Storage;
 
@@ -65,6 +70,11 @@ struct Preimages {
     spill: Option<Arc<dyn Storage>>,
     spill_len: u64,
     peak_memory_bytes: usize,
+    /// The snapshot ended: a writer that picked up its state just before must not save
+    /// anything (nor create a spill file nobody removes).
+    ended: bool,
+    /// The first copy that failed: the snapshot is unusable (its sentence).
+    failed: Option<String>,
 }
 
 /// Counters of a snapshot's copy-before-write work.
@@ -80,6 +90,9 @@ pub struct SnapshotStats {
 
 pub(crate) struct SnapshotState {
     lsn: u64,
+    /// The control file at the snapshot (base, tracking state, file names).
+    control: Control,
+    memory_limit_bytes: usize,
     files: Vec<SnapFile>,
     preimages: Mutex<Preimages>,
     saved_count: AtomicU64,
@@ -91,45 +104,64 @@ impl SnapshotState {
         self.files.iter().find(|f| f.file_id == file_id)
     }
 
-    /// Called by a writer holding the extent's lock, before it writes the extent.
-    pub(crate) fn before_write(&self, db: &Database, f: &DataFile, extent: u64) -> Result<()> {
+    /// Called by a writer holding the extent's lock, before it writes the extent. Never
+    /// fails the writer: a copy that cannot be made fails the snapshot instead.
+    pub(crate) fn before_write(&self, db: &Database, f: &DataFile, extent: u64) {
         let Some(sf) = self.file(f.id) else {
-            return Ok(());
+            return;
         };
         if extent >= sf.page_count as u64 / PAGES_PER_EXTENT as u64
             || sf.read.get(extent)
             || sf.saved.get(extent)
         {
-            return Ok(());
+            return;
         }
+        if let Err(e) = self.save(db, f, sf, extent) {
+            let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
+            p.failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// Saves `extent`'s image: in memory up to the limit, else appended to the spill file.
+    /// The spill write runs outside the lock, so writers of other extents do not wait for
+    /// it (the reader of this extent waits on the extent's lock, which our caller holds).
+    fn save(&self, db: &Database, f: &DataFile, sf: &SnapFile, extent: u64) -> Result<()> {
         let mut image = vec![0u8; EXTENT_SIZE].into_boxed_slice();
         f.read_raw(extent * PAGES_PER_EXTENT as u64, &mut image)?;
-        let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
-        let in_memory = p.memory.len() * EXTENT_SIZE;
-        if in_memory + EXTENT_SIZE <= PREIMAGE_MEMORY_LIMIT_BYTES {
-            p.memory.insert((f.id, extent), image);
-            p.peak_memory_bytes = p.peak_memory_bytes.max(in_memory + EXTENT_SIZE);
-        } else {
+        let spill_path = || db.vfs().path_of(SPILL_FILE_NAME);
+        let (spill, at) = {
+            let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
+            if p.ended || p.failed.is_some() {
+                return Ok(()); // nobody will read it
+            }
+            let in_memory = p.memory.len() * EXTENT_SIZE;
+            if in_memory + EXTENT_SIZE <= self.memory_limit_bytes {
+                p.memory.insert((f.id, extent), image);
+                p.peak_memory_bytes = p.peak_memory_bytes.max(in_memory + EXTENT_SIZE);
+                sf.saved.set(extent);
+                self.saved_count.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             if p.spill.is_none() {
                 let vfs = db.vfs();
                 let s = vfs
                     .open(SPILL_FILE_NAME, true)
-                    .map_err(|e| Error::io(vfs.path_of(SPILL_FILE_NAME), e))?;
-                s.set_len(0)
-                    .map_err(|e| Error::io(vfs.path_of(SPILL_FILE_NAME), e))?;
+                    .map_err(|e| Error::io(spill_path(), e))?;
+                s.set_len(0).map_err(|e| Error::io(spill_path(), e))?;
                 p.spill = Some(s);
             }
             let at = p.spill_len;
-            let spill = p.spill.clone().expect("created above");
-            spill
-                .write_at(at, &image)
-                .map_err(|e| Error::io(db.vfs().path_of(SPILL_FILE_NAME), e))?;
             p.spill_len += EXTENT_SIZE as u64;
-            p.spilled.insert((f.id, extent), at);
-            self.spilled_count.fetch_add(1, Ordering::Relaxed);
-        }
+            (p.spill.clone().expect("created above"), at)
+        };
+        spill
+            .write_at(at, &image)
+            .map_err(|e| Error::io(spill_path(), e))?;
+        let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
+        p.spilled.insert((f.id, extent), at);
         sf.saved.set(extent);
         self.saved_count.fetch_add(1, Ordering::Relaxed);
+        self.spilled_count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -145,13 +177,30 @@ pub struct Snapshot<'db> {
 
 impl Database {
     /// Starts a snapshot. With `new_base` (a full backup) writes from now on are tracked
-    /// for the pending base as well. One snapshot at a time.
+    /// for the pending base as well. One snapshot at a time. Saved extent images are kept
+    /// in memory up to [`PREIMAGE_MEMORY_LIMIT_BYTES`].
     pub fn begin_snapshot(&self, new_base: bool) -> Result<Snapshot<'_>> {
-        self.check_writable()?;
+        self.begin_snapshot_with_memory_limit(new_base, PREIMAGE_MEMORY_LIMIT_BYTES)
+    }
+
+    /// [`Database::begin_snapshot`] keeping at most `memory_limit_bytes` of saved extent
+    /// images in memory (the rest spills to a file in the database folder). A read-only
+    /// handle takes snapshots without a new base (nobody can write through it).
+    pub fn begin_snapshot_with_memory_limit(
+        &self,
+        new_base: bool,
+        memory_limit_bytes: usize,
+    ) -> Result<Snapshot<'_>> {
+        let writable = !self.is_read_only();
+        if new_base || writable {
+            self.check_writable()?;
+        }
         // What the snapshot holds must be what the database durably holds at its LSN: a
         // set holding a write the disk then loses in a crash would disagree with every
         // later differential. Sync most of it before quiescing, the rest while quiesced.
-        self.sync_data_files()?;
+        if writable {
+            self.sync_data_files()?;
+        }
         let files = self.files_read();
         // Quiesce: hold every extent lock, so no write is between its LSN and its pages.
         // (Taken before the snapshot slot: a writer reads the slot while holding one.)
@@ -174,10 +223,13 @@ impl Database {
             })?;
             self.pending_epoch.store(0, Ordering::SeqCst);
         }
-        for f in files.iter() {
-            f.storage.sync().map_err(|e| f.io_err(e))?;
+        if writable {
+            for f in files.iter() {
+                f.storage.sync().map_err(|e| f.io_err(e))?;
+            }
         }
         let lsn = self.lsn.last();
+        let control = self.control();
         let epoch = self.epoch.load(Ordering::SeqCst);
         let snap_files = files
             .iter()
@@ -195,6 +247,8 @@ impl Database {
         }
         let state = Arc::new(SnapshotState {
             lsn,
+            control,
+            memory_limit_bytes,
             files: snap_files,
             preimages: Mutex::default(),
             saved_count: AtomicU64::new(0),
@@ -230,8 +284,40 @@ impl Snapshot<'_> {
         self.state.file(file_id).map(|f| &f.changed)
     }
 
+    /// The control file as it was at the snapshot (base, tracking, file names).
+    pub fn control(&self) -> &Control {
+        &self.state.control
+    }
+
+    /// Declares that extent `extent` of `file_id` will not be read through this snapshot
+    /// (a differential that does not need it), so writers stop saving it.
+    pub fn skip_extent(&self, file_id: u32, extent: u64) {
+        if let Some(sf) = self.state.file(file_id) {
+            if extent < sf.page_count as u64 / PAGES_PER_EXTENT as u64 {
+                sf.read.set(extent);
+            }
+        }
+    }
+
+    /// An error if a copy-before-write failed: the snapshot can no longer give every
+    /// extent as it was.
+    pub fn check(&self) -> Result<()> {
+        let p = self
+            .state
+            .preimages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &p.failed {
+            Some(why) => Err(Error::Invalid(format!(
+                "{}: the backup's snapshot failed to save an extent before a write ({why})",
+                self.db.path().display()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Reads extent `extent` of `file_id` as it was at the snapshot into `buf` (64 KiB,
-    /// unverified bytes: the caller verifies pages).
+    /// unverified bytes: the caller verifies pages). Each extent is read at most once.
     pub fn read_extent(&self, file_id: u32, extent: u64, buf: &mut [u8]) -> Result<()> {
         let sf = self
             .state
@@ -242,26 +328,50 @@ impl Snapshot<'_> {
                 "extent {extent} of file {file_id} is past the snapshot's end"
             )));
         }
+        if buf.len() != EXTENT_SIZE {
+            return Err(Error::Invalid(format!(
+                "an extent is read into {EXTENT_SIZE} bytes, not {}",
+                buf.len()
+            )));
+        }
         let files = self.db.files_read();
         let f = find_file(&files, file_id)?;
         let _g = self.db.stripe(file_id, extent);
+        // Under the extent's lock: no writer of this extent is between its copy and its
+        // write, so the checks below see every copy made (or failed) for it.
+        self.check()?;
+        if sf.read.get(extent) {
+            return Err(Error::Invalid(format!(
+                "extent {extent} of file {file_id} was read twice from the snapshot"
+            )));
+        }
         if sf.saved.get(extent) {
-            let mut p = self
-                .state
-                .preimages
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(img) = p.memory.remove(&(file_id, extent)) {
-                buf.copy_from_slice(&img);
-            } else if let Some(at) = p.spilled.remove(&(file_id, extent)) {
-                let spill = p.spill.clone().expect("spilled images have a spill file");
-                spill
+            let (memory, spilled) = {
+                let mut p = self
+                    .state
+                    .preimages
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let memory = p.memory.remove(&(file_id, extent));
+                let spilled = match memory {
+                    Some(_) => None,
+                    None => p
+                        .spilled
+                        .remove(&(file_id, extent))
+                        .map(|at| (p.spill.clone(), at)),
+                };
+                (memory, spilled)
+            };
+            match (memory, spilled) {
+                (Some(img), _) => buf.copy_from_slice(&img),
+                (None, Some((Some(spill), at))) => spill
                     .read_at(at, buf)
-                    .map_err(|e| Error::io(self.db.vfs().path_of(SPILL_FILE_NAME), e))?;
-            } else {
-                return Err(Error::Invalid(format!(
-                    "extent {extent} of file {file_id} was read twice from the snapshot"
-                )));
+                    .map_err(|e| Error::io(self.db.vfs().path_of(SPILL_FILE_NAME), e))?,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "extent {extent} of file {file_id} was saved but its image is missing"
+                    )))
+                }
             }
         } else {
             f.read_raw(extent * PAGES_PER_EXTENT as u64, buf)?;
@@ -308,13 +418,17 @@ impl Drop for Snapshot<'_> {
             self.db.pending_epoch.store(0, Ordering::SeqCst);
         }
         *self.db.snapshot.write().unwrap_or_else(|e| e.into_inner()) = None;
-        let spill = self
-            .state
-            .preimages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .spill
-            .take();
+        let spill = {
+            let mut p = self
+                .state
+                .preimages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.ended = true;
+            p.memory.clear();
+            p.spilled.clear();
+            p.spill.take()
+        };
         if spill.is_some() {
             drop(spill);
             let _ = self.db.vfs().remove(SPILL_FILE_NAME);

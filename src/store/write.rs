@@ -61,8 +61,10 @@ impl Database {
         order.sort_by_key(|&(fi, p, i)| (fi, p, i));
 
         // 1. Tracking before data: set bits, write map pages, sync, all under the map locks.
-        let epoch = self.epoch.load(Ordering::SeqCst);
+        // Pending first: a base commit stores the new epoch and then clears the pending
+        // one, so reading in the other order could miss the new epoch altogether.
         let pending = self.pending_epoch.load(Ordering::SeqCst);
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let mut by_interval: BTreeMap<(usize, u32), Vec<usize>> = BTreeMap::new();
         for &(fi, p, _) in &order {
             let extent = p as u64 / PAGES_PER_EXTENT as u64;
@@ -142,15 +144,21 @@ impl Database {
             }
             let f = &files[fi];
             let _g = self.stripe(f.id, extent);
-            // A full's snapshot may have begun since step 1: its pending epoch must hold
-            // this extent's bit before the data (tracking before data, for the new base).
+            // Since step 1 a full's snapshot may have begun (a new pending epoch), or even
+            // ended with its base committed (a new active epoch): every epoch that can be
+            // active from now on must hold this extent's bit before the data (tracking
+            // before data). Under the extent's lock no new pending epoch can appear (a
+            // snapshot takes every extent lock), so the two read here are all of them.
             let pending_now = self.pending_epoch.load(Ordering::SeqCst);
-            if pending_now != 0 && pending_now != pending {
-                self.mark_pending(f, extent, pending_now)?;
+            let epoch_now = self.epoch.load(Ordering::SeqCst);
+            for (target, keep) in [(epoch_now, pending_now), (pending_now, epoch_now)] {
+                if target != 0 && target != epoch && target != pending {
+                    self.mark_epoch(f, extent, target, keep)?;
+                }
             }
             // Copy-before-write: a running snapshot keeps the extent's image as of its LSN.
             if let Some(snap) = self.current_snapshot() {
-                snap.before_write(self, f, extent)?;
+                snap.before_write(self, f, extent);
             }
             let first_lsn = self.allocate_lsns((j - i) as u64)?;
             let mut lsn = first_lsn;
@@ -193,13 +201,18 @@ impl Database {
         Ok(last_lsn)
     }
 
-    /// Sets `extent`'s bit in the pending epoch durably (rare: a write straddling the start
-    /// of a full's snapshot).
-    fn mark_pending(&self, f: &super::DataFileRef, extent: u64, pending: u64) -> Result<()> {
-        let epoch = self.epoch.load(Ordering::SeqCst);
+    /// Sets `extent`'s bit in epoch `target` durably, keeping the slot of epoch `keep`
+    /// (rare: a write straddling the start of a full's snapshot or its base commit).
+    fn mark_epoch(
+        &self,
+        f: &super::DataFileRef,
+        extent: u64,
+        target: u64,
+        keep: u64,
+    ) -> Result<()> {
         let (k, idx) = f.map.locate(extent);
         let mut m = f.map.lock(k);
-        if m.set(pending, epoch, idx) {
+        if m.set(target, keep, idx) {
             let pn = f.map.page_of(k);
             let bytes = m.encode(f.addr(pn as u32), f.file_lsn.load(Ordering::SeqCst));
             f.storage
