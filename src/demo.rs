@@ -1,9 +1,10 @@
-//! The main job in one call, on a generated database: init, fill, full backup, change
-//! 1 % of the pages at scattered places, differential, restore into a fresh folder,
+//! The main job in one call, on a generated database: init, fill, an online full backup
+//! while writer threads keep writing, change 1 % of the pages at scattered places, differential, restore into a fresh folder,
 //! check, and the proof that every restored data page equals the source's. Each step is
 //! reported to an observer as it finishes; the library never prints.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::backup::{self, BackupKind, BackupOptions, BackupReport};
@@ -15,6 +16,9 @@ use crate::repo::Repository;
 use crate::restore::{self, RestoreOptions, RestoreReport};
 use crate::store::{CreateOptions, Database};
 use crate::workload::{self, Pattern, Workload, WorkloadReport};
+
+/// Writer threads that keep writing during the demo's (online) full backup.
+pub const ONLINE_WRITERS: usize = 2;
 
 /// What the demo runs on.
 #[derive(Clone, Debug)]
@@ -48,6 +52,8 @@ pub struct DemoReport {
     pub dir: PathBuf,
     pub steps: Vec<DemoStep>,
     pub fill: WorkloadReport,
+    /// Pages the writer threads wrote during the online full.
+    pub written_during_full: u64,
     pub change: WorkloadReport,
     pub full: BackupReport,
     pub differential: BackupReport,
@@ -148,9 +154,56 @@ pub fn run(opts: &DemoOptions, observe: &mut dyn FnMut(&DemoStep)) -> Result<Dem
         o.level = opts.level;
         o
     };
+    // The full is taken online: writer threads keep writing pages until it is done. The
+    // set is the database at its snapshot LSN; everything written during it must reach
+    // the differential, which the final comparison proves.
     let t = Instant::now();
-    let full = backup::run(&db, &repo, &backup_opts(BackupKind::Full), &NoProgress)?;
-    step("full backup", t, backup_line(&full), &mut steps);
+    let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
+    let full = std::thread::scope(|s| -> Result<BackupReport> {
+        let writers: Vec<_> = (0..ONLINE_WRITERS)
+            .map(|w| {
+                let (db, stop, written) = (&db, &stop, &written);
+                s.spawn(move || -> Result<()> {
+                    let mut round = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        let seed = opts.seed ^ (0xa11ce << 8) ^ (w as u64) << 32 ^ round;
+                        let r = workload::run(
+                            db,
+                            &Workload {
+                                writes: 64,
+                                seed,
+                                pattern: Pattern::Uniform,
+                                batch: 16,
+                            },
+                            &NoProgress,
+                        )?;
+                        written.fetch_add(r.writes, Ordering::SeqCst);
+                        round += 1;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        let full = backup::run(&db, &repo, &backup_opts(BackupKind::Full), &NoProgress);
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.join()
+                .map_err(|_| Error::Invalid("a demo writer thread panicked".into()))??;
+        }
+        full
+    })?;
+    step(
+        "online full",
+        t,
+        format!(
+            "{}; meanwhile {ONLINE_WRITERS} writer threads wrote {} pages ({} extents saved before their first write)",
+            backup_line(&full),
+            written.load(Ordering::SeqCst),
+            full.snapshot.extents_saved
+        ),
+        &mut steps,
+    );
 
     let t = Instant::now();
     let writes = ((data_pages as f64) * opts.changed_fraction)
@@ -252,6 +305,7 @@ pub fn run(opts: &DemoOptions, observe: &mut dyn FnMut(&DemoStep)) -> Result<Dem
         dir: dir.clone(),
         steps,
         fill,
+        written_during_full: written.load(Ordering::SeqCst),
         change,
         full,
         differential,

@@ -198,6 +198,9 @@ fn demo_proves_the_round_trip() {
     assert!(r["compare"]["pages_compared"].as_u64().unwrap() > 400);
     assert_eq!(r["check"]["errors"], 0);
     assert_eq!(r["differential"]["change_source"], "bitmap");
+    // The full ran online, with writers; whatever they wrote is in the differential
+    // (the comparison above proves it), and the report counts it.
+    assert!(r["written_during_full"].is_u64(), "{r}");
     // The demo refuses a folder that is not empty (it holds the last run now).
     let o = run(&[&"demo", &dir, &"--size", &"4MiB"]);
     assert_code(&o, 1);
