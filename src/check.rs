@@ -6,8 +6,9 @@
 //! Keeps true: `Err` means the check could not run (no database, unreadable or corrupt
 //! control file, the database is locked); anything wrong inside the data files is a
 //! [`Finding`]. It holds the database lock for the whole run, so no pagevault writer
-//! changes the files under it. Memory is bounded: one read buffer of [`CHUNK_PAGES`]
-//! pages and one interval's worth of audit bits per worker, and at most
+//! changes the files under it, which is also the contract of the read-only memory map a
+//! disk file is scanned through (`io::mmap`). Memory is bounded: the map (page cache, no
+//! copy) or, on other backends, one read buffer of [`CHUNK_PAGES`] pages, and one interval's worth of audit bits per worker, and at most
 //! [`MAX_FINDINGS_PER_FILE`] findings kept per file (the rest are counted).
 //!
 //! What it checks, per data file: the file exists and has the committed length; page 0
@@ -441,17 +442,32 @@ fn check_file(
     let mut buf = vec![0u8; CHUNK_PAGES * PAGE_SIZE];
     let mut p = 0u64;
     let end = present_pages as u64;
+    // A disk file is scanned through a read-only map (no copy per page); we hold the
+    // database lock, which is the map's contract. Other backends read chunk by chunk.
+    let mapped = storage
+        .map_read()
+        .and_then(|m| m.ok())
+        .filter(|m| m.bytes().len() as u64 >= end * PAGE_SIZE as u64);
     while p < end {
         let n = (CHUNK_PAGES as u64).min(end - p) as usize;
-        let chunk = &mut buf[..n * PAGE_SIZE];
-        if let Err(e) = storage.read_at(p * PAGE_SIZE as u64, chunk) {
-            sink.error(
-                Some(p),
-                FindingKind::ReadError,
-                format!("read of {n} pages failed: {e}; the rest of the file was not checked"),
-            );
-            break;
-        }
+        let range = p as usize * PAGE_SIZE..(p as usize + n) * PAGE_SIZE;
+        let chunk: &[u8] = match &mapped {
+            Some(m) => &m.bytes()[range],
+            None => {
+                let chunk = &mut buf[..n * PAGE_SIZE];
+                if let Err(e) = storage.read_at(p * PAGE_SIZE as u64, chunk) {
+                    sink.error(
+                        Some(p),
+                        FindingKind::ReadError,
+                        format!(
+                            "read of {n} pages failed: {e}; the rest of the file was not checked"
+                        ),
+                    );
+                    break;
+                }
+                chunk
+            }
+        };
         for (i, img) in chunk.chunks(PAGE_SIZE).enumerate() {
             let pn = p + i as u64;
             let interval = pn / interval_pages;

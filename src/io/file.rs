@@ -30,6 +30,9 @@ impl Storage for DiskFile {
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+    fn map_read(&self) -> Option<io::Result<super::mmap::ReadMap>> {
+        Some(super::mmap::ReadMap::new(&self.file))
+    }
 }
 
 impl DiskFile {

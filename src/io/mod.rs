@@ -23,6 +23,11 @@ pub trait Storage: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every completed write durable.
     fn sync(&self) -> io::Result<()>;
+    /// A read-only memory map of the whole file, where the backend has one (a disk file);
+    /// only for whole-file scans under the folder's lock (see [`mmap`]).
+    fn map_read(&self) -> Option<io::Result<mmap::ReadMap>> {
+        None
+    }
 }
 
 /// A folder of named files. Names are plain file names, never paths.
