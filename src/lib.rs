@@ -14,6 +14,7 @@
 //! ```
 
 pub mod backup;
+pub mod bench;
 pub mod check;
 pub mod error;
 pub mod format;

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
-use crate::{backup, check, import, init, list, restore, status, verify, workload};
+use crate::{backup, bench, check, import, init, list, restore, status, verify, workload};
 
 /// pagevault: a page/extent storage engine built for backup.
 #[derive(Debug, Parser)]
@@ -34,6 +34,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Restore a backup set (its full, then its differential) into a new folder.
     Restore(restore::Args),
+    /// Measure the engine against the machine's own zstd limits, on a scratch database.
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -49,6 +51,7 @@ impl Command {
             Command::List(a) => list::run(a, out),
             Command::Verify(a) => verify::run(a, out),
             Command::Restore(a) => restore::run(a, out),
+            Command::Bench(a) => bench::run(a, out),
         }
     }
 }
