@@ -99,6 +99,12 @@ pub struct StepReport {
     pub samples: u32,
     /// Median seconds, and the fastest and slowest sample.
     pub seconds: f64,
+    /// CPU seconds of the process during the median sample (every thread), and per GB
+    /// of `bytes`: steadier than wall time on a machine shared with other work.
+    pub cpu_seconds: Option<f64>,
+    pub cpu_per_gb: Option<f64>,
+    /// The limit's CPU per GB over this step's: 1.0 means no CPU beyond the limit's.
+    pub cpu_ratio_to_limit: Option<f64>,
     pub seconds_min: f64,
     pub seconds_max: f64,
     pub bytes: u64,
@@ -227,6 +233,8 @@ impl Drop for Scratch {
 /// One timed sample of a step.
 struct Sample<T> {
     secs: f64,
+    /// CPU seconds of the whole process (every thread) during the sample.
+    cpu: Option<f64>,
     peak: Option<u64>,
     growth: Option<u64>,
     value: T,
@@ -235,12 +243,15 @@ struct Sample<T> {
 /// Times `f`, with the resident set's high-water mark reset before it.
 fn measure<T>(f: impl FnOnce() -> Result<T>) -> Result<Sample<T>> {
     let base = memory::reset_peak();
+    let cpu = cpu_seconds();
     let started = Instant::now();
     let value = f()?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu).map(|(b, a)| (b - a).max(0.0));
     let peak = base.and_then(|_| memory::peak());
     Ok(Sample {
         secs,
+        cpu,
         growth: peak.zip(base).map(|(p, b)| p.saturating_sub(b)),
         peak,
         value,
@@ -249,9 +260,10 @@ fn measure<T>(f: impl FnOnce() -> Result<T>) -> Result<Sample<T>> {
 
 /// A limit's sample timed by what the limit timed itself (the zstd work, not the
 /// reading into memory); its memory is the whole sample's.
-fn only_timed(s: Sample<(LimitRun, f64)>) -> Sample<LimitRun> {
+fn only_timed(s: Sample<(LimitRun, Timed)>) -> Sample<LimitRun> {
     Sample {
-        secs: s.value.1,
+        secs: s.value.1.secs,
+        cpu: s.value.1.cpu,
         peak: s.peak,
         growth: s.growth,
         value: s.value.0,
@@ -288,6 +300,13 @@ fn summarize<T>(mut samples: Vec<Sample<T>>) -> Summary<T> {
     }
 }
 
+fn cpu_ratio(limit_per_gb: Option<f64>, step_per_gb: Option<f64>) -> Option<f64> {
+    limit_per_gb
+        .zip(step_per_gb)
+        .filter(|&(_, s)| s > 0.0)
+        .map(|(l, s)| l / s)
+}
+
 fn mb_per_s(bytes: u64, secs: f64) -> f64 {
     crate::units::mb_per_s(bytes, secs)
 }
@@ -307,6 +326,9 @@ impl<T> Summary<T> {
             what,
             samples: self.samples,
             seconds: self.median.secs,
+            cpu_seconds: self.median.cpu,
+            cpu_per_gb: self.median.cpu.map(|c| c / (bytes as f64 / 1e9)),
+            cpu_ratio_to_limit: None,
             seconds_min: self.min,
             seconds_max: self.max,
             bytes,
@@ -327,6 +349,38 @@ impl<T> Summary<T> {
             rss_growth_bytes: self.growth,
         }
     }
+}
+
+/// Wall and CPU seconds of what a limit timed.
+#[derive(Clone, Copy)]
+struct Timed {
+    secs: f64,
+    cpu: Option<f64>,
+}
+
+impl Timed {
+    fn zero() -> Timed {
+        Timed {
+            secs: 0.0,
+            cpu: Some(0.0),
+        }
+    }
+
+    fn add(&mut self, o: Timed) {
+        self.secs += o.secs;
+        self.cpu = self.cpu.zip(o.cpu).map(|(a, b)| a + b);
+    }
+}
+
+/// CPU seconds (user + system, every thread, living or exited) of this process so far,
+/// from /proc/self/stat (Linux; None elsewhere). Ticks are 1/100 s (USER_HZ).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 /// What a limit measured: extents processed, their raw and stored bytes.
@@ -385,8 +439,9 @@ impl Limits {
     fn timed(
         &self,
         f: impl Fn(&mut LimitWorker, &[u8]) -> Result<u64> + Sync,
-    ) -> Result<(u64, f64)> {
+    ) -> Result<(u64, Timed)> {
         let next = AtomicUsize::new(0);
+        let cpu = cpu_seconds();
         let started = Instant::now();
         let sums: Vec<Result<u64>> = self.pool.broadcast(|ctx| {
             let mut w = self.workers[ctx.index()]
@@ -401,20 +456,23 @@ impl Limits {
                 sum += f(&mut w, &self.chunk[at..at + len])?;
             }
         });
-        let secs = started.elapsed().as_secs_f64();
+        let timed = Timed {
+            secs: started.elapsed().as_secs_f64(),
+            cpu: cpu_seconds().zip(cpu).map(|(b, a)| (b - a).max(0.0)),
+        };
         let mut total = 0;
         for s in sums {
             total += s?;
         }
-        Ok((total, secs))
+        Ok((total, timed))
     }
 
     /// Compresses every extent of `db` (its data pages, as a full presents them to zstd),
     /// chunk by chunk; only the compression is timed.
-    fn compression(&mut self, db: &Database) -> Result<(LimitRun, f64)> {
+    fn compression(&mut self, db: &Database) -> Result<(LimitRun, Timed)> {
         let epm = db.control().extents_per_map;
         let mut run = LimitRun::default();
-        let mut secs = 0.0;
+        let mut secs = Timed::zero();
         let mut extent = vec![0u8; EXTENT_SIZE];
         let all: Vec<(u32, u64)> = db
             .file_layout()
@@ -445,20 +503,20 @@ impl Limits {
             })?;
             run.stored_bytes += stored;
             run.extents += part.len() as u64;
-            secs += s;
+            secs.add(s);
         }
         Ok((run, secs))
     }
 
     /// Decompresses every record of stream 0 of `m`, chunk by chunk; only the
     /// decompression is timed.
-    fn decompression(&mut self, repo: &Repository, m: &Manifest) -> Result<(LimitRun, f64)> {
+    fn decompression(&mut self, repo: &Repository, m: &Manifest) -> Result<(LimitRun, Timed)> {
         let stream = repo.open_stream(m, 0)?;
         let path = repo
             .vfs()
             .path_of(&manifest::stream_file_name(m.backup_id, 0));
         let mut run = LimitRun::default();
-        let mut secs = 0.0;
+        let mut secs = Timed::zero();
         let index: Vec<_> = m.index.iter().filter(|e| e.stream == 0).collect();
         for part in index.chunks(CHUNK_EXTENTS) {
             let first = part[0].offset;
@@ -491,7 +549,7 @@ impl Limits {
             })?;
             run.raw_bytes += raw;
             run.extents += part.len() as u64;
-            secs += s;
+            secs.add(s);
         }
         Ok((run, secs))
     }
@@ -556,6 +614,8 @@ struct Suite<'a> {
     steps: Vec<StepReport>,
     compression_mb_s: f64,
     decompression_mb_s: f64,
+    compression_cpu_per_gb: Option<f64>,
+    decompression_cpu_per_gb: Option<f64>,
     full_secs: f64,
 }
 
@@ -583,6 +643,8 @@ impl<'a> Suite<'a> {
             steps: Vec::new(),
             compression_mb_s: 0.0,
             decompression_mb_s: 0.0,
+            compression_cpu_per_gb: None,
+            decompression_cpu_per_gb: None,
             full_secs: 0.0,
         })
     }
@@ -730,6 +792,7 @@ impl<'a> Suite<'a> {
         step.extents_read = l.median.value.extents;
         step.pages_read = l.median.value.raw_bytes / PAGE_SIZE as u64;
         self.compression_mb_s = step.mb_per_s;
+        self.compression_cpu_per_gb = step.cpu_per_gb;
         self.steps.push(step);
         let f = summarize(fulls);
         self.full_secs = f.median.secs;
@@ -754,6 +817,7 @@ impl<'a> Suite<'a> {
         let mut step = s.step(name, what, r.bytes_read);
         step.limit = Some(limit);
         step.ratio_to_limit = Some(step.mb_per_s / self.compression_mb_s);
+        step.cpu_ratio_to_limit = cpu_ratio(self.compression_cpu_per_gb, step.cpu_per_gb);
         step.bytes_stored = r.bytes_stored;
         step.compression_ratio = ratio(r.pages_stored * PAGE_SIZE as u64, r.bytes_stored);
         step.extents_read = r.extents_read;
@@ -935,6 +999,7 @@ impl<'a> Suite<'a> {
         step.extents_read = l.median.value.extents;
         step.pages_read = l.median.value.raw_bytes / PAGE_SIZE as u64;
         self.decompression_mb_s = step.mb_per_s;
+        self.decompression_cpu_per_gb = step.cpu_per_gb;
         self.steps.push(step);
         for (name, what, s) in [
             ("restore_full", "restore of the full", summarize(full)),
@@ -948,6 +1013,7 @@ impl<'a> Suite<'a> {
             let mut step = s.step(name, what.into(), r.bytes_written);
             step.limit = Some(Limit::Decompression);
             step.ratio_to_limit = Some(step.mb_per_s / self.decompression_mb_s);
+            step.cpu_ratio_to_limit = cpu_ratio(self.decompression_cpu_per_gb, step.cpu_per_gb);
             step.bytes_stored = r.bytes_read;
             step.compression_ratio = ratio(r.pages_written * PAGE_SIZE as u64, r.bytes_read);
             step.extents_read = r.extents_written;
@@ -978,6 +1044,7 @@ impl<'a> Suite<'a> {
         let mut step = s.step("verify", "verify of the full set".into(), bytes);
         step.limit = Some(Limit::Decompression);
         step.ratio_to_limit = Some(step.mb_per_s / self.decompression_mb_s);
+        step.cpu_ratio_to_limit = cpu_ratio(self.decompression_cpu_per_gb, step.cpu_per_gb);
         step.bytes_stored = set.bytes_checked;
         step.compression_ratio = ratio(set.pages_checked * PAGE_SIZE as u64, set.bytes_checked);
         step.extents_read = set.records_checked;
@@ -1041,6 +1108,12 @@ impl<'a> Suite<'a> {
         );
         let d1 = step("diff_1pct_scattered");
         t(
+            "full backup CPU: limit's CPU per GB / full's (informative)",
+            step("full").and_then(|s| s.cpu_ratio_to_limit),
+            true,
+            0.95,
+        );
+        t(
             "differential (1 % scattered) time / full's time",
             d1.and_then(|s| s.time_vs_full),
             false,
@@ -1065,6 +1138,12 @@ impl<'a> Suite<'a> {
                 .map(|(a, b)| a.seconds / b.seconds),
             false,
             1.1,
+        );
+        t(
+            "restore full + differential CPU: limit's CPU per GB / restore's (informative)",
+            step("restore_full_diff").and_then(|s| s.cpu_ratio_to_limit),
+            true,
+            0.9,
         );
         BenchReport {
             data: self.data.clone(),

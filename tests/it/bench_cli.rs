@@ -117,7 +117,7 @@ fn a_tiny_run_reports_every_step_as_json() {
     for name in ["restore_full", "restore_full_diff"] {
         assert_eq!(num(step(name), "extents_stored"), extents, "{name}");
     }
-    assert_eq!(r["targets"].as_array().unwrap().len(), 5);
+    assert_eq!(r["targets"].as_array().unwrap().len(), 7);
 }
 
 #[test]

@@ -74,6 +74,9 @@ fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
 
+/// The table: one row per step. `x limit` is the step's MB/s over its limit's (wall
+/// time), `cpu s/GB` its CPU seconds per GB, `cpu lim` the limit's CPU per GB over the
+/// step's (1.0: no CPU beyond the limit's), `x full` its time over the full's.
 fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
     say!(
         out,
@@ -89,11 +92,13 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
     )?;
     say!(
         out,
-        "{:<22} {:>8} {:>8} {:>7} {:>7} {:>10} {:>6} {:>8} {:>9} {:>8} {:>9} {:>9}",
+        "{:<22} {:>8} {:>8} {:>7} {:>7} {:>7} {:>7} {:>10} {:>6} {:>8} {:>9} {:>8} {:>9} {:>9}",
         "step",
         "seconds",
         "MB/s",
-        "limit",
+        "x limit",
+        "cpu s/GB",
+        "cpu lim",
         "x full",
         "stored",
         "ratio",
@@ -106,11 +111,13 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
     for s in &r.steps {
         say!(
             out,
-            "{:<22} {:>8.3} {:>8.0} {:>7} {:>7} {:>10} {:>6.2} {:>8} {:>9} {:>8} {:>9} {:>9}",
+            "{:<22} {:>8.3} {:>8.0} {:>7} {:>7} {:>7} {:>7} {:>10} {:>6.2} {:>8} {:>9} {:>8} {:>9} {:>9}",
             s.step,
             s.seconds,
             s.mb_per_s,
             opt(s.ratio_to_limit, 2),
+            opt(s.cpu_per_gb, 2),
+            opt(s.cpu_ratio_to_limit, 2),
             opt(s.time_vs_full, 3),
             format_size(s.bytes_stored),
             s.compression_ratio,
