@@ -1,8 +1,8 @@
 //! Stream-record benchmarks against the machine's own zstd limit on the same bytes: one
-//! extent of generated database pages (the workload's payloads, about 2.8 to 1 at level
-//! 1) compressed and decompressed by zstd alone, then encoded and decoded as a record
-//! (zstd plus the record's checksums and header), so the record's overhead over zstd is
-//! the difference of two lines of one run.
+//! extent of generated database pages (the workload's payloads, about 2.8 to 1 at the
+//! default level) compressed and decompressed by zstd alone, then encoded and decoded as
+//! a record (zstd plus the record's checksums and header), so the record's overhead over
+//! zstd is the difference of two lines of one run.
 //!
 //! Run: `cargo bench --bench codec` (a few seconds; sample sizes are kept small).
 
