@@ -947,6 +947,7 @@ impl<'a> Suite<'a> {
         // still: its figure is its time against the full's, not MB/s against a limit.
         step.limit = None;
         step.ratio_to_limit = None;
+        step.cpu_ratio_to_limit = None;
         let base_lsn = s.median.value.base_lsn;
         let db = self.db.as_ref().expect("open");
         let (pages, bytes) = self.limits.changed_pages(db, base_lsn)?;
