@@ -5,8 +5,10 @@
 //! Between them is a ring of `threads x SLOTS_PER_THREAD` record slots. A worker claims
 //! the next extent only together with the slot it will fill (under the ring's lock, in
 //! order), so slot `i mod R` is reused for extent `i` only after the writer consumed
-//! extent `i - R`: the oldest unwritten extent can always make progress, nothing waits
-//! on a barrier, and the writer's syncs overlap the workers' compression.
+//! extent `i - R`: the oldest unwritten extent can always make progress and nothing
+//! waits on a barrier. The writer sleeps for a batch of records (`WRITER_BATCH`), not
+//! one, and the periodic syncs of the stream run on a thread of their own (`Syncer`),
+//! so neither wake-ups nor syncs stall the workers.
 //!
 //! Keeps true: memory is a fixed number of 64 KiB buffers per worker whatever the
 //! database size (its ring slots, and one zstd context, read buffer and page buffer);
