@@ -199,8 +199,8 @@ pub fn run(opts: &BenchOptions, note: &dyn Fn(&str)) -> Result<BenchReport> {
     let scratch = Scratch::create(opts.dir.as_deref())?;
     let mut suite = Suite::new(opts, threads, &scratch.path, note)?;
     let report = suite.run_all();
-    drop(suite);
-    scratch.remove();
+    drop(suite); // closes the database before its folder is removed
+    drop(scratch);
     report
 }
 
@@ -220,8 +220,6 @@ impl Scratch {
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         Ok(Scratch { path })
     }
-
-    fn remove(self) {}
 }
 
 impl Drop for Scratch {
