@@ -14,6 +14,7 @@
 //! ```
 
 pub mod backup;
+pub mod bench;
 pub mod check;
 pub mod compare;
 pub mod demo;

@@ -617,7 +617,7 @@ impl Worker {
     fn new() -> Worker {
         Worker {
             dec: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
-            record: Vec::with_capacity(RECORD_HEADER_SIZE + record::MAX_STORED_LEN),
+            record: vec![0u8; RECORD_HEADER_SIZE + record::MAX_STORED_LEN],
             raw: Vec::with_capacity(EXTENT_SIZE),
             extent: vec![0u8; EXTENT_SIZE],
         }
@@ -652,18 +652,24 @@ impl Worker {
                     ),
                 )
             };
-            self.record.resize(e.record_len as usize, 0);
+            // The buffer keeps its full size (zeroed once): a record is read into its
+            // front, with no zeroing per record. The manifest's decoder bounds the
+            // length; a longer one is refused here too, never allocated.
+            let record = self
+                .record
+                .get_mut(..e.record_len as usize)
+                .ok_or_else(|| where_(format!("the index says {} bytes", e.record_len)))?;
             set.streams[e.stream as usize]
-                .read_at(e.offset, &mut self.record)
+                .read_at(e.offset, record)
                 .map_err(|err| Error::io(&set.stream_paths[e.stream as usize], err))?;
             counters
                 .bytes_read
                 .fetch_add(e.record_len as u64, Ordering::Relaxed);
-            let h = RecordHeader::decode(&self.record).map_err(|x| where_(x.to_string()))?;
+            let h = RecordHeader::decode(record).map_err(|x| where_(x.to_string()))?;
             check_record(&h, &e, set.m, set.sequence[ix as usize]).map_err(where_)?;
             record::decode_payload(
                 &h,
-                &self.record[RECORD_HEADER_SIZE..],
+                &record[RECORD_HEADER_SIZE..],
                 &mut self.dec,
                 &mut self.raw,
             )

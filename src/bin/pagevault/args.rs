@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
-use crate::{backup, check, demo, import, init, list, restore, status, verify, workload};
+use crate::{backup, bench, check, demo, import, init, list, restore, status, verify, workload};
 
 /// pagevault: a page/extent storage engine built for backup.
 #[derive(Debug, Parser)]
@@ -36,6 +36,8 @@ pub enum Command {
     Demo(demo::Args),
     /// Restore a backup set (its full, then its differential) into a new folder.
     Restore(restore::Args),
+    /// Measure the engine against the machine's own zstd limits, on a scratch database.
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -52,6 +54,7 @@ impl Command {
             Command::Verify(a) => verify::run(a, out),
             Command::Restore(a) => restore::run(a, out),
             Command::Demo(a) => demo::run(a, out),
+            Command::Bench(a) => bench::run(a, out),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod args;
 mod backup;
+mod bench;
 mod check;
 mod demo;
 mod import;
