@@ -16,7 +16,7 @@
 //! callback).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -86,6 +86,9 @@ pub enum Limit {
     Decompression,
 }
 
+/// Writer threads of the online step.
+pub const ONLINE_WRITERS: usize = 2;
+
 /// One measured step. MB are 10^6 bytes; MB/s is `bytes / seconds`, where `bytes` counts
 /// 64 KiB per extent the step read (backups, verify, limits) or wrote (restore), or the
 /// database's bytes (check), so a step and its limit count the same bytes and their MB/s
@@ -134,6 +137,12 @@ pub struct StepReport {
     /// when the platform cannot reset the high-water mark (not Linux).
     pub peak_rss_bytes: Option<u64>,
     pub rss_growth_bytes: Option<u64>,
+    /// Online backup: page writes per second of the writer threads alone, and while the
+    /// backup ran (the same threads and workload, one after the other).
+    pub writer_writes_per_s_alone: Option<f64>,
+    pub writer_writes_per_s_during: Option<f64>,
+    /// Extents writers saved before their first write (copy-before-write).
+    pub extents_saved: Option<u64>,
 }
 
 /// One of the brief's performance targets, as this run measured it.
@@ -345,6 +354,9 @@ impl<T> Summary<T> {
             stored_vs_changed_compressed: None,
             peak_rss_bytes: self.peak,
             rss_growth_bytes: self.growth,
+            writer_writes_per_s_alone: None,
+            writer_writes_per_s_during: None,
+            extents_saved: None,
         }
     }
 }
@@ -703,6 +715,7 @@ impl<'a> Suite<'a> {
             "1 % of the pages written, 90 % of them in the first tenth",
             false,
         )?;
+        self.online()?;
         self.check()?;
         Ok(self.report())
     }
@@ -826,6 +839,91 @@ impl<'a> Suite<'a> {
             step.time_vs_full = Some(s.median.secs / self.full_secs);
         }
         step
+    }
+
+    /// An online full: [`ONLINE_WRITERS`] threads write pages for as long as a full took,
+    /// then the same threads write while a full runs. Reports the backup's throughput
+    /// with writers running and the writers' rate with and without it.
+    fn online(&mut self) -> Result<()> {
+        (self.note)(&format!(
+            "online full backup with {ONLINE_WRITERS} writer threads"
+        ));
+        let secs = self.full_secs.max(0.5);
+        let db = self.db();
+        let writers = |stop: &AtomicBool, count: &AtomicU64, round0: u64| -> Result<()> {
+            let mut round = round0;
+            while !stop.load(Ordering::SeqCst) {
+                let w = Workload {
+                    writes: 64,
+                    seed: 0x0411e ^ round,
+                    pattern: Pattern::Uniform,
+                    batch: 16,
+                };
+                count.fetch_add(workload::run(db, &w, &NoProgress)?.writes, Ordering::SeqCst);
+                round += 1;
+            }
+            Ok(())
+        };
+        let run_writers = |during: &dyn Fn() -> Result<Option<BackupReport>>| {
+            let stop = AtomicBool::new(false);
+            let count = AtomicU64::new(0);
+            std::thread::scope(|sc| -> Result<(Option<Sample<BackupReport>>, f64)> {
+                let handles: Vec<_> = (0..ONLINE_WRITERS)
+                    .map(|i| {
+                        let (stop, count, writers) = (&stop, &count, &writers);
+                        sc.spawn(move || writers(stop, count, (i as u64) << 40))
+                    })
+                    .collect();
+                let started = Instant::now();
+                let sample = measure(during);
+                stop.store(true, Ordering::SeqCst);
+                let elapsed = started.elapsed().as_secs_f64();
+                for h in handles {
+                    h.join()
+                        .map_err(|_| Error::Invalid("a bench writer thread panicked".into()))??;
+                }
+                let rate = count.load(Ordering::SeqCst) as f64 / elapsed.max(1e-9);
+                let sample = sample?;
+                let Sample {
+                    secs,
+                    cpu,
+                    peak,
+                    growth,
+                    value,
+                } = sample;
+                Ok((
+                    value.map(|value| Sample {
+                        secs,
+                        cpu,
+                        peak,
+                        growth,
+                        value,
+                    }),
+                    rate,
+                ))
+            })
+        };
+        let (_, alone) = run_writers(&|| {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            Ok(None)
+        })?;
+        let opts = self.backup_options(BackupKind::Full);
+        let (sample, during) =
+            run_writers(&|| backup::run(db, &self.repo, &opts, &NoProgress).map(Some))?;
+        let sample = sample.expect("the backup ran");
+        let saved = sample.value.snapshot.extents_saved;
+        let s = summarize(vec![sample]);
+        let mut step = self.backup_step(
+            "online_full",
+            format!("full backup while {ONLINE_WRITERS} writer threads write pages"),
+            &s,
+            Limit::Compression,
+        );
+        step.writer_writes_per_s_alone = Some(alone);
+        step.writer_writes_per_s_during = Some(during);
+        step.extents_saved = Some(saved);
+        self.steps.push(step);
+        Ok(())
     }
 
     fn copy_only(&mut self) -> Result<()> {

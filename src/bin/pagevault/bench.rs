@@ -138,6 +138,23 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
             s.stored_vs_changed_compressed.unwrap_or(0.0)
         )?;
     }
+    if let Some(s) = r.step("online_full") {
+        let (alone, during) = (
+            s.writer_writes_per_s_alone.unwrap_or(0.0),
+            s.writer_writes_per_s_during.unwrap_or(0.0),
+        );
+        say!(
+            out,
+            "online_full: the full ran at {:.0} MB/s ({:.2} x limit) while {} writer threads wrote {:.0} pages/s ({:.0} % of their {:.0} pages/s alone); {} extents saved before a write",
+            s.mb_per_s,
+            s.ratio_to_limit.unwrap_or(0.0),
+            pagevault::bench::ONLINE_WRITERS,
+            during,
+            100.0 * during / alone.max(1e-9),
+            alone,
+            s.extents_saved.unwrap_or(0)
+        )?;
+    }
     say!(out, "targets:")?;
     for t in &r.targets {
         say!(
