@@ -18,6 +18,7 @@ const STEPS: [&str; 12] = [
     "verify",
     "diff_50pct_scattered",
     "diff_1pct_hot",
+    "online_full",
     "check",
 ];
 
@@ -70,6 +71,10 @@ fn a_tiny_run_reports_every_step_as_json() {
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(names, STEPS);
     let step = |name: &str| steps.iter().find(|s| s["step"] == name).unwrap();
+    let online = step("online_full");
+    assert!(num(online, "writer_writes_per_s_alone") > 0.0, "{online}");
+    assert!(num(online, "writer_writes_per_s_during") >= 0.0, "{online}");
+    assert_eq!(num(online, "pages_stored"), num(step("full"), "pages_stored"), "{online}");
     for s in steps {
         assert_eq!(s["samples"], 1, "{s}");
         assert!(num(s, "seconds") > 0.0, "{s}");
