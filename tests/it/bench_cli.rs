@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "compression_limit",
     "full",
     "copy_only",
