@@ -74,7 +74,11 @@ fn a_tiny_run_reports_every_step_as_json() {
     let online = step("online_full");
     assert!(num(online, "writer_writes_per_s_alone") > 0.0, "{online}");
     assert!(num(online, "writer_writes_per_s_during") >= 0.0, "{online}");
-    assert_eq!(num(online, "pages_stored"), num(step("full"), "pages_stored"), "{online}");
+    assert_eq!(
+        num(online, "pages_stored"),
+        num(step("full"), "pages_stored"),
+        "{online}"
+    );
     for s in steps {
         assert_eq!(s["samples"], 1, "{s}");
         assert!(num(s, "seconds") > 0.0, "{s}");
