@@ -375,6 +375,26 @@ impl<'a> Plan<'a> {
             ),
             _ => (0, 0, 0, true),
         };
+        // A set that recorded pages it could not read does not hold the database as it
+        // was: for a differential, the base's older image of such a page would be
+        // restored in its place without a word (invariants 5 and 7).
+        if let Some(p) = newest.bad_pages.first() {
+            let name = newest
+                .files
+                .iter()
+                .find(|f| f.file_id == p.file_id)
+                .map_or_else(|| format!("file id {}", p.file_id), |f| f.name.clone());
+            return Err(Error::corrupt(
+                repo.vfs()
+                    .path_of(&crate::format::manifest::manifest_file_name(newest.backup_id)),
+                format!(
+                    "backup set {} recorded page {} of {name} (and {} more) as unreadable when it was taken; it does not hold the database as it was and cannot be restored",
+                    format_backup_id(newest.backup_id),
+                    p.page,
+                    newest.bad_pages.len() - 1
+                ),
+            ));
+        }
         let mut files = Vec::with_capacity(newest.files.len());
         for f in &newest.files {
             if RESERVED_NAMES.contains(&f.name.as_str()) || !control::valid_file_name(&f.name) {
