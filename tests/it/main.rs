@@ -9,6 +9,8 @@ mod backup_util;
 mod cli;
 mod faults_bitflip;
 mod faults_hostile;
+mod faults_io;
+mod faults_kill;
 mod faults_truncation;
 mod faults_util;
 mod fuzz_replay;
