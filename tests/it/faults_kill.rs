@@ -103,24 +103,34 @@ fn timed(args: &[&dyn AsRef<std::ffi::OsStr>], what: &str) -> Duration {
     t.elapsed()
 }
 
+/// Kills `iterations` backups (of each kind in turn) at random moments inside the time
+/// one takes; a backup that finished before its kill shrinks the window and does not
+/// count.
 fn kill_backups(iterations: u64) {
     let (dir, db, repo) = setup();
-    let took = timed(&[&"backup", &db, &"--repo", &repo, &"--copy-only"], "probe");
+    let mut window = timed(&[&"backup", &db, &"--repo", &repo, &"--copy-only"], "probe");
     let mut rng = Rng(0x6b69_6c6c);
     let mut killed = 0;
-    for i in 0..iterations {
+    for i in 0..iterations * 4 {
+        if killed == iterations {
+            break;
+        }
         let seed = (i + 2).to_string();
         assert_ok(
             &run(&[&"workload", &db, &"--writes", &"300", &"--seed", &seed]),
             "workload",
         );
         let kind = ["--full", "--diff", "--copy-only"][i as usize % 3];
-        let delay = took.mul_f64(rng.below(1000) as f64 / 1000.0);
+        let delay = window.mul_f64(rng.below(1000) as f64 / 1000.0);
         let what = format!("backup {kind} killed after {delay:?}");
-        killed += run_and_kill(
+        if run_and_kill(
             &[&"backup", &db, &"--repo", &repo, &kind, &"--threads", &"2"],
             delay,
-        ) as u32;
+        ) {
+            killed += 1;
+        } else {
+            window /= 2;
+        }
         assert_ok(&run(&[&"verify", &"--repo", &repo]), &what);
         // The next backup holds every change: restored, it equals the database.
         assert_ok(
@@ -135,7 +145,10 @@ fn kill_backups(iterations: u64) {
         assert_same_database(&db, &target, &what);
         std::fs::remove_dir_all(&target).unwrap();
     }
-    assert!(killed > 0, "no backup was killed in {iterations} tries");
+    assert_eq!(
+        killed, iterations,
+        "backups kept finishing before their kill"
+    );
 }
 
 fn kill_restores(iterations: u64) {
@@ -146,14 +159,19 @@ fn kill_restores(iterations: u64) {
     );
     assert_ok(&run(&[&"backup", &db, &"--repo", &repo, &"--diff"]), "diff");
     let probe = dir.path().join("probe");
-    let took = timed(&[&"restore", &"--repo", &repo, &"--to", &probe], "probe");
+    let mut window = timed(&[&"restore", &"--repo", &repo, &"--to", &probe], "probe");
     let mut rng = Rng(0x7265_7374);
     let mut refused = 0;
+    let mut killed = 0;
     for i in 0..iterations {
         let target = dir.path().join(format!("target-{i}"));
-        let delay = took.mul_f64(rng.below(1000) as f64 / 1000.0);
+        let delay = window.mul_f64(rng.below(1000) as f64 / 1000.0);
         let what = format!("restore killed after {delay:?}");
-        run_and_kill(&[&"restore", &"--repo", &repo, &"--to", &target], delay);
+        if run_and_kill(&[&"restore", &"--repo", &repo, &"--to", &target], delay) {
+            killed += 1;
+        } else {
+            window /= 2;
+        }
         let complete = match Database::open_dir(&target, OpenMode::ReadOnly) {
             Ok(_) => true,
             Err(Error::RestoreIncomplete { .. }) => {
@@ -174,6 +192,7 @@ fn kill_restores(iterations: u64) {
         assert_same_database(&db, &target, &what);
         std::fs::remove_dir_all(&target).unwrap();
     }
+    assert!(killed > 0, "every restore finished before its kill");
     if iterations >= 20 {
         assert!(refused > 0, "no kill left a half-restored target");
     }
