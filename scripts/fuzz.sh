@@ -2,7 +2,8 @@
 # Runs every fuzz target (or those named) for SECONDS each, on stable Rust.
 #   scripts/fuzz.sh 600                 # every target, 10 minutes each, no sanitizer
 #   scripts/fuzz.sh 600 restore model   # those two only
-#   ASAN=1 scripts/fuzz.sh 60 manifest  # AddressSanitizer (RUSTC_BOOTSTRAP on stable)
+#   ASAN=1 scripts/fuzz.sh 60 manifest  # AddressSanitizer (RUSTC_BOOTSTRAP on stable; its own
+#                                       # build in fuzz/target/asan)
 # The committed seeds (fuzz/corpus/TARGET/) are read, never written: what the fuzzer adds
 # goes to fuzz/work/TARGET/ (ignored by git). Each run's last status line (executions,
 # coverage, corpus) is kept in fuzz/work/TARGET.log.
@@ -22,7 +23,7 @@ for t in "${targets[@]}"; do
   # allocation into a reported crash.
   flags=(-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1)
   if [ "${ASAN:-0}" = 1 ]; then
-    RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "^#|==|ERROR|panicked|stat::" || true
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir target/asan "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "^#|==|ERROR|panicked|stat::" || true
   else
     cargo fuzz run --sanitizer none "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "^#|==|ERROR|panicked|stat::" || true
   fi
