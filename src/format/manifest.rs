@@ -407,6 +407,13 @@ impl Manifest {
                 m.extents_per_map
             ));
         }
+        if m.snapshot_lsn > super::MAX_LSN {
+            return Err(format!(
+                "manifest has snapshot LSN {} above the largest LSN {}",
+                m.snapshot_lsn,
+                super::MAX_LSN
+            ));
+        }
         match kind {
             BackupKind::Differential => {
                 if m.base_id == 0 || m.base_lsn > m.snapshot_lsn {

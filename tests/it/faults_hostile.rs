@@ -245,3 +245,33 @@ fn the_kept_bomb_regression_is_a_bomb() {
         "{r:?}"
     );
 }
+
+/// A control file (or a restored set) with an LSN high-water mark near 2^64 made the
+/// LSN allocator overflow on open (found by the `restore` fuzz target: a manifest's
+/// snapshot LSN becomes the restored database's mark). Both are refused as corrupt.
+#[test]
+fn lsns_near_the_top_of_the_range_are_refused_not_a_panic() {
+    use pagevault::format::control::{Control, CONTROL_FILE_NAME};
+    use pagevault::format::MAX_LSN;
+    use pagevault::{Database, Error, OpenMode};
+
+    let c = Chain::new(1, 16);
+    c.db.flush().unwrap();
+    let ctl = Control::decode(&c.db_vfs.read_file(CONTROL_FILE_NAME).unwrap()).unwrap();
+    drop(c.db);
+    let bad = Control {
+        lsn_reserved: u64::MAX,
+        ..ctl
+    };
+    c.db_vfs
+        .corrupt_file(CONTROL_FILE_NAME, |b| *b = bad.encode());
+    let r = Database::open(Arc::new(c.db_vfs.clone()), OpenMode::ReadOnly);
+    assert!(matches!(r, Err(Error::Corrupt { .. })), "{:?}", r.err());
+
+    let name = manifest::manifest_file_name(c.full);
+    let mut m = Manifest::decode(&c.repo_vfs.read_file(&name).unwrap()).unwrap();
+    m.snapshot_lsn = MAX_LSN + 1;
+    c.repo_vfs.corrupt_file(&name, |b| *b = m.encode().0);
+    let e = assert_refused(&c.repo, c.full, "a snapshot LSN past the largest");
+    assert!(e.to_string().contains("largest LSN"), "{e}");
+}
