@@ -736,6 +736,12 @@ impl Worker {
                     h.max_lsn
                 )));
             }
+            if rec_max > f.system_lsn {
+                return Err(where_(format!(
+                    "its pages have LSN {rec_max}, above the file's LSN {} in the manifest",
+                    f.system_lsn
+                )));
+            }
             have |= h.page_mask;
         }
         let mut data_pages = 0;

@@ -509,6 +509,20 @@ fn check_pages(
             Some(s),
             format!("record at offset {pos}: {what}{more}"),
         );
+    } else if let Some(f) = m
+        .files
+        .iter()
+        .find(|f| f.file_id == h.file_id && max_lsn > f.file_lsn)
+    {
+        r.add(
+            file,
+            Some(h.extent),
+            Some(s),
+            format!(
+                "record at offset {pos}: its pages have LSN {max_lsn}, above the file's LSN {} in the manifest",
+                f.file_lsn
+            ),
+        );
     } else if max_lsn != h.max_lsn {
         r.add(
             file,
