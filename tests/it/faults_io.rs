@@ -42,15 +42,21 @@ fn assert_next_differential_complete(c: &Chain, what: &str) {
 /// Injects `inject` at every operation of a full backup, on the repository's folder or
 /// the database's, until the backup gets through.
 fn sweep_full(inject: Inject, on_db: bool, name: &str) {
+    sweep(BackupKind::Full, inject, on_db, name)
+}
+
+/// Injects `inject` at every operation of a backup of `kind`, on the repository's folder
+/// or the database's, until the backup gets through.
+fn sweep(kind: BackupKind, inject: Inject, on_db: bool, name: &str) {
     let c = Chain::new(2, 16);
     let vfs = if on_db { &c.db_vfs } else { &c.repo_vfs };
     for n in 0..MAX_SWEEP {
-        let what = format!("{name} at operation {n} of a full");
+        let what = format!("{name} at operation {n} of a {kind:?} backup");
         write(&c.db, n as u8, &[(1, 2 + (n % 5) as u32), (2, 10)]);
         let listed = c.repo.set_ids().unwrap();
         let ctl = c.db.control();
         inject(vfs, vfs.ops() + n);
-        let r = backup(&c.db, &c.repo, BackupKind::Full);
+        let r = backup(&c.db, &c.repo, kind);
         vfs.clear_faults();
         let Err(e) = r else {
             // Every operation before this one failed the backup.
@@ -82,6 +88,14 @@ fn a_short_write_at_any_repository_operation_of_a_full() {
 #[test]
 fn an_fsync_failure_from_any_repository_operation_of_a_full() {
     sweep_full(FSYNC_FAILS, false, "fsync failure in the repository");
+}
+
+#[test]
+fn a_short_write_or_fsync_failure_at_any_repository_operation_of_a_differential_or_copy_only() {
+    for kind in [BackupKind::Differential, BackupKind::CopyOnly] {
+        sweep(kind, SHORT_WRITE, false, "short write in the repository");
+        sweep(kind, FSYNC_FAILS, false, "fsync failure in the repository");
+    }
 }
 
 #[test]
