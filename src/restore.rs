@@ -137,6 +137,9 @@ struct PlanSet<'a> {
     stream_paths: Vec<PathBuf>,
     /// Sequence of each index entry in its stream (its rank by offset).
     sequence: Vec<u32>,
+    /// This set's file LSN of each plan file (0 when the set lacks the file): no page
+    /// of the set may be above it.
+    file_lsn: Vec<u64>,
 }
 
 /// One extent to assemble: file index in the plan, extent, index entry per set.
@@ -435,11 +438,21 @@ impl<'a> Plan<'a> {
                         .path_of(&crate::format::manifest::stream_file_name(m.backup_id, i)),
                 );
             }
+            let file_lsn = files
+                .iter()
+                .map(|f| {
+                    m.files
+                        .iter()
+                        .find(|g| g.file_id == f.entry.file_id)
+                        .map_or(0, |g| g.file_lsn)
+                })
+                .collect();
             sets.push(PlanSet {
                 m,
                 streams,
                 stream_paths,
                 sequence,
+                file_lsn,
             });
         }
         let plan = Plan {
@@ -736,10 +749,10 @@ impl Worker {
                     h.max_lsn
                 )));
             }
-            if rec_max > f.system_lsn {
+            if rec_max > set.file_lsn[job.file] {
                 return Err(where_(format!(
                     "its pages have LSN {rec_max}, above the file's LSN {} in the manifest",
-                    f.system_lsn
+                    set.file_lsn[job.file]
                 )));
             }
             have |= h.page_mask;

@@ -299,6 +299,10 @@ fn pages_above_their_files_lsn_in_the_manifest_are_refused() {
     );
     let e = assert_refused(&c.repo, c.full, "a file LSN below its pages");
     assert!(e.to_string().contains("above the file's LSN"), "{e}");
+    // The differential over that base is refused too: each set's pages are held to its
+    // own file LSN, as verify holds them.
+    let e = assert_refused(&c.repo, c.diff, "a base with a file LSN below its pages");
+    assert!(e.to_string().contains("above the file's LSN"), "{e}");
 
     let c = Chain::new(1, 16);
     let name = manifest::manifest_file_name(c.diff);
