@@ -2,31 +2,74 @@
 //! corpus file and every past crash through exactly the code the fuzzer runs
 //! (`tests/it/fuzz_replay.rs`). Each function states the properties it checks; a panic
 //! is a bug.
+//!
+//! Invariants checked, by target:
+//! - `manifest`, `control`, `page`: hostile bytes are rejected or decode exactly;
+//! - `records`: decoding is bounded (never more than one extent) and exact;
+//! - `restore` (invariants 6, 7, 9): any repository restores or is refused without a
+//!   panic, in bounded time and memory; the repository is never written; the target gets
+//!   only the database's own files; a restore that succeeds gives a database that opens
+//!   and checks clean from sets that verify clean, a restore that fails leaves a target
+//!   that refuses to open, and a repository that verifies clean restores;
+//! - `model` (invariants 2, 5, 6, 8): random writes, full, differential and copy-only
+//!   backups, power losses of the repository during backups, of the database, and of the
+//!   target during restores: every published set restores to the pages the database had
+//!   at its snapshot, an interrupted restore refuses to open and a re-run converges.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::backup::{self, BackupKind, BackupOptions};
 use crate::format::change_map::MapPage;
+use crate::format::codec::{get_u16, get_u32, put_u32};
 use crate::format::control::Control;
 use crate::format::file_header::FileHeader;
-use crate::format::manifest::Manifest;
+use crate::format::manifest::{self, Manifest};
 use crate::format::page::{self, PageAddress};
 use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
-use crate::format::{PAGES_PER_EXTENT, PAGE_SIZE};
+use crate::format::{crc32, PAGES_PER_EXTENT, PAGE_SIZE, RECORD_MAGIC};
+use crate::io::mem::{CrashPolicy, MemVfs};
+use crate::io::Vfs;
+use crate::progress::NoProgress;
+use crate::repo::{chain, Repository};
+use crate::restore::RestoreOptions;
+use crate::store::{CreateOptions, Database, OpenMode, PageWrite};
+use crate::Error;
+
+/// The bytes with their trailing CRC-32 (over everything before it) recomputed, so a
+/// mutation gets past the checksum to the checks behind it.
+fn with_trailer_resealed(data: &[u8]) -> Vec<u8> {
+    let mut b = data.to_vec();
+    if b.len() >= 4 {
+        let end = b.len() - 4;
+        let sum = crc32(&b[..end]);
+        put_u32(&mut b, end, sum);
+    }
+    b
+}
 
 /// A manifest decodes or is rejected; an accepted manifest re-encodes to the same bytes
-/// (decoding is exact: no field is ignored).
+/// (decoding is exact: no field is ignored). Tried as given and with its trailer
+/// recomputed.
 pub fn manifest(data: &[u8]) {
-    if let Ok(m) = Manifest::decode(data) {
-        let (bytes, sum) = m.encode();
-        assert_eq!(
-            bytes, data,
-            "an accepted manifest must re-encode to its bytes"
-        );
-        assert_eq!(Manifest::checksum_of(data), Some(sum));
+    for b in [data.to_vec(), with_trailer_resealed(data)] {
+        if let Ok(m) = Manifest::decode(&b) {
+            let (bytes, sum) = m.encode();
+            assert_eq!(bytes, b, "an accepted manifest must re-encode to its bytes");
+            assert_eq!(Manifest::checksum_of(&b), Some(sum));
+        }
     }
 }
 
 /// A stream of records: each header decodes or is rejected, each payload decodes into at
 /// most one extent or is rejected, and what decodes has exactly the announced length.
+/// Tried as given and with every record's checksums recomputed.
 pub fn records(data: &[u8]) {
+    records_once(data);
+    records_once(&reseal_stream(data, false));
+}
+
+fn records_once(data: &[u8]) {
     let mut dec = match zstd::bulk::Decompressor::new() {
         Ok(d) => d,
         Err(_) => return,
@@ -54,8 +97,19 @@ pub fn records(data: &[u8]) {
 }
 
 /// A page, a data-file header and a change-map page: verified or rejected, and what is
-/// accepted re-encodes to something that decodes to the same value.
+/// accepted re-encodes to something that decodes to the same value. Tried as given and
+/// with the page checksum recomputed.
 pub fn page(data: &[u8]) {
+    page_once(data);
+    if data.len() == PAGE_SIZE {
+        let mut b = data.to_vec();
+        let sum = crc32(&b[page::CHECKSUMMED_FROM..]);
+        put_u32(&mut b, page::OFF_CHECKSUM, sum);
+        page_once(&b);
+    }
+}
+
+fn page_once(data: &[u8]) {
     let _ = page::verify_checksum(data);
     if let Ok(h) = FileHeader::decode(data) {
         assert_eq!(FileHeader::decode(&h.encode()), Ok(h));
@@ -85,12 +139,614 @@ pub fn page(data: &[u8]) {
 }
 
 /// A control file decodes or is rejected; an accepted one re-encodes to the same bytes.
+/// Tried as given and with its trailer recomputed.
 pub fn control(data: &[u8]) {
-    if let Ok(c) = Control::decode(data) {
-        assert_eq!(
-            c.encode(),
-            data,
-            "an accepted control file must re-encode to its bytes"
+    for b in [data.to_vec(), with_trailer_resealed(data)] {
+        if let Ok(c) = Control::decode(&b) {
+            assert_eq!(
+                c.encode(),
+                b,
+                "an accepted control file must re-encode to its bytes"
+            );
+        }
+    }
+}
+
+/// `restore` input flag: recompute every record's header, payload and raw checksums, so
+/// the fuzzer gets past them to the checks behind.
+pub const RESEAL_RECORDS: u8 = 1;
+/// `restore` input flag: recompute each manifest's trailer, its streams' lengths and
+/// checksums, its index entries' offsets, lengths and header checksums (from the records
+/// found in the stream), and a differential's base checksum.
+pub const RESEAL_MANIFESTS: u8 = 2;
+/// `restore` input flag: also recompute every page checksum inside the records.
+pub const RESEAL_PAGES: u8 = 4;
+
+/// Files one `restore` input may hold.
+const MAX_INPUT_FILES: usize = 8;
+/// The most pages a `restore` input may ask a restore to lay down (a bound on time and
+/// memory; coverage already bounds it by the records present).
+const MAX_RESTORE_PAGES: u64 = 4096;
+/// Sets restored per `restore` input.
+const MAX_RESTORES: usize = 4;
+
+/// The files of a `restore` input: (name, bytes).
+pub type InputFiles = Vec<(String, Vec<u8>)>;
+
+/// Encodes a `restore` input: a flags byte, then per file a name length (u8), the name,
+/// a data length (u32, little-endian) and the data.
+pub fn encode_restore_input(flags: u8, files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![flags];
+    for (name, data) in files {
+        assert!(name.len() <= u8::MAX as usize);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// Decodes a `restore` input; a short last file keeps the bytes there are.
+fn decode_restore_input(data: &[u8]) -> Option<(u8, InputFiles)> {
+    let (&flags, mut rest) = data.split_first()?;
+    let mut files = Vec::new();
+    while let Some((&n, r)) = rest.split_first() {
+        if files.len() == MAX_INPUT_FILES || r.len() < n as usize {
+            break;
+        }
+        let name = String::from_utf8_lossy(&r[..n as usize]).into_owned();
+        let r = &r[n as usize..];
+        let len = r
+            .get(..4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let r = r.get(4..).unwrap_or(&[]);
+        let len = len.min(r.len());
+        if !name.is_empty() {
+            files.push((name, r[..len].to_vec()));
+        }
+        rest = &r[len..];
+    }
+    Some((flags, files))
+}
+
+/// The records of a stream as a lenient reader finds them: (offset, length, header
+/// checksum field), while the magic is there and the stored length fits.
+fn stream_records(bytes: &[u8]) -> Vec<(u64, u32, u32)> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + RECORD_HEADER_SIZE <= bytes.len() && bytes[pos..pos + 4] == RECORD_MAGIC {
+        let h = &bytes[pos..pos + RECORD_HEADER_SIZE];
+        let stored = get_u32(h, record::OFF_STORED_LEN).unwrap_or(0) as usize;
+        if stored > record::MAX_STORED_LEN || pos + RECORD_HEADER_SIZE + stored > bytes.len() {
+            break;
+        }
+        let crc = get_u32(h, record::OFF_HEADER_CRC).unwrap_or(0);
+        out.push((pos as u64, (RECORD_HEADER_SIZE + stored) as u32, crc));
+        pos += RECORD_HEADER_SIZE + stored;
+    }
+    out
+}
+
+/// Recomputes the checksums of every record of a stream (and of their pages when asked).
+fn reseal_stream(bytes: &[u8], pages: bool) -> Vec<u8> {
+    let (Ok(mut dec), Ok(mut comp)) = (
+        zstd::bulk::Decompressor::new(),
+        zstd::bulk::Compressor::new(1),
+    ) else {
+        return bytes.to_vec();
+    };
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut end = 0usize;
+    for (offset, len, _) in stream_records(bytes) {
+        let (at, len) = (offset as usize, len as usize);
+        let mut head = bytes[at..at + RECORD_HEADER_SIZE].to_vec();
+        let payload = &bytes[at + RECORD_HEADER_SIZE..at + len];
+        let zstd = get_u16(&head, record::OFF_FLAGS).unwrap_or(0) & record::FLAG_ZSTD != 0;
+        let raw_len = head[record::OFF_PAGE_MASK].count_ones() as usize * PAGE_SIZE;
+        let mut raw = if zstd {
+            let mut r = vec![0u8; raw_len];
+            match dec.decompress_to_buffer(payload, &mut r[..]) {
+                Ok(n) if n == raw_len => Some(r),
+                _ => None,
+            }
+        } else {
+            (payload.len() == raw_len).then(|| payload.to_vec())
+        };
+        let mut new_payload = payload.to_vec();
+        if let Some(r) = raw.as_mut() {
+            if pages {
+                for p in r.chunks_exact_mut(PAGE_SIZE) {
+                    let sum = crc32(&p[page::CHECKSUMMED_FROM..]);
+                    put_u32(p, page::OFF_CHECKSUM, sum);
+                }
+                new_payload = if zstd {
+                    comp.compress(r).unwrap_or(new_payload)
+                } else {
+                    r.clone()
+                };
+            }
+            put_u32(&mut head, record::OFF_RAW_CRC, crc32(r));
+        }
+        if new_payload.is_empty() || new_payload.len() > record::MAX_STORED_LEN {
+            new_payload = payload.to_vec();
+        }
+        put_u32(&mut head, record::OFF_STORED_LEN, new_payload.len() as u32);
+        put_u32(&mut head, record::OFF_PAYLOAD_CRC, crc32(&new_payload));
+        let hc = crc32(&head[..record::OFF_HEADER_CRC]);
+        put_u32(&mut head, record::OFF_HEADER_CRC, hc);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&new_payload);
+        end = at + len;
+    }
+    out.extend_from_slice(&bytes[end..]);
+    out
+}
+
+/// Applies the reseal flags of a `restore` input to the repository's files (also used by
+/// the fault-injection tests to edit a set behind every checksum but one).
+pub fn reseal(vfs: &MemVfs, flags: u8) {
+    let Ok(names) = vfs.list() else { return };
+    if flags & (RESEAL_RECORDS | RESEAL_PAGES) != 0 {
+        for n in names.iter().filter(|n| n.ends_with(".pvs")) {
+            if let Some(bytes) = vfs.read_file(n) {
+                let out = reseal_stream(&bytes, flags & RESEAL_PAGES != 0);
+                vfs.corrupt_file(n, |b| *b = out);
+            }
+        }
+    }
+    if flags & RESEAL_MANIFESTS == 0 {
+        return;
+    }
+    // Oldest first, so a differential's base is resealed before it names its checksum.
+    let mut sums = BTreeMap::new();
+    for n in names.iter().filter(|n| n.ends_with(".pvm")) {
+        let Some(mut bytes) = vfs.read_file(n) else {
+            continue;
+        };
+        if bytes.len() >= 4 {
+            let end = bytes.len() - 4;
+            let sum = crc32(&bytes[..end]);
+            put_u32(&mut bytes, end, sum);
+        }
+        if let Ok(mut m) = Manifest::decode(&bytes) {
+            for s in 0..m.streams.len() {
+                let Some(sb) = vfs.read_file(&manifest::stream_file_name(m.backup_id, s as u32))
+                else {
+                    continue;
+                };
+                m.streams[s].length = sb.len() as u64;
+                m.streams[s].crc = crc32(&sb);
+                let mut mine: Vec<usize> = (0..m.index.len())
+                    .filter(|&i| m.index[i].stream == s as u32)
+                    .collect();
+                mine.sort_by_key(|&i| m.index[i].offset);
+                for (&i, (offset, len, crc)) in mine.iter().zip(stream_records(&sb)) {
+                    m.index[i].offset = offset;
+                    m.index[i].record_len = len;
+                    m.index[i].header_crc = crc;
+                }
+            }
+            if m.kind == BackupKind::Differential {
+                if let Some(&sum) = sums.get(&m.base_id) {
+                    m.base_checksum = sum;
+                }
+            }
+            let (b, sum) = m.encode();
+            sums.insert(m.backup_id, sum);
+            bytes = b;
+        }
+        vfs.corrupt_file(n, |b| *b = bytes);
+    }
+}
+
+/// Every file of a folder with its bytes.
+fn snapshot(vfs: &MemVfs) -> BTreeMap<String, Vec<u8>> {
+    vfs.list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| vfs.read_file(&n).map(|b| (n, b)))
+        .collect()
+}
+
+/// A repository built from the input's files (see [`encode_restore_input`]; a valid
+/// repository marker comes first, the input may overwrite it), then verify and a restore
+/// of each set into a fresh folder. Checks:
+/// - no panic, no unbounded allocation or time (sizes are bounded);
+/// - the repository folder is never written (no mutating operation, same bytes);
+/// - the target gets only the control file (and its temporary) and the data files the
+///   restored manifest names;
+/// - a restore that succeeds: every set of its chain verifies clean, the database opens
+///   and the consistency checker (with the manifest comparison) finds nothing;
+/// - a restore that fails: the target refuses to open (nothing, or "restore unfinished");
+///   and no chain that verifies clean fails to restore.
+pub fn restore(data: &[u8]) {
+    restore_counted(data);
+}
+
+/// [`restore`], returning how many sets it restored and how many restores were refused
+/// (so a test can tell a seed that restores from one that never gets that far).
+pub fn restore_counted(data: &[u8]) -> (usize, usize) {
+    let mut restored = 0;
+    let mut refused = 0;
+    let Some((flags, files)) = decode_restore_input(data) else {
+        return (restored, refused);
+    };
+    let repo_vfs = MemVfs::new();
+    if Repository::open(Arc::new(repo_vfs.clone()), true).is_err() {
+        return (restored, refused);
+    }
+    for (name, bytes) in &files {
+        let Ok(f) = repo_vfs.open(name, true) else {
+            return (restored, refused);
+        };
+        if f.set_len(0).is_err() || f.write_at(0, bytes).is_err() {
+            return (restored, refused);
+        }
+    }
+    reseal(&repo_vfs, flags);
+    let Ok(repo) = Repository::open(Arc::new(repo_vfs.clone()), false) else {
+        return (restored, refused);
+    };
+    let before = snapshot(&repo_vfs);
+    let ops = repo_vfs.ops();
+
+    let report = crate::verify::verify(&repo, None);
+    let ids = repo.set_ids().unwrap_or_default();
+    for &id in ids.iter().rev().take(MAX_RESTORES) {
+        let chain = chain::resolve(&repo, Some(id));
+        let pages: u64 = match &chain {
+            Ok(c) => c.newest().files.iter().map(|f| f.page_count as u64).sum(),
+            Err(_) => 0,
+        };
+        if pages > MAX_RESTORE_PAGES {
+            continue;
+        }
+        let clean = match (&chain, &report) {
+            (Ok(c), Ok(r)) => c.sets.iter().all(|s| {
+                let hex = manifest::format_backup_id(s.manifest.backup_id);
+                r.sets.iter().any(|x| x.backup_id == hex && x.is_clean())
+            }),
+            _ => false,
+        };
+        let target = MemVfs::new();
+        let opts = RestoreOptions {
+            backup_id: Some(id),
+            target: Arc::new(target.clone()),
+            threads: 1,
+            force: false,
+        };
+        let result = crate::restore::run(&repo, &opts, &NoProgress);
+        let allowed: Vec<String> = match &chain {
+            Ok(c) => c.newest().files.iter().map(|f| f.name.clone()).collect(),
+            Err(_) => vec![],
+        };
+        for n in target.list().unwrap_or_default() {
+            assert!(
+                n == crate::format::control::CONTROL_FILE_NAME
+                    || n == "pagevault.ctl.tmp"
+                    || allowed.contains(&n),
+                "restore of {id:016x} wrote {n:?}, which is not a file of the database"
+            );
+        }
+        match result {
+            Ok(_) => {
+                let c = chain
+                    .as_ref()
+                    .expect("a restore that succeeded has a chain");
+                assert!(
+                    clean,
+                    "restore took set {id:016x}, which verify does not find clean: {:?}",
+                    report.as_ref().map(|r| &r.sets)
+                );
+                let db = Database::open(Arc::new(target.clone()), OpenMode::ReadOnly)
+                    .expect("a restored database opens");
+                drop(db);
+                let check =
+                    crate::check::check_restored(Arc::new(target.clone()), c.newest(), &NoProgress)
+                        .expect("the check of a restored database runs");
+                assert!(
+                    check.is_consistent(),
+                    "restore of {id:016x} gave an inconsistent database: {:?}",
+                    check.findings
+                );
+                restored += 1;
+            }
+            Err(e) => {
+                assert!(
+                    !clean,
+                    "set {id:016x} verifies clean but does not restore: {e}"
+                );
+                match Database::open(Arc::new(target.clone()), OpenMode::ReadOnly) {
+                    Err(Error::NotFound { .. }) | Err(Error::RestoreIncomplete { .. }) => {}
+                    Err(e2) => panic!("a failed restore ({e}) left a target that gives {e2}"),
+                    Ok(_) => panic!("a failed restore ({e}) left a database that opens"),
+                }
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        repo_vfs.ops(),
+        ops,
+        "verify or restore wrote to the repository"
+    );
+    assert!(
+        snapshot(&repo_vfs) == before,
+        "the repository's bytes changed"
+    );
+    (restored, refused)
+}
+
+/// Pages of the `model` database: (file id, page) -> payload.
+type Pages = BTreeMap<(u32, u32), Vec<u8>>;
+
+/// Steps one `model` input may run.
+const MAX_MODEL_STEPS: usize = 40;
+/// The `model` database: files, pages per file at creation, pages a file may grow to.
+const MODEL_FILES: u32 = 2;
+const MODEL_PAGES: u32 = 24;
+const MODEL_MAX_PAGES: u32 = 48;
+
+/// Every data page's payload.
+fn payloads(db: &Database) -> Pages {
+    let mut out = Pages::new();
+    for (file_id, count) in db.file_layout() {
+        for p in 0..count {
+            if db.is_data_page(file_id, p) {
+                let payload = db
+                    .read_payload(file_id, p)
+                    .unwrap_or_else(|e| panic!("file {file_id} page {p} does not read: {e}"));
+                out.insert((file_id, p), payload);
+            }
+        }
+    }
+    out
+}
+
+fn policy(b: u8) -> CrashPolicy {
+    match b % 3 {
+        0 => CrashPolicy::KeepSynced,
+        1 => CrashPolicy::KeepAll,
+        _ => CrashPolicy::Random(b as u64),
+    }
+}
+
+/// Restores set `id` into `target` and checks every data page against `want`.
+fn restore_and_compare(repo: &Repository, id: u64, target: &MemVfs, force: bool, want: &Pages) {
+    let opts = RestoreOptions {
+        backup_id: Some(id),
+        target: Arc::new(target.clone()),
+        threads: 1,
+        force,
+    };
+    crate::restore::run(repo, &opts, &NoProgress)
+        .unwrap_or_else(|e| panic!("set {id:016x} does not restore: {e}"));
+    let db = Database::open(Arc::new(target.clone()), OpenMode::ReadOnly)
+        .unwrap_or_else(|e| panic!("the restore of {id:016x} does not open: {e}"));
+    let got = payloads(&db);
+    assert!(
+        got.len() == want.len() && got.keys().eq(want.keys()),
+        "the restore of {id:016x} has another shape"
+    );
+    for (k, v) in want {
+        assert!(
+            got[k] == *v,
+            "set {id:016x}: file {} page {} differs from the snapshot",
+            k.0,
+            k.1
         );
     }
+}
+
+/// A state machine over a small database and its repository, both on [`MemVfs`], driven
+/// by the input's bytes (one step per byte, arguments from the bytes after it): writes,
+/// flushes, file growth, full, differential and copy-only backups, backups cut by a
+/// power loss of the repository (every crash policy), power losses of the database, and
+/// restores (some cut by a power loss of the target). A reference model keeps every data
+/// page's payload, and the payloads at each published set's snapshot. Checks:
+/// - every backup that succeeds is listed; a set listed after a power loss is whole;
+/// - a differential is refused only when there is no full base;
+/// - after a database power loss every page is what was flushed or a later write;
+/// - every set restores to the payloads of its snapshot, also after a restore cut by a
+///   power loss (which leaves a target that refuses to open or is complete), and the
+///   repository verifies clean throughout.
+pub fn model(data: &[u8]) {
+    model_counted(data);
+}
+
+/// [`model`], returning how many restores it compared with their snapshot.
+pub fn model_counted(data: &[u8]) -> usize {
+    let mut compared = 0;
+    let mut bytes = data.iter().copied();
+    let db_vfs = MemVfs::new();
+    let repo_vfs = MemVfs::new();
+    let create = CreateOptions {
+        files: MODEL_FILES,
+        pages_per_file: MODEL_PAGES,
+        extents_per_map: 2,
+    };
+    let mut db = Database::create(Arc::new(db_vfs.clone()), &create).expect("create");
+    let mut repo = Repository::open(Arc::new(repo_vfs.clone()), true).expect("repository");
+    let mut now = payloads(&db);
+    // Payloads each page may have after a power loss of the database: what was flushed,
+    // and every write since.
+    let mut maybe: BTreeMap<(u32, u32), Vec<Vec<u8>>> = BTreeMap::new();
+    let mut sets: BTreeMap<u64, Pages> = BTreeMap::new();
+    let mut has_base = false;
+    let run_backup = |db: &Database, repo: &Repository, kind: BackupKind| {
+        let opts = BackupOptions {
+            threads: 1,
+            ..BackupOptions::new(kind)
+        };
+        backup::run(db, repo, &opts, &NoProgress)
+    };
+    for _ in 0..MAX_MODEL_STEPS {
+        let Some(step) = bytes.next() else { break };
+        let mut arg = || bytes.next().unwrap_or(0);
+        match step % 10 {
+            0..=2 => {
+                let n = 1 + arg() as usize % 8;
+                let mut writes: Vec<((u32, u32), Vec<u8>)> = Vec::new();
+                for _ in 0..n {
+                    let file_id = 1 + arg() as u32 % MODEL_FILES;
+                    let pages = db
+                        .file_layout()
+                        .iter()
+                        .find(|f| f.0 == file_id)
+                        .map_or(0, |f| f.1);
+                    let page = arg() as u32 % pages.max(1);
+                    let fill = arg();
+                    if !db.is_data_page(file_id, page)
+                        || writes.iter().any(|w| w.0 == (file_id, page))
+                    {
+                        continue;
+                    }
+                    let len = 1 + (fill as usize * 31) % (crate::format::PAGE_PAYLOAD_SIZE - 1);
+                    writes.push(((file_id, page), vec![fill; len]));
+                }
+                let batch: Vec<PageWrite> = writes
+                    .iter()
+                    .map(|((file_id, page), payload)| PageWrite {
+                        file_id: *file_id,
+                        page: *page,
+                        payload,
+                    })
+                    .collect();
+                db.write_pages(&batch).expect("write");
+                for (k, mut v) in writes {
+                    v.resize(crate::format::PAGE_PAYLOAD_SIZE, 0);
+                    maybe
+                        .entry(k)
+                        .or_insert_with(|| vec![now[&k].clone()])
+                        .push(v.clone());
+                    now.insert(k, v);
+                }
+            }
+            3 => {
+                db.flush().expect("flush");
+                maybe.clear();
+            }
+            4 => {
+                let file_id = 1 + arg() as u32 % MODEL_FILES;
+                let pages = db
+                    .file_layout()
+                    .iter()
+                    .find(|f| f.0 == file_id)
+                    .map_or(0, |f| f.1);
+                if pages + PAGES_PER_EXTENT as u32 <= MODEL_MAX_PAGES {
+                    db.grow_file(file_id, pages + PAGES_PER_EXTENT as u32)
+                        .expect("grow");
+                    for (k, v) in payloads(&db) {
+                        now.entry(k).or_insert(v);
+                    }
+                }
+            }
+            5 | 6 => {
+                let kind = [
+                    BackupKind::Full,
+                    BackupKind::Differential,
+                    BackupKind::CopyOnly,
+                ][arg() as usize % 3];
+                // A power loss of the repository after some of the backup's operations.
+                let cut = if step % 10 == 6 { Some(arg()) } else { None };
+                let listed = repo.set_ids().expect("list");
+                if let Some(k) = cut {
+                    repo_vfs.crash_after(repo_vfs.ops() + k as u64 * 2);
+                }
+                let r = run_backup(&db, &repo, kind);
+                if let Some(k) = cut {
+                    repo_vfs.crash(policy(k));
+                    repo = Repository::open(Arc::new(repo_vfs.clone()), false).expect("reopen");
+                }
+                match &r {
+                    Ok(rep) => {
+                        let id = manifest::parse_backup_id(&rep.backup_id).expect("id");
+                        assert!(
+                            repo.set_ids().expect("list").contains(&id),
+                            "a backup that succeeded is not listed"
+                        );
+                        if kind == BackupKind::Full {
+                            has_base = true;
+                            maybe.clear();
+                        }
+                    }
+                    Err(Error::Chain(_)) if kind == BackupKind::Differential && !has_base => {}
+                    Err(e) => assert!(cut.is_some(), "a {kind:?} backup failed with no fault: {e}"),
+                }
+                for id in repo.set_ids().expect("list") {
+                    if !listed.contains(&id) {
+                        sets.insert(id, now.clone());
+                    }
+                }
+                sets.retain(|id, _| repo.vfs().exists(&manifest::manifest_file_name(*id)));
+            }
+            7 => {
+                db.abandon();
+                db_vfs.crash(policy(arg() % 2));
+                db = Database::open(Arc::new(db_vfs.clone()), OpenMode::ReadWrite)
+                    .expect("reopen after a power loss");
+                let after = payloads(&db);
+                for (k, v) in &after {
+                    let ok = match maybe.get(k) {
+                        Some(c) => c.contains(v),
+                        None => now.get(k) == Some(v),
+                    };
+                    assert!(
+                        ok,
+                        "after a power loss file {} page {} is neither flushed nor written",
+                        k.0, k.1
+                    );
+                }
+                now = after;
+                maybe.clear();
+            }
+            8 => {
+                if sets.is_empty() {
+                    continue;
+                }
+                let (&id, want) = sets.iter().nth(arg() as usize % sets.len()).expect("a set");
+                let target = MemVfs::new();
+                let cut = arg();
+                if cut % 2 == 1 {
+                    target.crash_after(cut as u64 / 2);
+                    let opts = RestoreOptions {
+                        backup_id: Some(id),
+                        target: Arc::new(target.clone()),
+                        threads: 1,
+                        force: false,
+                    };
+                    let r = crate::restore::run(&repo, &opts, &NoProgress);
+                    target.crash(policy(cut / 2));
+                    let opened = match Database::open(Arc::new(target.clone()), OpenMode::ReadOnly)
+                    {
+                        Ok(_) => true,
+                        Err(Error::NotFound { .. }) | Err(Error::RestoreIncomplete { .. }) => false,
+                        Err(e) => panic!("an interrupted restore gave {e}"),
+                    };
+                    assert!(
+                        opened || r.is_err(),
+                        "a restore that succeeded does not open after a power loss"
+                    );
+                    if opened {
+                        // Complete: it must be right, and only a forced restore replaces it.
+                        restore_and_compare(&repo, id, &target, true, want);
+                        compared += 1;
+                        continue;
+                    }
+                }
+                restore_and_compare(&repo, id, &target, false, want);
+                compared += 1;
+            }
+            _ => {
+                let r = crate::verify::verify(&repo, None).expect("verify runs");
+                assert!(r.is_clean(), "the repository does not verify: {:?}", r.sets);
+            }
+        }
+    }
+    for (&id, want) in sets.iter().rev().take(3) {
+        restore_and_compare(&repo, id, &MemVfs::new(), false, want);
+        compared += 1;
+    }
+    compared
 }

@@ -137,6 +137,9 @@ struct PlanSet<'a> {
     stream_paths: Vec<PathBuf>,
     /// Sequence of each index entry in its stream (its rank by offset).
     sequence: Vec<u32>,
+    /// This set's file LSN of each plan file (0 when the set lacks the file): no page
+    /// of the set may be above it.
+    file_lsn: Vec<u64>,
 }
 
 /// One extent to assemble: file index in the plan, extent, index entry per set.
@@ -365,6 +368,26 @@ impl<'a> Plan<'a> {
             ),
             _ => (0, 0, 0, true),
         };
+        // A set that recorded pages it could not read does not hold the database as it
+        // was: for a differential, the base's older image of such a page would be
+        // restored in its place without a word (invariants 5 and 7).
+        if let Some(p) = newest.bad_pages.first() {
+            let name = newest
+                .files
+                .iter()
+                .find(|f| f.file_id == p.file_id)
+                .map_or_else(|| format!("file id {}", p.file_id), |f| f.name.clone());
+            return Err(Error::corrupt(
+                repo.vfs()
+                    .path_of(&crate::format::manifest::manifest_file_name(newest.backup_id)),
+                format!(
+                    "backup set {} recorded page {} of {name} (and {} more) as unreadable when it was taken; it does not hold the database as it was and cannot be restored",
+                    format_backup_id(newest.backup_id),
+                    p.page,
+                    newest.bad_pages.len() - 1
+                ),
+            ));
+        }
         let mut files = Vec::with_capacity(newest.files.len());
         for f in &newest.files {
             if RESERVED_NAMES.contains(&f.name.as_str()) || !control::valid_file_name(&f.name) {
@@ -405,11 +428,21 @@ impl<'a> Plan<'a> {
                         .path_of(&crate::format::manifest::stream_file_name(m.backup_id, i)),
                 );
             }
+            let file_lsn = files
+                .iter()
+                .map(|f| {
+                    m.files
+                        .iter()
+                        .find(|g| g.file_id == f.entry.file_id)
+                        .map_or(0, |g| g.file_lsn)
+                })
+                .collect();
             sets.push(PlanSet {
                 m,
                 streams,
                 stream_paths,
                 sequence,
+                file_lsn,
             });
         }
         let plan = Plan {
@@ -710,6 +743,12 @@ impl Worker {
                 return Err(where_(format!(
                     "the record says its highest page LSN is {}, its pages have {rec_max}",
                     h.max_lsn
+                )));
+            }
+            if rec_max > set.file_lsn[job.file] {
+                return Err(where_(format!(
+                    "its pages have LSN {rec_max}, above the file's LSN {} in the manifest",
+                    set.file_lsn[job.file]
                 )));
             }
             have |= h.page_mask;

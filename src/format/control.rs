@@ -194,6 +194,13 @@ impl Control {
                 c.extents_per_map
             ));
         }
+        if c.lsn_reserved > super::MAX_LSN {
+            return Err(format!(
+                "has LSN high-water mark {} above the largest LSN {}",
+                c.lsn_reserved,
+                super::MAX_LSN
+            ));
+        }
         if c.base_lsn > c.lsn_reserved {
             return Err(format!(
                 "has base LSN {} above its LSN high-water mark {}",

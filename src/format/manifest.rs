@@ -407,6 +407,13 @@ impl Manifest {
                 m.extents_per_map
             ));
         }
+        if m.snapshot_lsn > super::MAX_LSN {
+            return Err(format!(
+                "manifest has snapshot LSN {} above the largest LSN {}",
+                m.snapshot_lsn,
+                super::MAX_LSN
+            ));
+        }
         match kind {
             BackupKind::Differential => {
                 if m.base_id == 0 || m.base_lsn > m.snapshot_lsn {
@@ -548,7 +555,12 @@ impl Manifest {
                 ));
             }
         }
-        if u64_at(OFF_BYTES_STORED) != m.bytes_stored() {
+        // The streams' total must fit (`bytes_stored` adds them up unchecked).
+        let total = m
+            .streams
+            .iter()
+            .try_fold(0u64, |sum, s| sum.checked_add(s.length));
+        if total != Some(u64_at(OFF_BYTES_STORED)) {
             return Err("manifest stored-bytes total does not match its streams".into());
         }
         for _ in 0..bad {
@@ -696,6 +708,44 @@ mod tests {
         let mut m = sample(BackupKind::Full);
         m.index[0].extent = 2; // file 1 has 2 extents
         assert!(Manifest::decode(&m.encode().0).is_err());
+    }
+
+    #[test]
+    fn stream_lengths_whose_total_overflows_are_rejected_not_a_panic() {
+        // Found by the `manifest` fuzz target (fuzz/regressions/manifest/).
+        let mut m = sample(BackupKind::Full);
+        m.index.clear();
+        m.bad_pages.clear();
+        m.streams = vec![
+            StreamEntry {
+                length: u64::MAX,
+                crc: 0,
+                record_count: 0,
+            },
+            StreamEntry {
+                length: 2,
+                crc: 0,
+                record_count: 0,
+            },
+        ];
+        let (mut b, _) = Manifest {
+            streams: vec![],
+            ..m.clone()
+        }
+        .encode();
+        // Splice the two stream entries in by hand: encode would add their lengths up.
+        let at = FIXED_SIZE + m.files.len() * FILE_ENTRY_SIZE;
+        let mut entries = vec![0u8; 2 * STREAM_ENTRY_SIZE];
+        put_u64(&mut entries, 0, u64::MAX);
+        put_u64(&mut entries, STREAM_ENTRY_SIZE, 2);
+        b.splice(at..at, entries);
+        put_u32(&mut b, OFF_STREAM_COUNT, 2);
+        put_u64(&mut b, OFF_BYTES_STORED, 1);
+        let end = b.len() - TRAILER_SIZE;
+        let sum = crc32(&b[..end]);
+        put_u32(&mut b, end, sum);
+        let e = Manifest::decode(&b).unwrap_err();
+        assert!(e.contains("stored-bytes"), "{e}");
     }
 
     #[test]

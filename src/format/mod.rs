@@ -53,6 +53,11 @@ pub const MAX_EXTENTS_PER_MAP: u32 = 32_000;
 /// The default span of one change-map page: 32,000 extents = 256,000 pages = 2000 MiB.
 pub const DEFAULT_EXTENTS_PER_MAP: u32 = MAX_EXTENTS_PER_MAP;
 
+/// The largest LSN a database or a backup set may hold (2^62): more than any database
+/// will ever hand out, and far enough below 2^64 that LSN arithmetic (the next LSN, the
+/// next reserved block) never overflows on a hostile control file or manifest.
+pub const MAX_LSN: u64 = 1 << 62;
+
 /// The largest page count a data file may have (page numbers are u32; whole extents).
 pub const MAX_FILE_PAGES: u32 = u32::MAX - (u32::MAX % PAGES_PER_EXTENT as u32);
 /// The most data files one database may have.

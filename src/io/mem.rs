@@ -9,7 +9,13 @@
 //!   kept, or kept up to a random point;
 //! - an I/O error on one chosen operation ([`MemVfs::fail_op`]);
 //! - a full disk: writes that would grow the total size past a limit fail with ENOSPC
-//!   ([`MemVfs::set_space_limit`]).
+//!   ([`MemVfs::set_space_limit`]);
+//! - a short write: one chosen write stores only the first half of its bytes and fails
+//!   ([`MemVfs::short_write`]), as a write cut off by a dying disk;
+//! - fsync failures: every file and folder sync from a chosen operation on fails and
+//!   makes nothing durable, while other operations still succeed
+//!   ([`MemVfs::fail_syncs_from`]), as a disk that lost its write-back;
+//! - a read error on one chosen read ([`MemVfs::fail_read`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -60,9 +66,13 @@ struct Folder {
 #[derive(Default)]
 struct Faults {
     ops: AtomicU64,
-    crash_after: AtomicU64, // u64::MAX = never
-    fail_op: AtomicU64,     // u64::MAX = never
-    space_limit: AtomicU64, // u64::MAX = unlimited
+    crash_after: AtomicU64,     // u64::MAX = never
+    fail_op: AtomicU64,         // u64::MAX = never
+    space_limit: AtomicU64,     // u64::MAX = unlimited
+    short_write: AtomicU64,     // u64::MAX = never
+    fail_syncs_from: AtomicU64, // u64::MAX = never
+    reads: AtomicU64,
+    fail_read: AtomicU64, // u64::MAX = never
     down: AtomicBool,
     locked: AtomicBool,
 }
@@ -92,6 +102,9 @@ impl MemVfs {
         faults.crash_after.store(u64::MAX, Ordering::SeqCst);
         faults.fail_op.store(u64::MAX, Ordering::SeqCst);
         faults.space_limit.store(u64::MAX, Ordering::SeqCst);
+        faults.short_write.store(u64::MAX, Ordering::SeqCst);
+        faults.fail_syncs_from.store(u64::MAX, Ordering::SeqCst);
+        faults.fail_read.store(u64::MAX, Ordering::SeqCst);
         MemVfs {
             folder: Arc::default(),
             faults: Arc::new(faults),
@@ -121,6 +134,46 @@ impl MemVfs {
     /// "no space left on device".
     pub fn set_space_limit(&self, bytes: u64) {
         self.faults.space_limit.store(bytes, Ordering::SeqCst);
+    }
+
+    /// Mutating operation number `n`, when it is a write, stores only the first half of
+    /// its bytes and then fails with an I/O error (any other operation just fails);
+    /// later operations succeed.
+    pub fn short_write(&self, n: u64) {
+        self.faults.short_write.store(n, Ordering::SeqCst);
+    }
+
+    /// Every file sync and folder sync from mutating operation number `n` on fails with an
+    /// I/O error and makes nothing durable; writes, renames and the rest still succeed.
+    pub fn fail_syncs_from(&self, n: u64) {
+        self.faults.fail_syncs_from.store(n, Ordering::SeqCst);
+    }
+
+    /// Reads (`read_at` calls) performed so far.
+    pub fn reads(&self) -> u64 {
+        self.faults.reads.load(Ordering::SeqCst)
+    }
+
+    /// Read number `n` (counted by [`reads`]) fails with an I/O error.
+    ///
+    /// [`reads`]: MemVfs::reads
+    pub fn fail_read(&self, n: u64) {
+        self.faults.fail_read.store(n, Ordering::SeqCst);
+    }
+
+    /// Clears every injected fault (crash point, failing operation, space limit, short
+    /// write, sync and read failures) without a reboot.
+    pub fn clear_faults(&self) {
+        for a in [
+            &self.faults.crash_after,
+            &self.faults.fail_op,
+            &self.faults.space_limit,
+            &self.faults.short_write,
+            &self.faults.fail_syncs_from,
+            &self.faults.fail_read,
+        ] {
+            a.store(u64::MAX, Ordering::SeqCst);
+        }
     }
 
     /// True once the simulated power loss happened.
@@ -181,9 +234,7 @@ impl MemVfs {
         }
         folder.live = durable.clone();
         folder.durable = durable;
-        self.faults.crash_after.store(u64::MAX, Ordering::SeqCst);
-        self.faults.fail_op.store(u64::MAX, Ordering::SeqCst);
-        self.faults.space_limit.store(u64::MAX, Ordering::SeqCst);
+        self.clear_faults();
         self.faults.down.store(false, Ordering::SeqCst);
         self.faults.locked.store(false, Ordering::SeqCst);
     }
@@ -216,8 +267,9 @@ impl MemVfs {
             .sum()
     }
 
-    /// Counts one mutating operation and applies the fault plan to it.
-    fn step(&self) -> io::Result<()> {
+    /// Counts one mutating operation and applies the fault plan to it (but for a short
+    /// write, which only a write can apply); returns its number.
+    fn count(&self) -> io::Result<u64> {
         if self.is_down() {
             return Err(down_error());
         }
@@ -229,6 +281,28 @@ impl MemVfs {
         if n == self.faults.fail_op.load(Ordering::SeqCst) {
             return Err(io::Error::other(format!(
                 "injected I/O error at operation {n}"
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Counts one mutating operation other than a write and applies the fault plan to it.
+    fn step(&self) -> io::Result<u64> {
+        let n = self.count()?;
+        if n == self.faults.short_write.load(Ordering::SeqCst) {
+            return Err(io::Error::other(format!(
+                "injected I/O error at operation {n}"
+            )));
+        }
+        Ok(n)
+    }
+
+    /// A sync: counted, and failed when sync failures are on.
+    fn step_sync(&self) -> io::Result<()> {
+        let n = self.step()?;
+        if n >= self.faults.fail_syncs_from.load(Ordering::SeqCst) {
+            return Err(io::Error::other(format!(
+                "injected fsync failure at operation {n}"
             )));
         }
         Ok(())
@@ -275,6 +349,10 @@ impl Storage for MemHandle {
         if self.vfs.is_down() {
             return Err(down_error());
         }
+        let n = self.vfs.faults.reads.fetch_add(1, Ordering::SeqCst);
+        if n == self.vfs.faults.fail_read.load(Ordering::SeqCst) {
+            return Err(io::Error::other(format!("injected read error at read {n}")));
+        }
         let live = self.file.live.lock().unwrap();
         let end = offset
             .checked_add(buf.len() as u64)
@@ -289,7 +367,9 @@ impl Storage for MemHandle {
         Ok(())
     }
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.vfs.step()?;
+        let n = self.vfs.count()?;
+        let short = n == self.vfs.faults.short_write.load(Ordering::SeqCst);
+        let buf = if short { &buf[..buf.len() / 2] } else { buf };
         let limit = self.vfs.faults.space_limit.load(Ordering::SeqCst);
         if limit != u64::MAX {
             let folder = self.vfs.folder.lock().unwrap();
@@ -308,6 +388,12 @@ impl Storage for MemHandle {
             offset,
             data: buf.to_vec(),
         });
+        if short {
+            return Err(io::Error::other(format!(
+                "injected short write at operation {n}: {} bytes written",
+                buf.len()
+            )));
+        }
         Ok(())
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -329,7 +415,7 @@ impl Storage for MemHandle {
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
-        self.vfs.step()?;
+        self.vfs.step_sync()?;
         let mut durable = self.file.durable.lock().unwrap();
         for op in std::mem::take(&mut *self.file.pending.lock().unwrap()) {
             match op {
@@ -405,7 +491,7 @@ impl Vfs for MemVfs {
         Ok(())
     }
     fn sync_dir(&self) -> io::Result<()> {
-        self.step()?;
+        self.step_sync()?;
         let mut folder = self.folder.lock().unwrap();
         let pending = std::mem::take(&mut folder.pending);
         for op in pending {
@@ -477,5 +563,38 @@ mod tests {
         vfs.fail_op(vfs.ops());
         assert!(f.sync().is_err());
         f.sync().unwrap();
+    }
+
+    #[test]
+    fn short_writes_sync_failures_and_read_errors() {
+        let vfs = MemVfs::new();
+        let f = vfs.open("a", true).unwrap();
+        f.write_at(0, b"old!").unwrap();
+        f.sync().unwrap();
+        vfs.sync_dir().unwrap();
+        vfs.short_write(vfs.ops());
+        assert!(f.write_at(0, b"NEW!").is_err());
+        assert_eq!(
+            vfs.read_file("a").unwrap(),
+            b"NEd!",
+            "half the write landed"
+        );
+        f.write_at(0, b"more").unwrap();
+        vfs.fail_syncs_from(vfs.ops());
+        assert!(f.sync().is_err());
+        assert!(vfs.sync_dir().is_err());
+        f.write_at(4, b"x").unwrap(); // writes still succeed
+        vfs.crash(CrashPolicy::KeepSynced);
+        assert_eq!(
+            vfs.read_file("a").unwrap(),
+            b"old!",
+            "a failed sync made nothing durable"
+        );
+        let f = vfs.open("a", false).unwrap();
+        vfs.fail_read(vfs.reads() + 1);
+        let mut b = [0u8; 4];
+        f.read_at(0, &mut b).unwrap();
+        assert!(f.read_at(0, &mut b).is_err());
+        f.read_at(0, &mut b).unwrap();
     }
 }

@@ -125,6 +125,12 @@ pub fn check_pair(base: &LoadedManifest, diff: &Manifest) -> Result<()> {
     }
     for f in &bm.files {
         if let Some(g) = diff.files.iter().find(|g| g.file_id == f.file_id) {
+            if g.file_lsn < f.file_lsn {
+                return Err(Error::Chain(format!(
+                    "differential {d} gives file {} LSN {}, below its base {b}'s {}",
+                    f.name, g.file_lsn, f.file_lsn
+                )));
+            }
             if g.page_count < f.page_count || g.name != f.name {
                 return Err(Error::Chain(format!(
                     "differential {d} lists file {} as {} with {} pages, its base {b} as {} with {} pages",
