@@ -382,12 +382,18 @@ impl Database {
 
     /// The database id.
     pub fn database_id(&self) -> u64 {
-        self.control.lock().unwrap().database_id
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .database_id
     }
 
     /// A copy of the committed control file.
     pub fn control(&self) -> Control {
-        self.control.lock().unwrap().clone()
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last LSN handed out.
@@ -601,7 +607,7 @@ impl Database {
         let name = data_file_name(id);
         let lsn = self.allocate_lsns(1)?;
         let (database_id, epm) = {
-            let c = self.control.lock().unwrap();
+            let c = self.control.lock().unwrap_or_else(|p| p.into_inner());
             (c.database_id, c.extents_per_map)
         };
         let f = DataFile::create(
@@ -699,7 +705,10 @@ impl Database {
 
     /// The tracking state.
     pub fn tracking(&self) -> TrackingState {
-        self.control.lock().unwrap().tracking
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tracking
     }
 
     /// Records a full backup taken at `snapshot_lsn` as the new differential base: one
