@@ -23,9 +23,9 @@ for t in "${targets[@]}"; do
   # allocation into a reported crash.
   flags=(-max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1)
   if [ "${ASAN:-0}" = 1 ]; then
-    RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir target/asan "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "^#|==|ERROR|panicked|stat::" || true
+    RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir target/asan "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "DONE|==|ERROR|panicked|stat::number_of_executed_units" || true
   else
-    cargo fuzz run --sanitizer none "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "^#|==|ERROR|panicked|stat::" || true
+    cargo fuzz run --sanitizer none "$t" "work/$t" "corpus/$t" -- "${flags[@]}" 2>&1 | tee "work/$t.log" | grep -E "DONE|==|ERROR|panicked|stat::number_of_executed_units" || true
   fi
   if grep -qE "panicked|ERROR: libFuzzer|SUMMARY" "work/$t.log"; then
     echo "!! $t found a crash: see fuzz/artifacts/$t/ and work/$t.log"; exit 1
