@@ -850,19 +850,8 @@ impl<'a> Suite<'a> {
         ));
         let secs = self.full_secs.max(0.5);
         let db = self.db();
-        let writers = |stop: &AtomicBool, count: &AtomicU64, round0: u64| -> Result<()> {
-            let mut round = round0;
-            while !stop.load(Ordering::SeqCst) {
-                let w = Workload {
-                    writes: 64,
-                    seed: 0x0411e ^ round,
-                    pattern: Pattern::Uniform,
-                    batch: 16,
-                };
-                count.fetch_add(workload::run(db, &w, &NoProgress)?.writes, Ordering::SeqCst);
-                round += 1;
-            }
-            Ok(())
+        let writers = |stop: &AtomicBool, count: &AtomicU64, seed: u64| {
+            workload::run_until_stopped(db, 0x0411e ^ seed, stop, count)
         };
         let run_writers = |during: &dyn Fn() -> Result<Option<BackupReport>>| {
             let stop = AtomicBool::new(false);

@@ -164,24 +164,13 @@ pub fn run(opts: &DemoOptions, observe: &mut dyn FnMut(&DemoStep)) -> Result<Dem
         let writers: Vec<_> = (0..ONLINE_WRITERS)
             .map(|w| {
                 let (db, stop, written) = (&db, &stop, &written);
-                s.spawn(move || -> Result<()> {
-                    let mut round = 0u64;
-                    while !stop.load(Ordering::SeqCst) {
-                        let seed = opts.seed ^ (0xa11ce << 8) ^ (w as u64) << 32 ^ round;
-                        let r = workload::run(
-                            db,
-                            &Workload {
-                                writes: 64,
-                                seed,
-                                pattern: Pattern::Uniform,
-                                batch: 16,
-                            },
-                            &NoProgress,
-                        )?;
-                        written.fetch_add(r.writes, Ordering::SeqCst);
-                        round += 1;
-                    }
-                    Ok(())
+                s.spawn(move || {
+                    workload::run_until_stopped(
+                        db,
+                        opts.seed ^ (0xa11ce << 8) ^ (w as u64) << 32,
+                        stop,
+                        written,
+                    )
                 })
             })
             .collect();

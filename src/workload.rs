@@ -8,12 +8,13 @@
 //! integers, timestamps and some random bytes), so they compress about as real pages do
 //! (zstd level 1: 2.5-3x).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::format::{PAGE_PAYLOAD_SIZE, PAGE_SIZE};
 use crate::layout::DataPages;
-use crate::progress::Progress;
+use crate::progress::{NoProgress, Progress};
 use crate::store::{Database, PageWrite};
 
 /// Which pages the writes go to.
@@ -159,6 +160,29 @@ fn choose(rng: &mut SplitMix64, pattern: Pattern, seq: u64, data_pages: u64) -> 
             }
         }
     }
+}
+
+/// Writes pages (uniform, in small batches) until `stop` is set, adding each write to
+/// `written`: the writer threads of an online backup in `demo` and `bench`. Each thread
+/// passes its own `seed`.
+pub fn run_until_stopped(
+    db: &Database,
+    seed: u64,
+    stop: &AtomicBool,
+    written: &AtomicU64,
+) -> Result<()> {
+    let mut round = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let w = Workload {
+            writes: 64,
+            seed: seed ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            pattern: Pattern::Uniform,
+            batch: 16,
+        };
+        written.fetch_add(run(db, &w, &NoProgress)?.writes, Ordering::SeqCst);
+        round += 1;
+    }
+    Ok(())
 }
 
 /// Runs `w` against `db`, reporting page writes done to `progress`, then flushes.

@@ -338,6 +338,27 @@ struct MemHandle {
     file: Arc<MemFile>,
 }
 
+impl MemHandle {
+    /// The full-disk fault: growing this file to `new_end` bytes must keep the folder's
+    /// files within the space limit.
+    fn check_space(&self, new_end: u64) -> io::Result<()> {
+        let limit = self.vfs.faults.space_limit.load(Ordering::SeqCst);
+        if limit == u64::MAX {
+            return Ok(());
+        }
+        let folder = self.vfs.folder.lock().unwrap();
+        let total = self.vfs.total_live_bytes(&folder);
+        let cur = self.file.live.lock().unwrap().len() as u64;
+        if total + new_end.saturating_sub(cur) > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Storage for MemHandle {
     fn len(&self) -> io::Result<u64> {
         if self.vfs.is_down() {
@@ -370,19 +391,7 @@ impl Storage for MemHandle {
         let n = self.vfs.count()?;
         let short = n == self.vfs.faults.short_write.load(Ordering::SeqCst);
         let buf = if short { &buf[..buf.len() / 2] } else { buf };
-        let limit = self.vfs.faults.space_limit.load(Ordering::SeqCst);
-        if limit != u64::MAX {
-            let folder = self.vfs.folder.lock().unwrap();
-            let total = self.vfs.total_live_bytes(&folder);
-            let cur = self.file.live.lock().unwrap().len() as u64;
-            let growth = (offset + buf.len() as u64).saturating_sub(cur);
-            if total + growth > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    "no space left on device",
-                ));
-            }
-        }
+        self.check_space(offset + buf.len() as u64)?;
         apply_write(&mut self.file.live.lock().unwrap(), offset, buf);
         self.file.pending.lock().unwrap().push(FileOp::Write {
             offset,
@@ -398,18 +407,7 @@ impl Storage for MemHandle {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.vfs.step()?;
-        let limit = self.vfs.faults.space_limit.load(Ordering::SeqCst);
-        if limit != u64::MAX {
-            let folder = self.vfs.folder.lock().unwrap();
-            let total = self.vfs.total_live_bytes(&folder);
-            let cur = self.file.live.lock().unwrap().len() as u64;
-            if total + len.saturating_sub(cur) > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    "no space left on device",
-                ));
-            }
-        }
+        self.check_space(len)?;
         self.file.live.lock().unwrap().resize(len as usize, 0);
         self.file.pending.lock().unwrap().push(FileOp::SetLen(len));
         Ok(())

@@ -258,7 +258,8 @@ impl DataFile {
         storage
             .read_at(0, &mut hbuf)
             .map_err(|e| Error::io(&path, e))?;
-        let extents_per_map = match FileHeader::decode(&hbuf) {
+        // The map span, and the file LSN the header vouches for (none when torn).
+        let (extents_per_map, header_lsn) = match FileHeader::decode(&hbuf) {
             Ok(h) => {
                 if h.database_id != database_id {
                     return Err(Error::corrupt(
@@ -293,13 +294,12 @@ impl DataFile {
                         ),
                     ));
                 }
-                h.extents_per_map
+                (h.extents_per_map, h.file_lsn)
             }
-            Err(fault) if unclean => {
+            Err(_) if unclean => {
                 // A header torn by the crash: it is a mirror of the control file, rebuilt on
                 // the next checkpoint. The map span is the database's.
-                let _ = fault;
-                extents_per_map_default
+                (extents_per_map_default, 0)
             }
             Err(fault) => return Err(Error::corrupt(&path, format!("page 0: {fault}"))),
         };
@@ -310,18 +310,15 @@ impl DataFile {
             storage,
             page_count: entry.page_count,
             map: ChangeMap::new(extents_per_map, vec![]),
+            // After a crash pages may be above any recorded file LSN: bound it by the
+            // high-water mark. Otherwise the higher of header and control file.
             file_lsn: AtomicU64::new(if unclean {
                 lsn_reserved
             } else {
-                entry.file_lsn
+                header_lsn.max(entry.file_lsn)
             }),
             path,
         };
-        if !unclean {
-            let h = FileHeader::decode(&hbuf).expect("decoded above");
-            f.file_lsn
-                .store(h.file_lsn.max(entry.file_lsn), Ordering::SeqCst);
-        }
         let intervals = ChangeMap::intervals_for(f.extent_count(), extents_per_map);
         for k in 0..intervals {
             let pn = map_page_number_u32(k, extents_per_map);

@@ -85,7 +85,12 @@ impl Database {
             for (&(fi, k), idxs) in &by_interval {
                 let f = &files[fi];
                 let mut m = f.map.lock(k);
-                let snapshot = m.clone();
+                // Most batches find their bits already set: copy the page (up to 8 KiB of
+                // bits) only when this batch is about to change it.
+                let needed = idxs
+                    .iter()
+                    .any(|&i| !m.is_set(epoch, i) || (pending != 0 && !m.is_set(pending, i)));
+                let snapshot = needed.then(|| m.clone());
                 let mut changed = false;
                 for &i in idxs {
                     changed |= m.set(epoch, pending, i);
@@ -121,7 +126,9 @@ impl Database {
             }
             if let Err(e) = result {
                 for (m, old) in guards.iter_mut().zip(before) {
-                    **m = old;
+                    if let Some(old) = old {
+                        **m = old;
+                    }
                 }
                 return Err(e);
             }

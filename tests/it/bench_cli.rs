@@ -73,7 +73,8 @@ fn a_tiny_run_reports_every_step_as_json() {
     let step = |name: &str| steps.iter().find(|s| s["step"] == name).unwrap();
     let online = step("online_full");
     assert!(num(online, "writer_writes_per_s_alone") > 0.0, "{online}");
-    assert!(num(online, "writer_writes_per_s_during") >= 0.0, "{online}");
+    // The rate during the backup may be tiny on a loaded machine, but it is reported.
+    assert!(online["writer_writes_per_s_during"].is_number(), "{online}");
     assert_eq!(
         num(online, "pages_stored"),
         num(step("full"), "pages_stored"),

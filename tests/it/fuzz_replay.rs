@@ -80,7 +80,7 @@ fn write_fuzz_seeds() {
     use pagevault::io::mem::MemVfs;
     use pagevault::progress::NoProgress;
     use pagevault::repo::Repository;
-    use pagevault::{CreateOptions, Database, PageWrite};
+    use pagevault::{CreateOptions, Database};
     use std::sync::Arc;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
@@ -101,22 +101,7 @@ fn write_fuzz_seeds() {
     )
     .unwrap();
     let repo = Repository::open(Arc::new(repo_vfs.clone()), true).unwrap();
-    let write = |seed: u8, pages: &[(u32, u32)]| {
-        let payloads: Vec<Vec<u8>> = pages
-            .iter()
-            .map(|&(f, p)| vec![seed ^ (f as u8) ^ (p as u8); 100 + 7 * p as usize])
-            .collect();
-        let w: Vec<PageWrite> = pages
-            .iter()
-            .zip(&payloads)
-            .map(|(&(file_id, page), payload)| PageWrite {
-                file_id,
-                page,
-                payload,
-            })
-            .collect();
-        db.write_pages(&w).unwrap();
-    };
+    let write = |seed: u8, pages: &[(u32, u32)]| crate::faults_util::write(&db, seed, pages);
     let backup = |kind| {
         let r = backup::run(
             &db,
