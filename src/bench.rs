@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use crate::backup::{self, BackupKind, BackupOptions, BackupReport};
 use crate::error::{Error, Result};
-use crate::format::manifest::{self, Manifest};
+use crate::format::manifest::{self, IndexEntry, Manifest};
 use crate::format::record::{RecordHeader, FLAG_ZSTD, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_PAYLOAD_SIZE, PAGE_SIZE};
 use crate::layout::DataPages;
@@ -518,17 +518,30 @@ impl Limits {
         Ok((run, secs))
     }
 
-    /// Decompresses every record of stream 0 of `m`, chunk by chunk; only the
-    /// decompression is timed.
+    /// Decompresses every record of `m`, chunk by chunk; only the decompression is
+    /// timed.
     fn decompression(&mut self, repo: &Repository, m: &Manifest) -> Result<(LimitRun, Timed)> {
-        let stream = repo.open_stream(m, 0)?;
-        let path = repo
-            .vfs()
-            .path_of(&manifest::stream_file_name(m.backup_id, 0));
         let mut run = LimitRun::default();
         let mut secs = Timed::zero();
-        let index: Vec<_> = m.index.iter().filter(|e| e.stream == 0).collect();
-        for part in index.chunks(CHUNK_EXTENTS) {
+        let mut entries = crate::repo::set_reader::IndexIter::new(repo, m).peekable();
+        let mut part = Vec::with_capacity(CHUNK_EXTENTS);
+        loop {
+            part.clear();
+            while part.len() < CHUNK_EXTENTS {
+                match entries.peek() {
+                    Some(Ok((_, e))) if part.last().is_none_or(|p: &IndexEntry| p.stream == e.stream) => {
+                        part.push(*e);
+                        entries.next();
+                    }
+                    Some(Err(_)) => return Err(entries.next().and_then(|r| r.err()).expect("an error")),
+                    _ => break,
+                }
+            }
+            if part.is_empty() {
+                break;
+            }
+            let stream = repo.open_stream(m, part[0].stream)?;
+            let path = repo.stream_location(m.backup_id, part[0].stream);
             let first = part[0].offset;
             let last = part[part.len() - 1];
             let len = (last.offset + last.record_len as u64 - first) as usize;
@@ -539,7 +552,7 @@ impl Limits {
                 .read_at(first, &mut self.chunk[..len])
                 .map_err(|e| Error::io(&path, e))?;
             self.items.clear();
-            for e in part {
+            for e in &part {
                 self.items
                     .push(((e.offset - first) as usize, e.record_len as usize));
                 run.stored_bytes += e.record_len as u64;
@@ -1254,19 +1267,9 @@ fn set_id(r: &BackupReport) -> Result<u64> {
         .ok_or_else(|| Error::Invalid(format!("backup id {:?} does not parse", r.backup_id)))
 }
 
-/// Removes a set the suite no longer needs (manifest first, so it is never half there).
+/// Removes a set the suite no longer needs.
 fn remove_set(repo: &Repository, id: u64) -> Result<()> {
-    let streams = repo.load_manifest(id)?.manifest.streams.len() as u32;
-    let vfs = repo.vfs();
-    let name = manifest::manifest_file_name(id);
-    vfs.remove(&name)
-        .map_err(|e| Error::io(vfs.path_of(&name), e))?;
-    for i in 0..streams {
-        let name = manifest::stream_file_name(id, i);
-        vfs.remove(&name)
-            .map_err(|e| Error::io(vfs.path_of(&name), e))?;
-    }
-    Ok(())
+    repo.delete_set(id)
 }
 
 /// The process's resident set, from /proc (Linux); elsewhere nothing is measured.

@@ -29,6 +29,12 @@ pub enum Error {
     /// The database or repository does not exist.
     #[error("{}: {what}", path.display())]
     NotFound { path: PathBuf, what: String },
+    /// There is no repository at the location.
+    #[error("{}: there is no pagevault repository here", path.display())]
+    NoRepository { path: PathBuf },
+    /// Something written by a newer or another build, which this one does not read.
+    #[error("{}: {what}", path.display())]
+    Unsupported { path: PathBuf, what: String },
     /// The target already holds something we must not overwrite.
     #[error("{}: {what}", path.display())]
     AlreadyExists { path: PathBuf, what: String },

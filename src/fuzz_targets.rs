@@ -54,9 +54,9 @@ fn with_trailer_resealed(data: &[u8]) -> Vec<u8> {
 pub fn manifest(data: &[u8]) {
     for b in [data.to_vec(), with_trailer_resealed(data)] {
         if let Ok(m) = Manifest::decode(&b) {
-            let (bytes, sum) = m.encode();
+            let (bytes, hash) = m.encode();
             assert_eq!(bytes, b, "an accepted manifest must re-encode to its bytes");
-            assert_eq!(Manifest::checksum_of(&b), Some(sum));
+            assert_eq!(manifest::hash_of(&b), hash);
         }
     }
 }
@@ -283,12 +283,15 @@ fn reseal_stream(bytes: &[u8], pages: bool) -> Vec<u8> {
     out
 }
 
-/// Applies the reseal flags of a `restore` input to the repository's files (also used by
-/// the fault-injection tests to edit a set behind every checksum but one).
+/// Applies the reseal flags of a `restore` input to the repository's objects (also used
+/// by the fault-injection tests to edit a set behind every checksum but one): records'
+/// checksums, then each set's index pieces (offsets, lengths and header checksums taken
+/// from its streams' records, in order), its manifest's stream and piece tables, its
+/// trailer, and a differential's base hash.
 pub fn reseal(vfs: &MemVfs, flags: u8) {
     let Ok(names) = vfs.list() else { return };
     if flags & (RESEAL_RECORDS | RESEAL_PAGES) != 0 {
-        for n in names.iter().filter(|n| n.ends_with(".pvs")) {
+        for n in names.iter().filter(|n| crate::repo::names::id_of_set_object(n).is_some() && n.contains("-stream-")) {
             if let Some(bytes) = vfs.read_file(n) {
                 let out = reseal_stream(&bytes, flags & RESEAL_PAGES != 0);
                 vfs.corrupt_file(n, |b| *b = out);
@@ -298,9 +301,9 @@ pub fn reseal(vfs: &MemVfs, flags: u8) {
     if flags & RESEAL_MANIFESTS == 0 {
         return;
     }
-    // Oldest first, so a differential's base is resealed before it names its checksum.
-    let mut sums = BTreeMap::new();
-    for n in names.iter().filter(|n| n.ends_with(".pvm")) {
+    // Oldest first, so a differential's base is resealed before it names its hash.
+    let mut hashes = BTreeMap::new();
+    for n in names.iter().filter(|n| crate::repo::names::id_of_manifest(n).is_some()) {
         let Some(mut bytes) = vfs.read_file(n) else {
             continue;
         };
@@ -310,30 +313,52 @@ pub fn reseal(vfs: &MemVfs, flags: u8) {
             put_u32(&mut bytes, end, sum);
         }
         if let Ok(mut m) = Manifest::decode(&bytes) {
+            let id = m.backup_id;
+            // Every record of the set's streams, in order.
+            let mut records = Vec::new();
             for s in 0..m.streams.len() {
-                let Some(sb) = vfs.read_file(&manifest::stream_file_name(m.backup_id, s as u32))
-                else {
+                let Some(sb) = vfs.read_file(&crate::repo::names::stream(id, s as u32)) else {
                     continue;
                 };
                 m.streams[s].length = sb.len() as u64;
                 m.streams[s].crc = crc32(&sb);
-                let mut mine: Vec<usize> = (0..m.index.len())
-                    .filter(|&i| m.index[i].stream == s as u32)
-                    .collect();
-                mine.sort_by_key(|&i| m.index[i].offset);
-                for (&i, (offset, len, crc)) in mine.iter().zip(stream_records(&sb)) {
-                    m.index[i].offset = offset;
-                    m.index[i].record_len = len;
-                    m.index[i].header_crc = crc;
+                records.extend(
+                    stream_records(&sb)
+                        .into_iter()
+                        .map(|(o, l, c)| (s as u32, o, l, c)),
+                );
+            }
+            let mut next = records.into_iter();
+            for i in 0..m.pieces.len() {
+                let name = crate::repo::names::index_piece(id, i as u32);
+                let Some(pb) = vfs.read_file(&name) else {
+                    continue;
+                };
+                let mut entries = crate::format::index_piece::parse_lenient(&pb);
+                for e in &mut entries {
+                    if let Some((stream, offset, len, crc)) = next.next() {
+                        (e.stream, e.offset, e.record_len, e.header_crc) = (stream, offset, len, crc);
+                    }
                 }
+                if entries.is_empty() || entries.len() > crate::format::index_piece::PIECE_ENTRIES as usize {
+                    continue;
+                }
+                let (pb, entry) = crate::format::index_piece::encode(
+                    id,
+                    i as u32,
+                    m.pieces[i].first_record,
+                    &entries,
+                );
+                m.pieces[i] = entry;
+                vfs.corrupt_file(&name, |b| *b = pb);
             }
             if m.kind == BackupKind::Differential {
-                if let Some(&sum) = sums.get(&m.base_id) {
-                    m.base_checksum = sum;
+                if let Some(&h) = hashes.get(&m.base_id) {
+                    m.base_hash = h;
                 }
             }
-            let (b, sum) = m.encode();
-            sums.insert(m.backup_id, sum);
+            let (b, hash) = m.encode();
+            hashes.insert(m.backup_id, hash);
             bytes = b;
         }
         vfs.corrupt_file(n, |b| *b = bytes);
@@ -679,7 +704,7 @@ pub fn model_counted(data: &[u8]) -> usize {
                         sets.insert(id, now.clone());
                     }
                 }
-                sets.retain(|id, _| repo.vfs().exists(&manifest::manifest_file_name(*id)));
+                sets.retain(|id, _| repo.has_set(*id).expect("stat"));
             }
             7 => {
                 db.abandon();

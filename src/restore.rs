@@ -2,8 +2,10 @@
 //! database in an empty folder, each extent assembled once and written once.
 //!
 //! Keeps true:
-//! - (invariant 4) the chain is resolved and validated, every stream opened and every
-//!   manifest checked (names, stream tiling), before anything is written to the target;
+//! - (invariant 4) the chain is resolved and validated, every stream opened, every
+//!   manifest and index piece checked (names, stream tiling, coverage), before anything
+//!   is written to the target; the repository's shared lock is held throughout, so no
+//!   set of the chain can be deleted under the restore;
 //! - (invariant 5) each page comes from the newest set of the chain that holds it, each
 //!   extent is written with one write, and every data page of every file must come from
 //!   the chain, else the restore fails naming the file and page;
@@ -34,14 +36,17 @@ use crate::error::{Error, Result};
 use crate::format::change_map::MapPage;
 use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
 use crate::format::file_header::{FileHeader, TrackingState, FLAG_RESTORING};
+use bitvec::vec::BitVec;
+
 use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
 use crate::format::page::{self, PageAddress};
-use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
+use crate::format::record::{self, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE, PAGE_TYPE_DATA};
 use crate::io::{self, file::DiskVfs, Storage, Vfs};
 use crate::progress::Progress;
 use crate::repo::chain::{self, Chain};
-use crate::repo::Repository;
+use crate::repo::set_reader::{IndexIter, SetReader};
+use crate::repo::{LockMode, Repository};
 
 /// The tracking epoch a restored database starts with.
 pub const RESTORED_EPOCH: u64 = 1;
@@ -132,22 +137,25 @@ struct PlanFile {
 
 /// One set of the chain, its streams opened.
 struct PlanSet<'a> {
-    m: &'a Manifest,
-    streams: Vec<Arc<dyn Storage>>,
-    stream_paths: Vec<PathBuf>,
-    /// Sequence of each index entry in its stream (its rank by offset).
-    sequence: Vec<u32>,
+    reader: SetReader<'a>,
     /// This set's file LSN of each plan file (0 when the set lacks the file): no page
     /// of the set may be above it.
     file_lsn: Vec<u64>,
 }
 
-/// One extent to assemble: file index in the plan, extent, index entry per set.
+impl PlanSet<'_> {
+    fn m(&self) -> &Manifest {
+        self.reader.manifest()
+    }
+}
+
+/// One extent to assemble: file index in the plan, extent, and per set of the chain the
+/// index entry (with its position in the set) of the record that holds it, if any.
 #[derive(Clone, Copy)]
 struct Job {
     file: usize,
     extent: u32,
-    src: [Option<u32>; 2],
+    src: [Option<(u64, IndexEntry)>; 2],
 }
 
 struct Plan<'a> {
@@ -161,6 +169,8 @@ struct Plan<'a> {
     lsn_high_water: u64,
     files: Vec<PlanFile>,
     sets: Vec<PlanSet<'a>>,
+    /// Per plan file, the extents the differential holds (its change-map bits).
+    diff_extents: Vec<BitVec>,
 }
 
 /// Restores `opts.backup_id` (or the newest set) from `repo` into `opts.target`.
@@ -176,8 +186,9 @@ pub fn run(
             opts.threads
         )));
     }
-    // No repository lock: published sets never change, so a restore only reads, and a
-    // repository on read-only media can be restored from.
+    // A shared lock: sets may be added beside the restore, none deleted under it (on
+    // read-only media it is granted without a lock file: nobody can delete there).
+    let _repo_lock = repo.lock(LockMode::Shared, "restore")?;
     let chain = chain::resolve(repo, opts.backup_id)?;
     let mut plan = Plan::new(repo, &chain, &*opts.target)?;
     let target = &*opts.target;
@@ -355,15 +366,16 @@ fn plan_header(v: &View, e: &FileEntry, flags: u32) -> FileHeader {
 
 impl<'a> Plan<'a> {
     /// Checks everything that can be checked without reading records: names, file
-    /// layout, that each stream is exactly its indexed records; opens every stream.
-    fn new(repo: &Repository, chain: &'a Chain, target: &dyn Vfs) -> Result<Plan<'a>> {
+    /// layout, every index piece and the tiling of every stream, coverage; opens every
+    /// stream.
+    fn new(repo: &'a Repository, chain: &Chain, target: &dyn Vfs) -> Result<Plan<'a>> {
         let newest = chain.newest();
         let first = chain.first();
         let (base_lsn, base_id, base_checksum, all_changed) = match first.manifest.kind {
             BackupKind::Full => (
                 first.manifest.snapshot_lsn,
                 first.manifest.backup_id,
-                first.checksum,
+                crate::format::manifest::short_hash(&first.hash),
                 false,
             ),
             _ => (0, 0, 0, true),
@@ -373,13 +385,10 @@ impl<'a> Plan<'a> {
         // restored in its place without a word (invariants 5 and 7).
         if let Some(p) = newest.bad_pages.first() {
             let name = newest
-                .files
-                .iter()
-                .find(|f| f.file_id == p.file_id)
+                .file(p.file_id)
                 .map_or_else(|| format!("file id {}", p.file_id), |f| f.name.clone());
             return Err(Error::corrupt(
-                repo.vfs()
-                    .path_of(&crate::format::manifest::manifest_file_name(newest.backup_id)),
+                repo.manifest_location(newest.backup_id),
                 format!(
                     "backup set {} recorded page {} of {name} (and {} more) as unreadable when it was taken; it does not hold the database as it was and cannot be restored",
                     format_backup_id(newest.backup_id),
@@ -392,10 +401,7 @@ impl<'a> Plan<'a> {
         for f in &newest.files {
             if RESERVED_NAMES.contains(&f.name.as_str()) || !control::valid_file_name(&f.name) {
                 return Err(Error::corrupt(
-                    repo.vfs()
-                        .path_of(&crate::format::manifest::manifest_file_name(
-                            newest.backup_id,
-                        )),
+                    repo.manifest_location(newest.backup_id),
                     format!(
                         "manifest names a data file {:?}, which a database may not have",
                         f.name
@@ -417,35 +423,15 @@ impl<'a> Plan<'a> {
         }
         let mut sets = Vec::with_capacity(chain.sets.len());
         for s in &chain.sets {
-            let m = &s.manifest;
-            let sequence = stream_sequences(repo, m)?;
-            let mut streams = Vec::with_capacity(m.streams.len());
-            let mut stream_paths = Vec::with_capacity(m.streams.len());
-            for i in 0..m.streams.len() as u32 {
-                streams.push(repo.open_stream(m, i)?);
-                stream_paths.push(
-                    repo.vfs()
-                        .path_of(&crate::format::manifest::stream_file_name(m.backup_id, i)),
-                );
-            }
+            let reader = SetReader::open(repo, s.clone())?;
+            let m = reader.manifest();
             let file_lsn = files
                 .iter()
-                .map(|f| {
-                    m.files
-                        .iter()
-                        .find(|g| g.file_id == f.entry.file_id)
-                        .map_or(0, |g| g.file_lsn)
-                })
+                .map(|f| m.file(f.entry.file_id).map_or(0, |g| g.file_lsn))
                 .collect();
-            sets.push(PlanSet {
-                m,
-                streams,
-                stream_paths,
-                sequence,
-                file_lsn,
-            });
+            sets.push(PlanSet { reader, file_lsn });
         }
-        let plan = Plan {
+        let mut plan = Plan {
             database_id: newest.database_id,
             extents_per_map: newest.extents_per_map,
             base_lsn,
@@ -455,20 +441,35 @@ impl<'a> Plan<'a> {
             lsn_high_water: newest.snapshot_lsn,
             files,
             sets,
+            diff_extents: Vec::new(),
         };
-        plan.check_coverage()?;
+        plan.diff_extents = plan.check_indexes()?;
         Ok(plan)
     }
 
-    /// Every data page of every file must come from the chain: checked from the indexes
-    /// before anything is written (and again per extent from the records themselves). This
-    /// also bounds what a restore creates by what the manifests index.
-    fn check_coverage(&self) -> Result<()> {
-        let sets: Vec<&Manifest> = self.sets.iter().map(|s| s.m).collect();
-        match first_uncovered(&sets) {
-            Some((file, page)) => Err(self.uncovered(&self.files[file], page)),
-            None => Ok(()),
+    /// One pass over every set's index before anything is written: every piece and entry
+    /// checked (by the iterators), every data page of every file covered by the chain
+    /// (this also bounds what a restore creates by what the manifests index). Returns
+    /// the extents the differential holds, per file.
+    fn check_indexes(&self) -> Result<Vec<BitVec>> {
+        let manifests: Vec<&Manifest> = self.sets.iter().map(|s| s.m()).collect();
+        let mut diff: Vec<BitVec> = self
+            .files
+            .iter()
+            .map(|f| BitVec::repeat(false, extents_of(&f.entry) as usize))
+            .collect();
+        let mut jobs = JobIter::new(self.sets.iter().map(|s| s.reader.entries()).collect(), &manifests);
+        for job in jobs.by_ref() {
+            let job = job?;
+            if let Some(page) = uncovered_page(&manifests, &job) {
+                return Err(self.uncovered(&self.files[job.file], page));
+            }
+            if job.src.get(1).is_some_and(|s| s.is_some()) {
+                diff[job.file].set(job.extent as usize, true);
+            }
         }
+        jobs.finish()?;
+        Ok(diff)
     }
 
     fn uncovered(&self, f: &PlanFile, page: u64) -> Error {
@@ -479,7 +480,7 @@ impl<'a> Plan<'a> {
                 f.entry.name,
                 self.sets
                     .iter()
-                    .map(|s| format_backup_id(s.m.backup_id))
+                    .map(|s| format_backup_id(s.m().backup_id))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -503,17 +504,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// The jobs, file by file and extent by extent, with each set's index entry.
-    fn jobs(&self) -> impl Iterator<Item = Job> + Send + '_ {
-        let indexes: Vec<&[IndexEntry]> = self.sets.iter().map(|s| &s.m.index[..]).collect();
-        let files = self
-            .files
-            .iter()
-            .map(|f| (f.entry.file_id, f.entry.page_count))
-            .collect();
-        merge_jobs(indexes, files)
-    }
-
     fn write_extents(
         &self,
         threads: usize,
@@ -525,16 +515,23 @@ impl<'a> Plan<'a> {
             .build()
             .map_err(|e| Error::Invalid(format!("cannot start {threads} restore threads: {e}")))?;
         let view = plan_view(self);
-        let mut jobs = self.jobs();
+        let manifests: Vec<&Manifest> = self.sets.iter().map(|s| s.m()).collect();
+        let mut jobs = JobIter::new(
+            self.sets.iter().map(|s| s.reader.entries()).collect(),
+            &manifests,
+        );
         let windows = std::iter::from_fn(move || {
-            let w: Vec<Job> = jobs.by_ref().take(WINDOW_EXTENTS).collect();
-            (!w.is_empty()).then_some(w)
+            let w: Result<Vec<Job>> = jobs.by_ref().take(WINDOW_EXTENTS).collect();
+            match w {
+                Ok(w) if w.is_empty() => None,
+                w => Some(w),
+            }
         });
         pool.install(|| {
             windows
                 .par_bridge()
                 .try_for_each_init(Worker::new, |w, window| {
-                    for job in window {
+                    for job in window? {
                         w.extent(self, &view, job, counters)?;
                         progress.advance(1, EXTENT_SIZE as u64);
                     }
@@ -544,98 +541,110 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Pairs every extent of `files` ((file id, page count), in file-id order) with the
-/// entry of each index (sorted by file and extent, as manifests are) that holds it.
-fn merge_jobs<'m>(
-    indexes: Vec<&'m [IndexEntry]>,
+/// Every extent of the newest set's files, in order, paired with the entry of each set
+/// of the chain that holds it. Entries of files the newest set does not have are
+/// passed over; [`JobIter::finish`] reads every index to its end, so each is checked.
+struct JobIter<'i> {
+    iters: Vec<std::iter::Peekable<IndexIter<'i>>>,
+    /// (file id, extents) of the newest set's files.
     files: Vec<(u32, u32)>,
-) -> impl Iterator<Item = Job> + Send + 'm {
-    let mut cursors = vec![0usize; indexes.len()];
-    files
-        .into_iter()
-        .enumerate()
-        .flat_map(|(fi, (file_id, pages))| {
-            (0..pages / PAGES_PER_EXTENT as u32).map(move |x| (fi, file_id, x))
-        })
-        .map(move |(fi, file_id, extent)| {
-            let mut src = [None, None];
-            for (s, index) in indexes.iter().enumerate().take(2) {
-                let c = &mut cursors[s];
-                while *c < index.len() && (index[*c].file_id, index[*c].extent) < (file_id, extent)
-                {
-                    *c += 1;
-                }
-                if *c < index.len() && (index[*c].file_id, index[*c].extent) == (file_id, extent) {
-                    src[s] = Some(*c as u32);
+    file: usize,
+    extent: u32,
+}
+
+impl<'i> JobIter<'i> {
+    fn new(iters: Vec<IndexIter<'i>>, sets: &[&Manifest]) -> JobIter<'i> {
+        let newest = sets.last().expect("a chain holds at least one set");
+        JobIter {
+            iters: iters.into_iter().map(|i| i.peekable()).collect(),
+            files: newest
+                .files
+                .iter()
+                .map(|f| (f.file_id, f.page_count / PAGES_PER_EXTENT as u32))
+                .collect(),
+            file: 0,
+            extent: 0,
+        }
+    }
+
+    /// Reads what is left of every index, so every entry is checked.
+    fn finish(&mut self) -> Result<()> {
+        for it in &mut self.iters {
+            for e in it.by_ref() {
+                e?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for JobIter<'_> {
+    type Item = Result<Job>;
+
+    fn next(&mut self) -> Option<Result<Job>> {
+        while self.file < self.files.len() && self.extent >= self.files[self.file].1 {
+            self.file += 1;
+            self.extent = 0;
+        }
+        let &(file_id, _) = self.files.get(self.file)?;
+        let key = (file_id, self.extent);
+        let mut src = [None, None];
+        for (s, it) in self.iters.iter_mut().enumerate().take(2) {
+            loop {
+                match it.peek() {
+                    Some(Ok((_, e))) if (e.file_id, e.extent) < key => {
+                        it.next();
+                    }
+                    Some(Ok((_, e))) if (e.file_id, e.extent) == key => {
+                        src[s] = it.next().and_then(|r| r.ok());
+                        break;
+                    }
+                    Some(Err(_)) => {
+                        let e = it.next()?.err()?;
+                        return Some(Err(e));
+                    }
+                    _ => break,
                 }
             }
-            Job {
-                file: fi,
-                extent,
-                src,
-            }
-        })
+        }
+        let job = Job {
+            file: self.file,
+            extent: self.extent,
+            src,
+        };
+        self.extent += 1;
+        Some(Ok(job))
+    }
+}
+
+/// The first data page of `job`'s extent that no set of the chain holds, if any.
+fn uncovered_page(sets: &[&Manifest], job: &Job) -> Option<u64> {
+    let epm = sets.last()?.extents_per_map;
+    let have = job
+        .src
+        .iter()
+        .flatten()
+        .fold(0u8, |m, (_, e)| m | e.page_mask);
+    let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
+    (0..PAGES_PER_EXTENT as u64)
+        .map(|i| first_page + i)
+        .find(|&pn| have & (1 << (pn - first_page)) == 0 && !is_system_page(pn, epm))
 }
 
 /// The first data page (file index in the newest set, page number) of the newest set's
-/// files that no set of the chain `sets` (oldest first) indexes, if any.
-pub(crate) fn first_uncovered(sets: &[&Manifest]) -> Option<(usize, u64)> {
-    let newest = sets.last()?;
-    let epm = newest.extents_per_map;
-    let indexes = sets.iter().map(|m| &m.index[..]).collect();
-    let files = newest
-        .files
-        .iter()
-        .map(|f| (f.file_id, f.page_count))
-        .collect();
-    for job in merge_jobs(indexes, files) {
-        let mut have = 0u8;
-        for (s, ix) in job.src.iter().enumerate() {
-            if let Some(ix) = ix {
-                have |= sets[s].index[*ix as usize].page_mask;
-            }
-        }
-        let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
-        for i in 0..PAGES_PER_EXTENT {
-            let pn = first_page + i as u64;
-            if have & (1 << i) == 0 && !is_system_page(pn, epm) {
-                return Some((job.file, pn));
-            }
+/// files that no set of the chain `sets` (oldest first) indexes, if any. Reads every
+/// index once; an index that does not check is an error.
+pub(crate) fn first_uncovered(repo: &Repository, sets: &[&Manifest]) -> Result<Option<(usize, u64)>> {
+    let iters = sets.iter().map(|m| IndexIter::new(repo, m)).collect();
+    let mut jobs = JobIter::new(iters, sets);
+    for job in jobs.by_ref() {
+        let job = job?;
+        if let Some(page) = uncovered_page(sets, &job) {
+            return Ok(Some((job.file, page)));
         }
     }
-    None
-}
-
-/// Checks that each stream of `m` is exactly its indexed records, end to end (so no byte
-/// of a stream goes unchecked and no record is extra or duplicated), and returns each
-/// index entry's rank in its stream.
-pub(crate) fn stream_sequences(repo: &Repository, m: &Manifest) -> Result<Vec<u32>> {
-    let mut by_stream: Vec<Vec<(u64, u32)>> = vec![Vec::new(); m.streams.len()];
-    for (i, e) in m.index.iter().enumerate() {
-        by_stream[e.stream as usize].push((e.offset, i as u32));
-    }
-    let mut seq = vec![0u32; m.index.len()];
-    for (s, entries) in by_stream.iter_mut().enumerate() {
-        entries.sort_unstable();
-        let mut end = 0u64;
-        for (rank, &(offset, i)) in entries.iter().enumerate() {
-            if offset != end {
-                return Err(Error::corrupt(
-                    repo.vfs().path_of(&crate::format::manifest::stream_file_name(m.backup_id, s as u32)),
-                    format!("backup set {}: the index does not cover the stream end to end (a record at offset {offset}, expected {end})", format_backup_id(m.backup_id)),
-                ));
-            }
-            end = offset + m.index[i as usize].record_len as u64;
-            seq[i as usize] = rank as u32;
-        }
-        if end != m.streams[s].length {
-            return Err(Error::corrupt(
-                repo.vfs().path_of(&crate::format::manifest::stream_file_name(m.backup_id, s as u32)),
-                format!("backup set {}: the stream is {} bytes but its indexed records end at {end} (extra or missing records)", format_backup_id(m.backup_id), m.streams[s].length),
-            ));
-        }
-    }
-    Ok(seq)
+    jobs.finish()?;
+    Ok(None)
 }
 
 /// Buffers of one worker thread: one record, one extent, one decompressor.
@@ -670,15 +679,17 @@ impl Worker {
         let mut max_lsn = 0u64;
         // Newest set first: a page is taken from the newest set that holds it.
         for s in (0..plan.sets.len()).rev() {
-            let Some(ix) = job.src[s] else { continue };
+            let Some((position, e)) = job.src[s] else {
+                continue;
+            };
             let set = &plan.sets[s];
-            let e = set.m.index[ix as usize];
+            let m = set.m();
             let where_ = |what: String| {
                 Error::corrupt(
-                    &set.stream_paths[e.stream as usize],
+                    set.reader.stream_location(e.stream),
                     format!(
                         "backup set {}: record of {} extent {} at offset {}: {what}",
-                        format_backup_id(set.m.backup_id),
+                        format_backup_id(m.backup_id),
                         f.entry.name,
                         job.extent,
                         e.offset
@@ -686,23 +697,15 @@ impl Worker {
                 )
             };
             // The buffer keeps its full size (zeroed once): a record is read into its
-            // front, with no zeroing per record. The manifest's decoder bounds the
-            // length; a longer one is refused here too, never allocated.
-            let record = self
-                .record
-                .get_mut(..e.record_len as usize)
-                .ok_or_else(|| where_(format!("the index says {} bytes", e.record_len)))?;
-            set.streams[e.stream as usize]
-                .read_at(e.offset, record)
-                .map_err(|err| Error::io(&set.stream_paths[e.stream as usize], err))?;
+            // front, with no zeroing per record. The index bounds the length; a longer
+            // one is refused, never allocated.
+            let h = set.reader.read_record(position, &e, &mut self.record)?;
             counters
                 .bytes_read
                 .fetch_add(e.record_len as u64, Ordering::Relaxed);
-            let h = RecordHeader::decode(record).map_err(|x| where_(x.to_string()))?;
-            check_record(&h, &e, set.m, set.sequence[ix as usize]).map_err(where_)?;
             record::decode_payload(
                 &h,
-                &record[RECORD_HEADER_SIZE..],
+                &self.record[RECORD_HEADER_SIZE..e.record_len as usize],
                 &mut self.dec,
                 &mut self.raw,
             )
@@ -719,7 +722,7 @@ impl Worker {
                 let pn = first_page + i as u64;
                 let img = &self.raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
                 k += 1;
-                let lsn = check_page(img, pn, f.entry.file_id, set.m, epm).map_err(&where_)?;
+                let lsn = check_page(img, pn, f.entry.file_id, m, epm).map_err(&where_)?;
                 rec_max = rec_max.max(lsn);
                 if have & (1 << i) == 0 {
                     if !whole {
@@ -796,12 +799,13 @@ impl Worker {
                 map.set(RESTORED_EPOCH, 0, (x - first) as usize);
             }
         } else if plan.sets.len() == 2 {
-            let index = &plan.sets[1].m.index;
-            let id = f.entry.file_id;
-            let lo = index.partition_point(|e| (e.file_id, e.extent as u64) < (id, first));
-            let hi = index.partition_point(|e| (e.file_id, e.extent as u64) < (id, last));
-            for e in &index[lo..hi] {
-                map.set(RESTORED_EPOCH, 0, (e.extent as u64 - first) as usize);
+            let fi = plan
+                .files
+                .iter()
+                .position(|g| g.entry.file_id == f.entry.file_id)
+                .expect("a plan file");
+            for x in plan.diff_extents[fi][first as usize..last as usize].iter_ones() {
+                map.set(RESTORED_EPOCH, 0, x);
             }
         }
         if map.epochs == [0, 0] {
@@ -814,45 +818,6 @@ impl Worker {
         };
         map.encode(addr, f.system_lsn)
     }
-}
-
-/// Checks a decoded record header against its manifest and index entry.
-pub(crate) fn check_record(
-    h: &RecordHeader,
-    e: &IndexEntry,
-    m: &Manifest,
-    sequence: u32,
-) -> std::result::Result<(), String> {
-    let mismatch = |what: &str, found: u64, want: u64| {
-        Err(format!(
-            "the record has {what} {found:#x}, the manifest says {want:#x}"
-        ))
-    };
-    if h.database_id != m.database_id {
-        return mismatch("database id", h.database_id, m.database_id);
-    }
-    if h.backup_id != m.backup_id {
-        return mismatch("backup id", h.backup_id, m.backup_id);
-    }
-    if h.file_id != e.file_id {
-        return mismatch("file id", h.file_id as u64, e.file_id as u64);
-    }
-    if h.extent != e.extent {
-        return mismatch("extent", h.extent as u64, e.extent as u64);
-    }
-    if h.page_mask != e.page_mask {
-        return mismatch("page mask", h.page_mask as u64, e.page_mask as u64);
-    }
-    if h.sequence != sequence {
-        return mismatch("sequence", h.sequence as u64, sequence as u64);
-    }
-    if h.header_crc != e.header_crc {
-        return mismatch("header checksum", h.header_crc as u64, e.header_crc as u64);
-    }
-    if h.record_len() != e.record_len as usize {
-        return mismatch("length", h.record_len() as u64, e.record_len as u64);
-    }
-    Ok(())
 }
 
 /// Verifies one page image of a record of `m`: a data page at its address, with an LSN

@@ -2,27 +2,32 @@
 //! wrong as findings (data), not errors.
 //!
 //! Keeps true (invariant 7): every byte of a set is checked: the manifest (its checksum
-//! and structure), each stream's presence, length and CRC-32, and each stream read on its
-//! own terms, record by record (header, payload checksum, bounded decompression, raw
-//! checksum, every page verified at its address with an LSN the set may hold), then
-//! compared with the manifest's index (same record at the same offset, same sequence,
-//! nothing extra, nothing missing). A differential's chain must resolve; a full must hold
-//! every data page. `Err` means verify could not run; a damaged set is a finding that
-//! names the set, and where it can the file, extent and stream.
+//! and structure), every index piece (its hash, through [`IndexIter`]), each stream's
+//! presence, length and CRC-32, and each stream read once, front to back, on its own
+//! terms, record by record (header, payload checksum, bounded decompression, raw
+//! checksum, every page verified at its address with an LSN the set may hold), compared
+//! with the index as it goes (same record at the same offset, same sequence, nothing
+//! extra, nothing missing). A differential's chain must resolve; a full must hold every
+//! data page. `Err` means verify could not run; a damaged set is a finding that names the
+//! set, and where it can the file, extent and stream. Verify holds the repository's
+//! shared lock: no set is deleted under it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{format_backup_id, stream_file_name, BackupKind, Manifest};
+use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
 use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
-use crate::repo::{chain, Repository};
-use crate::restore::{check_page, check_record, first_uncovered, RESERVED_NAMES};
+use crate::repo::backend::ObjectReader;
+use crate::repo::set_reader::{check_record, IndexIter};
+use crate::repo::{chain, LockMode, Repository};
+use crate::restore::{check_page, first_uncovered, RESERVED_NAMES};
 
 /// Findings kept per set; more are counted, not listed.
 pub const MAX_FINDINGS_PER_SET: usize = 100;
-/// Bytes read at a time when checksumming a stream.
-const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes read at a time from a stream (each stream is read once, front to back).
+const CHUNK_BYTES: usize = 8 << 20;
 
 /// One thing wrong with a backup set.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -111,9 +116,10 @@ impl VerifyReport {
 
 /// Verifies set `backup_id`, or every published set when `None`.
 pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport> {
+    let _lock = repo.lock(LockMode::Shared, "verify")?;
     let ids = match backup_id {
         Some(id) => {
-            if !repo.set_ids()?.contains(&id) {
+            if !repo.has_set(id)? {
                 return Err(Error::NotFound {
                     path: repo.path(),
                     what: format!(
@@ -139,9 +145,7 @@ pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport>
 }
 
 fn file_name(m: &Manifest, file_id: u32) -> String {
-    m.files
-        .iter()
-        .find(|f| f.file_id == file_id)
+    m.file(file_id)
         .map(|f| f.name.clone())
         .unwrap_or_else(|| format!("file id {file_id}"))
 }
@@ -190,13 +194,17 @@ fn verify_set(repo: &Repository, id: u64) -> SetReport {
             Ok(c) => {
                 // With its base, the differential must hold every data page.
                 let sets: Vec<&Manifest> = c.sets.iter().map(|s| &s.manifest).collect();
-                if let Some((fi, page)) = first_uncovered(&sets) {
-                    r.add(
+                match first_uncovered(repo, &sets) {
+                    Ok(Some((fi, page))) => r.add(
                         Some(m.files[fi].name.clone()),
                         Some((page / PAGES_PER_EXTENT as u64) as u32),
                         None,
                         format!("page {page} is neither in the differential nor in its base"),
-                    );
+                    ),
+                    Ok(None) => {}
+                    // This set's own index is checked below; a damaged base is the base's
+                    // finding, reported here as the chain's.
+                    Err(e) => r.add(None, None, None, format!("the chain does not check: {e}")),
                 }
             }
         }
@@ -222,149 +230,205 @@ fn verify_set(repo: &Repository, id: u64) -> SetReport {
             ),
         );
     }
-    if m.kind.is_full() {
-        check_coverage(m, &mut r);
-    }
+    let mut index = Index {
+        iter: IndexIter::new(repo, m),
+        peeked: None,
+        broken: false,
+        coverage: m.kind.is_full().then(Coverage::default),
+    };
     for s in 0..m.streams.len() as u32 {
-        verify_stream(repo, m, s, &mut r);
+        verify_stream(repo, m, s, &mut index, &mut r);
+    }
+    // Entries past the last stream (the iterator reports them as not tiling).
+    while let Some((_, e)) = index.next_of_stream(m, u32::MAX, &mut r) {
+        r.add(
+            Some(file_name(m, e.file_id)),
+            Some(e.extent),
+            Some(e.stream),
+            "the index lists a record in no stream",
+        );
+    }
+    if let Some(c) = index.coverage.take() {
+        if !index.broken {
+            c.finish(m, &mut r);
+        }
     }
     r
 }
 
-/// A full or copy-only set must hold every data page of every file. Walks the index
-/// (sorted by file and extent, as decoding checked), not the extents: a hostile manifest
-/// may list files of billions of pages, and the time taken must stay in proportion to
-/// the manifest's size.
-fn check_coverage(m: &Manifest, r: &mut SetReport) {
-    let mut ix = 0;
-    for f in &m.files {
-        let extents = f.page_count / PAGES_PER_EXTENT as u32;
-        let gap = |r: &mut SetReport, a: u32, b: u32| {
-            r.add(
-                Some(f.name.clone()),
-                Some(a),
-                None,
-                format!(
-                    "extents {a} to {b} have no record; the full set does not hold their pages"
-                ),
-            );
-        };
-        while ix < m.index.len() && m.index[ix].file_id < f.file_id {
-            ix += 1;
-        }
-        // The first extent of the file not yet accounted for.
-        let mut next = 0u32;
-        while ix < m.index.len() && m.index[ix].file_id == f.file_id {
-            let e = m.index[ix];
-            if e.extent > next {
-                gap(r, next, e.extent - 1);
+/// The set's index as verify consumes it: stream by stream, each entry also fed to the
+/// coverage check of a full.
+struct Index<'a> {
+    iter: IndexIter<'a>,
+    peeked: Option<(u64, IndexEntry)>,
+    /// The index could not be read past a point (a finding was made).
+    broken: bool,
+    coverage: Option<Coverage>,
+}
+
+impl Index<'_> {
+    /// The next entry if it belongs to stream `s`.
+    fn next_of_stream(
+        &mut self,
+        m: &Manifest,
+        s: u32,
+        r: &mut SetReport,
+    ) -> Option<(u64, IndexEntry)> {
+        if self.peeked.is_none() && !self.broken {
+            match self.iter.next() {
+                Some(Ok(x)) => {
+                    if let Some(c) = &mut self.coverage {
+                        c.entry(m, &x.1, r);
+                    }
+                    self.peeked = Some(x);
+                }
+                Some(Err(e)) => {
+                    self.broken = true;
+                    r.add(None, None, None, format!("the index cannot be used: {e}"));
+                }
+                None => {}
             }
-            let want = data_mask(e.extent, m.extents_per_map);
-            if e.page_mask != want {
-                r.add(
-                    Some(f.name.clone()),
-                    Some(e.extent),
-                    Some(e.stream),
-                    format!(
-                        "the record holds pages {:#010b} of the extent, a full holds {want:#010b}",
-                        e.page_mask
-                    ),
-                );
-            }
-            next = e.extent.saturating_add(1);
-            ix += 1;
         }
-        if next < extents {
-            gap(r, next, extents - 1);
+        match self.peeked {
+            Some((_, e)) if e.stream == s || s == u32::MAX => self.peeked.take(),
+            _ => None,
         }
     }
 }
 
-fn verify_stream(repo: &Repository, m: &Manifest, s: u32, r: &mut SetReport) {
-    let name = stream_file_name(m.backup_id, s);
-    let vfs = repo.vfs();
-    let want = m.streams[s as usize];
-    if !vfs.exists(&name) {
+/// A full or copy-only set must hold every data page of every file. Walks the index
+/// (sorted by file and extent, as the iterator checked), not the extents: a hostile
+/// manifest may list files of billions of pages, and the time taken must stay in
+/// proportion to the index's size.
+#[derive(Default)]
+struct Coverage {
+    /// Index in `m.files` of the file being walked, and its first extent not yet seen.
+    file: usize,
+    next: u32,
+}
+
+impl Coverage {
+    fn gap(m: &Manifest, fi: usize, a: u32, b: u32, r: &mut SetReport) {
         r.add(
+            Some(m.files[fi].name.clone()),
+            Some(a),
             None,
-            None,
-            Some(s),
-            format!("stream file {name} is missing"),
+            format!("extents {a} to {b} have no record; the full set does not hold their pages"),
         );
-        return;
     }
-    let storage = match vfs.open(&name, false) {
-        Ok(x) => x,
-        Err(e) => {
-            r.add(
-                None,
-                None,
-                Some(s),
-                format!("stream file {name} cannot be opened: {e}"),
-            );
-            return;
-        }
-    };
-    let len = match storage.len() {
-        Ok(l) => l,
-        Err(e) => {
-            r.add(
-                None,
-                None,
-                Some(s),
-                format!("stream file {name} cannot be read: {e}"),
-            );
-            return;
-        }
-    };
-    if len != want.length {
-        r.add(
-            None,
-            None,
-            Some(s),
-            format!(
-                "stream file {name} is {len} bytes, the manifest says {}",
-                want.length
-            ),
-        );
-    } else {
-        // The whole-stream checksum, in bounded chunks.
-        let mut h = crc32fast::Hasher::new();
-        let mut buf = vec![0u8; CHUNK_BYTES];
-        let mut pos = 0u64;
-        while pos < len {
-            let n = (len - pos).min(CHUNK_BYTES as u64) as usize;
-            if let Err(e) = storage.read_at(pos, &mut buf[..n]) {
-                r.add(
-                    None,
-                    None,
-                    Some(s),
-                    format!("stream file {name} cannot be read at offset {pos}: {e}"),
-                );
-                return;
+
+    /// Closes files up to (not including) index `to`.
+    fn close_to(&mut self, m: &Manifest, to: usize, r: &mut SetReport) {
+        while self.file < to {
+            let extents = m.files[self.file].page_count / PAGES_PER_EXTENT as u32;
+            if self.next < extents {
+                Self::gap(m, self.file, self.next, extents - 1, r);
             }
-            h.update(&buf[..n]);
-            pos += n as u64;
-        }
-        let crc = h.finalize();
-        if crc != want.crc {
-            r.add(
-                None,
-                None,
-                Some(s),
-                format!(
-                    "stream file {name} has checksum {crc:08x}, the manifest says {:08x}",
-                    want.crc
-                ),
-            );
+            self.file += 1;
+            self.next = 0;
         }
     }
 
-    // The stream read on its own terms, compared with the index as it goes.
-    let mut entries: Vec<usize> = (0..m.index.len())
-        .filter(|&i| m.index[i].stream == s)
-        .collect();
-    entries.sort_by_key(|&i| m.index[i].offset);
+    fn entry(&mut self, m: &Manifest, e: &IndexEntry, r: &mut SetReport) {
+        let Ok(fi) = m.files.binary_search_by_key(&e.file_id, |f| f.file_id) else {
+            return; // the iterator refuses unknown files
+        };
+        self.close_to(m, fi, r);
+        if e.extent > self.next {
+            Self::gap(m, fi, self.next, e.extent - 1, r);
+        }
+        let want = data_mask(e.extent, m.extents_per_map);
+        if e.page_mask != want {
+            r.add(
+                Some(m.files[fi].name.clone()),
+                Some(e.extent),
+                Some(e.stream),
+                format!(
+                    "the record holds pages {:#010b} of the extent, a full holds {want:#010b}",
+                    e.page_mask
+                ),
+            );
+        }
+        self.next = e.extent.saturating_add(1);
+    }
+
+    fn finish(mut self, m: &Manifest, r: &mut SetReport) {
+        self.close_to(m, m.files.len(), r);
+    }
+}
+
+/// A stream read once, front to back, in large chunks; its CRC-32 is computed over every
+/// byte as it is read.
+struct Scan {
+    reader: Arc<dyn ObjectReader>,
+    size: u64,
+    buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    start: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl Scan {
+    /// The bytes `[pos, pos + len)`, reading forward as needed. `pos` never goes back
+    /// before an earlier call's `pos`.
+    fn get(&mut self, pos: u64, len: usize) -> std::io::Result<&[u8]> {
+        let end = pos + len as u64;
+        debug_assert!(pos >= self.start && end <= self.size);
+        while self.start + (self.buf.len() as u64) < end {
+            // Drop what is behind `pos`, then read the next chunk.
+            let behind = (pos - self.start) as usize;
+            self.buf.drain(..behind);
+            self.start = pos;
+            let at = self.start + self.buf.len() as u64;
+            let n = (self.size - at).min(CHUNK_BYTES as u64) as usize;
+            let old = self.buf.len();
+            self.buf.resize(old + n, 0);
+            self.reader.read_at(at, &mut self.buf[old..])?;
+            self.crc.update(&self.buf[old..]);
+        }
+        let from = (pos - self.start) as usize;
+        Ok(&self.buf[from..from + len])
+    }
+
+    /// Reads the rest of the stream (for the checksum) and returns its CRC-32.
+    fn finish(mut self) -> std::io::Result<u32> {
+        let at = self.start + self.buf.len() as u64;
+        if at < self.size {
+            let mut pos = at;
+            while pos < self.size {
+                let n = (self.size - pos).min(CHUNK_BYTES as u64) as usize;
+                self.buf.resize(n, 0);
+                self.reader.read_at(pos, &mut self.buf[..n])?;
+                self.crc.update(&self.buf[..n]);
+                pos += n as u64;
+            }
+        }
+        Ok(self.crc.finalize())
+    }
+}
+
+fn verify_stream(repo: &Repository, m: &Manifest, s: u32, index: &mut Index<'_>, r: &mut SetReport) {
+    let want = m.streams[s as usize];
+    let reader = match repo.open_stream(m, s) {
+        Ok(x) => x,
+        Err(e) => {
+            r.add(None, None, Some(s), e.to_string());
+            // Its entries cannot be compared with anything; the rest of the set is still
+            // checked.
+            while index.next_of_stream(m, s, r).is_some() {}
+            return;
+        }
+    };
+    let name = repo.stream_location(m.backup_id, s);
+    let name = name.display();
+    let len = want.length;
+    let mut scan = Scan {
+        reader,
+        size: len,
+        buf: Vec::with_capacity(CHUNK_BYTES + record::MAX_STORED_LEN + RECORD_HEADER_SIZE),
+        start: 0,
+        crc: crc32fast::Hasher::new(),
+    };
     let mut dec = match zstd::bulk::Decompressor::new() {
         Ok(d) => d,
         Err(e) => {
@@ -372,35 +436,41 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, r: &mut SetReport) {
             return;
         }
     };
-    let mut rec = Vec::with_capacity(RECORD_HEADER_SIZE + record::MAX_STORED_LEN);
     let mut raw = Vec::new();
     let mut pos = 0u64;
-    let mut rank = 0usize;
+    let mut entry = index.next_of_stream(m, s, r);
     while pos < len {
-        let entry = entries.get(rank).map(|&i| m.index[i]);
         let (ef, ex) = match entry {
-            Some(e) => (Some(file_name(m, e.file_id)), Some(e.extent)),
+            Some((_, e)) => (Some(file_name(m, e.file_id)), Some(e.extent)),
             None => (None, None),
         };
         let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
-        rec.resize(head_len, 0);
-        if let Err(e) = storage.read_at(pos, &mut rec) {
-            r.add(ef, ex, Some(s), format!("cannot read offset {pos}: {e}"));
-            return;
-        }
-        let h = match RecordHeader::decode(&rec) {
+        let h = match scan.get(pos, head_len) {
+            Err(e) => {
+                r.add(ef, ex, Some(s), format!("{name}: cannot read offset {pos}: {e}"));
+                return;
+            }
+            Ok(b) => RecordHeader::decode(b),
+        };
+        let h = match h {
             Ok(h) => h,
             Err(fault) => {
                 r.add(ef, ex, Some(s), format!("record at offset {pos}: {fault}"));
                 // Resynchronise on the next record the index knows of.
-                match entries.iter().position(|&i| m.index[i].offset > pos) {
-                    Some(next) => {
-                        pos = m.index[entries[next]].offset;
-                        rank = next;
-                        continue;
+                loop {
+                    match entry {
+                        Some((_, e)) if e.offset > pos => {
+                            pos = e.offset;
+                            break;
+                        }
+                        Some(_) => entry = index.next_of_stream(m, s, r),
+                        None => {
+                            pos = len;
+                            break;
+                        }
                     }
-                    None => return,
                 }
+                continue;
             }
         };
         let hf = Some(file_name(m, h.file_id));
@@ -413,11 +483,11 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, r: &mut SetReport) {
             None => {
                 r.add(hf.clone(), Some(h.extent), Some(s), format!("record at offset {pos} is not in the manifest's index (an extra or duplicated record)"));
             }
-            Some(e) if e.offset != pos => {
+            Some((_, e)) if e.offset != pos => {
                 r.add(hf.clone(), Some(h.extent), Some(s), format!("the index and the stream disagree: a record starts at offset {pos}, the index's next record at {}", e.offset));
             }
-            Some(e) => {
-                if let Err(what) = check_record(&h, &e, m, rank as u32) {
+            Some((position, e)) => {
+                if let Err(what) = check_record(&h, &e, m, position) {
                     r.add(
                         hf.clone(),
                         Some(h.extent),
@@ -427,16 +497,13 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, r: &mut SetReport) {
                 }
             }
         }
-        rec.resize(h.record_len(), 0);
-        if let Err(e) = storage.read_at(pos, &mut rec) {
-            r.add(
-                hf,
-                Some(h.extent),
-                Some(s),
-                format!("cannot read offset {pos}: {e}"),
-            );
-            return;
-        }
+        let rec = match scan.get(pos, h.record_len()) {
+            Ok(b) => b,
+            Err(e) => {
+                r.add(hf, Some(h.extent), Some(s), format!("{name}: cannot read offset {pos}: {e}"));
+                return;
+            }
+        };
         r.records_checked += 1;
         r.bytes_checked += h.record_len() as u64;
         match record::decode_payload(&h, &rec[RECORD_HEADER_SIZE..], &mut dec, &mut raw) {
@@ -451,20 +518,40 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, r: &mut SetReport) {
             Ok(()) => check_pages(m, &h, &raw, hf, s, pos, r),
         }
         pos = end;
-        rank += 1;
+        if entry.is_some_and(|(_, e)| e.offset <= pos) {
+            entry = index.next_of_stream(m, s, r);
+        }
     }
-    if rank < entries.len() {
-        let e = m.index[entries[rank]];
+    let mut more = 0u64;
+    let mut first_more = None;
+    while let Some((_, e)) = entry {
+        more += 1;
+        first_more.get_or_insert(e);
+        entry = index.next_of_stream(m, s, r);
+    }
+    if let Some(e) = first_more {
         r.add(
             Some(file_name(m, e.file_id)),
             Some(e.extent),
             Some(s),
             format!(
-                "the stream ends at byte {len} but the index lists {} more records from offset {}",
-                entries.len() - rank,
+                "the stream ends at byte {len} but the index lists {more} more records from offset {}",
                 e.offset
             ),
         );
+    }
+    match scan.finish() {
+        Err(e) => r.add(None, None, Some(s), format!("{name}: cannot be read: {e}")),
+        Ok(crc) if crc != want.crc => r.add(
+            None,
+            None,
+            Some(s),
+            format!(
+                "stream {name} has checksum {crc:08x}, the manifest says {:08x}",
+                want.crc
+            ),
+        ),
+        Ok(_) => {}
     }
 }
 
@@ -509,11 +596,7 @@ fn check_pages(
             Some(s),
             format!("record at offset {pos}: {what}{more}"),
         );
-    } else if let Some(f) = m
-        .files
-        .iter()
-        .find(|f| f.file_id == h.file_id && max_lsn > f.file_lsn)
-    {
+    } else if let Some(f) = m.file(h.file_id).filter(|f| max_lsn > f.file_lsn) {
         r.add(
             file,
             Some(h.extent),

@@ -1,11 +1,11 @@
 //! Full, differential and copy-only backups of a database into a repository.
 //!
-//! [`run`] takes the repository lock, removes the debris of unfinished backups, takes a
+//! [`run`] takes the repository's append lock, removes the debris of unfinished backups, takes a
 //! point-in-time snapshot of the database ([`Database::begin_snapshot`]; other threads
 //! keep writing), plans which extents to read from the snapshot ([`plan`]), reads them
-//! through the snapshot, verifies and compresses them in parallel into one stream
-//! ([`pipeline`]), publishes the set (stream synced and renamed, then the manifest
-//! written aside, synced and renamed: [`crate::repo::publish`]) and only then, for a
+//! through the snapshot, verifies and compresses them in parallel into the set's streams
+//! ([`pipeline`]), publishes the set (streams and index pieces durable, then the
+//! manifest: [`crate::repo::set_writer`]) and only then, for a
 //! full, records the set as the differential base in one control-file commit
 //! ([`Snapshot::commit_base`], which switches to the epoch that tracked every write
 //! after the snapshot).
@@ -26,13 +26,13 @@ pub mod plan;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{self, BadPage, Manifest, ManifestFile};
+use crate::format::manifest::{self, BadPage, Manifest, ManifestFile, HASH_SIZE};
 use crate::format::EXTENT_SIZE;
 use crate::ids;
 use crate::progress::Progress;
 use crate::repo::catalog::ratio;
-use crate::repo::publish::{self, StreamWriter};
-use crate::repo::Repository;
+use crate::repo::set_writer::SetWriter;
+use crate::repo::{LoadedManifest, LockMode, Repository};
 use crate::store::{Database, Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES};
 use crate::TrackingState;
 
@@ -159,8 +159,8 @@ pub fn run(
             opts.level
         )));
     }
-    let _lock = repo.lock()?;
-    let debris_removed = publish::clean_debris(repo)?;
+    let lock = repo.lock(LockMode::Append, "backup")?;
+    let debris_removed = repo.clean_debris(&lock)?;
     let started = Instant::now();
     let started_unix_ms = ids::unix_millis();
     // The kind first: only a full's snapshot opens a pending base.
@@ -187,7 +187,7 @@ pub fn run(
             }
         }
     }
-    let backup_id = fresh_backup_id(repo)?;
+    let backup_id = repo.fresh_set_id()?;
 
     progress.start(
         plan.extents_to_read(),
@@ -205,7 +205,9 @@ pub fn run(
         progress,
     );
     progress.finish();
-    let (m, checksum, manifest_bytes) = written?;
+    let published = written?;
+    let (m, manifest_bytes) = (published.manifest, published.manifest_bytes);
+    let checksum = manifest::short_hash(&published.hash);
     let snapshot_stats = snapshot.stats();
 
     // Only now, with the set whole and durable, does a full become the base. Writes since
@@ -239,7 +241,7 @@ pub fn run(
         base_lsn: m.base_lsn,
         files: m.files.len() as u32,
         extents_read: m.extents_read,
-        extents_stored: m.index.len() as u64,
+        extents_stored: m.record_count,
         pages_stored: m.pages_stored,
         bytes_read: m.bytes_read,
         bytes_stored,
@@ -260,32 +262,9 @@ pub fn run(
     })
 }
 
-/// A fresh backup id, above every set in the repository: ids are time-ordered, but two
-/// backups in one millisecond (or a clock set back) could otherwise sort out of order,
-/// and the catalog and restore take the order of ids for the order of sets.
-fn fresh_backup_id(repo: &Repository) -> Result<u64> {
-    let newest = repo.set_ids()?.last().copied().unwrap_or(0);
-    loop {
-        let id = ids::new_backup_id().max(newest.saturating_add(1));
-        if id == u64::MAX {
-            return Err(Error::Invalid(format!(
-                "{}: the repository holds a set with the largest possible id",
-                repo.path().display()
-            )));
-        }
-        let taken = repo.vfs().exists(&manifest::manifest_file_name(id))
-            || repo.vfs().exists(&manifest::stream_file_name(id, 0))
-            || repo
-                .vfs()
-                .exists(&manifest::partial_stream_file_name(id, 0));
-        if !taken {
-            return Ok(id);
-        }
-    }
-}
-
-/// Writes the stream and publishes the manifest; on a failure before the manifest is in
-/// place, removes what it wrote (best effort: the next backup removes what remains).
+/// Writes the set's streams and index, then publishes its manifest; a failure before
+/// the manifest is in place leaves nothing (the set writer removes what it wrote, best
+/// effort: the next backup removes what remains).
 #[allow(clippy::too_many_arguments)]
 fn write_set(
     db: &Database,
@@ -297,69 +276,62 @@ fn write_set(
     threads: usize,
     started_unix_ms: u64,
     progress: &dyn Progress,
-) -> Result<(Manifest, u64, u64)> {
-    let result = (|| {
-        let mut stream = StreamWriter::create(repo, backup_id, 0)?;
-        let totals = pipeline::run(
-            db,
-            snapshot,
-            repo,
-            plan,
-            backup_id,
-            threads,
-            opts.level,
-            opts.continue_after_error,
-            progress,
-            &mut stream,
-        )?;
-        let entry = stream.finish(repo)?;
-        // A copy-before-write that failed after its extent was read leaves nothing wrong
-        // in the set, but any failure means the snapshot was not kept: do not publish.
-        snapshot.check()?;
-        let base_files = plan.base.as_ref().map(|b| &b.manifest.files);
-        let files = plan
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let base_lsn = base_files
-                    .and_then(|fs| fs.iter().find(|b| b.file_id == f.file_id))
-                    .map_or(0, |b| b.file_lsn);
-                ManifestFile {
-                    file_id: f.file_id,
-                    page_count: f.page_count,
-                    file_lsn: totals.file_max_lsn[i].max(base_lsn),
-                    name: f.name.clone(),
-                }
-            })
-            .collect();
-        let base = plan.base.as_ref();
-        let m = Manifest {
-            kind: plan.kind,
-            backup_id,
-            database_id: plan.database_id,
-            snapshot_lsn: plan.snapshot_lsn,
-            base_lsn: base.map_or(0, |b| b.snapshot_lsn),
-            base_id: base.map_or(0, |b| b.backup_id),
-            base_checksum: base.map_or(0, |b| b.checksum),
-            started_unix_ms,
-            finished_unix_ms: ids::unix_millis().max(started_unix_ms),
-            change_source: plan.change_source,
-            level: opts.level,
-            bytes_read: totals.bytes_read,
-            pages_stored: totals.pages_stored,
-            extents_read: totals.extents_read,
-            extents_per_map: plan.extents_per_map,
-            files,
-            streams: vec![entry],
-            index: totals.index,
-            bad_pages: totals.bad_pages,
-        };
-        let (checksum, manifest_bytes) = publish::publish_manifest(repo, &m)?;
-        Ok((m, checksum, manifest_bytes))
-    })();
-    if result.is_err() {
-        publish::abandon_unpublished(repo, backup_id, 1);
-    }
-    result
+) -> Result<LoadedManifest> {
+    let mut set = SetWriter::new(repo, backup_id);
+    let totals = pipeline::run(
+        db,
+        snapshot,
+        plan,
+        threads,
+        opts.level,
+        opts.continue_after_error,
+        progress,
+        &mut set,
+    )?;
+    // A copy-before-write that failed after its extent was read leaves nothing wrong
+    // in the set, but any failure means the snapshot was not kept: do not publish.
+    snapshot.check()?;
+    let base_files = plan.base.as_ref().map(|b| &b.manifest.files);
+    let files = plan
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let base_lsn = base_files
+                .and_then(|fs| fs.iter().find(|b| b.file_id == f.file_id))
+                .map_or(0, |b| b.file_lsn);
+            ManifestFile {
+                file_id: f.file_id,
+                page_count: f.page_count,
+                file_lsn: totals.file_max_lsn[i].max(base_lsn),
+                name: f.name.clone(),
+            }
+        })
+        .collect();
+    let base = plan.base.as_ref();
+    let mut bad_pages = totals.bad_pages;
+    bad_pages.sort_unstable_by_key(|p| (p.file_id, p.page));
+    let head = Manifest {
+        kind: plan.kind,
+        backup_id,
+        database_id: plan.database_id,
+        snapshot_lsn: plan.snapshot_lsn,
+        base_lsn: base.map_or(0, |b| b.snapshot_lsn),
+        base_id: base.map_or(0, |b| b.backup_id),
+        base_hash: base.map_or([0; HASH_SIZE], |b| b.hash),
+        started_unix_ms,
+        finished_unix_ms: ids::unix_millis().max(started_unix_ms),
+        change_source: plan.change_source,
+        level: opts.level,
+        bytes_read: totals.bytes_read,
+        pages_stored: totals.pages_stored,
+        extents_read: totals.extents_read,
+        extents_per_map: plan.extents_per_map,
+        record_count: 0,
+        files,
+        streams: vec![],
+        pieces: vec![],
+        bad_pages,
+    };
+    set.publish(head)
 }

@@ -7,8 +7,8 @@
 //! order), so slot `i mod R` is reused for extent `i` only after the writer consumed
 //! extent `i - R`: the oldest unwritten extent can always make progress and nothing
 //! waits on a barrier. The writer sleeps for a batch of records (`WRITER_BATCH`), not
-//! one, and the periodic syncs of the stream run on a thread of their own (`Syncer`),
-//! so neither wake-ups nor syncs stall the workers.
+//! one, so wake-ups do not stall the workers; the periodic syncs of a stream run in the
+//! repository's backend (`repo::backend::local`), off the writer's thread.
 //!
 //! Keeps true: memory is a fixed number of 64 KiB buffers per worker whatever the
 //! database size (its ring slots, and one zstd context, read buffer and page buffer);
@@ -20,18 +20,15 @@
 //! snapshot (as it was at the snapshot LSN, while writers go on), and a page with an LSN
 //! above the snapshot LSN fails the backup (a broken snapshot must not publish a set).
 
-use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{self, BadPage, IndexEntry};
+use crate::format::manifest::BadPage;
 use crate::format::page::{self, PageAddress, PageFault};
 use crate::format::record::{self, RecordId, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
-use crate::io::Storage;
 use crate::progress::Progress;
-use crate::repo::publish::StreamWriter;
-use crate::repo::Repository;
+use crate::repo::set_writer::SetWriter;
 use crate::store::{Database, Snapshot};
 
 use super::plan::Plan;
@@ -44,10 +41,6 @@ pub const SLOTS_PER_THREAD: usize = 16;
 /// Records the writer waits for before it is woken (see `Ring::writer_wants`): at most
 /// half a thread's slots, so the workers still have free slots while it sleeps.
 const WRITER_BATCH: u64 = (SLOTS_PER_THREAD / 2) as u64;
-
-/// The stream is synced whenever this many bytes were appended since the last sync, so
-/// the sync before publishing does not wait for the whole stream to reach the disk.
-pub const SYNC_EVERY_BYTES: u64 = 16 << 20;
 
 /// Bad-page reason codes of the manifest.
 const BAD_CHECKSUM: u32 = 1;
@@ -63,7 +56,6 @@ pub struct Totals {
     pub records: u64,
     /// Highest data-page LSN seen per file (index of `plan.files`).
     pub file_max_lsn: Vec<u64>,
-    pub index: Vec<IndexEntry>,
     pub bad_pages: Vec<BadPage>,
 }
 
@@ -206,20 +198,19 @@ impl Drop for AbortOnUnwind<'_, '_> {
     }
 }
 
-/// Reads, verifies, compresses and writes every extent of `plan` to `stream`.
+/// Reads, verifies, compresses and writes every extent of `plan` to the set `set`.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     db: &Database,
     snapshot: &Snapshot<'_>,
-    repo: &Repository,
     plan: &Plan,
-    backup_id: u64,
     threads: usize,
     level: i32,
     continue_after_error: bool,
     progress: &dyn Progress,
-    stream: &mut StreamWriter,
+    set: &mut SetWriter<'_>,
 ) -> Result<Totals> {
+    let backup_id = set.backup_id();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("pagevault-backup-{i}"))
@@ -269,22 +260,16 @@ pub fn run(
         file_max_lsn: vec![0; plan.files.len()],
         ..Totals::default()
     };
-    let syncer = Syncer::new(repo, ctx.backup_id);
-    // Workers run in the pool; the writer is this thread; the periodic syncs of the
-    // stream run on a thread of their own.
-    std::thread::scope(|ts| {
-        ts.spawn(|| syncer.sync_loop(&shared));
-        let _stop = StopSyncer(&syncer);
-        pool.in_place_scope(|s| {
-            for mut w in workers {
-                let (ctx, shared) = (&ctx, &shared);
-                s.spawn(move |_| work_loop(ctx, shared, &mut w));
-            }
-            let _guard = AbortOnUnwind(&shared);
-            if let Err(e) = write_loop(repo, &ctx, &shared, &syncer, stream, &mut totals) {
-                shared.fail(e);
-            }
-        });
+    // Workers run in the pool; the writer is this thread.
+    pool.in_place_scope(|s| {
+        for mut w in workers {
+            let (ctx, shared) = (&ctx, &shared);
+            s.spawn(move |_| work_loop(ctx, shared, &mut w));
+        }
+        let _guard = AbortOnUnwind(&shared);
+        if let Err(e) = write_loop(&ctx, &shared, set, &mut totals) {
+            shared.fail(e);
+        }
     });
     let mut r = shared.lock();
     match r.error.take() {
@@ -357,11 +342,9 @@ fn work_loop(ctx: &Ctx<'_>, shared: &Shared<'_>, w: &mut Worker) {
 
 /// The writer: append the records in plan order and add up the totals.
 fn write_loop(
-    repo: &Repository,
     ctx: &Ctx<'_>,
     shared: &Shared<'_>,
-    syncer: &Syncer,
-    stream: &mut StreamWriter,
+    set: &mut SetWriter<'_>,
     totals: &mut Totals,
 ) -> Result<()> {
     let ring_len = shared.outs.len() as u64;
@@ -389,7 +372,7 @@ fn write_loop(
         };
         {
             let mut out = shared.outs[slot].lock().unwrap_or_else(|p| p.into_inner());
-            append(repo, ctx, fi, extent, &mut out, stream, totals)?;
+            append(ctx, fi, extent, &mut out, set, totals)?;
         }
         let mut r = shared.lock();
         r.slots[slot] = Slot::Free;
@@ -398,138 +381,16 @@ fn write_loop(
             shared.free.notify_all();
         }
         seq += 1;
-        syncer.request(repo, stream)?;
-    }
-}
-
-/// The periodic syncs of the stream, on a thread of their own, so the writer keeps
-/// appending while one runs. A stream synced inline every 16 MiB blocked the writer for
-/// 0.6 s of a 4 s full of 1 GiB (24 syncs), and the workers with it once the ring was
-/// full. The syncs only spread the write-back over the backup: durability is the final
-/// sync of [`StreamWriter::finish`], unchanged.
-///
-/// The syncer syncs a second handle of the stream's partial file, opened when the first
-/// sync is due (so a small stream never opens it) and only if it is that file (its
-/// length is the stream's); otherwise the writer syncs inline as before.
-struct Syncer {
-    partial_name: String,
-    path: PathBuf,
-    state: Mutex<SyncState>,
-    wake: Condvar,
-}
-
-struct SyncState {
-    storage: Option<Arc<dyn Storage>>,
-    /// A sync was asked for and has not started.
-    pending: bool,
-    /// The writer is done (or failed): the thread ends.
-    done: bool,
-    /// The stream's length when a sync was last asked for.
-    requested_at: u64,
-    /// No second handle: the writer syncs inline.
-    inline: bool,
-}
-
-impl Syncer {
-    fn new(repo: &Repository, backup_id: u64) -> Syncer {
-        // The set's single stream (backup::write_set creates stream 0).
-        let partial_name = manifest::partial_stream_file_name(backup_id, 0);
-        Syncer {
-            path: repo.vfs().path_of(&partial_name),
-            partial_name,
-            state: Mutex::new(SyncState {
-                storage: None,
-                pending: false,
-                done: false,
-                requested_at: 0,
-                inline: false,
-            }),
-            wake: Condvar::new(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, SyncState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Asks for a sync once `SYNC_EVERY_BYTES` were appended since the last request
-    /// (without waiting for it), or syncs inline when there is no second handle.
-    fn request(&self, repo: &Repository, stream: &mut StreamWriter) -> Result<()> {
-        let at = stream.offset();
-        let mut s = self.lock();
-        if at - s.requested_at < SYNC_EVERY_BYTES {
-            return Ok(());
-        }
-        s.requested_at = at;
-        if s.storage.is_none() && !s.inline {
-            match repo.vfs().open(&self.partial_name, false) {
-                Ok(h) if h.len().ok() == Some(at) => s.storage = Some(h),
-                _ => s.inline = true,
-            }
-        }
-        if s.inline {
-            drop(s);
-            return stream.sync_every(repo, SYNC_EVERY_BYTES);
-        }
-        s.pending = true;
-        drop(s);
-        self.wake.notify_one();
-        Ok(())
-    }
-
-    /// True when syncs run on the syncer's thread (for tests).
-    #[cfg(test)]
-    fn in_background(&self) -> bool {
-        self.lock().storage.is_some()
-    }
-
-    fn stop(&self) {
-        self.lock().done = true;
-        self.wake.notify_one();
-    }
-
-    /// The thread: sync whenever asked, until the writer is done; a failed sync stops
-    /// the backup with its error.
-    fn sync_loop(&self, shared: &Shared<'_>) {
-        loop {
-            let storage = {
-                let mut s = self.lock();
-                while !s.pending && !s.done {
-                    s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
-                }
-                if s.done {
-                    return; // what is left is the final sync's
-                }
-                s.pending = false;
-                s.storage.clone()
-            };
-            if let Some(storage) = storage {
-                if let Err(e) = storage.sync() {
-                    shared.fail(Error::io(&self.path, e));
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// Ends the syncer's thread when the writer returns or unwinds.
-struct StopSyncer<'a>(&'a Syncer);
-
-impl Drop for StopSyncer<'_> {
-    fn drop(&mut self) {
-        self.0.stop();
     }
 }
 
 /// Appends one extent's record (if any) and adds up its totals.
 fn append(
-    repo: &Repository,
     ctx: &Ctx<'_>,
     fi: usize,
     extent: u64,
     out: &mut Outcome,
-    stream: &mut StreamWriter,
+    set: &mut SetWriter<'_>,
     totals: &mut Totals,
 ) -> Result<()> {
     let f = &ctx.plan.files[fi];
@@ -549,20 +410,9 @@ fn append(
     }
     let m = &mut totals.file_max_lsn[fi];
     *m = (*m).max(out.max_lsn);
-    let sequence = u32::try_from(totals.records)
-        .map_err(|_| Error::Invalid("a backup stream holds at most 2^32 records".to_string()))?;
-    // The record was encoded before its position in the stream was known.
-    let header_crc = record::set_sequence(&mut out.record, sequence);
-    let offset = stream.append(repo, &out.record)?;
-    totals.index.push(IndexEntry {
-        stream: 0,
-        file_id: f.file_id,
-        extent: extent as u32,
-        page_mask: out.page_mask,
-        offset,
-        record_len: out.record.len() as u32,
-        header_crc,
-    });
+    // The record was encoded before its position in the set was known: the set writer
+    // seals its sequence number.
+    set.append(f.file_id, extent as u32, out.page_mask, &mut out.record)?;
     totals.records += 1;
     totals.pages_stored += out.pages as u64;
     Ok(())
@@ -674,14 +524,16 @@ mod tests {
     use crate::backup::{self, BackupKind, BackupOptions};
     use crate::io::mem::MemVfs;
     use crate::progress::NoProgress;
+    use crate::repo::backend::local::SYNC_EVERY_BYTES;
+    use crate::repo::Repository;
     use crate::store::{CreateOptions, PageWrite};
     use crate::workload::SplitMix64;
+    use std::sync::Arc;
 
-    /// A stream longer than the sync interval is synced in the background while the
-    /// writer goes on, and the set is whole: it verifies record by record and holds
-    /// every page the database has.
+    /// A stream longer than the background sync interval is whole: the set verifies
+    /// record by record and holds every page the database has.
     #[test]
-    fn a_stream_past_the_sync_interval_is_synced_in_the_background_and_whole() {
+    fn a_stream_past_the_sync_interval_is_whole() {
         let db_vfs = MemVfs::new();
         let repo_vfs = MemVfs::new();
         let pages: u32 = 5120; // 40 MiB: random pages are stored raw, 2 syncs are due
@@ -717,27 +569,5 @@ mod tests {
         let v = crate::verify::verify(&repo, None).unwrap();
         assert!(v.is_clean(), "{:?}", v.sets[0].findings);
         assert_eq!(v.sets[0].pages_checked, r.pages_stored);
-    }
-
-    /// The syncer takes over only once a sync is due, with a handle of the stream's own
-    /// file; a stream it cannot open again is synced inline.
-    #[test]
-    fn the_syncer_uses_a_second_handle_of_the_stream_or_syncs_inline() {
-        let repo = Repository::open(Arc::new(MemVfs::new()), true).unwrap();
-        let chunk = vec![7u8; 1 << 20];
-        for (id, stream_id, background) in [(5, 5, true), (6, 7, false)] {
-            let syncer = Syncer::new(&repo, id);
-            let mut stream = StreamWriter::create(&repo, stream_id, 0).unwrap();
-            for _ in 0..SYNC_EVERY_BYTES / chunk.len() as u64 - 1 {
-                stream.append(&repo, &chunk).unwrap();
-                syncer.request(&repo, &mut stream).unwrap();
-            }
-            assert!(!syncer.in_background() && !syncer.lock().inline);
-            stream.append(&repo, &chunk).unwrap();
-            syncer.request(&repo, &mut stream).unwrap();
-            assert_eq!(syncer.in_background(), background);
-            assert_eq!(syncer.lock().inline, !background);
-            assert_eq!(syncer.lock().pending, background);
-        }
     }
 }

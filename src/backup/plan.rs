@@ -3,7 +3,7 @@
 //! and why (every extent, the changed-extent maps, or every extent for an LSN scan).
 //!
 //! Keeps true (invariants 4 and 8): a differential is planned only against a base that
-//! is a published full of this database whose manifest checksum and snapshot LSN are the
+//! is a published full of this database whose manifest hash and snapshot LSN are the
 //! ones the database recorded; it reads from the maps only when tracking is trusted, and
 //! scans every extent otherwise. A backup's plan is made from its snapshot (the control
 //! file, files and maps as they were at the snapshot LSN), so writers running meanwhile
@@ -23,7 +23,8 @@ use crate::store::{Database, Snapshot};
 pub struct Base {
     pub backup_id: u64,
     pub snapshot_lsn: u64,
-    pub checksum: u64,
+    /// BLAKE3 of the base's manifest (the differential names it by this).
+    pub hash: [u8; crate::format::manifest::HASH_SIZE],
     /// The base's manifest (stored bytes and pages for the forecast, file LSNs).
     pub manifest: Manifest,
 }
@@ -132,10 +133,11 @@ fn resolve_base_at(ctl: &Control, repo: &Repository) -> Result<Result<Base, Stri
             format_backup_id(m.database_id),
             format_backup_id(ctl.database_id)
         ))
-    } else if loaded.checksum != ctl.base_checksum {
+    } else if crate::format::manifest::short_hash(&loaded.hash) != ctl.base_checksum {
         Some(format!(
-            "the differential base {id} in the repository has checksum {:08x}, the database recorded {:08x}",
-            loaded.checksum, ctl.base_checksum
+            "the differential base {id} in the repository has manifest hash {:016x}, the database recorded {:016x}",
+            crate::format::manifest::short_hash(&loaded.hash),
+            ctl.base_checksum
         ))
     } else if m.snapshot_lsn != ctl.base_lsn {
         Some(format!(
@@ -150,7 +152,7 @@ fn resolve_base_at(ctl: &Control, repo: &Repository) -> Result<Result<Base, Stri
         None => Ok(Base {
             backup_id: ctl.base_id,
             snapshot_lsn: m.snapshot_lsn,
-            checksum: loaded.checksum,
+            hash: loaded.hash,
             manifest: m,
         }),
     })

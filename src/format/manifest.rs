@@ -1,19 +1,22 @@
-//! A backup set's manifest: what the set is (kind, ids, LSNs, base), the data files at the
-//! snapshot, the streams with their lengths and checksums, an index entry per record
-//! (random access and parallel restore), and the bad pages a backup recorded.
+//! A backup set's manifest (repository format 2): what the set is (kind, ids, LSNs, the
+//! base it names by hash), the data files at the snapshot, its streams with their lengths
+//! and checksums, the table of its index pieces (each named by its BLAKE3 hash; the
+//! pieces themselves are objects of their own, see [`super::index_piece`]), and the bad
+//! pages a backup recorded. The manifest is small: `list` and chain resolution read it,
+//! never a set's index.
 //!
 //! Keeps true: a manifest is accepted only whole: exact length for its counts, magic,
 //! version, a CRC-32 trailer over everything, valid codes, names that are plain file
-//! names (data, never paths), index entries strictly ordered by (file, extent) and inside
-//! their file and stream. Counts are checked against the length before any allocation.
+//! names (data, never paths), files in id order, pieces tiling the index in order, bad
+//! pages in order; counts are checked against the length before any allocation, and
+//! decoding is linear in the manifest's size (lookups are binary searches).
 
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
 use super::control::{valid_file_name, NAME_MAX};
-use super::record::{MAX_STORED_LEN, RECORD_HEADER_SIZE};
-use super::{
-    crc32, FORMAT_VERSION, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES,
-    PAGES_PER_EXTENT,
-};
+use super::{crc32, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT};
+
+/// The manifest layout version (repository format 2).
+pub const MANIFEST_VERSION: u32 = 2;
 
 pub const OFF_MAGIC: usize = 0;
 pub const OFF_VERSION: usize = OFF_MAGIC + 8;
@@ -23,37 +26,43 @@ pub const OFF_DATABASE_ID: usize = OFF_BACKUP_ID + 8;
 pub const OFF_SNAPSHOT_LSN: usize = OFF_DATABASE_ID + 8;
 pub const OFF_BASE_LSN: usize = OFF_SNAPSHOT_LSN + 8;
 pub const OFF_BASE_ID: usize = OFF_BASE_LSN + 8;
-pub const OFF_BASE_CHECKSUM: usize = OFF_BASE_ID + 8;
-pub const OFF_STARTED_MS: usize = OFF_BASE_CHECKSUM + 8;
+pub const OFF_BASE_HASH: usize = OFF_BASE_ID + 8;
+pub const OFF_STARTED_MS: usize = OFF_BASE_HASH + HASH_SIZE;
 pub const OFF_FINISHED_MS: usize = OFF_STARTED_MS + 8;
 pub const OFF_CHANGE_SOURCE: usize = OFF_FINISHED_MS + 8;
 pub const OFF_LEVEL: usize = OFF_CHANGE_SOURCE + 4;
 pub const OFF_FILE_COUNT: usize = OFF_LEVEL + 4;
 pub const OFF_STREAM_COUNT: usize = OFF_FILE_COUNT + 4;
-pub const OFF_RECORD_COUNT: usize = OFF_STREAM_COUNT + 4;
+pub const OFF_PIECE_COUNT: usize = OFF_STREAM_COUNT + 4;
+pub const OFF_FLAGS: usize = OFF_PIECE_COUNT + 4;
+pub const OFF_RECORD_COUNT: usize = OFF_FLAGS + 4;
 pub const OFF_BAD_PAGE_COUNT: usize = OFF_RECORD_COUNT + 8;
 pub const OFF_BYTES_READ: usize = OFF_BAD_PAGE_COUNT + 8;
 pub const OFF_BYTES_STORED: usize = OFF_BYTES_READ + 8;
 pub const OFF_PAGES_STORED: usize = OFF_BYTES_STORED + 8;
 pub const OFF_EXTENTS_READ: usize = OFF_PAGES_STORED + 8;
 pub const OFF_EXTENTS_PER_MAP: usize = OFF_EXTENTS_READ + 8;
-pub const OFF_FLAGS: usize = OFF_EXTENTS_PER_MAP + 4;
-pub const OFF_RESERVED: usize = OFF_FLAGS + 4;
+pub const OFF_RESERVED: usize = OFF_EXTENTS_PER_MAP + 4;
 /// Size of the fixed part.
-pub const FIXED_SIZE: usize = OFF_RESERVED + 8;
+pub const FIXED_SIZE: usize = OFF_RESERVED + 12;
 
+/// A BLAKE3 hash.
+pub const HASH_SIZE: usize = 32;
 pub const FILE_ENTRY_SIZE: usize = 64;
 pub const STREAM_ENTRY_SIZE: usize = 16;
-pub const INDEX_ENTRY_SIZE: usize = 32;
+pub const PIECE_ENTRY_SIZE: usize = 64;
 pub const BAD_PAGE_ENTRY_SIZE: usize = 16;
 pub const TRAILER_SIZE: usize = 4;
 
-/// The largest manifest read (about 33 million index entries).
-pub const MAX_MANIFEST_BYTES: u64 = 1 << 30;
+/// The largest manifest read: its index lives in pieces, so this bounds files, streams,
+/// pieces and bad pages only.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 /// The most streams one backup set may have.
-pub const MAX_STREAMS: u32 = 1024;
+pub const MAX_STREAMS: u32 = 1 << 16;
+/// The most index pieces one backup set may have.
+pub const MAX_PIECES: u32 = 1 << 20;
 
-const _: () = assert!(FIXED_SIZE == 160);
+const _: () = assert!(FIXED_SIZE == 192);
 
 /// What kind of backup a set is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -144,7 +153,7 @@ pub struct ManifestFile {
     pub name: String,
 }
 
-/// A stream file of the set (see [`stream_file_name`]).
+/// A stream object of the set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StreamEntry {
     pub length: u64,
@@ -152,7 +161,7 @@ pub struct StreamEntry {
     pub record_count: u32,
 }
 
-/// Where one record is.
+/// Where one record is (an entry of an index piece).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
     pub stream: u32,
@@ -162,6 +171,18 @@ pub struct IndexEntry {
     pub offset: u64,
     pub record_len: u32,
     pub header_crc: u32,
+}
+
+/// One index piece: which records it holds (the first's position in the set's index and
+/// how many), the keys (file id, extent) of its first and last entries, and the BLAKE3
+/// hash of the piece object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PieceEntry {
+    pub first_record: u64,
+    pub entry_count: u32,
+    pub first_key: (u32, u32),
+    pub last_key: (u32, u32),
+    pub hash: [u8; HASH_SIZE],
 }
 
 /// A page a backup could not read correctly and recorded (`--continue-after-error`).
@@ -185,8 +206,8 @@ pub struct Manifest {
     pub base_lsn: u64,
     /// Differential: its base's backup id. Else 0.
     pub base_id: u64,
-    /// Differential: its base's manifest checksum. Else 0.
-    pub base_checksum: u64,
+    /// Differential: the BLAKE3 hash of its base's manifest. Else zero.
+    pub base_hash: [u8; HASH_SIZE],
     pub started_unix_ms: u64,
     pub finished_unix_ms: u64,
     pub change_source: ChangeSource,
@@ -195,30 +216,12 @@ pub struct Manifest {
     pub pages_stored: u64,
     pub extents_read: u64,
     pub extents_per_map: u32,
+    /// Records in the set (entries of its index).
+    pub record_count: u64,
     pub files: Vec<ManifestFile>,
     pub streams: Vec<StreamEntry>,
-    pub index: Vec<IndexEntry>,
+    pub pieces: Vec<PieceEntry>,
     pub bad_pages: Vec<BadPage>,
-}
-
-/// The name of a published set's manifest in the repository folder.
-pub fn manifest_file_name(backup_id: u64) -> String {
-    format!("{backup_id:016x}.pvm")
-}
-
-/// The name of a published set's stream `i` in the repository folder.
-pub fn stream_file_name(backup_id: u64, i: u32) -> String {
-    format!("{backup_id:016x}-{i:04}.pvs")
-}
-
-/// The name of stream `i` while its set is being written (never read as a set).
-pub fn partial_stream_file_name(backup_id: u64, i: u32) -> String {
-    format!("{backup_id:016x}-{i:04}.pvs.partial")
-}
-
-/// Parses a published manifest's file name back to its backup id.
-pub fn backup_id_of_manifest_name(name: &str) -> Option<u64> {
-    name.strip_suffix(".pvm").and_then(parse_backup_id)
 }
 
 /// A backup id as users see it: 16 lowercase hex digits.
@@ -235,37 +238,57 @@ pub fn parse_backup_id(s: &str) -> Option<u64> {
     }
 }
 
+/// The hash a differential names its base by: BLAKE3 of the base's manifest bytes.
+pub fn hash_of(bytes: &[u8]) -> [u8; HASH_SIZE] {
+    *blake3::hash(bytes).as_bytes()
+}
+
+/// The first 8 bytes of a hash, little-endian: what a database's control file keeps of
+/// its base's hash (`base_checksum`).
+pub fn short_hash(hash: &[u8; HASH_SIZE]) -> u64 {
+    u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"))
+}
+
 impl Manifest {
     /// Bytes stored in the set's streams.
     pub fn bytes_stored(&self) -> u64 {
         self.streams.iter().map(|s| s.length).sum()
     }
 
-    /// Encodes with its checksum trailer; returns the bytes and the checksum.
-    pub fn encode(&self) -> (Vec<u8>, u64) {
+    /// The file entry of `file_id` (files are in id order).
+    pub fn file(&self, file_id: u32) -> Option<&ManifestFile> {
+        self.files
+            .binary_search_by_key(&file_id, |f| f.file_id)
+            .ok()
+            .map(|i| &self.files[i])
+    }
+
+    /// Encodes with its checksum trailer; returns the bytes and their BLAKE3 hash.
+    pub fn encode(&self) -> (Vec<u8>, [u8; HASH_SIZE]) {
         let len = FIXED_SIZE
             + self.files.len() * FILE_ENTRY_SIZE
             + self.streams.len() * STREAM_ENTRY_SIZE
-            + self.index.len() * INDEX_ENTRY_SIZE
+            + self.pieces.len() * PIECE_ENTRY_SIZE
             + self.bad_pages.len() * BAD_PAGE_ENTRY_SIZE
             + TRAILER_SIZE;
         let mut b = vec![0u8; len];
         b[..8].copy_from_slice(&MANIFEST_MAGIC);
-        put_u32(&mut b, OFF_VERSION, FORMAT_VERSION);
+        put_u32(&mut b, OFF_VERSION, MANIFEST_VERSION);
         put_u32(&mut b, OFF_KIND, self.kind.code());
         put_u64(&mut b, OFF_BACKUP_ID, self.backup_id);
         put_u64(&mut b, OFF_DATABASE_ID, self.database_id);
         put_u64(&mut b, OFF_SNAPSHOT_LSN, self.snapshot_lsn);
         put_u64(&mut b, OFF_BASE_LSN, self.base_lsn);
         put_u64(&mut b, OFF_BASE_ID, self.base_id);
-        put_u64(&mut b, OFF_BASE_CHECKSUM, self.base_checksum);
+        b[OFF_BASE_HASH..OFF_BASE_HASH + HASH_SIZE].copy_from_slice(&self.base_hash);
         put_u64(&mut b, OFF_STARTED_MS, self.started_unix_ms);
         put_u64(&mut b, OFF_FINISHED_MS, self.finished_unix_ms);
         put_u32(&mut b, OFF_CHANGE_SOURCE, self.change_source.code());
         put_u32(&mut b, OFF_LEVEL, self.level as u32);
         put_u32(&mut b, OFF_FILE_COUNT, self.files.len() as u32);
         put_u32(&mut b, OFF_STREAM_COUNT, self.streams.len() as u32);
-        put_u64(&mut b, OFF_RECORD_COUNT, self.index.len() as u64);
+        put_u32(&mut b, OFF_PIECE_COUNT, self.pieces.len() as u32);
+        put_u64(&mut b, OFF_RECORD_COUNT, self.record_count);
         put_u64(&mut b, OFF_BAD_PAGE_COUNT, self.bad_pages.len() as u64);
         put_u64(&mut b, OFF_BYTES_READ, self.bytes_read);
         put_u64(&mut b, OFF_BYTES_STORED, self.bytes_stored());
@@ -287,15 +310,15 @@ impl Manifest {
             put_u32(&mut b, o + 12, s.record_count);
             o += STREAM_ENTRY_SIZE;
         }
-        for e in &self.index {
-            put_u32(&mut b, o, e.stream);
-            put_u32(&mut b, o + 4, e.file_id);
-            put_u32(&mut b, o + 8, e.extent);
-            b[o + 12] = e.page_mask;
-            put_u64(&mut b, o + 16, e.offset);
-            put_u32(&mut b, o + 24, e.record_len);
-            put_u32(&mut b, o + 28, e.header_crc);
-            o += INDEX_ENTRY_SIZE;
+        for p in &self.pieces {
+            put_u64(&mut b, o, p.first_record);
+            put_u32(&mut b, o + 8, p.entry_count);
+            put_u32(&mut b, o + 16, p.first_key.0);
+            put_u32(&mut b, o + 20, p.first_key.1);
+            put_u32(&mut b, o + 24, p.last_key.0);
+            put_u32(&mut b, o + 28, p.last_key.1);
+            b[o + 32..o + 64].copy_from_slice(&p.hash);
+            o += PIECE_ENTRY_SIZE;
         }
         for p in &self.bad_pages {
             put_u32(&mut b, o, p.file_id);
@@ -305,16 +328,8 @@ impl Manifest {
         }
         let sum = crc32(&b[..o]);
         put_u32(&mut b, o, sum);
-        (b, sum as u64)
-    }
-
-    /// The checksum a differential names its base by (the trailer of the encoded bytes).
-    pub fn checksum_of(bytes: &[u8]) -> Option<u64> {
-        bytes
-            .len()
-            .checked_sub(TRAILER_SIZE)
-            .and_then(|o| get_u32(bytes, o))
-            .map(|v| v as u64)
+        let hash = hash_of(&b);
+        (b, hash)
     }
 
     /// Decodes and validates; the error is one phrase saying what is wrong.
@@ -336,36 +351,43 @@ impl Manifest {
         }
         let u32_at = |o| get_u32(b, o).unwrap_or(0);
         let u64_at = |o| get_u64(b, o).unwrap_or(0);
-        let version = u32_at(OFF_VERSION);
-        if version != FORMAT_VERSION {
-            return Err(format!("manifest format version {version} is not supported (this build reads {FORMAT_VERSION})"));
-        }
         let files = u32_at(OFF_FILE_COUNT) as u64;
         let streams = u32_at(OFF_STREAM_COUNT) as u64;
-        let records = u64_at(OFF_RECORD_COUNT);
+        let pieces = u32_at(OFF_PIECE_COUNT) as u64;
         let bad = u64_at(OFF_BAD_PAGE_COUNT);
-        if files > MAX_FILES as u64 || streams > MAX_STREAMS as u64 {
-            return Err(format!(
-                "manifest lists {files} files and {streams} streams, over the limits"
-            ));
-        }
         let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64)
             .checked_add(files * FILE_ENTRY_SIZE as u64)
             .and_then(|v| v.checked_add(streams * STREAM_ENTRY_SIZE as u64))
-            .and_then(|v| v.checked_add(records.checked_mul(INDEX_ENTRY_SIZE as u64)?))
+            .and_then(|v| v.checked_add(pieces * PIECE_ENTRY_SIZE as u64))
             .and_then(|v| v.checked_add(bad.checked_mul(BAD_PAGE_ENTRY_SIZE as u64)?));
+        let end = b.len() - TRAILER_SIZE;
+        // The checksum before anything else: every manifest version ends with a CRC-32
+        // of all the bytes before it, so a damaged manifest is called damaged, and one
+        // of another version (checksum good) is called that, never misread.
+        let stored = u32_at(end);
+        let computed = crc32(&b[..end]);
+        if stored != computed {
+            return Err(format!(
+                "manifest checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): it is damaged"
+            ));
+        }
+        let version = u32_at(OFF_VERSION);
+        if version != MANIFEST_VERSION {
+            return Err(format!(
+                "manifest format version {version} is not supported (this build reads {MANIFEST_VERSION}){}",
+                if version > MANIFEST_VERSION { "; it was written by a newer pagevault" } else { "" }
+            ));
+        }
         if expected != Some(b.len() as u64) {
             return Err(format!(
                 "manifest is {} bytes, which does not match its counts",
                 b.len()
             ));
         }
-        let end = b.len() - TRAILER_SIZE;
-        let stored = u32_at(end);
-        let computed = crc32(&b[..end]);
-        if stored != computed {
+        if files > MAX_FILES as u64 || streams > MAX_STREAMS as u64 || pieces > MAX_PIECES as u64
+        {
             return Err(format!(
-                "manifest checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+                "manifest lists {files} files, {streams} streams and {pieces} index pieces, over the limits"
             ));
         }
         let kind_code = u32_at(OFF_KIND);
@@ -374,6 +396,8 @@ impl Manifest {
         let src_code = u32_at(OFF_CHANGE_SOURCE);
         let change_source = ChangeSource::from_code(src_code)
             .ok_or_else(|| format!("manifest has an unknown change source {src_code}"))?;
+        let mut base_hash = [0u8; HASH_SIZE];
+        base_hash.copy_from_slice(&b[OFF_BASE_HASH..OFF_BASE_HASH + HASH_SIZE]);
         let mut m = Manifest {
             kind,
             backup_id: u64_at(OFF_BACKUP_ID),
@@ -381,7 +405,7 @@ impl Manifest {
             snapshot_lsn: u64_at(OFF_SNAPSHOT_LSN),
             base_lsn: u64_at(OFF_BASE_LSN),
             base_id: u64_at(OFF_BASE_ID),
-            base_checksum: u64_at(OFF_BASE_CHECKSUM),
+            base_hash,
             started_unix_ms: u64_at(OFF_STARTED_MS),
             finished_unix_ms: u64_at(OFF_FINISHED_MS),
             change_source,
@@ -390,15 +414,16 @@ impl Manifest {
             pages_stored: u64_at(OFF_PAGES_STORED),
             extents_read: u64_at(OFF_EXTENTS_READ),
             extents_per_map: u32_at(OFF_EXTENTS_PER_MAP),
+            record_count: u64_at(OFF_RECORD_COUNT),
             files: Vec::with_capacity(files as usize),
             streams: Vec::with_capacity(streams as usize),
-            index: Vec::with_capacity(records as usize),
+            pieces: Vec::with_capacity(pieces as usize),
             bad_pages: Vec::with_capacity(bad as usize),
         };
         if m.backup_id == 0 || m.database_id == 0 {
             return Err("manifest has a zero backup or database id".into());
         }
-        if u32_at(OFF_FLAGS) != 0 || u64_at(OFF_RESERVED) != 0 {
+        if u32_at(OFF_FLAGS) != 0 || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
             return Err("manifest has non-zero reserved fields".into());
         }
         if m.extents_per_map == 0 || m.extents_per_map > MAX_EXTENTS_PER_MAP {
@@ -416,12 +441,12 @@ impl Manifest {
         }
         match kind {
             BackupKind::Differential => {
-                if m.base_id == 0 || m.base_lsn > m.snapshot_lsn {
+                if m.base_id == 0 || m.base_lsn > m.snapshot_lsn || m.base_hash == [0; HASH_SIZE] {
                     return Err("differential manifest names no valid base".into());
                 }
             }
             _ => {
-                if m.base_id != 0 || m.base_lsn != 0 || m.base_checksum != 0 {
+                if m.base_id != 0 || m.base_lsn != 0 || m.base_hash != [0; HASH_SIZE] {
                     return Err(format!("{} manifest names a base", kind.name()));
                 }
                 if change_source != ChangeSource::AllExtents {
@@ -433,6 +458,7 @@ impl Manifest {
             }
         }
         let mut o = FIXED_SIZE;
+        let mut names = std::collections::HashSet::with_capacity(files as usize);
         for i in 0..files as usize {
             let raw = &b[o + 16..o + FILE_ENTRY_SIZE];
             let n = raw.iter().position(|&x| x == 0).unwrap_or(NAME_MAX);
@@ -467,7 +493,7 @@ impl Manifest {
             if m.files
                 .last()
                 .is_some_and(|p: &ManifestFile| p.file_id >= f.file_id)
-                || m.files.iter().any(|p| p.name == f.name)
+                || !names.insert(f.name.clone())
             {
                 return Err(format!(
                     "manifest file {} is out of order or listed twice",
@@ -477,83 +503,22 @@ impl Manifest {
             m.files.push(f);
             o += FILE_ENTRY_SIZE;
         }
+        let mut stream_records = 0u64;
         for _ in 0..streams {
-            m.streams.push(StreamEntry {
+            let s = StreamEntry {
                 length: u64_at(o),
                 crc: u32_at(o + 8),
                 record_count: u32_at(o + 12),
-            });
+            };
+            stream_records += s.record_count as u64;
+            m.streams.push(s);
             o += STREAM_ENTRY_SIZE;
         }
-        let mut per_stream = vec![0u64; m.streams.len()];
-        for i in 0..records {
-            let e = IndexEntry {
-                stream: u32_at(o),
-                file_id: u32_at(o + 4),
-                extent: u32_at(o + 8),
-                page_mask: b[o + 12],
-                offset: u64_at(o + 16),
-                record_len: u32_at(o + 24),
-                header_crc: u32_at(o + 28),
-            };
-            if b[o + 13..o + 16] != [0, 0, 0] {
-                return Err(format!(
-                    "manifest index entry {i} has non-zero reserved bytes"
-                ));
-            }
-            let file = m
-                .files
-                .iter()
-                .find(|f| f.file_id == e.file_id)
-                .ok_or_else(|| {
-                    format!(
-                        "manifest index entry {i} names unknown file id {}",
-                        e.file_id
-                    )
-                })?;
-            if e.extent as u64 >= file.page_count as u64 / PAGES_PER_EXTENT as u64 {
-                return Err(format!(
-                    "manifest index entry {i} names extent {} past the end of {}",
-                    e.extent, file.name
-                ));
-            }
-            if e.page_mask == 0 {
-                return Err(format!("manifest index entry {i} has an empty page mask"));
-            }
-            if let Some(p) = m.index.last() {
-                if (p.file_id, p.extent) >= (e.file_id, e.extent) {
-                    return Err(format!(
-                        "manifest index entry {i} is out of order or duplicated"
-                    ));
-                }
-            }
-            let stream = m.streams.get(e.stream as usize).ok_or_else(|| {
-                format!("manifest index entry {i} names unknown stream {}", e.stream)
-            })?;
-            let min_len = RECORD_HEADER_SIZE as u32 + 1;
-            let max_len = (RECORD_HEADER_SIZE + MAX_STORED_LEN) as u32;
-            if e.record_len < min_len
-                || e.record_len > max_len
-                || e.offset
-                    .checked_add(e.record_len as u64)
-                    .is_none_or(|end| end > stream.length)
-            {
-                return Err(format!(
-                    "manifest index entry {i} points outside stream {}",
-                    e.stream
-                ));
-            }
-            per_stream[e.stream as usize] += 1;
-            m.index.push(e);
-            o += INDEX_ENTRY_SIZE;
-        }
-        for (i, s) in m.streams.iter().enumerate() {
-            if per_stream[i] != s.record_count as u64 {
-                return Err(format!(
-                    "manifest stream {i} claims {} records, the index has {}",
-                    s.record_count, per_stream[i]
-                ));
-            }
+        if stream_records != m.record_count {
+            return Err(format!(
+                "manifest streams hold {stream_records} records, the set has {}",
+                m.record_count
+            ));
         }
         // The streams' total must fit (`bytes_stored` adds them up unchecked).
         let total = m
@@ -563,20 +528,67 @@ impl Manifest {
         if total != Some(u64_at(OFF_BYTES_STORED)) {
             return Err("manifest stored-bytes total does not match its streams".into());
         }
+        let mut next_record = 0u64;
+        for i in 0..pieces as usize {
+            let mut hash = [0u8; HASH_SIZE];
+            hash.copy_from_slice(&b[o + 32..o + 64]);
+            let p = PieceEntry {
+                first_record: u64_at(o),
+                entry_count: u32_at(o + 8),
+                first_key: (u32_at(o + 16), u32_at(o + 20)),
+                last_key: (u32_at(o + 24), u32_at(o + 28)),
+                hash,
+            };
+            if u32_at(o + 12) != 0 {
+                return Err(format!("manifest index piece {i} has non-zero reserved bytes"));
+            }
+            if p.first_record != next_record
+                || p.entry_count == 0
+                || p.entry_count > super::index_piece::PIECE_ENTRIES
+                || p.first_key > p.last_key
+                || (p.entry_count == 1) != (p.first_key == p.last_key)
+                || m.pieces.last().is_some_and(|q: &PieceEntry| q.last_key >= p.first_key)
+            {
+                return Err(format!(
+                    "manifest index piece {i} does not follow the one before it"
+                ));
+            }
+            for (file_id, extent) in [p.first_key, p.last_key] {
+                let ok = m
+                    .file(file_id)
+                    .is_some_and(|f| (extent as u64) < f.page_count as u64 / PAGES_PER_EXTENT as u64);
+                if !ok {
+                    return Err(format!(
+                        "manifest index piece {i} names file {file_id} extent {extent}, which the set does not have"
+                    ));
+                }
+            }
+            next_record += p.entry_count as u64;
+            m.pieces.push(p);
+            o += PIECE_ENTRY_SIZE;
+        }
+        if next_record != m.record_count {
+            return Err(format!(
+                "manifest index pieces hold {next_record} records, the set has {}",
+                m.record_count
+            ));
+        }
         for _ in 0..bad {
             let p = BadPage {
                 file_id: u32_at(o),
                 page: u32_at(o + 4),
                 reason: u32_at(o + 8),
             };
+            let in_order = m
+                .bad_pages
+                .last()
+                .is_none_or(|q: &BadPage| (q.file_id, q.page) < (p.file_id, p.page));
             if u32_at(o + 12) != 0
-                || !m
-                    .files
-                    .iter()
-                    .any(|f| f.file_id == p.file_id && p.page < f.page_count)
+                || !in_order
+                || !m.file(p.file_id).is_some_and(|f| p.page < f.page_count)
             {
                 return Err(format!(
-                    "manifest bad-page entry for file {} page {} is invalid",
+                    "manifest bad-page entry for file {} page {} is invalid or out of order",
                     p.file_id, p.page
                 ));
             }
@@ -600,7 +612,7 @@ mod tests {
             snapshot_lsn: 1000,
             base_lsn: if diff { 500 } else { 0 },
             base_id: if diff { 0x1000 } else { 0 },
-            base_checksum: if diff { 0xdead } else { 0 },
+            base_hash: if diff { [7; HASH_SIZE] } else { [0; HASH_SIZE] },
             started_unix_ms: 1,
             finished_unix_ms: 2,
             change_source: if diff {
@@ -613,6 +625,7 @@ mod tests {
             pages_stored: 9,
             extents_read: 2,
             extents_per_map: 32_000,
+            record_count: 2,
             files: vec![
                 ManifestFile {
                     file_id: 1,
@@ -632,26 +645,13 @@ mod tests {
                 crc: 7,
                 record_count: 2,
             }],
-            index: vec![
-                IndexEntry {
-                    stream: 0,
-                    file_id: 1,
-                    extent: 1,
-                    page_mask: 0xff,
-                    offset: 0,
-                    record_len: 200,
-                    header_crc: 1,
-                },
-                IndexEntry {
-                    stream: 0,
-                    file_id: 2,
-                    extent: 0,
-                    page_mask: 0xfc,
-                    offset: 200,
-                    record_len: 300,
-                    header_crc: 2,
-                },
-            ],
+            pieces: vec![PieceEntry {
+                first_record: 0,
+                entry_count: 2,
+                first_key: (1, 1),
+                last_key: (2, 0),
+                hash: [3; HASH_SIZE],
+            }],
             bad_pages: vec![BadPage {
                 file_id: 2,
                 page: 3,
@@ -668,9 +668,9 @@ mod tests {
             BackupKind::CopyOnly,
         ] {
             let m = sample(kind);
-            let (bytes, sum) = m.encode();
+            let (bytes, hash) = m.encode();
             assert_eq!(Manifest::decode(&bytes).unwrap(), m);
-            assert_eq!(Manifest::checksum_of(&bytes), Some(sum));
+            assert_eq!(hash_of(&bytes), hash);
         }
     }
 
@@ -691,43 +691,48 @@ mod tests {
     }
 
     #[test]
-    fn rejects_out_of_order_duplicated_or_escaping_entries() {
+    fn rejects_pieces_out_of_order_or_escaping_and_unordered_bad_pages() {
         let mut m = sample(BackupKind::Full);
-        m.index.swap(0, 1);
+        m.pieces[0].last_key = (2, 1); // file 2 has 1 extent
         assert!(Manifest::decode(&m.encode().0).is_err());
         let mut m = sample(BackupKind::Full);
-        m.index[1] = IndexEntry {
-            file_id: 1,
-            extent: 1,
-            ..m.index[1]
-        };
+        m.pieces[0].entry_count = 3; // the set has 2 records
         assert!(Manifest::decode(&m.encode().0).is_err());
         let mut m = sample(BackupKind::Full);
-        m.index[1].offset = 400; // 400 + 300 > 500
-        assert!(Manifest::decode(&m.encode().0).is_err());
+        m.pieces.push(PieceEntry {
+            first_record: 2,
+            ..m.pieces[0]
+        });
+        m.record_count = 4;
+        m.streams[0].record_count = 4;
+        assert!(Manifest::decode(&m.encode().0).is_err(), "overlapping keys");
         let mut m = sample(BackupKind::Full);
-        m.index[0].extent = 2; // file 1 has 2 extents
-        assert!(Manifest::decode(&m.encode().0).is_err());
+        m.bad_pages.push(m.bad_pages[0]);
+        assert!(Manifest::decode(&m.encode().0).is_err(), "a duplicated bad page");
+    }
+
+    #[test]
+    fn a_corrupt_version_reads_as_corrupt_and_a_newer_one_as_newer() {
+        let (mut b, _) = sample(BackupKind::Full).encode();
+        b[OFF_VERSION] = 0x61;
+        let e = Manifest::decode(&b).unwrap_err();
+        assert!(e.contains("checksum"), "{e}");
+        let (mut b, _) = sample(BackupKind::Full).encode();
+        put_u32(&mut b, OFF_VERSION, 3);
+        let end = b.len() - TRAILER_SIZE;
+        let sum = crc32(&b[..end]);
+        put_u32(&mut b, end, sum);
+        let e = Manifest::decode(&b).unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
     }
 
     #[test]
     fn stream_lengths_whose_total_overflows_are_rejected_not_a_panic() {
         // Found by the `manifest` fuzz target (fuzz/regressions/manifest/).
         let mut m = sample(BackupKind::Full);
-        m.index.clear();
+        m.pieces.clear();
+        m.record_count = 0;
         m.bad_pages.clear();
-        m.streams = vec![
-            StreamEntry {
-                length: u64::MAX,
-                crc: 0,
-                record_count: 0,
-            },
-            StreamEntry {
-                length: 2,
-                crc: 0,
-                record_count: 0,
-            },
-        ];
         let (mut b, _) = Manifest {
             streams: vec![],
             ..m.clone()

@@ -9,9 +9,11 @@ pub mod change_map;
 pub mod codec;
 pub mod control;
 pub mod file_header;
+pub mod index_piece;
 pub mod manifest;
 pub mod page;
 pub mod record;
+pub mod repo_config;
 
 /// Version of the data file, control file and change-map layouts.
 pub const FORMAT_VERSION: u32 = 1;
@@ -38,7 +40,7 @@ pub const CONTROL_MAGIC: [u8; 8] = *b"PGVLTCTL";
 pub const RECORD_MAGIC: [u8; 4] = *b"PVRC";
 /// Magic of a backup set manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"PGVLTMAN";
-/// Magic of the repository marker file.
+/// Magic of the repository config object (and of format 1's marker file).
 pub const REPOSITORY_MAGIC: [u8; 8] = *b"PGVLTREP";
 
 /// Page type of page 0 of every data file.

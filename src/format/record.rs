@@ -33,6 +33,9 @@ const _: () = assert!(RECORD_HEADER_SIZE == 64);
 
 /// Flag: the payload is a zstd frame (otherwise the raw pages).
 pub const FLAG_ZSTD: u16 = 1;
+/// Reserved for encrypted payloads (repository format 2 keeps the bit; this build writes
+/// none and refuses a record that has it, as every unknown flag).
+pub const FLAG_ENCRYPTED: u16 = 2;
 const KNOWN_FLAGS: u16 = FLAG_ZSTD;
 
 /// The largest stored payload: raw pages are stored when zstd does not shrink them.

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,11 +93,25 @@ impl Vfs for DiskVfs {
             .open(path)?;
         Ok(Arc::new(DiskFile { file }))
     }
+    fn open_read(&self, name: &str) -> io::Result<Arc<dyn Storage>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(self.checked(name)?)?;
+        Ok(Arc::new(DiskFile { file }))
+    }
     fn exists(&self, name: &str) -> bool {
         self.checked(name).map(|p| p.exists()).unwrap_or(false)
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         fs::rename(self.checked(from)?, self.checked(to)?)
+    }
+    fn rename_new(&self, from: &str, to: &str) -> io::Result<()> {
+        // A hard link fails when `to` exists, so the new name appears whole or not at
+        // all; then the old name goes.
+        let (from, to) = (self.checked(from)?, self.checked(to)?);
+        fs::hard_link(&from, &to)?;
+        fs::remove_file(&from)
     }
     fn remove(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.checked(name)?)
@@ -118,19 +132,43 @@ impl Vfs for DiskVfs {
     fn path_of(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
-    fn lock(&self) -> io::Result<Box<dyn Send + Sync>> {
-        let path = self.root.join("LOCK");
-        let file = OpenOptions::new()
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+        let path = self.checked(name)?;
+        let file = match OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)?;
-        match file.try_lock() {
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => f,
+            // Read-only media (or a folder this user may only read): a shared lock is
+            // taken on the file as it is, or granted without one when there is none.
+            Err(e) if shared && is_read_only_error(&e) => match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e2) if e2.kind() == io::ErrorKind::NotFound => return Ok(Box::new(())),
+                Err(e2) => return Err(e2),
+            },
+            Err(e) => return Err(e),
+        };
+        let taken = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match taken {
             Ok(()) => {
-                // Name the holder for whoever is refused (best effort, not synced).
-                let _ = file.set_len(0);
-                let _ = file.write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0);
+                if !shared {
+                    // Name the holder for whoever is refused (best effort, not synced).
+                    let _ = file.set_len(0);
+                    let _ =
+                        file.write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0);
+                }
                 Ok(Box::new(file))
             }
             Err(fs::TryLockError::WouldBlock) => {
@@ -149,4 +187,9 @@ impl Vfs for DiskVfs {
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }
+}
+
+/// True for the errors a write gets on read-only media or a folder the user may only read.
+pub fn is_read_only_error(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ReadOnlyFilesystem || e.kind() == io::ErrorKind::PermissionDenied
 }

@@ -74,7 +74,8 @@ struct Faults {
     reads: AtomicU64,
     fail_read: AtomicU64, // u64::MAX = never
     down: AtomicBool,
-    locked: AtomicBool,
+    /// Lock files held: -1 exclusive, n > 0 shared by n holders.
+    locks: Mutex<BTreeMap<String, i64>>,
 }
 
 /// A simulated folder. Clones share the same state, so a test can keep one while a
@@ -236,7 +237,7 @@ impl MemVfs {
         folder.durable = durable;
         self.clear_faults();
         self.faults.down.store(false, Ordering::SeqCst);
-        self.faults.locked.store(false, Ordering::SeqCst);
+        self.faults.locks.lock().unwrap().clear();
     }
 
     /// The live bytes of a file, for tests that inspect or corrupt it.
@@ -425,10 +426,17 @@ impl Storage for MemHandle {
     }
 }
 
-struct MemLock(Arc<Faults>);
+struct MemLock(Arc<Faults>, String, bool);
 impl Drop for MemLock {
     fn drop(&mut self) {
-        self.0.locked.store(false, Ordering::SeqCst);
+        let mut locks = self.0.locks.lock().unwrap();
+        if let Some(n) = locks.get_mut(&self.1) {
+            if self.2 && *n > 1 {
+                *n -= 1;
+            } else {
+                locks.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -506,14 +514,27 @@ impl Vfs for MemVfs {
     fn path_of(&self, name: &str) -> PathBuf {
         PathBuf::from("mem:").join(name)
     }
-    fn lock(&self) -> io::Result<Box<dyn Send + Sync>> {
-        if self.faults.locked.swap(true, Ordering::SeqCst) {
+    fn rename_new(&self, from: &str, to: &str) -> io::Result<()> {
+        if self.exists(to) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{to}: exists"),
+            ));
+        }
+        self.rename(from, to)
+    }
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+        let mut locks = self.faults.locks.lock().unwrap();
+        let held = locks.get(name).copied().unwrap_or(0);
+        let granted = if shared { held >= 0 } else { held == 0 };
+        if !granted {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "another handle in this process",
             ));
         }
-        Ok(Box::new(MemLock(self.faults.clone())))
+        locks.insert(name.to_string(), if shared { held + 1 } else { -1 });
+        Ok(Box::new(MemLock(self.faults.clone(), name.to_string(), shared)))
     }
 }
 

@@ -34,10 +34,18 @@ pub trait Storage: Send + Sync {
 pub trait Vfs: Send + Sync {
     /// Opens an existing file, or creates it when `create` is set.
     fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn Storage>>;
+    /// Opens an existing file for reading only (read-only media; the default opens it
+    /// as [`Vfs::open`] does).
+    fn open_read(&self, name: &str) -> io::Result<Arc<dyn Storage>> {
+        self.open(name, false)
+    }
     /// True when the name exists.
     fn exists(&self, name: &str) -> bool;
     /// Atomically replaces `to` with `from`.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Atomically moves `from` to `to` only if `to` does not exist (`AlreadyExists`
+    /// otherwise, and `from` is left in place).
+    fn rename_new(&self, from: &str, to: &str) -> io::Result<()>;
     /// Removes a file.
     fn remove(&self, name: &str) -> io::Result<()>;
     /// Makes creations, renames and removals durable.
@@ -48,7 +56,14 @@ pub trait Vfs: Send + Sync {
     fn path_of(&self, name: &str) -> PathBuf;
     /// Takes the folder's exclusive lock, held until the guard drops. Fails at once with
     /// `WouldBlock` when another holder has it.
-    fn lock(&self) -> io::Result<Box<dyn Send + Sync>>;
+    fn lock(&self) -> io::Result<Box<dyn Send + Sync>> {
+        self.lock_file("LOCK", false)
+    }
+    /// Takes the lock file `name`, shared or exclusive, held until the guard drops. Fails
+    /// at once with `WouldBlock` when a conflicting holder has it. A shared lock on a
+    /// folder that cannot be written (read-only media) and holds no such file is granted
+    /// without a file: nobody can change that folder.
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>>;
 }
 
 /// Takes `vfs`'s folder lock for `what` ("the database", "the repository", ...): a folder

@@ -1,4 +1,5 @@
-//! The catalog: one entry per published set (`pagevault list`), read from the manifests.
+//! The catalog: one entry per published set (`pagevault list`), read from the manifests
+//! alone (small objects: a set's index is never read to list it).
 //!
 //! Keeps true: every published manifest is listed, oldest first; a set whose manifest
 //! does not decode, or whose stream files are missing or of the wrong length, is listed
@@ -63,7 +64,7 @@ impl CatalogDetails {
             base_lsn: m.base_lsn,
             change_source: m.change_source,
             files: m.files.len() as u32,
-            extents: m.index.len() as u64,
+            extents: m.record_count,
             extents_read: m.extents_read,
             pages: m.pages_stored,
             bytes_read: m.bytes_read,
@@ -109,7 +110,7 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
     Ok(out)
 }
 
-/// A missing or wrong-length stream (cheap checks; `verify` reads the records).
+/// A missing or wrong-length stream (cheap checks of sizes; `verify` reads the records).
 fn streams_problem(repo: &Repository, m: &Manifest) -> Option<String> {
     (0..m.streams.len() as u32).find_map(|i| repo.open_stream(m, i).err().map(|e| e.to_string()))
 }

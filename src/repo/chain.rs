@@ -3,7 +3,7 @@
 //! Keeps true (invariant 4): a chain is a full or copy-only set alone, or a differential
 //! after the full it names, and it is accepted only when the base is present, is a full
 //! (not a copy-only, not a differential), belongs to the same database, and matches the
-//! differential's record of it (manifest checksum, snapshot LSN, change-map span, no file
+//! differential's record of it (manifest hash, snapshot LSN, change-map span, no file
 //! shrank). Everything is checked before a restore writes a byte.
 
 use crate::error::{Error, Result};
@@ -69,7 +69,7 @@ fn load_base(repo: &Repository, diff: &Manifest) -> Result<LoadedManifest> {
         format_backup_id(diff.backup_id),
         format_backup_id(diff.base_id),
     );
-    if !repo.set_ids()?.contains(&diff.base_id) {
+    if !repo.has_set(diff.base_id)? {
         return Err(Error::Chain(format!(
             "base {b} of differential {d} is missing from the repository"
         )));
@@ -105,10 +105,11 @@ pub fn check_pair(base: &LoadedManifest, diff: &Manifest) -> Result<()> {
             diff.database_id, bm.database_id
         )));
     }
-    if base.checksum != diff.base_checksum {
+    if base.hash != diff.base_hash {
         return Err(Error::Chain(format!(
-            "differential {d} belongs to another full: it names base {b} with manifest checksum {:08x}, the base in the repository has {:08x}",
-            diff.base_checksum, base.checksum
+            "differential {d} belongs to another full: it names base {b} with manifest hash {}, the base in the repository has {}",
+            hex(&diff.base_hash),
+            hex(&base.hash)
         )));
     }
     if bm.snapshot_lsn != diff.base_lsn {
@@ -140,4 +141,9 @@ pub fn check_pair(base: &LoadedManifest, diff: &Manifest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The first 8 bytes of a hash in hex, for messages.
+fn hex(h: &[u8]) -> String {
+    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -1,133 +1,308 @@
-//! A repository: a flat folder of backup sets, each a manifest `<id>.pvm` and its
-//! streams `<id>-NNNN.pvs`, plus the marker `pagevault.repo` and the lock file `LOCK`.
+//! A repository: backup sets kept as write-once objects on a [`backend::Backend`] (a
+//! local folder, an in-memory store for tests; an object store later), in repository
+//! format 2 (docs/format.md). This module owns every repository object: nothing outside
+//! `src/repo/` names one or touches the repository's folder.
 //!
-//! Keeps true (invariant 6): a set exists exactly when its manifest exists under its final
-//! name, and the manifest is renamed into place only after every stream and the manifest
-//! itself are synced; anything else in the folder (`*.partial`, `*.tmp`, streams with no
-//! manifest) is debris of an unfinished backup, never read as a set, and removed under the
-//! lock by the next backup. Every byte read back is checked before use (invariant 7).
+//! Keeps true (invariants 6 and 7, docs/design.md): a set exists exactly when its
+//! manifest object exists, and the manifest is written, whole, only after every stream
+//! and index piece of the set is durable ([`set_writer`]); every byte read back is
+//! checked before use ([`set_reader`]). Anything else under a set's prefix is debris of
+//! an unfinished backup, never read as a set, removed only by the one appender.
+//!
+//! ## Who runs beside whom (enforced by [`lock`]: flock locally, leases on object stores)
+//!
+//! | verb (mode)                  | list | restore, verify, export (shared) | backup, merge (append) | delete, prune, import (exclusive) |
+//! |------------------------------|------|----------------------------------|------------------------|-----------------------------------|
+//! | list (none)                  | yes  | yes                              | yes                    | yes (a set being deleted may show as damaged) |
+//! | restore, verify, export      | yes  | yes                              | yes                    | no                                |
+//! | backup, merge                | yes  | yes                              | no (one at a time)     | no                                |
+//! | delete, prune, import        | yes  | no                               | no                     | no                                |
+//!
+//! Readers hold a shared lock, so no set is deleted under a running restore or verify;
+//! an appender only adds sets, which readers never see until their manifest appears.
 
+pub mod backend;
 pub mod catalog;
 pub mod chain;
-pub mod marker;
-pub mod publish;
+pub mod lease;
+pub mod lock;
+pub mod names;
+pub mod set_reader;
+pub mod set_writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{self, Manifest, MAX_MANIFEST_BYTES};
-use crate::io::{self, file::DiskVfs, Storage, Vfs};
+use crate::format::manifest::{self, Manifest, HASH_SIZE, MAX_MANIFEST_BYTES};
+use crate::format::repo_config::{RepoConfig, DEFAULT_STREAM_MAX_BYTES};
+use crate::io::{file::DiskVfs, Vfs};
 
-pub use marker::MARKER_FILE_NAME;
+use backend::local::LocalBackend;
+use backend::{Backend, ObjectReader, PutMode};
+pub use lock::{LockMode, RepoLock};
 
 /// An open repository.
 pub struct Repository {
-    vfs: Arc<dyn Vfs>,
-    repository_id: u64,
+    backend: Arc<dyn Backend>,
+    config: RepoConfig,
+    lease_ttl: Duration,
 }
 
-/// A published set's manifest with the checksum differentials name it by.
+/// A published set's manifest with the hash differentials name it by.
 #[derive(Clone, Debug)]
 pub struct LoadedManifest {
     pub manifest: Manifest,
-    pub checksum: u64,
-    /// Size of the manifest file in bytes.
+    /// BLAKE3 of the manifest object.
+    pub hash: [u8; HASH_SIZE],
+    /// Size of the manifest object in bytes.
     pub manifest_bytes: u64,
 }
 
+/// How a new repository is made.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// The largest stream object; a set's records roll over to the next stream past it.
+    pub stream_max_bytes: u64,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            stream_max_bytes: DEFAULT_STREAM_MAX_BYTES,
+        }
+    }
+}
+
 impl Repository {
-    /// Opens the repository in `dir`, creating the folder and marker if `create` is set
-    /// and there is none.
-    pub fn open_dir(dir: &Path, create: bool) -> Result<Repository> {
-        if create {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        } else if !dir.is_dir() {
-            return Err(Error::NotFound {
-                path: dir.to_path_buf(),
-                what: "no such repository folder".into(),
+    /// Creates a repository on `backend`, which must hold no objects.
+    pub fn init(backend: Arc<dyn Backend>, opts: &InitOptions) -> Result<Repository> {
+        let here = backend.location("");
+        let config = RepoConfig {
+            repository_id: crate::ids::random_u64(),
+            compat_flags: 0,
+            incompat_flags: 0,
+            stream_max_bytes: opts.stream_max_bytes,
+            created_unix_ms: crate::ids::unix_millis(),
+        };
+        let bytes = config.encode();
+        // Validate what we are about to write, with the decoder every reader uses.
+        RepoConfig::decode(&bytes).map_err(|what| {
+            Error::Invalid(format!("{}: the repository config {what}", here.display()))
+        })?;
+        let existing = backend.list("").map_err(|e| Error::io(&here, e))?;
+        if existing.iter().any(|o| o.name == names::CONFIG) {
+            return Err(Error::AlreadyExists {
+                path: here,
+                what: "a pagevault repository is already there".into(),
             });
         }
+        if existing
+            .iter()
+            .any(|o| o.name != names::LOCK_FILE && o.name != names::APPEND_LOCK_FILE)
+        {
+            return Err(Error::AlreadyExists {
+                path: here,
+                what: "the location is not empty and holds no pagevault repository".into(),
+            });
+        }
+        match backend.put(names::CONFIG, &bytes, PutMode::CreateNew) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists {
+                    path: here,
+                    what: "a pagevault repository is already there".into(),
+                })
+            }
+            Err(e) => return Err(Error::io(backend.location(names::CONFIG), e)),
+        }
+        // Read back: a server that ignores create-only puts may have let another init
+        // win; the config there is the repository.
+        let repo = Repository::open_backend(backend)?;
+        if repo.config != config {
+            return Err(Error::AlreadyExists {
+                path: here,
+                what: "another process created a repository here at the same time".into(),
+            });
+        }
+        Ok(repo)
+    }
+
+    /// Opens the repository on `backend`.
+    pub fn open_backend(backend: Arc<dyn Backend>) -> Result<Repository> {
+        let here = backend.location("");
+        let config_path = backend.location(names::CONFIG);
+        match backend.stat(names::CONFIG) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let format1 = backend
+                    .stat(names::FORMAT1_MARKER)
+                    .map_err(|e| Error::io(backend.location(names::FORMAT1_MARKER), e))?;
+                return Err(match format1 {
+                    Some(_) => Error::Unsupported {
+                        path: here,
+                        what: "is a repository of format 1 (pagevault 0.1), which this build does not read; restore its sets with the build that wrote them, then back up into a new repository".into(),
+                    },
+                    None => Error::NoRepository { path: here },
+                });
+            }
+            Err(e) => return Err(Error::io(config_path, e)),
+        }
+        let bytes = backend::read_all(&*backend, names::CONFIG, 4096)
+            .map_err(|e| Error::io(&config_path, e))?;
+        let config = RepoConfig::decode(&bytes).map_err(|what| {
+            if what.contains("newer") || what.contains("needs features") || what.contains("encrypted") {
+                Error::Unsupported {
+                    path: config_path.clone(),
+                    what: format!("the repository config {what}"),
+                }
+            } else {
+                Error::corrupt(&config_path, format!("the repository config {what}"))
+            }
+        })?;
+        Ok(Repository {
+            backend,
+            config,
+            lease_ttl: lease::DEFAULT_LEASE_TTL,
+        })
+    }
+
+    /// The repository in a folder of `vfs` (tests and tools): created there first when
+    /// `create` is set and there is none.
+    pub fn open(vfs: Arc<dyn Vfs>, create: bool) -> Result<Repository> {
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(vfs));
+        match Repository::open_backend(backend.clone()) {
+            Err(Error::NoRepository { .. }) if create => {
+                Repository::init(backend, &InitOptions::default())
+            }
+            r => r,
+        }
+    }
+
+    /// The repository in the folder `dir`. With `create`, a missing folder or an empty
+    /// one becomes a new repository (the demo and the bench); the CLI's verbs other than
+    /// `repo init` never create one.
+    pub fn open_dir(dir: &Path, create: bool) -> Result<Repository> {
+        if create && !dir.exists() {
+            return Repository::init_dir(dir, &InitOptions::default());
+        }
+        check_folder(dir)?;
         Repository::open(Arc::new(DiskVfs::new(dir)), create)
     }
 
-    /// Opens the repository on `vfs` (creating its marker when `create` is set and the
-    /// folder holds no repository yet; a non-empty folder that is not a repository is
-    /// refused).
-    pub fn open(vfs: Arc<dyn Vfs>, create: bool) -> Result<Repository> {
-        let repository_id = match marker::read(&*vfs)? {
-            Some(id) => id,
-            None if create => {
-                let names = vfs.list().map_err(|e| Error::io(vfs.path_of(""), e))?;
-                if names.iter().any(|n| n != "LOCK") {
-                    return Err(Error::AlreadyExists {
-                        path: vfs.path_of(""),
-                        what: "the folder is not empty and is not a pagevault repository".into(),
-                    });
-                }
-                marker::create(&*vfs)?
+    /// Creates a new repository in the folder `dir` (created with its parents, the
+    /// parent synced so the new folder is durable).
+    pub fn init_dir(dir: &Path, opts: &InitOptions) -> Result<Repository> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                crate::io::file::sync_dir_path(parent).map_err(|e| Error::io(parent, e))?;
             }
-            None => {
-                return Err(Error::NotFound {
-                    path: vfs.path_of(""),
-                    what: "not a pagevault repository (no pagevault.repo)".into(),
-                })
-            }
-        };
-        Ok(Repository { vfs, repository_id })
+        }
+        check_folder(dir)?;
+        Repository::init(Arc::new(LocalBackend::new(Arc::new(DiskVfs::new(dir)))), opts)
     }
 
-    /// The repository's folder seam.
-    pub fn vfs(&self) -> &Arc<dyn Vfs> {
-        &self.vfs
+    /// The storage seam: this module's parts use it, and tests that craft or damage
+    /// objects (no verb reaches past the repository to it).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
-    /// The folder (for messages).
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> PathBuf {
+        self.backend.location("")
+    }
+
+    /// The folder or URL (for messages; the same as [`Repository::location`]).
     pub fn path(&self) -> PathBuf {
-        self.vfs.path_of("")
+        self.location()
     }
 
     /// The repository's random id.
     pub fn repository_id(&self) -> u64 {
-        self.repository_id
+        self.config.repository_id
     }
 
-    /// Takes the repository's exclusive lock: one backup writes at a time. Restore and
-    /// verify only read published sets, which never change, so they take no lock (and a
-    /// read-only repository stays restorable).
-    pub fn lock(&self) -> Result<Box<dyn Send + Sync>> {
-        io::lock_folder(&*self.vfs, "the repository")
+    /// The repository's config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// How long a lease lives without renewal (object stores).
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
+    /// Sets the lease time to live (tests of expiry use a short one).
+    pub fn set_lease_ttl(&mut self, ttl: Duration) {
+        self.lease_ttl = ttl;
+    }
+
+    /// Takes the repository in `mode` for `purpose` (see the table above).
+    pub fn lock(&self, mode: LockMode, purpose: &str) -> Result<RepoLock> {
+        lock::take(self, mode, purpose)
     }
 
     /// The ids of the published sets, oldest first (ids grow with time).
     pub fn set_ids(&self) -> Result<Vec<u64>> {
         let mut ids: Vec<u64> = self
-            .vfs
-            .list()
-            .map_err(|e| Error::io(self.path(), e))?
+            .backend
+            .list(names::MANIFEST_PREFIX)
+            .map_err(|e| Error::io(self.location(), e))?
             .iter()
-            .filter_map(|n| manifest::backup_id_of_manifest_name(n))
+            .filter_map(|o| names::id_of_manifest(&o.name))
             .collect();
         ids.sort_unstable();
         Ok(ids)
     }
 
+    /// Where set `id`'s manifest is, for messages.
+    pub fn manifest_location(&self, id: u64) -> PathBuf {
+        self.backend.location(&names::manifest(id))
+    }
+
+    /// Where stream `i` of set `id` is, for messages.
+    pub fn stream_location(&self, id: u64, i: u32) -> PathBuf {
+        self.backend.location(&names::stream(id, i))
+    }
+
+    /// Where index piece `i` of set `id` is, for messages.
+    pub fn piece_location(&self, id: u64, i: u32) -> PathBuf {
+        self.backend.location(&names::index_piece(id, i))
+    }
+
+    /// True when set `id` is published (its manifest exists). An I/O error is an error.
+    pub fn has_set(&self, id: u64) -> Result<bool> {
+        let name = names::manifest(id);
+        self.backend
+            .stat(&name)
+            .map(|s| s.is_some())
+            .map_err(|e| Error::io(self.backend.location(&name), e))
+    }
+
     /// Reads and validates a published set's manifest. A missing set is `NotFound`; any
-    /// defect is `Corrupt` naming the file.
+    /// defect is `Corrupt` naming the object.
     pub fn load_manifest(&self, backup_id: u64) -> Result<LoadedManifest> {
-        let name = manifest::manifest_file_name(backup_id);
-        let path = self.vfs.path_of(&name);
-        if !self.vfs.exists(&name) {
-            return Err(Error::NotFound {
-                path,
-                what: format!(
-                    "backup set {} is not in the repository",
-                    manifest::format_backup_id(backup_id)
-                ),
-            });
-        }
-        let bytes =
-            io::read_all(&*self.vfs, &name, MAX_MANIFEST_BYTES).map_err(|e| Error::io(&path, e))?;
+        let name = names::manifest(backup_id);
+        let path = self.backend.location(&name);
+        let bytes = match backend::read_all(&*self.backend, &name, MAX_MANIFEST_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    path,
+                    what: format!(
+                        "backup set {} is not in the repository",
+                        manifest::format_backup_id(backup_id)
+                    ),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Error::corrupt(&path, e.to_string()))
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
         let m = Manifest::decode(&bytes).map_err(|what| Error::corrupt(&path, what))?;
         if m.backup_id != backup_id {
             return Err(Error::corrupt(
@@ -138,40 +313,182 @@ impl Repository {
                 ),
             ));
         }
-        let checksum = Manifest::checksum_of(&bytes).expect("decoded manifests have a trailer");
         Ok(LoadedManifest {
             manifest: m,
-            checksum,
+            hash: manifest::hash_of(&bytes),
             manifest_bytes: bytes.len() as u64,
         })
     }
 
-    /// Opens stream `i` of a published set for reading, checking its length against the
-    /// manifest.
-    pub fn open_stream(&self, m: &Manifest, i: u32) -> Result<Arc<dyn Storage>> {
-        let name = manifest::stream_file_name(m.backup_id, i);
-        let path = self.vfs.path_of(&name);
+    /// Opens stream `i` of a published set for reading, checking its size against the
+    /// manifest. A missing stream is `Corrupt` (the set is damaged); an I/O error is an
+    /// I/O error.
+    pub fn open_stream(&self, m: &Manifest, i: u32) -> Result<Arc<dyn ObjectReader>> {
+        let name = names::stream(m.backup_id, i);
+        let path = self.backend.location(&name);
         let entry = m
             .streams
             .get(i as usize)
             .ok_or_else(|| Error::Invalid(format!("backup set has no stream {i}")))?;
-        if !self.vfs.exists(&name) {
+        let r = match self.backend.open(&name) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::corrupt(
+                    &path,
+                    "stream object of the backup set is missing",
+                ))
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if r.size() != entry.length {
             return Err(Error::corrupt(
                 &path,
-                "stream file of the backup set is missing",
+                format!(
+                    "stream is {} bytes, the manifest says {}",
+                    r.size(),
+                    entry.length
+                ),
             ));
         }
-        let s = self
-            .vfs
-            .open(&name, false)
-            .map_err(|e| Error::io(&path, e))?;
-        let len = s.len().map_err(|e| Error::io(&path, e))?;
-        if len != entry.length {
-            return Err(Error::corrupt(
-                &path,
-                format!("stream is {len} bytes, the manifest says {}", entry.length),
-            ));
+        Ok(r)
+    }
+
+    /// Reads index piece `i` of `m` (checked against the manifest's table) into `out`.
+    pub(crate) fn read_piece(
+        &self,
+        m: &Manifest,
+        i: u32,
+        out: &mut Vec<crate::format::manifest::IndexEntry>,
+    ) -> Result<()> {
+        use crate::format::index_piece;
+        let name = names::index_piece(m.backup_id, i);
+        let path = self.backend.location(&name);
+        let want = m
+            .pieces
+            .get(i as usize)
+            .ok_or_else(|| Error::Invalid(format!("backup set has no index piece {i}")))?;
+        let bytes = match backend::read_all(&*self.backend, &name, index_piece::MAX_PIECE_BYTES)
+        {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::corrupt(
+                    &path,
+                    "index piece of the backup set is missing",
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(Error::corrupt(&path, e.to_string()))
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        index_piece::decode(&bytes, m.backup_id, i, want, out)
+            .map_err(|what| Error::corrupt(&path, what))
+    }
+
+    /// Removes what unfinished backups left behind: staged uploads and the objects of
+    /// sets with no manifest. The caller holds [`LockMode::Append`] or
+    /// [`LockMode::Exclusive`], so no other writer's upload is under way. Returns the
+    /// names removed.
+    pub fn clean_debris(&self, held: &RepoLock) -> Result<Vec<String>> {
+        assert!(
+            held.mode != LockMode::Shared,
+            "debris is cleaned only by a writer"
+        );
+        let here = self.location();
+        let mut removed = Vec::new();
+        for (staging, _) in self.backend.staged().map_err(|e| Error::io(&here, e))? {
+            self.backend
+                .delete_staged(&staging)
+                .map_err(|e| Error::io(self.backend.location(&staging), e))?;
+            removed.push(staging);
         }
-        Ok(s)
+        let published = self.set_ids()?;
+        for o in self
+            .backend
+            .list(names::SET_PREFIX)
+            .map_err(|e| Error::io(&here, e))?
+        {
+            let orphan = names::id_of_set_object(&o.name)
+                .is_none_or(|id| published.binary_search(&id).is_err());
+            if orphan {
+                self.backend
+                    .delete(&o.name)
+                    .map_err(|e| Error::io(self.backend.location(&o.name), e))?;
+                removed.push(o.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes set `id`, under the exclusive lock: its manifest first (the set is gone
+    /// from then on, whole), then its streams and index pieces. A failure after the
+    /// manifest went leaves debris the next appender removes.
+    pub fn delete_set(&self, id: u64) -> Result<()> {
+        let _lock = self.lock(LockMode::Exclusive, "delete")?;
+        let name = names::manifest(id);
+        if !self.has_set(id)? {
+            return Err(Error::NotFound {
+                path: self.backend.location(&name),
+                what: format!(
+                    "backup set {} is not in the repository",
+                    manifest::format_backup_id(id)
+                ),
+            });
+        }
+        self.backend
+            .delete(&name)
+            .map_err(|e| Error::io(self.backend.location(&name), e))?;
+        for o in self
+            .backend
+            .list(&names::set_prefix(id))
+            .map_err(|e| Error::io(self.location(), e))?
+        {
+            self.backend
+                .delete(&o.name)
+                .map_err(|e| Error::io(self.backend.location(&o.name), e))?;
+        }
+        Ok(())
+    }
+
+    /// A fresh set id, above every published set (ids are time-ordered, but two backups
+    /// in one millisecond, or a clock set back, could otherwise sort out of order), and
+    /// with no object of its own yet.
+    pub fn fresh_set_id(&self) -> Result<u64> {
+        let newest = self.set_ids()?.last().copied().unwrap_or(0);
+        loop {
+            let id = crate::ids::new_backup_id().max(newest.saturating_add(1));
+            if id == u64::MAX {
+                return Err(Error::Invalid(format!(
+                    "{}: the repository holds a set with the largest possible id",
+                    self.location().display()
+                )));
+            }
+            let taken = !self
+                .backend
+                .list(&names::set_prefix(id))
+                .map_err(|e| Error::io(self.location(), e))?
+                .is_empty()
+                || self.has_set(id)?;
+            if !taken {
+                return Ok(id);
+            }
+        }
+    }
+}
+
+/// A repository folder must be a folder.
+fn check_folder(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::NotFound {
+            path: dir.to_path_buf(),
+            what: "is a file, not a repository folder".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::NoRepository {
+                path: dir.to_path_buf(),
+            })
+        }
+        Err(e) => Err(Error::io(dir, e)),
     }
 }

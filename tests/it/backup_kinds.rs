@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use pagevault::backup::{self, BackupKind, BackupOptions, ChangeSource, DEFAULT_LEVEL};
-use pagevault::format::manifest::{manifest_file_name, stream_file_name, Manifest};
+use pagevault::format::manifest::Manifest;
+use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
 use pagevault::format::{PAGES_PER_EXTENT, PAGE_SIZE};
 use pagevault::io::Vfs;
 use pagevault::progress::NoProgress;
@@ -47,7 +48,7 @@ fn full_then_differential_holds_exactly_the_pages_written_after_it() {
     assert_eq!(ctl.base_lsn, full.snapshot_lsn);
     assert_eq!(
         ctl.base_checksum,
-        f.repo.load_manifest(full_id).unwrap().checksum
+        pagevault::format::manifest::short_hash(&f.repo.load_manifest(full_id).unwrap().hash)
     );
     assert_eq!(set_bits(&f), 0);
 
@@ -85,7 +86,7 @@ fn a_differential_names_its_base_id_lsn_and_checksum() {
     assert_eq!(m.kind, BackupKind::Differential);
     assert_eq!(m.base_id, id_of(&full));
     assert_eq!(m.base_lsn, full.snapshot_lsn);
-    assert_eq!(m.base_checksum, base.checksum);
+    assert_eq!(m.base_hash, base.hash);
     assert_eq!(diff.base_id.as_deref(), Some(full.backup_id.as_str()));
     assert_eq!(diff.base_lsn, full.snapshot_lsn);
     assert!(m.snapshot_lsn > m.base_lsn);
@@ -249,7 +250,11 @@ fn untrusted_tracking_makes_the_differential_scan_lsns_and_miss_nothing() {
     // Simulate tracking that lost its bits: a new epoch with the same base, so every map
     // reads clear while pages above the base LSN exist; then declare it untrusted.
     f.db()
-        .commit_base(full.snapshot_lsn, id_of(&full), fm.checksum)
+        .commit_base(
+            full.snapshot_lsn,
+            id_of(&full),
+            pagevault::format::manifest::short_hash(&fm.hash),
+        )
         .unwrap();
     assert_eq!(set_bits(&f), 0);
     f.db()

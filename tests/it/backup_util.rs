@@ -168,12 +168,75 @@ pub fn changed_since(db: &Database, lsn: u64) -> Pages {
         .collect()
 }
 
+/// A decoded manifest with its whole index (tests only: verbs never hold one).
+pub struct SetView {
+    pub manifest: Manifest,
+    pub index: Vec<pagevault::format::manifest::IndexEntry>,
+}
+
+impl std::ops::Deref for SetView {
+    type Target = Manifest;
+    fn deref(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+impl std::ops::DerefMut for SetView {
+    fn deref_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+}
+
+/// A set's manifest and index as stored in a simulated folder, read without any check
+/// (for tests that edit a set behind its checksums).
+pub fn load_raw(vfs: &MemVfs, id: u64) -> SetView {
+    use pagevault::repo::names;
+    let manifest = Manifest::decode(&vfs.read_file(&names::manifest(id)).unwrap()).unwrap();
+    let mut index = Vec::new();
+    for i in 0..manifest.pieces.len() as u32 {
+        let b = vfs.read_file(&names::index_piece(id, i)).unwrap();
+        index.extend(pagevault::format::index_piece::parse_lenient(&b));
+    }
+    SetView { manifest, index }
+}
+
+/// Writes `m` back (its index as new pieces, its manifest resealed over them); returns
+/// the manifest's new hash.
+pub fn store_raw(vfs: &MemVfs, m: &mut SetView) -> [u8; 32] {
+    use pagevault::io::Vfs;
+    use pagevault::repo::names;
+    let id = m.manifest.backup_id;
+    for n in vfs.list().unwrap() {
+        if n.starts_with(&format!("{}index-", names::set_prefix(id))) {
+            vfs.remove(&n).unwrap();
+        }
+    }
+    m.manifest.pieces.clear();
+    let per = pagevault::format::index_piece::PIECE_ENTRIES as usize;
+    for (i, chunk) in m.index.chunks(per).enumerate() {
+        let (b, e) =
+            pagevault::format::index_piece::encode(id, i as u32, (i * per) as u64, chunk);
+        let f = vfs.open(&names::index_piece(id, i as u32), true).unwrap();
+        f.write_at(0, &b).unwrap();
+        m.manifest.pieces.push(e);
+    }
+    m.manifest.record_count = m.index.len() as u64;
+    let (bytes, hash) = m.manifest.encode();
+    vfs.corrupt_file(&names::manifest(id), |b| *b = bytes);
+    hash
+}
+
 /// Decodes a published set into its pages, checking the stream's length and CRC-32 and
 /// every record (header against the index entry, payload checksums, sequence, database
 /// and backup ids). Any defect is an `Err` naming it.
-pub fn decode_set(repo: &Repository, id: u64) -> Result<(Manifest, Pages), String> {
+pub fn decode_set(repo: &Repository, id: u64) -> Result<(SetView, Pages), String> {
     let loaded = repo.load_manifest(id).map_err(|e| e.to_string())?;
-    let m = loaded.manifest;
+    let index = pagevault::repo::set_reader::collect_index(repo, &loaded.manifest)
+        .map_err(|e| e.to_string())?;
+    let m = SetView {
+        manifest: loaded.manifest,
+        index,
+    };
     let mut streams = Vec::new();
     for (i, entry) in m.streams.iter().enumerate() {
         let s = repo.open_stream(&m, i as u32).map_err(|e| e.to_string())?;
@@ -187,8 +250,7 @@ pub fn decode_set(repo: &Repository, id: u64) -> Result<(Manifest, Pages), Strin
     let mut dec = zstd::bulk::Decompressor::new().unwrap();
     let mut pages = Pages::new();
     let mut raw = Vec::new();
-    let mut seq = vec![0u32; streams.len()];
-    for e in &m.index {
+    for (position, e) in m.index.iter().enumerate() {
         let s = &streams[e.stream as usize];
         let at = e.offset as usize;
         let h = RecordHeader::decode(&s[at..]).map_err(|f| f.to_string())?;
@@ -199,11 +261,10 @@ pub fn decode_set(repo: &Repository, id: u64) -> Result<(Manifest, Pages), Strin
             || h.record_len() != e.record_len as usize
             || h.database_id != m.database_id
             || h.backup_id != m.backup_id
-            || h.sequence != seq[e.stream as usize]
+            || h.sequence as usize != position
         {
             return Err(format!("record {e:?} does not match its header {h:?}"));
         }
-        seq[e.stream as usize] += 1;
         record::decode_payload(&h, &s[at + RECORD_HEADER_SIZE..], &mut dec, &mut raw)
             .map_err(|f| f.to_string())?;
         let mut k = 0;

@@ -5,19 +5,21 @@
 //! is reported by verify against the set it damages and refused by restore, which
 //! leaves a target that does not open; a chain never restores from a damaged base.
 
-use pagevault::format::manifest::{self, parse_backup_id, Manifest};
+use pagevault::format::manifest::{self, Manifest};
 use pagevault::format::record::{self, RecordHeader, RecordId, RECORD_HEADER_SIZE};
 use pagevault::format::{PAGE_HEADER_SIZE, PAGE_SIZE};
 use pagevault::fuzz_targets::{reseal, RESEAL_MANIFESTS};
 use pagevault::io::Vfs;
-use pagevault::repo::MARKER_FILE_NAME;
+use pagevault::repo::names;
 use pagevault::verify;
 
 use crate::faults_util::*;
 
-/// The set a repository file belongs to (its name starts with the set's id).
+/// The set a repository object belongs to.
 fn owner(name: &str) -> u64 {
-    parse_backup_id(&name[..16]).unwrap()
+    names::id_of_manifest(name)
+        .or_else(|| names::id_of_set_object(name))
+        .unwrap()
 }
 
 /// Verify reports set `id` damaged.
@@ -38,9 +40,15 @@ fn a_flipped_bit_at_every_byte_of_a_chain_is_found_and_refused() {
         .list()
         .unwrap()
         .into_iter()
-        .filter(|n| n != MARKER_FILE_NAME && n != "LOCK")
+        .filter(|n| {
+            n != names::CONFIG && n != names::LOCK_FILE && n != names::APPEND_LOCK_FILE
+        })
         .collect();
-    assert_eq!(names.len(), 4, "two manifests and two streams: {names:?}");
+    assert_eq!(
+        names.len(),
+        6,
+        "two manifests, two streams and two index pieces: {names:?}"
+    );
     let mut flips = 0;
     for name in &names {
         let id = owner(name);
@@ -79,7 +87,7 @@ fn a_flipped_bit_in_any_page_behind_resealed_records_is_caught_by_its_checksum()
     let manifests: Vec<(String, Vec<u8>)> = [c.full, c.diff]
         .iter()
         .map(|&id| {
-            let n = manifest::manifest_file_name(id);
+            let n = pagevault::repo::names::manifest(id);
             let b = c.repo_vfs.read_file(&n).unwrap();
             (n, b)
         })
@@ -88,12 +96,12 @@ fn a_flipped_bit_in_any_page_behind_resealed_records_is_caught_by_its_checksum()
     for &id in &[c.full, c.diff] {
         let m = Manifest::decode(
             &c.repo_vfs
-                .read_file(&manifest::manifest_file_name(id))
+                .read_file(&pagevault::repo::names::manifest(id))
                 .unwrap(),
         )
         .unwrap();
-        for e in &m.index {
-            let sname = manifest::stream_file_name(id, e.stream);
+        for e in &pagevault::repo::set_reader::collect_index(&c.repo, &m).unwrap() {
+            let sname = pagevault::repo::names::stream(id, e.stream);
             let stream = c.repo_vfs.read_file(&sname).unwrap();
             let at = e.offset as usize;
             let end = at + e.record_len as usize;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use pagevault::backup::{self, BackupKind, BackupOptions};
 use pagevault::format::codec::{put_u16, put_u32};
 use pagevault::format::manifest::{
-    self, parse_backup_id, BackupKind as Kind, ChangeSource, Manifest, ManifestFile, StreamEntry,
+    parse_backup_id, BackupKind as Kind, ChangeSource, Manifest, ManifestFile, StreamEntry,
 };
 use pagevault::format::record::{self, RecordHeader, RecordId, RECORD_HEADER_SIZE};
 use pagevault::format::{crc32, EXTENT_SIZE, MAX_FILES, MAX_FILE_PAGES, PAGE_SIZE};
@@ -99,12 +99,12 @@ fn a_zstd_bomb_in_a_set_is_found_by_verify_and_refused_by_restore() {
     let c = Chain::new(1, 16);
     let m = Manifest::decode(
         &c.repo_vfs
-            .read_file(&manifest::manifest_file_name(c.full))
+            .read_file(&pagevault::repo::names::manifest(c.full))
             .unwrap(),
     )
     .unwrap();
-    let e = m.index[0];
-    let name = manifest::stream_file_name(c.full, e.stream);
+    let e = pagevault::repo::set_reader::collect_index(&c.repo, &m).unwrap()[0];
+    let name = pagevault::repo::names::stream(c.full, e.stream);
     let stream = c.repo_vfs.read_file(&name).unwrap();
     let h = RecordHeader::decode(&stream[e.offset as usize..]).unwrap();
     let rec = bomb_record(
@@ -154,7 +154,7 @@ fn a_manifest_of_billions_of_pages_is_checked_in_time_in_proportion_to_its_size(
         snapshot_lsn: 10,
         base_lsn: 0,
         base_id: 0,
-        base_checksum: 0,
+        base_hash: [0; 32],
         started_unix_ms: 1,
         finished_unix_ms: 2,
         change_source: ChangeSource::AllExtents,
@@ -176,12 +176,13 @@ fn a_manifest_of_billions_of_pages_is_checked_in_time_in_proportion_to_its_size(
             crc: crc32(&[]),
             record_count: 0,
         }],
-        index: vec![],
+        record_count: 0,
+        pieces: vec![],
         bad_pages: vec![],
     };
     let (bytes, _) = m.encode();
-    pagevault::io::replace_atomically(&vfs, &manifest::manifest_file_name(id), &bytes).unwrap();
-    pagevault::io::replace_atomically(&vfs, &manifest::stream_file_name(id, 0), &[]).unwrap();
+    pagevault::io::replace_atomically(&vfs, &pagevault::repo::names::manifest(id), &bytes).unwrap();
+    pagevault::io::replace_atomically(&vfs, &pagevault::repo::names::stream(id, 0), &[]).unwrap();
     // 4096 files of 4 billion pages: 2 * 10^12 extents, which no check may walk.
     let started = Instant::now();
     let r = verify::verify(&repo, None).unwrap();
@@ -268,7 +269,7 @@ fn lsns_near_the_top_of_the_range_are_refused_not_a_panic() {
     let r = Database::open(Arc::new(c.db_vfs.clone()), OpenMode::ReadOnly);
     assert!(matches!(r, Err(Error::Corrupt { .. })), "{:?}", r.err());
 
-    let name = manifest::manifest_file_name(c.full);
+    let name = pagevault::repo::names::manifest(c.full);
     let mut m = Manifest::decode(&c.repo_vfs.read_file(&name).unwrap()).unwrap();
     m.snapshot_lsn = MAX_LSN + 1;
     c.repo_vfs.corrupt_file(&name, |b| *b = m.encode().0);
@@ -283,7 +284,7 @@ fn lsns_near_the_top_of_the_range_are_refused_not_a_panic() {
 #[test]
 fn pages_above_their_files_lsn_in_the_manifest_are_refused() {
     let c = Chain::new(1, 16);
-    let name = manifest::manifest_file_name(c.full);
+    let name = pagevault::repo::names::manifest(c.full);
     let mut m = Manifest::decode(&c.repo_vfs.read_file(&name).unwrap()).unwrap();
     m.files[0].file_lsn = 0;
     c.repo_vfs.corrupt_file(&name, |b| *b = m.encode().0);
@@ -305,7 +306,7 @@ fn pages_above_their_files_lsn_in_the_manifest_are_refused() {
     assert!(e.to_string().contains("above the file's LSN"), "{e}");
 
     let c = Chain::new(1, 16);
-    let name = manifest::manifest_file_name(c.diff);
+    let name = pagevault::repo::names::manifest(c.diff);
     let mut m = Manifest::decode(&c.repo_vfs.read_file(&name).unwrap()).unwrap();
     m.files[0].file_lsn = 1;
     c.repo_vfs.corrupt_file(&name, |b| *b = m.encode().0);

@@ -16,13 +16,15 @@ use pagevault::Error;
 
 use crate::faults_util::*;
 
-fn load(c: &Chain, id: u64) -> Manifest {
-    Manifest::decode(
+fn load(c: &Chain, id: u64) -> crate::backup_util::SetView {
+    let manifest = Manifest::decode(
         &c.repo_vfs
-            .read_file(&manifest::manifest_file_name(id))
+            .read_file(&pagevault::repo::names::manifest(id))
             .unwrap(),
     )
-    .unwrap()
+    .unwrap();
+    let index = pagevault::repo::set_reader::collect_index(&c.repo, &manifest).unwrap();
+    crate::backup_util::SetView { manifest, index }
 }
 
 /// Verify finds set `id` damaged, and restoring it (and the differential, whose chain
@@ -43,7 +45,7 @@ fn assert_caught(c: &Chain, id: u64, what: &str) {
 /// Cut points of a stream: every record boundary and, inside each record, its first
 /// byte, the middle and last byte of its header, its header alone, the middle of its
 /// payload and its last byte but one.
-fn cut_points(m: &Manifest, stream: u32) -> Vec<usize> {
+fn cut_points(m: &crate::backup_util::SetView, stream: u32) -> Vec<usize> {
     let mut out = Vec::new();
     for e in m.index.iter().filter(|e| e.stream == stream) {
         let (at, len) = (e.offset as usize, e.record_len as usize);
@@ -68,10 +70,10 @@ fn a_stream_cut_anywhere_is_found_and_refused_even_with_the_manifest_resealed() 
     let mut cuts = 0;
     for id in [c.full, c.diff] {
         let m = load(&c, id);
-        let mname = manifest::manifest_file_name(id);
+        let mname = pagevault::repo::names::manifest(id);
         let good_m = c.repo_vfs.read_file(&mname).unwrap();
         for s in 0..m.streams.len() as u32 {
-            let name = manifest::stream_file_name(id, s);
+            let name = pagevault::repo::names::stream(id, s);
             let good = c.repo_vfs.read_file(&name).unwrap();
             for n in cut_points(&m, s) {
                 c.repo_vfs.corrupt_file(&name, |b| b.truncate(n));
@@ -98,7 +100,7 @@ fn a_stream_cut_anywhere_is_found_and_refused_even_with_the_manifest_resealed() 
 fn a_manifest_cut_at_every_length_is_found_and_refused() {
     let c = Chain::new(1, 16);
     for id in [c.full, c.diff] {
-        let name = manifest::manifest_file_name(id);
+        let name = pagevault::repo::names::manifest(id);
         let good = c.repo_vfs.read_file(&name).unwrap();
         for n in 0..good.len() {
             c.repo_vfs.corrupt_file(&name, |b| b.truncate(n));
@@ -113,10 +115,10 @@ fn a_manifest_cut_at_every_length_is_found_and_refused() {
 fn each_missing_file_of_a_chain_is_found_and_refused() {
     let c = Chain::new(1, 16);
     let files = [
-        manifest::manifest_file_name(c.full),
-        manifest::stream_file_name(c.full, 0),
-        manifest::manifest_file_name(c.diff),
-        manifest::stream_file_name(c.diff, 0),
+        pagevault::repo::names::manifest(c.full),
+        pagevault::repo::names::stream(c.full, 0),
+        pagevault::repo::names::manifest(c.diff),
+        pagevault::repo::names::stream(c.diff, 0),
     ];
     for (i, name) in files.iter().enumerate() {
         let good = c.repo_vfs.read_file(name).unwrap();
@@ -148,14 +150,14 @@ fn each_missing_file_of_a_chain_is_found_and_refused() {
         let f = c.repo_vfs.open(name, true).unwrap();
         f.write_at(0, &good).unwrap();
     }
-    // Without its marker the folder is not a repository.
+    // Without its config the folder is not a repository.
     c.repo_vfs
-        .remove(pagevault::repo::MARKER_FILE_NAME)
+        .remove(pagevault::repo::names::CONFIG)
         .unwrap();
     let e = Repository::open(std::sync::Arc::new(c.repo_vfs.clone()), false)
         .err()
-        .expect("a folder without a marker opened as a repository");
-    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+        .expect("a folder without a config opened as a repository");
+    assert!(matches!(e, Error::NoRepository { .. }), "{e}");
 }
 
 #[test]
@@ -167,12 +169,12 @@ fn files_of_no_set_change_nothing_and_a_manifest_under_another_name_is_refused()
     };
     let stream = c
         .repo_vfs
-        .read_file(&manifest::stream_file_name(c.full, 0))
+        .read_file(&pagevault::repo::names::stream(c.full, 0))
         .unwrap();
     // A stream past the set's stream count, a stream of no set, debris, a stranger.
-    put(&manifest::stream_file_name(c.full, 1), &stream);
-    put(&manifest::stream_file_name(0xabc, 0), &stream);
-    put(&manifest::partial_stream_file_name(c.diff + 1, 0), &stream);
+    put(&pagevault::repo::names::stream(c.full, 1), &stream);
+    put(&pagevault::repo::names::stream(0xabc, 0), &stream);
+    put(&pagevault::repo::names::stream(c.diff + 1, 0), &stream);
     put("notes.txt", b"not a backup");
     let r = verify::verify(&c.repo, None).unwrap();
     assert!(r.is_clean(), "{:?}", r.sets);
@@ -181,9 +183,9 @@ fn files_of_no_set_change_nothing_and_a_manifest_under_another_name_is_refused()
     // A manifest duplicated under a later id: a set that names another id.
     let fake = c.diff + 5;
     put(
-        &manifest::manifest_file_name(fake),
+        &pagevault::repo::names::manifest(fake),
         &c.repo_vfs
-            .read_file(&manifest::manifest_file_name(c.full))
+            .read_file(&pagevault::repo::names::manifest(c.full))
             .unwrap(),
     );
     let r = verify::verify(&c.repo, None).unwrap();
@@ -199,7 +201,7 @@ fn files_of_no_set_change_nothing_and_a_manifest_under_another_name_is_refused()
 /// and reseals the manifests around it (lengths, checksums, the index laid over the
 /// records as found, the differential's base checksum).
 fn rewrite_records(c: &Chain, id: u64, pick: impl Fn(&[(usize, usize)]) -> Vec<(usize, usize)>) {
-    let name = manifest::stream_file_name(id, 0);
+    let name = pagevault::repo::names::stream(id, 0);
     let good = c.repo_vfs.read_file(&name).unwrap();
     let m = load(c, id);
     let mut ranges: Vec<(usize, usize)> = m

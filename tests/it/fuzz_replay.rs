@@ -73,7 +73,8 @@ fn every_target_has_seeds() {
 #[ignore]
 fn write_fuzz_seeds() {
     use pagevault::backup::{self, BackupKind, BackupOptions};
-    use pagevault::format::manifest::{manifest_file_name, parse_backup_id, stream_file_name};
+    use pagevault::format::manifest::parse_backup_id;
+    use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
     use pagevault::fuzz_targets::{
         encode_restore_input, RESEAL_MANIFESTS, RESEAL_PAGES, RESEAL_RECORDS,
     };

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use pagevault::format::manifest::{self, BackupKind};
+use pagevault::format::manifest::BackupKind;
 use pagevault::format::page::{self, PageAddress};
 use pagevault::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
 use pagevault::format::{PAGE_PAYLOAD_SIZE, PAGE_SIZE};
@@ -107,12 +107,13 @@ fn restore_throughput_against_the_decompression_limit() {
 
     // The limit: the same records, already in memory, only decompressed, same threads.
     let m = repo.load_manifest(id).unwrap().manifest;
+    let index = pagevault::repo::set_reader::collect_index(&repo, &m).unwrap();
     let streams: Vec<Vec<u8>> = (0..m.streams.len() as u32)
         .map(|i| {
             std::fs::read(
                 tmp.path()
                     .join("repo")
-                    .join(manifest::stream_file_name(id, i)),
+                    .join(pagevault::repo::names::stream(id, i)),
             )
             .unwrap()
         })
@@ -123,7 +124,7 @@ fn restore_throughput_against_the_decompression_limit() {
         .unwrap();
     let started = Instant::now();
     let raw_bytes: u64 = pool.install(|| {
-        m.index
+        index
             .par_iter()
             .map_init(
                 || (zstd::bulk::Decompressor::new().unwrap(), vec![0u8; 65536]),
@@ -144,7 +145,7 @@ fn restore_throughput_against_the_decompression_limit() {
     // CPU cost of the pipeline without any I/O.
     let started = Instant::now();
     let checked: u64 = pool.install(|| {
-        m.index
+        index
             .par_iter()
             .map_init(
                 || (zstd::bulk::Decompressor::new().unwrap(), Vec::new()),
@@ -181,7 +182,7 @@ fn restore_throughput_against_the_decompression_limit() {
         report.duration_secs,
         restore_mb_s,
         report.mb_per_s,
-        m.index.len(),
+        index.len(),
         limit_mb_s,
         restore_mb_s / limit_mb_s,
         report.bytes_read / 1_000_000,

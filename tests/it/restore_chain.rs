@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pagevault::format::manifest::{self, BackupKind, Manifest};
+use pagevault::format::manifest::{BackupKind, Manifest};
 use pagevault::io::mem::MemVfs;
 use pagevault::repo::chain;
 use pagevault::Error;
@@ -13,7 +13,7 @@ use pagevault::Error;
 use crate::restore_fixture::*;
 
 fn patch(vfs: &MemVfs, id: u64, edit: impl FnOnce(&mut Manifest)) {
-    let name = manifest::manifest_file_name(id);
+    let name = pagevault::repo::names::manifest(id);
     let mut m = Manifest::decode(&vfs.read_file(&name).unwrap()).unwrap();
     edit(&mut m);
     let bytes = m.encode().0;
@@ -78,7 +78,7 @@ fn refuses_a_differential_as_base() {
     patch(&vfs, d2, |m| {
         m.base_id = d1;
         m.base_lsn = d1m.manifest.snapshot_lsn;
-        m.base_checksum = d1m.checksum;
+        m.base_hash = d1m.hash;
     });
     let err = chain::resolve(&repo, Some(d2)).unwrap_err();
     assert!(err.to_string().contains("not a full"), "{err}");

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use pagevault::format::manifest::{
-    self, BackupKind, ChangeSource, IndexEntry, Manifest, ManifestFile, StreamEntry,
+    short_hash, BackupKind, ChangeSource, IndexEntry, Manifest, ManifestFile, StreamEntry,
 };
 use pagevault::format::page::{self, PageAddress};
 use pagevault::format::record::{self, RecordId};
 use pagevault::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
 use pagevault::io::mem::MemVfs;
 use pagevault::io::Vfs;
+use pagevault::repo::backend::PutMode;
 use pagevault::repo::Repository;
 use pagevault::{CreateOptions, Database, OpenMode, PageWrite, TrackingState};
 
@@ -42,7 +43,7 @@ pub type Model = BTreeMap<(u32, u32), Vec<u8>>;
 /// Differentials read the extents the bitmap marks (every extent when tracking is not
 /// trusted) and keep the pages above the base LSN.
 pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: SetShape) -> u64 {
-    let vfs = repo.vfs();
+    let backend = repo.backend();
     let backup_id = repo
         .set_ids()
         .unwrap()
@@ -52,24 +53,25 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
     let ctl = db.control();
     let epm = ctl.extents_per_map;
     let snapshot_lsn = db.last_lsn();
-    let (base_id, base_lsn, base_checksum) = match kind {
+    let (base_id, base_lsn, base_hash) = match kind {
         BackupKind::Differential => {
             assert_ne!(ctl.base_id, 0, "a differential needs a base");
-            (ctl.base_id, ctl.base_lsn, ctl.base_checksum)
+            let base = repo.load_manifest(ctl.base_id).unwrap();
+            assert_eq!(short_hash(&base.hash), ctl.base_checksum);
+            (ctl.base_id, ctl.base_lsn, base.hash)
         }
-        _ => (0, 0, 0),
+        _ => (0, 0, [0; 32]),
     };
     let trusted = db.tracking() == TrackingState::Trusted;
     let status = db.status().unwrap();
     let mut compressor = shape.level.map(|l| zstd::bulk::Compressor::new(l).unwrap());
-    let mut streams: Vec<Vec<u8>> = vec![Vec::new(); shape.streams as usize];
-    let mut counts = vec![0u32; shape.streams as usize];
-    let mut index = Vec::new();
+    // (file id, extent, page mask, encoded record) in (file, extent) order.
+    let mut records: Vec<(u32, u32, u8, Vec<u8>)> = Vec::new();
     let mut files = Vec::new();
     let (mut pages_stored, mut extents_read) = (0u64, 0u64);
     let mut buf = vec![0u8; EXTENT_SIZE];
     let mut out = Vec::new();
-    let mut n = 0u32;
+    let _n = 0u32;
     for (file_id, page_count) in db.file_layout() {
         let entry = ctl.files.iter().find(|f| f.file_id == file_id).unwrap();
         let fs = status.files.iter().find(|f| f.file_id == file_id).unwrap();
@@ -115,42 +117,76 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
             if mask == 0 {
                 continue;
             }
-            let s = (n % shape.streams) as usize;
-            n += 1;
             let id = RecordId {
                 database_id: ctl.database_id,
                 backup_id,
                 file_id,
                 extent: x as u32,
-                sequence: counts[s],
+                sequence: records.len() as u32,
             };
-            let h = record::encode(id, mask, max_lsn, &raw, compressor.as_mut(), &mut out).unwrap();
-            index.push(IndexEntry {
-                stream: s as u32,
-                file_id,
-                extent: x as u32,
-                page_mask: mask,
-                offset: streams[s].len() as u64,
-                record_len: out.len() as u32,
-                header_crc: h.header_crc,
-            });
-            streams[s].extend_from_slice(&out);
-            counts[s] += 1;
+            record::encode(id, mask, max_lsn, &raw, compressor.as_mut(), &mut out).unwrap();
+            records.push((file_id, x as u32, mask, out.clone()));
             pages_stored += mask.count_ones() as u64;
         }
     }
-    let mut stream_entries = Vec::new();
-    for (i, bytes) in streams.iter().enumerate() {
-        let f = vfs
-            .open(&manifest::stream_file_name(backup_id, i as u32), true)
-            .unwrap();
-        f.write_at(0, bytes).unwrap();
-        f.sync().unwrap();
-        stream_entries.push(StreamEntry {
-            length: bytes.len() as u64,
-            crc: pagevault::format::crc32(bytes),
-            record_count: counts[i],
+    // Format 2: records tile the streams in index order; the shape's streams take
+    // consecutive runs of records, and the index is written in pieces of
+    // `PIECE_RECORDS` entries (several pieces even for a small set).
+    const PIECE_RECORDS: usize = 3;
+    let per_stream = records.len().div_ceil(shape.streams.max(1) as usize).max(1);
+    let mut stream_entries: Vec<StreamEntry> = Vec::new();
+    let mut stream_bytes: Vec<Vec<u8>> = Vec::new();
+    let mut index = Vec::new();
+    for (n, (file_id, extent, mask, rec)) in records.iter().enumerate() {
+        let s = n / per_stream;
+        if s == stream_bytes.len() {
+            stream_bytes.push(Vec::new());
+            stream_entries.push(StreamEntry {
+                length: 0,
+                crc: 0,
+                record_count: 0,
+            });
+        }
+        let h = record::RecordHeader::decode(rec).unwrap();
+        index.push(IndexEntry {
+            stream: s as u32,
+            file_id: *file_id,
+            extent: *extent,
+            page_mask: *mask,
+            offset: stream_bytes[s].len() as u64,
+            record_len: rec.len() as u32,
+            header_crc: h.header_crc,
         });
+        stream_bytes[s].extend_from_slice(rec);
+        stream_entries[s].record_count += 1;
+    }
+    for (i, bytes) in stream_bytes.iter().enumerate() {
+        stream_entries[i].length = bytes.len() as u64;
+        stream_entries[i].crc = pagevault::format::crc32(bytes);
+        backend
+            .put(
+                &pagevault::repo::names::stream(backup_id, i as u32),
+                bytes,
+                PutMode::Replace,
+            )
+            .unwrap();
+    }
+    let mut pieces = Vec::new();
+    for (i, chunk) in index.chunks(PIECE_RECORDS).enumerate() {
+        let (bytes, entry) = pagevault::format::index_piece::encode(
+            backup_id,
+            i as u32,
+            (i * PIECE_RECORDS) as u64,
+            chunk,
+        );
+        backend
+            .put(
+                &pagevault::repo::names::index_piece(backup_id, i as u32),
+                &bytes,
+                PutMode::Replace,
+            )
+            .unwrap();
+        pieces.push(entry);
     }
     let m = Manifest {
         kind,
@@ -159,7 +195,7 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
         snapshot_lsn,
         base_lsn,
         base_id,
-        base_checksum,
+        base_hash,
         started_unix_ms: pagevault::ids::unix_millis(),
         finished_unix_ms: pagevault::ids::unix_millis(),
         change_source: match kind {
@@ -172,16 +208,23 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
         pages_stored,
         extents_read,
         extents_per_map: epm,
+        record_count: index.len() as u64,
         files,
         streams: stream_entries,
-        index,
+        pieces,
         bad_pages: vec![],
     };
-    let (bytes, checksum) = m.encode();
-    pagevault::io::replace_atomically(&**vfs, &manifest::manifest_file_name(backup_id), &bytes)
+    let (bytes, hash) = m.encode();
+    backend
+        .put(
+            &pagevault::repo::names::manifest(backup_id),
+            &bytes,
+            PutMode::CreateNew,
+        )
         .unwrap();
     if kind == BackupKind::Full {
-        db.commit_base(snapshot_lsn, backup_id, checksum).unwrap();
+        db.commit_base(snapshot_lsn, backup_id, short_hash(&hash))
+            .unwrap();
     }
     backup_id
 }

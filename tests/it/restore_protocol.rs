@@ -198,7 +198,7 @@ fn listing(dir: &Path, skip: &Path) -> BTreeMap<String, u64> {
 
 /// Writes `name` into the first file entry of set `id`'s manifest and re-seals it.
 fn rename_first_file(repo_dir: &Path, id: u64, name: &str) {
-    let path = repo_dir.join(manifest::manifest_file_name(id));
+    let path = repo_dir.join(pagevault::repo::names::manifest(id));
     let mut b = std::fs::read(&path).unwrap();
     let o = manifest::FIXED_SIZE + 16;
     b[o..o + 48].fill(0);
@@ -226,7 +226,7 @@ fn crafted_names_are_refused_and_nothing_is_written_outside_the_target() {
         write_random(&db, &mut Rng(61), 5);
         let id = take_backup(&db, &repo, BackupKind::Full, SetShape::default());
         rename_first_file(&repo_dir, id, name);
-        let bytes = std::fs::read(repo_dir.join(manifest::manifest_file_name(id))).unwrap();
+        let bytes = std::fs::read(repo_dir.join(pagevault::repo::names::manifest(id))).unwrap();
         let decoded = Manifest::decode(&bytes);
         if name.contains('/') {
             assert!(decoded.is_err(), "{name:?} decoded");

@@ -115,8 +115,8 @@ fn restored_database_takes_a_differential_against_the_same_full() {
     let m = repo.load_manifest(diff).unwrap().manifest;
     for (file_id, _) in restored.file_layout() {
         let bits = restored.changed_extents(file_id).unwrap();
-        let want: Vec<usize> = m
-            .index
+        let want: Vec<usize> = pagevault::repo::set_reader::collect_index(&repo, &m)
+            .unwrap()
             .iter()
             .filter(|e| e.file_id == file_id)
             .map(|e| e.extent as usize)
@@ -276,8 +276,11 @@ impl pagevault::io::Vfs for Recording {
     fn path_of(&self, name: &str) -> std::path::PathBuf {
         self.inner.path_of(name)
     }
-    fn lock(&self) -> std::io::Result<Box<dyn Send + Sync>> {
-        self.inner.lock()
+    fn rename_new(&self, from: &str, to: &str) -> std::io::Result<()> {
+        self.inner.rename_new(from, to)
+    }
+    fn lock_file(&self, name: &str, shared: bool) -> std::io::Result<Box<dyn Send + Sync>> {
+        self.inner.lock_file(name, shared)
     }
 }
 

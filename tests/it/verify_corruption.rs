@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pagevault::format::manifest::{self, BackupKind, Manifest};
+use pagevault::format::manifest::{self, BackupKind};
 use pagevault::format::record::{self, RECORD_HEADER_SIZE};
 use pagevault::format::{codec, crc32};
 use pagevault::io::mem::MemVfs;
@@ -15,6 +15,7 @@ use pagevault::restore::{self, RestoreOptions};
 use pagevault::verify;
 use pagevault::{Database, Error, OpenMode};
 
+use crate::backup_util::{load_raw, store_raw, SetView};
 use crate::restore_fixture::*;
 
 struct Setup {
@@ -47,23 +48,21 @@ fn setup(shape: SetShape) -> Setup {
     }
 }
 
-fn load(vfs: &MemVfs, id: u64) -> Manifest {
-    Manifest::decode(&vfs.read_file(&manifest::manifest_file_name(id)).unwrap()).unwrap()
+fn load(vfs: &MemVfs, id: u64) -> SetView {
+    load_raw(vfs, id)
 }
 
-/// Rewrites a set's manifest after `edit` (re-sealed: its checksum matches). Returns the
-/// new checksum.
-fn patch_manifest(vfs: &MemVfs, id: u64, edit: impl FnOnce(&mut Manifest)) -> u64 {
+/// Rewrites a set's manifest and index after `edit` (re-sealed: checksums and hashes
+/// match). Returns the new manifest hash.
+fn patch_manifest(vfs: &MemVfs, id: u64, edit: impl FnOnce(&mut SetView)) -> [u8; 32] {
     let mut m = load(vfs, id);
     edit(&mut m);
-    let (bytes, sum) = m.encode();
-    vfs.corrupt_file(&manifest::manifest_file_name(id), |b| *b = bytes);
-    sum
+    store_raw(vfs, &mut m)
 }
 
 /// Re-seals the manifest's record of stream `s` (length and CRC) after a stream edit.
 fn reseal_stream(vfs: &MemVfs, id: u64, s: u32) {
-    let bytes = vfs.read_file(&manifest::stream_file_name(id, s)).unwrap();
+    let bytes = vfs.read_file(&pagevault::repo::names::stream(id, s)).unwrap();
     patch_manifest(vfs, id, |m| {
         m.streams[s as usize].length = bytes.len() as u64;
         m.streams[s as usize].crc = crc32(&bytes);
@@ -116,7 +115,7 @@ fn flipped_bit_in_a_manifest() {
         let st = setup(SetShape::default());
         let id = [st.full, st.diff][which];
         st.vfs
-            .corrupt_file(&manifest::manifest_file_name(id), |b| b[200] ^= 0x10);
+            .corrupt_file(&pagevault::repo::names::manifest(id), |b| b[200] ^= 0x10);
         let e = assert_caught(&st, id, st.diff, false);
         assert!(e.to_string().contains(".pvm"), "{e}");
     }
@@ -127,7 +126,7 @@ fn flipped_bit_in_a_record_header() {
     let st = setup(SetShape::default());
     let e = entry(&st.vfs, st.full, 3);
     st.vfs
-        .corrupt_file(&manifest::stream_file_name(st.full, e.stream), |b| {
+        .corrupt_file(&pagevault::repo::names::stream(st.full, e.stream), |b| {
             b[e.offset as usize + 20] ^= 0x01
         });
     assert_caught(&st, st.full, st.diff, true);
@@ -138,7 +137,7 @@ fn flipped_bit_in_a_payload() {
     let st = setup(SetShape::default());
     let e = entry(&st.vfs, st.diff, 0);
     st.vfs
-        .corrupt_file(&manifest::stream_file_name(st.diff, e.stream), |b| {
+        .corrupt_file(&pagevault::repo::names::stream(st.diff, e.stream), |b| {
             b[e.offset as usize + RECORD_HEADER_SIZE + 5] ^= 0x80
         });
     assert_caught(&st, st.diff, st.diff, true);
@@ -154,7 +153,7 @@ fn flipped_bit_in_a_page_inside_a_payload() {
     });
     let id = st.diff;
     let e = entry(&st.vfs, id, 1);
-    let name = manifest::stream_file_name(id, e.stream);
+    let name = pagevault::repo::names::stream(id, e.stream);
     st.vfs.corrupt_file(&name, |b| {
         let o = e.offset as usize;
         b[o + RECORD_HEADER_SIZE + 1000] ^= 0x02;
@@ -185,7 +184,7 @@ fn flipped_bit_in_a_page_inside_a_payload() {
 #[test]
 fn missing_stream_file() {
     let st = setup(SetShape::default());
-    let name = manifest::stream_file_name(st.full, 1);
+    let name = pagevault::repo::names::stream(st.full, 1);
     pagevault::io::Vfs::remove(&st.vfs, &name).unwrap();
     let e = assert_caught(&st, st.full, st.diff, false);
     assert!(e.to_string().contains("missing"), "{e}");
@@ -203,7 +202,7 @@ fn stream_truncated_at_a_record_boundary() {
         .max()
         .unwrap();
     st.vfs
-        .corrupt_file(&manifest::stream_file_name(st.full, 0), |b| {
+        .corrupt_file(&pagevault::repo::names::stream(st.full, 0), |b| {
             b.truncate(last as usize)
         });
     assert_caught(&st, st.full, st.full, false);
@@ -218,16 +217,16 @@ fn stream_truncated_at_a_record_boundary() {
         .max()
         .unwrap();
     st2.vfs
-        .corrupt_file(&manifest::stream_file_name(st2.full, 0), |b| {
+        .corrupt_file(&pagevault::repo::names::stream(st2.full, 0), |b| {
             b.truncate(last as usize)
         });
     let bytes = st2
         .vfs
-        .read_file(&manifest::stream_file_name(st2.full, 0))
+        .read_file(&pagevault::repo::names::stream(st2.full, 0))
         .unwrap();
     let mut raw = st2
         .vfs
-        .read_file(&manifest::manifest_file_name(st2.full))
+        .read_file(&pagevault::repo::names::manifest(st2.full))
         .unwrap();
     // encode() would refuse an index pointing outside its stream, so seal the bytes by hand.
     let o = manifest::FIXED_SIZE + m.files.len() * manifest::FILE_ENTRY_SIZE;
@@ -237,7 +236,7 @@ fn stream_truncated_at_a_record_boundary() {
     let sum = crc32(&raw[..end]);
     codec::put_u32(&mut raw, end, sum);
     st2.vfs
-        .corrupt_file(&manifest::manifest_file_name(st2.full), |b| *b = raw);
+        .corrupt_file(&pagevault::repo::names::manifest(st2.full), |b| *b = raw);
     assert_caught(&st2, st2.full, st2.full, false);
 }
 
@@ -247,7 +246,7 @@ fn stream_truncated_inside_a_record() {
         let st = setup(SetShape::default());
         let e = entry(&st.vfs, st.diff, 0);
         st.vfs
-            .corrupt_file(&manifest::stream_file_name(st.diff, e.stream), |b| {
+            .corrupt_file(&pagevault::repo::names::stream(st.diff, e.stream), |b| {
                 b.truncate(e.offset as usize + cut)
             });
         assert_caught(&st, st.diff, st.diff, false);
@@ -259,7 +258,7 @@ fn extra_record_at_the_end_of_a_stream() {
     let st = setup(SetShape::default());
     let m = load(&st.vfs, st.full);
     let e = *m.index.iter().rfind(|e| e.stream == 0).unwrap();
-    let name = manifest::stream_file_name(st.full, 0);
+    let name = pagevault::repo::names::stream(st.full, 0);
     st.vfs.corrupt_file(&name, |b| {
         let rec = b[e.offset as usize..(e.offset + e.record_len as u64) as usize].to_vec();
         b.extend_from_slice(&rec);
@@ -276,7 +275,7 @@ fn extra_record_at_the_end_of_a_stream() {
 fn duplicated_record_inside_a_stream() {
     let st = setup(SetShape::default());
     let e = entry(&st.vfs, st.full, 0);
-    let name = manifest::stream_file_name(st.full, e.stream);
+    let name = pagevault::repo::names::stream(st.full, e.stream);
     st.vfs.corrupt_file(&name, |b| {
         let end = (e.offset + e.record_len as u64) as usize;
         let rec = b[e.offset as usize..end].to_vec();
@@ -289,7 +288,7 @@ fn duplicated_record_inside_a_stream() {
 #[test]
 fn differential_whose_base_is_gone() {
     let st = setup(SetShape::default());
-    pagevault::io::Vfs::remove(&st.vfs, &manifest::manifest_file_name(st.full)).unwrap();
+    pagevault::io::Vfs::remove(&st.vfs, &pagevault::repo::names::manifest(st.full)).unwrap();
     let err = assert_caught(&st, st.diff, st.diff, false);
     assert!(matches!(err, Error::Chain(_)), "{err}");
     let msg = err.to_string();
@@ -303,7 +302,7 @@ fn differential_whose_base_is_gone() {
 fn differential_whose_base_belongs_to_another_database() {
     let st = setup(SetShape::default());
     let sum = patch_manifest(&st.vfs, st.full, |m| m.database_id ^= 0xff00);
-    patch_manifest(&st.vfs, st.diff, |m| m.base_checksum = sum);
+    patch_manifest(&st.vfs, st.diff, |m| m.base_hash = sum);
     let err = assert_caught(&st, st.diff, st.diff, false);
     assert!(matches!(err, Error::Chain(_)), "{err}");
     assert!(err.to_string().contains("database"), "{err}");
@@ -349,7 +348,7 @@ fn differential_whose_base_is_a_copy_only() {
     patch_manifest(&vfs, diff, |m| {
         m.base_id = copy;
         m.base_lsn = copy_loaded.manifest.snapshot_lsn.min(m.snapshot_lsn);
-        m.base_checksum = copy_loaded.checksum;
+        m.base_hash = copy_loaded.hash;
     });
     let st = Setup {
         repo,
@@ -375,7 +374,7 @@ fn full_set_missing_an_extent() {
         .max_by_key(|(_, e)| e.offset)
         .map(|(i, e)| (i, *e))
         .unwrap();
-    let name = manifest::stream_file_name(st.full, 0);
+    let name = pagevault::repo::names::stream(st.full, 0);
     st.vfs
         .corrupt_file(&name, |b| b.truncate(e.offset as usize));
     let bytes = st.vfs.read_file(&name).unwrap();
@@ -404,16 +403,16 @@ fn stream_of_another_set() {
     let st = setup(SetShape::default());
     let full_stream = st
         .vfs
-        .read_file(&manifest::stream_file_name(st.full, 0))
+        .read_file(&pagevault::repo::names::stream(st.full, 0))
         .unwrap();
     st.vfs
-        .corrupt_file(&manifest::stream_file_name(st.diff, 0), |b| {
+        .corrupt_file(&pagevault::repo::names::stream(st.diff, 0), |b| {
             *b = full_stream
         });
     let diff = load(&st.vfs, st.diff);
     let len = st
         .vfs
-        .read_file(&manifest::stream_file_name(st.diff, 0))
+        .read_file(&pagevault::repo::names::stream(st.diff, 0))
         .unwrap()
         .len();
     if diff
@@ -441,7 +440,7 @@ fn differential_missing_a_page_its_base_does_not_have() {
     let ix = m.index.len() - 1;
     let e = m.index[ix];
     assert_eq!(e.file_id, 2);
-    let name = manifest::stream_file_name(diff, e.stream);
+    let name = pagevault::repo::names::stream(diff, e.stream);
     vfs.corrupt_file(&name, |b| {
         assert_eq!(b.len() as u64, e.offset + e.record_len as u64);
         b.truncate(e.offset as usize)

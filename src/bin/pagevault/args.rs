@@ -4,7 +4,9 @@
 use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
-use crate::{backup, bench, check, demo, import, init, list, restore, status, verify, workload};
+use crate::{
+    backup, bench, check, demo, import, init, list, repo, restore, status, verify, workload,
+};
 
 /// pagevault: a page/extent storage engine built for backup.
 #[derive(Debug, Parser)]
@@ -26,6 +28,8 @@ pub enum Command {
     Status(status::Args),
     /// Check every page of a database; exit 3 if anything is inconsistent.
     Check(check::Args),
+    /// Manage repositories: `repo init R` creates one.
+    Repo(repo::Args),
     /// Back up a database into a repository: full, differential or copy-only.
     Backup(backup::Args),
     /// List the backup sets of a repository.
@@ -45,6 +49,7 @@ impl Command {
     pub fn run(self, out: &mut Out) -> Result<Exit, crate::output::Failure> {
         match self {
             Command::Init(a) => init::run(a, out),
+            Command::Repo(a) => repo::run(a, out),
             Command::Workload(a) => workload::run(a, out),
             Command::Import(a) => import::run(a, out),
             Command::Status(a) => status::run(a, out),

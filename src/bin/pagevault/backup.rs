@@ -84,7 +84,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
         e => e,
     })?;
-    let repo = Repository::open_dir(&a.repo, true)?;
+    let repo = Repository::open_dir(&a.repo, false)?;
     let mut opts = BackupOptions::new(kind);
     opts.fallback_to_full = a.fallback_to_full;
     opts.threads = a.threads;

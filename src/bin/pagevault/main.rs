@@ -13,6 +13,7 @@ mod import;
 mod init;
 mod list;
 mod output;
+mod repo;
 mod restore;
 mod status;
 mod verify;
@@ -49,6 +50,12 @@ fn main() -> ExitCode {
         Err(Failure::Stdout(e)) if e.kind() == ErrorKind::BrokenPipe => Exit::Success,
         Err(Failure::Stdout(e)) => {
             report(&format!("cannot write to standard output: {e}"));
+            Exit::Failed
+        }
+        Err(Failure::Lib(e @ pagevault::Error::NoRepository { .. })) => {
+            report(&format!(
+                "{e}; create one with `pagevault repo init` (no verb but that one creates a repository)"
+            ));
             Exit::Failed
         }
         Err(Failure::Lib(e)) => {

@@ -1,0 +1,85 @@
+//! `pagevault repo init R [--stream-size SIZE] [--json]`: creates a repository (format 2).
+//! Other verbs never create one, so a mistyped `--repo` is refused instead of becoming a
+//! new, empty repository.
+
+use std::path::PathBuf;
+
+use pagevault::format::repo_config::{MAX_STREAM_MAX_BYTES, MIN_STREAM_MAX_BYTES};
+use pagevault::repo::{InitOptions, Repository};
+use pagevault::units::{format_size, parse_size};
+
+use crate::output::{Exit, Failure, Out};
+use crate::say;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: RepoCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RepoCommand {
+    /// Create a new, empty repository in a folder (created if missing).
+    Init(InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Folder of the new repository.
+    pub repo: PathBuf,
+    /// The largest stream object a backup writes before it rolls over to the next
+    /// (default 1GiB; at least 1MiB).
+    #[arg(long, value_parser = stream_size)]
+    pub stream_size: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn stream_size(s: &str) -> Result<u64, String> {
+    let v = parse_size(s).map_err(|e| e.to_string())?;
+    if !(MIN_STREAM_MAX_BYTES..=MAX_STREAM_MAX_BYTES).contains(&v) {
+        return Err(format!(
+            "--stream-size must be between {} and {}",
+            format_size(MIN_STREAM_MAX_BYTES),
+            format_size(MAX_STREAM_MAX_BYTES)
+        ));
+    }
+    Ok(v)
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    repository: PathBuf,
+    repository_id: String,
+    format: u32,
+    stream_max_bytes: u64,
+}
+
+pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    let RepoCommand::Init(a) = a.command;
+    let mut opts = InitOptions::default();
+    if let Some(s) = a.stream_size {
+        opts.stream_max_bytes = s;
+    }
+    let repo = Repository::init_dir(&a.repo, &opts)?;
+    let report = Report {
+        repository: a.repo.clone(),
+        repository_id: format!("{:016x}", repo.repository_id()),
+        format: pagevault::format::repo_config::REPOSITORY_FORMAT,
+        stream_max_bytes: repo.config().stream_max_bytes,
+    };
+    if a.json {
+        out.json(&report)?;
+    } else {
+        say!(
+            out,
+            "created repository {} (id {}, format {}, streams up to {})",
+            report.repository.display(),
+            report.repository_id,
+            report.format,
+            format_size(report.stream_max_bytes)
+        )?;
+    }
+    Ok(Exit::Success)
+}

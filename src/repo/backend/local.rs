@@ -1,0 +1,301 @@
+//! The local-folder backend: objects are files of one folder, reached through the
+//! [`Vfs`] seam (a real folder, or a simulated one that loses unsynced writes).
+//!
+//! Keeps true (invariant 6, docs/design.md): an object appears only whole and durable:
+//! its bytes are written aside under a staging name (`<name>.<nonce>.tmp` for a put,
+//! `<name>.<nonce>.partial` for an upload), synced, renamed into place (a hard link for a
+//! create-only put, so an existing object is never replaced), and the folder synced.
+//! An upload's long write-back is spread over the upload by syncs on a thread of its
+//! own (every [`SYNC_EVERY_BYTES`]), so the final sync has little left to wait for.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use crate::io::{Storage, Vfs};
+
+/// An upload is synced in the background whenever this many bytes were written since
+/// the last request (a stream synced inline every 16 MiB blocked the backup's writer for
+/// 0.6 s of a 4 s full of 1 GiB).
+pub const SYNC_EVERY_BYTES: u64 = 16 << 20;
+
+const TMP_SUFFIX: &str = ".tmp";
+const PARTIAL_SUFFIX: &str = ".partial";
+
+/// A repository folder.
+pub struct LocalBackend {
+    vfs: Arc<dyn Vfs>,
+}
+
+impl LocalBackend {
+    pub fn new(vfs: Arc<dyn Vfs>) -> LocalBackend {
+        LocalBackend { vfs }
+    }
+
+    fn staging_name(name: &str, suffix: &str) -> String {
+        format!("{name}.{:016x}{suffix}", crate::ids::random_u64())
+    }
+}
+
+/// The object name a staging name was for, if it is one.
+fn staged_object(staging: &str) -> Option<&str> {
+    let stem = staging
+        .strip_suffix(TMP_SUFFIX)
+        .or_else(|| staging.strip_suffix(PARTIAL_SUFFIX))?;
+    let (name, nonce) = stem.rsplit_once('.')?;
+    (nonce.len() == 16 && nonce.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
+}
+
+struct LocalReader {
+    storage: Arc<dyn Storage>,
+    size: u64,
+}
+
+impl ObjectReader for LocalReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "a read of {} bytes at offset {offset} passes the object's end at {}",
+                    buf.len(),
+                    self.size
+                ),
+            ));
+        }
+        self.storage.read_at(offset, buf)
+    }
+}
+
+impl Backend for LocalBackend {
+    fn features(&self) -> Features {
+        Features {
+            create_only: true,
+            native_locks: true,
+        }
+    }
+
+    fn location(&self, name: &str) -> PathBuf {
+        self.vfs.path_of(name)
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        for name in self.vfs.list()? {
+            if !name.starts_with(prefix) || staged_object(&name).is_some() {
+                continue;
+            }
+            match self.stat(&name)? {
+                Some(size) => out.push(ObjectInfo { name, size }),
+                None => {} // removed since the folder was read
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+        match self.vfs.open_read(name) {
+            Ok(s) => s.len().map(Some),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+        let storage = self.vfs.open_read(name)?;
+        let size = storage.len()?;
+        Ok(Arc::new(LocalReader { storage, size }))
+    }
+
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+        let tmp = Self::staging_name(name, TMP_SUFFIX);
+        let result = (|| {
+            let f = self.vfs.open(&tmp, true)?;
+            f.set_len(0)?;
+            f.write_at(0, bytes)?;
+            f.sync()?;
+            drop(f);
+            match mode {
+                PutMode::Replace => self.vfs.rename(&tmp, name)?,
+                PutMode::CreateNew => self.vfs.rename_new(&tmp, name)?,
+            }
+            self.vfs.sync_dir()
+        })();
+        if result.is_err() && self.vfs.exists(&tmp) {
+            let _ = self.vfs.remove(&tmp);
+        }
+        result
+    }
+
+    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+        let partial = Self::staging_name(name, PARTIAL_SUFFIX);
+        let storage = self.vfs.open(&partial, true)?;
+        storage.set_len(0)?;
+        Ok(Box::new(LocalUpload {
+            vfs: self.vfs.clone(),
+            storage,
+            partial,
+            name: name.to_string(),
+            length: 0,
+            requested_at: 0,
+            syncer: None,
+            finished: false,
+        }))
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        match self.vfs.remove(name) {
+            Ok(()) => self.vfs.sync_dir(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+        Ok(self
+            .vfs
+            .list()?
+            .into_iter()
+            .filter_map(|n| staged_object(&n).map(|o| (n.clone(), o.to_string())))
+            .collect())
+    }
+
+    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+        if staged_object(staging_name).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{staging_name} is not a staging name"),
+            ));
+        }
+        self.delete(staging_name)
+    }
+
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+        self.vfs.lock_file(name, shared)
+    }
+}
+
+/// The background syncs of one upload.
+struct Syncer {
+    wake: mpsc::SyncSender<()>,
+    thread: JoinHandle<()>,
+    failed: Arc<Mutex<Option<io::Error>>>,
+}
+
+struct LocalUpload {
+    vfs: Arc<dyn Vfs>,
+    storage: Arc<dyn Storage>,
+    partial: String,
+    name: String,
+    length: u64,
+    /// The length when a background sync was last asked for.
+    requested_at: u64,
+    syncer: Option<Syncer>,
+    finished: bool,
+}
+
+impl LocalUpload {
+    fn syncer_error(&self) -> io::Result<()> {
+        match self.syncer.as_ref().and_then(|s| s.failed.lock().ok()?.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn request_sync(&mut self) {
+        let syncer = self.syncer.get_or_insert_with(|| {
+            let (wake, asked) = mpsc::sync_channel::<()>(1);
+            let failed = Arc::new(Mutex::new(None));
+            let (storage, failed2) = (self.storage.clone(), failed.clone());
+            let thread = std::thread::Builder::new()
+                .name("pagevault-sync".into())
+                .spawn(move || {
+                    while asked.recv().is_ok() {
+                        if let Err(e) = storage.sync() {
+                            *failed2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                            return;
+                        }
+                    }
+                })
+                .expect("a sync thread");
+            Syncer {
+                wake,
+                thread,
+                failed,
+            }
+        });
+        // A full channel means a sync is already pending: it covers these bytes too.
+        let _ = syncer.wake.try_send(());
+    }
+
+    fn stop_syncer(&mut self) -> io::Result<()> {
+        if let Some(s) = self.syncer.take() {
+            drop(s.wake);
+            let _ = s.thread.join();
+            if let Some(e) = s.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Upload for LocalUpload {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.syncer_error()?;
+        self.storage.write_at(self.length, bytes)?;
+        self.length += bytes.len() as u64;
+        if self.length - self.requested_at >= SYNC_EVERY_BYTES {
+            self.requested_at = self.length;
+            self.request_sync();
+        }
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.length
+    }
+
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.stop_syncer()?;
+        self.storage.sync()?;
+        self.vfs.rename(&self.partial, &self.name)?;
+        self.finished = true;
+        self.vfs.sync_dir()
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        // An upload not finished leaves no object: its staging file goes (best effort;
+        // the next writer's debris cleaning removes what remains).
+        let _ = self.stop_syncer();
+        if !self.finished && self.vfs.exists(&self.partial) {
+            let _ = self.vfs.remove(&self.partial);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names_are_recognised_only_when_exact() {
+        assert_eq!(staged_object("config.0123456789abcdef.tmp"), Some("config"));
+        assert_eq!(
+            staged_object("set-1-stream-0000.0123456789abcdef.partial"),
+            Some("set-1-stream-0000")
+        );
+        for bad in ["config", "config.tmp", "x.0123.partial", "manifest-00ab"] {
+            assert_eq!(staged_object(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Who may use a repository beside whom: three lock modes, taken by every verb before it
+//! reads or writes sets (the table is in [`super`] and docs/design.md).
+//!
+//! - [`LockMode::Shared`]: readers (restore, verify, export, copy from). Many at once,
+//!   beside one appender; never beside an exclusive holder, so no set is deleted under a
+//!   running restore or verify.
+//! - [`LockMode::Append`]: writers that only add sets (backup, merge). One at a time; it
+//!   alone removes the debris of unfinished backups, so it never removes another
+//!   writer's unfinished upload.
+//! - [`LockMode::Exclusive`]: writers that remove sets or must be alone (delete, prune,
+//!   import). Nobody else.
+//!
+//! A local folder uses native locks (flock on `lock` and `lock.append`: shared readers,
+//! and appenders, hold `lock` shared; an appender also holds `lock.append`; an exclusive
+//! holder holds `lock` exclusively). An object store uses lease objects ([`super::lease`]).
+
+use std::io;
+
+use crate::error::{Error, Result};
+
+use super::{lease, names, Repository};
+
+/// How a verb holds the repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockMode {
+    Shared,
+    Append,
+    Exclusive,
+}
+
+impl LockMode {
+    /// The mode's name in lease objects and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            LockMode::Shared => "shared",
+            LockMode::Append => "append",
+            LockMode::Exclusive => "exclusive",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<LockMode> {
+        Some(match s {
+            "shared" => LockMode::Shared,
+            "append" => LockMode::Append,
+            "exclusive" => LockMode::Exclusive,
+            _ => return None,
+        })
+    }
+
+    /// True when holders of `self` and `other` may not run side by side.
+    pub fn conflicts_with(self, other: LockMode) -> bool {
+        use LockMode::*;
+        match (self, other) {
+            (Exclusive, _) | (_, Exclusive) => true,
+            (Append, Append) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A held lock; released when dropped.
+pub struct RepoLock {
+    _guards: Vec<Box<dyn Send + Sync>>,
+    _lease: Option<lease::LeaseGuard>,
+    pub mode: LockMode,
+}
+
+/// Takes `mode` on `repo` for `purpose` ("backup", "restore", ...), failing at once with
+/// [`Error::Locked`] when a conflicting holder has it.
+pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock> {
+    let backend = repo.backend();
+    if !backend.features().native_locks {
+        let guard = lease::take(repo, mode, purpose)?;
+        return Ok(RepoLock {
+            _guards: vec![],
+            _lease: Some(guard),
+            mode,
+        });
+    }
+    let native = |name: &str, shared: bool| {
+        backend.lock_file(name, shared).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Error::Locked {
+                    path: repo.location(),
+                    what: "the repository",
+                    holder: format!("{e} ({} lock)", conflicting(mode)),
+                }
+            } else {
+                Error::io(backend.location(name), e)
+            }
+        })
+    };
+    let mut guards = Vec::new();
+    match mode {
+        LockMode::Shared => guards.push(native(names::LOCK_FILE, true)?),
+        LockMode::Append => {
+            guards.push(native(names::APPEND_LOCK_FILE, false)?);
+            guards.push(native(names::LOCK_FILE, true)?);
+        }
+        LockMode::Exclusive => guards.push(native(names::LOCK_FILE, false)?),
+    }
+    Ok(RepoLock {
+        _guards: guards,
+        _lease: None,
+        mode,
+    })
+}
+
+/// What a refused `mode` was refused by, in words.
+fn conflicting(mode: LockMode) -> &'static str {
+    match mode {
+        LockMode::Shared => "a delete, prune or import holds it",
+        LockMode::Append => "a backup, merge, delete, prune or import holds it",
+        LockMode::Exclusive => "another verb holds it",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockMode::*;
+
+    #[test]
+    fn the_table_of_conflicts() {
+        let modes = [Shared, Append, Exclusive];
+        let want = [
+            [false, false, true],
+            [false, true, true],
+            [true, true, true],
+        ];
+        for (i, a) in modes.iter().enumerate() {
+            for (j, b) in modes.iter().enumerate() {
+                assert_eq!(a.conflicts_with(*b), want[i][j], "{a:?} {b:?}");
+            }
+        }
+    }
+}
