@@ -529,11 +529,17 @@ impl Limits {
             part.clear();
             while part.len() < CHUNK_EXTENTS {
                 match entries.peek() {
-                    Some(Ok((_, e))) if part.last().is_none_or(|p: &IndexEntry| p.stream == e.stream) => {
+                    Some(Ok((_, e)))
+                        if part
+                            .last()
+                            .is_none_or(|p: &IndexEntry| p.stream == e.stream) =>
+                    {
                         part.push(*e);
                         entries.next();
                     }
-                    Some(Err(_)) => return Err(entries.next().and_then(|r| r.err()).expect("an error")),
+                    Some(Err(_)) => {
+                        return Err(entries.next().and_then(|r| r.err()).expect("an error"))
+                    }
                     _ => break,
                 }
             }

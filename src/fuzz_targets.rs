@@ -291,7 +291,10 @@ fn reseal_stream(bytes: &[u8], pages: bool) -> Vec<u8> {
 pub fn reseal(vfs: &MemVfs, flags: u8) {
     let Ok(names) = vfs.list() else { return };
     if flags & (RESEAL_RECORDS | RESEAL_PAGES) != 0 {
-        for n in names.iter().filter(|n| crate::repo::names::id_of_set_object(n).is_some() && n.contains("-stream-")) {
+        for n in names
+            .iter()
+            .filter(|n| crate::repo::names::id_of_set_object(n).is_some() && n.contains("-stream-"))
+        {
             if let Some(bytes) = vfs.read_file(n) {
                 let out = reseal_stream(&bytes, flags & RESEAL_PAGES != 0);
                 vfs.corrupt_file(n, |b| *b = out);
@@ -303,7 +306,10 @@ pub fn reseal(vfs: &MemVfs, flags: u8) {
     }
     // Oldest first, so a differential's base is resealed before it names its hash.
     let mut hashes = BTreeMap::new();
-    for n in names.iter().filter(|n| crate::repo::names::id_of_manifest(n).is_some()) {
+    for n in names
+        .iter()
+        .filter(|n| crate::repo::names::id_of_manifest(n).is_some())
+    {
         let Some(mut bytes) = vfs.read_file(n) else {
             continue;
         };
@@ -337,10 +343,13 @@ pub fn reseal(vfs: &MemVfs, flags: u8) {
                 let mut entries = crate::format::index_piece::parse_lenient(&pb);
                 for e in &mut entries {
                     if let Some((stream, offset, len, crc)) = next.next() {
-                        (e.stream, e.offset, e.record_len, e.header_crc) = (stream, offset, len, crc);
+                        (e.stream, e.offset, e.record_len, e.header_crc) =
+                            (stream, offset, len, crc);
                     }
                 }
-                if entries.is_empty() || entries.len() > crate::format::index_piece::PIECE_ENTRIES as usize {
+                if entries.is_empty()
+                    || entries.len() > crate::format::index_piece::PIECE_ENTRIES as usize
+                {
                     continue;
                 }
                 let (pb, entry) = crate::format::index_piece::encode(

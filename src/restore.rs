@@ -458,7 +458,10 @@ impl<'a> Plan<'a> {
             .iter()
             .map(|f| BitVec::repeat(false, extents_of(&f.entry) as usize))
             .collect();
-        let mut jobs = JobIter::new(self.sets.iter().map(|s| s.reader.entries()).collect(), &manifests);
+        let mut jobs = JobIter::new(
+            self.sets.iter().map(|s| s.reader.entries()).collect(),
+            &manifests,
+        );
         for job in jobs.by_ref() {
             let job = job?;
             if let Some(page) = uncovered_page(&manifests, &job) {
@@ -634,7 +637,10 @@ fn uncovered_page(sets: &[&Manifest], job: &Job) -> Option<u64> {
 /// The first data page (file index in the newest set, page number) of the newest set's
 /// files that no set of the chain `sets` (oldest first) indexes, if any. Reads every
 /// index once; an index that does not check is an error.
-pub(crate) fn first_uncovered(repo: &Repository, sets: &[&Manifest]) -> Result<Option<(usize, u64)>> {
+pub(crate) fn first_uncovered(
+    repo: &Repository,
+    sets: &[&Manifest],
+) -> Result<Option<(usize, u64)>> {
     let iters = sets.iter().map(|m| IndexIter::new(repo, m)).collect();
     let mut jobs = JobIter::new(iters, sets);
     for job in jobs.by_ref() {

@@ -407,7 +407,13 @@ impl Scan {
     }
 }
 
-fn verify_stream(repo: &Repository, m: &Manifest, s: u32, index: &mut Index<'_>, r: &mut SetReport) {
+fn verify_stream(
+    repo: &Repository,
+    m: &Manifest,
+    s: u32,
+    index: &mut Index<'_>,
+    r: &mut SetReport,
+) {
     let want = m.streams[s as usize];
     let reader = match repo.open_stream(m, s) {
         Ok(x) => x,
@@ -447,7 +453,12 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, index: &mut Index<'_>,
         let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
         let h = match scan.get(pos, head_len) {
             Err(e) => {
-                r.add(ef, ex, Some(s), format!("{name}: cannot read offset {pos}: {e}"));
+                r.add(
+                    ef,
+                    ex,
+                    Some(s),
+                    format!("{name}: cannot read offset {pos}: {e}"),
+                );
                 return;
             }
             Ok(b) => RecordHeader::decode(b),
@@ -500,7 +511,12 @@ fn verify_stream(repo: &Repository, m: &Manifest, s: u32, index: &mut Index<'_>,
         let rec = match scan.get(pos, h.record_len()) {
             Ok(b) => b,
             Err(e) => {
-                r.add(hf, Some(h.extent), Some(s), format!("{name}: cannot read offset {pos}: {e}"));
+                r.add(
+                    hf,
+                    Some(h.extent),
+                    Some(s),
+                    format!("{name}: cannot read offset {pos}: {e}"),
+                );
                 return;
             }
         };

@@ -151,7 +151,8 @@ pub fn decode(
         o += INDEX_ENTRY_SIZE;
     }
     let (first, last) = (out[0], out[out.len() - 1]);
-    if (first.file_id, first.extent) != want.first_key || (last.file_id, last.extent) != want.last_key
+    if (first.file_id, first.extent) != want.first_key
+        || (last.file_id, last.extent) != want.last_key
     {
         return Err(format!(
             "index piece {number} holds other keys than its manifest says"
@@ -210,7 +211,10 @@ mod tests {
             assert!(decode(&x, 9, 3, &want, &mut out).is_err(), "flip at {i}");
         }
         for n in 0..b.len() {
-            assert!(decode(&b[..n], 9, 3, &want, &mut out).is_err(), "cut at {n}");
+            assert!(
+                decode(&b[..n], 9, 3, &want, &mut out).is_err(),
+                "cut at {n}"
+            );
         }
         assert!(decode(&b, 9, 4, &want, &mut out).is_err(), "another number");
         assert!(decode(&b, 8, 3, &want, &mut out).is_err(), "another set");

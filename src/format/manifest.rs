@@ -13,7 +13,9 @@
 
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
 use super::control::{valid_file_name, NAME_MAX};
-use super::{crc32, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT};
+use super::{
+    crc32, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT,
+};
 
 /// The manifest layout version (repository format 2).
 pub const MANIFEST_VERSION: u32 = 2;
@@ -384,8 +386,7 @@ impl Manifest {
                 b.len()
             ));
         }
-        if files > MAX_FILES as u64 || streams > MAX_STREAMS as u64 || pieces > MAX_PIECES as u64
-        {
+        if files > MAX_FILES as u64 || streams > MAX_STREAMS as u64 || pieces > MAX_PIECES as u64 {
             return Err(format!(
                 "manifest lists {files} files, {streams} streams and {pieces} index pieces, over the limits"
             ));
@@ -540,23 +541,27 @@ impl Manifest {
                 hash,
             };
             if u32_at(o + 12) != 0 {
-                return Err(format!("manifest index piece {i} has non-zero reserved bytes"));
+                return Err(format!(
+                    "manifest index piece {i} has non-zero reserved bytes"
+                ));
             }
             if p.first_record != next_record
                 || p.entry_count == 0
                 || p.entry_count > super::index_piece::PIECE_ENTRIES
                 || p.first_key > p.last_key
                 || (p.entry_count == 1) != (p.first_key == p.last_key)
-                || m.pieces.last().is_some_and(|q: &PieceEntry| q.last_key >= p.first_key)
+                || m.pieces
+                    .last()
+                    .is_some_and(|q: &PieceEntry| q.last_key >= p.first_key)
             {
                 return Err(format!(
                     "manifest index piece {i} does not follow the one before it"
                 ));
             }
             for (file_id, extent) in [p.first_key, p.last_key] {
-                let ok = m
-                    .file(file_id)
-                    .is_some_and(|f| (extent as u64) < f.page_count as u64 / PAGES_PER_EXTENT as u64);
+                let ok = m.file(file_id).is_some_and(|f| {
+                    (extent as u64) < f.page_count as u64 / PAGES_PER_EXTENT as u64
+                });
                 if !ok {
                     return Err(format!(
                         "manifest index piece {i} names file {file_id} extent {extent}, which the set does not have"
@@ -708,7 +713,10 @@ mod tests {
         assert!(Manifest::decode(&m.encode().0).is_err(), "overlapping keys");
         let mut m = sample(BackupKind::Full);
         m.bad_pages.push(m.bad_pages[0]);
-        assert!(Manifest::decode(&m.encode().0).is_err(), "a duplicated bad page");
+        assert!(
+            Manifest::decode(&m.encode().0).is_err(),
+            "a duplicated bad page"
+        );
     }
 
     #[test]

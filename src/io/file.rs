@@ -143,9 +143,10 @@ impl Vfs for DiskVfs {
             .open(&path)
         {
             Ok(f) => f,
-            // Read-only media (or a folder this user may only read): a shared lock is
-            // taken on the file as it is, or granted without one when there is none.
-            Err(e) if shared && is_read_only_error(&e) => match OpenOptions::new()
+            // Read-only media (or a folder this user may only read): the lock is taken
+            // on the file as it is (flock needs no write access), or granted without
+            // one when there is none: nobody can change that folder.
+            Err(e) if is_read_only_error(&e) => match OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)

@@ -534,7 +534,11 @@ impl Vfs for MemVfs {
             ));
         }
         locks.insert(name.to_string(), if shared { held + 1 } else { -1 });
-        Ok(Box::new(MemLock(self.faults.clone(), name.to_string(), shared)))
+        Ok(Box::new(MemLock(
+            self.faults.clone(),
+            name.to_string(),
+            shared,
+        )))
     }
 }
 

@@ -60,9 +60,9 @@ pub trait Vfs: Send + Sync {
         self.lock_file("LOCK", false)
     }
     /// Takes the lock file `name`, shared or exclusive, held until the guard drops. Fails
-    /// at once with `WouldBlock` when a conflicting holder has it. A shared lock on a
-    /// folder that cannot be written (read-only media) and holds no such file is granted
-    /// without a file: nobody can change that folder.
+    /// at once with `WouldBlock` when a conflicting holder has it. On a folder that
+    /// cannot be written (read-only media) the lock is taken on the file as it is, or
+    /// granted without one when there is none: nobody can change that folder.
     fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>>;
 }
 

@@ -110,7 +110,10 @@ impl Drop for LeaseGuard {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = self.backend.delete(&self.name);
+        // Released, or tried twice: a lease left behind blocks others until it expires.
+        if self.backend.delete(&self.name).is_err() {
+            let _ = self.backend.delete(&self.name);
+        }
     }
 }
 
@@ -233,12 +236,19 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LeaseGua
                 let (lock, cv) = &*stop;
                 let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
-                    let (s, _) = cv
+                    // The stop may come before this thread first waits: look first.
+                    if *stopped {
+                        return;
+                    }
+                    let (s, timeout) = cv
                         .wait_timeout(stopped, ttl / 3)
                         .unwrap_or_else(|p| p.into_inner());
                     stopped = s;
                     if *stopped {
                         return;
+                    }
+                    if !timeout.timed_out() {
+                        continue; // a spurious wake-up
                     }
                     lease.expires_unix_ms = crate::ids::unix_millis() + ttl.as_millis() as u64;
                     // A failed renewal is tried again at the next beat; the lease stays

@@ -78,6 +78,10 @@ impl Default for InitOptions {
 impl Repository {
     /// Creates a repository on `backend`, which must hold no objects.
     pub fn init(backend: Arc<dyn Backend>, opts: &InitOptions) -> Result<Repository> {
+        let backend: Arc<dyn Backend> = Arc::new(backend::retry::Retrying::new(
+            backend,
+            backend::retry::RetryPolicy::default(),
+        ));
         let here = backend.location("");
         let config = RepoConfig {
             repository_id: crate::ids::random_u64(),
@@ -107,6 +111,15 @@ impl Repository {
                 what: "the location is not empty and holds no pagevault repository".into(),
             });
         }
+        // The lock files exist from the start (a local folder): readers then open them
+        // as they are and never write to the repository.
+        if backend.features().native_locks {
+            for name in [names::LOCK_FILE, names::APPEND_LOCK_FILE] {
+                backend
+                    .put(name, &[], PutMode::Replace)
+                    .map_err(|e| Error::io(backend.location(name), e))?;
+            }
+        }
         match backend.put(names::CONFIG, &bytes, PutMode::CreateNew) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -119,7 +132,7 @@ impl Repository {
         }
         // Read back: a server that ignores create-only puts may have let another init
         // win; the config there is the repository.
-        let repo = Repository::open_backend(backend)?;
+        let repo = Repository::from_wrapped(backend)?;
         if repo.config != config {
             return Err(Error::AlreadyExists {
                 path: here,
@@ -129,8 +142,22 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Opens the repository on `backend`.
+    /// Opens the repository on `backend` (its calls retried on transient errors per the
+    /// default [`backend::retry::RetryPolicy`]).
     pub fn open_backend(backend: Arc<dyn Backend>) -> Result<Repository> {
+        Repository::open_backend_with(backend, backend::retry::RetryPolicy::default())
+    }
+
+    /// Opens the repository on `backend`, retrying transient errors per `retry`.
+    pub fn open_backend_with(
+        backend: Arc<dyn Backend>,
+        retry: backend::retry::RetryPolicy,
+    ) -> Result<Repository> {
+        Repository::from_wrapped(Arc::new(backend::retry::Retrying::new(backend, retry)))
+    }
+
+    /// Opens the repository on a backend already wrapped for retries.
+    fn from_wrapped(backend: Arc<dyn Backend>) -> Result<Repository> {
         let here = backend.location("");
         let config_path = backend.location(names::CONFIG);
         match backend.stat(names::CONFIG) {
@@ -152,7 +179,10 @@ impl Repository {
         let bytes = backend::read_all(&*backend, names::CONFIG, 4096)
             .map_err(|e| Error::io(&config_path, e))?;
         let config = RepoConfig::decode(&bytes).map_err(|what| {
-            if what.contains("newer") || what.contains("needs features") || what.contains("encrypted") {
+            if what.contains("newer")
+                || what.contains("needs features")
+                || what.contains("encrypted")
+            {
                 Error::Unsupported {
                     path: config_path.clone(),
                     what: format!("the repository config {what}"),
@@ -201,7 +231,10 @@ impl Repository {
             }
         }
         check_folder(dir)?;
-        Repository::init(Arc::new(LocalBackend::new(Arc::new(DiskVfs::new(dir)))), opts)
+        Repository::init(
+            Arc::new(LocalBackend::new(Arc::new(DiskVfs::new(dir)))),
+            opts,
+        )
     }
 
     /// The storage seam: this module's parts use it, and tests that craft or damage
@@ -367,8 +400,7 @@ impl Repository {
             .pieces
             .get(i as usize)
             .ok_or_else(|| Error::Invalid(format!("backup set has no index piece {i}")))?;
-        let bytes = match backend::read_all(&*self.backend, &name, index_piece::MAX_PIECE_BYTES)
-        {
+        let bytes = match backend::read_all(&*self.backend, &name, index_piece::MAX_PIECE_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::corrupt(
@@ -484,11 +516,9 @@ fn check_folder(dir: &Path) -> Result<()> {
             path: dir.to_path_buf(),
             what: "is a file, not a repository folder".into(),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(Error::NoRepository {
-                path: dir.to_path_buf(),
-            })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoRepository {
+            path: dir.to_path_buf(),
+        }),
         Err(e) => Err(Error::io(dir, e)),
     }
 }

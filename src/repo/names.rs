@@ -102,11 +102,7 @@ mod tests {
             "set-zz000000000000ab-stream-0000",
             "config",
         ] {
-            assert_eq!(
-                id_of_manifest(bad).or(id_of_set_object(bad)),
-                None,
-                "{bad}"
-            );
+            assert_eq!(id_of_manifest(bad).or(id_of_set_object(bad)), None, "{bad}");
         }
     }
 }

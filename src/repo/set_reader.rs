@@ -80,13 +80,19 @@ impl<'a> IndexIter<'a> {
         let next_stream = self.stream_records > 0
             && e.stream == self.stream + 1
             && e.offset == 0
-            && m.streams
-                .get(self.stream as usize)
-                .is_some_and(|s| s.length == self.stream_end && s.record_count as u64 == self.stream_records);
+            && m.streams.get(self.stream as usize).is_some_and(|s| {
+                s.length == self.stream_end && s.record_count as u64 == self.stream_records
+            });
         if next_stream {
             self.stream += 1;
             self.stream_end = 0;
             self.stream_records = 0;
+        } else if !continues && e.stream == self.stream + 1 && e.offset == 0 {
+            let length = m.streams.get(self.stream as usize).map_or(0, |s| s.length);
+            return Err(self.corrupt(format!(
+                "stream {} is {length} bytes but its indexed records end at {} (extra or missing records)",
+                self.stream, self.stream_end
+            )));
         } else if !continues {
             return Err(self.corrupt(format!(
                 "its record is at stream {} offset {}, the record before it ended at stream {} offset {}",
@@ -126,7 +132,7 @@ impl<'a> IndexIter<'a> {
             Err(Error::corrupt(
                 self.repo.stream_location(m.backup_id, self.stream),
                 format!(
-                    "backup set {}: the index does not cover its streams end to end (it ends at stream {} offset {})",
+                    "backup set {}: the index does not cover its streams end to end (extra or missing records; it ends at stream {} offset {})",
                     format_backup_id(m.backup_id),
                     self.stream,
                     self.stream_end

@@ -101,9 +101,9 @@ impl<'r> SetWriter<'r> {
         let stream = self.streams.len() as u32;
         let upload = self.upload.as_mut().expect("started above");
         let offset = upload.written();
-        upload.write(record).map_err(|e| {
-            Error::io(self.repo.stream_location(self.backup_id, stream), e)
-        })?;
+        upload
+            .write(record)
+            .map_err(|e| Error::io(self.repo.stream_location(self.backup_id, stream), e))?;
         self.crc.update(record);
         self.stream_records += 1;
         self.piece.push(IndexEntry {

@@ -1,9 +1,9 @@
 //! The catalog (`list`) and the differential forecast.
 
 use pagevault::backup::{self, BackupKind, ChangeSource, FULL_ADVICE_SHARE};
-use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
 use pagevault::io::Vfs;
 use pagevault::repo::catalog;
+use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
 
 use crate::backup_util::*;
 

@@ -267,10 +267,18 @@ fn no_partial_or_tmp_file_is_ever_a_set_and_debris_is_cleaned_by_the_next_backup
     // Debris of unfinished backups, and a file that is not ours.
     let orphan = 0x0123_4567_89ab_cdefu64;
     let debris = [
-        format!("{orphan:016x}-0000.pvs.partial"),
-        format!("{orphan:016x}.pvm.tmp"),
-        format!("{:016x}-0000.pvs", orphan + 2),
-        format!("{:016x}.pvm.partial", orphan + 4),
+        // An upload and a put cut off before their rename (staged objects).
+        format!(
+            "{}.00000000000000aa.partial",
+            pagevault::repo::names::stream(orphan, 0)
+        ),
+        format!(
+            "{}.00000000000000bb.tmp",
+            pagevault::repo::names::manifest(orphan)
+        ),
+        // Objects of sets whose manifest never came.
+        pagevault::repo::names::stream(orphan + 2, 0),
+        pagevault::repo::names::index_piece(orphan + 4, 0),
     ];
     for name in &debris {
         let s = f.repo_vfs.open(name, true).unwrap();

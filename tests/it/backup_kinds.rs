@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 
 use pagevault::backup::{self, BackupKind, BackupOptions, ChangeSource, DEFAULT_LEVEL};
 use pagevault::format::manifest::Manifest;
-use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
 use pagevault::format::{PAGES_PER_EXTENT, PAGE_SIZE};
 use pagevault::io::Vfs;
 use pagevault::progress::NoProgress;
+use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
 use pagevault::{Error, TrackingState};
 
 use crate::backup_util::*;
@@ -180,7 +180,7 @@ fn a_differential_whose_base_manifest_changed_is_refused() {
     let (bytes, _) = m.encode();
     pagevault::io::replace_atomically(&f.repo_vfs, &manifest_file_name(id_of(&full)), &bytes)
         .unwrap();
-    assert_refused_then_falls_back(&f, "checksum");
+    assert_refused_then_falls_back(&f, "manifest hash");
 }
 
 #[test]
@@ -385,5 +385,6 @@ fn a_differential_with_nothing_changed_is_an_empty_set_that_still_names_its_base
     let (m, pages) = decode_set(&f.repo, id_of(&d)).unwrap();
     assert!(pages.is_empty());
     assert_eq!(m.base_id, id_of(&full));
-    assert_eq!(m.streams.len(), 1);
+    // Format 2: no record, so no stream and no index piece.
+    assert_eq!((m.streams.len(), m.pieces.len(), m.record_count), (0, 0, 0));
 }

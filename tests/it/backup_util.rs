@@ -214,8 +214,7 @@ pub fn store_raw(vfs: &MemVfs, m: &mut SetView) -> [u8; 32] {
     m.manifest.pieces.clear();
     let per = pagevault::format::index_piece::PIECE_ENTRIES as usize;
     for (i, chunk) in m.index.chunks(per).enumerate() {
-        let (b, e) =
-            pagevault::format::index_piece::encode(id, i as u32, (i * per) as u64, chunk);
+        let (b, e) = pagevault::format::index_piece::encode(id, i as u32, (i * per) as u64, chunk);
         let f = vfs.open(&names::index_piece(id, i as u32), true).unwrap();
         f.write_at(0, &b).unwrap();
         m.manifest.pieces.push(e);

@@ -17,7 +17,12 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(o)))
 }
 
+/// `pagevault backup` (after `pagevault repo init` when the repository is not there yet).
 fn backup(db: &Path, repo: &Path, extra: &[&str]) -> Output {
+    if !repo.exists() {
+        let o = pv(&[OsString::from("repo"), "init".into(), repo.into()]);
+        assert_code(&o, 0);
+    }
     let mut args: Vec<OsString> = vec!["backup".into(), db.into(), "--repo".into(), repo.into()];
     args.extend(extra.iter().map(OsString::from));
     pv(&args)
@@ -117,7 +122,7 @@ fn a_damaged_set_fails_verify_with_3_and_restore_with_1() {
     let stream = std::fs::read_dir(&repo)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "pvs"))
+        .find(|p| p.to_string_lossy().contains("-stream-"))
         .expect("a stream file");
     let mut bytes = std::fs::read(&stream).unwrap();
     let mid = bytes.len() / 2;
@@ -204,4 +209,41 @@ fn demo_proves_the_round_trip() {
     // The demo refuses a folder that is not empty (it holds the last run now).
     let o = run(&[&"demo", &dir, &"--size", &"4MiB"]);
     assert_code(&o, 1);
+}
+
+#[test]
+fn backup_into_a_location_without_a_repository_is_refused_and_repo_init_creates_one() {
+    let t = tempfile::tempdir().unwrap();
+    let db = init(t.path(), "1MiB", 1);
+    let typo = t.path().join("rpeo");
+    let o = pv(&[
+        OsString::from("backup"),
+        db.as_os_str().into(),
+        "--repo".into(),
+        typo.as_os_str().into(),
+    ]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("repo init"), "{}", stderr(&o));
+    assert!(!typo.exists(), "a mistyped repository was created");
+    let repo = t.path().join("repo");
+    assert_code(
+        &pv(&[
+            OsString::from("repo"),
+            "init".into(),
+            repo.as_os_str().into(),
+        ]),
+        0,
+    );
+    let again = pv(&[
+        OsString::from("repo"),
+        "init".into(),
+        repo.as_os_str().into(),
+    ]);
+    assert_code(&again, 1);
+    assert!(
+        stderr(&again).contains("already there"),
+        "{}",
+        stderr(&again)
+    );
+    assert_code(&backup(&db, &repo, &["--full"]), 0);
 }

@@ -40,9 +40,7 @@ fn a_flipped_bit_at_every_byte_of_a_chain_is_found_and_refused() {
         .list()
         .unwrap()
         .into_iter()
-        .filter(|n| {
-            n != names::CONFIG && n != names::LOCK_FILE && n != names::APPEND_LOCK_FILE
-        })
+        .filter(|n| n != names::CONFIG && n != names::LOCK_FILE && n != names::APPEND_LOCK_FILE)
         .collect();
     assert_eq!(
         names.len(),
@@ -84,10 +82,13 @@ fn a_flipped_bit_in_any_page_behind_resealed_records_is_caught_by_its_checksum()
     let c = Chain::new(1, 16);
     let mut dec = zstd::bulk::Decompressor::new().unwrap();
     let mut comp = zstd::bulk::Compressor::new(1).unwrap();
-    let manifests: Vec<(String, Vec<u8>)> = [c.full, c.diff]
-        .iter()
-        .map(|&id| {
-            let n = pagevault::repo::names::manifest(id);
+    // Every object (manifests and index pieces are resealed by each flip).
+    let manifests: Vec<(String, Vec<u8>)> = c
+        .repo_vfs
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|n| {
             let b = c.repo_vfs.read_file(&n).unwrap();
             (n, b)
         })

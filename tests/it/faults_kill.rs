@@ -92,6 +92,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
         "init",
     );
     assert_ok(&run(&[&"workload", &db, &"--writes", &"1500"]), "workload");
+    assert_ok(&run(&[&"repo", &"init", &repo]), "repo init");
     assert_ok(&run(&[&"backup", &db, &"--repo", &repo, &"--full"]), "full");
     (dir, db, repo)
 }

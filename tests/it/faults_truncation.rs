@@ -151,9 +151,7 @@ fn each_missing_file_of_a_chain_is_found_and_refused() {
         f.write_at(0, &good).unwrap();
     }
     // Without its config the folder is not a repository.
-    c.repo_vfs
-        .remove(pagevault::repo::names::CONFIG)
-        .unwrap();
+    c.repo_vfs.remove(pagevault::repo::names::CONFIG).unwrap();
     let e = Repository::open(std::sync::Arc::new(c.repo_vfs.clone()), false)
         .err()
         .expect("a folder without a config opened as a repository");

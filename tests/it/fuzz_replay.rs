@@ -74,12 +74,13 @@ fn every_target_has_seeds() {
 fn write_fuzz_seeds() {
     use pagevault::backup::{self, BackupKind, BackupOptions};
     use pagevault::format::manifest::parse_backup_id;
-    use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
     use pagevault::fuzz_targets::{
         encode_restore_input, RESEAL_MANIFESTS, RESEAL_PAGES, RESEAL_RECORDS,
     };
     use pagevault::io::mem::MemVfs;
+    use pagevault::io::Vfs;
     use pagevault::progress::NoProgress;
+    use pagevault::repo::names::{manifest as manifest_file_name, stream as stream_file_name};
     use pagevault::repo::Repository;
     use pagevault::{CreateOptions, Database};
     use std::sync::Arc;
@@ -144,11 +145,17 @@ fn write_fuzz_seeds() {
         "control",
         &db_vfs.read_file("pagevault.ctl").unwrap(),
     );
+    // Every object of a set: its streams and index pieces, then its manifest.
     let set = |id: u64| {
-        vec![
-            file(&repo_vfs, &manifest_file_name(id)),
-            file(&repo_vfs, &stream_file_name(id, 0)),
-        ]
+        let mut v: Vec<_> = repo_vfs
+            .list()
+            .unwrap()
+            .iter()
+            .filter(|n| n.starts_with(&pagevault::repo::names::set_prefix(id)))
+            .map(|n| file(&repo_vfs, n))
+            .collect();
+        v.push(file(&repo_vfs, &manifest_file_name(id)));
+        v
     };
     put("restore", "full", &encode_restore_input(0, &set(full)));
     let chain: Vec<_> = set(full).into_iter().chain(set(diff)).collect();

@@ -19,6 +19,7 @@ mod fuzz_replay;
 mod online_backup;
 mod online_faults;
 mod online_harness;
+mod repo_backend;
 mod restore_bench;
 mod restore_chain;
 mod restore_fixture;

@@ -62,7 +62,9 @@ fn patch_manifest(vfs: &MemVfs, id: u64, edit: impl FnOnce(&mut SetView)) -> [u8
 
 /// Re-seals the manifest's record of stream `s` (length and CRC) after a stream edit.
 fn reseal_stream(vfs: &MemVfs, id: u64, s: u32) {
-    let bytes = vfs.read_file(&pagevault::repo::names::stream(id, s)).unwrap();
+    let bytes = vfs
+        .read_file(&pagevault::repo::names::stream(id, s))
+        .unwrap();
     patch_manifest(vfs, id, |m| {
         m.streams[s as usize].length = bytes.len() as u64;
         m.streams[s as usize].crc = crc32(&bytes);
@@ -117,7 +119,7 @@ fn flipped_bit_in_a_manifest() {
         st.vfs
             .corrupt_file(&pagevault::repo::names::manifest(id), |b| b[200] ^= 0x10);
         let e = assert_caught(&st, id, st.diff, false);
-        assert!(e.to_string().contains(".pvm"), "{e}");
+        assert!(e.to_string().contains("manifest-"), "{e}");
     }
 }
 

@@ -59,7 +59,10 @@ impl ObjectReader for LocalReader {
         self.size
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > self.size) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.size)
+        {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
@@ -203,7 +206,11 @@ struct LocalUpload {
 
 impl LocalUpload {
     fn syncer_error(&self) -> io::Result<()> {
-        match self.syncer.as_ref().and_then(|s| s.failed.lock().ok()?.take()) {
+        match self
+            .syncer
+            .as_ref()
+            .and_then(|s| s.failed.lock().ok()?.take())
+        {
             Some(e) => Err(e),
             None => Ok(()),
         }

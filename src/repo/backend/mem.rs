@@ -118,7 +118,9 @@ impl MemStore {
     }
     /// Create-only puts replace like any other (a server that ignores `If-None-Match`).
     pub fn ignore_create_only(&self, ignore: bool) {
-        self.state.ignore_create_only.store(ignore, Ordering::SeqCst);
+        self.state
+            .ignore_create_only
+            .store(ignore, Ordering::SeqCst);
     }
 
     /// True after a simulated power loss, until [`MemStore::crash`].
@@ -162,10 +164,7 @@ impl MemStore {
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Vec<u8>>>> {
-        self.state
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.state.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every call: the store must be up, and a transient fault may hit it.
@@ -206,7 +205,9 @@ impl MemStore {
         self.call()?;
         let n = self.state.reads.fetch_add(1, Ordering::SeqCst);
         if n == self.state.fail_read.load(Ordering::SeqCst) {
-            return Err(io::Error::other(format!("simulated read error at read {n}")));
+            return Err(io::Error::other(format!(
+                "simulated read error at read {n}"
+            )));
         }
         Ok(())
     }

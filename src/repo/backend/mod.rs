@@ -15,6 +15,7 @@
 
 pub mod local;
 pub mod mem;
+pub mod retry;
 
 use std::io;
 use std::path::PathBuf;

@@ -1,0 +1,197 @@
+//! Retries of transient backend errors, as a wrapper around any backend (the repository
+//! wraps every backend in one): an object store answers 503 or times out now and then,
+//! and a retry gets past it.
+//!
+//! Keeps true: only errors of a transient kind (timed out, interrupted, connection reset
+//! or aborted, would block) are retried, a bounded number of times within a bounded time,
+//! with a doubling backoff; anything else is returned at once (a missing object is never
+//! retried into an error, an I/O error never into "missing"). Upload writes and finishes
+//! are not retried (a half-written part cannot be told from a whole one); a create-only
+//! put whose first try may have landed is read back: an object with exactly our bytes is
+//! our own put, not a conflict.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+
+/// How hard to retry.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Tries in all (1 = no retry).
+    pub attempts: u32,
+    /// The first backoff; it doubles each time.
+    pub first_backoff: Duration,
+    /// No retry starts after this much time since the first try.
+    pub max_total: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_backoff: Duration::from_millis(50),
+            max_total: Duration::from_secs(10),
+        }
+    }
+}
+
+/// True for the errors a retry may get past.
+pub fn is_transient(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        TimedOut | Interrupted | ConnectionReset | ConnectionAborted | WouldBlock
+    )
+}
+
+fn with_retries<T>(
+    policy: &RetryPolicy,
+    mut op: impl FnMut(u32) -> io::Result<T>,
+) -> io::Result<T> {
+    let started = Instant::now();
+    let mut backoff = policy.first_backoff;
+    let mut attempt = 0;
+    loop {
+        match op(attempt) {
+            Err(e)
+                if is_transient(&e)
+                    && attempt + 1 < policy.attempts
+                    && started.elapsed() + backoff <= policy.max_total =>
+            {
+                std::thread::sleep(backoff);
+                backoff *= 2;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// A backend whose calls are retried per a [`RetryPolicy`].
+pub struct Retrying {
+    inner: Arc<dyn Backend>,
+    policy: RetryPolicy,
+}
+
+impl Retrying {
+    pub fn new(inner: Arc<dyn Backend>, policy: RetryPolicy) -> Retrying {
+        Retrying { inner, policy }
+    }
+}
+
+struct RetryingReader {
+    inner: Arc<dyn ObjectReader>,
+    policy: RetryPolicy,
+}
+
+impl ObjectReader for RetryingReader {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        with_retries(&self.policy, |_| self.inner.read_at(offset, buf))
+    }
+}
+
+impl Backend for Retrying {
+    fn features(&self) -> Features {
+        self.inner.features()
+    }
+    fn location(&self, name: &str) -> PathBuf {
+        self.inner.location(name)
+    }
+    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        with_retries(&self.policy, |_| self.inner.list(prefix))
+    }
+    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+        with_retries(&self.policy, |_| self.inner.stat(name))
+    }
+    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+        let inner = with_retries(&self.policy, |_| self.inner.open(name))?;
+        Ok(Arc::new(RetryingReader {
+            inner,
+            policy: self.policy,
+        }))
+    }
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+        with_retries(&self.policy, |attempt| {
+            match self.inner.put(name, bytes, mode) {
+                Err(e) if attempt > 0 && e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Did an earlier try land? Then the object is ours.
+                    match super::read_all(&*self.inner, name, bytes.len() as u64) {
+                        Ok(there) if there == bytes => Ok(()),
+                        _ => Err(e),
+                    }
+                }
+                r => r,
+            }
+        })
+    }
+    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+        with_retries(&self.policy, |_| self.inner.upload(name))
+    }
+    fn delete(&self, name: &str) -> io::Result<()> {
+        with_retries(&self.policy, |_| self.inner.delete(name))
+    }
+    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+        with_retries(&self.policy, |_| self.inner.staged())
+    }
+    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+        with_retries(&self.policy, |_| self.inner.delete_staged(staging_name))
+    }
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+        // A held lock (WouldBlock) is an answer, not a transient error.
+        self.inner.lock_file(name, shared)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::backend::mem::MemStore;
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_millis(1),
+            max_total: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_retried_a_bounded_number_of_times() {
+        let store = MemStore::new();
+        store.put("a", b"x", PutMode::Replace).unwrap();
+        let r = Retrying::new(Arc::new(store.clone()), quick());
+        store.fail_transient(store.calls(), 3);
+        assert_eq!(
+            r.stat("a").unwrap(),
+            Some(1),
+            "three failures, the fourth try"
+        );
+        store.fail_transient(store.calls(), 4);
+        let e = r.stat("a").unwrap_err();
+        assert_eq!(
+            e.kind(),
+            io::ErrorKind::TimedOut,
+            "four failures exhaust it"
+        );
+    }
+
+    #[test]
+    fn a_create_only_put_whose_first_try_landed_is_ours() {
+        let store = MemStore::new();
+        let r = Retrying::new(Arc::new(store.clone()), quick());
+        // The first put lands but its answer is lost (simulated by a put that exists
+        // before a transient failure of the retry's first try).
+        store.put("m", b"ours", PutMode::CreateNew).unwrap();
+        store.fail_transient(store.calls(), 1);
+        r.put("m", b"ours", PutMode::CreateNew).unwrap();
+        store.fail_transient(store.calls(), 1);
+        let e = r.put("m", b"theirs", PutMode::CreateNew).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+    }
+}
