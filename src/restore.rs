@@ -79,7 +79,8 @@ impl RestoreOptions {
     }
 }
 
-/// The folder `dir` as a restore target, created (with its parents) when missing.
+/// The folder `dir` as a restore target, created (with its parents, each made durable in
+/// its own parent) when missing.
 pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::AlreadyExists {
@@ -87,7 +88,7 @@ pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
             what: "the restore target exists and is not a folder".into(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::io::file::create_dir_synced(dir).map_err(|e| Error::io(dir, e))?;
     Ok(Arc::new(DiskVfs::new(dir)))
 }
 

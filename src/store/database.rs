@@ -157,7 +157,7 @@ pub fn data_file_name(id: u32) -> String {
 impl Database {
     /// Creates a database in the folder `dir` (created if missing; must hold no database).
     pub fn create_dir(dir: &Path, opts: &CreateOptions) -> Result<Database> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        io::file::create_dir_synced(dir).map_err(|e| Error::io(dir, e))?;
         Database::create(Arc::new(DiskVfs::new(dir)), opts)
     }
 
