@@ -1,4 +1,4 @@
-//! The only module with `unsafe`: a read-only memory map of a data file, used by
+//! One of the two modules with `unsafe` (with [`super::sys`]): a read-only memory map of a data file, used by
 //! whole-file scans (the consistency checker), where it saves a copy per page.
 //!
 //! Contract: a map is created only while the caller holds the database's exclusive lock

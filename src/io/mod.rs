@@ -5,6 +5,7 @@
 pub mod file;
 pub mod mem;
 pub mod mmap;
+pub mod sys;
 
 use std::io;
 use std::path::PathBuf;
