@@ -151,6 +151,10 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Present while `create` lays down a new database: data files found beside it and no
+/// control file are the rest of a create cut short, which a new create may replace.
+pub const CREATING_FILE_NAME: &str = "pagevault.creating";
+
 /// The name of data file `id`.
 pub fn data_file_name(id: u32) -> String {
     format!("data_{id:04}.pvd")
@@ -211,17 +215,28 @@ impl Database {
                 what: "a pagevault database already exists here".into(),
             });
         }
-        // Data files without a control file: the rest of a database whose control file
-        // was lost, or of a create cut short. Never overwrite them.
+        // Data files without a control file: the rest of a create cut short (its marker
+        // is still there: they are ours, and never held data), or of a database whose
+        // control file was lost, which must never be overwritten.
         let names = vfs.list().map_err(|e| Error::io(vfs.path_of(""), e))?;
-        if let Some(orphan) = names.iter().find(|n| n.ends_with(".pvd")) {
-            return Err(Error::AlreadyExists {
-                path: vfs.path_of(""),
-                what: format!(
-                    "the folder holds data file {orphan} but no control file; refusing to overwrite it (move it away, or remove it if it is not needed)"
-                ),
-            });
+        let cut_short = vfs.exists(CREATING_FILE_NAME);
+        for orphan in names.iter().filter(|n| n.ends_with(".pvd")) {
+            if !cut_short {
+                return Err(Error::AlreadyExists {
+                    path: vfs.path_of(""),
+                    what: format!(
+                        "the folder holds data file {orphan} but no control file; refusing to overwrite it (move it away, or remove it if it is not needed)"
+                    ),
+                });
+            }
+            vfs.remove(orphan)
+                .map_err(|e| Error::io(vfs.path_of(orphan), e))?;
         }
+        // The marker is durable before the first data file exists, and goes after the
+        // control file is committed.
+        vfs.open(CREATING_FILE_NAME, true)
+            .map_err(|e| Error::io(vfs.path_of(CREATING_FILE_NAME), e))?;
+        vfs.sync_dir().map_err(|e| Error::io(vfs.path_of(""), e))?;
         let database_id = crate::ids::random_u64();
         let mut ctl = Control {
             database_id,
@@ -281,7 +296,13 @@ impl Database {
             }
             let _ = vfs.remove(&format!("{CONTROL_FILE_NAME}.tmp"));
             let _ = vfs.sync_dir();
+            let _ = vfs.remove(CREATING_FILE_NAME);
+            let _ = vfs.sync_dir();
             return Err(e);
+        }
+        // Best effort: a marker left beside a control file is removed by the next open.
+        if vfs.remove(CREATING_FILE_NAME).is_ok() {
+            let _ = vfs.sync_dir();
         }
         Ok(Database {
             lsn: LsnAllocator::resume(format_lsn, ctl.lsn_reserved),
@@ -424,6 +445,11 @@ impl Database {
             // Saved images of a snapshot that was running: nobody will read them.
             if db.vfs.exists(super::snapshot::SPILL_FILE_NAME) {
                 let _ = db.vfs.remove(super::snapshot::SPILL_FILE_NAME);
+            }
+            // The marker of a create that committed its control file but stopped before
+            // removing it: this is a database now.
+            if db.vfs.exists(CREATING_FILE_NAME) {
+                let _ = db.vfs.remove(CREATING_FILE_NAME);
             }
         }
         Ok(())
