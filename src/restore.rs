@@ -184,6 +184,14 @@ pub fn run(
     let target = &*opts.target;
     let _target_lock = crate::io::lock_folder(target, "the restore target")?;
     let old_files = inspect_target(target, plan.database_id, opts.force)?;
+    // A link in place of a data file is refused before the first write (design 9a).
+    for f in &plan.files {
+        if let Err(e) = target.open(&f.entry.name, false) {
+            if io::file::is_symlink_refusal(&e) {
+                return Err(Error::io(&f.path, e));
+            }
+        }
+    }
 
     // 1. The commit point says "restoring" before any data file is touched.
     let mut ctl = plan.control(control::FLAG_RESTORING);

@@ -118,9 +118,12 @@ fn restore_force_onto_a_database_whose_data_file_is_a_link_leaves_the_linked_fil
     let data = to.join("data_0001.pvd");
     fs::remove_file(&data).unwrap();
     symlink(&v, &data).unwrap();
+    let ctl = fs::read(to.join(CONTROL_FILE_NAME)).unwrap();
     let o = restore(&repo, &to, &["--force"]);
     assert_refused_link(&o, "data_0001.pvd");
     assert_eq!(fs::read(&v).unwrap(), VICTIM_BYTES);
+    // Refused before the first write: the target's control file is as it was.
+    assert_eq!(fs::read(to.join(CONTROL_FILE_NAME)).unwrap(), ctl);
 }
 
 #[test]
