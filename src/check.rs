@@ -5,7 +5,10 @@
 //!
 //! Keeps true: `Err` means the check could not run (no database, unreadable or corrupt
 //! control file, the database is locked); anything wrong inside the data files is a
-//! [`Finding`]. It holds the database lock for the whole run, so no pagevault writer
+//! [`Finding`], and a part that could not be read is a `read_error` finding counted apart
+//! ([`CheckReport::read_errors`]): not proven consistent, not an inconsistency. It never
+//! faults: only a file known whole (closed cleanly, header neither open nor restoring,
+//! committed length) is mapped, and a half-restored database is not scanned. It holds the database lock for the whole run, so no pagevault writer
 //! changes the files under it, which is also the contract of the read-only memory map a
 //! disk file is scanned through (`io::mmap`). Memory is bounded: the map (page cache, no
 //! copy) or, on other backends, one read buffer of [`CHUNK_PAGES`] pages, and one interval's worth of audit bits per worker, and at most

@@ -700,3 +700,43 @@ fn a_closed_stdout_keeps_a_failing_check_code() {
         assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     }
 }
+
+/// The same refusal when pagevault runs as an unprivileged user (uid 65534 through
+/// `setpriv`, when this process is root and the tool exists; skipped otherwise): a link
+/// another user planted as the database's `LOCK` is not followed.
+#[test]
+fn an_unprivileged_user_is_refused_a_planted_lock_link_too() {
+    let root = Command::new("id").arg("-u").output().ok();
+    let is_root = root.is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let have_setpriv = Command::new("setpriv").arg("--version").output().is_ok();
+    if !is_root || !have_setpriv {
+        eprintln!("skipped: needs root and setpriv to run as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let db = init(t.path(), "1MiB", 1);
+    let v = victim(t.path());
+    fs::remove_file(db.join("LOCK")).unwrap();
+    symlink(&v, db.join("LOCK")).unwrap();
+    // Everything readable and writable by the unprivileged user, the victim included
+    // (so only the refusal, not a permission, can keep it intact).
+    for p in [t.path(), &db, &v] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    for e in fs::read_dir(&db).unwrap() {
+        let p = e.unwrap().path();
+        if !fs::symlink_metadata(&p).unwrap().file_type().is_symlink() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).unwrap();
+        }
+    }
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_pagevault"))
+        .arg("check")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert_refused_link(&o, "LOCK");
+    assert_eq!(fs::read(&v).unwrap(), VICTIM_BYTES);
+}
