@@ -282,6 +282,17 @@ fn a_damaged_full_exits_2_saying_so_and_the_next_differential_keeps_the_old_base
     // Listed, refused by restore.
     let o = run(&[&"list", &"--repo", &repo, &"--json"]);
     assert_eq!(json(&o).as_array().unwrap().len(), 2);
+    let o = run(&[&"list", &"--repo", &repo]);
+    let damaged_line = stdout(&o)
+        .lines()
+        .find(|l| l.starts_with(&damaged_id))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        damaged_line.contains("DAMAGED: unreadable pages recorded (1)"),
+        "{}",
+        stdout(&o)
+    );
     let o = restore(&repo, &t.path().join("r"), &[&damaged_id]);
     assert_code(&o, 1);
     // The next differential builds on the whole full, not the damaged one.

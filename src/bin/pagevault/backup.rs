@@ -114,9 +114,13 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     out.decide(code);
     if report.damaged {
         crate::report(&format!(
-            "backup set {} is damaged: {} pages could not be read and are not in it; it is listed, restore refuses it, and it did not become the differential base",
+            "backup set {} is damaged: {} could not be read and {} not in it; it is listed, restore refuses it, and it did not become the differential base",
             report.backup_id,
-            report.bad_pages.len()
+            match report.bad_pages.len() {
+                1 => "1 page".to_string(),
+                n => format!("{n} pages"),
+            },
+            if report.bad_pages.len() == 1 { "is" } else { "are" }
         ));
     }
     let r = Report {
