@@ -671,6 +671,10 @@ fn new_database_and_restore_folders_are_synced_into_their_parent() {
             .args(&args)
             .output()
             .unwrap();
+        if !o.status.success() && stderr(&o).contains("ptrace") {
+            eprintln!("skipped: strace cannot trace here: {}", stderr(&o));
+            return;
+        }
         assert_code(&o, 0);
         let text = fs::read_to_string(&trace).unwrap();
         let parent = new_dir.parent().unwrap().to_str().unwrap().to_string();
