@@ -5,7 +5,10 @@
 //!
 //! Keeps true: `Err` means the check could not run (no database, unreadable or corrupt
 //! control file, the database is locked); anything wrong inside the data files is a
-//! [`Finding`]. It holds the database lock for the whole run, so no pagevault writer
+//! [`Finding`], and a part that could not be read is a `read_error` finding counted apart
+//! ([`CheckReport::read_errors`]): not proven consistent, not an inconsistency. It never
+//! faults: only a file known whole (closed cleanly, header neither open nor restoring,
+//! committed length) is mapped, and a half-restored database is not scanned. It holds the database lock for the whole run, so no pagevault writer
 //! changes the files under it, which is also the contract of the read-only memory map a
 //! disk file is scanned through (`io::mmap`). Memory is bounded: the map (page cache, no
 //! copy) or, on other backends, one read buffer of [`CHUNK_PAGES`] pages, and one interval's worth of audit bits per worker, and at most
@@ -133,17 +136,28 @@ pub struct CheckReport {
     pub bytes_checked: u64,
     pub seconds: f64,
     pub mb_per_s: f64,
-    /// Findings of severity error, including any not kept in `findings`.
+    /// Inconsistencies: findings of severity error, including any not kept in
+    /// `findings`, but not read errors.
     pub errors: u64,
+    /// Findings of kind `read_error`: parts of the database that could not be read, so
+    /// the check could not run on them (neither proven consistent nor inconsistent).
+    pub read_errors: u64,
     /// Findings dropped beyond [`MAX_FINDINGS_PER_FILE`] per file (all errors).
     pub findings_not_listed: u64,
     pub findings: Vec<Finding>,
 }
 
 impl CheckReport {
-    /// True when no finding is an inconsistency.
+    /// True when every page was read and no finding is an inconsistency.
     pub fn is_consistent(&self) -> bool {
-        self.errors == 0
+        self.errors == 0 && self.read_errors == 0
+    }
+
+    /// True when the check read everything it had to (no read error): only then does a
+    /// clean report prove the database consistent. A report with inconsistencies and
+    /// read errors is inconsistent, whatever could not be read.
+    pub fn is_complete(&self) -> bool {
+        self.read_errors == 0
     }
 }
 
@@ -243,6 +257,7 @@ pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckRepo
         seconds: 0.0,
         mb_per_s: 0.0,
         errors: 0,
+        read_errors: 0,
         findings_not_listed: 0,
         findings,
     };
@@ -253,10 +268,15 @@ pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckRepo
         report.findings_not_listed += r.sink.dropped;
         report.findings.extend(r.sink.kept);
     }
+    report.read_errors = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::ReadError)
+        .count() as u64;
     report.errors = report
         .findings
         .iter()
-        .filter(|f| f.severity == Severity::Error)
+        .filter(|f| f.severity == Severity::Error && f.kind != FindingKind::ReadError)
         .count() as u64
         + report.findings_not_listed;
     report.seconds = started.elapsed().as_secs_f64();
@@ -394,8 +414,23 @@ fn check_file(
     let present_pages = (len.min(want_bytes) / PAGE_SIZE as u64) as u32;
     let epm = ctl.extents_per_map;
 
+    // A restore that did not finish (already an error of the control file): its data
+    // files hold holes and half-written extents, so their pages prove nothing, and a
+    // hole that cannot be filled (a full disk) faults a memory map. Not scanned.
+    if ctl.flags & control::FLAG_RESTORING != 0 {
+        sink.push(
+            None,
+            FindingKind::RestoreIncomplete,
+            Severity::Note,
+            "pages not checked: a restore into this database did not finish".into(),
+        );
+        return FileResult { pages: 0, sink };
+    }
+
     // Page 0: the header, against the control file.
     let mut file_lsn = entry.file_lsn;
+    // Only a file whose header says it is whole (closed cleanly, no restore) is mapped.
+    let mut header_whole = false;
     if present_pages > 0 {
         let mut hbuf = vec![0u8; PAGE_SIZE];
         match storage.read_at(0, &mut hbuf) {
@@ -411,6 +446,8 @@ fn check_file(
                 }
                 Ok(h) => {
                     file_lsn = file_lsn.max(h.file_lsn);
+                    header_whole =
+                        h.flags & (file_header::FLAG_OPEN | file_header::FLAG_RESTORING) == 0;
                     header_vs_control(&h, ctl, entry, recoverable, &mut sink);
                 }
             },
@@ -443,11 +480,18 @@ fn check_file(
     let mut p = 0u64;
     let end = present_pages as u64;
     // A disk file is scanned through a read-only map (no copy per page); we hold the
-    // database lock, which is the map's contract. Other backends read chunk by chunk.
-    let mapped = storage
-        .map_read()
-        .and_then(|m| m.ok())
-        .filter(|m| m.bytes().len() as u64 >= end * PAGE_SIZE as u64);
+    // database lock, which is the map's contract. Other backends read chunk by chunk, and
+    // so does a file that is not known whole (not closed cleanly, a header that does not
+    // decode or says open or restoring): faulting on a page the disk cannot give back
+    // would kill the process, where a read gives a finding.
+    let mapped = if clean && header_whole && len >= want_bytes {
+        storage
+            .map_read()
+            .and_then(|m| m.ok())
+            .filter(|m| m.bytes().len() as u64 >= end * PAGE_SIZE as u64)
+    } else {
+        None
+    };
     while p < end {
         let n = (CHUNK_PAGES as u64).min(end - p) as usize;
         let range = p as usize * PAGE_SIZE..(p as usize + n) * PAGE_SIZE;

@@ -50,6 +50,14 @@ pub enum Error {
     /// A backup found bad pages in the database.
     #[error("{0}")]
     BadPages(String),
+    /// A backup set was published, then a later step failed; `state` says exactly what
+    /// was left (the set published or not, the differential base committed or not).
+    #[error("{}; {state}", source.brief())]
+    AfterPublish {
+        backup_id: String,
+        state: String,
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -60,6 +68,17 @@ impl Error {
             Error::DiskFull { path }
         } else {
             Error::Io { path, source }
+        }
+    }
+
+    /// The message without advice that would be wrong once something was published
+    /// (a full disk's "nothing was lost").
+    pub fn brief(&self) -> String {
+        match self {
+            Error::DiskFull { path } => {
+                format!("{}: no space left on the device", path.display())
+            }
+            e => e.to_string(),
         }
     }
 

@@ -84,7 +84,8 @@ impl RestoreOptions {
     }
 }
 
-/// The folder `dir` as a restore target, created (with its parents) when missing.
+/// The folder `dir` as a restore target, created (with its parents, each made durable in
+/// its own parent) when missing.
 pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::AlreadyExists {
@@ -92,7 +93,7 @@ pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
             what: "the restore target exists and is not a folder".into(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    crate::io::file::create_dir_synced(dir).map_err(|e| Error::io(dir, e))?;
     Ok(Arc::new(DiskVfs::new(dir)))
 }
 
@@ -194,6 +195,14 @@ pub fn run(
     let target = &*opts.target;
     let _target_lock = crate::io::lock_folder(target, "the restore target")?;
     let old_files = inspect_target(target, plan.database_id, opts.force)?;
+    // A link in place of a data file is refused before the first write (design 9a).
+    for f in &plan.files {
+        if let Err(e) = target.open(&f.entry.name, false) {
+            if io::file::is_symlink_refusal(&e) {
+                return Err(Error::io(&f.path, e));
+            }
+        }
+    }
 
     // 1. The commit point says "restoring" before any data file is touched.
     let mut ctl = plan.control(control::FLAG_RESTORING);

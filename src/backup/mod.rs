@@ -15,7 +15,10 @@
 //! set appears in the repository only whole (invariant 6); a full that fails anywhere
 //! before the base commit leaves change tracking exactly as if it had never started
 //! (invariant 2: the pending epoch is dropped, the active one tracked every write); a
-//! copy-only never touches tracking (invariant 3); a differential names a checked base
+//! copy-only never touches tracking (invariant 3), and neither does a full that recorded
+//! bad pages (damaged: restore refuses it, so it must never become a base); after the
+//! manifest's rename an error says the set was published and whether the base was
+//! committed ([`Error::AfterPublish`]); a differential names a checked base
 //! (invariant 4) and never misses a change (invariant 8); every page stored was verified
 //! as read (invariant 7).
 
@@ -120,8 +123,17 @@ pub struct BackupReport {
     pub threads: usize,
     pub level: i32,
     pub bad_pages: Vec<BadPage>,
+    /// The set recorded bad pages: it is published and listed, but incomplete, and
+    /// restore refuses it. A damaged full never becomes the differential base.
+    pub damaged: bool,
+    /// This backup became the differential base (a full that is not damaged).
+    pub base_committed: bool,
     /// Why a requested differential was taken as a full.
     pub fallback_reason: Option<String>,
+    /// Data files that were longer than committed when the database was opened: bytes
+    /// past their last committed page, which are not part of the database and were not
+    /// backed up (file name, bytes).
+    pub uncommitted_tails: Vec<(String, u64)>,
     /// Debris of unfinished backups removed first.
     pub debris_removed: Vec<String>,
     /// What writers running during the backup cost it: extents saved before a write.
@@ -205,24 +217,34 @@ pub fn run(
         progress,
     );
     progress.finish();
-    let published = written?;
+    let published = match written {
+        Ok(w) => w,
+        Err(e) => return Err(failed_around_publish(repo, backup_id, kind, e)),
+    };
     let (m, manifest_bytes) = (published.manifest, published.manifest_bytes);
     let checksum = manifest::short_hash(&published.hash);
     let snapshot_stats = snapshot.stats();
 
     // Only now, with the set whole and durable, does a full become the base. Writes since
     // the snapshot are tracked in the pending epoch, which the commit makes the active one.
-    if m.kind == BackupKind::Full {
+    // A full that recorded bad pages is damaged (restore refuses it): it must never become
+    // the base, or every later differential would build on a set that cannot be restored.
+    // Like a copy-only it leaves tracking untouched: dropping the snapshot forgets the
+    // pending epoch, and the old base with its bits stays (invariant 2).
+    let damaged = !m.bad_pages.is_empty();
+    let mut base_committed = false;
+    if m.kind == BackupKind::Full && !damaged {
         if let Err(e) = snapshot.commit_base(backup_id, checksum) {
             // The control commit can reach the disk although it reported a failure (its
             // folder sync failed after the rename) while the handle kept the old base and
             // epoch: bits set from now on would go to an epoch a reopened database no
             // longer reads. Declaring tracking untrusted commits the handle's view again
             // and makes the next differential scan page LSNs, which misses nothing
-            // whichever base the disk ends up with (invariant 8). Best effort.
-            let _ = db.untrust_tracking(TrackingState::UntrustedDeclared);
-            return Err(e);
+            // whichever base the disk ends up with (invariant 8).
+            let untrusted = db.untrust_tracking(TrackingState::UntrustedDeclared);
+            return Err(base_commit_failed(db, backup_id, untrusted.is_ok(), e));
         }
+        base_committed = true;
     } else {
         drop(snapshot);
     }
@@ -256,10 +278,88 @@ pub fn run(
         threads,
         level: opts.level,
         bad_pages: m.bad_pages,
+        damaged,
+        base_committed,
         fallback_reason: plan.fallback_reason,
+        uncommitted_tails: db.uncommitted_tails().to_vec(),
         debris_removed,
         snapshot: snapshot_stats,
     })
+}
+
+impl BackupReport {
+    /// The error to give when closing the database failed after this backup: the set
+    /// is published (and the base committed, if it says so) whatever the close did.
+    pub fn close_failed(&self, e: Error) -> Error {
+        let base = if self.base_committed {
+            "and is the differential base"
+        } else {
+            "and the differential base was not changed"
+        };
+        Error::AfterPublish {
+            backup_id: self.backup_id.clone(),
+            state: format!(
+                "backup set {} was published {base}, but the database was not closed cleanly (its next open recovers it)",
+                self.backup_id
+            ),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// A failure while writing or publishing the set: if the manifest is in place (its
+/// rename landed, the folder sync after it failed) the set was published, and the error
+/// says so; otherwise nothing was published and the error is returned as it is.
+fn failed_around_publish(repo: &Repository, backup_id: u64, kind: BackupKind, e: Error) -> Error {
+    if !matches!(repo.has_set(backup_id), Ok(true)) {
+        return e;
+    }
+    let id = manifest::format_backup_id(backup_id);
+    let base = if kind == BackupKind::Full {
+        "; it did not become the differential base, which is unchanged"
+    } else {
+        ""
+    };
+    Error::AfterPublish {
+        backup_id: id.clone(),
+        state: format!(
+            "backup set {id} was published whole, but its folder was not synced, so a power loss could still remove it{base}"
+        ),
+        source: Box::new(e),
+    }
+}
+
+/// A failure of the base commit of a published full: says which base the database's
+/// control file now names, and whether tracking was declared untrusted.
+fn base_commit_failed(db: &Database, backup_id: u64, untrusted: bool, e: Error) -> Error {
+    let id = manifest::format_backup_id(backup_id);
+    let on_disk = crate::io::read_all(
+        &**db.vfs(),
+        crate::format::control::CONTROL_FILE_NAME,
+        1 << 20,
+    )
+    .ok()
+    .and_then(|b| crate::format::control::Control::decode(&b).ok())
+    .map(|c| c.base_id);
+    let base = match on_disk {
+        Some(b) if b == backup_id => "the database's control file names it as the differential base, but that commit may not survive a power loss".to_string(),
+        Some(0) => "it did not become the differential base; the database has none".to_string(),
+        Some(b) => format!(
+            "it did not become the differential base, which is still {}",
+            manifest::format_backup_id(b)
+        ),
+        None => "the database's control file could not be read back, so whether it became the differential base is unknown".to_string(),
+    };
+    let tracking = if untrusted {
+        "change tracking was declared untrusted, so the next differential scans page LSNs and misses nothing"
+    } else {
+        "change tracking could not be declared untrusted either; take a new full backup before any differential"
+    };
+    Error::AfterPublish {
+        backup_id: id.clone(),
+        state: format!("backup set {id} was published whole; {base}; {tracking}"),
+        source: Box::new(e),
+    }
 }
 
 /// Writes the set's streams and index, then publishes its manifest; a failure before

@@ -1,5 +1,13 @@
 //! The real backend: a folder on the local file system, positional I/O with
 //! `std::os::unix::fs::FileExt`, an exclusive lock file taken with `File::try_lock`.
+//!
+//! Keeps true: nothing is opened through a symbolic link. Every file (data files, the
+//! control file and its temporary, the lock file, repository objects) is opened with
+//! `O_NOFOLLOW`, so a link planted in a database, repository or restore target folder
+//! (`LOCK` -> a root-owned file) is refused with an error naming the path instead of
+//! being truncated or written through. A rename replaces a link rather than following
+//! it, and removal removes the link itself, so both are safe as they are. The folder
+//! itself may be reached through links: only the last component is ours to create.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -82,26 +90,98 @@ pub fn sync_dir_path(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
+/// What a refused link reads as, after the path.
+pub const SYMLINK_REFUSED: &str =
+    "is a symbolic link; pagevault does not follow links it did not make";
+
+/// The error of an open refused because the name is a symbolic link (inside an
+/// `io::Error` of kind `InvalidInput`; see [`is_symlink_refusal`]).
+#[derive(Debug)]
+pub struct SymlinkRefused;
+
+impl std::fmt::Display for SymlinkRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(SYMLINK_REFUSED)
+    }
+}
+
+impl std::error::Error for SymlinkRefused {}
+
+/// True when `e` is an open refused because the name is a symbolic link.
+pub fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<SymlinkRefused>())
+}
+
+/// Opens `path` read-write (creating it when `create`), never through a symbolic link:
+/// a link in the last component is an error saying so.
+pub fn open_nofollow(path: &Path, create: bool) -> io::Result<File> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path);
+    match opened {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) || is_symlink(path) => {
+            Err(io::Error::new(io::ErrorKind::InvalidInput, SymlinkRefused))
+        }
+        other => other,
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Creates folder `dir` and any missing parents, and syncs the parent of each folder
+/// it created, so the new folder survives a power loss (its entry lives in the parent).
+/// A folder that already exists is left as it is.
+pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_synced(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Created meanwhile by someone else: theirs to sync.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    sync_dir_path(parent)
+}
+
 impl Vfs for DiskVfs {
     fn open(&self, name: &str, create: bool) -> io::Result<Arc<dyn Storage>> {
         let path = self.checked(name)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .truncate(false)
-            .open(path)?;
+        let file = open_nofollow(&path, create)?;
         Ok(Arc::new(DiskFile { file }))
     }
     fn open_read(&self, name: &str) -> io::Result<Arc<dyn Storage>> {
-        let file = OpenOptions::new()
+        let path = self.checked(name)?;
+        let file = match OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(self.checked(name)?)?;
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) || is_symlink(&path) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, SymlinkRefused))
+            }
+            other => other?,
+        };
         Ok(Arc::new(DiskFile { file }))
     }
     fn exists(&self, name: &str) -> bool {
-        self.checked(name).map(|p| p.exists()).unwrap_or(false)
+        // A link exists, dangling or not: it must not read as a free name.
+        self.checked(name)
+            .map(|p| fs::symlink_metadata(p).is_ok())
+            .unwrap_or(false)
     }
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         fs::rename(self.checked(from)?, self.checked(to)?)
@@ -133,22 +213,16 @@ impl Vfs for DiskVfs {
         self.root.join(name)
     }
     fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+        // Not through a link: the holder's pid is written into this file.
         let path = self.checked(name)?;
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-        {
+        let file = match open_nofollow(&path, true) {
             Ok(f) => f,
             // Read-only media (or a folder this user may only read): the lock is taken
             // on the file as it is (flock needs no write access), or granted without
             // one when there is none: nobody can change that folder.
             Err(e) if is_read_only_error(&e) => match OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
             {
                 Ok(f) => f,

@@ -1,11 +1,14 @@
-//! The only module with `unsafe`: a read-only memory map of a data file, used by
+//! One of the two modules with `unsafe` (with [`super::sys`]): a read-only memory map of a data file, used by
 //! whole-file scans (the consistency checker), where it saves a copy per page.
 //!
 //! Contract: a map is created only while the caller holds the database's exclusive lock
 //! (so no pagevault process writes or truncates the file meanwhile), it is read-only, and
 //! it never outlives the `File` it maps. Another program truncating the file underneath
-//! would still fault the process (SIGBUS); that is the price of the map and the reason it
-//! is confined to read paths under the lock.
+//! would still fault the process (SIGBUS), as would a page the disk cannot give back (a
+//! hole a full file system cannot fill, a bad sector); that is the price of the map and
+//! the reason it is confined to read paths under the lock, on files known whole (the
+//! checker maps only a cleanly closed file of its committed length, never one being
+//! restored).
 
 use std::fs::File;
 use std::io;

@@ -5,6 +5,7 @@
 pub mod file;
 pub mod mem;
 pub mod mmap;
+pub mod sys;
 
 use std::io;
 use std::path::PathBuf;
@@ -85,7 +86,14 @@ pub fn lock_folder(vfs: &dyn Vfs, what: &'static str) -> crate::Result<Box<dyn S
 /// Writes `bytes` to `name` atomically: write aside, fsync, rename, fsync the folder.
 pub fn replace_atomically(vfs: &dyn Vfs, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = format!("{name}.tmp");
-    let f = vfs.open(&tmp, true)?;
+    let f = vfs.open(&tmp, true).map_err(|e| {
+        if file::is_symlink_refusal(&e) {
+            // Say which name is the link: the caller names only `name`.
+            io::Error::new(e.kind(), format!("its temporary {tmp} {e}"))
+        } else {
+            e
+        }
+    })?;
     f.set_len(0)?;
     f.write_at(0, bytes)?;
     f.sync()?;

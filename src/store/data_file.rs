@@ -215,9 +215,14 @@ impl DataFile {
         Ok(buf)
     }
 
-    /// Opens an existing file and loads its maps. `unclean` allows the repairs a crash
-    /// makes necessary (a torn header or map page, a file longer than committed);
-    /// otherwise any of those is corruption.
+    /// Opens an existing file and loads its maps. `unclean` allows the cut of a file
+    /// longer than committed past what a clean close leaves. A header page that does not
+    /// decode is rebuilt from the control file, and a map page that does not decode is
+    /// rebuilt by scanning its interval's page LSNs, after a crash (torn) and on a clean
+    /// database alike (damaged: the map can be rebuilt, so it must not stop a backup).
+    /// Returns whether it rebuilt anything, which on a clean database means the
+    /// caller must stop trusting the map (invariant 8), and the bytes the file held past
+    /// its committed length.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         vfs: &dyn Vfs,
@@ -228,7 +233,7 @@ impl DataFile {
         lsn_reserved: u64,
         unclean: bool,
         writable: bool,
-    ) -> Result<DataFile> {
+    ) -> Result<(DataFile, bool, u64)> {
         let path = vfs.path_of(&entry.name);
         if !vfs.exists(&entry.name) {
             return Err(Error::corrupt(
@@ -258,6 +263,7 @@ impl DataFile {
         storage
             .read_at(0, &mut hbuf)
             .map_err(|e| Error::io(&path, e))?;
+        let mut repaired = false;
         // The map span, and the file LSN the header vouches for (none when torn).
         let (extents_per_map, header_lsn) = match FileHeader::decode(&hbuf) {
             Ok(h) => {
@@ -296,12 +302,13 @@ impl DataFile {
                 }
                 (h.extents_per_map, h.file_lsn)
             }
-            Err(_) if unclean => {
-                // A header torn by the crash: it is a mirror of the control file, rebuilt on
-                // the next checkpoint. The map span is the database's.
+            Err(_) => {
+                // A header torn by a crash, or damaged: it is a mirror of the control file,
+                // rebuilt on the next checkpoint. The map span is the database's. Every page
+                // still proves its own file and database id as it is read.
+                repaired = true;
                 (extents_per_map_default, 0)
             }
-            Err(fault) => return Err(Error::corrupt(&path, format!("page 0: {fault}"))),
         };
         let mut f = DataFile {
             id: entry.file_id,
@@ -328,12 +335,14 @@ impl DataFile {
                 .map_err(|e| f.io_err(e))?;
             let page = match MapPage::decode(&buf, f.addr(pn), k, extents_per_map) {
                 Ok(p) => p,
-                Err(_) if unclean => f.rebuild_interval(k, base_lsn)?,
-                Err(fault) => return Err(Error::corrupt(&f.path, format!("page {pn}: {fault}"))),
+                Err(_) => {
+                    repaired = true;
+                    f.rebuild_interval(k, base_lsn)?
+                }
             };
             f.map.push(page);
         }
-        Ok(f)
+        Ok((f, repaired, len.saturating_sub(want)))
     }
 
     /// Rebuilds a map page lost to a crash by scanning its interval: every extent holding

@@ -139,6 +139,8 @@ pub struct Database {
     pub(crate) snapshot: RwLock<Option<Arc<super::snapshot::SnapshotState>>>,
     stripes: Box<[Mutex<()>]>,
     recovered: bool,
+    /// Data files found longer than committed at open (name, bytes past the last page).
+    uncommitted_tails: Vec<(String, u64)>,
     closed: AtomicBool,
 }
 
@@ -149,6 +151,10 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Present while `create` lays down a new database: data files found beside it and no
+/// control file are the rest of a create cut short, which a new create may replace.
+pub const CREATING_FILE_NAME: &str = "pagevault.creating";
+
 /// The name of data file `id`.
 pub fn data_file_name(id: u32) -> String {
     format!("data_{id:04}.pvd")
@@ -157,7 +163,23 @@ pub fn data_file_name(id: u32) -> String {
 impl Database {
     /// Creates a database in the folder `dir` (created if missing; must hold no database).
     pub fn create_dir(dir: &Path, opts: &CreateOptions) -> Result<Database> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        io::file::create_dir_synced(dir).map_err(|e| Error::io(dir, e))?;
+        // Every page is written: refuse at once what the disk cannot hold, rather than
+        // fill it (a cut-short create removes its files, but a killed one cannot).
+        let pages = round_pages(opts.pages_per_file)?;
+        let need_bytes = (opts.files as u64)
+            .saturating_mul(pages as u64)
+            .saturating_mul(PAGE_SIZE as u64);
+        if let Some(free_bytes) = io::sys::free_bytes(dir) {
+            if need_bytes > free_bytes {
+                return Err(Error::Invalid(format!(
+                    "{}: the database needs {} of disk space but its file system has only {} free",
+                    dir.display(),
+                    crate::units::format_size(need_bytes),
+                    crate::units::format_size(free_bytes)
+                )));
+            }
+        }
         Database::create(Arc::new(DiskVfs::new(dir)), opts)
     }
 
@@ -193,6 +215,28 @@ impl Database {
                 what: "a pagevault database already exists here".into(),
             });
         }
+        // Data files without a control file: the rest of a create cut short (its marker
+        // is still there: they are ours, and never held data), or of a database whose
+        // control file was lost, which must never be overwritten.
+        let names = vfs.list().map_err(|e| Error::io(vfs.path_of(""), e))?;
+        let cut_short = vfs.exists(CREATING_FILE_NAME);
+        for orphan in names.iter().filter(|n| n.ends_with(".pvd")) {
+            if !cut_short {
+                return Err(Error::AlreadyExists {
+                    path: vfs.path_of(""),
+                    what: format!(
+                        "the folder holds data file {orphan} but no control file; refusing to overwrite it (move it away, or remove it if it is not needed)"
+                    ),
+                });
+            }
+            vfs.remove(orphan)
+                .map_err(|e| Error::io(vfs.path_of(orphan), e))?;
+        }
+        // The marker is durable before the first data file exists, and goes after the
+        // control file is committed.
+        vfs.open(CREATING_FILE_NAME, true)
+            .map_err(|e| Error::io(vfs.path_of(CREATING_FILE_NAME), e))?;
+        vfs.sync_dir().map_err(|e| Error::io(vfs.path_of(""), e))?;
         let database_id = crate::ids::random_u64();
         let mut ctl = Control {
             database_id,
@@ -219,28 +263,47 @@ impl Database {
             restoring: false,
         };
         let mut files = Vec::new();
-        for id in 1..=opts.files {
-            let name = data_file_name(id);
-            let f = DataFile::create(
-                &*vfs,
-                &name,
-                id,
-                database_id,
-                pages,
-                opts.extents_per_map,
-                format_lsn,
-                mirror,
-            )?;
-            ctl.files.push(FileEntry {
-                file_id: id,
-                page_count: pages,
-                file_lsn: format_lsn,
-                name,
-            });
-            files.push(Arc::new(f));
+        let created = (|| {
+            for id in 1..=opts.files {
+                let name = data_file_name(id);
+                let f = DataFile::create(
+                    &*vfs,
+                    &name,
+                    id,
+                    database_id,
+                    pages,
+                    opts.extents_per_map,
+                    format_lsn,
+                    mirror,
+                )?;
+                ctl.files.push(FileEntry {
+                    file_id: id,
+                    page_count: pages,
+                    file_lsn: format_lsn,
+                    name,
+                });
+                files.push(Arc::new(f));
+            }
+            io::replace_atomically(&*vfs, CONTROL_FILE_NAME, &ctl.encode())
+                .map_err(|e| Error::io(vfs.path_of(CONTROL_FILE_NAME), e))
+        })();
+        if let Err(e) = created {
+            // Nothing was there before (checked above): remove what this create wrote, so
+            // a failed create (a full disk) does not leave files filling it. Best effort.
+            drop(files);
+            for id in 1..=opts.files {
+                let _ = vfs.remove(&data_file_name(id));
+            }
+            let _ = vfs.remove(&format!("{CONTROL_FILE_NAME}.tmp"));
+            let _ = vfs.sync_dir();
+            let _ = vfs.remove(CREATING_FILE_NAME);
+            let _ = vfs.sync_dir();
+            return Err(e);
         }
-        io::replace_atomically(&*vfs, CONTROL_FILE_NAME, &ctl.encode())
-            .map_err(|e| Error::io(vfs.path_of(CONTROL_FILE_NAME), e))?;
+        // Best effort: a marker left beside a control file is removed by the next open.
+        if vfs.remove(CREATING_FILE_NAME).is_ok() {
+            let _ = vfs.sync_dir();
+        }
         Ok(Database {
             lsn: LsnAllocator::resume(format_lsn, ctl.lsn_reserved),
             epoch: AtomicU64::new(1),
@@ -254,6 +317,7 @@ impl Database {
             control: Mutex::new(ctl),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             recovered: false,
+            uncommitted_tails: vec![],
             closed: AtomicBool::new(false),
         })
     }
@@ -282,8 +346,10 @@ impl Database {
         let unclean = ctl.flags & control::FLAG_OPEN != 0;
         let writable = mode == OpenMode::ReadWrite;
         let mut files = Vec::new();
+        let mut repaired = false;
+        let mut tails = Vec::new();
         for entry in &ctl.files {
-            let f = DataFile::open(
+            let (f, rebuilt, tail_bytes) = DataFile::open(
                 &*vfs,
                 entry,
                 ctl.database_id,
@@ -293,7 +359,20 @@ impl Database {
                 unclean,
                 writable,
             )?;
+            repaired |= rebuilt;
+            if tail_bytes > 0 {
+                tails.push((entry.name.clone(), tail_bytes));
+            }
             files.push(Arc::new(f));
+        }
+        // A header or map page that did not decode on a cleanly closed database is damage,
+        // not a crash artefact: the rebuilt map (page LSNs above the base) misses nothing,
+        // but the map is no longer the record invariant 1 keeps, so differentials scan
+        // page LSNs until the next full (invariant 8). A read-only open says so in memory.
+        let damaged = repaired && !unclean;
+        let mut ctl = ctl;
+        if damaged && !writable {
+            ctl.tracking = TrackingState::UntrustedDeclared;
         }
         let mut epoch_high = ctl.epoch;
         for f in &files {
@@ -319,9 +398,10 @@ impl Database {
             control: Mutex::new(ctl),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             recovered: unclean,
+            uncommitted_tails: tails,
             closed: AtomicBool::new(false),
         };
-        if let Err(e) = db.finish_open(unclean, writable) {
+        if let Err(e) = db.finish_open(repaired, damaged && writable, writable) {
             // Recovery or the open mark did not complete: the handle must not be closed
             // cleanly on drop, or the next open would skip recovery and find the torn map
             // page or header it was repairing.
@@ -331,10 +411,11 @@ impl Database {
         Ok(db)
     }
 
-    /// The writes an open makes: adopt rebuilt map pages, mark the database open.
-    fn finish_open(&self, unclean: bool, writable: bool) -> Result<()> {
+    /// The writes an open makes: adopt rebuilt map pages, untrust a damaged map, mark the
+    /// database open.
+    fn finish_open(&self, repaired: bool, untrust: bool, writable: bool) -> Result<()> {
         let db = self;
-        if unclean {
+        if repaired {
             // Rebuilt map pages take the active epoch in memory either way.
             let epoch = db.epoch.load(Ordering::SeqCst);
             for f in db.files_read().iter() {
@@ -356,11 +437,19 @@ impl Database {
             db.commit_control(|c| {
                 c.flags |= control::FLAG_OPEN;
                 c.pending_epoch = 0;
+                if untrust {
+                    c.tracking = TrackingState::UntrustedDeclared;
+                }
             })?;
             db.write_headers(true)?;
             // Saved images of a snapshot that was running: nobody will read them.
             if db.vfs.exists(super::snapshot::SPILL_FILE_NAME) {
                 let _ = db.vfs.remove(super::snapshot::SPILL_FILE_NAME);
+            }
+            // The marker of a create that committed its control file but stopped before
+            // removing it: this is a database now.
+            if db.vfs.exists(CREATING_FILE_NAME) {
+                let _ = db.vfs.remove(CREATING_FILE_NAME);
             }
         }
         Ok(())
@@ -368,6 +457,14 @@ impl Database {
 
     pub(crate) fn files_read(&self) -> RwLockReadGuard<'_, Vec<Arc<DataFile>>> {
         self.files.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Data files that were longer than committed when the database was opened, with the
+    /// bytes past their last committed page: the tail of a growth that did not commit,
+    /// or bytes another program appended. Never addressed, never backed up (a read-write
+    /// open cuts them off); a backup reports them.
+    pub fn uncommitted_tails(&self) -> &[(String, u64)] {
+        &self.uncommitted_tails
     }
 
     /// The folder path of the database (for messages).

@@ -370,6 +370,14 @@ fn a_bad_page_fails_the_backup_naming_file_and_page_unless_asked_to_continue() {
             .bad_pages,
         1
     );
+    // Damaged: restore refuses it, so it never becomes the base (issue 11 item 2).
+    assert!(r.damaged && !r.base_committed);
+    assert_eq!(f.db().control().base_id, 0);
+    // The page rewritten, a whole full is the base.
+    f.db().write_page(2, 37, b"rewritten").unwrap();
+    let good = f.backup(BackupKind::Full).unwrap();
+    assert!(!good.damaged && good.base_committed);
+    assert_eq!(f.db().control().base_id, id_of(&good));
 
     // A bad page in an extent a differential reads fails it the same way.
     f.db().write_page(1, 36, b"changed").unwrap();

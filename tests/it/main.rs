@@ -16,6 +16,7 @@ mod faults_kill;
 mod faults_truncation;
 mod faults_util;
 mod fuzz_replay;
+mod hardening;
 mod online_backup;
 mod online_faults;
 mod online_harness;

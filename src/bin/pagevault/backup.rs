@@ -1,7 +1,8 @@
 //! `pagevault backup DB --repo R [--full | --diff | --copy-only] [--fallback-to-full]
 //! [--threads N] [--level L] [--continue-after-error] [--check-consistency] [--json]`.
-//! Exit 0 success, 1 failed, 2 backed up but the set's verification could not run, 3 the
-//! verification found inconsistencies.
+//! Exit 0 success, 1 failed, 2 backed up but the set's verification could not run or the
+//! set is damaged (bad pages recorded with --continue-after-error), 3 the verification
+//! found inconsistencies.
 
 use std::path::PathBuf;
 
@@ -91,7 +92,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
     let report = backup::run(&db, &repo, &opts, &Bar::new("backing up", true))?;
-    db.close()?;
+    db.close().map_err(|e| report.close_failed(e))?;
     let (verified, verify_error) = if a.check_consistency {
         match parse_backup_id(&report.backup_id)
             .ok_or_else(|| Error::Invalid("bad id".into()))
@@ -106,8 +107,22 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let code = match (&verified, &verify_error) {
         (_, Some(_)) => Exit::CheckCouldNotRun,
         (Some(v), None) if !v.is_clean() => Exit::Inconsistent,
+        // Published but incomplete: bad pages recorded, restore refuses it, not the base.
+        _ if report.damaged => Exit::CheckCouldNotRun,
         _ => Exit::Success,
     };
+    out.decide(code);
+    if report.damaged {
+        crate::report(&format!(
+            "backup set {} is damaged: {} could not be read and {} not in it; it is listed, restore refuses it, and it did not become the differential base",
+            report.backup_id,
+            match report.bad_pages.len() {
+                1 => "1 page".to_string(),
+                n => format!("{n} pages"),
+            },
+            if report.bad_pages.len() == 1 { "is" } else { "are" }
+        ));
+    }
     let r = Report {
         backup: report,
         verify: verified,
@@ -122,6 +137,12 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         say!(
             out,
             "note: took a full backup instead of a differential: {why}"
+        )?;
+    }
+    for (file, bytes) in &b.uncommitted_tails {
+        say!(
+            out,
+            "note: {file} held {bytes} bytes past its last committed page (a growth that did not commit, or bytes appended by another program); they are not part of the database and were not backed up"
         )?;
     }
     for p in &b.bad_pages {

@@ -1,5 +1,6 @@
 //! `pagevault check DB [--json]`: the consistency checker. Exit 0 clean, 3 when it finds
-//! inconsistencies, 1 when it cannot run.
+//! inconsistencies, 2 when it could not read part of the database (and found nothing
+//! else), 1 when it cannot run at all.
 
 use std::path::PathBuf;
 
@@ -20,11 +21,14 @@ pub struct Args {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let report = chk::check_database_with(&a.db, &Bar::new("checking", true))?;
-    let code = if report.is_consistent() {
-        Exit::Success
-    } else {
+    let code = if report.errors > 0 {
         Exit::Inconsistent
+    } else if !report.is_complete() {
+        Exit::CheckCouldNotRun // a read error: neither proven consistent nor not
+    } else {
+        Exit::Success
     };
+    out.decide(code);
     if a.json {
         out.json(&report)?;
         return Ok(code);
@@ -53,6 +57,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         report.mb_per_s,
         if report.is_consistent() {
             "consistent".to_string()
+        } else if report.errors == 0 {
+            format!(
+                "could not read {} parts, so the check could not run on them",
+                report.read_errors
+            )
         } else {
             format!("{} inconsistencies", report.errors)
         }

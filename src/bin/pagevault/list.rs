@@ -82,7 +82,12 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                 d.ratio,
                 d.pages,
                 d.change_source.describe(),
-                e.error.as_ref().map(|x| format!("  DAMAGED: {x}")).unwrap_or_default()
+                match (&e.error, d.bad_pages) {
+                    (Some(x), _) => format!("  DAMAGED: {x}"),
+                    (None, 0) => String::new(),
+                    // Published with --continue-after-error: listed, never restorable.
+                    (None, n) => format!("  DAMAGED: unreadable pages recorded ({n}); restore refuses it"),
+                }
             )?,
             None => say!(out, "{:<16}  DAMAGED: {}", e.id, e.error.clone().unwrap_or_default())?,
         }

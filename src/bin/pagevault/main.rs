@@ -2,7 +2,8 @@
 //! `try_parse` so usage errors exit 64, not clap's 2), runs one subcommand, prints its
 //! report (human or `--json`), and maps the outcome to the documented exit codes.
 //! Errors are one line on stderr: `pagevault: <sentence naming the path>`. A closed
-//! stdout (`pagevault status DB | head -1`) exits 0 quietly.
+//! stdout (`pagevault status DB | head -1`) exits quietly, with the code the command had
+//! decided before printing (0, or `check`'s 3: a closed pipe never hides a failure).
 
 mod args;
 mod backup;
@@ -47,7 +48,8 @@ fn main() -> ExitCode {
     });
     let code = match result {
         Ok(code) => code,
-        Err(Failure::Stdout(e)) if e.kind() == ErrorKind::BrokenPipe => Exit::Success,
+        // Quietly, but with the code the command had decided before its report went out.
+        Err(Failure::Stdout(e)) if e.kind() == ErrorKind::BrokenPipe => out.decided(),
         Err(Failure::Stdout(e)) => {
             report(&format!("cannot write to standard output: {e}"));
             Exit::Failed

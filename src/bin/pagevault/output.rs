@@ -13,7 +13,6 @@ pub enum Exit {
     /// 1: the operation failed.
     Failed = 1,
     /// 2: the operation succeeded but the consistency check could not run.
-    #[allow(dead_code)] // for backup --check-consistency and restore
     CheckCouldNotRun = 2,
     /// 3: the check found inconsistencies.
     Inconsistent = 3,
@@ -43,13 +42,26 @@ impl From<io::Error> for Failure {
 /// Standard output, written through so a closed pipe is seen as an error we handle.
 pub struct Out {
     stdout: io::StdoutLock<'static>,
+    decided: Exit,
 }
 
 impl Out {
     pub fn new() -> Out {
         Out {
             stdout: io::stdout().lock(),
+            decided: Exit::Success,
         }
+    }
+
+    /// Records the exit code a command decided before printing its report, so a closed
+    /// stdout (`pagevault check DB | true`) cannot turn a failure into 0.
+    pub fn decide(&mut self, code: Exit) {
+        self.decided = code;
+    }
+
+    /// The exit code decided so far (0 when none was).
+    pub fn decided(&self) -> Exit {
+        self.decided
     }
 
     /// Writes one line.

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use pagevault::check::{self as chk, CheckReport};
+use pagevault::format::manifest::parse_backup_id;
 use pagevault::repo::{chain, Repository};
 use pagevault::restore::{self, RestoreOptions, RestoreReport};
 use pagevault::units::format_size;
@@ -58,7 +59,13 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let (check, check_error) = if a.no_check {
         (None, None)
     } else {
-        let newest = chain::resolve(&repo, a.id).map(|c| c.newest().clone());
+        // The set restored, not the newest now: a backup may have published since.
+        let restored = parse_backup_id(&report.backup_id).ok_or_else(|| {
+            pagevault::Error::Invalid(format!("bad backup id {}", report.backup_id))
+        });
+        let newest = restored
+            .and_then(|id| chain::resolve(&repo, Some(id)))
+            .map(|c| c.newest().clone());
         match newest.and_then(|m| chk::check_restored(target, &m, &Bar::new("checking", true))) {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(e.to_string())),
@@ -66,9 +73,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     };
     let code = match (&check, &check_error) {
         (_, Some(_)) => Exit::CheckCouldNotRun,
-        (Some(c), None) if !c.is_consistent() => Exit::Inconsistent,
+        (Some(c), None) if c.errors > 0 => Exit::Inconsistent,
+        (Some(c), None) if !c.is_complete() => Exit::CheckCouldNotRun,
         _ => Exit::Success,
     };
+    out.decide(code);
     let r = Report {
         restore: report,
         check,

@@ -36,6 +36,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     } else {
         Exit::Inconsistent
     };
+    out.decide(code);
     if a.json {
         out.json(&report)?;
         return Ok(code);
