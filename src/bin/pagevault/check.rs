@@ -8,6 +8,7 @@ use pagevault::units::format_size;
 
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
+use crate::select::plural;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +20,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    crate::errors::must_be_folder(&a.db, "DB")?;
     let report = chk::check_database_with(&a.db, &Bar::new("checking", true))?;
     let code = if report.is_consistent() {
         Exit::Success
@@ -26,7 +28,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         Exit::Inconsistent
     };
     if a.json {
-        out.json(&report)?;
+        out.json(&crate::json::CheckJson::of(&report))?;
         return Ok(code);
     }
     for f in &report.findings {
@@ -39,14 +41,16 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     if report.findings_not_listed > 0 {
         say!(
             out,
-            "error: {} more findings not listed",
-            report.findings_not_listed
+            "error: {} more {} not listed",
+            report.findings_not_listed,
+            plural(report.findings_not_listed, "finding", "findings")
         )?;
     }
     say!(
         out,
-        "checked {} files, {} pages ({}) in {:.2} s ({:.0} MB/s): {}",
+        "checked {} {}, {} pages ({}) in {:.2} s ({:.0} MB/s): {}",
         report.files_checked,
+        plural(report.files_checked, "file", "files"),
         report.pages_checked,
         format_size(report.bytes_checked),
         report.seconds,
@@ -54,7 +58,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         if report.is_consistent() {
             "consistent".to_string()
         } else {
-            format!("{} inconsistencies", report.errors)
+            format!(
+                "{} {}",
+                report.errors,
+                plural(report.errors, "inconsistency", "inconsistencies")
+            )
         }
     )?;
     Ok(code)

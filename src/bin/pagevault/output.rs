@@ -2,6 +2,7 @@
 //! stderr, and progress bars only when stderr is a terminal.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -13,7 +14,6 @@ pub enum Exit {
     /// 1: the operation failed.
     Failed = 1,
     /// 2: the operation succeeded but the consistency check could not run.
-    #[allow(dead_code)] // for backup --check-consistency and restore
     CheckCouldNotRun = 2,
     /// 3: the check found inconsistencies.
     Inconsistent = 3,
@@ -21,11 +21,16 @@ pub enum Exit {
     Usage = 64,
 }
 
-/// Why a command did not complete: a library error, or stdout went away.
+/// Why a command did not complete: a library error, stdout went away, a bad command
+/// line found after parsing (exit 64), or a failure the CLI words itself (exit 1).
 #[derive(Debug)]
 pub enum Failure {
     Lib(pagevault::Error),
     Stdout(io::Error),
+    /// A usage error: one sentence naming the flag or argument (exit 64).
+    Usage(String),
+    /// The operation failed: one sentence naming the path or id (exit 1).
+    Msg(String),
 }
 
 impl From<pagevault::Error> for Failure {
@@ -64,6 +69,11 @@ impl Out {
         self.stdout.write_all(b"\n")
     }
 
+    /// Writes bytes as they are.
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stdout.write_all(bytes)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.stdout.flush()
     }
@@ -75,27 +85,97 @@ macro_rules! say {
     ($out:expr, $($arg:tt)*) => { $out.line(format_args!($($arg)*)) };
 }
 
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q`: no progress bars, no spinners.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether progress may be drawn: stderr is a terminal and `-q` was not given.
+fn draw_progress() -> bool {
+    !QUIET.load(Ordering::Relaxed) && io::stderr().is_terminal()
+}
+
+/// The rate of a bar in the units of the summaries: MB/s (10^6 bytes), or whole
+/// `unit`s per second.
+fn rate_style(template: &str, unit: Option<&'static str>) -> Option<ProgressStyle> {
+    let style = ProgressStyle::with_template(template).ok()?;
+    Some(
+        style
+            .with_key(
+                "rate",
+                move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = match unit {
+                        None => write!(w, "{:.0} MB/s", s.per_sec() / 1e6),
+                        Some(u) => write!(w, "{:.0} {u}/s", s.per_sec()),
+                    };
+                },
+            )
+            .progress_chars("=> "),
+    )
+}
+
 /// A progress bar on stderr when it is a terminal, nothing otherwise.
 pub struct Bar(Option<ProgressBar>, bool);
 
 impl Bar {
-    /// A bar counting `unit` ("bytes" shows sizes and rates).
+    /// A bar counting bytes (`unit` None: sizes and MB/s) or `unit`s.
     pub fn new(what: &'static str, bytes: bool) -> Bar {
-        if !io::stderr().is_terminal() {
-            return Bar(None, bytes);
+        Bar::counting(what, if bytes { None } else { Some("pages") })
+    }
+
+    /// A bar counting bytes (`unit` None) or `unit`s.
+    pub fn counting(what: &'static str, unit: Option<&'static str>) -> Bar {
+        if !draw_progress() {
+            return Bar(None, unit.is_none());
         }
         let bar = ProgressBar::hidden();
-        let template = if bytes {
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-        } else {
-            "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
+        let template = match unit {
+            None => "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {rate} eta {eta}",
+            Some(_) => "{msg} [{bar:30}] {pos}/{len} {rate} eta {eta}",
         };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
+        if let Some(style) = rate_style(template, unit) {
+            bar.set_style(style);
         }
         bar.set_message(what);
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        Bar(Some(bar), bytes)
+        Bar(Some(bar), unit.is_none())
+    }
+}
+
+/// A spinner with the time elapsed, for steps the library reports no progress of
+/// (verify, init, status scans); on a terminal only, cleared when dropped.
+pub struct Spinner(Option<ProgressBar>);
+
+impl Spinner {
+    pub fn start(what: String) -> Spinner {
+        if !draw_progress() {
+            return Spinner(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.set_message(what);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner(Some(bar))
+    }
+
+    /// Changes the message.
+    pub fn say(&self, what: String) {
+        if let Some(b) = &self.0 {
+            b.set_message(what);
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
     }
 }
 

@@ -1,60 +1,46 @@
-//! `pagevault status DB [--json]`: LSNs, tracking and what changed since the base.
+//! `pagevault status DB [-r R] [--json]`: LSNs, tracking and what changed since the base;
+//! with a repository, then the forecast of a differential's size and the advice.
 
 use std::path::PathBuf;
 
 use pagevault::units::format_size;
 use pagevault::{Database, OpenMode};
 
-use crate::output::{Exit, Failure, Out};
+use crate::json::StatusJson;
+use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder of the database.
     pub db: PathBuf,
-    /// A repository: add the forecast of a differential's size and whether to take a full.
-    #[arg(long)]
+    /// A repository (or PAGEVAULT_REPO): add the forecast of a differential's size and
+    /// whether to take a full instead.
+    #[arg(short = 'r', long, env = "PAGEVAULT_REPO", value_name = "R")]
     pub repo: Option<PathBuf>,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(serde::Serialize)]
-struct WithForecast<'a> {
-    #[serde(flatten)]
-    status: &'a pagevault::DatabaseStatus,
-    forecast: Option<pagevault::backup::Forecast>,
-}
-
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    crate::errors::must_be_folder(&a.db, "DB")?;
     let db = Database::open_dir(&a.db, OpenMode::ReadOnly)?;
+    let spinner = Spinner::start("reading the changed extents".into());
     let s = db.status()?;
     let forecast = match &a.repo {
-        Some(r) => Some(pagevault::backup::forecast(
-            &db,
-            &pagevault::repo::Repository::open_dir(r, false)?,
-        )?),
+        Some(r) => {
+            spinner.say("forecasting the next differential".into());
+            let repo = crate::select::open_repo(r)?;
+            Some(pagevault::backup::forecast(&db, &repo)?)
+        }
         None => None,
     };
+    drop(spinner);
     drop(db);
     if a.json {
-        out.json(&WithForecast {
-            status: &s,
-            forecast,
-        })?;
+        out.json(&StatusJson::of(&s, forecast.as_ref()))?;
         return Ok(Exit::Success);
-    }
-    if let Some(f) = &forecast {
-        say!(
-            out,
-            "forecast: a differential now would store about {} ({:.1} % of its base's {}); advice: {} backup ({})",
-            format_size(f.differential_bytes),
-            f.share * 100.0,
-            format_size(f.base_bytes_stored),
-            f.advice.name(),
-            f.reason
-        )?;
     }
     say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
     // The highest LSN written is the highest file LSN (a freshly opened handle's `lsn`
@@ -111,6 +97,26 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         s.pages_changed,
         format_size(s.bytes_changed)
     )?;
+    match &forecast {
+        Some(f) if f.base_id.is_some() => {
+            say!(
+                out,
+                "forecast: a differential now would store about {}, {:.1} % of its base's {} \
+                 (threshold {:.0} %)",
+                format_size(f.differential_bytes),
+                f.share * 100.0,
+                format_size(f.base_bytes_stored),
+                f.threshold * 100.0
+            )?;
+            say!(out, "advice: take a {} backup", f.advice.name())?;
+        }
+        Some(f) => say!(
+            out,
+            "forecast: no differential is possible; advice: {}",
+            f.reason
+        )?,
+        None => {}
+    }
     Ok(Exit::Success)
 }
 
