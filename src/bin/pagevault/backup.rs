@@ -40,10 +40,10 @@ pub struct Args {
     #[arg(long)]
     pub fallback_to_full: bool,
     /// Worker threads (0 = one per core).
-    #[arg(long, default_value_t = 0, value_parser = crate::args::threads)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
     /// zstd level, 1 to 22.
-    #[arg(long, default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
     pub level: i32,
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]

@@ -27,13 +27,13 @@ pub struct Args {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub files: u32,
     /// Percentage of the data pages changed between the full and the differential, 0 to 100.
-    #[arg(long, default_value_t = 1.0, value_parser = crate::args::percent)]
+    #[arg(long, value_name = "PCT", default_value_t = 1.0, value_parser = crate::args::percent)]
     pub changed: f64,
     /// Seed of the generated pages and of the changes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Backup and restore threads (0 = one per core).
-    #[arg(long, default_value_t = 0, value_parser = crate::args::threads)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
     /// Keep the database, repository and restored copy afterwards (they are removed by
     /// default).
@@ -230,7 +230,7 @@ fn lines(r: &DemoReport, out: &mut Out) -> std::io::Result<()> {
     )?;
     say!(
         out,
-        "  {:<12} {:>9}  while {} writer threads wrote {} pages (the set is the snapshot)",
+        "  {:<12} {:>9}  meanwhile {} writers wrote {} pages; the differential holds them",
         "",
         "",
         demo::ONLINE_WRITERS,
