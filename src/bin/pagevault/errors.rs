@@ -21,10 +21,14 @@ pub fn os_cause(path: &Path, e: &io::Error) -> String {
         K::ReadOnlyFilesystem => "the file system is read-only".into(),
         K::StorageFull => "the disk is full; free some space and try again".into(),
         K::QuotaExceeded => "the disk quota is used up; free some space and try again".into(),
-        K::FileTooLarge => {
-            "the file would be larger than the largest file this file system (or `ulimit -f`) allows"
-                .into()
-        }
+        K::FileTooLarge => match file_size_limit() {
+            Some(limit) => format!(
+                "the file would be larger than the file size limit of this process, {} \
+                 (`ulimit -f`)",
+                pagevault::units::format_size(limit)
+            ),
+            None => "the file would be larger than the largest file this file system allows".into(),
+        },
         _ => {
             let s = e.to_string();
             match s.find(" (os error") {
@@ -52,4 +56,23 @@ pub fn must_be_folder(path: &Path, what: &str) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// The process's file size limit (`ulimit -f`, RLIMIT_FSIZE) in bytes, when it has one.
+#[cfg(unix)]
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every Unix
+pub fn file_size_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a local.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
+
+/// No such limit off Unix.
+#[cfg(not(unix))]
+pub fn file_size_limit() -> Option<u64> {
+    None
 }

@@ -97,10 +97,17 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                     if source.kind() == std::io::ErrorKind::FileTooLarge =>
                 {
                     Failure::Msg(format!(
-                        "{}: each data file would be {}, larger than the largest file this file \
-                         system (or `ulimit -f`) allows; use more files (--files) or a smaller --size",
+                        "{}: each data file would be {}, larger than {}; use more files \
+                         (--files) or a smaller --size",
                         path.display(),
-                        format_size(per_file)
+                        format_size(per_file),
+                        match crate::errors::file_size_limit() {
+                            Some(l) => format!(
+                                "the file size limit of this process, {} (`ulimit -f`)",
+                                format_size(l)
+                            ),
+                            None => "the largest file this file system allows".into(),
+                        }
                     ))
                 }
                 _ => Failure::Lib(e),
