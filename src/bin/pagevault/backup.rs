@@ -98,7 +98,24 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    tracing::info!(
+        "{} backup of {} into {} ({} threads, zstd level {})",
+        kind.name(),
+        a.db.display(),
+        a.repo.repo.display(),
+        if opts.threads == 0 {
+            "one per core".to_string()
+        } else {
+            opts.threads.to_string()
+        },
+        opts.level
+    );
     let report = backup::run(&db, &repo, &opts, &Bar::new("backing up", true))?;
+    tracing::info!(
+        "published set {} ({} bytes stored)",
+        report.backup_id,
+        report.bytes_stored
+    );
     db.close()?;
     let (verified, verify_error) = if a.check_consistency {
         let started = Instant::now();
@@ -162,14 +179,18 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     say!(
         out,
-        "{} backup {} of {}{}: snapshot LSN {}, changes found by {}",
+        "{} backup {} of {}{}",
         b.kind.name(),
         b.backup_id,
         a.db.display(),
         b.base_id
             .as_ref()
-            .map(|id| format!(" (base {id} at LSN {})", b.base_lsn))
+            .map(|id| format!(", base {id} (LSN {})", b.base_lsn))
             .unwrap_or_default(),
+    )?;
+    say!(
+        out,
+        "snapshot LSN {}; changes found by {}",
         b.snapshot_lsn,
         b.change_source.describe()
     )?;
