@@ -99,14 +99,14 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
     tracing::info!(
-        "{} backup of {} into {} ({} threads, zstd level {})",
+        "{} backup of {} into {} ({}, zstd level {})",
         kind.name(),
         a.db.display(),
         a.repo.repo.display(),
         if opts.threads == 0 {
-            "one per core".to_string()
+            "a thread per core".to_string()
         } else {
-            opts.threads.to_string()
+            format!("{} threads", opts.threads)
         },
         opts.level
     );
