@@ -128,7 +128,7 @@ impl Command {
 /// The repository, from `-r/--repo` or `PAGEVAULT_REPO`.
 #[derive(Debug, clap::Args)]
 pub struct RepoArg {
-    /// Folder of the repository (or set PAGEVAULT_REPO).
+    /// Folder of the repository.
     #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
     pub repo: PathBuf,
 }

@@ -31,11 +31,8 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The full ids of the sets to verify, or `None` for every set.
-fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Option<Vec<u64>>, Failure> {
-    if a.id.is_none() && a.database.is_none() {
-        return Ok(None);
-    }
+/// The full ids of the sets to verify, oldest first.
+fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Failure> {
     let path = &a.repo.repo;
     let entries = select::listing(repo, path)?;
     let database = match &a.database {
@@ -57,10 +54,10 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Option<Vec<u64
         .as_str()],
         None => entries
             .iter()
-            .filter(|e| {
-                e.details
-                    .as_ref()
-                    .is_some_and(|d| Some(&d.database_id) == database.as_ref())
+            .filter(|e| match (&database, &e.details) {
+                (None, _) => true,
+                (Some(db), Some(d)) => &d.database_id == db,
+                (Some(_), None) => false,
             })
             .map(|e| e.id.as_str())
             .collect(),
@@ -72,7 +69,6 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Option<Vec<u64
             })
         })
         .collect::<Result<Vec<u64>, Failure>>()
-        .map(Some)
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
@@ -81,28 +77,22 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let ids = chosen(&a, &repo)?;
     let started = Instant::now();
     let spinner = Spinner::start("verifying".into());
-    let report = match &ids {
-        None => verify::verify(&repo, None)?,
-        Some(ids) => {
-            let mut all: Option<VerifyReport> = None;
-            for (i, &id) in ids.iter().enumerate() {
-                spinner.say(format!("verifying set {} of {}", i + 1, ids.len()));
-                let r = verify::verify(&repo, Some(id))?;
-                match &mut all {
-                    None => all = Some(r),
-                    Some(all) => {
-                        all.findings += r.findings;
-                        all.sets.extend(r.sets);
-                    }
-                }
-            }
-            all.unwrap_or_else(|| VerifyReport {
-                repository: path.clone(),
-                sets: Vec::new(),
-                findings: 0,
-            })
-        }
+    // One set at a time, so the spinner can say which.
+    let mut report = VerifyReport {
+        repository: path.clone(),
+        sets: Vec::new(),
+        findings: 0,
     };
+    for (i, &id) in ids.iter().enumerate() {
+        spinner.say(format!(
+            "verifying set {} of {} ({id:016x})",
+            i + 1,
+            ids.len()
+        ));
+        let r = verify::verify(&repo, Some(id))?;
+        report.findings += r.findings;
+        report.sets.extend(r.sets);
+    }
     drop(spinner);
     let j = VerifyJson::of(&report, started.elapsed().as_secs_f64());
     let code = if j.errors == 0 {
