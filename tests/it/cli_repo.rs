@@ -135,6 +135,35 @@ fn list_database_shows_one_database() {
     assert_eq!(only[0]["id"], s.full2["id"]);
     let only1 = list(&s.repo, &["--database", db_id(&s.full1)]);
     assert_eq!(only1.len(), 2);
+    // verify takes the same choice: the sets of one database, or its latest.
+    let o = pv_env(Some(&s.repo), &[&"verify", &"--database", &p, &"--json"]);
+    assert_code(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["sets_verified"], 1);
+    assert_eq!(v["sets"][0]["id"], s.full2["id"]);
+    let o = pv_env(Some(&s.repo), &[&"verify", &"latest"]);
+    assert_code(&o, 64);
+    assert!(stderr(&o).contains(d2), "{}", stderr(&o));
+    let o = pv_env(
+        Some(&s.repo),
+        &[
+            &"verify",
+            &"latest",
+            &"--database",
+            &db_id(&s.full1),
+            &"--json",
+        ],
+    );
+    assert_code(&o, 0);
+    assert_eq!(json(&o)["sets"][0]["id"], s.diff1["id"]);
+    // A database prefix that names none fails, listing the databases there are.
+    let none = (0..16u8)
+        .map(|d| format!("{d:x}"))
+        .find(|d| !d2.starts_with(d.as_str()) && !db_id(&s.full1).starts_with(d.as_str()))
+        .unwrap();
+    let o = pv_env(Some(&s.repo), &[&"list", &"--database", &none]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains(d2), "{}", stderr(&o));
 }
 
 #[test]
