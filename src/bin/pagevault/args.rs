@@ -167,3 +167,18 @@ pub fn percent(s: &str) -> Result<f64, String> {
         _ => Err("a percentage is a number from 0 to 100".into()),
     }
 }
+
+/// The data-file layout `--files` and `--size` ask for, checked before anything is
+/// created (a usage error naming both flags; the library's reason is kept).
+pub fn layout(
+    files: u32,
+    size_bytes: u64,
+) -> Result<pagevault::CreateOptions, crate::output::Failure> {
+    pagevault::CreateOptions::with_size(files, size_bytes).map_err(|e| {
+        crate::output::Failure::Usage(format!(
+            "--size {} over --files {files}: {}",
+            pagevault::units::format_size(size_bytes),
+            crate::errors::sentence(&e)
+        ))
+    })
+}

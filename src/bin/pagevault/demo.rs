@@ -98,13 +98,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         threads: a.threads,
         level: pagevault::backup::DEFAULT_LEVEL,
     };
-    pagevault::CreateOptions::with_size(a.files, a.size).map_err(|e| {
-        Failure::Usage(format!(
-            "--size {}: {}",
-            format_size(a.size),
-            crate::errors::sentence(&e)
-        ))
-    })?;
+    crate::args::layout(a.files, a.size)?;
     let made_dir = !dir.exists();
     if !a.json {
         say!(out, "pagevault demo in {}", dir.display())?;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use pagevault::units::format_size;
-use pagevault::{CreateOptions, Database};
+use pagevault::Database;
 
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
@@ -64,14 +64,7 @@ fn clean_up(dir: &Path, before: Option<bool>) {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
-    let opts = CreateOptions::with_size(a.files, a.size).map_err(|e| {
-        Failure::Usage(format!(
-            "--size {} over --files {}: {}",
-            format_size(a.size),
-            a.files,
-            crate::errors::sentence(&e)
-        ))
-    })?;
+    let opts = crate::args::layout(a.files, a.size)?;
     let per_file = opts.pages_per_file as u64 * pagevault::format::PAGE_SIZE as u64;
     let before = existed_empty(&a.db);
     let spinner = Spinner::start(format!(
