@@ -318,6 +318,7 @@ fn words_in_the_right_number_and_status_before_forecast() {
     assert_eq!(out.matches("forecast:").count(), 1, "{out}");
     assert_eq!(out.matches("advice:").count(), 1, "{out}");
     assert!(lines[lines.len() - 2].starts_with("forecast:"), "{out}");
+    fits(&out, 100);
     // A flipped page: "1 inconsistency".
     let data = db.join("data_0001.pvd");
     let mut bytes = std::fs::read(&data).unwrap();

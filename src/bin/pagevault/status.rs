@@ -48,12 +48,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let last_lsn = s.files.iter().map(|f| f.file_lsn).max().unwrap_or(0);
     say!(
         out,
-        "last LSN {} (high-water mark {}); base LSN {}, base backup id {}; tracking {}{}",
+        "last LSN {} (high-water mark {}){}",
         last_lsn,
         s.lsn_reserved,
-        s.base_lsn,
-        id_or_none(s.base_id),
-        s.tracking.describe(),
         if s.recovered_from_crash {
             "; not closed cleanly"
         } else {
@@ -62,30 +59,45 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     say!(
         out,
-        "{:<16} {:>10} {:>12} {:>10} {:>16} {:>14} {:>12} {:>12}  {}",
+        "differential base: backup {} at LSN {}; change tracking {}",
+        id_or_none(s.base_id),
+        s.base_lsn,
+        s.tracking.describe()
+    )?;
+    // Lines within 100 columns: a file's tracking is shown only when it is not the
+    // database's (headers mirror the control file; a difference is worth a column).
+    let tracking_differs = s.files.iter().any(|f| f.tracking != s.tracking);
+    say!(
+        out,
+        "{:<13} {:>8} {:>10} {:>10}  {:<12} {:>15} {:>7} {:>10}{}",
         "file",
         "pages",
         "file LSN",
         "base LSN",
         "base id",
-        "changed ext.",
-        "changed pg.",
-        "changed",
-        "tracking"
+        "changed extents",
+        "pages",
+        "size",
+        if tracking_differs { "  tracking" } else { "" }
     )?;
     for f in &s.files {
+        let base: String = id_or_none(f.base_id).chars().take(12).collect();
         say!(
             out,
-            "{:<16} {:>10} {:>12} {:>10} {:>16} {:>14} {:>12} {:>12}  {}",
+            "{:<13} {:>8} {:>10} {:>10}  {:<12} {:>15} {:>7} {:>10}{}",
             f.name,
             f.pages,
             f.file_lsn,
             f.base_lsn,
-            id_or_none(f.base_id),
+            base,
             format!("{}/{}", f.extents_changed, f.extents),
             f.pages_changed,
             format_size(f.bytes_changed),
-            f.tracking.describe()
+            if tracking_differs {
+                format!("  {}", f.tracking.describe())
+            } else {
+                String::new()
+            }
         )?;
     }
     say!(
@@ -101,14 +113,17 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         Some(f) if f.base_id.is_some() => {
             say!(
                 out,
-                "forecast: a differential now would store about {}, {:.1} % of its base's {} \
-                 (threshold {:.0} %)",
+                "forecast: a differential now would store about {}, {:.1} % of its base's {}",
                 format_size(f.differential_bytes),
                 f.share * 100.0,
-                format_size(f.base_bytes_stored),
+                format_size(f.base_bytes_stored)
+            )?;
+            say!(
+                out,
+                "advice: take a {} backup (a full is advised above {:.0} % of the base)",
+                f.advice.name(),
                 f.threshold * 100.0
             )?;
-            say!(out, "advice: take a {} backup", f.advice.name())?;
         }
         Some(f) => say!(
             out,
