@@ -116,6 +116,11 @@ fn rate_style(template: &str, unit: Option<&'static str>) -> Option<ProgressStyl
     )
 }
 
+/// Sizes in MB (10^6 bytes) and the rate in MB/s, as the summaries print them.
+const BYTES_TEMPLATE: &str =
+    "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {rate} eta {eta}";
+const UNITS_TEMPLATE: &str = "{msg} [{bar:30}] {pos}/{len} {rate} eta {eta}";
+
 /// A progress bar on stderr when it is a terminal, nothing otherwise.
 pub struct Bar(Option<ProgressBar>, bool);
 
@@ -132,8 +137,8 @@ impl Bar {
         }
         let bar = ProgressBar::hidden();
         let template = match unit {
-            None => "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {rate} eta {eta}",
-            Some(_) => "{msg} [{bar:30}] {pos}/{len} {rate} eta {eta}",
+            None => BYTES_TEMPLATE,
+            Some(_) => UNITS_TEMPLATE,
         };
         if let Some(style) = rate_style(template, unit) {
             bar.set_style(style);
@@ -194,5 +199,71 @@ impl pagevault::progress::Progress for Bar {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A terminal that keeps what is drawn.
+    #[derive(Debug, Clone, Default)]
+    struct Capture(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Capture {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn drawn(template: &str, unit: Option<&'static str>) -> String {
+        let term = Capture::default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(10_000_000),
+            indicatif::ProgressDrawTarget::term_like(Box::new(term.clone())),
+        )
+        .with_style(super::rate_style(template, unit).expect("template parses"));
+        bar.set_position(5_000_000);
+        bar.finish();
+        let s = term.0.lock().unwrap().clone();
+        s
+    }
+
+    #[test]
+    fn bars_show_sizes_in_mb_and_rates_in_whole_units_per_second() {
+        let bytes = drawn(super::BYTES_TEMPLATE, None);
+        assert!(bytes.contains("5.00 MB/10.00 MB"), "{bytes}");
+        assert!(bytes.contains(" MB/s"), "{bytes}");
+        assert!(!bytes.contains("MiB"), "{bytes}");
+        let pages = drawn(super::UNITS_TEMPLATE, Some("pages"));
+        assert!(pages.contains("5000000/10000000"), "{pages}");
+        let rate = pages.split(" pages/s").next().unwrap();
+        let figure = rate.rsplit(' ').next().unwrap();
+        assert!(figure.bytes().all(|b| b.is_ascii_digit()), "{pages}");
     }
 }
