@@ -364,6 +364,18 @@ fn an_ambiguous_prefix_is_refused_with_the_matches() {
     let o = pv_env(Some(&repo), &[&"verify", &p, &"--json"]);
     assert_code(&o, 0);
     assert_eq!(json(&o)["sets"][0]["id"], a.as_str());
+    // One database: `latest` needs no --database and is the newest set.
+    let o = pv_env(
+        Some(&repo),
+        &[
+            &"restore",
+            &"latest",
+            &"--to",
+            &t.path().join("r2"),
+            &"--json",
+        ],
+    );
+    assert_eq!(restored_set(&o), *ids.last().unwrap());
     // A prefix matching nothing fails with 1, naming the repository.
     let none = (0..16u8)
         .map(|d| format!("{d:x}"))
