@@ -50,6 +50,7 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose, cli.quiet);
     output::set_quiet(cli.quiet);
+    tracing::debug!("command line: {:?}", cli.command);
     let mut out = Out::new();
     let result = cli.command.run(&mut out).and_then(|code| {
         out.flush()?;
