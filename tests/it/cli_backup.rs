@@ -43,9 +43,10 @@ fn full_differential_list_verify_restore_round_trip() {
     assert_code(&o, 0);
     let diff = json(&o);
     assert_eq!(diff["backup"]["kind"], "differential");
-    assert_eq!(diff["backup"]["base_id"], full["backup"]["backup_id"]);
+    assert_eq!(diff["backup"]["base_id"], full["backup"]["id"]);
     assert_eq!(diff["backup"]["change_source"], "bitmap");
-    assert!(diff["verify"]["findings"].as_u64() == Some(0), "{diff}");
+    assert!(diff["check"]["errors"].as_u64() == Some(0), "{diff}");
+    assert_eq!(diff["check"]["findings"].as_array().map(Vec::len), Some(0));
     let pages = diff["backup"]["pages_stored"].as_u64().unwrap();
     assert!(
         (1..=20).contains(&pages),
@@ -63,10 +64,7 @@ fn full_differential_list_verify_restore_round_trip() {
         .collect();
     assert_eq!(
         ids,
-        vec![
-            full["backup"]["backup_id"].clone(),
-            diff["backup"]["backup_id"].clone()
-        ]
+        vec![full["backup"]["id"].clone(), diff["backup"]["id"].clone()]
     );
 
     assert_code(&run(&[&"verify", &"--repo", &repo]), 0);
@@ -82,7 +80,7 @@ fn full_differential_list_verify_restore_round_trip() {
     assert!(cmp.pages_compared > 0);
 
     // The full alone restores the database as it was before the 20 writes.
-    let full_id = full["backup"]["backup_id"].as_str().unwrap();
+    let full_id = full["backup"]["id"].as_str().unwrap();
     let to_full = t.path().join("restored-full");
     assert_code(
         &run(&[&"restore", &"--repo", &repo, &"--to", &to_full, &full_id]),
@@ -130,7 +128,8 @@ fn a_damaged_set_fails_verify_with_3_and_restore_with_1() {
     std::fs::write(&stream, bytes).unwrap();
     let o = run(&[&"verify", &"--repo", &repo, &"--json"]);
     assert_code(&o, 3);
-    assert!(json(&o)["findings"].as_u64().unwrap() >= 1);
+    assert!(json(&o)["errors"].as_u64().unwrap() >= 1);
+    assert!(!json(&o)["findings"].as_array().unwrap().is_empty());
     let to = t.path().join("restored");
     let o = run(&[&"restore", &"--repo", &repo, &"--to", &to]);
     assert_code(&o, 1);
@@ -171,7 +170,11 @@ fn bad_ids_and_conflicting_kinds_are_usage_errors() {
         ]),
         64,
     );
-    assert_code(&run(&[&"verify", &"--repo", &repo, &"123"]), 64);
+    assert_code(&run(&[&"verify", &"--repo", &repo, &"xyz"]), 64);
+    assert_code(
+        &run(&[&"verify", &"--repo", &repo, &"12345678901234567"]),
+        64,
+    );
 }
 
 #[test]
@@ -195,7 +198,7 @@ fn demo_proves_the_round_trip() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("demo");
     let o = run(&[
-        &"demo", &dir, &"--size", &"4MiB", &"--files", &"2", &"--json",
+        &"demo", &dir, &"--size", &"4MiB", &"--files", &"2", &"--keep", &"--json",
     ]);
     assert_code(&o, 0);
     let r = json(&o);
@@ -206,7 +209,7 @@ fn demo_proves_the_round_trip() {
     // The full ran online, with writers; whatever they wrote is in the differential
     // (the comparison above proves it), and the report counts it.
     assert!(r["written_during_full"].is_u64(), "{r}");
-    // The demo refuses a folder that is not empty (it holds the last run now).
+    // The demo refuses a folder that is not empty (it holds the last run, kept).
     let o = run(&[&"demo", &dir, &"--size", &"4MiB"]);
     assert_code(&o, 1);
 }

@@ -1,4 +1,4 @@
-//! `pagevault backup DB --repo R [--full | --diff | --copy-only] [--fallback-to-full]
+//! `pagevault backup DB -r R [--full | --diff | --copy-only] [--fallback-to-full]
 //! [--threads N] [--level L] [--continue-after-error] [--check-consistency] [--json]`.
 //! Exit 0 success, 1 failed, 2 backed up but the set's verification could not run or the
 //! set is damaged (bad pages recorded with --continue-after-error), 3 the verification
@@ -6,24 +6,28 @@
 
 use std::path::PathBuf;
 
-use pagevault::backup::{self, BackupKind, BackupOptions, BackupReport, DEFAULT_LEVEL};
+use std::time::Instant;
+
+use pagevault::backup::{self, BackupKind, BackupOptions, DEFAULT_LEVEL};
 use pagevault::format::manifest::parse_backup_id;
-use pagevault::repo::Repository;
+use pagevault::repo::{catalog, Repository};
 use pagevault::units::format_size;
-use pagevault::verify::{self, VerifyReport};
+use pagevault::verify;
 use pagevault::{Database, Error, OpenMode};
 
+use crate::args::RepoArg;
+use crate::json::{BackupJson, Set, VerifyJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
+use crate::select::plural;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("kind").args(["full", "diff", "copy_only"])))]
 pub struct Args {
     /// Folder of the database.
     pub db: PathBuf,
-    /// Folder of the repository (created on the first backup).
-    #[arg(long)]
-    pub repo: PathBuf,
+    #[command(flatten)]
+    pub repo: RepoArg,
     /// A full backup, which becomes the differential base (the default).
     #[arg(long)]
     pub full: bool,
@@ -37,10 +41,10 @@ pub struct Args {
     #[arg(long)]
     pub fallback_to_full: bool,
     /// Worker threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
     /// zstd level, 1 to 22.
-    #[arg(long, default_value_t = DEFAULT_LEVEL)]
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
     pub level: i32,
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]
@@ -55,9 +59,10 @@ pub struct Args {
 
 #[derive(serde::Serialize)]
 struct Report {
-    backup: BackupReport,
-    verify: Option<VerifyReport>,
-    verify_error: Option<String>,
+    backup: BackupJson,
+    /// The new set's verification (`--check-consistency`).
+    check: Option<VerifyJson>,
+    check_error: Option<String>,
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
@@ -75,6 +80,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     } else {
         OpenMode::ReadOnly
     };
+    crate::errors::must_be_folder(&a.db, "DB")?;
+    crate::errors::must_be_folder(&a.repo.repo, "--repo")?;
     let db = Database::open_dir(&a.db, mode).map_err(|e| match e {
         Error::Locked { path, what, holder } => Error::Locked {
             path,
@@ -85,28 +92,50 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
         e => e,
     })?;
-    let repo = Repository::open_dir(&a.repo, false)?;
+    let database_id = format!("{:016x}", db.database_id());
+    let repo = Repository::open_dir(&a.repo.repo, false)?;
     let mut opts = BackupOptions::new(kind);
     opts.fallback_to_full = a.fallback_to_full;
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    tracing::info!(
+        "{} backup of {} into {} ({}, zstd level {})",
+        kind.name(),
+        a.db.display(),
+        a.repo.repo.display(),
+        if opts.threads == 0 {
+            "a thread per core".to_string()
+        } else {
+            format!("{} threads", opts.threads)
+        },
+        opts.level
+    );
     let report = backup::run(&db, &repo, &opts, &Bar::new("backing up", true))?;
+    tracing::info!(
+        "published set {} ({} bytes stored)",
+        report.backup_id,
+        report.bytes_stored
+    );
     db.close().map_err(|e| report.close_failed(e))?;
     let (verified, verify_error) = if a.check_consistency {
+        let started = Instant::now();
         match parse_backup_id(&report.backup_id)
-            .ok_or_else(|| Error::Invalid("bad id".into()))
+            .ok_or_else(|| Error::Invalid(format!("{:?} is not a backup id", report.backup_id)))
             .and_then(|id| verify::verify(&repo, Some(id)))
         {
-            Ok(v) => (Some(v), None),
-            Err(e) => (None, Some(e.to_string())),
+            Ok(v) => (
+                Some(VerifyJson::of(&v, started.elapsed().as_secs_f64())),
+                None,
+            ),
+            Err(e) => (None, Some(crate::errors::sentence(&e))),
         }
     } else {
         (None, None)
     };
     let code = match (&verified, &verify_error) {
         (_, Some(_)) => Exit::CheckCouldNotRun,
-        (Some(v), None) if !v.is_clean() => Exit::Inconsistent,
+        (Some(v), None) if v.errors > 0 => Exit::Inconsistent,
         // Published but incomplete: bad pages recorded, restore refuses it, not the base.
         _ if report.damaged => Exit::CheckCouldNotRun,
         _ => Exit::Success,
@@ -123,16 +152,32 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             if report.bad_pages.len() == 1 { "is" } else { "are" }
         ));
     }
+    // The new set as `list` shows it (its times, its share of its base).
+    let entries = catalog::list(&repo).unwrap_or_default();
+    let entry = entries
+        .iter()
+        .find(|e| e.id == report.backup_id)
+        .map(|e| Set::of_entry(e, &entries));
+    let json = BackupJson::of(&report, entry, Some(database_id));
+    if let Some(share) = json.set.share_of_base {
+        if share > backup::FULL_ADVICE_SHARE {
+            tracing::warn!(
+                "this differential is {:.0} % of its base's size; a full backup now would keep the \
+                 next differentials small (`pagevault status DB -r R` forecasts them)",
+                share * 100.0
+            );
+        }
+    }
     let r = Report {
-        backup: report,
-        verify: verified,
-        verify_error,
+        backup: json,
+        check: verified,
+        check_error: verify_error,
     };
     if a.json {
         out.json(&r)?;
         return Ok(code);
     }
-    let b = &r.backup;
+    let b = &report;
     if let Some(why) = &b.fallback_reason {
         say!(
             out,
@@ -155,40 +200,58 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     say!(
         out,
-        "{} backup {} of {}{}: snapshot LSN {}, changes found by {}",
+        "{} backup {} of {}{}",
         b.kind.name(),
         b.backup_id,
         a.db.display(),
         b.base_id
             .as_ref()
-            .map(|id| format!(" (base {id} at LSN {})", b.base_lsn))
+            .map(|id| format!(", base {id} (LSN {})", b.base_lsn))
             .unwrap_or_default(),
-        b.snapshot_lsn,
-        b.change_source.describe()
     )?;
     say!(
         out,
-        "read {} extents ({}), stored {} extents, {} pages in {} (ratio {:.2}), {:.2} s, {:.0} MB/s, {} threads, level {}",
+        "snapshot LSN {}; changes found by {}",
+        b.snapshot_lsn,
+        b.change_source.describe()
+    )?;
+    let size = match (r.backup.set.share_of_base, r.backup.set.compression) {
+        (Some(share), _) => format!("{:.1} % of its base's size", share * 100.0),
+        (None, Some(c)) => format!("{c:.2}x smaller than read"),
+        _ => String::new(),
+    };
+    say!(
+        out,
+        "read {} extents ({}); stored {} {}, {} {} ({size})",
         b.extents_read,
         format_size(b.bytes_read),
-        b.extents_stored,
         b.pages_stored,
+        plural(b.pages_stored, "page", "pages"),
         format_size(b.bytes_stored),
-        b.ratio,
+        if b.extents_stored == 1 {
+            "in 1 extent".to_string()
+        } else {
+            format!("in {} extents", b.extents_stored)
+        },
+    )?;
+    say!(
+        out,
+        "{:.2} s, {:.0} MB/s read, {} {}, zstd level {}",
         b.duration_secs,
         b.mb_per_sec,
         b.threads,
+        plural(b.threads as u64, "thread", "threads"),
         b.level
     )?;
-    match (&r.verify, &r.verify_error) {
+    match (&r.check, &r.check_error) {
         (_, Some(e)) => say!(out, "backed up, but the set could not be verified: {e}")?,
         (Some(v), None) => say!(
             out,
             "verified: {}",
-            if v.is_clean() {
+            if v.errors == 0 {
                 "restorable".to_string()
             } else {
-                format!("{} findings", v.findings)
+                format!("{} {}", v.errors, plural(v.errors, "finding", "findings"))
             }
         )?,
         (None, None) => {}

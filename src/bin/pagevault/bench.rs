@@ -22,10 +22,10 @@ pub struct Args {
     #[arg(long, default_value = "256MiB", value_parser = size)]
     pub size: u64,
     /// Worker threads of every step and limit (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
     /// zstd level of the backups and of the compression limit, 1 to 22.
-    #[arg(long, default_value_t = DEFAULT_LEVEL)]
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
     pub level: i32,
     /// Import these files (a file or a folder) instead of generating pages.
     #[arg(long)]

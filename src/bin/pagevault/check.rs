@@ -9,6 +9,7 @@ use pagevault::units::format_size;
 
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
+use crate::select::plural;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +21,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    crate::errors::must_be_folder(&a.db, "DB")?;
     let report = chk::check_database_with(&a.db, &Bar::new("checking", true))?;
     let code = if report.errors > 0 {
         Exit::Inconsistent
@@ -30,7 +32,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     };
     out.decide(code);
     if a.json {
-        out.json(&report)?;
+        out.json(&crate::json::CheckJson::of(&report))?;
         return Ok(code);
     }
     for f in &report.findings {
@@ -43,14 +45,16 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     if report.findings_not_listed > 0 {
         say!(
             out,
-            "error: {} more findings not listed",
-            report.findings_not_listed
+            "error: {} more {} not listed",
+            report.findings_not_listed,
+            plural(report.findings_not_listed, "finding", "findings")
         )?;
     }
     say!(
         out,
-        "checked {} files, {} pages ({}) in {:.2} s ({:.0} MB/s): {}",
+        "checked {} {}, {} pages ({}) in {:.2} s ({:.0} MB/s): {}",
         report.files_checked,
+        plural(report.files_checked, "file", "files"),
         report.pages_checked,
         format_size(report.bytes_checked),
         report.seconds,
@@ -63,7 +67,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                 report.read_errors
             )
         } else {
-            format!("{} inconsistencies", report.errors)
+            format!(
+                "{} {}",
+                report.errors,
+                plural(report.errors, "inconsistency", "inconsistencies")
+            )
         }
     )?;
     Ok(code)

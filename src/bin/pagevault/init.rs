@@ -1,11 +1,13 @@
-//! `pagevault init DB [--files N] [--size SIZE]`: create a new database.
+//! `pagevault init DB [--files N] [--size SIZE] [--json]`: create a new database. The
+//! layout is checked before anything is created, and a failed init removes what it
+//! created (the folder, when it made it; the files, when the folder was empty).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pagevault::units::format_size;
-use pagevault::{CreateOptions, Database};
+use pagevault::Database;
 
-use crate::output::{Exit, Failure, Out};
+use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 
 #[derive(Debug, clap::Args)]
@@ -19,14 +21,103 @@ pub struct Args {
     /// Total size of the data files (4096, 64M, 256MiB, 1GiB, 1GB).
     #[arg(long, default_value = "256MiB", value_parser = crate::args::size)]
     pub size: u64,
+    /// Print the new database's layout as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    path: PathBuf,
+    database_id: String,
+    files: u32,
+    pages_per_file: u32,
+    bytes_per_file: u64,
+    bytes: u64,
+}
+
+/// What `dir` was before: missing (`None`), an empty folder (`Some(true)`), or anything
+/// else, left alone whatever happens (`Some(false)`).
+fn existed_empty(dir: &Path) -> Option<bool> {
+    if !dir.exists() {
+        return None;
+    }
+    Some(std::fs::read_dir(dir).is_ok_and(|mut it| it.next().is_none()))
+}
+
+/// Removes what a failed init created.
+fn clean_up(dir: &Path, before: Option<bool>) {
+    match before {
+        None => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Some(true) => {
+            if let Ok(it) = std::fs::read_dir(dir) {
+                for e in it.flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Some(false) => {}
+    }
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let opts = CreateOptions::with_size(a.files, a.size)?;
-    let db = Database::create_dir(&a.db, &opts)?;
-    let id = db.database_id();
-    db.close()?;
+    crate::errors::must_be_folder(&a.db, "DB")?;
+    let opts = crate::args::layout(a.files, a.size)?;
     let per_file = opts.pages_per_file as u64 * pagevault::format::PAGE_SIZE as u64;
+    let before = existed_empty(&a.db);
+    let spinner = Spinner::start(format!(
+        "formatting {}",
+        format_size(per_file * opts.files as u64)
+    ));
+    let created = Database::create_dir(&a.db, &opts).and_then(|db| {
+        let id = db.database_id();
+        db.close().map(|()| id)
+    });
+    drop(spinner);
+    let id = match created {
+        Ok(id) => id,
+        Err(e) => {
+            if !matches!(
+                e,
+                pagevault::Error::AlreadyExists { .. } | pagevault::Error::Locked { .. }
+            ) {
+                clean_up(&a.db, before);
+            }
+            return Err(match &e {
+                pagevault::Error::Io { path, source }
+                    if source.kind() == std::io::ErrorKind::FileTooLarge =>
+                {
+                    Failure::Msg(format!(
+                        "{}: each data file would be {}, larger than {}; use more files \
+                         (--files) or a smaller --size",
+                        path.display(),
+                        format_size(per_file),
+                        match crate::errors::file_size_limit() {
+                            Some(l) => format!(
+                                "the file size limit of this process, {} (`ulimit -f`)",
+                                format_size(l)
+                            ),
+                            None => "the largest file this file system allows".into(),
+                        }
+                    ))
+                }
+                _ => Failure::Lib(e),
+            });
+        }
+    };
+    if a.json {
+        out.json(&Report {
+            path: a.db.clone(),
+            database_id: format!("{id:016x}"),
+            files: opts.files,
+            pages_per_file: opts.pages_per_file,
+            bytes_per_file: per_file,
+            bytes: per_file * opts.files as u64,
+        })?;
+        return Ok(Exit::Success);
+    }
     say!(
         out,
         "created database {} (id {id:016x}): {} data files of {} pages ({}), {} in all",

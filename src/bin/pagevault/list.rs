@@ -1,110 +1,237 @@
-//! `pagevault list --repo R [--json]`: the catalog of backup sets, oldest first.
+//! `pagevault list -r R [--database ID] [--long] [--json]`: the catalog of backup sets,
+//! oldest first. The default table fits 100 columns; `--long` shows every field. A
+//! differential shows its size as a share of its base's; a damaged set, or a
+//! differential whose base is missing, is flagged in place.
 
-use std::path::PathBuf;
-
-use pagevault::repo::{catalog, Repository};
 use pagevault::units::format_size;
 
+use crate::args::RepoArg;
+use crate::json::{utc_minutes, Set};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
+use crate::select::{self, plural};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of the repository.
-    #[arg(long)]
-    pub repo: PathBuf,
-    /// Print the catalog as JSON.
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Only the sets of this database (any unique prefix of its id).
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
+    /// Every field, full ids (wide lines).
+    #[arg(long, conflicts_with = "json")]
+    pub long: bool,
+    /// Print the catalog as JSON (a list of sets).
     #[arg(long)]
     pub json: bool,
 }
 
-/// `YYYY-MM-DD HH:MM:SS` UTC for a Unix time in milliseconds.
-pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+/// The widest line of the default table.
+pub const WIDTH: usize = 100;
+
+/// `0.42s`, `12.3s`, `4m05s`, `2h03m`.
+fn duration(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2}s")
+    } else if s < 60.0 {
+        format!("{s:.1}s")
+    } else if s < 3600.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, s as u64 % 60)
+    } else {
+        format!("{}h{:02}m", (s / 3600.0) as u64, (s as u64 % 3600) / 60)
+    }
+}
+
+fn short_kind(kind: Option<&str>) -> &'static str {
+    match kind {
+        Some("full") => "full",
+        Some("differential") => "diff",
+        Some("copy_only") => "copy",
+        _ => "?",
+    }
+}
+
+/// `2.81x` for a full, `3.2% of base` for a differential.
+fn size_vs(s: &Set) -> String {
+    match (s.kind.as_deref(), s.compression, s.share_of_base) {
+        (Some("differential"), _, Some(share)) => format!("{:.1}% of base", share * 100.0),
+        (Some("differential"), _, None) => "base missing".into(),
+        (_, Some(c), _) => format!("{c:.2}x"),
+        _ => "-".into(),
+    }
+}
+
+/// Cuts `line` to `width` characters, marking the cut.
+fn fit(line: String, width: usize) -> String {
+    if line.chars().count() <= width {
+        line
+    } else {
+        let mut s: String = line.chars().take(width - 3).collect();
+        s.push_str("...");
+        s
+    }
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let repo = Repository::open_dir(&a.repo, false)?;
-    let entries = catalog::list(&repo)?;
+    let path = &a.repo.repo;
+    let repo = select::open_repo(path)?;
+    let entries = select::listing(&repo, path)?;
+    let database = match &a.database {
+        Some(p) => Some(select::database(path, &entries, p)?),
+        None => None,
+    };
+    let sets: Vec<Set> = entries
+        .iter()
+        .map(|e| Set::of_entry(e, &entries))
+        // A set whose manifest does not decode may be of any database: kept, flagged.
+        .filter(|s| match (&database, &s.database_id) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        })
+        .collect();
     if a.json {
-        out.json(&entries)?;
+        out.json(&sets)?;
         return Ok(Exit::Success);
     }
+    if a.long {
+        long(&sets, out)?;
+    } else {
+        short(&sets, out)?;
+    }
+    let dbs: std::collections::BTreeSet<&String> =
+        sets.iter().filter_map(|s| s.database_id.as_ref()).collect();
+    let damaged = sets.iter().filter(|s| s.damaged).count() as u64;
     say!(
         out,
-        "{:<16}  {:<12} {:<16} {:<19} {:>7} {:>12} {:>8} {:>9} {:>10} {:>10} {:>6} {:>8}  {}",
+        "{} backup {} of {} {}{}",
+        sets.len(),
+        plural(sets.len() as u64, "set", "sets"),
+        dbs.len(),
+        plural(dbs.len() as u64, "database", "databases"),
+        if damaged > 0 {
+            format!("; {damaged} damaged ({} says more)", "pagevault verify")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(Exit::Success)
+}
+
+fn short(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
+    say!(
+        out,
+        "{:<12} {:<8} {:<4} {:<12} {:<16} {:>7} {:>10} {:>10} {:>12}",
         "id",
+        "database",
         "kind",
         "base",
         "started (UTC)",
-        "secs",
+        "took",
+        "read",
+        "stored",
+        "size"
+    )?;
+    let cut = |id: &Option<String>, n: usize| {
+        id.as_deref()
+            .map(|s| s.chars().take(n).collect())
+            .unwrap_or_else(|| "-".to_string())
+    };
+    for s in sets {
+        let line = format!(
+            "{:<12} {:<8} {:<4} {:<12} {:<16} {:>7} {:>10} {:>10} {:>12}",
+            &s.id[..12.min(s.id.len())],
+            cut(&s.database_id, 8),
+            short_kind(s.kind.as_deref()),
+            cut(&s.base_id, 12),
+            s.started_unix_ms
+                .map(utc_minutes)
+                .unwrap_or_else(|| "?".into()),
+            s.duration_s.map(duration).unwrap_or_else(|| "?".into()),
+            s.bytes_read.map(format_size).unwrap_or_else(|| "?".into()),
+            s.bytes_stored
+                .map(format_size)
+                .unwrap_or_else(|| "?".into()),
+            size_vs(s)
+        );
+        say!(out, "{}", line.trim_end())?;
+        if let Some(e) = damaged(s) {
+            say!(out, "{}", fit(format!("  ^ DAMAGED: {e}"), WIDTH))?;
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a set, if anything: an error reading it, or bad pages its backup
+/// recorded (published with --continue-after-error: listed, never restorable).
+fn damaged(s: &Set) -> Option<String> {
+    match (&s.error, s.bad_pages) {
+        (Some(e), _) => Some(e.clone()),
+        (None, Some(n)) if n > 0 => Some(format!(
+            "unreadable pages recorded ({n}); restore refuses it"
+        )),
+        _ => None,
+    }
+}
+
+fn long(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
+    say!(
+        out,
+        "{:<16}  {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}",
+        "id",
+        "database",
+        "kind",
+        "base",
+        "started (UTC)",
+        "seconds",
         "snapshot LSN",
         "files",
         "extents",
         "read",
         "stored",
-        "ratio",
+        "size",
         "pages",
-        "changes by"
+        "level",
+        "changes found by"
     )?;
-    for e in &entries {
-        match &e.details {
-            Some(d) => say!(
-                out,
-                "{:<16}  {:<12} {:<16} {:<19} {:>7.2} {:>12} {:>8} {:>9} {:>10} {:>10} {:>6.2} {:>8}  {}{}",
-                e.id,
-                d.kind.name(),
-                d.base_id.clone().unwrap_or_else(|| "-".into()),
-                utc(d.started_unix_ms),
-                d.duration_ms as f64 / 1000.0,
-                d.snapshot_lsn,
-                d.files,
-                d.extents,
-                format_size(d.bytes_read),
-                format_size(d.bytes_stored),
-                d.ratio,
-                d.pages,
-                d.change_source.describe(),
-                match (&e.error, d.bad_pages) {
-                    (Some(x), _) => format!("  DAMAGED: {x}"),
-                    (None, 0) => String::new(),
-                    // Published with --continue-after-error: listed, never restorable.
-                    (None, n) => format!("  DAMAGED: unreadable pages recorded ({n}); restore refuses it"),
-                }
-            )?,
-            None => say!(out, "{:<16}  DAMAGED: {}", e.id, e.error.clone().unwrap_or_default())?,
-        }
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
+    for s in sets {
+        say!(
+            out,
+            "{:<16}  {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}{}",
+            s.id,
+            or(&s.database_id),
+            or(&s.kind),
+            or(&s.base_id),
+            or(&s.started_at),
+            s.duration_s.map(|d| format!("{d:.2}")).unwrap_or_else(|| "?".into()),
+            num(s.snapshot_lsn),
+            num(s.files.map(u64::from)),
+            num(s.extents_stored),
+            s.bytes_read.map(format_size).unwrap_or_else(|| "?".into()),
+            s.bytes_stored.map(format_size).unwrap_or_else(|| "?".into()),
+            size_vs(s),
+            num(s.pages_stored),
+            s.level.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+            or(&s.change_source),
+            damaged(s).map(|e| format!("  DAMAGED: {e}")).unwrap_or_default()
+        )?;
     }
-    say!(out, "{} backup sets", entries.len())?;
-    Ok(Exit::Success)
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn utc_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(
-            super::utc(1_795_305_600_000 + 3_723_000),
-            "2026-11-22 01:02:03"
-        );
+    fn durations_fit_seven_columns() {
+        for (s, want) in [
+            (0.4213, "0.42s"),
+            (12.34, "12.3s"),
+            (245.0, "4m05s"),
+            (7380.0, "2h03m"),
+        ] {
+            assert_eq!(super::duration(s), want);
+        }
+        assert!(super::duration(359_999.0).len() <= 7);
     }
 }

@@ -10,17 +10,21 @@ mod backup;
 mod bench;
 mod check;
 mod demo;
+mod errors;
 mod import;
 mod init;
+mod json;
 mod list;
 mod output;
 mod repo;
 mod restore;
+mod select;
 mod status;
+mod tools;
 mod verify;
 mod workload;
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -32,15 +36,23 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind as K;
-            // Help and version go to stdout and succeed; anything else is a usage error.
-            let code = match e.kind() {
-                K::DisplayHelp | K::DisplayVersion => Exit::Success,
-                _ => Exit::Usage,
+            // Help and version go to stdout and succeed; anything else is a usage error,
+            // reported like every other error: one line beginning `pagevault: `.
+            return match e.kind() {
+                K::DisplayHelp | K::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::from(Exit::Success as u8)
+                }
+                _ => {
+                    report(&usage_sentence(&e));
+                    ExitCode::from(Exit::Usage as u8)
+                }
             };
-            let _ = e.print();
-            return ExitCode::from(code as u8);
         }
     };
+    init_logging(cli.verbose, cli.quiet);
+    output::set_quiet(cli.quiet);
+    tracing::debug!("command line: {:?}", cli.command);
     let mut out = Out::new();
     let result = cli.command.run(&mut out).and_then(|code| {
         out.flush()?;
@@ -61,11 +73,80 @@ fn main() -> ExitCode {
             Exit::Failed
         }
         Err(Failure::Lib(e)) => {
-            report(&e.to_string());
+            report(&errors::sentence(&e));
             Exit::Failed
+        }
+        Err(Failure::Msg(m)) => {
+            report(&m);
+            Exit::Failed
+        }
+        Err(Failure::Usage(m)) => {
+            report(&m);
+            Exit::Usage
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// A clap error as one sentence: its first paragraph on one line, and where to read
+/// more (`see `pagevault backup --help``).
+fn usage_sentence(e: &clap::Error) -> String {
+    use clap::error::ErrorKind as K;
+    use clap::CommandFactory;
+    // The subcommand the user typed, if any: the first argument naming one.
+    let cmd = args::Cli::command();
+    let sub = std::env::args().skip(1).find_map(|a| {
+        cmd.get_subcommands()
+            .find(|s| s.get_name() == a)
+            .map(|s| s.get_name().to_string())
+    });
+    let help = match &sub {
+        Some(s) => format!("see `pagevault {s} --help`"),
+        None => "see `pagevault --help`".to_string(),
+    };
+    if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand && sub.is_none() {
+        return format!("no command given; {help}");
+    }
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.trim())
+        .collect();
+    let sentence = first.join(" ");
+    let mut sentence = sentence
+        .strip_prefix("error: ")
+        .unwrap_or(&sentence)
+        .to_string();
+    if sentence.contains("--repo <R>") && e.kind() == K::MissingRequiredArgument {
+        sentence.push_str(" (or set PAGEVAULT_REPO)");
+    }
+    format!("{sentence} ({help})")
+}
+
+/// `tracing` to stderr: warnings by default, `-v` info, `-vv` debug, `-vvv` trace, `-q`
+/// errors only; `RUST_LOG` (env-filter syntax) overrides them.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_target(false)
+        .try_init();
 }
 
 /// One line on stderr.

@@ -2,6 +2,7 @@
 //! stderr, and progress bars only when stderr is a terminal.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,11 +21,16 @@ pub enum Exit {
     Usage = 64,
 }
 
-/// Why a command did not complete: a library error, or stdout went away.
+/// Why a command did not complete: a library error, stdout went away, a bad command
+/// line found after parsing (exit 64), or a failure the CLI words itself (exit 1).
 #[derive(Debug)]
 pub enum Failure {
     Lib(pagevault::Error),
     Stdout(io::Error),
+    /// A usage error: one sentence naming the flag or argument (exit 64).
+    Usage(String),
+    /// The operation failed: one sentence naming the path or id (exit 1).
+    Msg(String),
 }
 
 impl From<pagevault::Error> for Failure {
@@ -76,6 +82,11 @@ impl Out {
         self.stdout.write_all(b"\n")
     }
 
+    /// Writes bytes as they are.
+    pub fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stdout.write_all(bytes)
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.stdout.flush()
     }
@@ -87,27 +98,102 @@ macro_rules! say {
     ($out:expr, $($arg:tt)*) => { $out.line(format_args!($($arg)*)) };
 }
 
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `-q`: no progress bars, no spinners.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Whether progress may be drawn: stderr is a terminal and `-q` was not given.
+fn draw_progress() -> bool {
+    !QUIET.load(Ordering::Relaxed) && io::stderr().is_terminal()
+}
+
+/// The rate of a bar in the units of the summaries: MB/s (10^6 bytes), or whole
+/// `unit`s per second.
+fn rate_style(template: &str, unit: Option<&'static str>) -> Option<ProgressStyle> {
+    let style = ProgressStyle::with_template(template).ok()?;
+    Some(
+        style
+            .with_key(
+                "rate",
+                move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = match unit {
+                        None => write!(w, "{:.0} MB/s", s.per_sec() / 1e6),
+                        Some(u) => write!(w, "{:.0} {u}/s", s.per_sec()),
+                    };
+                },
+            )
+            .progress_chars("=> "),
+    )
+}
+
+/// Sizes in MB (10^6 bytes) and the rate in MB/s, as the summaries print them.
+const BYTES_TEMPLATE: &str =
+    "{msg} [{bar:30}] {decimal_bytes}/{decimal_total_bytes} {rate} eta {eta}";
+const UNITS_TEMPLATE: &str = "{msg} [{bar:30}] {pos}/{len} {rate} eta {eta}";
+
 /// A progress bar on stderr when it is a terminal, nothing otherwise.
 pub struct Bar(Option<ProgressBar>, bool);
 
 impl Bar {
-    /// A bar counting `unit` ("bytes" shows sizes and rates).
+    /// A bar counting bytes (`unit` None: sizes and MB/s) or `unit`s.
     pub fn new(what: &'static str, bytes: bool) -> Bar {
-        if !io::stderr().is_terminal() {
-            return Bar(None, bytes);
+        Bar::counting(what, if bytes { None } else { Some("pages") })
+    }
+
+    /// A bar counting bytes (`unit` None) or `unit`s.
+    pub fn counting(what: &'static str, unit: Option<&'static str>) -> Bar {
+        if !draw_progress() {
+            return Bar(None, unit.is_none());
         }
         let bar = ProgressBar::hidden();
-        let template = if bytes {
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-        } else {
-            "{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}"
+        let template = match unit {
+            None => BYTES_TEMPLATE,
+            Some(_) => UNITS_TEMPLATE,
         };
-        if let Ok(style) = ProgressStyle::with_template(template) {
-            bar.set_style(style.progress_chars("=> "));
+        if let Some(style) = rate_style(template, unit) {
+            bar.set_style(style);
         }
         bar.set_message(what);
         bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        Bar(Some(bar), bytes)
+        Bar(Some(bar), unit.is_none())
+    }
+}
+
+/// A spinner with the time elapsed, for steps the library reports no progress of
+/// (verify, init, status scans); on a terminal only, cleared when dropped.
+pub struct Spinner(Option<ProgressBar>);
+
+impl Spinner {
+    pub fn start(what: String) -> Spinner {
+        if !draw_progress() {
+            return Spinner(None);
+        }
+        let bar = ProgressBar::new_spinner();
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.set_message(what);
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Spinner(Some(bar))
+    }
+
+    /// Changes the message.
+    pub fn say(&self, what: String) {
+        if let Some(b) = &self.0 {
+            b.set_message(what);
+        }
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
     }
 }
 
@@ -126,5 +212,71 @@ impl pagevault::progress::Progress for Bar {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A terminal that keeps what is drawn.
+    #[derive(Debug, Clone, Default)]
+    struct Capture(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Capture {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn drawn(template: &str, unit: Option<&'static str>) -> String {
+        let term = Capture::default();
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(10_000_000),
+            indicatif::ProgressDrawTarget::term_like(Box::new(term.clone())),
+        )
+        .with_style(super::rate_style(template, unit).expect("template parses"));
+        bar.set_position(5_000_000);
+        bar.finish();
+        let s = term.0.lock().unwrap().clone();
+        s
+    }
+
+    #[test]
+    fn bars_show_sizes_in_mb_and_rates_in_whole_units_per_second() {
+        let bytes = drawn(super::BYTES_TEMPLATE, None);
+        assert!(bytes.contains("5.00 MB/10.00 MB"), "{bytes}");
+        assert!(bytes.contains(" MB/s"), "{bytes}");
+        assert!(!bytes.contains("MiB"), "{bytes}");
+        let pages = drawn(super::UNITS_TEMPLATE, Some("pages"));
+        assert!(pages.contains("5000000/10000000"), "{pages}");
+        let rate = pages.split(" pages/s").next().unwrap();
+        let figure = rate.rsplit(' ').next().unwrap();
+        assert!(figure.bytes().all(|b| b.is_ascii_digit()), "{pages}");
     }
 }

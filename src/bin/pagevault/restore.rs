@@ -7,28 +7,37 @@ use std::path::PathBuf;
 
 use pagevault::check::{self as chk, CheckReport};
 use pagevault::format::manifest::parse_backup_id;
-use pagevault::repo::{chain, Repository};
+use pagevault::repo::chain;
 use pagevault::restore::{self, RestoreOptions, RestoreReport};
 use pagevault::units::format_size;
 
-use crate::args::backup_id;
+use crate::args::RepoArg;
+use crate::json::{CheckJson, RestoreJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
+use crate::select::{self, plural, Choice, SetName};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of the repository.
-    #[arg(long)]
-    pub repo: PathBuf,
+    #[command(flatten)]
+    pub repo: RepoArg,
     /// Folder to restore into: must not exist or be empty (or, with --force, hold this
     /// same database).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub to: PathBuf,
-    /// Backup set to restore (16 hex digits); the newest set by default.
-    #[arg(value_parser = backup_id)]
-    pub id: Option<u64>,
+    /// The set to restore: a unique prefix of its id, or `latest` (the default).
+    #[arg(value_name = "ID", value_parser = select::set_name, conflicts_with = "as_of")]
+    pub id: Option<SetName>,
+    /// The newest set started at or before this time: a date (2026-11-29, the end of
+    /// that day, UTC) or an RFC 3339 time (2026-11-29T12:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = select::as_of)]
+    pub as_of: Option<u64>,
+    /// The database to restore, in a repository shared by several (any unique prefix
+    /// of its id).
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
     /// Worker threads (0 = one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
     /// Replace a database with the same database id that is not in use.
     #[arg(long)]
@@ -43,32 +52,54 @@ pub struct Args {
 
 #[derive(serde::Serialize)]
 struct Report {
-    restore: RestoreReport,
-    check: Option<CheckReport>,
+    restore: RestoreJson,
+    check: Option<CheckJson>,
     check_error: Option<String>,
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let repo = Repository::open_dir(&a.repo, false)?;
+    let path = &a.repo.repo;
+    // Everything is resolved before the target folder is created.
+    crate::errors::must_be_folder(&a.to, "--to")?;
+    let repo = select::open_repo(path)?;
+    let entries = select::listing(&repo, path)?;
+    let database = match &a.database {
+        Some(p) => Some(select::database(path, &entries, p)?),
+        None => None,
+    };
+    let entry = select::set(
+        path,
+        &entries,
+        &Choice {
+            name: a.id.as_ref(),
+            as_of_ms: a.as_of,
+            database: database.as_deref(),
+            verb: "restore",
+        },
+    )?;
+    let id = parse_backup_id(&entry.id).ok_or_else(|| {
+        Failure::Msg(format!(
+            "{}: {:?} is not a backup id",
+            path.display(),
+            entry.id
+        ))
+    })?;
+    tracing::info!("restoring backup set {} into {}", entry.id, a.to.display());
     let target = restore::target_dir(&a.to)?;
     let mut opts = RestoreOptions::new(target.clone());
-    opts.backup_id = a.id;
+    opts.backup_id = Some(id);
     opts.threads = a.threads;
     opts.force = a.force;
-    let report = restore::run(&repo, &opts, &Bar::new("restoring", true))?;
-    let (check, check_error) = if a.no_check {
+    let report: RestoreReport = restore::run(&repo, &opts, &Bar::new("restoring", true))?;
+    let (check, check_error): (Option<CheckReport>, Option<String>) = if a.no_check {
         (None, None)
     } else {
-        // The set restored, not the newest now: a backup may have published since.
-        let restored = parse_backup_id(&report.backup_id).ok_or_else(|| {
-            pagevault::Error::Invalid(format!("bad backup id {}", report.backup_id))
-        });
-        let newest = restored
-            .and_then(|id| chain::resolve(&repo, Some(id)))
-            .map(|c| c.newest().clone());
+        // The set restored (resolved before the restore, never "the newest now": a
+        // backup may have published since).
+        let newest = chain::resolve(&repo, Some(id)).map(|c| c.newest().clone());
         match newest.and_then(|m| chk::check_restored(target, &m, &Bar::new("checking", true))) {
             Ok(r) => (Some(r), None),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(crate::errors::sentence(&e))),
         }
     };
     let code = match (&check, &check_error) {
@@ -78,22 +109,25 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         _ => Exit::Success,
     };
     out.decide(code);
-    let r = Report {
-        restore: report,
-        check,
-        check_error,
-    };
     if a.json {
-        out.json(&r)?;
+        out.json(&Report {
+            restore: RestoreJson::of(&report),
+            check: check.as_ref().map(CheckJson::of),
+            check_error,
+        })?;
         return Ok(code);
     }
-    let s = &r.restore;
+    let s = &report;
     say!(
         out,
-        "restored {} (chain {}) into {}: {} files, {} extents, {} pages ({} from the differential), {} in {:.2} s ({:.0} MB/s)",
+        "restored {} (chain {}) into {}",
         s.backup_id,
         s.chain.join(" -> "),
-        s.target.display(),
+        s.target.display()
+    )?;
+    say!(
+        out,
+        "{} files, {} extents, {} pages ({} from the differential), {} in {:.2} s ({:.0} MB/s)",
         s.files,
         s.extents_written,
         s.pages_written,
@@ -113,7 +147,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
         s.base_lsn
     )?;
-    match (&r.check, &r.check_error) {
+    match (&check, &check_error) {
         (_, Some(e)) => say!(
             out,
             "restored, but the consistency check could not run: {e}"
@@ -134,7 +168,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                 if c.is_consistent() {
                     "consistent".to_string()
                 } else {
-                    format!("{} inconsistencies", c.errors)
+                    format!(
+                        "{} {}",
+                        c.errors,
+                        plural(c.errors, "inconsistency", "inconsistencies")
+                    )
                 }
             )?
         }

@@ -1,60 +1,46 @@
-//! `pagevault status DB [--json]`: LSNs, tracking and what changed since the base.
+//! `pagevault status DB [-r R] [--json]`: LSNs, tracking and what changed since the base;
+//! with a repository, then the forecast of a differential's size and the advice.
 
 use std::path::PathBuf;
 
 use pagevault::units::format_size;
 use pagevault::{Database, OpenMode};
 
-use crate::output::{Exit, Failure, Out};
+use crate::json::StatusJson;
+use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Folder of the database.
     pub db: PathBuf,
-    /// A repository: add the forecast of a differential's size and whether to take a full.
-    #[arg(long)]
+    /// A repository (or PAGEVAULT_REPO): add the forecast of a differential's size and
+    /// whether to take a full instead.
+    #[arg(short = 'r', long, env = "PAGEVAULT_REPO", value_name = "R")]
     pub repo: Option<PathBuf>,
     /// Print the status as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-#[derive(serde::Serialize)]
-struct WithForecast<'a> {
-    #[serde(flatten)]
-    status: &'a pagevault::DatabaseStatus,
-    forecast: Option<pagevault::backup::Forecast>,
-}
-
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    crate::errors::must_be_folder(&a.db, "DB")?;
     let db = Database::open_dir(&a.db, OpenMode::ReadOnly)?;
+    let spinner = Spinner::start("reading the changed extents".into());
     let s = db.status()?;
     let forecast = match &a.repo {
-        Some(r) => Some(pagevault::backup::forecast(
-            &db,
-            &pagevault::repo::Repository::open_dir(r, false)?,
-        )?),
+        Some(r) => {
+            spinner.say("forecasting the next differential".into());
+            let repo = crate::select::open_repo(r)?;
+            Some(pagevault::backup::forecast(&db, &repo)?)
+        }
         None => None,
     };
+    drop(spinner);
     drop(db);
     if a.json {
-        out.json(&WithForecast {
-            status: &s,
-            forecast,
-        })?;
+        out.json(&StatusJson::of(&s, forecast.as_ref()))?;
         return Ok(Exit::Success);
-    }
-    if let Some(f) = &forecast {
-        say!(
-            out,
-            "forecast: a differential now would store about {} ({:.1} % of its base's {}); advice: {} backup ({})",
-            format_size(f.differential_bytes),
-            f.share * 100.0,
-            format_size(f.base_bytes_stored),
-            f.advice.name(),
-            f.reason
-        )?;
     }
     say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
     // The highest LSN written is the highest file LSN (a freshly opened handle's `lsn`
@@ -62,12 +48,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let last_lsn = s.files.iter().map(|f| f.file_lsn).max().unwrap_or(0);
     say!(
         out,
-        "last LSN {} (high-water mark {}); base LSN {}, base backup id {}; tracking {}{}",
+        "last LSN {} (high-water mark {}){}",
         last_lsn,
         s.lsn_reserved,
-        s.base_lsn,
-        id_or_none(s.base_id),
-        s.tracking.describe(),
         if s.recovered_from_crash {
             "; not closed cleanly"
         } else {
@@ -76,30 +59,45 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     say!(
         out,
-        "{:<16} {:>10} {:>12} {:>10} {:>16} {:>14} {:>12} {:>12}  {}",
+        "differential base: backup {} at LSN {}; change tracking {}",
+        id_or_none(s.base_id),
+        s.base_lsn,
+        s.tracking.describe()
+    )?;
+    // Lines within 100 columns: a file's tracking is shown only when it is not the
+    // database's (headers mirror the control file; a difference is worth a column).
+    let tracking_differs = s.files.iter().any(|f| f.tracking != s.tracking);
+    say!(
+        out,
+        "{:<13} {:>8} {:>10} {:>10}  {:<12} {:>15} {:>7} {:>10}{}",
         "file",
         "pages",
         "file LSN",
         "base LSN",
         "base id",
-        "changed ext.",
-        "changed pg.",
-        "changed",
-        "tracking"
+        "changed extents",
+        "pages",
+        "size",
+        if tracking_differs { "  tracking" } else { "" }
     )?;
     for f in &s.files {
+        let base: String = id_or_none(f.base_id).chars().take(12).collect();
         say!(
             out,
-            "{:<16} {:>10} {:>12} {:>10} {:>16} {:>14} {:>12} {:>12}  {}",
+            "{:<13} {:>8} {:>10} {:>10}  {:<12} {:>15} {:>7} {:>10}{}",
             f.name,
             f.pages,
             f.file_lsn,
             f.base_lsn,
-            id_or_none(f.base_id),
+            base,
             format!("{}/{}", f.extents_changed, f.extents),
             f.pages_changed,
             format_size(f.bytes_changed),
-            f.tracking.describe()
+            if tracking_differs {
+                format!("  {}", f.tracking.describe())
+            } else {
+                String::new()
+            }
         )?;
     }
     say!(
@@ -111,6 +109,29 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         s.pages_changed,
         format_size(s.bytes_changed)
     )?;
+    match &forecast {
+        Some(f) if f.base_id.is_some() => {
+            say!(
+                out,
+                "forecast: a differential now would store about {}, {:.1} % of its base's {}",
+                format_size(f.differential_bytes),
+                f.share * 100.0,
+                format_size(f.base_bytes_stored)
+            )?;
+            say!(
+                out,
+                "advice: take a {} backup (a full is advised above {:.0} % of the base)",
+                f.advice.name(),
+                f.threshold * 100.0
+            )?;
+        }
+        Some(f) => say!(
+            out,
+            "forecast: no differential is possible; advice: {}",
+            f.reason
+        )?,
+        None => {}
+    }
     Ok(Exit::Success)
 }
 

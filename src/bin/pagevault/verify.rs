@@ -1,47 +1,112 @@
-//! `pagevault verify --repo R [ID] [--json]`: proves backup sets restorable without
-//! restoring them: manifest, streams, every record and page, the chain. Exit 0 when
-//! every set verifies, 3 when any finding, 1 when it cannot run.
+//! `pagevault verify -r R [ID | latest] [--database ID] [--json]`: proves backup sets
+//! restorable without restoring them: manifest, streams, every record and page, the
+//! chain. Every set by default; one set by a unique prefix of its id or `latest`; the
+//! sets of one database with `--database`. Exit 0 when every set verifies, 3 when any
+//! finding, 1 when it cannot run.
 
-use std::path::PathBuf;
+use std::time::Instant;
 
-use pagevault::repo::Repository;
+use pagevault::format::manifest::parse_backup_id;
 use pagevault::units::format_size;
-use pagevault::verify;
+use pagevault::verify::{self, VerifyReport};
 
-use crate::args::backup_id;
-use crate::output::{Exit, Failure, Out};
+use crate::args::RepoArg;
+use crate::json::VerifyJson;
+use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
+use crate::select::{self, plural, Choice, SetName};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of the repository.
-    #[arg(long)]
-    pub repo: PathBuf,
-    /// The backup set to verify (16 hex digits); every set by default.
-    #[arg(value_parser = backup_id, conflicts_with = "all")]
-    pub id: Option<u64>,
-    /// Verify every set (the default).
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The set to verify: a unique prefix of its id, or `latest`; every set by default.
+    #[arg(value_name = "ID", value_parser = select::set_name)]
+    pub id: Option<SetName>,
+    /// Only the sets of this database (any unique prefix of its id).
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+/// The full ids of the sets to verify, oldest first.
+fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Failure> {
+    let path = &a.repo.repo;
+    let entries = select::listing(repo, path)?;
+    let database = match &a.database {
+        Some(p) => Some(select::database(path, &entries, p)?),
+        None => None,
+    };
+    let ids: Vec<&str> = match &a.id {
+        Some(name) => vec![select::set(
+            path,
+            &entries,
+            &Choice {
+                name: Some(name),
+                as_of_ms: None,
+                database: database.as_deref(),
+                verb: "verify",
+            },
+        )?
+        .id
+        .as_str()],
+        None => entries
+            .iter()
+            .filter(|e| match (&database, &e.details) {
+                (None, _) => true,
+                (Some(db), Some(d)) => &d.database_id == db,
+                (Some(_), None) => false,
+            })
+            .map(|e| e.id.as_str())
+            .collect(),
+    };
+    ids.into_iter()
+        .map(|id| {
+            parse_backup_id(id).ok_or_else(|| {
+                Failure::Msg(format!("{}: {id:?} is not a backup id", path.display()))
+            })
+        })
+        .collect::<Result<Vec<u64>, Failure>>()
+}
+
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let repo = Repository::open_dir(&a.repo, false)?;
-    let report = verify::verify(&repo, a.id)?;
-    let code = if report.is_clean() {
+    let path = &a.repo.repo;
+    let repo = select::open_repo(path)?;
+    let ids = chosen(&a, &repo)?;
+    let started = Instant::now();
+    let spinner = Spinner::start("verifying".into());
+    // One set at a time, so the spinner can say which.
+    let mut report = VerifyReport {
+        repository: path.clone(),
+        sets: Vec::new(),
+        findings: 0,
+    };
+    for (i, &id) in ids.iter().enumerate() {
+        spinner.say(format!(
+            "verifying set {} of {} ({id:016x})",
+            i + 1,
+            ids.len()
+        ));
+        let r = verify::verify(&repo, Some(id))?;
+        report.findings += r.findings;
+        report.sets.extend(r.sets);
+    }
+    drop(spinner);
+    let j = VerifyJson::of(&report, started.elapsed().as_secs_f64());
+    let code = if j.errors == 0 {
         Exit::Success
     } else {
         Exit::Inconsistent
     };
     out.decide(code);
     if a.json {
-        out.json(&report)?;
+        out.json(&j)?;
         return Ok(code);
     }
     for s in &report.sets {
+        let n = s.findings.len() as u64 + s.findings_omitted;
         say!(
             out,
             "{} {:<12} {} records, {} pages, {}: {}",
@@ -50,10 +115,10 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             s.records_checked,
             s.pages_checked,
             format_size(s.bytes_checked),
-            if s.is_clean() {
+            if n == 0 {
                 "ok".to_string()
             } else {
-                format!("{} findings", s.findings.len() as u64 + s.findings_omitted)
+                format!("{n} {}", plural(n, "finding", "findings"))
             }
         )?;
         for f in &s.findings {
@@ -62,12 +127,19 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     say!(
         out,
-        "{} sets verified: {}",
-        report.sets.len(),
-        if report.is_clean() {
-            "all restorable".to_string()
+        "{} {} verified in {:.2} s ({:.0} MB/s): {}",
+        j.sets_verified,
+        plural(j.sets_verified, "set", "sets"),
+        j.duration_s,
+        j.mb_per_s,
+        if j.errors == 0 {
+            if j.sets_verified == 1 {
+                "restorable".to_string()
+            } else {
+                "all restorable".to_string()
+            }
         } else {
-            format!("{} findings", report.findings)
+            format!("{} {}", j.errors, plural(j.errors, "finding", "findings"))
         }
     )?;
     Ok(code)

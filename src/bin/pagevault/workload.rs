@@ -41,6 +41,21 @@ pub struct Args {
     pub json: bool,
 }
 
+/// `workload --json`.
+#[derive(serde::Serialize)]
+struct Report {
+    writes: u64,
+    seed: u64,
+    pattern: String,
+    batch: u32,
+    data_pages: u64,
+    last_lsn: u64,
+    bytes: u64,
+    duration_s: f64,
+    pages_per_s: f64,
+    mb_per_s: f64,
+}
+
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let w = Workload {
         writes: a.writes,
@@ -52,17 +67,29 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
         batch: a.batch,
     };
+    crate::errors::must_be_folder(&a.db, "DB")?;
     let db = Database::open_dir(&a.db, OpenMode::ReadWrite)?;
     let report = wl::run(&db, &w, &Bar::new("writing", false))?;
     db.close()?;
     if a.json {
-        out.json(&report)?;
+        out.json(&Report {
+            writes: report.writes,
+            seed: report.seed,
+            pattern: crate::json::name_of(&report.pattern),
+            batch: report.batch,
+            data_pages: report.data_pages,
+            last_lsn: report.last_lsn,
+            bytes: report.bytes,
+            duration_s: report.seconds,
+            pages_per_s: report.pages_per_s,
+            mb_per_s: report.mb_per_s,
+        })?;
     } else {
         say!(
             out,
-            "wrote {} pages ({:?}, seed {}, batch {}) in {:.2} s: {:.0} pages/s, {:.1} MB/s; last LSN {}",
+            "wrote {} pages ({}, seed {}, batch {}) in {:.2} s: {:.0} pages/s, {:.1} MB/s; last LSN {}",
             report.writes,
-            report.pattern,
+            crate::json::name_of(&report.pattern),
             report.seed,
             report.batch,
             report.seconds,

@@ -1,0 +1,372 @@
+//! The one JSON schema: every verb is run with `--json` as the real binary, and its
+//! document is checked against the field tables in docs/cli.md (the `<!-- schema: ... -->`
+//! tables), both ways: every documented field is present with its documented type, and
+//! every field printed is documented. No id is a JSON number, anywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::cli::{assert_code, pv, stdout};
+
+/// The schemas of docs/cli.md: name -> (fields in order -> type), and the verbs'
+/// top-level types (`<!-- schema: list = set[] -->`).
+struct Schemas {
+    objects: BTreeMap<String, Vec<(String, String)>>,
+    aliases: BTreeMap<String, String>,
+}
+
+fn schemas() -> Schemas {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md"))
+        .expect("docs/cli.md");
+    let mut objects = BTreeMap::new();
+    let mut aliases = BTreeMap::new();
+    let lines: Vec<&str> = doc.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(rest) = line.trim().strip_prefix("<!-- schema: ") else {
+            continue;
+        };
+        let rest = rest.trim_end_matches("-->").trim();
+        if let Some((name, ty)) = rest.split_once(" = ") {
+            aliases.insert(name.trim().to_string(), ty.trim().to_string());
+            continue;
+        }
+        let mut fields = Vec::new();
+        for row in lines[i + 1..]
+            .iter()
+            .skip_while(|l| l.trim().is_empty())
+            .take_while(|l| l.trim_start().starts_with('|'))
+            .skip(2)
+        {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let field = cells[1].trim_matches('`').to_string();
+            let ty = cells[2].trim_matches('`').to_string();
+            fields.push((field, ty));
+        }
+        assert!(!fields.is_empty(), "schema {rest} has no table");
+        objects.insert(rest.to_string(), fields);
+    }
+    Schemas { objects, aliases }
+}
+
+fn is_hex_id(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+fn is_rfc3339(v: &Value) -> bool {
+    let Some(s) = v.as_str() else { return false };
+    let b = s.as_bytes();
+    b.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z'
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10, 13, 16, 19, 23].contains(&i) || c.is_ascii_digit())
+}
+
+impl Schemas {
+    /// Checks `v` against type `ty`; violations are pushed with their path.
+    fn check(&self, at: &str, v: &Value, ty: &str, errs: &mut Vec<String>) {
+        if let Some(inner) = ty.strip_suffix('?') {
+            if !v.is_null() {
+                self.check(at, v, inner, errs);
+            }
+            return;
+        }
+        if let Some(elem) = ty.strip_suffix("[]") {
+            match v.as_array() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        self.check(&format!("{at}[{i}]"), item, elem, errs);
+                    }
+                }
+                None => errs.push(format!("{at}: {v} is not a list")),
+            }
+            return;
+        }
+        if let Some(alias) = self.aliases.get(ty) {
+            return self.check(at, v, alias, errs);
+        }
+        let ok = match ty {
+            "hex" => is_hex_id(v),
+            "time" => is_rfc3339(v),
+            "string" | "path" => v.is_string(),
+            "int" => v.is_u64(),
+            "number" => v.is_number(),
+            "bool" => v.is_boolean(),
+            name => {
+                let Some(fields) = self.objects.get(name) else {
+                    errs.push(format!("{at}: docs/cli.md has no schema {name:?}"));
+                    return;
+                };
+                let Some(obj) = v.as_object() else {
+                    errs.push(format!("{at}: {v} is not an object ({name})"));
+                    return;
+                };
+                let mut documented = BTreeSet::new();
+                self.fields_of(name, fields, &mut |field, fty| {
+                    documented.insert(field.to_string());
+                    match obj.get(field) {
+                        Some(fv) => self.check(&format!("{at}.{field}"), fv, fty, errs),
+                        None => errs.push(format!("{at}: documented field {field} is missing")),
+                    }
+                });
+                for k in obj.keys().filter(|k| !documented.contains(*k)) {
+                    errs.push(format!("{at}: field {k} is not documented in {name}"));
+                }
+                true
+            }
+        };
+        if !ok {
+            errs.push(format!("{at}: {v} is not of type {ty}"));
+        }
+    }
+
+    /// The fields of an object schema, `...other` rows expanded.
+    fn fields_of(&self, name: &str, fields: &[(String, String)], f: &mut dyn FnMut(&str, &str)) {
+        for (field, ty) in fields {
+            match field.strip_prefix("...") {
+                Some(other) => {
+                    let inner = self
+                        .objects
+                        .get(other)
+                        .unwrap_or_else(|| panic!("{name} includes unknown schema {other}"));
+                    self.fields_of(other, inner, f);
+                }
+                None => f(field, ty),
+            }
+        }
+    }
+}
+
+/// No key naming an id holds a number, anywhere; the only numeric `*_id` is `file_id`.
+fn no_numeric_ids(at: &str, v: &Value, errs: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let path = format!("{at}.{k}");
+                if k == "file_id" {
+                    if !x.is_u64() {
+                        errs.push(format!("{path}: a file id is a small number, not {x}"));
+                    }
+                } else if (k == "id" || k.ends_with("_id")) && !(x.is_null() || is_hex_id(x)) {
+                    errs.push(format!("{path}: {x} is not a 16-hex-digit string or null"));
+                }
+                if k == "chain" {
+                    for id in x.as_array().into_iter().flatten() {
+                        if !is_hex_id(id) {
+                            errs.push(format!("{path}: {id} is not a hex id"));
+                        }
+                    }
+                }
+                no_numeric_ids(&path, x, errs);
+            }
+        }
+        Value::Array(items) => {
+            for (i, x) in items.iter().enumerate() {
+                no_numeric_ids(&format!("{at}[{i}]"), x, errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
+    pv(&args)
+}
+
+/// Runs a verb with `--json`, checks its exit code and its document against `schema`.
+fn verb(s: &Schemas, schema: &str, code: i32, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Value {
+    let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = args.to_vec();
+    all.push(&"--json");
+    let o = run(&all);
+    assert_code(&o, code);
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{schema}: not JSON ({e}): {}", stdout(&o)));
+    let mut errs = Vec::new();
+    s.check(schema, &v, schema, &mut errs);
+    no_numeric_ids(schema, &v, &mut errs);
+    assert!(errs.is_empty(), "{schema}:\n{}\n{v:#}", errs.join("\n"));
+    v
+}
+
+#[test]
+fn every_verb_prints_the_documented_schema() {
+    let s = schemas();
+    for name in [
+        "init",
+        "workload",
+        "import",
+        "status",
+        "check",
+        "backup_output",
+        "list",
+        "verify",
+        "restore_output",
+        "demo",
+    ] {
+        assert!(
+            s.objects.contains_key(name) || s.aliases.contains_key(name),
+            "docs/cli.md documents no schema for {name}"
+        );
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (db, repo) = (t.path().join("db"), t.path().join("repo"));
+    let init = verb(
+        &s,
+        "init",
+        0,
+        &[&"init", &db, &"--size", &"2MiB", &"--files", &"2"],
+    );
+    assert_eq!(init["files"], 2);
+    verb(&s, "workload", 0, &[&"workload", &db, &"--writes", &"200"]);
+    let file = t.path().join("a.txt");
+    std::fs::write(&file, b"hello").unwrap();
+    verb(
+        &s,
+        "import",
+        0,
+        &[&"import", &t.path().join("imported"), &file],
+    );
+    verb(&s, "status", 0, &[&"status", &db]);
+    let full = verb(
+        &s,
+        "backup_output",
+        0,
+        &[&"backup", &db, &"-r", &repo, &"--full"],
+    );
+    assert!(
+        full["backup"]["compression"].as_f64().unwrap() > 1.0,
+        "{full}"
+    );
+    assert!(full["backup"]["share_of_base"].is_null());
+    verb(
+        &s,
+        "workload",
+        0,
+        &[&"workload", &db, &"--writes", &"10", &"--seed", &"2"],
+    );
+    let diff = verb(
+        &s,
+        "backup_output",
+        0,
+        &[
+            &"backup",
+            &db,
+            &"-r",
+            &repo,
+            &"--diff",
+            &"--check-consistency",
+        ],
+    );
+    assert_eq!(diff["backup"]["base_id"], full["backup"]["id"]);
+    assert!(diff["backup"]["compression"].is_null());
+    let share = diff["backup"]["share_of_base"].as_f64().unwrap();
+    assert!(share > 0.0 && share < 0.5, "10 pages of 200: {share}");
+    assert_eq!(diff["check"]["errors"], 0);
+    assert_eq!(
+        diff["backup"]["database_id"], init["database_id"],
+        "the backup names the database init created"
+    );
+    let st = verb(&s, "status", 0, &[&"status", &db, &"-r", &repo]);
+    assert!(st["forecast"].is_object(), "{st}");
+    assert_eq!(st["base_id"], full["backup"]["id"]);
+    let list = verb(&s, "list", 0, &[&"list", &"-r", &repo]);
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let v = verb(&s, "verify", 0, &[&"verify", &"-r", &repo]);
+    assert_eq!(v["sets_verified"], 2);
+    let to = t.path().join("restored");
+    let r = verify_restore(&s, &repo, &to);
+    assert_eq!(r["restore"]["chain"].as_array().unwrap().len(), 2);
+    verb(&s, "check", 0, &[&"check", &to]);
+    let demo = verb(
+        &s,
+        "demo",
+        0,
+        &[
+            &"demo",
+            &t.path().join("demo"),
+            &"--size",
+            &"2MiB",
+            &"--files",
+            &"1",
+        ],
+    );
+    assert_eq!(demo["proven"], true);
+    assert!(
+        !t.path().join("demo").exists(),
+        "the demo removes its folder"
+    );
+
+    // Findings are the same objects in check and verify.
+    let page = 20 * 8192 + 3000;
+    let data = db.join("data_0001.pvd");
+    let mut bytes = std::fs::read(&data).unwrap();
+    bytes[page] ^= 0x20;
+    std::fs::write(&data, bytes).unwrap();
+    let c = verb(&s, "check", 3, &[&"check", &db]);
+    assert_eq!(c["findings"][0]["kind"], "checksum");
+    assert_eq!(c["findings"][0]["page"], 20);
+    damage_a_set(&repo);
+    let v = verb(&s, "verify", 3, &[&"verify", &"-r", &repo]);
+    assert!(v["errors"].as_u64().unwrap() > 0);
+    assert!(v["findings"][0]["set_id"].is_string(), "{v}");
+}
+
+fn verify_restore(s: &Schemas, repo: &Path, to: &Path) -> Value {
+    verb(
+        s,
+        "restore_output",
+        0,
+        &[&"restore", &"-r", &repo, &"--to", &to],
+    )
+}
+
+/// Breaks the full's manifest so `list` shows a damaged set and `verify` finds it.
+fn damage_a_set(repo: &Path) {
+    let manifest = std::fs::read_dir(repo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pvm"))
+        .min()
+        .expect("a manifest");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&manifest, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_set_in_list_keeps_every_field() {
+    let s = schemas();
+    let t = tempfile::tempdir().unwrap();
+    let db = crate::cli::init(t.path(), "1MiB", 1);
+    let repo = t.path().join("repo");
+    for kind in ["--full", "--copy-only"] {
+        assert_code(&run(&[&"backup", &db, &"-r", &repo, &kind]), 0);
+    }
+    damage_a_set(&repo);
+    let list = verb(&s, "list", 0, &[&"list", &"-r", &repo]);
+    let sets = list.as_array().unwrap();
+    assert_eq!(sets.len(), 2);
+    let damaged: Vec<&Value> = sets.iter().filter(|x| x["damaged"] == true).collect();
+    assert_eq!(damaged.len(), 1, "{list:#}");
+    assert!(damaged[0]["error"].is_string());
+    // The same keys as a whole set, unknown ones null.
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    let whole = sets.iter().find(|x| x["damaged"] == false).unwrap();
+    assert_eq!(keys(damaged[0]), keys(whole));
+}
