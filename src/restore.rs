@@ -462,11 +462,11 @@ impl<'a> Plan<'a> {
     /// the extents the differential holds, per file.
     fn check_indexes(&self) -> Result<Vec<BitVec>> {
         let manifests: Vec<&Manifest> = self.sets.iter().map(|s| s.m()).collect();
-        let mut diff: Vec<BitVec> = self
-            .files
-            .iter()
-            .map(|f| BitVec::repeat(false, extents_of(&f.entry) as usize))
-            .collect();
+        // Grown extent by extent as the walk goes (a hostile manifest may declare files of
+        // billions of extents: nothing is allocated for extents not walked, and the walk
+        // stops at the first one the chain does not cover).
+        let with_diff = self.sets.len() == 2;
+        let mut diff: Vec<BitVec> = self.files.iter().map(|_| BitVec::new()).collect();
         let mut jobs = JobIter::new(
             self.sets.iter().map(|s| s.reader.entries()).collect(),
             &manifests,
@@ -476,8 +476,9 @@ impl<'a> Plan<'a> {
             if let Some(page) = uncovered_page(&manifests, &job) {
                 return Err(self.uncovered(&self.files[job.file], page));
             }
-            if job.src.get(1).is_some_and(|s| s.is_some()) {
-                diff[job.file].set(job.extent as usize, true);
+            if with_diff {
+                debug_assert_eq!(diff[job.file].len(), job.extent as usize);
+                diff[job.file].push(job.src[1].is_some());
             }
         }
         jobs.finish()?;

@@ -13,6 +13,24 @@ use pagevault::format::{
 };
 use pagevault::{Database, OpenMode};
 
+/// Creates the repository `repo` with `pagevault repo init` unless it is there (no other
+/// verb creates one).
+pub(crate) fn ensure_repo(repo: &std::path::Path) {
+    if !repo.exists() {
+        let o = pv(&[
+            std::ffi::OsStr::new("repo"),
+            "init".as_ref(),
+            repo.as_os_str(),
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "repo init: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
+
 pub(crate) fn pv<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pagevault"))
         .args(args)

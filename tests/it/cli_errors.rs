@@ -210,6 +210,7 @@ fn completions_man_and_version() {
 }
 
 fn backup(db: &Path, repo: &Path, kind: &str) -> Output {
+    crate::cli::ensure_repo(repo);
     let o = run(&[&"backup", &db, &"-r", &repo, &kind]);
     assert_code(&o, 0);
     o
@@ -252,7 +253,7 @@ fn list_of_twenty_sets_fits_100_columns_and_flags_damage_in_place() {
     let m = std::fs::read_dir(&repo)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pvm"))
+        .filter(|p| p.to_string_lossy().contains("manifest-"))
         .max()
         .unwrap();
     let mut bytes = std::fs::read(&m).unwrap();
@@ -263,7 +264,13 @@ fn list_of_twenty_sets_fits_100_columns_and_flags_damage_in_place() {
     assert_code(&o, 0);
     let text = stdout(&o);
     fits(&text, 100);
-    let id = m.file_stem().unwrap().to_str().unwrap();
+    let id = m
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix("manifest-")
+        .unwrap();
     let row = text.lines().position(|l| l.starts_with(&id[..12])).unwrap();
     let flag = text.lines().nth(row + 1).unwrap();
     assert!(flag.contains("DAMAGED"), "{text}");
@@ -354,6 +361,7 @@ fn verbosity_and_quiet() {
     );
     // A differential larger than half its base: warned, unless -q.
     workload(&db, &["--writes", "2000"]);
+    crate::cli::ensure_repo(&repo);
     let o = run(&[&"backup", &db, &"-r", &repo, &"--diff"]);
     assert_code(&o, 0);
     assert!(

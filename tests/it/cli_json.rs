@@ -242,6 +242,7 @@ fn every_verb_prints_the_documented_schema() {
         &[&"import", &t.path().join("imported"), &file],
     );
     verb(&s, "status", 0, &[&"status", &db]);
+    crate::cli::ensure_repo(&repo);
     let full = verb(
         &s,
         "backup_output",
@@ -340,7 +341,7 @@ fn damage_a_set(repo: &Path) {
     let manifest = std::fs::read_dir(repo)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "pvm"))
+        .filter(|p| p.to_string_lossy().contains("manifest-"))
         .min()
         .expect("a manifest");
     let mut bytes = std::fs::read(&manifest).unwrap();
@@ -355,6 +356,7 @@ fn a_damaged_set_in_list_keeps_every_field() {
     let t = tempfile::tempdir().unwrap();
     let db = crate::cli::init(t.path(), "1MiB", 1);
     let repo = t.path().join("repo");
+    crate::cli::ensure_repo(&repo);
     for kind in ["--full", "--copy-only"] {
         assert_code(&run(&[&"backup", &db, &"-r", &repo, &kind]), 0);
     }

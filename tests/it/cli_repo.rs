@@ -27,6 +27,7 @@ fn json(o: &Output) -> Value {
 }
 
 fn backup(repo: &Path, db: &Path, kind: &str) -> Value {
+    crate::cli::ensure_repo(repo);
     let o = pv_env(Some(repo), &[&"backup", &db, &kind, &"--json"]);
     assert_code(&o, 0);
     json(&o)["backup"].clone()

@@ -44,6 +44,7 @@ fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
 }
 
 fn backup(db: &Path, repo: &Path, extra: &[&str]) -> Output {
+    crate::cli::ensure_repo(repo);
     let mut args: Vec<OsString> = vec!["backup".into(), db.into(), "--repo".into(), repo.into()];
     args.extend(extra.iter().map(OsString::from));
     pv(&args)
@@ -274,19 +275,20 @@ fn a_damaged_full_exits_2_saying_so_and_the_next_differential_keeps_the_old_base
         e.contains("damaged") && e.contains("did not become the differential base"),
         "{e}"
     );
-    let damaged_id = json(&o)["backup"]["backup_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let damaged_id = json(&o)["backup"]["id"].as_str().unwrap().to_string();
     assert_eq!(json(&o)["backup"]["damaged"], true);
     // Listed, refused by restore.
     let o = run(&[&"list", &"--repo", &repo, &"--json"]);
     assert_eq!(json(&o).as_array().unwrap().len(), 2);
     let o = run(&[&"list", &"--repo", &repo]);
-    let damaged_line = stdout(&o)
-        .lines()
-        .find(|l| l.starts_with(&damaged_id))
-        .map(str::to_string)
+    // The flag goes on the line under the set's row (ids show their first 12 digits).
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    let damaged_line = lines
+        .iter()
+        .position(|l| l.starts_with(&damaged_id[..12]))
+        .and_then(|i| lines.get(i + 1))
+        .map(|l| l.to_string())
         .unwrap_or_default();
     assert!(
         damaged_line.contains("DAMAGED: unreadable pages recorded (1)"),
@@ -633,7 +635,7 @@ fn backup_reports_bytes_appended_past_a_data_files_last_page() {
     assert_code(&o, 0);
     assert_eq!(
         json(&o)["backup"]["uncommitted_tails"][0],
-        serde_json::json!(["data_0002.pvd", 100])
+        serde_json::json!({"file": "data_0002.pvd", "bytes": 100})
     );
 }
 

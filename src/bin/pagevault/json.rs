@@ -189,7 +189,8 @@ impl Set {
             share_of_base,
             level: Some(d.level),
             bad_pages: Some(d.bad_pages),
-            damaged: e.error.is_some(),
+            // Unreadable, or published with unreadable pages recorded (restore refuses it).
+            damaged: e.error.is_some() || d.bad_pages > 0,
             error: e.error.clone(),
         }
     }
@@ -214,6 +215,17 @@ pub struct BackupJson {
     pub unreadable_pages: Vec<UnreadablePage>,
     /// Extents writers saved aside before changing them during an online backup.
     pub extents_saved_online: u64,
+    /// True when the set became the database's differential base.
+    pub base_committed: bool,
+    /// Data files longer than committed, not part of the database and not backed up.
+    pub uncommitted_tails: Vec<Tail>,
+}
+
+/// Bytes past a data file's last committed page.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tail {
+    pub file: String,
+    pub bytes: u64,
 }
 
 impl BackupJson {
@@ -255,6 +267,7 @@ impl BackupJson {
                 // The run's own measure of itself (the manifest's times are whole ms).
                 duration_s: Some(r.duration_secs),
                 mb_per_s: Some(r.mb_per_sec),
+                damaged: set.damaged || r.damaged,
                 ..set
             },
             threads: r.threads,
@@ -269,6 +282,15 @@ impl BackupJson {
                 })
                 .collect(),
             extents_saved_online: r.snapshot.extents_saved,
+            base_committed: r.base_committed,
+            uncommitted_tails: r
+                .uncommitted_tails
+                .iter()
+                .map(|(file, bytes)| Tail {
+                    file: file.clone(),
+                    bytes: *bytes,
+                })
+                .collect(),
         }
     }
 }
