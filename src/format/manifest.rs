@@ -590,7 +590,7 @@ impl Manifest {
                 .is_none_or(|q: &BadPage| (q.file_id, q.page) < (p.file_id, p.page));
             if u32_at(o + 12) != 0
                 || !in_order
-                || !m.file(p.file_id).is_some_and(|f| p.page < f.page_count)
+                || m.file(p.file_id).is_none_or(|f| p.page >= f.page_count)
             {
                 return Err(format!(
                     "manifest bad-page entry for file {} page {} is invalid or out of order",

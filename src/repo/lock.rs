@@ -50,11 +50,10 @@ impl LockMode {
     /// True when holders of `self` and `other` may not run side by side.
     pub fn conflicts_with(self, other: LockMode) -> bool {
         use LockMode::*;
-        match (self, other) {
-            (Exclusive, _) | (_, Exclusive) => true,
-            (Append, Append) => true,
-            _ => false,
-        }
+        matches!(
+            (self, other),
+            (Exclusive, _) | (_, Exclusive) | (Append, Append)
+        )
     }
 }
 

@@ -94,9 +94,9 @@ impl Backend for LocalBackend {
             if !name.starts_with(prefix) || staged_object(&name).is_some() {
                 continue;
             }
-            match self.stat(&name)? {
-                Some(size) => out.push(ObjectInfo { name, size }),
-                None => {} // removed since the folder was read
+            // None: removed since the folder was read.
+            if let Some(size) = self.stat(&name)? {
+                out.push(ObjectInfo { name, size });
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
