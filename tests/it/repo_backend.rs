@@ -449,3 +449,66 @@ fn a_server_that_ignores_create_only_still_gets_one_repository_and_one_set_per_i
         .unwrap();
     assert!(verify::verify(&s.repo, None).unwrap().is_clean());
 }
+
+#[test]
+fn streams_roll_over_at_the_repository_limit_and_the_set_reads_whole() {
+    for store in Store::both() {
+        let repo = Repository::init(
+            store.backend(),
+            &InitOptions {
+                stream_max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
+        let db = Database::create(
+            Arc::new(MemVfs::new()),
+            &CreateOptions {
+                files: 2,
+                pages_per_file: 256,
+                extents_per_map: 8,
+            },
+        )
+        .unwrap();
+        // Incompressible pages: stored raw, about 3.8 MiB in all.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for f in 1..=2u32 {
+            for p in 0..256u32 {
+                if !db.is_data_page(f, p) {
+                    continue;
+                }
+                let payload: Vec<u8> = (0..pagevault::format::PAGE_PAYLOAD_SIZE)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                db.write_pages(&[pagevault::PageWrite {
+                    file_id: f,
+                    page: p,
+                    payload: &payload,
+                }])
+                .unwrap();
+            }
+        }
+        let id = backup(&db, &repo, BackupKind::Full).unwrap();
+        let m = repo.load_manifest(id).unwrap().manifest;
+        assert!(
+            m.streams.len() >= 3,
+            "{}: {} streams",
+            store.name(),
+            m.streams.len()
+        );
+        assert!(
+            m.streams
+                .iter()
+                .all(|s| s.length <= 1 << 20 && s.record_count > 0),
+            "{}: {:?}",
+            store.name(),
+            m.streams
+        );
+        assert!(verify::verify(&repo, None).unwrap().is_clean());
+        assert_restores(&repo, id, &payloads(&db), store.name());
+    }
+}
