@@ -102,6 +102,8 @@ pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
 pub struct RestoreReport {
     /// The set restored.
     pub backup_id: String,
+    /// The repository it was restored from (a folder or a URL).
+    pub repository: PathBuf,
     /// The sets laid down, oldest first.
     pub chain: Vec<String>,
     pub database_id: String,
@@ -259,6 +261,7 @@ pub fn run(
     let bytes_written = counters.extents.load(Ordering::SeqCst) * EXTENT_SIZE as u64;
     Ok(RestoreReport {
         backup_id: format_backup_id(chain.newest().backup_id),
+        repository: repo.location(),
         chain: chain.ids().into_iter().map(format_backup_id).collect(),
         database_id: format!("{:016x}", plan.database_id),
         target: target.path_of(""),

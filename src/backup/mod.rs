@@ -98,6 +98,8 @@ impl BackupOptions {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackupReport {
     pub backup_id: String,
+    /// The repository the set was published into (a folder or a URL).
+    pub repository: std::path::PathBuf,
     /// The kind taken (a differential that fell back is `full`).
     pub kind: BackupKind,
     /// The base's id, for a differential.
@@ -253,6 +255,7 @@ pub fn run(
     let bytes_stored = m.bytes_stored();
     Ok(BackupReport {
         backup_id: manifest::format_backup_id(backup_id),
+        repository: repo.location(),
         kind: m.kind,
         base_id: plan
             .base

@@ -200,10 +200,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     say!(
         out,
-        "{} backup {} of {}{}",
+        "{} backup {} of {} into {}{}",
         b.kind.name(),
         b.backup_id,
         a.db.display(),
+        b.repository.display(),
         b.base_id
             .as_ref()
             .map(|id| format!(", base {id} (LSN {})", b.base_lsn))

@@ -215,6 +215,8 @@ pub struct BackupJson {
     pub unreadable_pages: Vec<UnreadablePage>,
     /// Extents writers saved aside before changing them during an online backup.
     pub extents_saved_online: u64,
+    /// The repository the set was published into.
+    pub repository: PathBuf,
     /// True when the set became the database's differential base.
     pub base_committed: bool,
     /// Data files longer than committed, not part of the database and not backed up.
@@ -282,6 +284,7 @@ impl BackupJson {
                 })
                 .collect(),
             extents_saved_online: r.snapshot.extents_saved,
+            repository: r.repository.clone(),
             base_committed: r.base_committed,
             uncommitted_tails: r
                 .uncommitted_tails
@@ -444,6 +447,8 @@ impl VerifyJson {
 #[derive(Clone, Debug, Serialize)]
 pub struct RestoreJson {
     pub id: String,
+    /// The repository it was restored from.
+    pub repository: PathBuf,
     /// The sets laid down, oldest first.
     pub chain: Vec<String>,
     pub database_id: String,
@@ -466,6 +471,7 @@ impl RestoreJson {
     pub fn of(r: &RestoreReport) -> RestoreJson {
         RestoreJson {
             id: r.backup_id.clone(),
+            repository: r.repository.clone(),
             chain: r.chain.clone(),
             database_id: r.database_id.clone(),
             target: r.target.clone(),

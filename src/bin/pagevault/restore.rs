@@ -120,9 +120,10 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let s = &report;
     say!(
         out,
-        "restored {} (chain {}) into {}",
+        "restored {} (chain {}) from {} into {}",
         s.backup_id,
         s.chain.join(" -> "),
+        s.repository.display(),
         s.target.display()
     )?;
     say!(
