@@ -71,18 +71,9 @@ pub fn id_of_set_object(name: &str) -> Option<u64> {
     known.then(|| parse_id(id)).flatten()
 }
 
-/// A set id as users see it: 16 lowercase hex digits.
-pub fn format_id(id: u64) -> String {
-    format!("{id:016x}")
-}
-
 /// Parses a 16-hex-digit id (zero is no id).
-pub fn parse_id(s: &str) -> Option<u64> {
-    if s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        u64::from_str_radix(s, 16).ok().filter(|&v| v != 0)
-    } else {
-        None
-    }
+fn parse_id(s: &str) -> Option<u64> {
+    crate::format::manifest::parse_backup_id(s)
 }
 
 #[cfg(test)]

@@ -228,26 +228,18 @@ impl<'a> SetReader<'a> {
         self.streams[e.stream as usize]
             .read_at(e.offset, record)
             .map_err(|err| Error::io(&at, err))?;
-        let h = RecordHeader::decode(record).map_err(|x| {
+        let bad = |what: String| {
             Error::corrupt(
                 &at,
                 format!(
-                    "backup set {}: record at offset {}: {x}",
+                    "backup set {}: record at offset {}: {what}",
                     format_backup_id(m.backup_id),
                     e.offset
                 ),
             )
-        })?;
-        check_record(&h, e, m, position).map_err(|x| {
-            Error::corrupt(
-                &at,
-                format!(
-                    "backup set {}: record at offset {}: {x}",
-                    format_backup_id(m.backup_id),
-                    e.offset
-                ),
-            )
-        })?;
+        };
+        let h = RecordHeader::decode(record).map_err(|x| bad(x.to_string()))?;
+        check_record(&h, e, m, position).map_err(bad)?;
         Ok(h)
     }
 }
