@@ -1,4 +1,5 @@
-//! `pagevault repo init R [--stream-size SIZE] [--json]`: creates a repository (format 2).
+//! `pagevault repo init [R] [--stream-size SIZE] [--json]`: creates a repository (format 2);
+//! `R` defaults to `PAGEVAULT_REPO`, as every verb's `-r`.
 //! Other verbs never create one, so a mistyped `--repo` is refused instead of becoming a
 //! new, empty repository.
 
@@ -19,13 +20,16 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RepoCommand {
-    /// Create a new, empty repository in a folder (created if missing).
+    /// Create a new, empty repository in a folder (created if missing). No other verb
+    /// creates one: a mistyped -r is refused, never a new empty repository.
+    #[command(after_help = "Examples:\n  pagevault repo init /backups/db\n  PAGEVAULT_REPO=/backups/db pagevault repo init\n  pagevault repo init /backups/db --stream-size 256MiB\n\nExit codes: 0 created; 1 it could not be (a repository or other files are already there); 64 usage error.")]
     Init(InitArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Folder of the new repository.
+    /// Folder of the new repository (or PAGEVAULT_REPO).
+    #[arg(env = "PAGEVAULT_REPO", value_name = "R")]
     pub repo: PathBuf,
     /// The largest stream object a backup writes before it rolls over to the next
     /// (default 1GiB; at least 1MiB).
