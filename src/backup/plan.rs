@@ -122,7 +122,10 @@ fn resolve_base_at(ctl: &Control, repo: &Repository) -> Result<Result<Base, Stri
         Err(e) => return Err(e),
     };
     let m = loaded.manifest;
-    let why = if m.kind != BackupKind::Full {
+    let damaged = repo.set_objects_problem(&m)?;
+    let why = if let Some(what) = damaged {
+        Some(format!("the differential base {id} is damaged ({what})"))
+    } else if m.kind != BackupKind::Full {
         Some(format!(
             "the differential base {id} is a {} backup, not a full",
             m.kind.name()

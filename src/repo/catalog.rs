@@ -110,7 +110,11 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
     Ok(out)
 }
 
-/// A missing or wrong-length stream (cheap checks of sizes; `verify` reads the records).
+/// A missing or wrong-size stream or index piece (cheap checks of sizes; `verify` reads
+/// the records). A failure to look is reported too: the listing never fails for a set.
 fn streams_problem(repo: &Repository, m: &Manifest) -> Option<String> {
-    (0..m.streams.len() as u32).find_map(|i| repo.open_stream(m, i).err().map(|e| e.to_string()))
+    match repo.set_objects_problem(m) {
+        Ok(problem) => problem,
+        Err(e) => Some(e.to_string()),
+    }
 }

@@ -225,10 +225,7 @@ impl Repository {
     /// parent synced so the new folder is durable).
     pub fn init_dir(dir: &Path, opts: &InitOptions) -> Result<Repository> {
         if !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                crate::io::file::sync_dir_path(parent).map_err(|e| Error::io(parent, e))?;
-            }
+            crate::io::file::create_dir_synced(dir).map_err(|e| Error::io(dir, e))?;
         }
         check_folder(dir)?;
         Repository::init(
@@ -384,6 +381,45 @@ impl Repository {
             ));
         }
         Ok(r)
+    }
+
+    /// What is missing or of the wrong size among the objects `m` names (its streams by
+    /// size, its index pieces by size), if anything: a cheap check that reads no bytes.
+    /// An I/O error is an error, never a finding.
+    pub fn set_objects_problem(&self, m: &Manifest) -> Result<Option<String>> {
+        for i in 0..m.streams.len() as u32 {
+            match self.open_stream(m, i) {
+                Ok(_) => {}
+                Err(e @ Error::Corrupt { .. }) => return Ok(Some(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+        for (i, p) in m.pieces.iter().enumerate() {
+            let name = names::index_piece(m.backup_id, i as u32);
+            let want = crate::format::index_piece::PIECE_HEADER_SIZE as u64
+                + p.entry_count as u64 * crate::format::index_piece::INDEX_ENTRY_SIZE as u64
+                + 4;
+            let size = self
+                .backend
+                .stat(&name)
+                .map_err(|e| Error::io(self.backend.location(&name), e))?;
+            match size {
+                Some(s) if s == want => {}
+                Some(s) => {
+                    return Ok(Some(format!(
+                        "{}: index piece is {s} bytes, the manifest says {want}",
+                        self.backend.location(&name).display()
+                    )))
+                }
+                None => {
+                    return Ok(Some(format!(
+                        "{}: index piece of the backup set is missing",
+                        self.backend.location(&name).display()
+                    )))
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Reads index piece `i` of `m` (checked against the manifest's table) into `out`.

@@ -148,6 +148,23 @@ fn a_differential_whose_base_set_was_deleted_is_refused_or_falls_back() {
 }
 
 #[test]
+fn a_differential_whose_base_lost_a_stream_or_an_index_piece_is_refused_or_falls_back() {
+    // Found by an adversarial run (issue 11): the differential exited 0 and could never
+    // be restored, and --fallback-to-full did not fall back.
+    for lost in ["stream", "index piece"] {
+        let f = Fixture::small();
+        let full = f.backup(BackupKind::Full).unwrap();
+        write_scattered(f.db(), 4, 5);
+        let name = match lost {
+            "stream" => stream_file_name(id_of(&full), 0),
+            _ => pagevault::repo::names::index_piece(id_of(&full), 0),
+        };
+        f.repo_vfs.remove(&name).unwrap();
+        assert_refused_then_falls_back(&f, "is damaged");
+    }
+}
+
+#[test]
 fn a_differential_whose_base_belongs_to_another_database_is_refused_or_falls_back() {
     // Database B's base is set b (in another repository); in this repository a set
     // under b's id belongs to database A.
@@ -166,6 +183,16 @@ fn a_differential_whose_base_belongs_to_another_database_is_refused_or_falls_bac
         .unwrap();
     pagevault::io::replace_atomically(&a.repo_vfs, &stream_file_name(id_of(&full_b), 0), &stream)
         .unwrap();
+    let piece = a
+        .repo_vfs
+        .read_file(&pagevault::repo::names::index_piece(id_of(&full_a), 0))
+        .unwrap();
+    pagevault::io::replace_atomically(
+        &a.repo_vfs,
+        &pagevault::repo::names::index_piece(id_of(&full_b), 0),
+        &piece,
+    )
+    .unwrap();
     // Point b's fixture at a's repository.
     let f = b.with_repository(a.repo_vfs.clone());
     assert_refused_then_falls_back(&f, "belongs to database");

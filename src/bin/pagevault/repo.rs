@@ -22,7 +22,9 @@ pub struct Args {
 pub enum RepoCommand {
     /// Create a new, empty repository in a folder (created if missing). No other verb
     /// creates one: a mistyped -r is refused, never a new empty repository.
-    #[command(after_help = "Examples:\n  pagevault repo init /backups/db\n  PAGEVAULT_REPO=/backups/db pagevault repo init\n  pagevault repo init /backups/db --stream-size 256MiB\n\nExit codes: 0 created; 1 it could not be (a repository or other files are already there); 64 usage error.")]
+    #[command(
+        after_help = "Examples:\n  pagevault repo init /backups/db\n  PAGEVAULT_REPO=/backups/db pagevault repo init\n  pagevault repo init /backups/db --stream-size 256MiB\n\nExit codes: 0 created; 1 it could not be (a repository or other files are already there); 64 usage error."
+    )]
     Init(InitArgs),
 }
 
