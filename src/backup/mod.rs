@@ -142,6 +142,56 @@ pub struct BackupReport {
     pub snapshot: SnapshotStats,
 }
 
+/// What a backup would do now, taking nothing (`pagevault backup --dry-run`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupPlanReport {
+    /// The repository the set would go into.
+    pub repository: std::path::PathBuf,
+    /// The kind it would take (a differential with no usable base and the fallback asked
+    /// for is a full).
+    pub kind: BackupKind,
+    pub base_id: Option<String>,
+    pub base_lsn: u64,
+    pub change_source: ChangeSource,
+    pub fallback_reason: Option<String>,
+    pub files: u32,
+    pub extents_to_read: u64,
+    pub bytes_to_read: u64,
+    /// For a differential: the forecast of its size and its share of the base's.
+    pub forecast: Option<Forecast>,
+}
+
+/// Plans a backup of `db` into `repo` with `opts` as [`run`] would now, and writes
+/// nothing: no lock, no set, no change to the database. A differential is forecast
+/// (which reads the extents it would read).
+pub fn plan_only(
+    db: &Database,
+    repo: &Repository,
+    opts: &BackupOptions,
+) -> Result<BackupPlanReport> {
+    let p = plan::plan_live(db, repo, opts.kind, opts.fallback_to_full, db.last_lsn())?;
+    let forecast = match p.kind {
+        BackupKind::Differential => Some(forecast::forecast(db, repo)?),
+        _ => None,
+    };
+    let extents = p.extents_to_read();
+    Ok(BackupPlanReport {
+        repository: repo.location(),
+        kind: p.kind,
+        base_id: p
+            .base
+            .as_ref()
+            .map(|b| manifest::format_backup_id(b.backup_id)),
+        base_lsn: p.base_lsn(),
+        change_source: p.change_source,
+        fallback_reason: p.fallback_reason.clone(),
+        files: p.files.len() as u32,
+        extents_to_read: extents,
+        bytes_to_read: extents * EXTENT_SIZE as u64,
+        forecast,
+    })
+}
+
 /// The worker count `threads` stands for (0 = the available cores).
 pub fn effective_threads(threads: usize) -> Result<usize> {
     if threads > MAX_THREADS {

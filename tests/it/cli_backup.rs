@@ -250,3 +250,38 @@ fn backup_into_a_location_without_a_repository_is_refused_and_repo_init_creates_
     );
     assert_code(&backup(&db, &repo, &["--full"]), 0);
 }
+
+#[test]
+fn dry_run_prints_the_plan_and_takes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let db = init(t.path(), "1MiB", 1);
+    let repo = t.path().join("repo");
+    workload(&db, &["--writes", "50"]);
+    assert_code(&backup(&db, &repo, &["--full"]), 0);
+    workload(&db, &["--writes", "20", "--seed", "9"]);
+    let list_before = stdout(&run(&[&"list", &"-r", &repo, &"--json"]));
+    let status_before = stdout(&run(&[&"status", &db, &"--json"]));
+    let o = backup(&db, &repo, &["--diff", "--dry-run", "--json"]);
+    assert_code(&o, 0);
+    let p = json(&o);
+    assert_eq!(p["kind"], "differential");
+    assert!(p["base_id"].is_string(), "{p}");
+    assert!(p["extents_to_read"].as_u64().unwrap() > 0, "{p}");
+    assert!(p["forecast"]["pages_changed"].as_u64().unwrap() > 0, "{p}");
+    // A full's dry run: every extent, no forecast, and the database stays as it was.
+    let o = backup(&db, &repo, &["--full", "--dry-run"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("nothing was taken"), "{}", stdout(&o));
+    assert_eq!(
+        stdout(&run(&[&"list", &"-r", &repo, &"--json"])),
+        list_before
+    );
+    let status_after = stdout(&run(&[&"status", &db, &"--json"]));
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&status_before).unwrap(),
+        serde_json::from_str(&status_after).unwrap(),
+    );
+    assert!(a["extents_changed"].as_u64().unwrap() > 0, "{a}");
+    assert_eq!(a["base_id"], b["base_id"]);
+    assert_eq!(a["extents_changed"], b["extents_changed"], "{a} {b}");
+}

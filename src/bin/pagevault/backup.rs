@@ -52,6 +52,10 @@ pub struct Args {
     /// Verify the new set (every record and page) after writing it.
     #[arg(long)]
     pub check_consistency: bool,
+    /// Print the plan (kind, base, extents to read, and for a differential the forecast
+    /// of its size) and take nothing.
+    #[arg(long, conflicts_with = "check_consistency")]
+    pub dry_run: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -75,7 +79,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     };
     // A full commits the new base, so it needs the database writable; the other kinds
     // only read (a database on read-only media can still be backed up).
-    let mode = if kind == BackupKind::Full || a.fallback_to_full {
+    let mode = if (kind == BackupKind::Full || a.fallback_to_full) && !a.dry_run {
         OpenMode::ReadWrite
     } else {
         OpenMode::ReadOnly
@@ -99,6 +103,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    if a.dry_run {
+        let plan = backup::plan_only(&db, &repo, &opts)?;
+        db.close()?;
+        return print_plan(&plan, a.json, out);
+    }
     tracing::info!(
         "{} backup of {} into {} ({}, zstd level {})",
         kind.name(),
@@ -258,4 +267,44 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         (None, None) => {}
     }
     Ok(code)
+}
+
+/// The plan of `--dry-run`: what would be taken, nothing taken.
+fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, Failure> {
+    if json {
+        out.json(&crate::json::PlanJson::of(p))?;
+        return Ok(Exit::Success);
+    }
+    say!(
+        out,
+        "would take a {} backup into {}{} (nothing was taken)",
+        p.kind.name(),
+        p.repository.display(),
+        p.base_id
+            .as_ref()
+            .map(|b| format!(", base {b} (LSN {})", p.base_lsn))
+            .unwrap_or_default()
+    )?;
+    if let Some(why) = &p.fallback_reason {
+        say!(out, "note: a full instead of a differential: {why}")?;
+    }
+    say!(
+        out,
+        "would read {} extents ({}) of {} files, changes found by {}",
+        p.extents_to_read,
+        pagevault::units::format_size(p.bytes_to_read),
+        p.files,
+        p.change_source.describe()
+    )?;
+    if let Some(f) = &p.forecast {
+        say!(
+            out,
+            "forecast: {} pages changed, about {} stored, {:.0} % of its base's size: {}",
+            f.pages_changed,
+            pagevault::units::format_size(f.differential_bytes),
+            f.share * 100.0,
+            f.reason
+        )?;
+    }
+    Ok(Exit::Success)
 }

@@ -621,3 +621,36 @@ mod tests {
         }
     }
 }
+
+/// `backup --dry-run --json`: what a backup would take now.
+#[derive(Debug, Serialize)]
+pub struct PlanJson {
+    pub repository: PathBuf,
+    /// `full`, `differential` or `copy_only`.
+    pub kind: String,
+    pub base_id: Option<String>,
+    pub base_lsn: u64,
+    pub change_source: String,
+    pub fallback_reason: Option<String>,
+    pub files: u32,
+    pub extents_to_read: u64,
+    pub bytes_to_read: u64,
+    pub forecast: Option<ForecastJson>,
+}
+
+impl PlanJson {
+    pub fn of(p: &pagevault::backup::BackupPlanReport) -> PlanJson {
+        PlanJson {
+            repository: p.repository.clone(),
+            kind: name_of(&p.kind),
+            base_id: p.base_id.clone(),
+            base_lsn: p.base_lsn,
+            change_source: name_of(&p.change_source),
+            fallback_reason: p.fallback_reason.clone(),
+            files: p.files,
+            extents_to_read: p.extents_to_read,
+            bytes_to_read: p.bytes_to_read,
+            forecast: p.forecast.as_ref().map(ForecastJson::of),
+        }
+    }
+}
