@@ -24,6 +24,7 @@ mod online_backup;
 mod online_faults;
 mod online_harness;
 mod repo_backend;
+mod repo_locks;
 mod restore_bench;
 mod restore_chain;
 mod restore_fixture;
