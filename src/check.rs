@@ -371,7 +371,7 @@ fn check_file(
         );
         return FileResult { pages: 0, sink };
     }
-    let storage = match vfs.open(&entry.name, false) {
+    let storage = match crate::io::open_to_read(vfs, &entry.name) {
         Ok(s) => s,
         Err(e) => {
             sink.error(

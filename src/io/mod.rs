@@ -102,9 +102,19 @@ pub fn replace_atomically(vfs: &dyn Vfs, name: &str, bytes: &[u8]) -> io::Result
     vfs.sync_dir()
 }
 
+/// Opens an existing file only to read it: as [`Vfs::open`] does (so a folder in its
+/// place is refused as before), or read-only where the file cannot be written
+/// (read-only media, a file this user may only read).
+pub fn open_to_read(vfs: &dyn Vfs, name: &str) -> io::Result<Arc<dyn Storage>> {
+    match vfs.open(name, false) {
+        Err(e) if file::is_read_only_error(&e) => vfs.open_read(name),
+        r => r,
+    }
+}
+
 /// Reads a whole (small) file.
 pub fn read_all(vfs: &dyn Vfs, name: &str, limit_bytes: u64) -> io::Result<Vec<u8>> {
-    let f = vfs.open(name, false)?;
+    let f = open_to_read(vfs, name)?;
     let len = f.len()?;
     if len > limit_bytes {
         return Err(io::Error::new(

@@ -241,9 +241,13 @@ impl DataFile {
                 "data file listed in the control file is missing",
             ));
         }
-        let storage = vfs
-            .open(&entry.name, false)
-            .map_err(|e| Error::io(&path, e))?;
+        // A read-only open never writes: read-only media serve it.
+        let storage = if writable {
+            vfs.open(&entry.name, false)
+        } else {
+            crate::io::open_to_read(vfs, &entry.name)
+        }
+        .map_err(|e| Error::io(&path, e))?;
         let want = entry.page_count as u64 * PAGE_SIZE as u64;
         let len = storage.len().map_err(|e| Error::io(&path, e))?;
         if len < want {

@@ -25,6 +25,8 @@ mod online_faults;
 mod online_harness;
 mod repo_backend;
 mod repo_format;
+mod repo_locks;
+mod repo_readonly;
 mod restore_bench;
 mod restore_chain;
 mod restore_fixture;
