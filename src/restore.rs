@@ -38,14 +38,16 @@ use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
 use crate::format::file_header::{FileHeader, TrackingState, FLAG_RESTORING};
 use bitvec::vec::BitVec;
 
-use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
-use crate::format::page::{self, PageAddress};
+use crate::format::control::RESERVED_NAMES;
+use crate::format::manifest::{format_backup_id, BackupKind, Manifest};
+use crate::format::page::PageAddress;
 use crate::format::record::{self, RECORD_HEADER_SIZE};
-use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE, PAGE_TYPE_DATA};
+use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::io::{self, file::DiskVfs, Storage, Vfs};
 use crate::progress::Progress;
 use crate::repo::chain::{self, Chain};
-use crate::repo::set_reader::{IndexIter, SetReader};
+use crate::repo::coverage::{uncovered_page, Job, JobIter};
+use crate::repo::set_reader::{check_page, SetReader};
 use crate::repo::{LockMode, Repository};
 
 /// The tracking epoch a restored database starts with.
@@ -56,8 +58,6 @@ const WINDOW_EXTENTS: usize = 4;
 pub const MAX_THREADS: usize = 256;
 /// The largest control file read from a target.
 const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
-/// Names a manifest may never give a data file: the database's own files.
-pub(crate) const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, "pagevault.ctl.tmp", "LOCK"];
 
 /// What to restore and where.
 #[derive(Clone)]
@@ -150,15 +150,6 @@ impl PlanSet<'_> {
     fn m(&self) -> &Manifest {
         self.reader.manifest()
     }
-}
-
-/// One extent to assemble: file index in the plan, extent, and per set of the chain the
-/// index entry (with its position in the set) of the record that holds it, if any.
-#[derive(Clone, Copy)]
-struct Job {
-    file: usize,
-    extent: u32,
-    src: [Option<(u64, IndexEntry)>; 2],
 }
 
 struct Plan<'a> {
@@ -557,115 +548,6 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Every extent of the newest set's files, in order, paired with the entry of each set
-/// of the chain that holds it. Entries of files the newest set does not have are
-/// passed over; [`JobIter::finish`] reads every index to its end, so each is checked.
-struct JobIter<'i> {
-    iters: Vec<std::iter::Peekable<IndexIter<'i>>>,
-    /// (file id, extents) of the newest set's files.
-    files: Vec<(u32, u32)>,
-    file: usize,
-    extent: u32,
-}
-
-impl<'i> JobIter<'i> {
-    fn new(iters: Vec<IndexIter<'i>>, sets: &[&Manifest]) -> JobIter<'i> {
-        let newest = sets.last().expect("a chain holds at least one set");
-        JobIter {
-            iters: iters.into_iter().map(|i| i.peekable()).collect(),
-            files: newest
-                .files
-                .iter()
-                .map(|f| (f.file_id, f.page_count / PAGES_PER_EXTENT as u32))
-                .collect(),
-            file: 0,
-            extent: 0,
-        }
-    }
-
-    /// Reads what is left of every index, so every entry is checked.
-    fn finish(&mut self) -> Result<()> {
-        for it in &mut self.iters {
-            for e in it.by_ref() {
-                e?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Iterator for JobIter<'_> {
-    type Item = Result<Job>;
-
-    fn next(&mut self) -> Option<Result<Job>> {
-        while self.file < self.files.len() && self.extent >= self.files[self.file].1 {
-            self.file += 1;
-            self.extent = 0;
-        }
-        let &(file_id, _) = self.files.get(self.file)?;
-        let key = (file_id, self.extent);
-        let mut src = [None, None];
-        for (s, it) in self.iters.iter_mut().enumerate().take(2) {
-            loop {
-                match it.peek() {
-                    Some(Ok((_, e))) if (e.file_id, e.extent) < key => {
-                        it.next();
-                    }
-                    Some(Ok((_, e))) if (e.file_id, e.extent) == key => {
-                        src[s] = it.next().and_then(|r| r.ok());
-                        break;
-                    }
-                    Some(Err(_)) => {
-                        let e = it.next()?.err()?;
-                        return Some(Err(e));
-                    }
-                    _ => break,
-                }
-            }
-        }
-        let job = Job {
-            file: self.file,
-            extent: self.extent,
-            src,
-        };
-        self.extent += 1;
-        Some(Ok(job))
-    }
-}
-
-/// The first data page of `job`'s extent that no set of the chain holds, if any.
-fn uncovered_page(sets: &[&Manifest], job: &Job) -> Option<u64> {
-    let epm = sets.last()?.extents_per_map;
-    let have = job
-        .src
-        .iter()
-        .flatten()
-        .fold(0u8, |m, (_, e)| m | e.page_mask);
-    let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
-    (0..PAGES_PER_EXTENT as u64)
-        .map(|i| first_page + i)
-        .find(|&pn| have & (1 << (pn - first_page)) == 0 && !is_system_page(pn, epm))
-}
-
-/// The first data page (file index in the newest set, page number) of the newest set's
-/// files that no set of the chain `sets` (oldest first) indexes, if any. Reads every
-/// index once; an index that does not check is an error.
-pub(crate) fn first_uncovered(
-    repo: &Repository,
-    sets: &[&Manifest],
-) -> Result<Option<(usize, u64)>> {
-    let iters = sets.iter().map(|m| IndexIter::new(repo, m)).collect();
-    let mut jobs = JobIter::new(iters, sets);
-    for job in jobs.by_ref() {
-        let job = job?;
-        if let Some(page) = uncovered_page(sets, &job) {
-            return Ok(Some((job.file, page)));
-        }
-    }
-    jobs.finish()?;
-    Ok(None)
-}
-
 /// Buffers of one worker thread: one record, one extent, one decompressor.
 struct Worker {
     dec: zstd::bulk::Decompressor<'static>,
@@ -837,45 +719,4 @@ impl Worker {
         };
         map.encode(addr, f.system_lsn)
     }
-}
-
-/// Verifies one page image of a record of `m`: a data page at its address, with an LSN
-/// inside what the set may hold. Returns its LSN.
-pub(crate) fn check_page(
-    img: &[u8],
-    page_number: u64,
-    file_id: u32,
-    m: &Manifest,
-    extents_per_map: u32,
-) -> std::result::Result<u64, String> {
-    if is_system_page(page_number, extents_per_map) {
-        return Err(format!(
-            "it holds system page {page_number}, which backups never store"
-        ));
-    }
-    let addr = PageAddress {
-        database_id: m.database_id,
-        file_id,
-        page_number: page_number as u32,
-    };
-    let h = page::verify(img, addr).map_err(|f| format!("page {page_number}: {f}"))?;
-    if h.page_type != PAGE_TYPE_DATA {
-        return Err(format!(
-            "page {page_number} has page type {}, not a data page",
-            h.page_type
-        ));
-    }
-    if h.lsn > m.snapshot_lsn {
-        return Err(format!(
-            "page {page_number} has LSN {} above the set's snapshot LSN {}",
-            h.lsn, m.snapshot_lsn
-        ));
-    }
-    if m.kind == BackupKind::Differential && h.lsn <= m.base_lsn {
-        return Err(format!(
-            "page {page_number} has LSN {}, not above the differential's base LSN {}",
-            h.lsn, m.base_lsn
-        ));
-    }
-    Ok(h.lsn)
 }

@@ -16,13 +16,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::format::control::RESERVED_NAMES;
 use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
 use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::repo::backend::ObjectReader;
-use crate::repo::set_reader::{check_record, IndexIter};
+use crate::repo::coverage::first_uncovered;
+use crate::repo::set_reader::{check_page, check_record, IndexIter};
 use crate::repo::{chain, LockMode, Repository};
-use crate::restore::{check_page, first_uncovered, RESERVED_NAMES};
 
 /// Findings kept per set; more are counted, not listed.
 pub const MAX_FINDINGS_PER_SET: usize = 100;

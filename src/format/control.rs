@@ -85,6 +85,9 @@ pub const DATA_FILE_SUFFIX: &str = ".pvd";
 /// True for names the engine creates and accepts for data files: 1 to 48 bytes of
 /// `[A-Za-z0-9._-]`, not starting with a dot, ending in `.pvd` (so never the name of the
 /// control file, the lock, a repository file or a temporary). Names are data, never paths.
+/// Names a manifest may never give a data file: the database's own files.
+pub const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, "pagevault.ctl.tmp", "LOCK"];
+
 pub fn valid_file_name(name: &str) -> bool {
     name.len() > DATA_FILE_SUFFIX.len()
         && name.len() <= NAME_MAX

@@ -24,6 +24,7 @@
 pub mod backend;
 pub mod catalog;
 pub mod chain;
+pub mod coverage;
 pub mod lease;
 pub mod lock;
 pub mod names;

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{format_backup_id, IndexEntry, Manifest};
+use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
+use crate::format::page::{self, PageAddress};
 use crate::format::record::RecordHeader;
-use crate::format::PAGES_PER_EXTENT;
+use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_TYPE_DATA};
 
 use super::backend::ObjectReader;
 use super::{LoadedManifest, Repository};
@@ -288,4 +289,45 @@ pub fn check_record(
 /// tests and tools only (no verb holds a whole index in memory).
 pub fn collect_index(repo: &Repository, m: &Manifest) -> Result<Vec<IndexEntry>> {
     IndexIter::new(repo, m).map(|r| r.map(|(_, e)| e)).collect()
+}
+
+/// Verifies one page image of a record of `m`: a data page at its address, with an LSN
+/// inside what the set may hold. Returns its LSN.
+pub fn check_page(
+    img: &[u8],
+    page_number: u64,
+    file_id: u32,
+    m: &Manifest,
+    extents_per_map: u32,
+) -> std::result::Result<u64, String> {
+    if is_system_page(page_number, extents_per_map) {
+        return Err(format!(
+            "it holds system page {page_number}, which backups never store"
+        ));
+    }
+    let addr = PageAddress {
+        database_id: m.database_id,
+        file_id,
+        page_number: page_number as u32,
+    };
+    let h = page::verify(img, addr).map_err(|f| format!("page {page_number}: {f}"))?;
+    if h.page_type != PAGE_TYPE_DATA {
+        return Err(format!(
+            "page {page_number} has page type {}, not a data page",
+            h.page_type
+        ));
+    }
+    if h.lsn > m.snapshot_lsn {
+        return Err(format!(
+            "page {page_number} has LSN {} above the set's snapshot LSN {}",
+            h.lsn, m.snapshot_lsn
+        ));
+    }
+    if m.kind == BackupKind::Differential && h.lsn <= m.base_lsn {
+        return Err(format!(
+            "page {page_number} has LSN {}, not above the differential's base LSN {}",
+            h.lsn, m.base_lsn
+        ));
+    }
+    Ok(h.lsn)
 }
