@@ -19,13 +19,14 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RepoCommand {
-    /// Create a new, empty repository in a folder (created if missing).
+    /// Create a new, empty repository in a folder (created if missing) or at
+    /// `s3://BUCKET/PREFIX` (docs/s3.md).
     Init(InitArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Folder of the new repository.
+    /// Folder (or `s3://BUCKET/PREFIX`) of the new repository.
     pub repo: PathBuf,
     /// The largest stream object a backup writes before it rolls over to the next
     /// (default 1GiB; at least 1MiB).
@@ -62,7 +63,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     if let Some(s) = a.stream_size {
         opts.stream_max_bytes = s;
     }
-    let repo = Repository::init_dir(&a.repo, &opts)?;
+    let repo = Repository::init_any(&a.repo, &opts)?;
     let report = Report {
         repository: a.repo.clone(),
         repository_id: format!("{:016x}", repo.repository_id()),
