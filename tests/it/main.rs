@@ -25,6 +25,7 @@ mod online_faults;
 mod online_harness;
 mod repo_backend;
 mod repo_format;
+mod repo_s3;
 mod restore_bench;
 mod restore_chain;
 mod restore_fixture;
