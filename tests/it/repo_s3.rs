@@ -380,3 +380,141 @@ fn s3_an_object_deleted_under_a_restore_fails_it_cleanly() {
     assert!(one_line(&o).contains(&stream));
     assert!(pagevault::Database::open_dir(&to, pagevault::OpenMode::ReadOnly).is_err());
 }
+
+/// A Garage cluster of its own (three nodes, replication factor 3), stopped on drop.
+struct Cluster {
+    env: Vec<(String, String)>,
+}
+
+impl Cluster {
+    fn script() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/garage.sh")
+    }
+
+    fn start() -> Cluster {
+        let o = Command::new(Self::script())
+            .args(["--nodes", "3", "start"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/garage.sh");
+        assert!(o.status.success(), "garage.sh: {}", stderr(&o));
+        let env = stdout(&o)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Cluster { env }
+    }
+
+    fn var(&self, k: &str) -> &str {
+        &self.env.iter().find(|(n, _)| n == k).expect(k).1
+    }
+
+    fn node(&self, verb: &str, i: u32) {
+        let o = Command::new(Self::script())
+            .args([verb, &i.to_string(), self.var("PAGEVAULT_GARAGE_DIR")])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{verb} {i}: {}", stderr(&o));
+    }
+
+    /// Runs the binary against the cluster.
+    fn pv(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.push(("PAGEVAULT_S3_TIMEOUT_SECS", "3"));
+        pv_env(args, &env)
+    }
+
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pagevault"));
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(Self::script())
+            .args(["stop", self.var("PAGEVAULT_GARAGE_DIR")])
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+#[test]
+fn s3_cluster_one_node_down_succeeds_two_down_fails_cleanly_and_it_recovers() {
+    if bucket("s3 three-node cluster").is_none() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let c = Cluster::start();
+    let url = format!("s3://{}/cluster", c.var("PAGEVAULT_S3_BUCKET"));
+    let db = init(t.path(), "32MiB", 2);
+    workload(&db, &["--writes", "3000", "--seed", "5"]);
+    assert_code(&c.pv(&[&"repo", &"init", &url]), 0);
+
+    // One node killed during a full backup: quorum 2 of 3, the backup succeeds.
+    let db_s = db.to_str().unwrap();
+    let child = c.spawn(&["backup", db_s, "--repo", &url, "--full"]);
+    std::thread::sleep(Duration::from_millis(300));
+    c.node("kill-node", 3);
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    // And another while it is down.
+    assert_code(&c.pv(&[&"backup", &db, &"--repo", &url, &"--full"]), 0);
+
+    // Two down: one sentence, exit 1, in seconds.
+    c.node("kill-node", 2);
+    let started = Instant::now();
+    let o = c.pv(&[&"backup", &db, &"--repo", &url, &"--full"]);
+    assert_code(&o, 1);
+    let err = one_line(&o);
+    assert!(err.contains(c.var("PAGEVAULT_S3_BUCKET")), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+
+    // Both back: the cluster heals, then a backup, a verify and a restore succeed.
+    c.node("start-node", 2);
+    c.node("start-node", 3);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let listed = loop {
+        let o = c.pv(&[&"list", &"--repo", &url, &"--json"]);
+        if o.status.code() == Some(0) {
+            break json(&o);
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        2,
+        "the failed backup published nothing: {listed}"
+    );
+    workload(&db, &["--writes", "50", "--seed", "6"]);
+    assert_code(&c.pv(&[&"backup", &db, &"--repo", &url, &"--diff"]), 0);
+    assert_code(&c.pv(&[&"verify", &"--repo", &url]), 0);
+    let to = t.path().join("restored");
+    assert_code(&c.pv(&[&"restore", &"--repo", &url, &"--to", &to]), 0);
+    let cmp = pagevault::compare::compare_databases(&db, &to).unwrap();
+    assert!(cmp.identical(), "{cmp:?}");
+    // No lease is left held.
+    let mut opts = S3Options::from_env(&url).unwrap();
+    opts.endpoint = Some(c.var("AWS_ENDPOINT_URL").to_string());
+    opts.region = "garage".into();
+    opts.access_key_id = Some(c.var("AWS_ACCESS_KEY_ID").to_string());
+    opts.secret_access_key = Some(c.var("AWS_SECRET_ACCESS_KEY").to_string());
+    let b = S3Backend::connect(opts).unwrap();
+    assert!(b.list(names::LEASE_PREFIX).unwrap().is_empty());
+    assert_eq!(b.list(names::MANIFEST_PREFIX).unwrap().len(), 3);
+}
