@@ -66,6 +66,8 @@ node_config() {
 metadata_dir = "$dir/node$i/meta"
 data_dir = "$dir/node$i/data"
 db_engine = "sqlite"
+# pagevault compresses its streams already: a second zstd pass costs CPU for nothing.
+compression_level = "none"
 replication_factor = $rf
 rpc_bind_addr = "127.0.0.1:$rpc_port"
 rpc_public_addr = "127.0.0.1:$rpc_port"

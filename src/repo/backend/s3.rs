@@ -19,8 +19,9 @@
 //! [`super::retry::Retrying`] wrapper retries a bounded number of times.
 //!
 //! Reads are coalesced: a reader fetches [`S3Options::read_window`] bytes at a time
-//! (8 MiB) and keeps the last window, so a sequential restore issues about one ranged
-//! GET per window of the object.
+//! (8 MiB) and keeps the last [`READ_WINDOWS`] windows (one per restore thread reading
+//! its own part of a stream), so a restore issues about one ranged GET per window of
+//! the object.
 
 use std::future::Future;
 use std::io;
@@ -42,6 +43,9 @@ use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// The default part size and read window.
 pub const DEFAULT_PART_BYTES: usize = 8 << 20;
+/// Windows a reader keeps (one per restore thread reading its own part of a stream;
+/// the least recently used goes first).
+pub const READ_WINDOWS: usize = 2;
 /// S3's smallest part (all but the last).
 const MIN_PART_BYTES: usize = 5 << 20;
 
@@ -182,6 +186,16 @@ impl S3Options {
         } else {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        tracing::debug!(
+            "{}: {} ranged GETs",
+            self.opts.url(),
+            self.gets.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
 }
 
@@ -517,7 +531,7 @@ impl Backend for S3Backend {
             name: name.to_string(),
             path,
             size,
-            window: Mutex::new(None),
+            windows: Mutex::new(Vec::with_capacity(READ_WINDOWS)),
         }))
     }
 
@@ -577,22 +591,22 @@ struct S3Reader {
     name: String,
     path: StorePath,
     size: u64,
-    /// (start offset, bytes) of the last window fetched.
-    window: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    /// (start offset, bytes) of the last windows fetched, the most recent last.
+    windows: Mutex<Vec<(u64, bytes::Bytes)>>,
 }
 
 impl S3Reader {
     fn copy_from_window(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((start, bytes)) = w.as_ref() {
-            let end = start + bytes.len() as u64;
-            if offset >= *start && offset + buf.len() as u64 <= end {
-                let from = (offset - start) as usize;
-                buf.copy_from_slice(&bytes[from..from + buf.len()]);
-                return true;
-            }
-        }
-        false
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = w.iter().position(|(start, bytes)| {
+            offset >= *start && offset + buf.len() as u64 <= start + bytes.len() as u64
+        });
+        let Some(i) = hit else { return false };
+        let (start, bytes) = w.remove(i);
+        let from = (offset - start) as usize;
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
+        w.push((start, bytes));
+        true
     }
 }
 
@@ -637,8 +651,11 @@ impl ObjectReader for S3Reader {
         }
         buf.copy_from_slice(&bytes[..buf.len()]);
         if bytes.len() > buf.len() {
-            let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-            *w = Some((offset, Arc::new(bytes.to_vec())));
+            let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+            if w.len() >= READ_WINDOWS {
+                w.remove(0);
+            }
+            w.push((offset, bytes));
         }
         Ok(())
     }
@@ -669,7 +686,7 @@ impl S3Upload {
             }
             let w = multipart.as_mut().expect("started above");
             for chunk in buffer.chunks(part) {
-                w.wait_for_capacity(PARTS_IN_FLIGHT - 1).await?;
+                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
                 w.write(chunk);
             }
             Ok::<_, object_store::Error>(())
