@@ -235,6 +235,67 @@ impl Repository {
         )
     }
 
+    /// True when `repo` names a repository on an object store (`s3://BUCKET/PREFIX`)
+    /// rather than a folder.
+    pub fn is_url(repo: &Path) -> bool {
+        repo.to_str().is_some_and(|s| s.starts_with("s3://"))
+    }
+
+    /// Connects to the object store `url` names (`s3://BUCKET/PREFIX`), with the
+    /// endpoint, region and credentials of the environment (docs/s3.md).
+    #[cfg(not(feature = "s3"))]
+    fn connect_url(url: &Path) -> Result<Arc<dyn Backend>> {
+        Err(Error::Unsupported {
+            path: url.to_path_buf(),
+            what: "this build of pagevault has no S3 support (build it with the `s3` feature)"
+                .into(),
+        })
+    }
+
+    #[cfg(feature = "s3")]
+    fn connect_url(url: &Path) -> Result<Arc<dyn Backend>> {
+        let text = url.to_str().unwrap_or_default();
+        let opts = backend::s3::S3Options::from_env(text).map_err(Error::Invalid)?;
+        let b = backend::s3::S3Backend::connect(opts).map_err(|e| Error::io(url, e))?;
+        Ok(Arc::new(b))
+    }
+
+    /// Opens the repository at `url` (`s3://BUCKET/PREFIX`). With `create`, an empty
+    /// prefix becomes a new repository (the demo and the bench).
+    pub fn open_url(url: &Path, create: bool) -> Result<Repository> {
+        let backend = Repository::connect_url(url)?;
+        match Repository::open_backend(backend.clone()) {
+            Err(Error::NoRepository { .. }) if create => {
+                Repository::init(backend, &InitOptions::default())
+            }
+            r => r,
+        }
+    }
+
+    /// Creates a new repository at `url` (`s3://BUCKET/PREFIX`), which must hold no
+    /// objects.
+    pub fn init_url(url: &Path, opts: &InitOptions) -> Result<Repository> {
+        Repository::init(Repository::connect_url(url)?, opts)
+    }
+
+    /// Opens the repository `repo` names: a URL (`s3://...`) or a folder.
+    pub fn open_any(repo: &Path, create: bool) -> Result<Repository> {
+        if Repository::is_url(repo) {
+            Repository::open_url(repo, create)
+        } else {
+            Repository::open_dir(repo, create)
+        }
+    }
+
+    /// Creates a repository where `repo` names: a URL (`s3://...`) or a folder.
+    pub fn init_any(repo: &Path, opts: &InitOptions) -> Result<Repository> {
+        if Repository::is_url(repo) {
+            Repository::init_url(repo, opts)
+        } else {
+            Repository::init_dir(repo, opts)
+        }
+    }
+
     /// The storage seam: this module's parts use it, and tests that craft or damage
     /// objects (no verb reaches past the repository to it).
     pub fn backend(&self) -> &Arc<dyn Backend> {

@@ -32,8 +32,8 @@ fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut tries = 0;
     loop {
         let o = pv(args).output().unwrap();
-        let refused_by_us = !o.status.success()
-            && String::from_utf8_lossy(&o.stderr).contains(&ours);
+        let refused_by_us =
+            !o.status.success() && String::from_utf8_lossy(&o.stderr).contains(&ours);
         if !refused_by_us || tries == 40 {
             return o;
         }

@@ -27,6 +27,8 @@ mod repo_backend;
 mod repo_format;
 mod repo_locks;
 mod repo_readonly;
+#[cfg(feature = "s3")]
+mod repo_s3;
 mod restore_bench;
 mod restore_chain;
 mod restore_fixture;

@@ -131,7 +131,7 @@ impl Command {
 /// The repository, from `-r/--repo` or `PAGEVAULT_REPO`.
 #[derive(Debug, clap::Args)]
 pub struct RepoArg {
-    /// Folder of the repository.
+    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
     #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
     pub repo: PathBuf,
 }

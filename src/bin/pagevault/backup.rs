@@ -85,7 +85,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         OpenMode::ReadOnly
     };
     crate::errors::must_be_folder(&a.db, "DB")?;
-    crate::errors::must_be_folder(&a.repo.repo, "--repo")?;
+    if !Repository::is_url(&a.repo.repo) {
+        crate::errors::must_be_folder(&a.repo.repo, "--repo")?;
+    }
     let db = Database::open_dir(&a.db, mode).map_err(|e| match e {
         Error::Locked { path, what, holder } => Error::Locked {
             path,
@@ -97,7 +99,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         e => e,
     })?;
     let database_id = format!("{:016x}", db.database_id());
-    let repo = Repository::open_dir(&a.repo.repo, false)?;
+    let repo = Repository::open_any(&a.repo.repo, false)?;
     let mut opts = BackupOptions::new(kind);
     opts.fallback_to_full = a.fallback_to_full;
     opts.threads = a.threads;

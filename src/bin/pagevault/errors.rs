@@ -12,6 +12,11 @@ use crate::output::Failure;
 /// The cause of an OS error in words, without the `(os error N)` tail.
 pub fn os_cause(path: &Path, e: &io::Error) -> String {
     use io::ErrorKind as K;
+    if pagevault::repo::Repository::is_url(path) && e.get_ref().is_some() {
+        // An object store's error is its own sentence (refused credentials, a missing
+        // bucket, ...), not a file system's.
+        return e.to_string();
+    }
     match e.kind() {
         K::AlreadyExists if path.is_file() => "is a file, not a folder".into(),
         K::NotADirectory => "a part of this path is a file, not a folder".into(),

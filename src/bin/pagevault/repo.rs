@@ -20,8 +20,9 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RepoCommand {
-    /// Create a new, empty repository in a folder (created if missing). No other verb
-    /// creates one: a mistyped -r is refused, never a new empty repository.
+    /// Create a new, empty repository in a folder (created if missing) or at
+    /// `s3://BUCKET/PREFIX` (docs/s3.md). No other verb creates one: a mistyped -r is
+    /// refused, never a new empty repository.
     #[command(
         after_help = "Examples:\n  pagevault repo init /backups/db\n  PAGEVAULT_REPO=/backups/db pagevault repo init\n  pagevault repo init /backups/db --stream-size 256MiB\n\nExit codes: 0 created; 1 it could not be (a repository or other files are already there); 64 usage error."
     )]
@@ -30,7 +31,7 @@ pub enum RepoCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Folder of the new repository (or PAGEVAULT_REPO).
+    /// Folder (or `s3://BUCKET/PREFIX`) of the new repository (or PAGEVAULT_REPO).
     #[arg(env = "PAGEVAULT_REPO", value_name = "R")]
     pub repo: PathBuf,
     /// The largest stream object a backup writes before it rolls over to the next
@@ -68,7 +69,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     if let Some(s) = a.stream_size {
         opts.stream_max_bytes = s;
     }
-    let repo = Repository::init_dir(&a.repo, &opts)?;
+    let repo = Repository::init_any(&a.repo, &opts)?;
     let report = Report {
         repository: a.repo.clone(),
         repository_id: format!("{:016x}", repo.repository_id()),

@@ -128,10 +128,13 @@ pub fn as_of(s: &str) -> Result<u64, String> {
     u64::try_from(ms).map_err(|_| bad())
 }
 
-/// Opens an existing repository, refusing a file given for its folder.
+/// Opens an existing repository (a folder, or `s3://BUCKET/PREFIX`), refusing a file
+/// given for its folder.
 pub fn open_repo(path: &Path) -> Result<Repository, Failure> {
-    crate::errors::must_be_folder(path, "--repo")?;
-    let repo = Repository::open_dir(path, false)?;
+    if !Repository::is_url(path) {
+        crate::errors::must_be_folder(path, "--repo")?;
+    }
+    let repo = Repository::open_any(path, false)?;
     tracing::info!("opened repository {}", path.display());
     Ok(repo)
 }

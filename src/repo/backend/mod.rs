@@ -11,11 +11,14 @@
 //!
 //! Backends: [`local::LocalBackend`] (a folder, through the [`crate::io::Vfs`] seam: write
 //! aside, fsync, rename, fsync the folder) and [`mem::MemStore`] (an in-memory object store
-//! with object semantics and injected faults, for tests and fuzzing).
+//! with object semantics and injected faults, for tests and fuzzing) and [`s3::S3Backend`] (a
+//! prefix of an S3 bucket, docs/s3.md).
 
 pub mod local;
 pub mod mem;
 pub mod retry;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 use std::io;
 use std::path::PathBuf;

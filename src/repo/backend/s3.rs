@@ -1,0 +1,787 @@
+//! The S3 backend: a repository under a prefix of a bucket on any S3-compatible object
+//! store (AWS S3, Garage, MinIO), through the `object_store` crate.
+//!
+//! Keeps true (invariant 6, docs/design.md): an object exists whole or not at all. A
+//! `put` is one PUT; an [`Upload`] is buffered until its first part is full, then sent
+//! as a multipart upload with parts of [`S3Options::part_size`] (at most
+//! [`PARTS_IN_FLIGHT`] parts in flight, so the memory of an upload is bounded), which
+//! appears only when completed; an upload dropped before `finish` is aborted (best
+//! effort: a crash leaves the parts to the bucket's lifecycle rule, see docs/s3.md).
+//!
+//! The async runtime stays inside: the backend owns a small tokio runtime and each call
+//! of the synchronous [`Backend`] trait blocks on it (from a thread of its own when the
+//! caller is itself inside a runtime, where blocking would panic).
+//!
+//! Errors: a missing object is `NotFound` only when the server said so for that object
+//! (a missing bucket, refused credentials or an unreachable endpoint are errors with a
+//! sentence that names the bucket, never "missing"); time-outs and 5xx answers, once the
+//! client's own bounded retries are spent, are `TimedOut`, which the repository's
+//! [`super::retry::Retrying`] wrapper retries a bounded number of times.
+//!
+//! Reads are coalesced: a reader fetches [`S3Options::read_window`] bytes at a time
+//! (8 MiB) and keeps the last [`READ_WINDOWS`] windows (one per restore thread reading
+//! its own part of a stream), so a restore issues about one ranged GET per window of
+//! the object.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as StorePath;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
+};
+
+use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+
+/// Parts of one upload sent at once.
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// The default part size and read window.
+pub const DEFAULT_PART_BYTES: usize = 8 << 20;
+/// Windows a reader keeps (one per restore thread reading its own part of a stream;
+/// the least recently used goes first).
+pub const READ_WINDOWS: usize = 2;
+/// S3's smallest part (all but the last).
+const MIN_PART_BYTES: usize = 5 << 20;
+
+/// Where and how to reach the bucket.
+#[derive(Clone)]
+pub struct S3Options {
+    pub bucket: String,
+    /// The repository's prefix in the bucket, without leading or trailing `/` (may be
+    /// empty: the whole bucket).
+    pub prefix: String,
+    /// `http://127.0.0.1:3900`; `None`: AWS, from the region.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// The time allowed for one request.
+    pub timeout: Duration,
+    /// The time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Retries of one request by the client (time-outs, 5xx, refused connections).
+    pub retries: usize,
+    /// No retry of a request starts after this long.
+    pub retry_timeout: Duration,
+    /// The part size of multipart uploads (at least 5 MiB).
+    pub part_size: usize,
+    /// How much a reader fetches at once.
+    pub read_window: u64,
+    /// The server enforces `If-None-Match: *` (AWS S3 does, Garage does not).
+    pub create_only: bool,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("S3Options")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// True when `s` names a repository on S3 (`s3://bucket/prefix`).
+pub fn is_s3_url(s: &str) -> bool {
+    s.starts_with("s3://")
+}
+
+/// Splits `s3://bucket/prefix/...` into the bucket and the prefix.
+pub fn parse_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url}: an S3 repository is named s3://BUCKET/PREFIX"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if !bucket_ok {
+        return Err(format!(
+            "{url}: {bucket:?} is not a bucket name (3 to 63 lower-case letters, digits, dots and hyphens)"
+        ));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|p| p == "." || p == "..")
+        || prefix.contains("//")
+        || prefix.chars().any(|c| c.is_control())
+    {
+        return Err(format!(
+            "{url}: the prefix {prefix:?} is not a plain path of the bucket"
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_number(name: &str, default: u64) -> Result<u64, String> {
+    match env(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a whole number")),
+    }
+}
+
+impl S3Options {
+    /// The options for `url` from the standard variables (`AWS_ENDPOINT_URL`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`)
+    /// and pagevault's own (`PAGEVAULT_S3_TIMEOUT_SECS`, `PAGEVAULT_S3_RETRIES`,
+    /// `PAGEVAULT_S3_CREATE_ONLY`).
+    pub fn from_env(url: &str) -> Result<S3Options, String> {
+        let (bucket, prefix) = parse_url(url)?;
+        let endpoint = env("AWS_ENDPOINT_URL_S3").or_else(|| env("AWS_ENDPOINT_URL"));
+        let region = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| {
+                if endpoint.is_some() {
+                    "garage".into()
+                } else {
+                    "us-east-1".into()
+                }
+            });
+        let timeout = env_number("PAGEVAULT_S3_TIMEOUT_SECS", 30)?.max(1);
+        let retries = env_number("PAGEVAULT_S3_RETRIES", 3)?;
+        let create_only = match env("PAGEVAULT_S3_CREATE_ONLY").as_deref() {
+            None | Some("0") | Some("false") | Some("no") => false,
+            Some("1") | Some("true") | Some("yes") => true,
+            Some(v) => return Err(format!("PAGEVAULT_S3_CREATE_ONLY={v:?} is not 0 or 1")),
+        };
+        Ok(S3Options {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            access_key_id: env("AWS_ACCESS_KEY_ID"),
+            secret_access_key: env("AWS_SECRET_ACCESS_KEY"),
+            session_token: env("AWS_SESSION_TOKEN"),
+            timeout: Duration::from_secs(timeout),
+            connect_timeout: Duration::from_secs(timeout.min(5)),
+            retries: retries as usize,
+            retry_timeout: Duration::from_secs(timeout * 2),
+            part_size: DEFAULT_PART_BYTES,
+            read_window: DEFAULT_PART_BYTES as u64,
+            create_only,
+        })
+    }
+
+    /// `s3://bucket/prefix`.
+    pub fn url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        tracing::debug!(
+            "{}: {} ranged GETs",
+            self.opts.url(),
+            self.gets.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+}
+
+/// A repository under a prefix of an S3 bucket.
+pub struct S3Backend {
+    shared: Arc<Shared>,
+}
+
+/// What the backend, its readers and its uploads share.
+struct Shared {
+    rt: tokio::runtime::Runtime,
+    store: AmazonS3,
+    opts: S3Options,
+    /// Ranged GETs issued by readers (tests and figures).
+    gets: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Runs `f` to its end on the backend's runtime.
+    fn run<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // Blocking inside a runtime panics: block on a thread of our own.
+            std::thread::scope(|s| {
+                s.spawn(|| self.rt.block_on(f))
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        } else {
+            self.rt.block_on(f)
+        }
+    }
+
+    fn path(&self, name: &str) -> StorePath {
+        if self.opts.prefix.is_empty() {
+            StorePath::from(name)
+        } else {
+            StorePath::from(format!("{}/{name}", self.opts.prefix))
+        }
+    }
+
+    /// An `object_store` error as an I/O error whose message is one sentence.
+    fn error(&self, name: &str, e: object_store::Error) -> io::Error {
+        map_error(&self.opts, name, e)
+    }
+}
+
+/// Every message of an error's chain, joined (the crate hides its retry error type).
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(" / ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+/// The HTTP failure kind in an error's chain, if any.
+fn http_kind(e: &(dyn std::error::Error + 'static)) -> Option<object_store::client::HttpErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = cur {
+        if let Some(h) = s.downcast_ref::<object_store::client::HttpError>() {
+            return Some(h.kind());
+        }
+        cur = s.source();
+    }
+    None
+}
+
+/// The HTTP status in the crate's message ("status code: 503"), if any.
+fn status_in(text: &str) -> Option<u16> {
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// Refused credentials, in one sentence naming the bucket.
+fn refused(opts: &S3Options) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} refused the credentials for bucket {} (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may read and write the bucket)",
+            opts.endpoint.as_deref().unwrap_or("AWS S3"),
+            opts.bucket
+        ),
+    )
+}
+
+fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error {
+    use io::ErrorKind as K;
+    use object_store::client::HttpErrorKind as H;
+    use object_store::Error as E;
+    let bucket = &opts.bucket;
+    let endpoint = opts.endpoint.as_deref().unwrap_or("AWS S3");
+    let text = chain_text(&e);
+    let what = if name.is_empty() {
+        format!("bucket {bucket}")
+    } else {
+        format!("object {name} of bucket {bucket}")
+    };
+    if text.contains("NoSuchBucket") {
+        return io::Error::other(format!("the bucket {bucket} does not exist on {endpoint}"));
+    }
+    match &e {
+        E::NotFound { .. } => {
+            return io::Error::new(K::NotFound, format!("the {what} does not exist"))
+        }
+        E::AlreadyExists { .. } | E::Precondition { .. } => {
+            return io::Error::new(K::AlreadyExists, format!("the {what} already exists"))
+        }
+        E::Unauthenticated { .. } | E::PermissionDenied { .. } => return refused(opts),
+        _ => {}
+    }
+    match http_kind(&e) {
+        Some(H::Connect) => {
+            return io::Error::new(
+                K::ConnectionRefused,
+                format!(
+                    "cannot connect to the S3 endpoint {endpoint} for bucket {bucket} (is the server up, and AWS_ENDPOINT_URL right?)"
+                ),
+            )
+        }
+        Some(H::Timeout) => {
+            return io::Error::new(
+                K::TimedOut,
+                format!(
+                    "the S3 endpoint {endpoint} did not answer in time for the {what} (PAGEVAULT_S3_TIMEOUT_SECS={})",
+                    opts.timeout.as_secs()
+                ),
+            )
+        }
+        Some(H::Interrupted) | Some(H::Request) => {
+            return io::Error::new(
+                K::ConnectionReset,
+                format!("the connection to {endpoint} broke during a request for the {what}"),
+            )
+        }
+        _ => {}
+    }
+    match status_in(&text) {
+        Some(s) if s >= 500 || s == 429 => io::Error::new(
+            K::TimedOut,
+            format!("{endpoint} answered {s} (unavailable) for the {what} after retries"),
+        ),
+        Some(403) | Some(401) => refused(opts),
+        Some(416) => io::Error::new(
+            K::UnexpectedEof,
+            format!("the {what} is shorter than it was when opened"),
+        ),
+        _ => io::Error::other(format!(
+            "a request to {endpoint} for the {what} failed: {}",
+            text.replace('\n', " ")
+        )),
+    }
+}
+
+impl S3Backend {
+    /// Connects to the bucket and checks that it is there and the credentials are
+    /// accepted (one LIST request), so a wrong secret or a missing bucket is a clear
+    /// error at once, never "no repository".
+    pub fn connect(opts: S3Options) -> io::Result<S3Backend> {
+        if opts.part_size < MIN_PART_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the part size must be at least {MIN_PART_BYTES} bytes"),
+            ));
+        }
+        if opts.access_key_id.is_none() || opts.secret_access_key.is_none() {
+            // Not the instance-metadata fallback: a machine off AWS would wait on it.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "no credentials for bucket {}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                    opts.bucket
+                ),
+            ));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("pagevault-s3")
+            .enable_all()
+            .build()?;
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(&opts.bucket)
+            .with_region(&opts.region)
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(true)
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(opts.timeout)
+                    .with_connect_timeout(opts.connect_timeout),
+            )
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(2),
+                    base: 2.0,
+                },
+                max_retries: opts.retries,
+                retry_timeout: opts.retry_timeout,
+            });
+        if let Some(e) = &opts.endpoint {
+            b = b.with_endpoint(e);
+        }
+        if let Some(k) = &opts.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &opts.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if let Some(t) = &opts.session_token {
+            b = b.with_token(t);
+        }
+        let store = b.build().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "cannot set up a client for bucket {}: {}",
+                    opts.bucket,
+                    chain_text(&e)
+                ),
+            )
+        })?;
+        let shared = Arc::new(Shared {
+            rt,
+            store,
+            opts,
+            gets: Default::default(),
+        });
+        let backend = S3Backend { shared };
+        backend.probe()?;
+        Ok(backend)
+    }
+
+    /// One LIST request under the prefix.
+    fn probe(&self) -> io::Result<()> {
+        let sh = &self.shared;
+        let prefix = (!sh.opts.prefix.is_empty()).then(|| StorePath::from(sh.opts.prefix.as_str()));
+        let first = sh.run(async {
+            let mut s = sh.store.list(prefix.as_ref());
+            s.next().await
+        });
+        match first {
+            Some(Err(e)) => Err(sh.error("", e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ranged GETs its readers issued so far.
+    pub fn get_requests(&self) -> u64 {
+        self.shared.gets.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &S3Options {
+        &self.shared.opts
+    }
+}
+
+impl Backend for S3Backend {
+    fn features(&self) -> Features {
+        Features {
+            create_only: self.shared.opts.create_only,
+            native_locks: false,
+        }
+    }
+
+    fn location(&self, name: &str) -> PathBuf {
+        let url = self.shared.opts.url();
+        if name.is_empty() {
+            PathBuf::from(url)
+        } else {
+            PathBuf::from(format!("{url}/{name}"))
+        }
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        let sh = &self.shared;
+        let base = (!sh.opts.prefix.is_empty()).then(|| StorePath::from(sh.opts.prefix.as_str()));
+        let strip = if sh.opts.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", sh.opts.prefix)
+        };
+        let metas = sh.run(async {
+            let mut out = Vec::new();
+            let mut s = sh.store.list(base.as_ref());
+            while let Some(m) = s.next().await {
+                out.push(m?);
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        let metas = metas.map_err(|e| sh.error("", e))?;
+        let mut out: Vec<ObjectInfo> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let full = m.location.as_ref();
+                let name = full.strip_prefix(strip.as_str())?;
+                (!name.contains('/') && name.starts_with(prefix)).then(|| ObjectInfo {
+                    name: name.to_string(),
+                    size: m.size,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+        let sh = &self.shared;
+        let path = sh.path(name);
+        match sh.run(sh.store.head(&path)) {
+            Ok(m) => Ok(Some(m.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(sh.error(name, e)),
+        }
+    }
+
+    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+        let sh = &self.shared;
+        let path = sh.path(name);
+        let size = sh
+            .run(sh.store.head(&path))
+            .map_err(|e| sh.error(name, e))?
+            .size;
+        Ok(Arc::new(S3Reader {
+            shared: sh.clone(),
+            name: name.to_string(),
+            path,
+            size,
+            windows: Mutex::new(Vec::with_capacity(READ_WINDOWS)),
+        }))
+    }
+
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+        let sh = &self.shared;
+        let path = sh.path(name);
+        let opts = PutOptions {
+            mode: match mode {
+                // Sent even where the server ignores it (see `Features::create_only`).
+                PutMode::CreateNew => object_store::PutMode::Create,
+                PutMode::Replace => object_store::PutMode::Overwrite,
+            },
+            ..Default::default()
+        };
+        let payload = PutPayload::from(bytes.to_vec());
+        sh.run(sh.store.put_opts(&path, payload, opts))
+            .map(|_| ())
+            .map_err(|e| sh.error(name, e))
+    }
+
+    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+        Ok(Box::new(S3Upload {
+            shared: self.shared.clone(),
+            name: name.to_string(),
+            buffer: Vec::new(),
+            multipart: None,
+            written: 0,
+        }))
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        let sh = &self.shared;
+        match sh.run(sh.store.delete(&sh.path(name))) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(sh.error(name, e)),
+        }
+    }
+
+    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+        // Unfinished multipart uploads are invisible to listings and to readers; the
+        // crate cannot list them. Dropped uploads are aborted; a crashed writer's parts
+        // are removed by the bucket's lifecycle rule (docs/s3.md).
+        Ok(Vec::new())
+    }
+
+    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{staging_name}: an S3 repository keeps no staged uploads"),
+        ))
+    }
+}
+
+/// A ranged reader that fetches a window at a time and keeps the last one.
+struct S3Reader {
+    shared: Arc<Shared>,
+    name: String,
+    path: StorePath,
+    size: u64,
+    /// (start offset, bytes) of the last windows fetched, the most recent last.
+    windows: Mutex<Vec<(u64, bytes::Bytes)>>,
+}
+
+impl S3Reader {
+    fn copy_from_window(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = w.iter().position(|(start, bytes)| {
+            offset >= *start && offset + buf.len() as u64 <= start + bytes.len() as u64
+        });
+        let Some(i) = hit else { return false };
+        let (start, bytes) = w.remove(i);
+        let from = (offset - start) as usize;
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
+        w.push((start, bytes));
+        true
+    }
+}
+
+impl ObjectReader for S3Reader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "a read of {} bytes at offset {offset} passes the end of {} at {}",
+                    buf.len(),
+                    self.name,
+                    self.size
+                ),
+            ));
+        }
+        if buf.is_empty() || self.copy_from_window(offset, buf) {
+            return Ok(());
+        }
+        let sh = &self.shared;
+        let want = (buf.len() as u64).max(sh.opts.read_window);
+        let fetch_end = offset.saturating_add(want).min(self.size);
+        sh.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bytes = sh
+            .run(sh.store.get_range(&self.path, offset..fetch_end))
+            .map_err(|e| sh.error(&self.name, e))?;
+        if (bytes.len() as u64) != fetch_end - offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the object {} returned {} bytes at offset {offset} where {} were asked (it changed since it was opened)",
+                    self.name,
+                    bytes.len(),
+                    fetch_end - offset
+                ),
+            ));
+        }
+        buf.copy_from_slice(&bytes[..buf.len()]);
+        if bytes.len() > buf.len() {
+            let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+            if w.len() >= READ_WINDOWS {
+                w.remove(0);
+            }
+            w.push((offset, bytes));
+        }
+        Ok(())
+    }
+}
+
+/// An upload: buffered until a part is full, then a multipart upload.
+struct S3Upload {
+    shared: Arc<Shared>,
+    name: String,
+    buffer: Vec<u8>,
+    multipart: Option<WriteMultipart>,
+    written: u64,
+}
+
+impl S3Upload {
+    /// Sends the buffer as parts (starting the multipart upload on the first).
+    fn flush_parts(&mut self) -> io::Result<()> {
+        let sh = self.shared.clone();
+        let part = sh.opts.part_size;
+        let path = sh.path(&self.name);
+        let name = self.name.clone();
+        let buffer = std::mem::take(&mut self.buffer);
+        let mut multipart = self.multipart.take();
+        let result = sh.run(async {
+            if multipart.is_none() {
+                let up = sh.store.put_multipart(&path).await?;
+                multipart = Some(WriteMultipart::new_with_chunk_size(up, part));
+            }
+            let w = multipart.as_mut().expect("started above");
+            for chunk in buffer.chunks(part) {
+                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                w.write(chunk);
+            }
+            Ok::<_, object_store::Error>(())
+        });
+        self.multipart = multipart;
+        result.map_err(|e| sh.error(&name, e))
+    }
+}
+
+impl Upload for S3Upload {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        self.written += bytes.len() as u64;
+        if self.buffer.len() >= self.shared.opts.part_size {
+            // Whole parts only; the rest stays buffered.
+            let part = self.shared.opts.part_size;
+            let whole = self.buffer.len() / part * part;
+            let rest = self.buffer.split_off(whole);
+            let result = self.flush_parts();
+            self.buffer = rest;
+            result?;
+        }
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
+        let sh = self.shared.clone();
+        let name = self.name.clone();
+        match self.multipart.take() {
+            None => {
+                // Smaller than a part: one PUT.
+                let payload = PutPayload::from(std::mem::take(&mut self.buffer));
+                sh.run(sh.store.put(&sh.path(&name), payload))
+                    .map(|_| ())
+                    .map_err(|e| sh.error(&name, e))
+            }
+            Some(mut w) => {
+                let rest = std::mem::take(&mut self.buffer);
+                sh.run(async move {
+                    w.write(&rest);
+                    w.finish().await
+                })
+                .map(|_| ())
+                .map_err(|e| sh.error(&name, e))
+            }
+        }
+    }
+}
+
+impl Drop for S3Upload {
+    fn drop(&mut self) {
+        if let Some(w) = self.multipart.take() {
+            // Not finished: abort it, best effort.
+            let _ = self.shared.run(w.abort());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_and_bad_ones_refused_with_a_sentence() {
+        assert_eq!(
+            parse_url("s3://bucket-1/a/b/").unwrap(),
+            ("bucket-1".to_string(), "a/b".to_string())
+        );
+        assert_eq!(
+            parse_url("s3://bucket").unwrap(),
+            ("bucket".to_string(), String::new())
+        );
+        for bad in [
+            "s3://",
+            "s3://B/x",
+            "s3://ab/x",
+            "s3://bucket/../x",
+            "s3://bucket/a//b",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(e.starts_with(bad), "{e}");
+        }
+        assert!(is_s3_url("s3://b/x") && !is_s3_url("/tmp/s3://x"));
+    }
+
+    #[test]
+    fn statuses_are_found_in_the_crates_message() {
+        assert_eq!(
+            status_in("Server returned non-2xx status code: 503 Service Unavailable: "),
+            Some(503)
+        );
+        assert_eq!(status_in("no status here"), None);
+    }
+}
