@@ -21,38 +21,51 @@ use pagevault::{verify, CreateOptions, Database};
 
 use crate::faults_util::*;
 
-/// One backend, with the means to damage it behind the repository's back.
+/// One backend, with the means to damage it behind the repository's back (shared with
+/// `repo_locks`).
 #[derive(Clone)]
-enum Store {
+pub(crate) enum Store {
     Local(MemVfs),
     Objects(MemStore),
 }
 
 impl Store {
-    fn both() -> [Store; 2] {
+    pub(crate) fn both() -> [Store; 2] {
         [Store::Local(MemVfs::new()), Store::Objects(MemStore::new())]
     }
 
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Store::Local(_) => "local folder",
             Store::Objects(_) => "object store",
         }
     }
 
-    fn backend(&self) -> Arc<dyn Backend> {
+    pub(crate) fn backend(&self) -> Arc<dyn Backend> {
         match self {
             Store::Local(v) => Arc::new(LocalBackend::new(Arc::new(v.clone()))),
             Store::Objects(s) => Arc::new(s.clone()),
         }
     }
 
-    fn init(&self) -> Repository {
+    pub(crate) fn init(&self) -> Repository {
         Repository::init(self.backend(), &InitOptions::default()).unwrap()
     }
 
-    fn open(&self) -> Repository {
+    pub(crate) fn open(&self) -> Repository {
         Repository::open_backend(self.backend()).unwrap()
+    }
+
+    /// Lease objects left in the store (always none for a local folder).
+    pub(crate) fn leases(&self) -> Vec<String> {
+        match self {
+            Store::Local(_) => vec![],
+            Store::Objects(s) => s
+                .names()
+                .into_iter()
+                .filter(|n| n.starts_with(names::LEASE_PREFIX))
+                .collect(),
+        }
     }
 
     /// The set objects (manifests, streams, index pieces).
@@ -150,16 +163,16 @@ impl Store {
 
 /// A small database (two files, change maps of one extent) with a full and a
 /// differential in `store`.
-struct Sets {
-    db: Database,
-    repo: Repository,
-    full: u64,
-    diff: u64,
-    full_pages: Payloads,
-    diff_pages: Payloads,
+pub(crate) struct Sets {
+    pub(crate) db: Database,
+    pub(crate) repo: Repository,
+    pub(crate) full: u64,
+    pub(crate) diff: u64,
+    pub(crate) full_pages: Payloads,
+    pub(crate) diff_pages: Payloads,
 }
 
-fn database() -> Database {
+pub(crate) fn database() -> Database {
     Database::create(
         Arc::new(MemVfs::new()),
         &CreateOptions {
@@ -171,7 +184,7 @@ fn database() -> Database {
     .unwrap()
 }
 
-fn sets(store: &Store) -> Sets {
+pub(crate) fn sets(store: &Store) -> Sets {
     let db = database();
     let repo = store.init();
     write(&db, 1, &[(1, 2), (1, 3), (1, 10), (2, 4)]);

@@ -16,65 +16,17 @@ use pagevault::backup::{self, BackupKind, BackupOptions};
 use pagevault::format::manifest::parse_backup_id;
 use pagevault::io::mem::MemVfs;
 use pagevault::progress::Progress;
-use pagevault::repo::backend::local::LocalBackend;
 use pagevault::repo::backend::mem::MemStore;
 use pagevault::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, Upload};
 use pagevault::repo::lease::Lease;
-use pagevault::repo::{names, InitOptions, LockMode, Repository};
+use pagevault::repo::{names, LockMode, Repository};
 use pagevault::restore::{self, RestoreOptions};
-use pagevault::{verify, CreateOptions, Database, Error};
+use pagevault::{verify, Database, Error};
 
 use crate::faults_util::*;
+use crate::repo_backend::{database, sets, Store};
 
 const MODES: [LockMode; 3] = [LockMode::Shared, LockMode::Append, LockMode::Exclusive];
-
-/// One backend of the seam (the little of `repo_backend`'s `Store` these tests need).
-#[derive(Clone)]
-enum Store {
-    Local(MemVfs),
-    Objects(MemStore),
-}
-
-impl Store {
-    fn both() -> [Store; 2] {
-        [Store::Local(MemVfs::new()), Store::Objects(MemStore::new())]
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Store::Local(_) => "local folder",
-            Store::Objects(_) => "object store",
-        }
-    }
-
-    fn backend(&self) -> Arc<dyn Backend> {
-        match self {
-            Store::Local(v) => Arc::new(LocalBackend::new(Arc::new(v.clone()))),
-            Store::Objects(s) => Arc::new(s.clone()),
-        }
-    }
-
-    fn init(&self) -> Repository {
-        Repository::init(self.backend(), &InitOptions::default()).unwrap()
-    }
-
-    /// Another handle on the same repository (another process, as far as locks go).
-    fn open(&self) -> Repository {
-        Repository::open_backend(self.backend()).unwrap()
-    }
-
-    /// Lease objects left in the store (always none for a local folder).
-    fn leases(&self) -> Vec<String> {
-        match self {
-            Store::Local(_) => vec![],
-            Store::Objects(s) => s
-                .names()
-                .into_iter()
-                .filter(|n| n.starts_with(names::LEASE_PREFIX))
-                .collect(),
-        }
-    }
-}
 
 /// The table of `src/repo/mod.rs`, written out rather than asked of `conflicts_with`.
 fn conflict(holder: LockMode, taker: LockMode) -> bool {
@@ -92,43 +44,6 @@ fn assert_locked<T>(r: pagevault::Result<T>, what: &str) -> String {
         Err(Error::Locked { holder, .. }) => holder,
         Err(e) => panic!("{what}: refused with another error than Locked: {e}"),
         Ok(_) => panic!("{what}: granted although a conflicting holder has the repository"),
-    }
-}
-
-/// A small database with a full and a differential in `store`.
-struct Sets {
-    db: Database,
-    repo: Repository,
-    full: u64,
-    diff: u64,
-    diff_pages: Payloads,
-}
-
-fn database() -> Database {
-    Database::create(
-        Arc::new(MemVfs::new()),
-        &CreateOptions {
-            files: 2,
-            pages_per_file: 16,
-            extents_per_map: 1,
-        },
-    )
-    .unwrap()
-}
-
-fn sets(store: &Store) -> Sets {
-    let db = database();
-    let repo = store.init();
-    write(&db, 1, &[(1, 2), (1, 3), (1, 10), (2, 4)]);
-    let full = backup(&db, &repo, BackupKind::Full).unwrap();
-    write(&db, 2, &[(1, 3), (2, 12)]);
-    let diff = backup(&db, &repo, BackupKind::Differential).unwrap();
-    Sets {
-        diff_pages: payloads(&db),
-        db,
-        repo,
-        full,
-        diff,
     }
 }
 
