@@ -44,6 +44,52 @@ pub struct Forecast {
     pub threshold: f64,
 }
 
+/// What the change map alone says of a differential taken now, before any page is read:
+/// an upper bound, counting every page of every changed extent as changed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ShareBound {
+    pub base_id: String,
+    pub extents_changed: u64,
+    /// The extents the base holds pages of (its pages, rounded up to whole extents).
+    pub base_extents: u64,
+    /// At most this share of the base's stored size (`extents_changed x pages per extent
+    /// x the base's stored bytes per page / its stored bytes`, at most 1).
+    pub share_at_most: f64,
+}
+
+/// The cheap bound on a differential's share of its base: the plan a differential would
+/// take (the change map, or every extent when tracking is not trusted) and the base's
+/// manifest, no page read. `None` when there is no usable base. The exact figure is
+/// [`forecast`], which reads the changed extents.
+pub fn share_bound(db: &Database, repo: &Repository) -> Result<Option<ShareBound>> {
+    if plan::resolve_base(db, repo)?.is_err() {
+        return Ok(None);
+    }
+    let p = plan::plan_live(db, repo, BackupKind::Differential, false, db.last_lsn())?;
+    let Some(base) = p.base.as_ref() else {
+        return Ok(None);
+    };
+    let m = &base.manifest;
+    let extents_changed = p.extents_to_read();
+    let bytes_per_page = if m.pages_stored == 0 {
+        PAGE_SIZE as f64
+    } else {
+        m.bytes_stored() as f64 / m.pages_stored as f64
+    };
+    let bound = extents_changed as f64 * PAGES_PER_EXTENT as f64 * bytes_per_page;
+    let share_at_most = if m.bytes_stored() == 0 {
+        0.0
+    } else {
+        (bound / m.bytes_stored() as f64).min(1.0)
+    };
+    Ok(Some(ShareBound {
+        base_id: format_backup_id(base.backup_id),
+        extents_changed,
+        base_extents: m.pages_stored.div_ceil(PAGES_PER_EXTENT as u64),
+        share_at_most,
+    }))
+}
+
 /// Forecasts a differential of `db` against its base in `repo`.
 pub fn forecast(db: &Database, repo: &Repository) -> Result<Forecast> {
     let mut f = Forecast {

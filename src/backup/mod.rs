@@ -40,7 +40,7 @@ use crate::store::{Database, Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTE
 use crate::TrackingState;
 
 pub use crate::format::manifest::{BackupKind, ChangeSource};
-pub use forecast::{forecast, Forecast, FULL_ADVICE_SHARE};
+pub use forecast::{forecast, share_bound, Forecast, ShareBound, FULL_ADVICE_SHARE};
 
 /// The default zstd level. Level 1 rather than zstd's own default of 3: a backup runs
 /// against the clock (the backup window) on cores the database also needs; on page

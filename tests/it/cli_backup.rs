@@ -285,3 +285,29 @@ fn dry_run_prints_the_plan_and_takes_nothing() {
     assert_eq!(a["base_id"], b["base_id"]);
     assert_eq!(a["extents_changed"], b["extents_changed"], "{a} {b}");
 }
+
+#[test]
+fn a_differential_that_may_pass_the_threshold_is_warned_about_before_it_is_taken() {
+    let t = tempfile::tempdir().unwrap();
+    let db = init(t.path(), "1MiB", 1);
+    let repo = t.path().join("repo");
+    workload(&db, &["--writes", "400", "--seed", "3"]);
+    assert_code(&backup(&db, &repo, &["--full"]), 0);
+    // A few pages: no warning.
+    workload(&db, &["--writes", "2", "--seed", "4"]);
+    let o = backup(&db, &repo, &["--diff"]);
+    assert_code(&o, 0);
+    assert!(!stderr(&o).contains("may be up to"), "{}", stderr(&o));
+    // Most pages of most extents: the bound is over half, said before the backup's own
+    // lines, and said once (no second warning after it).
+    workload(&db, &["--writes", "2000", "--seed", "5"]);
+    let o = backup(&db, &repo, &["--diff", "-v"]);
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    let warn = err.find("may be up to").unwrap_or_else(|| panic!("{err}"));
+    let started = err
+        .find("differential backup of")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(warn < started, "{err}");
+    assert!(!err.contains("a full backup now would keep"), "{err}");
+}

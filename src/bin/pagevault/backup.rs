@@ -110,6 +110,26 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         db.close()?;
         return print_plan(&plan, a.json, out);
     }
+    // Before a byte is read: a differential the change map already shows may pass the
+    // threshold is warned about now, with the bound (the exact share follows the backup).
+    let mut warned = false;
+    if kind == BackupKind::Differential {
+        if let Some(b) = backup::share_bound(&db, &repo)? {
+            if b.share_at_most > backup::FULL_ADVICE_SHARE {
+                warned = true;
+                tracing::warn!(
+                    "{} of the {} extents of base {} changed, so this differential may be up to \
+                     {:.0} % of its base's size (the advice is a full above {:.0} %; \
+                     `pagevault status DB -r R` forecasts it exactly)",
+                    b.extents_changed,
+                    b.base_extents,
+                    b.base_id,
+                    b.share_at_most * 100.0,
+                    backup::FULL_ADVICE_SHARE * 100.0
+                );
+            }
+        }
+    }
     tracing::info!(
         "{} backup of {} into {} ({}, zstd level {})",
         kind.name(),
@@ -171,7 +191,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         .map(|e| Set::of_entry(e, &entries));
     let json = BackupJson::of(&report, entry, Some(database_id));
     if let Some(share) = json.set.share_of_base {
-        if share > backup::FULL_ADVICE_SHARE {
+        if share > backup::FULL_ADVICE_SHARE && !warned {
             tracing::warn!(
                 "this differential is {:.0} % of its base's size; a full backup now would keep the \
                  next differentials small (`pagevault status DB -r R` forecasts them)",
