@@ -28,6 +28,7 @@ pub mod io;
 pub mod layout;
 pub mod progress;
 pub mod repo;
+pub mod retention;
 pub mod restore;
 pub mod rng;
 pub mod store;

@@ -485,6 +485,7 @@ fn write_set(
         streams: vec![],
         pieces: vec![],
         bad_pages,
+        lineage: None,
     };
     set.publish(head)
 }
