@@ -30,6 +30,7 @@ mod repo_readonly;
 #[cfg(feature = "s3")]
 mod repo_s3;
 mod restore_bench;
+mod retention;
 mod restore_chain;
 mod restore_fixture;
 mod restore_props;
