@@ -104,9 +104,7 @@ pub fn plan(sets: &[Candidate<'_>], policy: &Policy, now_ms: u64) -> Vec<Decisio
     }
     for list in by_db.values_mut() {
         // Newest first: snapshot time, then id.
-        list.sort_by_key(|l| {
-            std::cmp::Reverse((l.manifest.started_unix_ms, l.manifest.backup_id))
-        });
+        list.sort_by_key(|l| std::cmp::Reverse((l.manifest.started_unix_ms, l.manifest.backup_id)));
         mark_database(list, policy, now_ms, &mut marks);
     }
     // Chain-aware: each kept differential keeps the base a restore will use.
@@ -114,11 +112,18 @@ pub fn plan(sets: &[Candidate<'_>], policy: &Policy, now_ms: u64) -> Vec<Decisio
     loop {
         let kept: Vec<LoadedManifest> = all
             .iter()
-            .filter(|l| marks.get(&l.manifest.backup_id).is_some_and(|m| m.0 != Mark::Remove))
+            .filter(|l| {
+                marks
+                    .get(&l.manifest.backup_id)
+                    .is_some_and(|m| m.0 != Mark::Remove)
+            })
             .cloned()
             .collect();
         let mut changed = false;
-        for d in kept.iter().filter(|l| l.manifest.kind == BackupKind::Differential) {
+        for d in kept
+            .iter()
+            .filter(|l| l.manifest.kind == BackupKind::Differential)
+        {
             if chain::pick_base(&kept, &d.manifest).is_some() {
                 continue;
             }
@@ -179,7 +184,13 @@ fn mark_database(
         );
     }
     if let Some(n) = policy.keep_last {
-        select(list, n, marks, |l| format!("last {n} {}", format_backup_id(id(l))));
+        select(
+            list,
+            n,
+            marks,
+            |l| format_backup_id(id(l)),
+            |_| format!("last {n}"),
+        );
     }
     if let Some(d) = policy.keep_within_ms {
         for l in list {
@@ -207,26 +218,28 @@ fn mark_database(
             let (y, m, _) = civil(t);
             format!("{y:04}-{m:02}")
         }),
-        ("yearly", policy.keep_yearly, |t| format!("{:04}", civil(t).0)),
+        ("yearly", policy.keep_yearly, |t| {
+            format!("{:04}", civil(t).0)
+        }),
     ];
     for (rule, n, period) in periods {
         if let Some(n) = n {
-            select(list, n, marks, |l| {
-                format!("{rule} {}", period(l.manifest.started_unix_ms))
-            });
+            let key = |l: &LoadedManifest| format!("{rule} {}", period(l.manifest.started_unix_ms));
+            select(list, n, marks, key, key);
         }
     }
 }
 
 /// Proxmox's `mark_selections`: the newest set of each of the `n` newest buckets not
 /// already holding a kept set is kept; older sets of a bucket just kept are removed (no
-/// later rule keeps them). The bucket is the rule and its period (`"daily 2026-11-30"`),
-/// which is also the reason given.
+/// later rule keeps them). The bucket of a period rule is the rule and its period
+/// (`"daily 2026-11-30"`), which is also the reason given.
 fn select(
     list: &[&LoadedManifest],
     n: u32,
     marks: &mut BTreeMap<u64, (Mark, String)>,
     bucket: impl Fn(&LoadedManifest) -> String,
+    reason: impl Fn(&LoadedManifest) -> String,
 ) {
     let mut already = HashSet::new();
     for l in list {
@@ -252,7 +265,7 @@ fn select(
                 break;
             }
             taken.insert(b.clone());
-            marks.insert(id, (Mark::Keep, b.clone()));
+            marks.insert(id, (Mark::Keep, reason(l)));
         } else {
             marks.insert(id, (Mark::Remove, format!("a newer set is kept for {b}")));
         }
@@ -261,7 +274,12 @@ fn select(
 
 /// Milliseconds as the largest whole unit (`7d`, `36h`, `90m`, `10s`, `5ms`).
 pub fn duration_words(ms: u64) -> String {
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -297,7 +315,11 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
             "d" => 86_400_000,
             "w" => 7 * 86_400_000,
             "y" => 365 * 86_400_000,
-            _ => return Err(format!("{s:?} has an unknown unit {unit:?} (ms, s, m, h, d, w, y)")),
+            _ => {
+                return Err(format!(
+                    "{s:?} has an unknown unit {unit:?} (ms, s, m, h, d, w, y)"
+                ))
+            }
         };
         total = n
             .checked_mul(size)

@@ -183,7 +183,9 @@ fn substitute_base(ctl: &Control, repo: &Repository) -> Result<Option<Base>> {
             && lin.stands_for_lsn == ctl.base_lsn
             && m.database_id == ctl.database_id;
         if fits
-            && best.as_ref().is_none_or(|b| (m.snapshot_lsn, id) > (b.0, b.1))
+            && best
+                .as_ref()
+                .is_none_or(|b| (m.snapshot_lsn, id) > (b.0, b.1))
             && repo.set_objects_problem(&m)?.is_none()
         {
             best = Some((m.snapshot_lsn, id, m, lin.stands_for_hash));

@@ -136,7 +136,9 @@ pub fn base_fits(base: &LoadedManifest, diff: &Manifest) -> std::result::Result<
         format_backup_id(diff.base_id),
     );
     let Some(l) = bm.lineage else {
-        return Err(format!("set {s} is neither the base {b} of differential {d} nor a synthetic full"));
+        return Err(format!(
+            "set {s} is neither the base {b} of differential {d} nor a synthetic full"
+        ));
     };
     if diff.kind != BackupKind::Differential {
         return Err(format!("set {d} is not a differential"));

@@ -135,13 +135,18 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     let mut raw = Vec::with_capacity(EXTENT_SIZE);
     let mut out = Vec::with_capacity(RECORD_HEADER_SIZE + EXTENT_SIZE + 1024);
     let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io(repo.location(), e))?;
-    let mut comp =
-        zstd::bulk::Compressor::new(level).map_err(|e| Error::io(repo.location(), e))?;
+    let mut comp = zstd::bulk::Compressor::new(level).map_err(|e| Error::io(repo.location(), e))?;
     let (mut pages, mut bytes_copied) = (0u64, 0u64);
     for job in jobs.by_ref() {
         let job = job?;
         let file_id = diff.files[job.file].file_id;
         let src = source(&job);
+        match src {
+            Source::None => {}
+            Source::Base(_) => p.extents_from_base += 1,
+            Source::Differential(_) => p.extents_from_differential += 1,
+            Source::Both(..) => p.extents_combined += 1,
+        }
         let (s, (pos, e)) = match src {
             Source::None => continue,
             Source::Base(x) => (0, x),
@@ -150,21 +155,21 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
                 // Both hold part of the extent: the differential's pages over the full's.
                 let hb = readers[0].read_record(b.0, &b.1, &mut other)?;
                 let hd = readers[1].read_record(d.0, &d.1, &mut buf)?;
-                let at = |i: u32| readers[i as usize].stream_location(0);
+                let at = |i: usize, e: &Entry| readers[i].stream_location(e.1.stream);
                 record::decode_payload(
                     &hb,
                     &other[RECORD_HEADER_SIZE..hb.record_len()],
                     &mut dec,
                     &mut raw_base,
                 )
-                .map_err(|f| Error::corrupt(at(0), f.to_string()))?;
+                .map_err(|f| Error::corrupt(at(0, &b), f.to_string()))?;
                 record::decode_payload(
                     &hd,
                     &buf[RECORD_HEADER_SIZE..hd.record_len()],
                     &mut dec,
                     &mut raw_diff,
                 )
-                .map_err(|f| Error::corrupt(at(1), f.to_string()))?;
+                .map_err(|f| Error::corrupt(at(1, &d), f.to_string()))?;
                 let mask = hb.page_mask | hd.page_mask;
                 raw.clear();
                 let (mut ib, mut id) = (0, 0);
@@ -270,7 +275,9 @@ fn head_plan(repo: &Repository, chain: &Chain) -> Result<MergePlan> {
     let mut already = None;
     for id in repo.set_ids()? {
         if let Ok(l) = repo.load_manifest(id) {
-            if l.manifest.lineage.is_some_and(|x| x.merged_from_id == diff.backup_id)
+            if l.manifest
+                .lineage
+                .is_some_and(|x| x.merged_from_id == diff.backup_id)
                 && repo.set_objects_problem(&l.manifest)?.is_none()
             {
                 already = Some(format_backup_id(id));

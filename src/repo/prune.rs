@@ -126,7 +126,11 @@ pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
     repo.remove_sets(&lock, &plan.removal_order)?;
     let debris = repo.clean_debris(&lock)?;
     Ok(PruneReport {
-        removed: plan.removal_order.iter().map(|&id| format_backup_id(id)).collect(),
+        removed: plan
+            .removal_order
+            .iter()
+            .map(|&id| format_backup_id(id))
+            .collect(),
         debris_removed: debris.len() as u64,
         plan,
     })

@@ -30,12 +30,12 @@ mod repo_readonly;
 #[cfg(feature = "s3")]
 mod repo_s3;
 mod restore_bench;
-mod retention;
 mod restore_chain;
 mod restore_fixture;
 mod restore_props;
 mod restore_protocol;
 mod restore_roundtrip;
+mod retention;
 mod store_concurrency;
 mod store_crash;
 mod store_faults;

@@ -82,8 +82,8 @@ pub(crate) fn restored(repo: &Repository, id: u64) -> pagevault::Result<Pages> {
 }
 
 pub(crate) fn assert_restores(repo: &Repository, id: u64, want: &Pages, what: &str) {
-    let got = restored(repo, id)
-        .unwrap_or_else(|e| panic!("{what}: restore of {id:016x} failed: {e}"));
+    let got =
+        restored(repo, id).unwrap_or_else(|e| panic!("{what}: restore of {id:016x} failed: {e}"));
     assert!(
         got == *want,
         "{what}: restore of {id:016x} is not byte-identical to the database at its snapshot"
@@ -135,7 +135,12 @@ fn scene_with(store: &Store, merged: bool) -> Scene {
     want.insert(full, pages(&db));
     let mut diff = |seed, day| {
         churn(&db, seed, 3);
-        let id = backup_at(&db, &repo, BackupKind::Differential, START_MS + day * DAY_MS);
+        let id = backup_at(
+            &db,
+            &repo,
+            BackupKind::Differential,
+            START_MS + day * DAY_MS,
+        );
         want.insert(id, pages(&db));
         id
     };
@@ -173,7 +178,10 @@ fn a_merged_full_restores_byte_identical_to_its_chain_and_merging_again_is_a_no_
         let m = s.repo.load_manifest(merged).unwrap().manifest;
         assert_eq!(m.kind, BackupKind::Full);
         let lineage = m.lineage.expect("a synthetic full names its lineage");
-        assert_eq!((lineage.stands_for_id, lineage.merged_from_id), (s.full, s.d1));
+        assert_eq!(
+            (lineage.stands_for_id, lineage.merged_from_id),
+            (s.full, s.d1)
+        );
         assert_eq!(
             restored(&s.repo, merged).unwrap(),
             restored(&s.repo, s.d1).unwrap(),
@@ -199,13 +207,18 @@ fn a_merged_full_restores_byte_identical_to_its_chain_and_merging_again_is_a_no_
 fn a_merged_full_stands_in_for_the_full_it_came_from_once_that_is_deleted() {
     for store in Store::both() {
         let mut s = scene(&store);
-        let merged = parse_backup_id(&merge::merge(&s.repo, s.d1, None).unwrap().backup_id).unwrap();
+        let merged =
+            parse_backup_id(&merge::merge(&s.repo, s.d1, None).unwrap().backup_id).unwrap();
         // d0 is older than the merge point: it needs the old full.
         let e = delete::delete(&s.repo, s.full, false).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains(&format_backup_id(s.d0)), "{msg}");
         assert!(!msg.contains(&format_backup_id(s.d2)), "{msg}");
-        assert_eq!(s.repo.set_ids().unwrap().len(), 5, "a refused delete removes nothing");
+        assert_eq!(
+            s.repo.set_ids().unwrap().len(),
+            5,
+            "a refused delete removes nothing"
+        );
         let plan = delete::plan(&s.repo, s.full, true).unwrap();
         assert_eq!(plan.dependents, vec![format_backup_id(s.d0)]);
         let r = delete::delete(&s.repo, s.full, true).unwrap();
@@ -223,9 +236,17 @@ fn a_merged_full_stands_in_for_the_full_it_came_from_once_that_is_deleted() {
         // The live database still names the old full: its next differential is taken
         // against the merged full and restores on it.
         churn(&s.db, 9, 5);
-        let d3 = backup_at(&s.db, &s.repo, BackupKind::Differential, START_MS + 9 * DAY_MS);
+        let d3 = backup_at(
+            &s.db,
+            &s.repo,
+            BackupKind::Differential,
+            START_MS + 9 * DAY_MS,
+        );
         let m3 = s.repo.load_manifest(d3).unwrap().manifest;
-        assert_eq!(m3.base_id, s.full, "the next differential names the old base");
+        assert_eq!(
+            m3.base_id, s.full,
+            "the next differential names the old base"
+        );
         s.want.insert(d3, pages(&s.db));
         assert_restores(&s.repo, d3, &s.want[&d3], store.name());
         // A second merge lays d3 on the first merged full, standing for the same full.
@@ -346,7 +367,8 @@ fn a_crash_or_fault_at_every_step_of_prune_delete_and_merge_leaves_whole_sets_an
                         Ok(()) => {}
                         // A delete that had finished finds its set gone: said, not redone.
                         Err(Error::NotFound { .. })
-                            if matches!(verb, Verb::Delete) && !s.repo.has_set(s.full).unwrap() => {}
+                            if matches!(verb, Verb::Delete) && !s.repo.has_set(s.full).unwrap() => {
+                        }
                         Err(e) => panic!("{what}: the rerun failed: {e}"),
                     }
                     let done: BTreeSet<u64> = s
@@ -358,7 +380,11 @@ fn a_crash_or_fault_at_every_step_of_prune_delete_and_merge_leaves_whole_sets_an
                         .collect();
                     assert_eq!(done, keeps, "{what}: the rerun did not converge");
                     if let Verb::Merge = verb {
-                        assert_eq!(s.repo.set_ids().unwrap().len(), 5, "{what}: one merged full");
+                        assert_eq!(
+                            s.repo.set_ids().unwrap().len(),
+                            5,
+                            "{what}: one merged full"
+                        );
                     }
                     assert_whole(&s.repo, &s.want, &what);
                     let ids = s.repo.set_ids().unwrap();
@@ -434,13 +460,20 @@ fn simulated_schedule(days: u64, check_every: u64) {
             .map(|e| parse_backup_id(&e.id).unwrap())
             .collect();
         let now: BTreeSet<u64> = repo.set_ids().unwrap().into_iter().collect();
-        assert_eq!(now, kept, "day {day}: the repository holds other than the plan keeps");
+        assert_eq!(
+            now, kept,
+            "day {day}: the repository holds other than the plan keeps"
+        );
         // Holds only what the policy keeps: planned again, nothing more goes.
         let again = prune::plan(&repo, &opts).unwrap();
         assert_eq!(again.remove, 0, "day {day}: {:?}", again.sets);
         // Bounded: 7 daily + 4 weekly + 12 monthly + 3 yearly rule slots, a base for each
         // kept differential of a monthly or yearly slot, and the newest full.
-        assert!(now.len() <= 7 + 4 + 12 + 3 + 15 + 1, "day {day}: {} sets", now.len());
+        assert!(
+            now.len() <= 7 + 4 + 12 + 3 + 15 + 1,
+            "day {day}: {} sets",
+            now.len()
+        );
         if day % check_every == 0 || day + 1 == days {
             for &k in &now {
                 assert_restores(&repo, k, &want[&k], &format!("day {day}"));
@@ -461,7 +494,10 @@ fn simulated_schedule(days: u64, check_every: u64) {
                 m.kind == BackupKind::Full && m.lineage.is_none()
             })
             .count();
-        assert_eq!(fulls, 0, "the first full is pruned once merged fulls stand for it");
+        assert_eq!(
+            fulls, 0,
+            "the first full is pruned once merged fulls stand for it"
+        );
     }
 }
 
