@@ -17,14 +17,14 @@ use super::{
     crc32, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT,
 };
 
-/// The manifest layout version this build writes (repository format 2, manifest 3: a
-/// synthetic full carries its lineage block). Version 2 is still read.
+/// The newest manifest layout version (repository format 2): version 3 is a synthetic
+/// full's, with its lineage block; every other set is still written as version 2, so a
+/// repository without merges stays readable by builds that know only version 2.
 pub const MANIFEST_VERSION: u32 = 3;
-/// The oldest manifest version this build reads (version 2 has no lineage block and no
-/// flags).
+/// The version of every manifest but a synthetic full's (and the oldest read).
 pub const MANIFEST_VERSION_MIN: u32 = 2;
-/// Flag (version 3): the set is a synthetic full made by `merge`, and the lineage block
-/// follows the fixed part.
+/// Flag (version 3, where it is required): the set is a synthetic full made by `merge`,
+/// and the lineage block follows the fixed part.
 pub const FLAG_SYNTHETIC: u32 = 1;
 /// Size of the lineage block of a synthetic full.
 pub const LINEAGE_SIZE: usize = 64;
@@ -312,7 +312,12 @@ impl Manifest {
             + TRAILER_SIZE;
         let mut b = vec![0u8; len];
         b[..8].copy_from_slice(&MANIFEST_MAGIC);
-        put_u32(&mut b, OFF_VERSION, MANIFEST_VERSION);
+        let version = if self.lineage.is_some() {
+            MANIFEST_VERSION
+        } else {
+            MANIFEST_VERSION_MIN
+        };
+        put_u32(&mut b, OFF_VERSION, version);
         put_u32(&mut b, OFF_KIND, self.kind.code());
         put_u64(&mut b, OFF_BACKUP_ID, self.backup_id);
         put_u64(&mut b, OFF_DATABASE_ID, self.database_id);
@@ -405,7 +410,7 @@ impl Manifest {
         let bad = u64_at(OFF_BAD_PAGE_COUNT);
         let version = u32_at(OFF_VERSION);
         let flags = u32_at(OFF_FLAGS);
-        let synthetic = version >= 3 && flags & FLAG_SYNTHETIC != 0;
+        let synthetic = version == 3 && flags & FLAG_SYNTHETIC != 0;
         let lineage_len = if synthetic { LINEAGE_SIZE as u64 } else { 0 };
         let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64 + lineage_len)
             .checked_add(files * FILE_ENTRY_SIZE as u64)
@@ -474,10 +479,13 @@ impl Manifest {
         if m.backup_id == 0 || m.database_id == 0 {
             return Err("manifest has a zero backup or database id".into());
         }
-        // Version 2 has no flags; version 3 knows one.
-        let known_flags = if version >= 3 { FLAG_SYNTHETIC } else { 0 };
-        if flags & !known_flags != 0 || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
-            return Err("manifest has non-zero reserved fields".into());
+        // Version 2 has no flags; version 3 is exactly a synthetic full's (one encoding
+        // per manifest: an accepted manifest re-encodes to its bytes).
+        let want_flags = if version == 3 { FLAG_SYNTHETIC } else { 0 };
+        if flags != want_flags || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
+            return Err(format!(
+                "manifest has flags {flags:#x} or reserved bytes its version {version} does not allow"
+            ));
         }
         if m.extents_per_map == 0 || m.extents_per_map > MAX_EXTENTS_PER_MAP {
             return Err(format!(
@@ -785,9 +793,20 @@ mod tests {
             let v2 = with_version(m.encode().0, 2);
             assert_eq!(Manifest::decode(&v2).unwrap(), m);
         }
-        // Version 2 had no flags: a v2 manifest with the synthetic flag is refused.
+        // Version 2 had no flags: a v2 manifest with the synthetic flag is refused, and a
+        // version 3 one is a synthetic full's alone.
         let v2 = with_version(synthetic().encode().0, 2);
         assert!(Manifest::decode(&v2).is_err());
+        let v3 = with_version(sample(BackupKind::Full).encode().0, 3);
+        assert!(Manifest::decode(&v3).is_err());
+        assert_eq!(
+            &synthetic().encode().0[OFF_VERSION..OFF_VERSION + 4],
+            &3u32.to_le_bytes()
+        );
+        assert_eq!(
+            &sample(BackupKind::Full).encode().0[OFF_VERSION..OFF_VERSION + 4],
+            &2u32.to_le_bytes()
+        );
     }
 
     #[test]
