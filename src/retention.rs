@@ -177,12 +177,6 @@ fn mark_database(
     marks: &mut BTreeMap<u64, (Mark, String)>,
 ) {
     let id = |l: &LoadedManifest| l.manifest.backup_id;
-    if let Some(f) = list.iter().find(|l| l.manifest.kind == BackupKind::Full) {
-        marks.insert(
-            id(f),
-            (Mark::Protected, "newest full of its database".into()),
-        );
-    }
     if let Some(n) = policy.keep_last {
         select(
             list,
@@ -226,6 +220,16 @@ fn mark_database(
         if let Some(n) = n {
             let key = |l: &LoadedManifest| format!("{rule} {}", period(l.manifest.started_unix_ms));
             select(list, n, marks, key, key);
+        }
+    }
+    // The newest full is kept whatever the rules said (after them, so that a rule keeping
+    // it covers its period as usual).
+    if let Some(f) = list.iter().find(|l| l.manifest.kind == BackupKind::Full) {
+        if marks.get(&id(f)).is_none_or(|m| m.0 == Mark::Remove) {
+            marks.insert(
+                id(f),
+                (Mark::Protected, "newest full of its database".into()),
+            );
         }
     }
 }
