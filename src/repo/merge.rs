@@ -21,6 +21,8 @@
 
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 use crate::format::manifest::{
     format_backup_id, BackupKind, BadPage, ChangeSource, Lineage, Manifest,
@@ -128,88 +130,51 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     let iters = readers.iter().map(|r| r.entries()).collect();
     let mut jobs = JobIter::new(iters, &sets);
     let mut writer = SetWriter::new(repo, new_id);
-    let mut buf = vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN];
-    let mut other = vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN];
-    let mut raw_base = Vec::with_capacity(EXTENT_SIZE);
-    let mut raw_diff = Vec::with_capacity(EXTENT_SIZE);
-    let mut raw = Vec::with_capacity(EXTENT_SIZE);
-    let mut out = Vec::with_capacity(RECORD_HEADER_SIZE + EXTENT_SIZE + 1024);
-    let mut dec = zstd::bulk::Decompressor::new().map_err(|e| Error::io(repo.location(), e))?;
-    let mut comp = zstd::bulk::Compressor::new(level).map_err(|e| Error::io(repo.location(), e))?;
     let (mut pages, mut bytes_copied) = (0u64, 0u64);
-    for job in jobs.by_ref() {
-        let job = job?;
-        let file_id = diff.files[job.file].file_id;
-        let src = source(&job);
-        match src {
-            Source::None => {}
-            Source::Base(_) => p.extents_from_base += 1,
-            Source::Differential(_) => p.extents_from_differential += 1,
-            Source::Both(..) => p.extents_combined += 1,
-        }
-        let (s, (pos, e)) = match src {
-            Source::None => continue,
-            Source::Base(x) => (0, x),
-            Source::Differential(x) => (1, x),
-            Source::Both(b, d) => {
-                // Both hold part of the extent: the differential's pages over the full's.
-                let hb = readers[0].read_record(b.0, &b.1, &mut other)?;
-                let hd = readers[1].read_record(d.0, &d.1, &mut buf)?;
-                let at = |i: usize, e: &Entry| readers[i].stream_location(e.1.stream);
-                record::decode_payload(
-                    &hb,
-                    &other[RECORD_HEADER_SIZE..hb.record_len()],
-                    &mut dec,
-                    &mut raw_base,
-                )
-                .map_err(|f| Error::corrupt(at(0, &b), f.to_string()))?;
-                record::decode_payload(
-                    &hd,
-                    &buf[RECORD_HEADER_SIZE..hd.record_len()],
-                    &mut dec,
-                    &mut raw_diff,
-                )
-                .map_err(|f| Error::corrupt(at(1, &d), f.to_string()))?;
-                let mask = hb.page_mask | hd.page_mask;
-                raw.clear();
-                let (mut ib, mut id) = (0, 0);
-                for i in 0..8 {
-                    let bit = 1u8 << i;
-                    if hd.page_mask & bit != 0 {
-                        raw.extend_from_slice(&raw_diff[id * PAGE_SIZE..(id + 1) * PAGE_SIZE]);
-                    } else if hb.page_mask & bit != 0 {
-                        raw.extend_from_slice(&raw_base[ib * PAGE_SIZE..(ib + 1) * PAGE_SIZE]);
-                    }
-                    ib += (hb.page_mask & bit != 0) as usize;
-                    id += (hd.page_mask & bit != 0) as usize;
-                }
-                let rid = RecordId {
-                    database_id: diff.database_id,
-                    backup_id: new_id,
-                    file_id,
-                    extent: job.extent,
-                    sequence: 0,
-                };
-                record::encode(
-                    rid,
-                    mask,
-                    hb.max_lsn.max(hd.max_lsn),
-                    &raw,
-                    Some(&mut comp),
-                    &mut out,
-                )
-                .map_err(|e| Error::io(repo.location(), e))?;
-                pages += mask.count_ones() as u64;
-                writer.append(file_id, job.extent, mask, &mut out)?;
-                continue;
+    // Extents are built in parallel, a window at a time (bounded memory: one extent
+    // record per job of the window), then appended in order.
+    let mut window: Vec<(u32, u32, Source)> = Vec::with_capacity(WINDOW_EXTENTS);
+    loop {
+        window.clear();
+        for job in jobs.by_ref() {
+            let job = job?;
+            let src = source(&job);
+            match src {
+                Source::None => continue,
+                Source::Base(_) => p.extents_from_base += 1,
+                Source::Differential(_) => p.extents_from_differential += 1,
+                Source::Both(..) => p.extents_combined += 1,
             }
-        };
-        let h = readers[s].read_record(pos, &e, &mut buf)?;
-        let rec = &mut buf[..h.record_len()];
-        record::rebrand(rec, new_id, 0);
-        pages += h.page_mask.count_ones() as u64;
-        bytes_copied += rec.len() as u64;
-        writer.append(file_id, job.extent, h.page_mask, rec)?;
+            window.push((diff.files[job.file].file_id, job.extent, src));
+            if window.len() == WINDOW_EXTENTS {
+                break;
+            }
+        }
+        if window.is_empty() {
+            break;
+        }
+        let built: Vec<Result<Built>> = window
+            .par_iter()
+            .map_init(Worker::new, |w, (file_id, extent, src)| {
+                w.build(
+                    &readers,
+                    diff.database_id,
+                    new_id,
+                    *file_id,
+                    *extent,
+                    src,
+                    level,
+                )
+            })
+            .collect();
+        for (b, (file_id, extent, _)) in built.into_iter().zip(&window) {
+            let mut b = b?;
+            pages += b.mask.count_ones() as u64;
+            if b.copied {
+                bytes_copied += b.record.len() as u64;
+            }
+            writer.append(*file_id, *extent, b.mask, &mut b.record)?;
+        }
     }
     jobs.finish()?;
     let records = writer.records();
@@ -295,6 +260,148 @@ fn head_plan(repo: &Repository, chain: &Chain) -> Result<MergePlan> {
         extents_from_differential: 0,
         extents_combined: 0,
     })
+}
+
+/// Extents built in parallel at a time.
+const WINDOW_EXTENTS: usize = 256;
+
+/// One extent of the synthetic full, ready to append.
+struct Built {
+    mask: u8,
+    record: Vec<u8>,
+    /// Copied from a set with its payload untouched (else combined and compressed).
+    copied: bool,
+}
+
+/// A worker's buffers and codecs, reused across extents.
+struct Worker {
+    buf: Vec<u8>,
+    other: Vec<u8>,
+    raw_base: Vec<u8>,
+    raw_diff: Vec<u8>,
+    raw: Vec<u8>,
+    dec: Option<zstd::bulk::Decompressor<'static>>,
+    comp: Option<(i32, zstd::bulk::Compressor<'static>)>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            buf: vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN],
+            other: vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN],
+            raw_base: Vec::with_capacity(EXTENT_SIZE),
+            raw_diff: Vec::with_capacity(EXTENT_SIZE),
+            raw: Vec::with_capacity(EXTENT_SIZE),
+            dec: None,
+            comp: None,
+        }
+    }
+
+    /// The record of one extent of the synthetic full `new_id`.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &mut self,
+        readers: &[SetReader<'_>; 2],
+        database_id: u64,
+        new_id: u64,
+        file_id: u32,
+        extent: u32,
+        src: &Source,
+        level: i32,
+    ) -> Result<Built> {
+        let (s, (pos, e)) = match *src {
+            Source::None => unreachable!("skipped by the caller"),
+            Source::Base(x) => (0, x),
+            Source::Differential(x) => (1, x),
+            Source::Both(b, d) => {
+                let at = (database_id, new_id, file_id, extent, level);
+                return self.combine(readers, at, b, d);
+            }
+        };
+        let h = readers[s].read_record(pos, &e, &mut self.buf)?;
+        let mut record = self.buf[..h.record_len()].to_vec();
+        record::rebrand(&mut record, new_id, 0);
+        Ok(Built {
+            mask: h.page_mask,
+            record,
+            copied: true,
+        })
+    }
+
+    /// Both sets hold part of the extent: the differential's pages over the full's,
+    /// compressed again. `at` is (database id, new set id, file id, extent, level).
+    fn combine(
+        &mut self,
+        readers: &[SetReader<'_>; 2],
+        at: (u64, u64, u32, u32, i32),
+        b: Entry,
+        d: Entry,
+    ) -> Result<Built> {
+        let (database_id, new_id, file_id, extent, level) = at;
+        let here = || readers[0].stream_location(b.1.stream);
+        if self.dec.is_none() {
+            self.dec = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::io(here(), e))?);
+        }
+        if self.comp.as_ref().is_none_or(|c| c.0 != level) {
+            let c = zstd::bulk::Compressor::new(level).map_err(|e| Error::io(here(), e))?;
+            self.comp = Some((level, c));
+        }
+        let dec = self.dec.as_mut().expect("made above");
+        let hb = readers[0].read_record(b.0, &b.1, &mut self.other)?;
+        let hd = readers[1].read_record(d.0, &d.1, &mut self.buf)?;
+        record::decode_payload(
+            &hb,
+            &self.other[RECORD_HEADER_SIZE..hb.record_len()],
+            dec,
+            &mut self.raw_base,
+        )
+        .map_err(|f| Error::corrupt(readers[0].stream_location(b.1.stream), f.to_string()))?;
+        record::decode_payload(
+            &hd,
+            &self.buf[RECORD_HEADER_SIZE..hd.record_len()],
+            dec,
+            &mut self.raw_diff,
+        )
+        .map_err(|f| Error::corrupt(readers[1].stream_location(d.1.stream), f.to_string()))?;
+        let mask = hb.page_mask | hd.page_mask;
+        self.raw.clear();
+        let (mut ib, mut id) = (0, 0);
+        for i in 0..8 {
+            let bit = 1u8 << i;
+            if hd.page_mask & bit != 0 {
+                self.raw
+                    .extend_from_slice(&self.raw_diff[id * PAGE_SIZE..(id + 1) * PAGE_SIZE]);
+            } else if hb.page_mask & bit != 0 {
+                self.raw
+                    .extend_from_slice(&self.raw_base[ib * PAGE_SIZE..(ib + 1) * PAGE_SIZE]);
+            }
+            ib += (hb.page_mask & bit != 0) as usize;
+            id += (hd.page_mask & bit != 0) as usize;
+        }
+        let rid = RecordId {
+            database_id,
+            backup_id: new_id,
+            file_id,
+            extent,
+            sequence: 0,
+        };
+        let mut out = Vec::with_capacity(RECORD_HEADER_SIZE + EXTENT_SIZE + 1024);
+        let comp = &mut self.comp.as_mut().expect("made above").1;
+        record::encode(
+            rid,
+            mask,
+            hb.max_lsn.max(hd.max_lsn),
+            &self.raw,
+            Some(comp),
+            &mut out,
+        )
+        .map_err(|e| Error::io(here(), e))?;
+        Ok(Built {
+            mask,
+            record: out,
+            copied: false,
+        })
+    }
 }
 
 type Entry = (u64, crate::format::manifest::IndexEntry);
