@@ -713,6 +713,7 @@ impl<'a> Suite<'a> {
             true,
         )?;
         self.restores(full_id, diff_id.expect("kept"))?;
+        self.merges(diff_id.expect("kept"))?;
         self.verify(full_id)?;
         self.change_scattered(100, 500)?;
         self.differentials(
@@ -1130,6 +1131,45 @@ impl<'a> Suite<'a> {
         Ok(())
     }
 
+    /// `merge` of the full and its 10 % differential into a synthetic full, alternated
+    /// with a full backup (copy-only, so the base stays) of the same database: the merge's
+    /// time against the full's, side by side. Each synthetic full and copy is removed.
+    fn merges(&mut self, diff_id: u64) -> Result<()> {
+        let (mut merges, mut fulls) = (Vec::new(), Vec::new());
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "merge of the full and its 10 % differential, and a full backup, {}/{}",
+                i + 1,
+                self.k()
+            ));
+            let m = measure(|| crate::repo::merge::merge(&self.repo, diff_id, None))?;
+            remove_set(&self.repo, merge_id(&m.value.backup_id)?)?;
+            merges.push(m);
+            let opts = self.backup_options(BackupKind::CopyOnly);
+            let f = measure(|| backup::run(self.db(), &self.repo, &opts, &NoProgress))?;
+            remove_set(&self.repo, set_id(&f.value)?)?;
+            fulls.push(f);
+        }
+        let full = summarize(fulls);
+        let s = summarize(merges);
+        let r = &s.median.value;
+        let bytes = r.bytes_stored;
+        let mut step = s.step(
+            "merge",
+            "merge of the full and its 10 % differential into a synthetic full (no database read)"
+                .into(),
+            bytes,
+        );
+        step.bytes_stored = r.bytes_stored;
+        step.extents_stored =
+            r.plan.extents_from_base + r.plan.extents_from_differential + r.plan.extents_combined;
+        step.extents_read = r.plan.extents_combined;
+        // Side by side with the full backups of this step, not the earlier ones.
+        step.time_vs_full = Some(s.median.secs / full.median.secs);
+        self.steps.push(step);
+        Ok(())
+    }
+
     fn verify(&mut self, full_id: u64) -> Result<()> {
         let mut samples = Vec::new();
         for i in 0..self.k() {
@@ -1231,6 +1271,12 @@ impl<'a> Suite<'a> {
             1.1,
         );
         t(
+            "merge (full + 10 % differential) time / full backup time, side by side",
+            step("merge").and_then(|s| s.time_vs_full),
+            false,
+            0.5,
+        );
+        t(
             "restore full + differential MB/s / decompression limit",
             step("restore_full_diff").and_then(|s| s.ratio_to_limit),
             true,
@@ -1271,6 +1317,12 @@ impl<'a> Suite<'a> {
 fn set_id(r: &BackupReport) -> Result<u64> {
     manifest::parse_backup_id(&r.backup_id)
         .ok_or_else(|| Error::Invalid(format!("backup id {:?} does not parse", r.backup_id)))
+}
+
+/// The numeric id of a synthetic full a merge wrote.
+fn merge_id(id: &str) -> Result<u64> {
+    manifest::parse_backup_id(id)
+        .ok_or_else(|| Error::Invalid(format!("merged set id {id:?} does not parse")))
 }
 
 /// Removes a set the suite no longer needs.

@@ -29,6 +29,7 @@ pub mod layout;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod rng;
 pub mod store;
 pub mod units;

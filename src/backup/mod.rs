@@ -69,6 +69,9 @@ pub struct BackupOptions {
     /// Extent images saved for the snapshot (before writers change them) kept in memory;
     /// beyond it they spill to a file in the database folder.
     pub preimage_memory_limit_bytes: usize,
+    /// The time the set is stamped with (ms after the Unix epoch) in place of the system
+    /// clock: retention counts periods from it, so a simulation passes its own clock.
+    pub clock_unix_ms: Option<u64>,
 }
 
 impl Default for BackupOptions {
@@ -80,6 +83,7 @@ impl Default for BackupOptions {
             level: DEFAULT_LEVEL,
             continue_after_error: false,
             preimage_memory_limit_bytes: PREIMAGE_MEMORY_LIMIT_BYTES,
+            clock_unix_ms: None,
         }
     }
 }
@@ -226,7 +230,7 @@ pub fn run(
     let lock = repo.lock(LockMode::Append, "backup")?;
     let debris_removed = repo.clean_debris(&lock)?;
     let started = Instant::now();
-    let started_unix_ms = ids::unix_millis();
+    let started_unix_ms = opts.clock_unix_ms.unwrap_or_else(ids::unix_millis);
     // The kind first: only a full's snapshot opens a pending base.
     let kind = plan::decide_kind(db, repo, opts.kind, opts.fallback_to_full)?;
     // The snapshot point: every page in the set is as of this LSN. Taking it syncs the
@@ -473,7 +477,10 @@ fn write_set(
         base_id: base.map_or(0, |b| b.backup_id),
         base_hash: base.map_or([0; HASH_SIZE], |b| b.hash),
         started_unix_ms,
-        finished_unix_ms: ids::unix_millis().max(started_unix_ms),
+        finished_unix_ms: match opts.clock_unix_ms {
+            Some(t) => t + 1,
+            None => ids::unix_millis().max(started_unix_ms),
+        },
         change_source: plan.change_source,
         level: opts.level,
         bytes_read: totals.bytes_read,
@@ -485,6 +492,7 @@ fn write_set(
         streams: vec![],
         pieces: vec![],
         bad_pages,
+        lineage: None,
     };
     set.publish(head)
 }

@@ -108,10 +108,16 @@ fn resolve_base_at(ctl: &Control, repo: &Repository) -> Result<Result<Base, Stri
     let loaded = match repo.load_manifest(ctl.base_id) {
         Ok(l) => l,
         Err(Error::NotFound { .. }) => {
+            // Pruned after a merge: a synthetic full standing for it carries the next
+            // differentials, which still name the base the database recorded
+            // (invariant 12).
+            if let Some(base) = substitute_base(ctl, repo)? {
+                return Ok(Ok(base));
+            }
             return Ok(Err(format!(
-                "the differential base {id} is not in the repository {}",
+                "the differential base {id} is not in the repository {}, and no synthetic full stands in for it",
                 repo.path().display()
-            )))
+            )));
         }
         Err(Error::Corrupt { path, what }) => {
             return Ok(Err(format!(
@@ -159,6 +165,38 @@ fn resolve_base_at(ctl: &Control, repo: &Repository) -> Result<Result<Base, Stri
             manifest: m,
         }),
     })
+}
+
+/// The newest whole synthetic full standing for the base `ctl` records (same id,
+/// manifest hash, snapshot LSN and database), as that base: the differential still names
+/// the recorded base; the synthetic full's file list stands for the base's.
+fn substitute_base(ctl: &Control, repo: &Repository) -> Result<Option<Base>> {
+    let mut best: Option<(u64, u64, Manifest, [u8; crate::format::manifest::HASH_SIZE])> = None;
+    for id in repo.set_ids()? {
+        let Ok(l) = repo.load_manifest(id) else {
+            continue;
+        };
+        let m = l.manifest;
+        let Some(lin) = m.lineage else { continue };
+        let fits = lin.stands_for_id == ctl.base_id
+            && crate::format::manifest::short_hash(&lin.stands_for_hash) == ctl.base_checksum
+            && lin.stands_for_lsn == ctl.base_lsn
+            && m.database_id == ctl.database_id;
+        if fits
+            && best
+                .as_ref()
+                .is_none_or(|b| (m.snapshot_lsn, id) > (b.0, b.1))
+            && repo.set_objects_problem(&m)?.is_none()
+        {
+            best = Some((m.snapshot_lsn, id, m, lin.stands_for_hash));
+        }
+    }
+    Ok(best.map(|(_, _, manifest, hash)| Base {
+        backup_id: ctl.base_id,
+        snapshot_lsn: ctl.base_lsn,
+        hash,
+        manifest,
+    }))
 }
 
 /// The kind a backup of `kind` becomes now: a differential with no usable base becomes a

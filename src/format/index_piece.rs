@@ -22,9 +22,12 @@
 
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
 use super::crc32;
-use super::manifest::{hash_of, IndexEntry, PieceEntry, MANIFEST_VERSION};
+use super::manifest::{hash_of, IndexEntry, PieceEntry};
 use super::record::{MAX_STORED_LEN, RECORD_HEADER_SIZE};
 
+/// The index piece layout version (unchanged since repository format 2; the manifest
+/// moved on to version 3 alone).
+pub const PIECE_VERSION: u32 = 2;
 /// Magic of an index piece.
 pub const INDEX_PIECE_MAGIC: [u8; 8] = *b"PGVLTIDX";
 /// Entries per piece at most (256 KiB of entries).
@@ -45,7 +48,7 @@ pub fn encode(
     assert!(!entries.is_empty() && entries.len() <= PIECE_ENTRIES as usize);
     let mut b = vec![0u8; PIECE_HEADER_SIZE + entries.len() * INDEX_ENTRY_SIZE + 4];
     b[..8].copy_from_slice(&INDEX_PIECE_MAGIC);
-    put_u32(&mut b, 8, MANIFEST_VERSION);
+    put_u32(&mut b, 8, PIECE_VERSION);
     put_u32(&mut b, 12, number);
     put_u64(&mut b, 16, backup_id);
     put_u64(&mut b, 24, first_record);
@@ -103,7 +106,7 @@ pub fn decode(
     let u64_at = |o| get_u64(b, o).unwrap_or(0);
     let end = b.len() - 4;
     if b[..8] != INDEX_PIECE_MAGIC
-        || u32_at(8) != MANIFEST_VERSION
+        || u32_at(8) != PIECE_VERSION
         || u32_at(12) != number
         || u64_at(16) != backup_id
         || u64_at(24) != want.first_record

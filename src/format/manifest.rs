@@ -17,8 +17,17 @@ use super::{
     crc32, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT,
 };
 
-/// The manifest layout version (repository format 2).
-pub const MANIFEST_VERSION: u32 = 2;
+/// The newest manifest layout version (repository format 2): version 3 is a synthetic
+/// full's, with its lineage block; every other set is still written as version 2, so a
+/// repository without merges stays readable by builds that know only version 2.
+pub const MANIFEST_VERSION: u32 = 3;
+/// The version of every manifest but a synthetic full's (and the oldest read).
+pub const MANIFEST_VERSION_MIN: u32 = 2;
+/// Flag (version 3, where it is required): the set is a synthetic full made by `merge`,
+/// and the lineage block follows the fixed part.
+pub const FLAG_SYNTHETIC: u32 = 1;
+/// Size of the lineage block of a synthetic full.
+pub const LINEAGE_SIZE: usize = 64;
 
 pub const OFF_MAGIC: usize = 0;
 pub const OFF_VERSION: usize = OFF_MAGIC + 8;
@@ -196,6 +205,26 @@ pub struct BadPage {
     pub reason: u32,
 }
 
+/// What a synthetic full (made by `merge`) stands in for and was made from (manifest
+/// version 3). Differentials name a full by id and hash; this one says which full its
+/// data continues, so the chain resolver may lay those differentials on it once that
+/// full is gone (invariant 12, docs/design.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Lineage {
+    /// The real full the database's differentials name as their base.
+    pub stands_for_id: u64,
+    /// That full's snapshot LSN (the differentials' base LSN).
+    pub stands_for_lsn: u64,
+    /// BLAKE3 of that full's manifest (what the differentials name it by).
+    #[serde(skip)]
+    pub stands_for_hash: [u8; HASH_SIZE],
+    /// The differential merged.
+    pub merged_from_id: u64,
+    /// The full the differential was laid on (the real full, or an earlier synthetic one
+    /// standing for it).
+    pub merged_base_id: u64,
+}
+
 /// A decoded manifest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
@@ -224,6 +253,8 @@ pub struct Manifest {
     pub streams: Vec<StreamEntry>,
     pub pieces: Vec<PieceEntry>,
     pub bad_pages: Vec<BadPage>,
+    /// A synthetic full's lineage (version 3, flag [`FLAG_SYNTHETIC`]); else `None`.
+    pub lineage: Option<Lineage>,
 }
 
 /// A backup id as users see it: 16 lowercase hex digits.
@@ -267,7 +298,13 @@ impl Manifest {
 
     /// Encodes with its checksum trailer; returns the bytes and their BLAKE3 hash.
     pub fn encode(&self) -> (Vec<u8>, [u8; HASH_SIZE]) {
+        let lineage_len = if self.lineage.is_some() {
+            LINEAGE_SIZE
+        } else {
+            0
+        };
         let len = FIXED_SIZE
+            + lineage_len
             + self.files.len() * FILE_ENTRY_SIZE
             + self.streams.len() * STREAM_ENTRY_SIZE
             + self.pieces.len() * PIECE_ENTRY_SIZE
@@ -275,7 +312,12 @@ impl Manifest {
             + TRAILER_SIZE;
         let mut b = vec![0u8; len];
         b[..8].copy_from_slice(&MANIFEST_MAGIC);
-        put_u32(&mut b, OFF_VERSION, MANIFEST_VERSION);
+        let version = if self.lineage.is_some() {
+            MANIFEST_VERSION
+        } else {
+            MANIFEST_VERSION_MIN
+        };
+        put_u32(&mut b, OFF_VERSION, version);
         put_u32(&mut b, OFF_KIND, self.kind.code());
         put_u64(&mut b, OFF_BACKUP_ID, self.backup_id);
         put_u64(&mut b, OFF_DATABASE_ID, self.database_id);
@@ -298,6 +340,15 @@ impl Manifest {
         put_u64(&mut b, OFF_EXTENTS_READ, self.extents_read);
         put_u32(&mut b, OFF_EXTENTS_PER_MAP, self.extents_per_map);
         let mut o = FIXED_SIZE;
+        if let Some(l) = &self.lineage {
+            put_u32(&mut b, OFF_FLAGS, FLAG_SYNTHETIC);
+            put_u64(&mut b, o, l.stands_for_id);
+            put_u64(&mut b, o + 8, l.stands_for_lsn);
+            b[o + 16..o + 48].copy_from_slice(&l.stands_for_hash);
+            put_u64(&mut b, o + 48, l.merged_from_id);
+            put_u64(&mut b, o + 56, l.merged_base_id);
+            o += LINEAGE_SIZE;
+        }
         for f in &self.files {
             assert!(valid_file_name(&f.name));
             put_u32(&mut b, o, f.file_id);
@@ -357,7 +408,11 @@ impl Manifest {
         let streams = u32_at(OFF_STREAM_COUNT) as u64;
         let pieces = u32_at(OFF_PIECE_COUNT) as u64;
         let bad = u64_at(OFF_BAD_PAGE_COUNT);
-        let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64)
+        let version = u32_at(OFF_VERSION);
+        let flags = u32_at(OFF_FLAGS);
+        let synthetic = version == 3 && flags & FLAG_SYNTHETIC != 0;
+        let lineage_len = if synthetic { LINEAGE_SIZE as u64 } else { 0 };
+        let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64 + lineage_len)
             .checked_add(files * FILE_ENTRY_SIZE as u64)
             .and_then(|v| v.checked_add(streams * STREAM_ENTRY_SIZE as u64))
             .and_then(|v| v.checked_add(pieces * PIECE_ENTRY_SIZE as u64))
@@ -373,10 +428,9 @@ impl Manifest {
                 "manifest checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): it is damaged"
             ));
         }
-        let version = u32_at(OFF_VERSION);
-        if version != MANIFEST_VERSION {
+        if !(MANIFEST_VERSION_MIN..=MANIFEST_VERSION).contains(&version) {
             return Err(format!(
-                "manifest format version {version} is not supported (this build reads {MANIFEST_VERSION}){}",
+                "manifest format version {version} is not supported (this build reads {MANIFEST_VERSION_MIN} to {MANIFEST_VERSION}){}",
                 if version > MANIFEST_VERSION { "; it was written by a newer pagevault" } else { "" }
             ));
         }
@@ -420,12 +474,18 @@ impl Manifest {
             streams: Vec::with_capacity(streams as usize),
             pieces: Vec::with_capacity(pieces as usize),
             bad_pages: Vec::with_capacity(bad as usize),
+            lineage: None,
         };
         if m.backup_id == 0 || m.database_id == 0 {
             return Err("manifest has a zero backup or database id".into());
         }
-        if u32_at(OFF_FLAGS) != 0 || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
-            return Err("manifest has non-zero reserved fields".into());
+        // Version 2 has no flags; version 3 is exactly a synthetic full's (one encoding
+        // per manifest: an accepted manifest re-encodes to its bytes).
+        let want_flags = if version == 3 { FLAG_SYNTHETIC } else { 0 };
+        if flags != want_flags || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
+            return Err(format!(
+                "manifest has flags {flags:#x} or reserved bytes its version {version} does not allow"
+            ));
         }
         if m.extents_per_map == 0 || m.extents_per_map > MAX_EXTENTS_PER_MAP {
             return Err(format!(
@@ -459,6 +519,28 @@ impl Manifest {
             }
         }
         let mut o = FIXED_SIZE;
+        if synthetic {
+            let mut stands_for_hash = [0u8; HASH_SIZE];
+            stands_for_hash.copy_from_slice(&b[o + 16..o + 48]);
+            let l = Lineage {
+                stands_for_id: u64_at(o),
+                stands_for_lsn: u64_at(o + 8),
+                stands_for_hash,
+                merged_from_id: u64_at(o + 48),
+                merged_base_id: u64_at(o + 56),
+            };
+            if kind != BackupKind::Full
+                || l.stands_for_id == 0
+                || l.merged_from_id == 0
+                || l.merged_base_id == 0
+                || l.stands_for_hash == [0; HASH_SIZE]
+                || l.stands_for_lsn > m.snapshot_lsn
+            {
+                return Err("synthetic full manifest has an invalid lineage block".into());
+            }
+            m.lineage = Some(l);
+            o += LINEAGE_SIZE;
+        }
         let mut names = std::collections::HashSet::with_capacity(files as usize);
         for i in 0..files as usize {
             let raw = &b[o + 16..o + FILE_ENTRY_SIZE];
@@ -662,7 +744,69 @@ mod tests {
                 page: 3,
                 reason: 1,
             }],
+            lineage: None,
         }
+    }
+
+    pub(crate) fn synthetic() -> Manifest {
+        Manifest {
+            lineage: Some(Lineage {
+                stands_for_id: 0x1000,
+                stands_for_lsn: 500,
+                stands_for_hash: [9; HASH_SIZE],
+                merged_from_id: 0x1200,
+                merged_base_id: 0x1000,
+            }),
+            ..sample(BackupKind::Full)
+        }
+    }
+
+    /// Rewrites `b`'s version field and re-seals its checksum.
+    fn with_version(mut b: Vec<u8>, version: u32) -> Vec<u8> {
+        put_u32(&mut b, OFF_VERSION, version);
+        let end = b.len() - TRAILER_SIZE;
+        let sum = crc32(&b[..end]);
+        put_u32(&mut b, end, sum);
+        b
+    }
+
+    #[test]
+    fn a_synthetic_full_round_trips_and_every_flipped_bit_is_rejected() {
+        let m = synthetic();
+        let (good, _) = m.encode();
+        assert_eq!(Manifest::decode(&good).unwrap(), m);
+        for i in 0..good.len() {
+            let mut b = good.clone();
+            b[i] ^= 0x01;
+            assert!(Manifest::decode(&b).is_err(), "flip at {i} not caught");
+        }
+        // A lineage on anything but a full is refused, even with a good checksum.
+        let mut d = synthetic();
+        d.kind = BackupKind::CopyOnly;
+        assert!(Manifest::decode(&d.encode().0).is_err());
+    }
+
+    #[test]
+    fn version_2_manifests_still_decode_and_may_not_carry_a_lineage() {
+        for kind in [BackupKind::Full, BackupKind::Differential] {
+            let m = sample(kind);
+            let v2 = with_version(m.encode().0, 2);
+            assert_eq!(Manifest::decode(&v2).unwrap(), m);
+        }
+        // Version 2 had no flags: a v2 manifest with the synthetic flag is refused, and a
+        // version 3 one is a synthetic full's alone.
+        let v2 = with_version(synthetic().encode().0, 2);
+        assert!(Manifest::decode(&v2).is_err());
+        let v3 = with_version(sample(BackupKind::Full).encode().0, 3);
+        assert!(Manifest::decode(&v3).is_err());
+        assert_eq!(
+            &synthetic().encode().0[OFF_VERSION..OFF_VERSION + 4],
+            &3u32.to_le_bytes()
+        );
+        assert_eq!(
+            &sample(BackupKind::Full).encode().0[OFF_VERSION..OFF_VERSION + 4],
+            &2u32.to_le_bytes()
+        );
     }
 
     #[test]
@@ -726,7 +870,7 @@ mod tests {
         let e = Manifest::decode(&b).unwrap_err();
         assert!(e.contains("checksum"), "{e}");
         let (mut b, _) = sample(BackupKind::Full).encode();
-        put_u32(&mut b, OFF_VERSION, 3);
+        put_u32(&mut b, OFF_VERSION, MANIFEST_VERSION + 1);
         let end = b.len() - TRAILER_SIZE;
         let sum = crc32(&b[..end]);
         put_u32(&mut b, end, sum);

@@ -282,6 +282,15 @@ pub fn set_sequence(record: &mut [u8], sequence: u32) -> u32 {
     crc
 }
 
+/// Gives an encoded record (`record` starts with its header) to set `backup_id` at
+/// `sequence` and re-seals the header; returns the new header checksum. `merge` copies a
+/// record into a synthetic full this way, its payload untouched (never recompressed).
+pub fn rebrand(record: &mut [u8], backup_id: u64, sequence: u32) -> u32 {
+    assert!(record.len() >= RECORD_HEADER_SIZE);
+    put_u64(record, OFF_BACKUP_ID, backup_id);
+    set_sequence(record, sequence)
+}
+
 /// Checks the stored payload of `header` (the `stored_len` bytes after the header) and
 /// decodes it into `raw` (resized to the pages' length), verifying the raw checksum.
 /// `decompressor` is reused across records by the caller. Never allocates more than 64 KiB.

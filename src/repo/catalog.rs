@@ -3,7 +3,11 @@
 //!
 //! Keeps true: every published manifest is listed, oldest first; a set whose manifest
 //! does not decode, or whose stream files are missing or of the wrong length, is listed
-//! with an error string rather than dropped, and never makes the listing fail.
+//! with an error string rather than dropped, and never makes the listing fail. The
+//! lineage is shown in place (invariant 14): a synthetic full names the differential it
+//! was merged from and the full it stands for; a differential names the set a restore
+//! lays it on (its base, or a synthetic full standing for it, by the resolver's own
+//! rule, [`super::chain::pick_base`]), or is flagged an orphan when there is none.
 
 use crate::error::Result;
 use crate::format::manifest::{self, BackupKind, ChangeSource, Manifest};
@@ -46,6 +50,15 @@ pub struct CatalogDetails {
     pub ratio: f64,
     pub level: i32,
     pub bad_pages: u64,
+    /// A synthetic full: the differential it was merged from.
+    pub merged_from: Option<String>,
+    /// A synthetic full: the full it stands in for.
+    pub stands_for: Option<String>,
+    /// A differential: the set a restore lays it on (its base, or a synthetic full
+    /// standing for it); `None` for an orphan.
+    pub restores_on: Option<String>,
+    /// A differential with no set to restore it on.
+    pub orphan: bool,
 }
 
 impl CatalogDetails {
@@ -72,6 +85,14 @@ impl CatalogDetails {
             ratio: ratio(m.bytes_read, stored),
             level: m.level,
             bad_pages: m.bad_pages.len() as u64,
+            merged_from: m
+                .lineage
+                .map(|l| manifest::format_backup_id(l.merged_from_id)),
+            stands_for: m
+                .lineage
+                .map(|l| manifest::format_backup_id(l.stands_for_id)),
+            restores_on: None,
+            orphan: false,
         }
     }
 }
@@ -89,15 +110,18 @@ pub fn ratio(read: u64, stored: u64) -> f64 {
 /// error; a bad set is an entry with `error` set.
 pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
     let mut out = Vec::new();
+    let mut loaded = Vec::new();
     for id in repo.set_ids()? {
         let entry = match repo.load_manifest(id) {
-            Ok(loaded) => {
-                let m = &loaded.manifest;
-                CatalogEntry {
+            Ok(l) => {
+                let m = &l.manifest;
+                let e = CatalogEntry {
                     id: manifest::format_backup_id(id),
                     error: streams_problem(repo, m),
                     details: Some(CatalogDetails::of(m)),
-                }
+                };
+                loaded.push(l);
+                e
             }
             Err(e) => CatalogEntry {
                 id: manifest::format_backup_id(id),
@@ -106,6 +130,27 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
             },
         };
         out.push(entry);
+    }
+    // The lineage: where each differential restores, by the resolver's rule.
+    for e in &mut out {
+        let Some(d) = e.details.as_mut() else {
+            continue;
+        };
+        if d.kind != BackupKind::Differential {
+            continue;
+        }
+        let Some(m) = loaded
+            .iter()
+            .find(|l| manifest::format_backup_id(l.manifest.backup_id) == e.id)
+        else {
+            continue;
+        };
+        match super::chain::pick_base(&loaded, &m.manifest) {
+            Some(i) => {
+                d.restores_on = Some(manifest::format_backup_id(loaded[i].manifest.backup_id))
+            }
+            None => d.orphan = true,
+        }
     }
     Ok(out)
 }

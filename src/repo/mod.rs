@@ -25,9 +25,12 @@ pub mod backend;
 pub mod catalog;
 pub mod chain;
 pub mod coverage;
+pub mod delete;
 pub mod lease;
 pub mod lock;
+pub mod merge;
 pub mod names;
+pub mod prune;
 pub mod set_reader;
 pub mod set_writer;
 
@@ -552,32 +555,57 @@ impl Repository {
 
     /// Removes set `id`, under the exclusive lock: its manifest first (the set is gone
     /// from then on, whole), then its streams and index pieces. A failure after the
-    /// manifest went leaves debris the next appender removes.
+    /// manifest went leaves debris the next writer removes.
     pub fn delete_set(&self, id: u64) -> Result<()> {
-        let _lock = self.lock(LockMode::Exclusive, "delete")?;
-        let name = names::manifest(id);
+        let lock = self.lock(LockMode::Exclusive, "delete")?;
         if !self.has_set(id)? {
             return Err(Error::NotFound {
-                path: self.backend.location(&name),
+                path: self.manifest_location(id),
                 what: format!(
                     "backup set {} is not in the repository",
                     manifest::format_backup_id(id)
                 ),
             });
         }
-        self.backend
-            .delete(&name)
-            .map_err(|e| Error::io(self.backend.location(&name), e))?;
-        for o in self
+        self.remove_sets(&lock, &[id])
+    }
+
+    /// Removes sets `ids`, in that order, under the exclusive lock `held` (invariant
+    /// 10): each set's manifest first, so it disappears whole at once (a local folder
+    /// syncs the folder before going on), then its streams and index pieces, which are
+    /// debris from then on (a crash leaves them to [`Repository::clean_debris`]). The
+    /// caller orders `ids` so that no set it keeps ever needs one already gone.
+    pub fn remove_sets(&self, held: &RepoLock, ids: &[u64]) -> Result<()> {
+        assert!(
+            held.mode == LockMode::Exclusive,
+            "sets are removed only under the exclusive lock"
+        );
+        for &id in ids {
+            let name = names::manifest(id);
+            self.backend
+                .delete(&name)
+                .map_err(|e| Error::io(self.backend.location(&name), e))?;
+            for o in self
+                .backend
+                .list(&names::set_prefix(id))
+                .map_err(|e| Error::io(self.location(), e))?
+            {
+                self.backend
+                    .delete(&o.name)
+                    .map_err(|e| Error::io(self.backend.location(&o.name), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when objects of set `id` remain although it has no manifest (debris of a
+    /// removal or a backup cut short).
+    pub fn has_debris_of(&self, id: u64) -> Result<bool> {
+        Ok(!self
             .backend
             .list(&names::set_prefix(id))
             .map_err(|e| Error::io(self.location(), e))?
-        {
-            self.backend
-                .delete(&o.name)
-                .map_err(|e| Error::io(self.backend.location(&o.name), e))?;
-        }
-        Ok(())
+            .is_empty())
     }
 
     /// A fresh set id, above every published set (ids are time-ordered, but two backups

@@ -217,6 +217,9 @@ fn every_verb_prints_the_documented_schema() {
         "verify",
         "restore_output",
         "demo",
+        "prune",
+        "delete",
+        "merge",
     ] {
         assert!(
             s.objects.contains_key(name) || s.aliases.contains_key(name),
@@ -325,6 +328,91 @@ fn every_verb_prints_the_documented_schema() {
     let v = verb(&s, "verify", 3, &[&"verify", &"-r", &repo]);
     assert!(v["errors"].as_u64().unwrap() > 0);
     assert!(v["findings"][0]["set_id"].is_string(), "{v}");
+}
+
+/// prune, delete and merge, dry run and real, against their tables; `list` shows the
+/// lineage a merge made.
+#[test]
+fn the_retention_verbs_print_the_documented_schema() {
+    let s = schemas();
+    let t = tempfile::tempdir().unwrap();
+    let db = crate::cli::init(t.path(), "1MiB", 1);
+    let repo = t.path().join("repo");
+    crate::cli::ensure_repo(&repo);
+    let full = verb(
+        &s,
+        "backup_output",
+        0,
+        &[&"backup", &db, &"-r", &repo, &"--full"],
+    );
+    let mut diffs = Vec::new();
+    for seed in ["2", "3"] {
+        assert_code(
+            &run(&[&"workload", &db, &"--writes", &"20", &"--seed", &seed]),
+            0,
+        );
+        let d = verb(
+            &s,
+            "backup_output",
+            0,
+            &[&"backup", &db, &"-r", &repo, &"--diff"],
+        );
+        diffs.push(d["backup"]["id"].as_str().unwrap().to_string());
+    }
+    let full_id = full["backup"]["id"].as_str().unwrap().to_string();
+    let plan = verb(
+        &s,
+        "merge",
+        0,
+        &[&"merge", &"-r", &repo, &diffs[0], &"--dry-run"],
+    );
+    assert!(plan["id"].is_null());
+    let m = verb(&s, "merge", 0, &[&"merge", &"-r", &repo, &diffs[0]]);
+    assert_eq!(m["base_id"], full_id.as_str());
+    let merged = m["id"].as_str().unwrap().to_string();
+    let d = verb(
+        &s,
+        "delete",
+        0,
+        &[&"delete", &"-r", &repo, &full_id, &"--dry-run"],
+    );
+    assert_eq!(d["removed"], serde_json::json!([full_id]));
+    verb(&s, "delete", 0, &[&"delete", &"-r", &repo, &full_id]);
+    let list = verb(&s, "list", 0, &[&"list", &"-r", &repo]);
+    let sets = list.as_array().unwrap();
+    let synthetic = sets.iter().find(|x| x["id"] == merged.as_str()).unwrap();
+    assert_eq!(synthetic["merged_from"], diffs[0].as_str());
+    assert_eq!(synthetic["stands_for"], full_id.as_str());
+    let d2 = sets.iter().find(|x| x["id"] == diffs[1].as_str()).unwrap();
+    assert_eq!(d2["restores_on"], merged.as_str());
+    assert_eq!(d2["orphan"], false);
+    let p = verb(
+        &s,
+        "prune",
+        0,
+        &[&"prune", &"-r", &repo, &"--keep-last", &"1", &"--dry-run"],
+    );
+    assert_eq!(p["removed"].as_array().unwrap().len(), 0);
+    assert_eq!(p["remove"], 1, "{p}");
+    let p = verb(
+        &s,
+        "prune",
+        0,
+        &[&"prune", &"-r", &repo, &"--keep-last", &"1"],
+    );
+    assert_eq!(p["removed"], serde_json::json!([diffs[0]]));
+    assert_code(&run(&[&"prune", &"-r", &repo]), 64);
+    assert_code(&run(&[&"prune", &"-r", &repo, &"--keep-within", &"7x"]), 64);
+    assert_code(&run(&[&"delete", &"-r", &repo, &"latest"]), 64);
+    // The synthetic full's differential is gone; the other restores on it.
+    let to = t.path().join("restored");
+    let r = verb(
+        &s,
+        "restore_output",
+        0,
+        &[&"restore", &"-r", &repo, &"--to", &to, &diffs[1]],
+    );
+    assert_eq!(r["restore"]["chain"], serde_json::json!([merged, diffs[1]]));
 }
 
 fn verify_restore(s: &Schemas, repo: &Path, to: &Path) -> Value {

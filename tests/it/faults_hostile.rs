@@ -179,6 +179,7 @@ fn a_manifest_of_billions_of_pages_is_checked_in_time_in_proportion_to_its_size(
         record_count: 0,
         pieces: vec![],
         bad_pages: vec![],
+        lineage: None,
     };
     let (bytes, _) = m.encode();
     pagevault::io::replace_atomically(&vfs, &pagevault::repo::names::manifest(id), &bytes).unwrap();

@@ -35,6 +35,9 @@ mod restore_fixture;
 mod restore_props;
 mod restore_protocol;
 mod restore_roundtrip;
+mod retention;
+#[cfg(feature = "s3")]
+mod retention_s3;
 mod store_concurrency;
 mod store_crash;
 mod store_faults;

@@ -69,7 +69,7 @@ impl Store {
     }
 
     /// The set objects (manifests, streams, index pieces).
-    fn set_objects(&self) -> Vec<String> {
+    pub(crate) fn set_objects(&self) -> Vec<String> {
         let all = match self {
             Store::Local(v) => v.list().unwrap(),
             Store::Objects(s) => s.names(),
@@ -83,14 +83,14 @@ impl Store {
             .collect()
     }
 
-    fn read(&self, n: &str) -> Vec<u8> {
+    pub(crate) fn read(&self, n: &str) -> Vec<u8> {
         match self {
             Store::Local(v) => v.read_file(n).unwrap(),
             Store::Objects(s) => s.object(n).unwrap(),
         }
     }
 
-    fn write(&self, n: &str, bytes: Vec<u8>) {
+    pub(crate) fn write(&self, n: &str, bytes: Vec<u8>) {
         match self {
             Store::Local(v) => {
                 if v.exists(n) {
@@ -106,28 +106,28 @@ impl Store {
         }
     }
 
-    fn remove(&self, n: &str) {
+    pub(crate) fn remove(&self, n: &str) {
         match self {
             Store::Local(v) => v.remove(n).unwrap(),
             Store::Objects(s) => s.remove_object(n),
         }
     }
 
-    fn ops(&self) -> u64 {
+    pub(crate) fn ops(&self) -> u64 {
         match self {
             Store::Local(v) => v.ops(),
             Store::Objects(s) => s.ops(),
         }
     }
 
-    fn fail_op(&self, n: u64) {
+    pub(crate) fn fail_op(&self, n: u64) {
         match self {
             Store::Local(v) => v.fail_op(n),
             Store::Objects(s) => s.fail_op(n),
         }
     }
 
-    fn crash_after(&self, n: u64) {
+    pub(crate) fn crash_after(&self, n: u64) {
         match self {
             Store::Local(v) => v.crash_after(n),
             Store::Objects(s) => s.crash_after(n),
@@ -135,7 +135,7 @@ impl Store {
     }
 
     /// Reboots after a power loss (the local disk keeps only what was synced).
-    fn crash(&self) {
+    pub(crate) fn crash(&self) {
         match self {
             Store::Local(v) => v.crash(CrashPolicy::KeepSynced),
             Store::Objects(s) => s.crash(),
@@ -143,7 +143,7 @@ impl Store {
     }
 
     /// The leases of a crashed process expire (takeover is tested in `repo_locks`).
-    fn expire_leases(&self) {
+    pub(crate) fn expire_leases(&self) {
         if let Store::Objects(s) = self {
             for n in s.names() {
                 if n.starts_with(names::LEASE_PREFIX) {
@@ -153,7 +153,7 @@ impl Store {
         }
     }
 
-    fn clear_faults(&self) {
+    pub(crate) fn clear_faults(&self) {
         match self {
             Store::Local(v) => v.clear_faults(),
             Store::Objects(s) => s.clear_faults(),

@@ -91,6 +91,55 @@ fn the_committed_format2_repository_lists_verifies_and_restores_byte_exactly() {
     }
 }
 
+/// Manifest version 3 (issue 14: the lineage block of a synthetic full) still reads the
+/// committed fixture's version-2 manifests, and merges them: a v2 differential on a v2
+/// full becomes a v3 synthetic full that restores to the same pages.
+#[test]
+fn the_fixture_holds_version_2_manifests_which_this_build_reads_and_merges() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = copy_of_fixture(t.path());
+    let mut manifests: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("manifest-")
+        })
+        .collect();
+    manifests.sort();
+    assert_eq!(manifests.len(), 2);
+    for m in &manifests {
+        let b = std::fs::read(m).unwrap();
+        assert_eq!(
+            &b[8..12],
+            &2u32.to_le_bytes(),
+            "{} is a version-2 manifest",
+            m.display()
+        );
+    }
+    let repo = Repository::open_dir(&dir, false).unwrap();
+    let ids = repo.set_ids().unwrap();
+    let r = pagevault::repo::merge::merge(&repo, ids[1], None).unwrap();
+    let merged = u64::from_str_radix(&r.backup_id, 16).unwrap();
+    let b = std::fs::read(dir.join(format!("manifest-{merged:016x}"))).unwrap();
+    assert_eq!(&b[8..12], &3u32.to_le_bytes());
+    let restored = |id: u64, name: &str| {
+        let to = t.path().join(name);
+        let opts = RestoreOptions {
+            backup_id: Some(id),
+            threads: 1,
+            ..RestoreOptions::new(restore::target_dir(&to).unwrap())
+        };
+        restore::run(&repo, &opts, &pagevault::progress::NoProgress).unwrap();
+        digest(&payloads(
+            &Database::open_dir(&to, OpenMode::ReadOnly).unwrap(),
+        ))
+    };
+    assert_eq!(restored(merged, "merged"), restored(ids[1], "chain"));
+}
+
 #[test]
 fn a_format1_repository_is_refused_with_a_sentence_never_misread() {
     let t = tempfile::tempdir().unwrap();
@@ -128,6 +177,8 @@ fn a_format1_repository_is_refused_with_a_sentence_never_misread() {
     );
 }
 
+/// Wrote the fixture with the build of repository format 2, manifest version 2. This
+/// build writes manifest version 3: never run it again over the committed fixture.
 #[test]
 #[ignore]
 fn write_format2_fixture() {

@@ -213,6 +213,7 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
         streams: stream_entries,
         pieces,
         bad_pages: vec![],
+        lineage: None,
     };
     let (bytes, hash) = m.encode();
     backend

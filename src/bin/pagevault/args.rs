@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
 use crate::{
-    backup, bench, check, demo, import, init, list, repo, restore, status, tools, verify, workload,
+    backup, bench, check, demo, import, init, list, repo, restore, retention, status, tools,
+    verify, workload,
 };
 
 macro_rules! help {
@@ -86,6 +87,18 @@ pub enum Command {
         "pagevault restore -r /backups/db --to db2 --as-of 2026-11-29T12:00:00Z --database 5e"
     ))]
     Restore(restore::Args),
+    /// Remove the sets a retention policy does not keep (chain-aware; docs/retention.md).
+    #[command(after_help = help!(
+        "pagevault prune -r /backups/db --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3 --dry-run",
+        "pagevault prune -r /backups/db --keep-last 10 --keep-within 30d"
+    ))]
+    Prune(retention::PruneArgs),
+    /// Delete one backup set (a full others need only with --with-dependents).
+    #[command(after_help = help!("pagevault delete -r /backups/db 1a22 --dry-run", "pagevault delete -r /backups/db 1a22 --with-dependents"))]
+    Delete(retention::DeleteArgs),
+    /// Merge a differential and its full into a synthetic full, without the database.
+    #[command(after_help = help!("pagevault merge -r /backups/db latest", "pagevault merge -r /backups/db 1a22 --dry-run"))]
+    Merge(retention::MergeArgs),
     /// The whole round trip on a generated database: backups, restore, check, proof.
     #[command(after_help = help!("pagevault demo", "pagevault demo --size 1GiB --changed 5 --keep"))]
     Demo(demo::Args),
@@ -119,6 +132,9 @@ impl Command {
             Command::List(a) => list::run(a, out),
             Command::Verify(a) => verify::run(a, out),
             Command::Restore(a) => restore::run(a, out),
+            Command::Prune(a) => retention::run_prune(a, out),
+            Command::Delete(a) => retention::run_delete(a, out),
+            Command::Merge(a) => retention::run_merge(a, out),
             Command::Demo(a) => demo::run(a, out),
             Command::Bench(a) => bench::run(a, out),
             Command::Completions(a) => tools::completions(a, out),

@@ -117,6 +117,15 @@ pub struct Set {
     pub damaged: bool,
     /// What is wrong with a damaged set.
     pub error: Option<String>,
+    /// A synthetic full (`merge`): the differential it was merged from.
+    pub merged_from: Option<String>,
+    /// A synthetic full: the full it stands in for.
+    pub stands_for: Option<String>,
+    /// A differential: the set a restore lays it on (its base, or a synthetic full
+    /// standing for it once the base is gone).
+    pub restores_on: Option<String>,
+    /// A differential with no set to restore it on.
+    pub orphan: bool,
 }
 
 impl Set {
@@ -149,6 +158,10 @@ impl Set {
                 bad_pages: None,
                 damaged: true,
                 error: e.error.clone(),
+                merged_from: None,
+                stands_for: None,
+                restores_on: None,
+                orphan: false,
             };
         };
         let duration_s = d.finished_unix_ms.saturating_sub(d.started_unix_ms) as f64 / 1000.0;
@@ -192,6 +205,10 @@ impl Set {
             // Unreadable, or published with unreadable pages recorded (restore refuses it).
             damaged: e.error.is_some() || d.bad_pages > 0,
             error: e.error.clone(),
+            merged_from: d.merged_from.clone(),
+            stands_for: d.stands_for.clone(),
+            restores_on: d.restores_on.clone(),
+            orphan: d.orphan,
         }
     }
 }
@@ -262,6 +279,10 @@ impl BackupJson {
                 bad_pages: Some(r.bad_pages.len() as u64),
                 damaged: false,
                 error: None,
+                merged_from: None,
+                stands_for: None,
+                restores_on: r.base_id.clone(),
+                orphan: false,
             },
         };
         BackupJson {

@@ -1,7 +1,8 @@
 //! `pagevault list -r R [--database ID] [--long] [--json]`: the catalog of backup sets,
 //! oldest first. The default table fits 100 columns; `--long` shows every field. A
 //! differential shows its size as a share of its base's; a damaged set, or a
-//! differential whose base is missing, is flagged in place.
+//! differential whose base is missing, is flagged in place, and so is the lineage (a
+//! synthetic full's origin, a differential restored on one, an orphan; invariant 14).
 
 use pagevault::units::format_size;
 
@@ -157,8 +158,33 @@ fn short(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
         if let Some(e) = damaged(s) {
             say!(out, "{}", fit(format!("  ^ DAMAGED: {e}"), WIDTH))?;
         }
+        if let Some(l) = lineage(s) {
+            say!(out, "{}", fit(format!("  ^ {l}"), WIDTH))?;
+        }
     }
     Ok(())
+}
+
+/// The set's lineage when it is worth a line: a synthetic full's origin, a differential
+/// restored on a synthetic full standing for its pruned base, an orphan.
+fn lineage(s: &Set) -> Option<String> {
+    if let (Some(from), Some(full)) = (&s.merged_from, &s.stands_for) {
+        return Some(format!(
+            "synthetic full: merged from {from}, stands for full {full}"
+        ));
+    }
+    if s.orphan {
+        return Some(format!(
+            "ORPHAN: its base {} is not in the repository and no synthetic full stands for it; it cannot be restored",
+            s.base_id.as_deref().unwrap_or("?")
+        ));
+    }
+    match (&s.restores_on, &s.base_id) {
+        (Some(on), Some(base)) if on != base => Some(format!(
+            "restores on synthetic full {on} (its base {base} was pruned)"
+        )),
+        _ => None,
+    }
 }
 
 /// What is wrong with a set, if anything: an error reading it, or bad pages its backup
@@ -214,7 +240,10 @@ fn long(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
             num(s.pages_stored),
             s.level.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
             or(&s.change_source),
-            damaged(s).map(|e| format!("  DAMAGED: {e}")).unwrap_or_default()
+            damaged(s)
+                .map(|e| format!("  DAMAGED: {e}"))
+                .or_else(|| lineage(s).map(|l| format!("  {l}")))
+                .unwrap_or_default()
         )?;
     }
     Ok(())

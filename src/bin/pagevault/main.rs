@@ -18,6 +18,7 @@ mod list;
 mod output;
 mod repo;
 mod restore;
+mod retention;
 mod select;
 mod status;
 mod tools;

@@ -1,0 +1,452 @@
+//! `pagevault prune`, `delete` and `merge`: the verbs that retire sets (docs/retention.md).
+//! Each validates its flags here (exit 64 naming the flag, before the repository is
+//! touched), prints its plan with `--dry-run` (nothing changed), or does the work and
+//! reports it, human or `--json`. The library does the deciding and the removing
+//! (`pagevault::repo::{prune, delete, merge}`).
+
+use std::time::Instant;
+
+use pagevault::format::manifest::parse_backup_id;
+use pagevault::repo::{delete, merge, prune};
+use pagevault::retention::{duration_words, parse_duration, Mark, Policy};
+use pagevault::units::format_size;
+use serde::Serialize;
+
+use crate::args::RepoArg;
+use crate::json::{rfc3339, utc_minutes};
+use crate::output::{Exit, Failure, Out};
+use crate::say;
+use crate::select::{self, plural, Choice, SetName};
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Keep the N newest sets.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest set of each of the N newest hours that have one (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest set of each of the N newest days that have one (UTC).
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest set of each of the N newest ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest set of each of the N newest months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest set of each of the N newest years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every set started within this long before now (`7d`, `36h`, `1d12h`, `2w`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub keep_within: Option<u64>,
+    /// Only the sets of this database (any unique prefix of its id); else each database
+    /// apart.
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
+    /// Print the plan (each set kept, protected or removed, and why); remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The set to delete: a unique prefix of its id.
+    #[arg(value_name = "ID", value_parser = select::set_name)]
+    pub id: SetName,
+    /// Also delete the differentials that would have no base without it (named).
+    #[arg(long)]
+    pub with_dependents: bool,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The differential to merge into its full: a unique prefix of its id, or `latest`.
+    #[arg(value_name = "ID", value_parser = select::set_name)]
+    pub id: SetName,
+    /// Only for `latest`: the database whose newest set is merged.
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
+    /// zstd level of the extents compressed again (default: the differential's).
+    #[arg(long, value_name = "L", value_parser = crate::args::level)]
+    pub level: Option<i32>,
+    /// Print the plan (which extents are copied, which combined); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One set of a prune's plan.
+#[derive(Serialize)]
+struct PruneSetJson {
+    id: String,
+    database_id: Option<String>,
+    kind: Option<String>,
+    started_at: Option<String>,
+    mark: String,
+    reason: String,
+}
+
+/// `prune`'s report (`--dry-run`: the plan, nothing removed).
+#[derive(Serialize)]
+struct PruneJson {
+    repository: std::path::PathBuf,
+    dry_run: bool,
+    now: String,
+    sets: Vec<PruneSetJson>,
+    keep: u64,
+    protected: u64,
+    remove: u64,
+    removed: Vec<String>,
+    debris_removed: u64,
+    duration_s: f64,
+}
+
+/// `delete`'s report.
+#[derive(Serialize)]
+struct DeleteJson {
+    repository: std::path::PathBuf,
+    dry_run: bool,
+    id: String,
+    kind: Option<String>,
+    dependents: Vec<String>,
+    removed: Vec<String>,
+    already_deleted: bool,
+    debris_removed: u64,
+    duration_s: f64,
+}
+
+/// `merge`'s report.
+#[derive(Serialize)]
+struct MergeJson {
+    repository: std::path::PathBuf,
+    dry_run: bool,
+    id: Option<String>,
+    differential: String,
+    base_id: String,
+    substituted_for: Option<String>,
+    already_merged: bool,
+    database_id: String,
+    snapshot_lsn: u64,
+    extents_from_base: u64,
+    extents_from_differential: u64,
+    extents_combined: u64,
+    bytes_stored: Option<u64>,
+    bytes_copied: Option<u64>,
+    duration_s: f64,
+}
+
+/// The full id `name` names among the repository's sets.
+fn chosen(
+    path: &std::path::Path,
+    repo: &pagevault::repo::Repository,
+    name: &SetName,
+    database: Option<&str>,
+    verb: &'static str,
+) -> Result<u64, Failure> {
+    let entries = select::listing(repo, path)?;
+    let database = match database {
+        Some(p) => Some(select::database(path, &entries, p)?),
+        None => None,
+    };
+    let e = select::set(
+        path,
+        &entries,
+        &Choice {
+            name: Some(name),
+            as_of_ms: None,
+            database: database.as_deref(),
+            verb,
+        },
+    )?;
+    parse_backup_id(&e.id)
+        .ok_or_else(|| Failure::Msg(format!("{}: {:?} is not a backup id", path.display(), e.id)))
+}
+
+pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
+    let policy = Policy {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within_ms: a.keep_within,
+    };
+    if policy.check().is_err() {
+        return Err(Failure::Usage(
+            "prune needs at least one rule above zero: --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within".into(),
+        ));
+    }
+    let started = Instant::now();
+    let path = &a.repo.repo;
+    let repo = select::open_repo(path)?;
+    let database_id = match &a.database {
+        Some(p) => {
+            let entries = select::listing(&repo, path)?;
+            let full = select::database(path, &entries, p)?;
+            Some(parse_backup_id(&full).ok_or_else(|| {
+                Failure::Msg(format!("{}: {full:?} is not a database id", path.display()))
+            })?)
+        }
+        None => None,
+    };
+    let opts = prune::PruneOptions {
+        policy,
+        database_id,
+        now_unix_ms: pagevault::ids::unix_millis(),
+    };
+    let (plan, removed, debris) = if a.dry_run {
+        (prune::plan(&repo, &opts)?, vec![], 0)
+    } else {
+        let r = prune::prune(&repo, &opts)?;
+        (r.plan, r.removed, r.debris_removed)
+    };
+    let j = PruneJson {
+        repository: path.clone(),
+        dry_run: a.dry_run,
+        now: rfc3339(opts.now_unix_ms),
+        sets: plan
+            .sets
+            .iter()
+            .map(|s| PruneSetJson {
+                id: s.id.clone(),
+                database_id: s.database_id.clone(),
+                kind: s.kind.map(|k| crate::json::name_of(&k)),
+                started_at: s.started_unix_ms.map(rfc3339),
+                mark: crate::json::name_of(&s.mark),
+                reason: s.reason.clone(),
+            })
+            .collect(),
+        keep: plan.keep,
+        protected: plan.protected,
+        remove: plan.remove,
+        removed,
+        debris_removed: debris,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    if a.json {
+        out.json(&j)?;
+        return Ok(Exit::Success);
+    }
+    say!(
+        out,
+        "{:<12} {:<8} {:<4} {:<16} {:<9} why",
+        "id",
+        "database",
+        "kind",
+        "started (UTC)",
+        "action"
+    )?;
+    for s in &plan.sets {
+        say!(
+            out,
+            "{:<12} {:<8} {:<4} {:<16} {:<9} {}",
+            &s.id[..12],
+            s.database_id.as_deref().map_or("?", |d| &d[..8]),
+            s.kind.map_or("?", |k| match k.name() {
+                "differential" => "diff",
+                "copy-only" => "copy",
+                n => n,
+            }),
+            s.started_unix_ms
+                .map(utc_minutes)
+                .unwrap_or_else(|| "?".into()),
+            match s.mark {
+                Mark::Keep => "keep",
+                Mark::Protected => "protect",
+                Mark::Remove if a.dry_run => "would rm",
+                Mark::Remove => "removed",
+            },
+            s.reason
+        )?;
+    }
+    say!(
+        out,
+        "{} kept by rule, {} protected, {} {}{}",
+        plan.keep,
+        plan.protected,
+        plan.remove,
+        if a.dry_run {
+            "to remove (dry run: nothing removed)"
+        } else {
+            "removed"
+        },
+        if debris > 0 {
+            format!(
+                "; {debris} leftover {} cleaned",
+                plural(debris, "object", "objects")
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    if let Some(w) = a.keep_within {
+        tracing::info!("kept everything within {}", duration_words(w));
+    }
+    Ok(Exit::Success)
+}
+
+pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
+    if a.id == SetName::Latest {
+        return Err(Failure::Usage(
+            "delete names its set by id (a unique prefix), never `latest`".into(),
+        ));
+    }
+    let started = Instant::now();
+    let path = &a.repo.repo;
+    let repo = select::open_repo(path)?;
+    let id = match chosen(path, &repo, &a.id, None, "delete") {
+        Ok(id) => id,
+        // A set already gone whose objects remain (an interrupted delete) is named in
+        // full: the library finishes it.
+        Err(f) => match &a.id {
+            SetName::Prefix(p) if p.len() == 16 => parse_backup_id(p).ok_or(f)?,
+            _ => return Err(f),
+        },
+    };
+    let (plan, debris) = if a.dry_run {
+        (delete::plan(&repo, id, a.with_dependents)?, 0)
+    } else {
+        let r = delete::delete(&repo, id, a.with_dependents)?;
+        (r.plan, r.debris_removed)
+    };
+    let j = DeleteJson {
+        repository: path.clone(),
+        dry_run: a.dry_run,
+        id: plan.id.clone(),
+        kind: plan.kind.map(|k| crate::json::name_of(&k)),
+        dependents: plan.dependents.clone(),
+        removed: plan.removed.clone(),
+        already_deleted: plan.already_deleted,
+        debris_removed: debris,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    if a.json {
+        out.json(&j)?;
+        return Ok(Exit::Success);
+    }
+    let verb = if a.dry_run { "would delete" } else { "deleted" };
+    if plan.already_deleted {
+        say!(
+            out,
+            "set {} was already deleted; {debris} leftover {} cleaned",
+            plan.id,
+            plural(debris, "object", "objects")
+        )?;
+    } else if plan.dependents.is_empty() {
+        say!(
+            out,
+            "{verb} {} set {}",
+            plan.kind.map_or("?", |k| k.name()),
+            plan.id
+        )?;
+    } else {
+        say!(
+            out,
+            "{verb} {} set {} and the {} that needed it: {}",
+            plan.kind.map_or("?", |k| k.name()),
+            plan.id,
+            plural(
+                plan.dependents.len() as u64,
+                "differential",
+                "differentials"
+            ),
+            plan.dependents.join(", ")
+        )?;
+    }
+    Ok(Exit::Success)
+}
+
+pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
+    let started = Instant::now();
+    let path = &a.repo.repo;
+    let repo = select::open_repo(path)?;
+    let id = chosen(path, &repo, &a.id, a.database.as_deref(), "merge")?;
+    let (plan, new_id, stored, copied) = if a.dry_run {
+        let p = merge::plan(&repo, id)?;
+        let done = p.already_merged.clone();
+        (p, done, None, None)
+    } else {
+        let r = merge::merge(&repo, id, a.level)?;
+        (
+            r.plan,
+            Some(r.backup_id),
+            Some(r.bytes_stored),
+            Some(r.bytes_copied),
+        )
+    };
+    let j = MergeJson {
+        repository: path.clone(),
+        dry_run: a.dry_run,
+        id: new_id.clone(),
+        differential: plan.differential.clone(),
+        base_id: plan.base.clone(),
+        substituted_for: plan.substituted_for.clone(),
+        already_merged: plan.already_merged.is_some(),
+        database_id: plan.database_id.clone(),
+        snapshot_lsn: plan.snapshot_lsn,
+        extents_from_base: plan.extents_from_base,
+        extents_from_differential: plan.extents_from_differential,
+        extents_combined: plan.extents_combined,
+        bytes_stored: stored,
+        bytes_copied: copied,
+        duration_s: started.elapsed().as_secs_f64(),
+    };
+    if a.json {
+        out.json(&j)?;
+        return Ok(Exit::Success);
+    }
+    let on = match &plan.substituted_for {
+        Some(old) => format!("synthetic full {} (standing for {old})", plan.base),
+        None => format!("full {}", plan.base),
+    };
+    if let Some(done) = &plan.already_merged {
+        say!(
+            out,
+            "differential {} was already merged into synthetic full {done}; nothing written",
+            plan.differential
+        )?;
+    } else if a.dry_run {
+        say!(
+            out,
+            "would merge differential {} onto {on}: {} extents copied from the full, {} from the differential, {} combined and compressed again",
+            plan.differential,
+            plan.extents_from_base,
+            plan.extents_from_differential,
+            plan.extents_combined
+        )?;
+    } else {
+        say!(
+            out,
+            "merged differential {} onto {on} into synthetic full {}: {} extents copied from the full, {} from the differential, {} combined; {} stored ({} copied without recompressing) in {:.2} s",
+            plan.differential,
+            new_id.as_deref().unwrap_or("?"),
+            plan.extents_from_base,
+            plan.extents_from_differential,
+            plan.extents_combined,
+            format_size(stored.unwrap_or(0)),
+            format_size(copied.unwrap_or(0)),
+            j.duration_s
+        )?;
+    }
+    Ok(Exit::Success)
+}

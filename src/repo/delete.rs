@@ -1,0 +1,125 @@
+//! Delete: one set removed by hand, and the differentials that need it only with
+//! `with_dependents`.
+//!
+//! Keeps true (invariants 10 and 13, docs/design.md): a set other sets need (a full, or a
+//! synthetic full, that some differential would have no base without, by the rule a
+//! restore resolves chains with, [`super::chain::pick_base`]) is removed only with those
+//! dependents, named; the dependents go first, then the set, each manifest first, under
+//! the exclusive lock; a crash part way leaves whole sets, and running it again finishes
+//! (a set already gone whose objects remain is cleaned and reported as done).
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{format_backup_id, BackupKind};
+
+use super::chain::pick_base;
+use super::{LoadedManifest, LockMode, Repository};
+
+/// What a delete removes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeletePlan {
+    /// The set asked for.
+    pub id: String,
+    pub kind: Option<BackupKind>,
+    /// The differentials that would have no base without it.
+    pub dependents: Vec<String>,
+    /// Every set removed, in order (the dependents first).
+    pub removed: Vec<String>,
+    /// The set was already gone (only its leftover objects are removed).
+    pub already_deleted: bool,
+    #[serde(skip)]
+    order: Vec<u64>,
+}
+
+/// What a delete did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeleteReport {
+    #[serde(flatten)]
+    pub plan: DeletePlan,
+    pub debris_removed: u64,
+}
+
+/// The plan (`--dry-run`), under a shared lock. Refuses a set others need unless
+/// `with_dependents`.
+pub fn plan(repo: &Repository, id: u64, with_dependents: bool) -> Result<DeletePlan> {
+    let _lock = repo.lock(LockMode::Shared, "delete --dry-run")?;
+    plan_unlocked(repo, id, with_dependents)
+}
+
+fn plan_unlocked(repo: &Repository, id: u64, with_dependents: bool) -> Result<DeletePlan> {
+    if !repo.has_set(id)? {
+        if repo.has_debris_of(id)? {
+            return Ok(DeletePlan {
+                id: format_backup_id(id),
+                kind: None,
+                dependents: vec![],
+                removed: vec![],
+                already_deleted: true,
+                order: vec![],
+            });
+        }
+        return Err(Error::NotFound {
+            path: repo.manifest_location(id),
+            what: format!(
+                "backup set {} is not in the repository",
+                format_backup_id(id)
+            ),
+        });
+    }
+    let target = repo.load_manifest(id).ok();
+    let all: Vec<LoadedManifest> = repo
+        .set_ids()?
+        .into_iter()
+        .filter_map(|i| repo.load_manifest(i).ok())
+        .collect();
+    let after: Vec<LoadedManifest> = all
+        .iter()
+        .filter(|l| l.manifest.backup_id != id)
+        .cloned()
+        .collect();
+    let mut dependents: Vec<&LoadedManifest> = after
+        .iter()
+        .filter(|d| {
+            d.manifest.kind == BackupKind::Differential
+                && pick_base(&all, &d.manifest).is_some()
+                && pick_base(&after, &d.manifest).is_none()
+        })
+        .collect();
+    dependents.sort_by_key(|d| std::cmp::Reverse(d.manifest.backup_id));
+    let names: Vec<String> = dependents
+        .iter()
+        .map(|d| format_backup_id(d.manifest.backup_id))
+        .collect();
+    if !names.is_empty() && !with_dependents {
+        return Err(Error::Chain(format!(
+            "{}: backup set {} is the base of differential{} {}, which would no longer restore; delete {} too with --with-dependents",
+            repo.manifest_location(id).display(),
+            format_backup_id(id),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+        )));
+    }
+    let mut order: Vec<u64> = dependents.iter().map(|d| d.manifest.backup_id).collect();
+    order.push(id);
+    Ok(DeletePlan {
+        id: format_backup_id(id),
+        kind: target.map(|t| t.manifest.kind),
+        dependents: names,
+        removed: order.iter().map(|&i| format_backup_id(i)).collect(),
+        already_deleted: false,
+        order,
+    })
+}
+
+/// Deletes set `id` (and, with `with_dependents`, the differentials that need it) under
+/// the exclusive lock, then cleans debris.
+pub fn delete(repo: &Repository, id: u64, with_dependents: bool) -> Result<DeleteReport> {
+    let lock = repo.lock(LockMode::Exclusive, "delete")?;
+    let plan = plan_unlocked(repo, id, with_dependents)?;
+    repo.remove_sets(&lock, &plan.order)?;
+    let debris = repo.clean_debris(&lock)?;
+    Ok(DeleteReport {
+        plan,
+        debris_removed: debris.len() as u64,
+    })
+}

@@ -1,0 +1,442 @@
+//! Merge: a differential and the full under it become one new full set, a synthetic full
+//! at the differential's snapshot, written from the repository alone (the database is
+//! never read).
+//!
+//! Keeps true (invariants 11 and 12, docs/design.md):
+//! - a restore of the synthetic full is byte-identical to a restore of the
+//!   differential's chain: it is built from the same [`coverage`](super::coverage) walk
+//!   restore uses, each page taken from the differential when it holds it, else from the
+//!   full, over exactly the differential's files;
+//! - a record the differential does not touch, or one that holds every page the full's
+//!   record holds, is copied with its payload untouched (only its header is re-sealed
+//!   with the new set's id and sequence); only an extent both hold in part is decoded,
+//!   combined and compressed again;
+//! - the set is published like a backup (streams, index, manifest last) under the
+//!   append lock, so a crash leaves the repository as before (debris the next appender
+//!   removes) or with the whole synthetic full; merging a differential already merged
+//!   returns the set made before (idempotent);
+//! - the manifest's lineage block names the full the differential names (id, hash,
+//!   snapshot LSN), so [`chain`](super::chain) may lay that full's later differentials
+//!   on the synthetic full once the full is pruned.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::format::manifest::{
+    format_backup_id, BackupKind, BadPage, ChangeSource, Lineage, Manifest,
+};
+use crate::format::record::{self, RecordId, MAX_STORED_LEN, RECORD_HEADER_SIZE};
+use crate::format::{EXTENT_SIZE, PAGE_SIZE};
+
+use super::chain::{self, Chain};
+use super::coverage::JobIter;
+use super::set_reader::SetReader;
+use super::set_writer::SetWriter;
+use super::{LockMode, Repository};
+
+/// What a merge of one differential will do (`--dry-run`) or did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MergePlan {
+    /// The differential merged.
+    pub differential: String,
+    /// The full it is laid on (its named base, or a synthetic full standing for it).
+    pub base: String,
+    /// The full the differential names, when `base` stands in for it.
+    pub substituted_for: Option<String>,
+    /// A synthetic full already merged from this differential (then nothing is written).
+    pub already_merged: Option<String>,
+    pub database_id: String,
+    pub snapshot_lsn: u64,
+    /// Extents whose record is copied from the full, untouched.
+    pub extents_from_base: u64,
+    /// Extents whose record is copied from the differential, untouched.
+    pub extents_from_differential: u64,
+    /// Extents both hold in part: decoded, combined and compressed again.
+    pub extents_combined: u64,
+}
+
+/// What a merge did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MergeReport {
+    /// The synthetic full (new, or the one made by an earlier merge of the differential).
+    pub backup_id: String,
+    #[serde(flatten)]
+    pub plan: MergePlan,
+    /// Stored bytes of the synthetic full.
+    pub bytes_stored: u64,
+    /// Stored bytes copied without recompression.
+    pub bytes_copied: u64,
+    pub duration_secs: f64,
+}
+
+/// The plan of merging differential `id`: its chain resolved and checked, and each
+/// extent's source counted (reads both sets' indexes, no record).
+pub fn plan(repo: &Repository, id: u64) -> Result<MergePlan> {
+    let _lock = repo.lock(LockMode::Shared, "merge --dry-run")?;
+    let chain = chain_of(repo, id)?;
+    let mut p = head_plan(repo, &chain)?;
+    if p.already_merged.is_some() {
+        return Ok(p);
+    }
+    let sets: Vec<&Manifest> = chain.sets.iter().map(|s| &s.manifest).collect();
+    let iters = sets
+        .iter()
+        .map(|m| super::set_reader::IndexIter::new(repo, m))
+        .collect();
+    let mut jobs = JobIter::new(iters, &sets);
+    for job in jobs.by_ref() {
+        match source(&job?) {
+            Source::Base(_) => p.extents_from_base += 1,
+            Source::Differential(_) => p.extents_from_differential += 1,
+            Source::Both(..) => p.extents_combined += 1,
+            Source::None => {}
+        }
+    }
+    jobs.finish()?;
+    Ok(p)
+}
+
+/// Merges differential `id` and its full into a new synthetic full, compressing the
+/// extents it must at zstd `level` (`None`: the differential's level).
+pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeReport> {
+    let started = Instant::now();
+    let lock = repo.lock(LockMode::Append, "merge")?;
+    repo.clean_debris(&lock)?;
+    let chain = chain_of(repo, id)?;
+    let mut p = head_plan(repo, &chain)?;
+    if let Some(done) = &p.already_merged {
+        let existing = repo.load_manifest(
+            crate::format::manifest::parse_backup_id(done).expect("formatted above"),
+        )?;
+        return Ok(MergeReport {
+            backup_id: done.clone(),
+            bytes_stored: existing.manifest.bytes_stored(),
+            bytes_copied: 0,
+            plan: p,
+            duration_secs: started.elapsed().as_secs_f64(),
+        });
+    }
+    let base = &chain.sets[0];
+    let diff = &chain.sets[1].manifest;
+    let level = level.unwrap_or(diff.level);
+    let new_id = repo.fresh_set_id()?;
+    let readers = [
+        SetReader::open(repo, chain.sets[0].clone())?,
+        SetReader::open(repo, chain.sets[1].clone())?,
+    ];
+    let sets: Vec<&Manifest> = chain.sets.iter().map(|s| &s.manifest).collect();
+    let iters = readers.iter().map(|r| r.entries()).collect();
+    let mut jobs = JobIter::new(iters, &sets);
+    let mut writer = SetWriter::new(repo, new_id);
+    let (mut pages, mut bytes_copied) = (0u64, 0u64);
+    // Extents are built in parallel, a window at a time (bounded memory: one extent
+    // record per job of the window), then appended in order.
+    let mut window: Vec<(u32, u32, Source)> = Vec::with_capacity(WINDOW_EXTENTS);
+    loop {
+        window.clear();
+        for job in jobs.by_ref() {
+            let job = job?;
+            let src = source(&job);
+            match src {
+                Source::None => continue,
+                Source::Base(_) => p.extents_from_base += 1,
+                Source::Differential(_) => p.extents_from_differential += 1,
+                Source::Both(..) => p.extents_combined += 1,
+            }
+            window.push((diff.files[job.file].file_id, job.extent, src));
+            if window.len() == WINDOW_EXTENTS {
+                break;
+            }
+        }
+        if window.is_empty() {
+            break;
+        }
+        let built: Vec<Result<Built>> = window
+            .par_iter()
+            .map_init(Worker::new, |w, (file_id, extent, src)| {
+                w.build(
+                    &readers,
+                    diff.database_id,
+                    new_id,
+                    *file_id,
+                    *extent,
+                    src,
+                    level,
+                )
+            })
+            .collect();
+        for (b, (file_id, extent, _)) in built.into_iter().zip(&window) {
+            let mut b = b?;
+            pages += b.mask.count_ones() as u64;
+            if b.copied {
+                bytes_copied += b.record.len() as u64;
+            }
+            writer.append(*file_id, *extent, b.mask, &mut b.record)?;
+        }
+    }
+    jobs.finish()?;
+    let records = writer.records();
+    let head = Manifest {
+        kind: BackupKind::Full,
+        backup_id: new_id,
+        database_id: diff.database_id,
+        snapshot_lsn: diff.snapshot_lsn,
+        base_lsn: 0,
+        base_id: 0,
+        base_hash: [0; crate::format::manifest::HASH_SIZE],
+        started_unix_ms: diff.started_unix_ms,
+        finished_unix_ms: diff.finished_unix_ms,
+        change_source: ChangeSource::AllExtents,
+        level,
+        bytes_read: records * EXTENT_SIZE as u64,
+        pages_stored: pages,
+        extents_read: records,
+        extents_per_map: diff.extents_per_map,
+        record_count: 0,
+        files: diff.files.clone(),
+        streams: vec![],
+        pieces: vec![],
+        bad_pages: bad_pages(&base.manifest, diff),
+        lineage: Some(Lineage {
+            stands_for_id: diff.base_id,
+            stands_for_lsn: diff.base_lsn,
+            stands_for_hash: diff.base_hash,
+            merged_from_id: diff.backup_id,
+            merged_base_id: base.manifest.backup_id,
+        }),
+    };
+    let published = writer.publish(head)?;
+    // Pair assertion: the synthetic full carries the differential's later siblings.
+    debug_assert!(chain::base_fits(&published, diff).is_ok());
+    p.already_merged = None;
+    Ok(MergeReport {
+        backup_id: format_backup_id(new_id),
+        bytes_stored: published.manifest.bytes_stored(),
+        bytes_copied,
+        plan: p,
+        duration_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The chain of differential `id`, refusing anything else.
+fn chain_of(repo: &Repository, id: u64) -> Result<Chain> {
+    let chain = chain::resolve(repo, Some(id))?;
+    if chain.sets.len() != 2 {
+        return Err(Error::Invalid(format!(
+            "{}: set {} is a {} backup; only a differential is merged into its full",
+            repo.manifest_location(id).display(),
+            format_backup_id(id),
+            chain.newest().kind.name()
+        )));
+    }
+    Ok(chain)
+}
+
+/// The plan's head: ids, and a synthetic full already merged from the differential.
+fn head_plan(repo: &Repository, chain: &Chain) -> Result<MergePlan> {
+    let diff = &chain.sets[1].manifest;
+    let mut already = None;
+    for id in repo.set_ids()? {
+        if let Ok(l) = repo.load_manifest(id) {
+            if l.manifest
+                .lineage
+                .is_some_and(|x| x.merged_from_id == diff.backup_id)
+                && repo.set_objects_problem(&l.manifest)?.is_none()
+            {
+                already = Some(format_backup_id(id));
+            }
+        }
+    }
+    Ok(MergePlan {
+        differential: format_backup_id(diff.backup_id),
+        base: format_backup_id(chain.sets[0].manifest.backup_id),
+        substituted_for: chain.substituted.map(format_backup_id),
+        already_merged: already,
+        database_id: format_backup_id(diff.database_id),
+        snapshot_lsn: diff.snapshot_lsn,
+        extents_from_base: 0,
+        extents_from_differential: 0,
+        extents_combined: 0,
+    })
+}
+
+/// Extents built in parallel at a time.
+const WINDOW_EXTENTS: usize = 256;
+
+/// One extent of the synthetic full, ready to append.
+struct Built {
+    mask: u8,
+    record: Vec<u8>,
+    /// Copied from a set with its payload untouched (else combined and compressed).
+    copied: bool,
+}
+
+/// A worker's buffers and codecs, reused across extents.
+struct Worker {
+    buf: Vec<u8>,
+    other: Vec<u8>,
+    raw_base: Vec<u8>,
+    raw_diff: Vec<u8>,
+    raw: Vec<u8>,
+    dec: Option<zstd::bulk::Decompressor<'static>>,
+    comp: Option<(i32, zstd::bulk::Compressor<'static>)>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            buf: vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN],
+            other: vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN],
+            raw_base: Vec::with_capacity(EXTENT_SIZE),
+            raw_diff: Vec::with_capacity(EXTENT_SIZE),
+            raw: Vec::with_capacity(EXTENT_SIZE),
+            dec: None,
+            comp: None,
+        }
+    }
+
+    /// The record of one extent of the synthetic full `new_id`.
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        &mut self,
+        readers: &[SetReader<'_>; 2],
+        database_id: u64,
+        new_id: u64,
+        file_id: u32,
+        extent: u32,
+        src: &Source,
+        level: i32,
+    ) -> Result<Built> {
+        let (s, (pos, e)) = match *src {
+            Source::None => unreachable!("skipped by the caller"),
+            Source::Base(x) => (0, x),
+            Source::Differential(x) => (1, x),
+            Source::Both(b, d) => {
+                let at = (database_id, new_id, file_id, extent, level);
+                return self.combine(readers, at, b, d);
+            }
+        };
+        let h = readers[s].read_record(pos, &e, &mut self.buf)?;
+        let mut record = self.buf[..h.record_len()].to_vec();
+        record::rebrand(&mut record, new_id, 0);
+        Ok(Built {
+            mask: h.page_mask,
+            record,
+            copied: true,
+        })
+    }
+
+    /// Both sets hold part of the extent: the differential's pages over the full's,
+    /// compressed again. `at` is (database id, new set id, file id, extent, level).
+    fn combine(
+        &mut self,
+        readers: &[SetReader<'_>; 2],
+        at: (u64, u64, u32, u32, i32),
+        b: Entry,
+        d: Entry,
+    ) -> Result<Built> {
+        let (database_id, new_id, file_id, extent, level) = at;
+        let here = || readers[0].stream_location(b.1.stream);
+        if self.dec.is_none() {
+            self.dec = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::io(here(), e))?);
+        }
+        if self.comp.as_ref().is_none_or(|c| c.0 != level) {
+            let c = zstd::bulk::Compressor::new(level).map_err(|e| Error::io(here(), e))?;
+            self.comp = Some((level, c));
+        }
+        let dec = self.dec.as_mut().expect("made above");
+        let hb = readers[0].read_record(b.0, &b.1, &mut self.other)?;
+        let hd = readers[1].read_record(d.0, &d.1, &mut self.buf)?;
+        record::decode_payload(
+            &hb,
+            &self.other[RECORD_HEADER_SIZE..hb.record_len()],
+            dec,
+            &mut self.raw_base,
+        )
+        .map_err(|f| Error::corrupt(readers[0].stream_location(b.1.stream), f.to_string()))?;
+        record::decode_payload(
+            &hd,
+            &self.buf[RECORD_HEADER_SIZE..hd.record_len()],
+            dec,
+            &mut self.raw_diff,
+        )
+        .map_err(|f| Error::corrupt(readers[1].stream_location(d.1.stream), f.to_string()))?;
+        let mask = hb.page_mask | hd.page_mask;
+        self.raw.clear();
+        let (mut ib, mut id) = (0, 0);
+        for i in 0..8 {
+            let bit = 1u8 << i;
+            if hd.page_mask & bit != 0 {
+                self.raw
+                    .extend_from_slice(&self.raw_diff[id * PAGE_SIZE..(id + 1) * PAGE_SIZE]);
+            } else if hb.page_mask & bit != 0 {
+                self.raw
+                    .extend_from_slice(&self.raw_base[ib * PAGE_SIZE..(ib + 1) * PAGE_SIZE]);
+            }
+            ib += (hb.page_mask & bit != 0) as usize;
+            id += (hd.page_mask & bit != 0) as usize;
+        }
+        let rid = RecordId {
+            database_id,
+            backup_id: new_id,
+            file_id,
+            extent,
+            sequence: 0,
+        };
+        let mut out = Vec::with_capacity(RECORD_HEADER_SIZE + EXTENT_SIZE + 1024);
+        let comp = &mut self.comp.as_mut().expect("made above").1;
+        record::encode(
+            rid,
+            mask,
+            hb.max_lsn.max(hd.max_lsn),
+            &self.raw,
+            Some(comp),
+            &mut out,
+        )
+        .map_err(|e| Error::io(here(), e))?;
+        Ok(Built {
+            mask,
+            record: out,
+            copied: false,
+        })
+    }
+}
+
+type Entry = (u64, crate::format::manifest::IndexEntry);
+
+/// Where an extent of the synthetic full comes from.
+enum Source {
+    None,
+    Base(Entry),
+    Differential(Entry),
+    Both(Entry, Entry),
+}
+
+fn source(job: &super::coverage::Job) -> Source {
+    match job.src {
+        [None, None] => Source::None,
+        [Some(b), None] => Source::Base(b),
+        [None, Some(d)] => Source::Differential(d),
+        // The differential's record holds every page the full's does: it alone.
+        [Some(b), Some(d)] if b.1.page_mask & !d.1.page_mask == 0 => Source::Differential(d),
+        [Some(b), Some(d)] => Source::Both(b, d),
+    }
+}
+
+/// The bad pages a restore of the chain would meet: the differential's, and the full's
+/// of files the differential keeps (a page the differential holds again is good there,
+/// but which pages it holds is in its index: the full's entries are kept, conservative).
+fn bad_pages(base: &Manifest, diff: &Manifest) -> Vec<BadPage> {
+    let mut v: Vec<BadPage> = base
+        .bad_pages
+        .iter()
+        .filter(|p| diff.file(p.file_id).is_some_and(|f| p.page < f.page_count))
+        .chain(diff.bad_pages.iter())
+        .copied()
+        .collect();
+    v.sort_unstable_by_key(|p| (p.file_id, p.page));
+    v.dedup_by_key(|p| (p.file_id, p.page));
+    v
+}

@@ -1,0 +1,137 @@
+//! Prune: the retention policy ([`crate::retention`], a pure marking pass) carried out on
+//! a repository.
+//!
+//! Keeps true (invariants 10 and 13, docs/design.md): the plan is made again under the
+//! exclusive lock before anything is removed (what `--dry-run` printed may have changed
+//! since), so no reader is running and no set appears or goes meanwhile; sets are
+//! removed differentials first, then fulls, newest first, each manifest first
+//! ([`Repository::remove_sets`]), so at every instant every set still listed has what it
+//! needs; a crash or failure part way leaves a repository a second prune finishes
+//! (the same plan, minus what is gone; debris removed at the end).
+
+use crate::error::Result;
+use crate::format::manifest::{format_backup_id, BackupKind};
+use crate::retention::{self, Candidate, Mark, Policy};
+
+use super::{LoadedManifest, LockMode, Repository};
+
+/// What to prune.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub policy: Policy,
+    /// Only the sets of this database (else every database, each apart).
+    pub database_id: Option<u64>,
+    /// The clock the periods and `keep_within` count from (ms after the Unix epoch).
+    pub now_unix_ms: u64,
+}
+
+/// One set of the plan.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PruneEntry {
+    pub id: String,
+    pub mark: Mark,
+    /// The rule that keeps it, or why it is protected or removed.
+    pub reason: String,
+    pub kind: Option<BackupKind>,
+    pub database_id: Option<String>,
+    pub started_unix_ms: Option<u64>,
+}
+
+/// The plan: every set considered, marked.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PrunePlan {
+    pub sets: Vec<PruneEntry>,
+    pub keep: u64,
+    pub protected: u64,
+    pub remove: u64,
+    /// The sets to remove, in the order they are removed.
+    #[serde(skip)]
+    pub removal_order: Vec<u64>,
+}
+
+/// What a prune did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PruneReport {
+    #[serde(flatten)]
+    pub plan: PrunePlan,
+    /// The sets removed, in order.
+    pub removed: Vec<String>,
+    /// Objects of earlier unfinished backups or removals cleaned up.
+    pub debris_removed: u64,
+}
+
+/// The plan, without removing anything (`--dry-run`): under a shared lock, so it reads
+/// a stable repository.
+pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    let _lock = repo.lock(LockMode::Shared, "prune --dry-run")?;
+    plan_unlocked(repo, opts)
+}
+
+fn plan_unlocked(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
+    let mut loaded: Vec<(u64, Option<LoadedManifest>)> = Vec::new();
+    for id in repo.set_ids()? {
+        match repo.load_manifest(id) {
+            Ok(l) => {
+                if opts.database_id.is_none_or(|d| d == l.manifest.database_id) {
+                    loaded.push((id, Some(l)));
+                }
+            }
+            // A set listed a moment ago and gone now is simply not considered.
+            Err(crate::Error::NotFound { .. }) => {}
+            Err(crate::Error::Corrupt { .. }) => loaded.push((id, None)),
+            Err(e) => return Err(e),
+        }
+    }
+    let candidates: Vec<Candidate<'_>> = loaded
+        .iter()
+        .map(|(id, l)| Candidate {
+            id: *id,
+            loaded: l.as_ref(),
+        })
+        .collect();
+    let decisions = retention::plan(&candidates, &opts.policy, opts.now_unix_ms);
+    let mut sets = Vec::with_capacity(decisions.len());
+    let mut doomed: Vec<(bool, u64, u64)> = Vec::new();
+    for (d, (_, l)) in decisions.into_iter().zip(&loaded) {
+        let m = l.as_ref().map(|l| &l.manifest);
+        if d.mark == Mark::Remove {
+            let m = m.expect("only readable sets are removed");
+            doomed.push((m.kind.is_full(), m.started_unix_ms, d.id));
+        }
+        sets.push(PruneEntry {
+            id: format_backup_id(d.id),
+            mark: d.mark,
+            reason: d.reason,
+            kind: m.map(|m| m.kind),
+            database_id: m.map(|m| format_backup_id(m.database_id)),
+            started_unix_ms: m.map(|m| m.started_unix_ms),
+        });
+    }
+    // Differentials first, then fulls; newest first within each.
+    doomed.sort_by_key(|&(full, t, id)| (full, std::cmp::Reverse((t, id))));
+    let count = |mark: Mark| sets.iter().filter(|s| s.mark == mark).count() as u64;
+    Ok(PrunePlan {
+        keep: count(Mark::Keep),
+        protected: count(Mark::Protected),
+        remove: count(Mark::Remove),
+        removal_order: doomed.into_iter().map(|(_, _, id)| id).collect(),
+        sets,
+    })
+}
+
+/// Plans under the exclusive lock, removes what the plan removes, then cleans debris.
+pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    let lock = repo.lock(LockMode::Exclusive, "prune")?;
+    let plan = plan_unlocked(repo, opts)?;
+    repo.remove_sets(&lock, &plan.removal_order)?;
+    let debris = repo.clean_debris(&lock)?;
+    Ok(PruneReport {
+        removed: plan
+            .removal_order
+            .iter()
+            .map(|&id| format_backup_id(id))
+            .collect(),
+        debris_removed: debris.len() as u64,
+        plan,
+    })
+}

@@ -1,0 +1,424 @@
+//! The retention policy: which backup sets a prune keeps, as a pure marking pass over
+//! the sets' manifests (no I/O, no clock: the caller passes `now`), after Proxmox
+//! Backup's `prune.rs`. Each set is marked keep (with the rule that keeps it), protected
+//! (with why) or remove; [`crate::repo::prune`] carries the marks out.
+//!
+//! Keeps true (invariants 10 and 13, docs/design.md):
+//! - rules apply to each database's sets apart, newest first by snapshot time (the
+//!   set's start), ties by id: `last N` keeps the N newest; `hourly`/`daily`/`weekly`/
+//!   `monthly`/`yearly N` keep the newest set of each of the N newest periods (UTC,
+//!   ISO weeks) that hold a set not kept already, after Proxmox; `within D` keeps every
+//!   set not older than `now - D`;
+//! - the newest full of each database is always kept (protected);
+//! - chain-aware: every differential kept has a base kept with it, the very one a
+//!   restore will lay it under once the removed sets are gone ([`chain::pick_base`]
+//!   over the sets that remain); a full is never removed while a kept differential
+//!   needs it;
+//! - a set whose manifest does not read is never removed by a policy;
+//! - at least one rule is required ([`Policy::check`]).
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::format::manifest::{format_backup_id, BackupKind};
+use crate::repo::chain;
+use crate::repo::LoadedManifest;
+
+/// How many sets of which periods to keep.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Policy {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// Keep every set started within this many milliseconds before `now`.
+    pub keep_within_ms: Option<u64>,
+}
+
+impl Policy {
+    /// A policy must keep something by rule: no rule at all would remove everything but
+    /// the newest full, which is never what a typo meant.
+    pub fn check(&self) -> Result<(), String> {
+        let any = [
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        ]
+        .iter()
+        .any(|r| r.is_some_and(|n| n > 0))
+            || self.keep_within_ms.is_some_and(|d| d > 0);
+        if any {
+            Ok(())
+        } else {
+            Err("a prune needs at least one keep rule above zero".into())
+        }
+    }
+}
+
+/// What happens to one set.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    /// Kept by a rule (`"daily 2026-11-30"`, `"last 3"`, `"within 7d"`).
+    Keep,
+    /// Kept although no rule keeps it (the newest full, the base of a kept
+    /// differential, an unreadable manifest).
+    Protected,
+    /// Removed.
+    Remove,
+}
+
+/// One set's decision, with the reason.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Decision {
+    pub id: u64,
+    pub mark: Mark,
+    /// The rule that keeps it, or why it is protected or removed.
+    pub reason: String,
+}
+
+/// A set as the policy sees it: its manifest, or `None` when it does not read.
+pub struct Candidate<'a> {
+    pub id: u64,
+    pub loaded: Option<&'a LoadedManifest>,
+}
+
+/// Marks every candidate (all of one repository, or of one database). `now_ms` is the
+/// caller's clock (tests pass their own). Decisions come out in the candidates' order.
+pub fn plan(sets: &[Candidate<'_>], policy: &Policy, now_ms: u64) -> Vec<Decision> {
+    let mut marks: BTreeMap<u64, (Mark, String)> = BTreeMap::new();
+    // Unreadable manifests are never removed by a policy.
+    for c in sets.iter().filter(|c| c.loaded.is_none()) {
+        marks.insert(
+            c.id,
+            (Mark::Protected, "manifest does not read; not pruned".into()),
+        );
+    }
+    let mut by_db: BTreeMap<u64, Vec<&LoadedManifest>> = BTreeMap::new();
+    for l in sets.iter().filter_map(|c| c.loaded) {
+        by_db.entry(l.manifest.database_id).or_default().push(l);
+    }
+    for list in by_db.values_mut() {
+        // Newest first: snapshot time, then id.
+        list.sort_by_key(|l| std::cmp::Reverse((l.manifest.started_unix_ms, l.manifest.backup_id)));
+        mark_database(list, policy, now_ms, &mut marks);
+    }
+    // Chain-aware: each kept differential keeps the base a restore will use.
+    let all: Vec<LoadedManifest> = sets.iter().filter_map(|c| c.loaded.cloned()).collect();
+    loop {
+        let kept: Vec<LoadedManifest> = all
+            .iter()
+            .filter(|l| {
+                marks
+                    .get(&l.manifest.backup_id)
+                    .is_some_and(|m| m.0 != Mark::Remove)
+            })
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for d in kept
+            .iter()
+            .filter(|l| l.manifest.kind == BackupKind::Differential)
+        {
+            if chain::pick_base(&kept, &d.manifest).is_some() {
+                continue;
+            }
+            match chain::pick_base(&all, &d.manifest) {
+                Some(i) => {
+                    let id = all[i].manifest.backup_id;
+                    marks.insert(
+                        id,
+                        (
+                            Mark::Protected,
+                            format!(
+                                "base of kept differential {}",
+                                format_backup_id(d.manifest.backup_id)
+                            ),
+                        ),
+                    );
+                    changed = true;
+                    break; // recompute: the base kept may carry other differentials
+                }
+                None => {
+                    let m = marks.get_mut(&d.manifest.backup_id).expect("kept");
+                    if !m.1.contains("orphan") {
+                        m.1.push_str(" (orphan: no base in the repository)");
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    sets.iter()
+        .map(|c| {
+            let (mark, reason) = marks
+                .remove(&c.id)
+                .unwrap_or((Mark::Remove, "no rule keeps it".into()));
+            Decision {
+                id: c.id,
+                mark,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// The rules over one database's sets, newest first.
+fn mark_database(
+    list: &[&LoadedManifest],
+    policy: &Policy,
+    now_ms: u64,
+    marks: &mut BTreeMap<u64, (Mark, String)>,
+) {
+    let id = |l: &LoadedManifest| l.manifest.backup_id;
+    if let Some(n) = policy.keep_last {
+        select(
+            list,
+            n,
+            marks,
+            |l| format_backup_id(id(l)),
+            |_| format!("last {n}"),
+        );
+    }
+    if let Some(d) = policy.keep_within_ms {
+        for l in list {
+            let t = l.manifest.started_unix_ms;
+            if t.saturating_add(d) >= now_ms && !marks.contains_key(&id(l)) {
+                marks.insert(id(l), (Mark::Keep, format!("within {}", duration_words(d))));
+            }
+        }
+    }
+    type Period = fn(u64) -> String;
+    let periods: [(&str, Option<u32>, Period); 5] = [
+        ("hourly", policy.keep_hourly, |t| {
+            let (y, m, d) = civil(t);
+            format!("{y:04}-{m:02}-{d:02}T{:02}", (t / 3_600_000) % 24)
+        }),
+        ("daily", policy.keep_daily, |t| {
+            let (y, m, d) = civil(t);
+            format!("{y:04}-{m:02}-{d:02}")
+        }),
+        ("weekly", policy.keep_weekly, |t| {
+            let (y, w) = iso_week(t);
+            format!("{y:04}-W{w:02}")
+        }),
+        ("monthly", policy.keep_monthly, |t| {
+            let (y, m, _) = civil(t);
+            format!("{y:04}-{m:02}")
+        }),
+        ("yearly", policy.keep_yearly, |t| {
+            format!("{:04}", civil(t).0)
+        }),
+    ];
+    for (rule, n, period) in periods {
+        if let Some(n) = n {
+            let key = |l: &LoadedManifest| format!("{rule} {}", period(l.manifest.started_unix_ms));
+            select(list, n, marks, key, key);
+        }
+    }
+    // The newest full is kept whatever the rules said (after them, so that a rule keeping
+    // it covers its period as usual).
+    if let Some(f) = list.iter().find(|l| l.manifest.kind == BackupKind::Full) {
+        if marks.get(&id(f)).is_none_or(|m| m.0 == Mark::Remove) {
+            marks.insert(
+                id(f),
+                (Mark::Protected, "newest full of its database".into()),
+            );
+        }
+    }
+}
+
+/// Proxmox's `mark_selections`: the newest set of each of the `n` newest buckets not
+/// already holding a kept set is kept; older sets of a bucket just kept are removed (no
+/// later rule keeps them). The bucket of a period rule is the rule and its period
+/// (`"daily 2026-11-30"`), which is also the reason given.
+fn select(
+    list: &[&LoadedManifest],
+    n: u32,
+    marks: &mut BTreeMap<u64, (Mark, String)>,
+    bucket: impl Fn(&LoadedManifest) -> String,
+    reason: impl Fn(&LoadedManifest) -> String,
+) {
+    let mut already = HashSet::new();
+    for l in list {
+        if marks
+            .get(&l.manifest.backup_id)
+            .is_some_and(|m| m.0 == Mark::Keep)
+        {
+            already.insert(bucket(l));
+        }
+    }
+    let mut taken = HashSet::new();
+    for l in list {
+        let id = l.manifest.backup_id;
+        if marks.contains_key(&id) {
+            continue;
+        }
+        let b = bucket(l);
+        if already.contains(&b) {
+            continue;
+        }
+        if !taken.contains(&b) {
+            if taken.len() >= n as usize {
+                break;
+            }
+            taken.insert(b.clone());
+            marks.insert(id, (Mark::Keep, reason(l)));
+        } else {
+            marks.insert(id, (Mark::Remove, format!("a newer set is kept for {b}")));
+        }
+    }
+}
+
+/// Milliseconds as the largest whole unit (`7d`, `36h`, `90m`, `10s`, `5ms`).
+pub fn duration_words(ms: u64) -> String {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// Parses a duration: a number and a unit, or several (`7d`, `36h`, `1d12h`, `90m`,
+/// `2w`, `1y` = 365 days). Returns milliseconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let mut total: u64 = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("an empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(format!("{s:?} is not a duration like 7d, 36h or 1d12h"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{s:?} has a number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let size: u64 = match unit {
+            "ms" => 1,
+            "s" => 1000,
+            "m" | "min" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
+            "y" => 365 * 86_400_000,
+            _ => {
+                return Err(format!(
+                    "{s:?} has an unknown unit {unit:?} (ms, s, m, h, d, w, y)"
+                ))
+            }
+        };
+        total = n
+            .checked_mul(size)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("{s:?} is too long"))?;
+    }
+    Ok(total)
+}
+
+/// The UTC calendar date (year, month, day) of `ms` after the Unix epoch (Howard
+/// Hinnant's `civil_from_days`).
+pub fn civil(ms: u64) -> (i64, u32, u32) {
+    let z = (ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The ISO 8601 (year, week) of `ms` after the Unix epoch, UTC.
+pub fn iso_week(ms: u64) -> (i64, u32) {
+    let days = (ms / 86_400_000) as i64;
+    // 1970-01-01 was a Thursday; ISO weekday 1 = Monday.
+    let weekday = (days + 3).rem_euclid(7) + 1;
+    // The Thursday of this week decides the ISO year.
+    let thursday = days - weekday + 4;
+    let (y, _, _) = civil((thursday.max(0) as u64) * 86_400_000);
+    let jan1 = days_from_civil(y, 1, 1);
+    let week = (thursday - jan1) / 7 + 1;
+    (y, week as u32)
+}
+
+/// Days after the epoch of a UTC date (Hinnant's `days_from_civil`).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(y: i64, m: u32, d: u32) -> u64 {
+        days_from_civil(y, m, d) as u64 * 86_400_000
+    }
+
+    #[test]
+    fn calendar_arithmetic_matches_known_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(ms(2024, 2, 29)), (2024, 2, 29));
+        assert_eq!(civil(ms(2026, 11, 30) + 86_399_999), (2026, 11, 30));
+        assert_eq!(iso_week(ms(2026, 1, 1)), (2026, 1)); // a Thursday
+        assert_eq!(iso_week(ms(2027, 1, 1)), (2026, 53)); // a Friday
+        assert_eq!(iso_week(ms(2024, 12, 30)), (2025, 1)); // a Monday
+        assert_eq!(iso_week(ms(2021, 1, 3)), (2020, 53)); // a Sunday
+        for d in 0..3000 {
+            let t = d * 86_400_000;
+            let (y, m, dd) = civil(t);
+            assert_eq!(days_from_civil(y, m, dd) as u64, d);
+        }
+    }
+
+    #[test]
+    fn durations_parse_strictly() {
+        assert_eq!(parse_duration("7d"), Ok(7 * 86_400_000));
+        assert_eq!(parse_duration("1d12h"), Ok(36 * 3_600_000));
+        assert_eq!(parse_duration("90m"), Ok(90 * 60_000));
+        for bad in ["", "d", "7", "7x", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(duration_words(7 * 86_400_000), "7d");
+    }
+
+    #[test]
+    fn a_policy_needs_a_rule() {
+        assert!(Policy::default().check().is_err());
+        let p = Policy {
+            keep_daily: Some(0),
+            ..Policy::default()
+        };
+        assert!(p.check().is_err());
+        let p = Policy {
+            keep_daily: Some(1),
+            ..Policy::default()
+        };
+        assert!(p.check().is_ok());
+    }
+}
