@@ -18,6 +18,7 @@ pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod copy;
 pub mod demo;
 pub mod error;
 pub mod format;

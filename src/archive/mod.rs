@@ -202,7 +202,7 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
             break ArchiveManifest::decode(&b).map_err(|what| at(head_at, what))?;
         }
         rx.begin(&head.name, head.size)
-            .map_err(|e| locate(e, head_at))?;
+            .map_err(|e| locate(e, &head.name, head_at))?;
         let mut crc = crc32fast::Hasher::new();
         loop {
             let n = t.read_data(&mut buf).map_err(|e| read_err(t.offset, e))?;
@@ -210,9 +210,10 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
                 break;
             }
             crc.update(&buf[..n]);
-            rx.write(&buf[..n]).map_err(|e| locate(e, head_at))?;
+            rx.write(&buf[..n])
+                .map_err(|e| locate(e, &head.name, head_at))?;
         }
-        rx.end().map_err(|e| locate(e, head_at))?;
+        rx.end().map_err(|e| locate(e, &head.name, head_at))?;
         hash_object(&mut seen, &head.name, head.size, crc.finalize());
         seen_count += 1;
     };
@@ -290,12 +291,14 @@ fn hash_object(h: &mut blake3::Hasher, name: &str, size: u64, crc: u32) {
     h.update(&crc.to_le_bytes());
 }
 
-/// Adds where in the archive an object's entry began to a corruption finding.
-fn locate(e: Error, head_at: u64) -> Error {
+/// A finding about an object being received is about the archive: it names the
+/// entry and where it began (the object's place in the repository means nothing to
+/// whoever holds a damaged archive).
+fn locate(e: Error, name: &str, head_at: u64) -> Error {
     match e {
-        Error::Corrupt { path, what } => Error::Corrupt {
-            path,
-            what: format!("{what} (archive entry at byte {head_at})"),
+        Error::Corrupt { what, .. } => Error::Corrupt {
+            path: "the archive".into(),
+            what: format!("entry {name} at byte {head_at}: {what}"),
         },
         e => e,
     }

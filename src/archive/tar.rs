@@ -112,6 +112,17 @@ pub fn parse_header(
     let size = h
         .size()
         .map_err(|_| format!("entry {shown:?} has a size field that is not a number"))?;
+    // Every other field must be as pagevault writes it: a header is checked whole, so
+    // no flipped bit in it (in a field tar's checksum misses, or in the checksum field
+    // itself) passes unseen.
+    let mtime = h
+        .mtime()
+        .map_err(|_| format!("entry {shown:?} has a time field that is not a number"))?;
+    if header(name, size, mtime).ok().as_ref() != Some(block) {
+        return Err(format!(
+            "entry {shown:?} has a header pagevault does not write (damaged, or made by another tool)"
+        ));
+    }
     Ok(Some(EntryHead {
         name: name.to_string(),
         size,
@@ -151,14 +162,22 @@ impl<R: Read> TarReader<R> {
         is_allowed: &dyn Fn(&str) -> bool,
     ) -> io::Result<Result<Option<EntryHead>, String>> {
         let mut scratch = [0u8; 8192];
-        let mut skip = self.left + self.pad;
+        let mut skip = self.left;
         while skip > 0 {
             let n = skip.min(scratch.len() as u64) as usize;
             self.read_full(&mut scratch[..n])?;
             skip -= n as u64;
         }
+        let pad = self.pad as usize;
         self.left = 0;
         self.pad = 0;
+        self.read_full(&mut scratch[..pad])?;
+        if scratch[..pad].iter().any(|&b| b != 0) {
+            return Ok(Err(format!(
+                "the padding before byte {} is not zero (damaged archive)",
+                self.offset
+            )));
+        }
         let mut block = [0u8; BLOCK];
         self.read_full(&mut block)?;
         let head = parse_header(&block, is_allowed);

@@ -2,6 +2,8 @@
 
 mod support;
 
+mod archive_cli;
+mod archive_hostile;
 mod archive_roundtrip;
 mod backup_catalog;
 mod backup_faults;

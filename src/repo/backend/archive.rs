@@ -72,6 +72,18 @@ impl ArchiveBackend {
                         head.name, head.size
                     ))
                 })?;
+            let pad = (padded(head.size) - head.size) as usize;
+            if pad > 0 {
+                let mut b = [0u8; BLOCK];
+                file.read_exact_at(&mut b[..pad], data + head.size)?;
+                if b[..pad].iter().any(|&x| x != 0) {
+                    return Err(bad(format!(
+                        "at byte {}: the padding of entry {} is not zero (damaged archive)",
+                        data + head.size,
+                        head.name
+                    )));
+                }
+            }
             if head.name == ARCHIVE_MANIFEST {
                 if head.size > MAX_ARCHIVE_MANIFEST_BYTES {
                     return Err(bad(format!(
