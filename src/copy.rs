@@ -67,10 +67,7 @@ pub fn plan(from: &Repository, opts: &CopyOptions) -> Result<Vec<u64>> {
     let mut ids = Vec::new();
     for id in wanted {
         let c = chain::resolve(from, Some(id))?;
-        if opts
-            .database
-            .is_some_and(|d| c.newest().database_id != d)
-        {
+        if opts.database.is_some_and(|d| c.newest().database_id != d) {
             if opts.all {
                 continue;
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{assert_code, ensure_repo, pv, stderr, stdout};
 
-fn ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+pub(crate) fn ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     let v: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
     let o = pv(&v);
     assert_code(&o, 0);
@@ -21,7 +21,7 @@ fn ok(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
 }
 
 /// A database with a full and a differential in `repo`.
-fn chain(t: &Path, size: &str, stream_size: Option<&str>) -> (PathBuf, PathBuf) {
+pub(crate) fn chain(t: &Path, size: &str, stream_size: Option<&str>) -> (PathBuf, PathBuf) {
     let (db, repo) = (t.join("db"), t.join("repo"));
     ok(&[&"init", &db, &"--size", &size, &"--files", &"2"]);
     ok(&[&"workload", &db, &"--writes", &"3000", &"--seed", &"5"]);
@@ -52,7 +52,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn assert_same_restore(a: &Path, b: &Path, what: &str) {
+pub(crate) fn assert_same_restore(a: &Path, b: &Path, what: &str) {
     let (x, y) = (files(a), files(b));
     assert_eq!(
         x.keys().collect::<Vec<_>>(),
@@ -106,7 +106,10 @@ fn export_import_restore_is_byte_identical_through_files_pipes_and_archive_resto
     ok(&[&"verify", &"-r", &other]);
     // Importing twice is harmless.
     let out = ok(&[&"import", &tar, &"-r", &other]);
-    assert!(out.contains("skipped") && !out.contains("published"), "{out}");
+    assert!(
+        out.contains("skipped") && !out.contains("published"),
+        "{out}"
+    );
 
     let from_archive = t.path().join("from-archive");
     ok(&[&"restore", &"--archive", &tar, &"--to", &from_archive]);
@@ -145,7 +148,11 @@ fn export_import_restore_is_byte_identical_through_files_pipes_and_archive_resto
             .collect();
         want.sort();
         let mut got = listed.clone();
-        assert_eq!(got.pop().as_deref(), Some("pagevault-archive"), "{listed:?}");
+        assert_eq!(
+            got.pop().as_deref(),
+            Some("pagevault-archive"),
+            "{listed:?}"
+        );
         got.sort();
         assert_eq!(got, want, "tar tf lists every object of the chain");
     } else {
@@ -241,7 +248,12 @@ fn hostile_archives_exit_1_with_one_line_and_usage_errors_exit_64() {
     ] {
         let f = t.path().join(format!("{what}.tar"));
         std::fs::write(&f, &bytes).unwrap();
-        let o = pv(&["import".as_ref(), f.as_os_str(), "-r".as_ref(), other.as_os_str()]);
+        let o = pv(&[
+            "import".as_ref(),
+            f.as_os_str(),
+            "-r".as_ref(),
+            other.as_os_str(),
+        ]);
         assert_code(&o, 1);
         let e = stderr(&o);
         assert_eq!(e.trim().lines().count(), 1, "{what}: {e}");
@@ -257,7 +269,12 @@ fn hostile_archives_exit_1_with_one_line_and_usage_errors_exit_64() {
         assert_code(&o, 1);
         assert!(!stderr(&o).contains("panick"), "{what}");
     }
-    let o = pv(&["list".as_ref(), "-r".as_ref(), other.as_os_str(), "--json".as_ref()]);
+    let o = pv(&[
+        "list".as_ref(),
+        "-r".as_ref(),
+        other.as_os_str(),
+        "--json".as_ref(),
+    ]);
     assert_eq!(stdout(&o).trim(), "[]", "nothing was published");
     for args in [
         vec!["copy", "--from", "a", "--to", "b"],
@@ -277,7 +294,12 @@ fn whole_objects(repo: &Path) -> BTreeMap<String, u64> {
     std::fs::read_dir(repo)
         .unwrap()
         .map(|e| e.unwrap())
-        .map(|e| (e.file_name().into_string().unwrap(), e.metadata().unwrap().len()))
+        .map(|e| {
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
+        })
         .filter(|(n, _)| n.starts_with("set-") && !n.ends_with(".partial") && !n.ends_with(".tmp"))
         .collect()
 }
@@ -349,24 +371,41 @@ fn a_copy_killed_and_run_again_ends_verified_and_copies_no_object_twice() {
         // object it left whole was reused (checked in place), every other byte copied
         // once; the sets it had published were skipped whole.
         let is_published = |name: &str| published_ids.contains(&name[4..20]);
-        let reusable: Vec<(&String, &u64)> = left.iter().filter(|(n, _)| !is_published(n)).collect();
+        let reusable: Vec<(&String, &u64)> =
+            left.iter().filter(|(n, _)| !is_published(n)).collect();
         let unpublished_total: u64 = std::fs::read_dir(&repo)
             .unwrap()
             .map(|e| e.unwrap())
-            .map(|e| (e.file_name().into_string().unwrap(), e.metadata().unwrap().len()))
+            .map(|e| {
+                (
+                    e.file_name().into_string().unwrap(),
+                    e.metadata().unwrap().len(),
+                )
+            })
             .filter(|(n, _)| {
                 (n.starts_with("set-") && !is_published(n))
-                    || n
-                        .strip_prefix("manifest-")
+                    || n.strip_prefix("manifest-")
                         .is_some_and(|id| !published_ids.contains(id))
             })
             .map(|(_, s)| s)
             .sum();
         let reused = v["bytes_reused"].as_u64().unwrap();
         let copied = v["bytes_copied"].as_u64().unwrap();
-        assert_eq!(v["objects_reused"].as_u64().unwrap() as usize, reusable.len(), "round {round}");
-        assert_eq!(reused, reusable.iter().map(|(_, s)| **s).sum::<u64>(), "round {round}");
-        assert_eq!(copied + reused, unpublished_total, "round {round}: each byte once");
+        assert_eq!(
+            v["objects_reused"].as_u64().unwrap() as usize,
+            reusable.len(),
+            "round {round}"
+        );
+        assert_eq!(
+            reused,
+            reusable.iter().map(|(_, s)| **s).sum::<u64>(),
+            "round {round}"
+        );
+        assert_eq!(
+            copied + reused,
+            unpublished_total,
+            "round {round}: each byte once"
+        );
         if landed >= 3 {
             break;
         }

@@ -81,7 +81,10 @@ fn import_refused(a: &[u8], what: &str) -> String {
         Ok(r) => panic!("{what}: import took a hostile archive: {r:?}"),
         Err(e) => e.to_string(),
     };
-    assert!(repo.set_ids().unwrap().is_empty(), "{what}: a set was published");
+    assert!(
+        repo.set_ids().unwrap().is_empty(),
+        "{what}: a set was published"
+    );
     e
 }
 
@@ -176,9 +179,21 @@ fn names_links_devices_and_huge_sizes_are_refused_and_nothing_is_written_outside
     let full = pagevault::repo::names::manifest(c.full);
     let stream = pagevault::repo::names::stream(c.full, 0);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("../x", raw_header(b"../x", tar::EntryType::Regular, 5, b""), "not the name"),
-        ("/abs", raw_header(b"/abs", tar::EntryType::Regular, 5, b""), "not the name"),
-        ("a/b", raw_header(b"set-0/x", tar::EntryType::Regular, 5, b""), "not the name"),
+        (
+            "../x",
+            raw_header(b"../x", tar::EntryType::Regular, 5, b""),
+            "not the name",
+        ),
+        (
+            "/abs",
+            raw_header(b"/abs", tar::EntryType::Regular, 5, b""),
+            "not the name",
+        ),
+        (
+            "a/b",
+            raw_header(b"set-0/x", tar::EntryType::Regular, 5, b""),
+            "not the name",
+        ),
         (
             "symlink",
             raw_header(full.as_bytes(), tar::EntryType::Symlink, 0, b"/etc/passwd"),

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const STEPS: [&str; 13] = [
+const STEPS: [&str; 16] = [
     "compression_limit",
     "full",
     "copy_only",
@@ -16,6 +16,9 @@ const STEPS: [&str; 13] = [
     "restore_full",
     "restore_full_diff",
     "verify",
+    "cat_sync",
+    "export",
+    "import",
     "diff_50pct_scattered",
     "diff_1pct_hot",
     "online_full",

@@ -297,7 +297,12 @@ fn every_verb_prints_the_documented_schema() {
     assert_eq!(r["restore"]["chain"].as_array().unwrap().len(), 2);
     verb(&s, "check", 0, &[&"check", &to]);
     let tar = t.path().join("latest.tar");
-    let ex = verb(&s, "export", 0, &[&"export", &"-r", &repo, &"latest", &"--to", &tar]);
+    let ex = verb(
+        &s,
+        "export",
+        0,
+        &[&"export", &"-r", &repo, &"latest", &"--to", &tar],
+    );
     assert_eq!(ex["chain"].as_array().unwrap().len(), 2);
     let other = t.path().join("other");
     crate::cli::ensure_repo(&other);
@@ -305,7 +310,12 @@ fn every_verb_prints_the_documented_schema() {
     assert_eq!(im["sets"][0]["outcome"], "published");
     let third = t.path().join("third");
     crate::cli::ensure_repo(&third);
-    let cp = verb(&s, "copy", 0, &[&"copy", &"--from", &other, &"--to", &third, &"--all"]);
+    let cp = verb(
+        &s,
+        "copy",
+        0,
+        &[&"copy", &"--from", &other, &"--to", &third, &"--all"],
+    );
     assert_eq!(cp["sets"][1]["outcome"], "copied");
     let demo = verb(
         &s,

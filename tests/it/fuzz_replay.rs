@@ -77,7 +77,10 @@ fn the_archive_seeds_import() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/archive");
     for seed in ["chain.tar", "full.tar"] {
         let data = std::fs::read(dir.join(seed)).unwrap();
-        assert!(pagevault::fuzz_targets::archive(&data), "{seed} does not import");
+        assert!(
+            pagevault::fuzz_targets::archive(&data),
+            "{seed} does not import"
+        );
     }
 }
 
@@ -90,7 +93,9 @@ fn fuzz_corpus_model_replays_clean() {
 /// checksum, and the replay tests above would pass on an empty folder.
 #[test]
 fn every_target_has_seeds() {
-    for t in ["manifest", "records", "page", "control", "restore", "model", "archive"] {
+    for t in [
+        "manifest", "records", "page", "control", "restore", "model", "archive",
+    ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")
             .join(t);

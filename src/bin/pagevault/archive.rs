@@ -107,8 +107,13 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
             verb: "export",
         },
     )?;
-    let id = parse_backup_id(&entry.id)
-        .ok_or_else(|| Failure::Msg(format!("{}: {:?} is not a backup id", path.display(), entry.id)))?;
+    let id = parse_backup_id(&entry.id).ok_or_else(|| {
+        Failure::Msg(format!(
+            "{}: {:?} is not a backup id",
+            path.display(),
+            entry.id
+        ))
+    })?;
     let report = if to_stdout {
         let mut w = BufWriter::with_capacity(BUF_BYTES, std::io::stdout().lock());
         let r = archive::export(&repo, id, &mut w)?;
@@ -136,7 +141,11 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
         report.backup_id,
         report.chain.join(" -> "),
         path.display(),
-        if to_stdout { "standard output".into() } else { a.to.display().to_string() },
+        if to_stdout {
+            "standard output".into()
+        } else {
+            a.to.display().to_string()
+        },
         report.objects,
         format_size(report.archive_bytes),
         report.duration_secs,
@@ -165,9 +174,13 @@ fn write_aside<T>(
         let r = f(&mut w)?;
         w.flush().map_err(|e| pagevault::Error::io(&partial, e))?;
         drop(w);
-        file.sync_all().map_err(|e| pagevault::Error::io(&partial, e))?;
+        file.sync_all()
+            .map_err(|e| pagevault::Error::io(&partial, e))?;
         std::fs::rename(&partial, to).map_err(|e| pagevault::Error::io(to, e))?;
-        let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = to
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         pagevault::io::file::sync_dir_path(dir).map_err(|e| pagevault::Error::io(dir, e))?;
         Ok(r)
     })();
@@ -196,7 +209,11 @@ pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
             // Name the archive, not "the archive".
             pagevault::Error::Corrupt { path: p, what } if p.as_os_str() == "the archive" => {
                 pagevault::Error::Corrupt {
-                    path: if is_std(&a.archive) { "standard input".into() } else { a.archive.clone() },
+                    path: if is_std(&a.archive) {
+                        "standard input".into()
+                    } else {
+                        a.archive.clone()
+                    },
                     what,
                 }
             }
