@@ -61,6 +61,9 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Each limit and measurement is taken this many times; the median is reported.
     pub repeat: u32,
+    /// Only the archive steps (`cat_sync`, `export`, `import`), after an unmeasured
+    /// full and 10 % differential: archives measured at large sizes in little time.
+    pub only_archives: bool,
 }
 
 impl Default for BenchOptions {
@@ -72,6 +75,7 @@ impl Default for BenchOptions {
             data: None,
             dir: None,
             repeat: 3,
+            only_archives: false,
         }
     }
 }
@@ -701,6 +705,16 @@ impl<'a> Suite<'a> {
 
     fn run_all(&mut self) -> Result<BenchReport> {
         self.build()?;
+        if self.opts.only_archives {
+            (self.note)("a full and a 10 % differential (not measured)");
+            let opts = self.backup_options(BackupKind::Full);
+            backup::run(self.db(), &self.repo, &opts, &NoProgress)?;
+            self.change_scattered(0, 100)?;
+            let opts = self.backup_options(BackupKind::Differential);
+            let diff = set_id(&backup::run(self.db(), &self.repo, &opts, &NoProgress)?)?;
+            self.archives(diff)?;
+            return Ok(self.report());
+        }
         let full_id = self.fulls()?;
         self.copy_only()?;
         self.change_scattered(0, 10)?;
