@@ -61,6 +61,9 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Each limit and measurement is taken this many times; the median is reported.
     pub repeat: u32,
+    /// Only the archive steps (`cat_sync`, `export`, `import`), after an unmeasured
+    /// full and 10 % differential: archives measured at large sizes in little time.
+    pub only_archives: bool,
 }
 
 impl Default for BenchOptions {
@@ -72,6 +75,7 @@ impl Default for BenchOptions {
             data: None,
             dir: None,
             repeat: 3,
+            only_archives: false,
         }
     }
 }
@@ -84,6 +88,9 @@ pub enum Limit {
     Compression,
     /// zstd decompression of the full's records in memory.
     Decompression,
+    /// A `cat`-like copy of the same archive bytes to a new file (read and write 128
+    /// KiB at a time), then a sync: what moving those bytes costs on this machine.
+    CatSync,
 }
 
 /// Writer threads of the online step.
@@ -698,6 +705,16 @@ impl<'a> Suite<'a> {
 
     fn run_all(&mut self) -> Result<BenchReport> {
         self.build()?;
+        if self.opts.only_archives {
+            (self.note)("a full and a 10 % differential (not measured)");
+            let opts = self.backup_options(BackupKind::Full);
+            backup::run(self.db(), &self.repo, &opts, &NoProgress)?;
+            self.change_scattered(0, 100)?;
+            let opts = self.backup_options(BackupKind::Differential);
+            let diff = set_id(&backup::run(self.db(), &self.repo, &opts, &NoProgress)?)?;
+            self.archives(diff)?;
+            return Ok(self.report());
+        }
         let full_id = self.fulls()?;
         self.copy_only()?;
         self.change_scattered(0, 10)?;
@@ -715,6 +732,7 @@ impl<'a> Suite<'a> {
         self.restores(full_id, diff_id.expect("kept"))?;
         self.merges(diff_id.expect("kept"))?;
         self.verify(full_id)?;
+        self.archives(diff_id.expect("kept"))?;
         self.change_scattered(100, 500)?;
         self.differentials(
             "diff_50pct_scattered",
@@ -1198,6 +1216,104 @@ impl<'a> Suite<'a> {
         Ok(())
     }
 
+    /// Export of the 10 % differential and its full to an archive file (synced), and
+    /// import of that archive into an empty repository, each against a `cat`-like copy
+    /// of the same archive bytes to a file and a sync, alternated in the same run.
+    fn archives(&mut self, diff_id: u64) -> Result<()> {
+        use std::fs::File;
+        use std::io::{BufReader, BufWriter, Read, Write};
+        let dir = self.restore_dir.with_file_name("archives");
+        crate::io::file::create_dir_synced(&dir).map_err(|e| Error::io(&dir, e))?;
+        let (archive, copy, target) = (dir.join("set.tar"), dir.join("cat.tar"), dir.join("repo"));
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e: std::io::Error| Error::io(&p, e)
+        };
+        let export_to = |repo: &Repository, path: &Path| -> Result<crate::archive::ExportReport> {
+            let f = File::create(path).map_err(io(path))?;
+            let mut w = BufWriter::with_capacity(1 << 20, &f);
+            let r = crate::archive::export(repo, diff_id, &mut w)?;
+            w.flush().map_err(io(path))?;
+            drop(w);
+            f.sync_all().map_err(io(path))?;
+            Ok(r)
+        };
+        let cat_sync = |from: &Path, to: &Path| -> Result<u64> {
+            let mut r = File::open(from).map_err(io(from))?;
+            let mut w = File::create(to).map_err(io(to))?;
+            let mut buf = vec![0u8; 128 << 10];
+            let mut n = 0u64;
+            loop {
+                let k = r.read(&mut buf).map_err(io(from))?;
+                if k == 0 {
+                    break;
+                }
+                w.write_all(&buf[..k]).map_err(io(to))?;
+                n += k as u64;
+            }
+            w.sync_all().map_err(io(to))?;
+            Ok(n)
+        };
+        export_to(&self.repo, &archive)?;
+        let (mut cat, mut export, mut import) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "cat and sync, export, import, {}/{}",
+                i + 1,
+                self.k()
+            ));
+            let _ = std::fs::remove_file(&copy);
+            cat.push(measure(|| cat_sync(&archive, &copy))?);
+            let _ = std::fs::remove_file(&copy);
+            let _ = std::fs::remove_file(&archive);
+            export.push(measure(|| export_to(&self.repo, &archive))?);
+            let _ = std::fs::remove_dir_all(&target);
+            let into = Repository::init_dir(&target, &Default::default())?;
+            import.push(measure(|| {
+                let f = File::open(&archive).map_err(io(&archive))?;
+                crate::archive::import(&into, BufReader::with_capacity(1 << 20, f))
+            })?);
+            drop(into);
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let m = summarize(import);
+        let (records, pages) = (m.median.value.records_checked, m.median.value.pages_checked);
+        let c = summarize(cat);
+        let bytes = c.median.value;
+        let mut step = c.step(
+            "cat_sync",
+            "cat-like copy of the archive's bytes to a file, then sync (the reference)".into(),
+            bytes,
+        );
+        step.bytes_stored = bytes;
+        let cat_mb_s = step.mb_per_s;
+        let e = summarize(export);
+        let mut ex = e.step(
+            "export",
+            "export of the full and its 10 % differential to an archive file, synced".into(),
+            e.median.value.archive_bytes,
+        );
+        ex.bytes_stored = e.median.value.archive_bytes;
+        let mut im = m.step(
+            "import",
+            "import of that archive into an empty repository, every record checked".into(),
+            m.median.value.archive_bytes,
+        );
+        im.bytes_stored = m.median.value.bytes_stored;
+        for s in [&mut ex, &mut im] {
+            s.limit = Some(Limit::CatSync);
+            s.ratio_to_limit = Some(s.mb_per_s / cat_mb_s);
+        }
+        // Records and pages the archive carries (each step moves them all).
+        for s in [&mut step, &mut ex, &mut im] {
+            s.extents_read = records;
+            s.pages_read = pages;
+        }
+        self.steps.extend([step, ex, im]);
+        Ok(())
+    }
+
     /// The consistency checker on the database (closed first: it opens it itself).
     fn check(&mut self) -> Result<()> {
         if let Some(db) = self.db.take() {
@@ -1250,6 +1366,18 @@ impl<'a> Suite<'a> {
             step("full").and_then(|s| s.ratio_to_limit),
             true,
             0.95,
+        );
+        t(
+            "export MB/s / cat-and-sync of the same bytes",
+            step("export").and_then(|s| s.ratio_to_limit),
+            true,
+            0.9,
+        );
+        t(
+            "import MB/s / cat-and-sync of the same bytes",
+            step("import").and_then(|s| s.ratio_to_limit),
+            true,
+            0.9,
         );
         let d1 = step("diff_1pct_scattered");
         t(

@@ -13,10 +13,12 @@
 //! # Ok::<(), pagevault::Error>(())
 //! ```
 
+pub mod archive;
 pub mod backup;
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod copy;
 pub mod demo;
 pub mod error;
 pub mod format;

@@ -31,8 +31,10 @@ pub mod lock;
 pub mod merge;
 pub mod names;
 pub mod prune;
+pub mod receive;
 pub mod set_reader;
 pub mod set_writer;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     config: RepoConfig,
     lease_ttl: Duration,
+    /// A read-only view (an archive): no config object, no locks.
+    read_only: bool,
 }
 
 /// A published set's manifest with the hash differentials name it by.
@@ -199,6 +203,7 @@ impl Repository {
             backend,
             config,
             lease_ttl: lease::DEFAULT_LEASE_TTL,
+            read_only: false,
         })
     }
 

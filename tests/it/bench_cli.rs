@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const STEPS: [&str; 13] = [
+const STEPS: [&str; 16] = [
     "compression_limit",
     "full",
     "copy_only",
@@ -16,6 +16,9 @@ const STEPS: [&str; 13] = [
     "restore_full",
     "restore_full_diff",
     "verify",
+    "cat_sync",
+    "export",
+    "import",
     "diff_50pct_scattered",
     "diff_1pct_hot",
     "online_full",
@@ -141,10 +144,12 @@ fn a_tiny_run_reports_every_step_as_json() {
         "differential (1 % scattered) stored / changed pages compressed",
         "restore full + differential MB/s / decompression limit",
         "restore full + differential time / restore full time",
+        "export MB/s / cat-and-sync of the same bytes",
+        "import MB/s / cat-and-sync of the same bytes",
     ] {
         assert!(targets.contains(&must), "{must} missing from {targets:?}");
     }
-    assert!(targets.len() <= 7, "{targets:?}");
+    assert!(targets.len() <= 9, "{targets:?}");
 }
 
 #[test]

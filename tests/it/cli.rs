@@ -352,7 +352,7 @@ fn usage_errors_exit_64_and_help_exits_0() {
         vec!["init", dbs, "--files", "0"],
         vec!["workload", dbs, "--writes", "1", "--batch", "0"],
         vec!["workload", dbs, "--writes", "1", "--batch", "5000"],
-        vec!["import", dbs],
+        vec!["import-files", dbs],
         vec!["check"],
     ] {
         let o = pv(&args);
@@ -507,7 +507,7 @@ fn import_stores_the_files_bytes() {
     fs::write(&single, &single_bytes).unwrap();
     let db = t.path().join("db");
     let o = pv(&[
-        "import".as_ref(),
+        "import-files".as_ref(),
         db.as_os_str(),
         single.as_os_str(),
         src.as_os_str(),
@@ -548,12 +548,12 @@ fn import_stores_the_files_bytes() {
     assert_code(&run_on("check", &db, &[]), 0);
 
     // Importing again into the same folder, or a missing file, fails naming the path.
-    let o = pv(&["import".as_ref(), db.as_os_str(), single.as_os_str()]);
+    let o = pv(&["import-files".as_ref(), db.as_os_str(), single.as_os_str()]);
     assert_code(&o, 1);
     assert!(stderr(&o).contains(db.to_str().unwrap()), "{}", stderr(&o));
     let missing = t.path().join("nope.bin");
     let o = pv(&[
-        "import".as_ref(),
+        "import-files".as_ref(),
         t.path().join("db2").as_os_str(),
         missing.as_os_str(),
     ]);

@@ -209,7 +209,10 @@ fn every_verb_prints_the_documented_schema() {
     for name in [
         "init",
         "workload",
+        "import_files",
+        "export",
         "import",
+        "copy",
         "status",
         "check",
         "backup_output",
@@ -240,9 +243,9 @@ fn every_verb_prints_the_documented_schema() {
     std::fs::write(&file, b"hello").unwrap();
     verb(
         &s,
-        "import",
+        "import_files",
         0,
-        &[&"import", &t.path().join("imported"), &file],
+        &[&"import-files", &t.path().join("imported"), &file],
     );
     verb(&s, "status", 0, &[&"status", &db]);
     crate::cli::ensure_repo(&repo);
@@ -296,6 +299,27 @@ fn every_verb_prints_the_documented_schema() {
     let r = verify_restore(&s, &repo, &to);
     assert_eq!(r["restore"]["chain"].as_array().unwrap().len(), 2);
     verb(&s, "check", 0, &[&"check", &to]);
+    let tar = t.path().join("latest.tar");
+    let ex = verb(
+        &s,
+        "export",
+        0,
+        &[&"export", &"-r", &repo, &"latest", &"--to", &tar],
+    );
+    assert_eq!(ex["chain"].as_array().unwrap().len(), 2);
+    let other = t.path().join("other");
+    crate::cli::ensure_repo(&other);
+    let im = verb(&s, "import", 0, &[&"import", &tar, &"-r", &other]);
+    assert_eq!(im["sets"][0]["outcome"], "published");
+    let third = t.path().join("third");
+    crate::cli::ensure_repo(&third);
+    let cp = verb(
+        &s,
+        "copy",
+        0,
+        &[&"copy", &"--from", &other, &"--to", &third, &"--all"],
+    );
+    assert_eq!(cp["sets"][1]["outcome"], "copied");
     let demo = verb(
         &s,
         "demo",

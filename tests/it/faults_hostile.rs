@@ -22,7 +22,7 @@ use crate::faults_util::*;
 
 /// A zstd frame of `blocks` RLE blocks of 128 KiB of zeros (single segment, content size
 /// declared): 4 bytes of frame per 128 KiB of output.
-fn rle_bomb(blocks: usize) -> Vec<u8> {
+pub fn rle_bomb(blocks: usize) -> Vec<u8> {
     const BLOCK: u32 = 128 * 1024;
     let mut f = vec![0x28, 0xb5, 0x2f, 0xfd, 0xe0];
     f.extend_from_slice(&(blocks as u64 * BLOCK as u64).to_le_bytes());
@@ -37,7 +37,7 @@ fn rle_bomb(blocks: usize) -> Vec<u8> {
 
 /// A record of the pages of `page_mask` whose payload is `frame`, every checksum right but the
 /// raw pages' (which no decoder may get far enough to compute).
-fn bomb_record(frame: &[u8], id: RecordId, page_mask: u8) -> Vec<u8> {
+pub fn bomb_record(frame: &[u8], id: RecordId, page_mask: u8) -> Vec<u8> {
     let mut rec = Vec::new();
     let raw = vec![0u8; page_mask.count_ones() as usize * PAGE_SIZE];
     record::encode(id, page_mask, 1, &raw, None, &mut rec).unwrap();

@@ -49,6 +49,42 @@ fn fuzz_corpus_restore_replays_clean() {
 }
 
 #[test]
+fn fuzz_corpus_archive_replays_clean() {
+    replay("archive", |d| {
+        pagevault::fuzz_targets::archive(d);
+    });
+}
+
+/// The committed archive seeds: a real archive (a full and its differential) that
+/// imports, so the fuzzer starts past the checksums. Rewrite with
+/// `cargo test --test it write_archive_seeds -- --ignored`.
+#[test]
+#[ignore]
+fn write_archive_seeds() {
+    let c = crate::faults_util::Chain::new(1, 16);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/archive");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut a = Vec::new();
+    pagevault::archive::export(&c.repo, c.diff, &mut a).unwrap();
+    std::fs::write(dir.join("chain.tar"), &a).unwrap();
+    let mut f = Vec::new();
+    pagevault::archive::export(&c.repo, c.full, &mut f).unwrap();
+    std::fs::write(dir.join("full.tar"), &f).unwrap();
+}
+
+#[test]
+fn the_archive_seeds_import() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/archive");
+    for seed in ["chain.tar", "full.tar"] {
+        let data = std::fs::read(dir.join(seed)).unwrap();
+        assert!(
+            pagevault::fuzz_targets::archive(&data),
+            "{seed} does not import"
+        );
+    }
+}
+
+#[test]
 fn fuzz_corpus_model_replays_clean() {
     replay("model", pagevault::fuzz_targets::model);
 }
@@ -57,7 +93,9 @@ fn fuzz_corpus_model_replays_clean() {
 /// checksum, and the replay tests above would pass on an empty folder.
 #[test]
 fn every_target_has_seeds() {
-    for t in ["manifest", "records", "page", "control", "restore", "model"] {
+    for t in [
+        "manifest", "records", "page", "control", "restore", "model", "archive",
+    ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")
             .join(t);

@@ -2,6 +2,11 @@
 
 mod support;
 
+mod archive_cli;
+mod archive_hostile;
+mod archive_roundtrip;
+#[cfg(feature = "s3")]
+mod archive_s3;
 mod backup_catalog;
 mod backup_faults;
 mod backup_kinds;

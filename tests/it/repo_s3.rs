@@ -21,7 +21,7 @@ use pagevault::repo::{names, Repository};
 use crate::cli::{assert_code, init, stderr, stdout, workload};
 
 /// The bucket, when the S3 variables are set.
-fn bucket(test: &str) -> Option<String> {
+pub(crate) fn bucket(test: &str) -> Option<String> {
     match (
         std::env::var("PAGEVAULT_S3_BUCKET"),
         std::env::var("AWS_ENDPOINT_URL"),
@@ -37,7 +37,7 @@ fn bucket(test: &str) -> Option<String> {
 }
 
 /// A repository URL under a prefix no other test (or run) uses.
-fn unique_url(bucket: &str, test: &str) -> String {
+pub(crate) fn unique_url(bucket: &str, test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

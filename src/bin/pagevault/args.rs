@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
 use crate::{
-    backup, bench, check, demo, import, init, list, repo, restore, retention, status, tools,
+    archive, backup, bench, check, demo, import_files, init, list, repo, restore, retention,
+    status, tools,
     verify, workload,
 };
 
@@ -55,8 +56,8 @@ pub enum Command {
     #[command(after_help = help!("pagevault workload db --writes 10000 --pattern hot --seed 7"))]
     Workload(workload::Args),
     /// Create a new database holding the bytes of files as page payloads.
-    #[command(after_help = help!("pagevault import db ~/photos notes.txt"))]
-    Import(import::Args),
+    #[command(name = "import-files", after_help = help!("pagevault import-files db ~/photos notes.txt"))]
+    ImportFiles(import_files::Args),
     /// Show LSNs, tracking state and what changed since the differential base.
     #[command(after_help = help!("pagevault status db", "pagevault status db -r /backups/db"))]
     Status(status::Args),
@@ -99,6 +100,21 @@ pub enum Command {
     /// Merge a differential and its full into a synthetic full, without the database.
     #[command(after_help = help!("pagevault merge -r /backups/db latest", "pagevault merge -r /backups/db 1a22 --dry-run"))]
     Merge(retention::MergeArgs),
+    /// Write a backup set and the full it needs as one archive file (tar).
+    #[command(after_help = help!(
+        "pagevault export -r /backups/db latest --to db.tar",
+        "pagevault export -r /backups/db 1a22 --to - | ssh far pagevault import - -r /vault"
+    ))]
+    Export(archive::ExportArgs),
+    /// Check an archive whole, then publish its sets into a repository (exclusive lock).
+    #[command(after_help = help!("pagevault import db.tar -r /vault", "pagevault import - -r /vault < db.tar"))]
+    Import(archive::ImportArgs),
+    /// Copy sets with their chains between two repositories, checking as it goes.
+    #[command(after_help = help!(
+        "pagevault copy --from /backups/db --to s3://vault/db --all",
+        "pagevault copy --from s3://vault/db --to /restore-here 1a22"
+    ))]
+    Copy(archive::CopyArgs),
     /// The whole round trip on a generated database: backups, restore, check, proof.
     #[command(after_help = help!("pagevault demo", "pagevault demo --size 1GiB --changed 5 --keep"))]
     Demo(demo::Args),
@@ -125,7 +141,10 @@ impl Command {
             Command::Init(a) => init::run(a, out),
             Command::Repo(a) => repo::run(a, out),
             Command::Workload(a) => workload::run(a, out),
-            Command::Import(a) => import::run(a, out),
+            Command::ImportFiles(a) => import_files::run(a, out),
+            Command::Export(a) => archive::export(a, out),
+            Command::Import(a) => archive::import(a, out),
+            Command::Copy(a) => archive::copy(a, out),
             Command::Status(a) => status::run(a, out),
             Command::Check(a) => check::run(a, out),
             Command::Backup(a) => backup::run(a, out),

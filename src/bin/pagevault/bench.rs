@@ -37,6 +37,10 @@ pub struct Args {
     #[arg(long, default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..=bench::MAX_REPEAT as i64))]
     pub repeat: u32,
+    /// Only the archive steps (cat_sync, export, import) after an unmeasured full and
+    /// 10 % differential.
+    #[arg(long)]
+    pub only_archives: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,6 +54,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         data: a.data,
         dir: a.dir,
         repeat: a.repeat,
+        only_archives: a.only_archives,
     };
     let terminal = std::io::stderr().is_terminal();
     let note = |what: &str| {

@@ -675,3 +675,56 @@ impl PlanJson {
         }
     }
 }
+
+/// One set of `import` and `copy`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArchiveSetJson {
+    pub id: String,
+    pub kind: String,
+    /// `published`/`copied`, or `skipped` (already there, identical).
+    pub outcome: String,
+}
+
+/// `export --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportJson {
+    pub id: String,
+    pub chain: Vec<String>,
+    pub to: PathBuf,
+    pub objects: u64,
+    pub object_bytes: u64,
+    pub archive_bytes: u64,
+    pub duration_s: f64,
+    pub mb_per_s: f64,
+}
+
+/// `import --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportJson {
+    pub repository: PathBuf,
+    pub sets: Vec<ArchiveSetJson>,
+    pub objects: u64,
+    pub archive_bytes: u64,
+    pub bytes_stored: u64,
+    pub records_checked: u64,
+    pub pages_checked: u64,
+    pub debris_removed: u64,
+    pub duration_s: f64,
+    pub mb_per_s: f64,
+}
+
+/// `copy --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CopyJson {
+    pub from: PathBuf,
+    pub to: PathBuf,
+    pub sets: Vec<ArchiveSetJson>,
+    pub objects_copied: u64,
+    pub bytes_copied: u64,
+    pub objects_reused: u64,
+    pub bytes_reused: u64,
+    pub records_checked: u64,
+    pub staged_removed: u64,
+    pub duration_s: f64,
+    pub mb_per_s: f64,
+}

@@ -5,13 +5,14 @@
 //! stdout (`pagevault status DB | head -1`) exits quietly, with the code the command had
 //! decided before printing (0, or `check`'s 3: a closed pipe never hides a failure).
 
+mod archive;
 mod args;
 mod backup;
 mod bench;
 mod check;
 mod demo;
 mod errors;
-mod import;
+mod import_files;
 mod init;
 mod json;
 mod list;

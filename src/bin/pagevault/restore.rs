@@ -11,7 +11,6 @@ use pagevault::repo::chain;
 use pagevault::restore::{self, RestoreOptions, RestoreReport};
 use pagevault::units::format_size;
 
-use crate::args::RepoArg;
 use crate::json::{CheckJson, RestoreJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
@@ -19,8 +18,12 @@ use crate::select::{self, plural, Choice, SetName};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
+    #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
+    pub repo: Option<PathBuf>,
+    /// Restore from this archive file (`pagevault export`) instead of a repository.
+    #[arg(long, value_name = "FILE")]
+    pub archive: Option<PathBuf>,
     /// Folder to restore into: must not exist or be empty (or, with --force, hold this
     /// same database).
     #[arg(long, value_name = "DIR")]
@@ -58,10 +61,17 @@ struct Report {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let path = &a.repo.repo;
     // Everything is resolved before the target folder is created.
     crate::errors::must_be_folder(&a.to, "--to")?;
-    let repo = select::open_repo(path)?;
+    let (path, repo) = match (&a.archive, &a.repo) {
+        (Some(file), _) => (file, select::open_archive(file)?),
+        (None, Some(r)) => (r, select::open_repo(r)?),
+        (None, None) => {
+            return Err(Failure::Usage(
+                "restore needs --repo R (or PAGEVAULT_REPO) or --archive FILE".into(),
+            ))
+        }
+    };
     let entries = select::listing(&repo, path)?;
     let database = match &a.database {
         Some(p) => Some(select::database(path, &entries, p)?),

@@ -139,6 +139,19 @@ pub fn open_repo(path: &Path) -> Result<Repository, Failure> {
     Ok(repo)
 }
 
+/// An archive file (`pagevault export`) as a read-only repository.
+pub fn open_archive(path: &Path) -> Result<Repository, Failure> {
+    let b = pagevault::repo::backend::archive::ArchiveBackend::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            pagevault::Error::corrupt(path, e.to_string())
+        } else {
+            pagevault::Error::io(path, e)
+        }
+    })?;
+    tracing::info!("opened archive {}", path.display());
+    Ok(Repository::read_only_view(std::sync::Arc::new(b)))
+}
+
 /// The repository's listing, oldest first.
 pub fn listing(repo: &Repository, path: &Path) -> Result<Vec<CatalogEntry>, Failure> {
     let entries = catalog::list(repo)?;

@@ -1,4 +1,4 @@
-//! `pagevault import DB FILE...`: create a new database holding the files' bytes.
+//! `pagevault import-files DB FILE...`: create a new database holding the files' bytes.
 
 use std::path::PathBuf;
 

@@ -1,0 +1,337 @@
+//! `pagevault export -r R ID --to FILE|-`, `pagevault import FILE|- -r R` and
+//! `pagevault copy --from R1 --to R2 [ID...|--all] [--database ID]`: sets leaving and
+//! entering repositories whole (docs/archives.md).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use pagevault::archive;
+use pagevault::copy::{self, CopyOptions};
+use pagevault::format::manifest::parse_backup_id;
+use pagevault::units::format_size;
+
+use crate::args::RepoArg;
+use crate::json::{mb_per_s, ArchiveSetJson, CopyJson, ExportJson, ImportJson};
+use crate::output::{Exit, Failure, Out};
+use crate::say;
+use crate::select::{self, Choice, SetName};
+
+/// Bytes buffered between the archive and the file or pipe.
+const BUF_BYTES: usize = 1 << 20;
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// The set to export (with the full it needs): a unique prefix of its id, or `latest`.
+    #[arg(value_name = "ID", value_parser = select::set_name)]
+    pub id: SetName,
+    /// The archive file to write (must not exist), or `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// The database the set belongs to, in a repository shared by several.
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
+    /// Print the report as JSON (not with `--to -`: standard output carries the archive).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The archive to import, or `-` for standard input.
+    #[arg(value_name = "FILE")]
+    pub archive: PathBuf,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CopyArgs {
+    /// The repository to copy from: a folder, or `s3://BUCKET/PREFIX`.
+    #[arg(long, value_name = "R1")]
+    pub from: PathBuf,
+    /// The repository to copy into (it must exist: `pagevault repo init`).
+    #[arg(long, value_name = "R2")]
+    pub to: PathBuf,
+    /// The sets to copy, each with the full it needs (unique prefixes of their ids, or
+    /// `latest`).
+    #[arg(value_name = "ID", value_parser = select::set_name)]
+    pub ids: Vec<SetName>,
+    /// Copy every set (of `--database`, when given).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Only sets of this database (any unique prefix of its id).
+    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    pub database: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn is_std(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
+    let to_stdout = is_std(&a.to);
+    if to_stdout && a.json {
+        return Err(Failure::Usage(
+            "--json needs --to FILE: with --to - standard output carries the archive".into(),
+        ));
+    }
+    if !to_stdout && a.to.exists() {
+        return Err(Failure::Msg(format!(
+            "{}: already exists; export writes a new archive file (--to names it)",
+            a.to.display()
+        )));
+    }
+    let path = &a.repo.repo;
+    let repo = select::open_repo(path)?;
+    let entries = select::listing(&repo, path)?;
+    let database = match &a.database {
+        Some(p) => Some(select::database(path, &entries, p)?),
+        None => None,
+    };
+    let entry = select::set(
+        path,
+        &entries,
+        &Choice {
+            name: Some(&a.id),
+            as_of_ms: None,
+            database: database.as_deref(),
+            verb: "export",
+        },
+    )?;
+    let id = parse_backup_id(&entry.id).ok_or_else(|| {
+        Failure::Msg(format!(
+            "{}: {:?} is not a backup id",
+            path.display(),
+            entry.id
+        ))
+    })?;
+    let report = if to_stdout {
+        let mut w = BufWriter::with_capacity(BUF_BYTES, std::io::stdout().lock());
+        let r = archive::export(&repo, id, &mut w)?;
+        w.flush()?;
+        r
+    } else {
+        write_aside(&a.to, |f| archive::export(&repo, id, f))?
+    };
+    let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
+    if a.json {
+        out.json(&ExportJson {
+            id: report.backup_id.clone(),
+            chain: report.chain.clone(),
+            to: a.to.clone(),
+            objects: report.objects,
+            object_bytes: report.object_bytes,
+            archive_bytes: report.archive_bytes,
+            duration_s: report.duration_secs,
+            mb_per_s: mbs,
+        })?;
+        return Ok(Exit::Success);
+    }
+    let line = format!(
+        "exported {} (chain {}) from {} to {}: {} objects, {} in {:.2} s ({mbs:.0} MB/s)",
+        report.backup_id,
+        report.chain.join(" -> "),
+        path.display(),
+        if to_stdout {
+            "standard output".into()
+        } else {
+            a.to.display().to_string()
+        },
+        report.objects,
+        format_size(report.archive_bytes),
+        report.duration_secs,
+    );
+    if to_stdout {
+        eprintln!("{line}");
+    } else {
+        say!(out, "{line}")?;
+    }
+    Ok(Exit::Success)
+}
+
+/// Writes `to` aside (`TO.partial`), syncs it, renames it into place and syncs the
+/// folder: a failed or killed export never leaves a file under the name asked for.
+fn write_aside<T>(
+    to: &Path,
+    f: impl FnOnce(&mut BufWriter<&File>) -> pagevault::Result<T>,
+) -> Result<T, Failure> {
+    let mut name = to.as_os_str().to_owned();
+    name.push(".partial");
+    let partial = PathBuf::from(name);
+    let io = |p: &Path, e| Failure::Lib(pagevault::Error::io(p, e));
+    let file = File::create(&partial).map_err(|e| io(&partial, e))?;
+    let result = (|| {
+        let mut w = BufWriter::with_capacity(BUF_BYTES, &file);
+        let r = f(&mut w)?;
+        w.flush().map_err(|e| pagevault::Error::io(&partial, e))?;
+        drop(w);
+        file.sync_all()
+            .map_err(|e| pagevault::Error::io(&partial, e))?;
+        std::fs::rename(&partial, to).map_err(|e| pagevault::Error::io(to, e))?;
+        let dir = to
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        pagevault::io::file::sync_dir_path(dir).map_err(|e| pagevault::Error::io(dir, e))?;
+        Ok(r)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result.map_err(Failure::Lib)
+}
+
+pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
+    let path = &a.repo.repo;
+    let input: Box<dyn Read> = if is_std(&a.archive) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        if a.archive.is_dir() {
+            return Err(Failure::Msg(format!(
+                "{}: is a folder, not an archive file",
+                a.archive.display()
+            )));
+        }
+        Box::new(File::open(&a.archive).map_err(|e| pagevault::Error::io(&a.archive, e))?)
+    };
+    let repo = select::open_repo(path)?;
+    let report = archive::import(&repo, BufReader::with_capacity(BUF_BYTES, input)).map_err(
+        |e| match e {
+            // Name the archive, not "the archive".
+            pagevault::Error::Corrupt { path: p, what } if p.as_os_str() == "the archive" => {
+                pagevault::Error::Corrupt {
+                    path: if is_std(&a.archive) {
+                        "standard input".into()
+                    } else {
+                        a.archive.clone()
+                    },
+                    what,
+                }
+            }
+            e => e,
+        },
+    )?;
+    let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
+    if a.json {
+        out.json(&ImportJson {
+            repository: report.repository.clone(),
+            sets: report
+                .sets
+                .iter()
+                .map(|s| ArchiveSetJson {
+                    id: s.backup_id.clone(),
+                    kind: s.kind.clone(),
+                    outcome: s.outcome.clone(),
+                })
+                .collect(),
+            objects: report.objects,
+            archive_bytes: report.archive_bytes,
+            bytes_stored: report.bytes_stored,
+            records_checked: report.records_checked,
+            pages_checked: report.pages_checked,
+            debris_removed: report.debris_removed,
+            duration_s: report.duration_secs,
+            mb_per_s: mbs,
+        })?;
+        return Ok(Exit::Success);
+    }
+    for s in &report.sets {
+        say!(out, "{} {} ({})", s.outcome, s.backup_id, s.kind)?;
+    }
+    say!(
+        out,
+        "imported {} into {}: {} records and {} pages checked, {} stored, in {:.2} s ({mbs:.0} MB/s)",
+        format_size(report.archive_bytes),
+        report.repository.display(),
+        report.records_checked,
+        report.pages_checked,
+        format_size(report.bytes_stored),
+        report.duration_secs,
+    )?;
+    Ok(Exit::Success)
+}
+
+pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
+    if a.ids.is_empty() && !a.all {
+        return Err(Failure::Usage(
+            "name the sets to copy (ID...) or pass --all".into(),
+        ));
+    }
+    let from = select::open_repo(&a.from)?;
+    let to = select::open_repo(&a.to)?;
+    let entries = select::listing(&from, &a.from)?;
+    let database = match &a.database {
+        Some(p) => Some(select::database(&a.from, &entries, p)?),
+        None => None,
+    };
+    let mut ids = Vec::new();
+    for name in &a.ids {
+        let e = select::set(
+            &a.from,
+            &entries,
+            &Choice {
+                name: Some(name),
+                as_of_ms: None,
+                database: database.as_deref(),
+                verb: "copy",
+            },
+        )?;
+        ids.extend(parse_backup_id(&e.id));
+    }
+    let opts = CopyOptions {
+        ids,
+        all: a.all,
+        database: database.as_deref().and_then(parse_backup_id),
+    };
+    let r = copy::copy(&from, &to, &opts)?;
+    let mbs = mb_per_s(r.bytes_copied + r.bytes_reused, r.duration_secs);
+    if a.json {
+        out.json(&CopyJson {
+            from: r.from.clone(),
+            to: r.to.clone(),
+            sets: r
+                .sets
+                .iter()
+                .map(|s| ArchiveSetJson {
+                    id: s.backup_id.clone(),
+                    kind: s.kind.clone(),
+                    outcome: s.outcome.clone(),
+                })
+                .collect(),
+            objects_copied: r.objects_copied,
+            bytes_copied: r.bytes_copied,
+            objects_reused: r.objects_reused,
+            bytes_reused: r.bytes_reused,
+            records_checked: r.records_checked,
+            staged_removed: r.staged_removed,
+            duration_s: r.duration_secs,
+            mb_per_s: mbs,
+        })?;
+        return Ok(Exit::Success);
+    }
+    for s in &r.sets {
+        say!(out, "{} {} ({})", s.outcome, s.backup_id, s.kind)?;
+    }
+    say!(
+        out,
+        "copied {} objects ({}) from {} to {}, reused {} objects ({}) an earlier copy left; {} records checked in {:.2} s ({mbs:.0} MB/s)",
+        r.objects_copied,
+        format_size(r.bytes_copied),
+        r.from.display(),
+        r.to.display(),
+        r.objects_reused,
+        format_size(r.bytes_reused),
+        r.records_checked,
+        r.duration_secs,
+    )?;
+    Ok(Exit::Success)
+}
