@@ -30,6 +30,7 @@ pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod rng;
+pub mod serve;
 pub mod store;
 pub mod units;
 pub mod verify;

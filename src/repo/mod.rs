@@ -28,6 +28,7 @@ pub mod coverage;
 pub mod lease;
 pub mod lock;
 pub mod names;
+pub mod remote;
 pub mod set_reader;
 pub mod set_writer;
 

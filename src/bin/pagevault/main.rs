@@ -19,6 +19,7 @@ mod output;
 mod repo;
 mod restore;
 mod select;
+mod serve;
 mod status;
 mod tools;
 mod verify;
