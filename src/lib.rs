@@ -13,6 +13,7 @@
 //! # Ok::<(), pagevault::Error>(())
 //! ```
 
+pub mod archive;
 pub mod backup;
 pub mod bench;
 pub mod check;

@@ -5,6 +5,7 @@
 //! NEVER CHANGE a constant in this file without bumping [`FORMAT_VERSION`]: they are
 //! written into every database and repository.
 
+pub mod archive_manifest;
 pub mod change_map;
 pub mod codec;
 pub mod control;

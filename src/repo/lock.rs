@@ -68,6 +68,20 @@ pub struct RepoLock {
 /// [`Error::Locked`] when a conflicting holder has it.
 pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock> {
     let backend = repo.backend();
+    if repo.is_read_only_view() {
+        // An archive: nobody can change it, so readers need no lock; writers are refused.
+        if mode != LockMode::Shared {
+            return Err(Error::Unsupported {
+                path: repo.location(),
+                what: format!("is an archive, which is read-only; {purpose} needs a repository"),
+            });
+        }
+        return Ok(RepoLock {
+            _guards: vec![],
+            _lease: None,
+            mode,
+        });
+    }
     if !backend.features().native_locks {
         let guard = lease::take(repo, mode, purpose)?;
         return Ok(RepoLock {

@@ -28,9 +28,11 @@ pub mod coverage;
 pub mod lease;
 pub mod lock;
 pub mod names;
+pub mod receive;
 pub mod remote;
 pub mod set_reader;
 pub mod set_writer;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     config: RepoConfig,
     lease_ttl: Duration,
+    /// A read-only view (an archive): no config object, no locks.
+    read_only: bool,
 }
 
 /// A published set's manifest with the hash differentials name it by.
@@ -197,6 +201,7 @@ impl Repository {
             backend,
             config,
             lease_ttl: lease::DEFAULT_LEASE_TTL,
+            read_only: false,
         })
     }
 

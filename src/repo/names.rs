@@ -12,6 +12,7 @@
 //! | `set-<id>-index-<NNNN>`      | the set's index piece `NNNN`                  |
 //! | `lease-<mode>-<nonce>`       | a lease (object stores: who holds the repository) |
 //! | `lock`, `lock.append`        | lock files (a local folder: flock)            |
+//! | `pagevault-archive`          | an archive's own manifest, its last entry (docs/archives.md); never in a repository |
 //!
 //! `<id>` is 16 lowercase hex digits, `<NNNN>` 4 or more decimal digits.
 
@@ -29,6 +30,47 @@ pub const LEASE_PREFIX: &str = "lease-";
 pub const LOCK_FILE: &str = "lock";
 /// The local lock file one appender at a time holds.
 pub const APPEND_LOCK_FILE: &str = "lock.append";
+
+/// The last entry of an archive: the archive manifest (docs/archives.md).
+pub const ARCHIVE_MANIFEST: &str = "pagevault-archive";
+
+/// What a set's object is, parsed back from its exact name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetObject {
+    Manifest(u64),
+    Piece(u64, u32),
+    Stream(u64, u32),
+}
+
+impl SetObject {
+    /// The object's name.
+    pub fn name(self) -> String {
+        match self {
+            SetObject::Manifest(id) => manifest(id),
+            SetObject::Piece(id, i) => index_piece(id, i),
+            SetObject::Stream(id, i) => stream(id, i),
+        }
+    }
+
+    /// Parses a name; only the exact spelling [`SetObject::name`] gives is accepted (so
+    /// `../x`, `/abs`, `a/b` or a padded number never are).
+    pub fn parse(name: &str) -> Option<SetObject> {
+        let o = if let Some(id) = id_of_manifest(name) {
+            SetObject::Manifest(id)
+        } else {
+            let id = id_of_set_object(name)?;
+            let rest = &name[set_prefix(id).len()..];
+            let (what, n) = rest.split_once('-')?;
+            let i: u32 = n.parse().ok()?;
+            match what {
+                "stream" => SetObject::Stream(id, i),
+                "index" => SetObject::Piece(id, i),
+                _ => return None,
+            }
+        };
+        (o.name() == name).then_some(o)
+    }
+}
 
 /// The manifest of set `id`.
 pub fn manifest(id: u64) -> String {
@@ -94,6 +136,22 @@ mod tests {
             "config",
         ] {
             assert_eq!(id_of_manifest(bad).or(id_of_set_object(bad)), None, "{bad}");
+        }
+        for o in [
+            SetObject::Manifest(0xab),
+            SetObject::Piece(1, 0),
+            SetObject::Stream(2, 12345),
+        ] {
+            assert_eq!(SetObject::parse(&o.name()), Some(o));
+        }
+        for bad in [
+            "../manifest-00000000000000ab",
+            "/manifest-00000000000000ab",
+            "set-00000000000000ab-stream-00001",
+            "set-00000000000000ab-stream-0000/x",
+            "pagevault-archive",
+        ] {
+            assert_eq!(SetObject::parse(bad), None, "{bad}");
         }
     }
 }

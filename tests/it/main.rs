@@ -2,6 +2,7 @@
 
 mod support;
 
+mod archive_roundtrip;
 mod backup_catalog;
 mod backup_faults;
 mod backup_kinds;

@@ -14,6 +14,7 @@
 //! with object semantics and injected faults, for tests and fuzzing) and [`s3::S3Backend`] (a
 //! prefix of an S3 bucket, docs/s3.md).
 
+pub mod archive;
 pub mod local;
 pub mod mem;
 pub mod retry;

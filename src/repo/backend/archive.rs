@@ -1,0 +1,222 @@
+//! An archive file as a read-only backend: its entries' headers are read once into an
+//! index (name -> offset and size), then every object is served by ranged reads of the
+//! file, so restore and verify run on an archive unchanged
+//! ([`crate::repo::Repository::read_only_view`]).
+//!
+//! Keeps true (invariant 15, docs/design.md): an entry is indexed only after its header
+//! passed [`crate::archive::tar::parse_header`] (regular files with object names only),
+//! its bytes lie inside the file, and its name appeared once; the archive manifest must
+//! be the last entry, followed by the end of the archive, and list exactly the entries
+//! before it by name and size (their CRC-32s are not read here: restore and verify check
+//! every byte they use). Writes are refused. Memory is one index entry per object.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::archive::tar::{padded, parse_header, BLOCK};
+use crate::format::archive_manifest::{ArchiveManifest, MAX_ARCHIVE_MANIFEST_BYTES};
+
+use super::super::names::ARCHIVE_MANIFEST;
+use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+
+/// An archive opened for reading.
+pub struct ArchiveBackend {
+    path: PathBuf,
+    file: Arc<File>,
+    /// name -> (offset of its bytes, size).
+    index: BTreeMap<String, (u64, u64)>,
+    manifest: ArchiveManifest,
+}
+
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+impl ArchiveBackend {
+    /// Opens and indexes the archive at `path`.
+    pub fn open(path: &Path) -> io::Result<ArchiveBackend> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut index = BTreeMap::new();
+        let mut order = Vec::new();
+        let mut at = 0u64;
+        let read_block = |at: u64| -> io::Result<[u8; BLOCK]> {
+            let mut b = [0u8; BLOCK];
+            if at + BLOCK as u64 > len {
+                return Err(bad(format!(
+                    "the archive is truncated: it ends at byte {len}, inside the block at byte {at}"
+                )));
+            }
+            file.read_exact_at(&mut b, at)?;
+            Ok(b)
+        };
+        let manifest = loop {
+            let head = parse_header(&read_block(at)?, &crate::archive::is_archive_name)
+                .map_err(|w| bad(format!("at byte {at}: {w}")))?
+                .ok_or_else(|| {
+                    bad(format!(
+                        "at byte {at}: the archive ends without its archive manifest"
+                    ))
+                })?;
+            let data = at + BLOCK as u64;
+            let end = data
+                .checked_add(padded(head.size))
+                .filter(|&e| e <= len)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "at byte {at}: entry {} of {} bytes runs past the end of the archive ({len} bytes)",
+                        head.name, head.size
+                    ))
+                })?;
+            if head.name == ARCHIVE_MANIFEST {
+                if head.size > MAX_ARCHIVE_MANIFEST_BYTES {
+                    return Err(bad(format!(
+                        "at byte {at}: the archive manifest is {} bytes, more than the {MAX_ARCHIVE_MANIFEST_BYTES} allowed",
+                        head.size
+                    )));
+                }
+                let mut b = vec![0u8; head.size as usize];
+                file.read_exact_at(&mut b, data)?;
+                at = end;
+                break ArchiveManifest::decode(&b)
+                    .map_err(|w| bad(format!("at byte {data}: {w}")))?;
+            }
+            if index.insert(head.name.clone(), (data, head.size)).is_some() {
+                return Err(bad(format!(
+                    "at byte {at}: entry {} appears twice in the archive",
+                    head.name
+                )));
+            }
+            order.push((head.name, head.size));
+            at = end;
+        };
+        if read_block(at)?.iter().any(|&b| b != 0)
+            || read_block(at + BLOCK as u64)?.iter().any(|&b| b != 0)
+        {
+            return Err(bad(format!(
+                "at byte {at}: the archive manifest is not followed by the end of the archive"
+            )));
+        }
+        let listed: Vec<(String, u64)> = manifest
+            .objects
+            .iter()
+            .map(|o| (o.name.clone(), o.size))
+            .collect();
+        if listed != order {
+            return Err(bad(
+                "the archive manifest lists other objects than the archive holds".into(),
+            ));
+        }
+        Ok(ArchiveBackend {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            index,
+            manifest,
+        })
+    }
+
+    /// The archive's manifest.
+    pub fn manifest(&self) -> &ArchiveManifest {
+        &self.manifest
+    }
+}
+
+struct Entry {
+    file: Arc<File>,
+    offset: u64,
+    size: u64,
+}
+
+impl ObjectReader for Entry {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a read past the end of an archive entry",
+            ));
+        }
+        self.file.read_exact_at(buf, self.offset + offset)
+    }
+}
+
+fn read_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "an archive is read-only; import it into a repository first",
+    )
+}
+
+impl Backend for ArchiveBackend {
+    fn features(&self) -> Features {
+        Features {
+            create_only: false,
+            native_locks: false,
+        }
+    }
+
+    fn location(&self, name: &str) -> PathBuf {
+        if name.is_empty() {
+            self.path.clone()
+        } else {
+            PathBuf::from(format!("{}:{name}", self.path.display()))
+        }
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+        Ok(self
+            .index
+            .range(prefix.to_string()..)
+            .take_while(|(n, _)| n.starts_with(prefix))
+            .map(|(n, &(_, size))| ObjectInfo {
+                name: n.clone(),
+                size,
+            })
+            .collect())
+    }
+
+    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+        Ok(self.index.get(name).map(|&(_, s)| s))
+    }
+
+    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+        let &(offset, size) = self.index.get(name).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "no such entry in the archive")
+        })?;
+        Ok(Arc::new(Entry {
+            file: self.file.clone(),
+            offset,
+            size,
+        }))
+    }
+
+    fn put(&self, _: &str, _: &[u8], _: PutMode) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn upload(&self, _: &str) -> io::Result<Box<dyn Upload>> {
+        Err(read_only())
+    }
+
+    fn delete(&self, _: &str) -> io::Result<()> {
+        Err(read_only())
+    }
+
+    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
+    fn delete_staged(&self, _: &str) -> io::Result<()> {
+        Err(read_only())
+    }
+}
