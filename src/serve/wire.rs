@@ -558,6 +558,9 @@ impl Msg {
             tag::SIZE => {
                 let some = d.bool()?;
                 let size = d.u64()?;
+                if !some && size != 0 {
+                    return Err("a missing object with a size".into());
+                }
                 Msg::Size {
                     size: some.then_some(size),
                 }

@@ -49,6 +49,11 @@ fn fuzz_corpus_restore_replays_clean() {
 }
 
 #[test]
+fn fuzz_corpus_wire_replays_clean() {
+    replay("wire", pagevault::fuzz_targets::wire);
+}
+
+#[test]
 fn fuzz_corpus_model_replays_clean() {
     replay("model", pagevault::fuzz_targets::model);
 }
@@ -57,7 +62,9 @@ fn fuzz_corpus_model_replays_clean() {
 /// checksum, and the replay tests above would pass on an empty folder.
 #[test]
 fn every_target_has_seeds() {
-    for t in ["manifest", "records", "page", "control", "restore", "model"] {
+    for t in [
+        "manifest", "records", "page", "control", "restore", "model", "wire",
+    ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")
             .join(t);

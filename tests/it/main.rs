@@ -36,6 +36,7 @@ mod restore_fixture;
 mod restore_props;
 mod restore_protocol;
 mod restore_roundtrip;
+mod serve_api;
 mod serve_backup;
 mod store_concurrency;
 mod store_crash;

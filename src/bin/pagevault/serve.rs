@@ -23,10 +23,22 @@ pub struct Args {
     /// Also serve on this TCP address (`HOST:PORT`; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// TLS certificate chain (PEM) for `--listen`.
+    /// A repository (folder or s3://...) for the admin HTTP API (docs/api.md).
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "PAGEVAULT_REPO",
+        value_name = "R",
+        requires = "api"
+    )]
+    pub repo: Option<PathBuf>,
+    /// Serve the admin HTTP API (JSON over HTTPS) on this address; needs `-r`.
+    #[arg(long, value_name = "ADDR", requires = "repo")]
+    pub api: Option<SocketAddr>,
+    /// TLS certificate chain (PEM) for `--listen` and `--api`.
     #[arg(long, value_name = "F", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) for `--listen`.
+    /// TLS private key (PEM) for `--listen` and `--api`.
     #[arg(long, value_name = "F", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Bearer tokens, one `ROLE TOKEN` a line (roles: reader, admin).
@@ -46,19 +58,21 @@ pub struct Args {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
-    if a.listen.is_some_and(|l| !l.ip().is_loopback()) && a.tls_cert.is_none() && !a.insecure {
-        return Err(Failure::Usage(
-            "--listen on an address other than loopback needs --tls-cert and --tls-key (or --insecure)".into(),
-        ));
+    for (flag, addr) in [("--listen", a.listen), ("--api", a.api)] {
+        if addr.is_some_and(|l| !l.ip().is_loopback()) && a.tls_cert.is_none() && !a.insecure {
+            return Err(Failure::Usage(format!(
+                "{flag} on an address other than loopback needs --tls-cert and --tls-key (or --insecure)"
+            )));
+        }
+        if addr.is_some() && a.tokens.is_none() && !a.insecure {
+            return Err(Failure::Usage(format!(
+                "{flag} needs --tokens (or --insecure)"
+            )));
+        }
     }
-    if a.listen.is_some() && a.tokens.is_none() && !a.insecure {
+    if a.listen.is_none() && a.api.is_none() && (a.tls_cert.is_some() || a.tokens.is_some()) {
         return Err(Failure::Usage(
-            "--listen needs --tokens (or --insecure)".into(),
-        ));
-    }
-    if a.listen.is_none() && (a.tls_cert.is_some() || a.tokens.is_some()) {
-        return Err(Failure::Usage(
-            "--tls-cert and --tokens apply to --listen".into(),
+            "--tls-cert and --tokens apply to --listen and --api".into(),
         ));
     }
     let tokens = match &a.tokens {
@@ -78,6 +92,24 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             timeout: Duration::from_secs(a.timeout),
         },
     )?;
+    let api = match (&a.api, &a.repo) {
+        (Some(addr), Some(repo)) => {
+            let mut o = pagevault::serve::api::ApiOptions::new(*addr);
+            o.tls = a.tls_cert.clone().zip(a.tls_key.clone());
+            o.tokens = match &a.tokens {
+                Some(p) => Some(Tokens::load(p)?),
+                None => None,
+            };
+            o.insecure = a.insecure;
+            o.timeout = Duration::from_secs(a.timeout);
+            Some(pagevault::serve::api::ApiServer::start(
+                db.clone(),
+                repo.clone(),
+                o,
+            )?)
+        }
+        _ => None,
+    };
     if let Some(s) = listener.socket() {
         say!(out, "serving {} on {}", a.db.display(), s.display())?;
     }
@@ -86,6 +118,18 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             out,
             "listening on {addr}{}",
             if a.tls_cert.is_some() { " (TLS)" } else { "" }
+        )?;
+    }
+    if let Some(api) = &api {
+        say!(
+            out,
+            "admin API on {}://{}",
+            if a.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            api.addr()
         )?;
     }
     out.flush()?;
@@ -102,6 +146,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         done.store(true, Ordering::SeqCst);
     });
     listener.stop();
+    drop(api);
     tracing::info!("stopping: {} pages written", writes.load(Ordering::SeqCst));
     // A connection still being served may hold it: its drop closes the files then.
     if let Ok(db) = Arc::try_unwrap(db) {
