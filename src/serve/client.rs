@@ -32,8 +32,8 @@ pub enum Target {
     Tcp(String),
 }
 
-/// How to reach it.
-#[derive(Clone, Debug)]
+/// How to reach it. Its `Debug` never shows the token (invariant 23).
+#[derive(Clone)]
 pub struct ClientOptions {
     pub target: Target,
     /// The bearer token (TCP).
@@ -43,6 +43,17 @@ pub struct ClientOptions {
     pub tls: Option<Option<PathBuf>>,
     /// How long the serving process may be silent.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("target", &self.target)
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl ClientOptions {

@@ -1,5 +1,6 @@
 //! The backup stream's wire format: length-prefixed, checksummed frames, each holding one
-//! message (docs/server.md, "The protocol"; byte layout in docs/format.md).
+//! message (docs/server.md, "The protocol"; byte layout in docs/format.md, "The backup
+//! stream").
 //!
 //! Keeps true (invariant 21, docs/design.md): bytes from the network are hostile. A frame
 //! is read only after its length is checked against the limit the reader gives (small

@@ -382,6 +382,20 @@ fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
     let first = a.backup("full");
     assert_eq!(first["state"], "done", "{first}");
     let set = first["report"]["backup_id"].as_str().unwrap().to_string();
+    // The writer alone first, for its throughput without the load.
+    let alone = {
+        let t0 = Instant::now();
+        let mut n = 0u32;
+        while t0.elapsed() < Duration::from_millis(500) {
+            let page = 8 + (n % 1000);
+            if a.db.is_data_page(1, page) {
+                a.db.write_page(1, page, format!("alone {n}").as_bytes())
+                    .unwrap();
+            }
+            n += 1;
+        }
+        n as f64 / t0.elapsed().as_secs_f64()
+    };
     let rss_before = peak_rss_kib();
     let stop = AtomicBool::new(false);
     let writes = AtomicU64::new(0);
@@ -455,13 +469,14 @@ fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
     let rss_growth_kib = peak_rss_kib().saturating_sub(rss_before);
     let w = writes.load(Ordering::SeqCst);
     println!(
-        "load: 16 clients, {} requests in {:.2} s, {} errors; writer {} pages in {:.2} s = {:.0} pages/s; peak RSS grew {} KiB",
+        "load: 16 clients, {} requests in {:.2} s, {} errors; writer {} pages in {:.2} s = {:.0} pages/s (alone before: {:.0} pages/s); peak RSS grew {} KiB",
         requests.load(Ordering::SeqCst),
         started.elapsed().as_secs_f64(),
         errors.load(Ordering::SeqCst),
         w,
         writer_secs,
         w as f64 / writer_secs,
+        alone,
         rss_growth_kib
     );
     assert_eq!(errors.load(Ordering::SeqCst), 0);

@@ -517,3 +517,109 @@ fn a_client_vanishing_mid_full_leaves_tracking_as_if_it_never_started() {
     );
     drop(listener);
 }
+
+/// `pagevault serve` as an operator runs it: a workload keeps writing while the CLI backs
+/// up through the socket and over TLS; SIGTERM stops it cleanly (exit 0, the database
+/// checks clean); bad flag combinations are usage errors.
+#[test]
+fn pagevault_serve_with_a_workload_serves_backups_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    let (tokens, admin, _) = token_files(dir.path());
+    let (tokens, admin) = (tokens.display().to_string(), admin.display().to_string());
+    assert_eq!(cli(&["init", &d("db"), "--size", "8MiB"]).0, 0);
+    ensure_repo(&dir.path().join("r"));
+    ensure_repo(&dir.path().join("r2"));
+    let cert = tls_dir().join("cert.pem").display().to_string();
+    let key = tls_dir().join("key.pem").display().to_string();
+    // Usage errors, before anything is served.
+    let (code, _, err) = cli(&[
+        "serve",
+        &d("db"),
+        "--listen",
+        "0.0.0.0:0",
+        "--tokens",
+        &tokens,
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--tls-cert"), "{err}");
+    let (code, _, err) = cli(&["serve", &d("db"), "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--tokens"), "{err}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pagevault"))
+        .args([
+            "serve",
+            &d("db"),
+            "--workload",
+            "300",
+            "--listen",
+            "127.0.0.1:0",
+            "--tokens",
+            &tokens,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = String::new();
+    for _ in 0..2 {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(rest) = l.strip_prefix("listening on ") {
+            addr = rest.split_whitespace().next().unwrap().to_string();
+        }
+    }
+    assert!(!addr.is_empty());
+    let (code, _, err) = cli(&["backup", &d("db"), "-r", &d("r"), "--full"]);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (code, _, err) = cli(&[
+        "backup",
+        &d("db"),
+        "-r",
+        &d("r"),
+        "--diff",
+        "--check-consistency",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ca = tls_dir().join("ca.pem").display().to_string();
+    let (code, _, err) = cli(&[
+        "backup",
+        "--from",
+        &addr,
+        "--tls-ca",
+        &ca,
+        "--token-file",
+        &admin,
+        "-r",
+        &d("r2"),
+        "--copy-only",
+        "--timeout",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, json, err) = cli(&["status", &d("db"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(json["last_lsn"].as_u64().unwrap() > 0);
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+    assert!(rest.iter().any(|l| l.starts_with("stopped;")), "{rest:?}");
+    assert!(!dir.path().join("db/pagevault.sock").exists());
+    let (code, _, err) = cli(&["check", &d("db")]);
+    assert_eq!(code, 0, "{err}");
+    for r in ["r", "r2"] {
+        let (code, _, err) = cli(&["verify", "-r", &d(r)]);
+        assert_eq!(code, 0, "{err}");
+    }
+}
