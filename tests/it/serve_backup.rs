@@ -623,3 +623,53 @@ fn pagevault_serve_with_a_workload_serves_backups_and_stops_cleanly_on_sigterm()
         assert_eq!(code, 0, "{err}");
     }
 }
+
+/// The client's repository may be any backend: here an in-memory object store with
+/// lease locks (no native locks), as S3 is; the set restores to the log at its snapshot.
+#[test]
+fn a_served_backup_goes_into_an_object_store_repository_of_the_client() {
+    use pagevault::repo::backend::mem::MemStore;
+    use pagevault::repo::InitOptions;
+    use pagevault::serve::client::{self, ClientOptions, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let (db, listener) = served(dir.path(), 128);
+    let repo = Repository::init(Arc::new(MemStore::new()), &InitOptions::default()).unwrap();
+    assert!(!repo.backend().features().native_locks);
+    let w = Writers::new(&db);
+    let initial = images(&db);
+    let target = ClientOptions {
+        target: Target::Socket(listener.socket().unwrap().to_path_buf()),
+        token: None,
+        tls: None,
+        timeout: std::time::Duration::from_secs(30),
+    };
+    let (full, diff) = std::thread::scope(|s| {
+        let _stop = w.stop_on_drop();
+        w.spawn(s, &db, 5, 2);
+        w.wait_for(0, 50);
+        let full = client::backup(
+            &target,
+            &repo,
+            &BackupOptions::new(BackupKind::Full),
+            &NoProgress,
+        )
+        .unwrap();
+        w.wait_for(w.count.load(std::sync::atomic::Ordering::SeqCst), 50);
+        let diff = client::backup(
+            &target,
+            &repo,
+            &BackupOptions::new(BackupKind::Differential),
+            &NoProgress,
+        )
+        .unwrap();
+        w.stop_all();
+        (full, diff)
+    });
+    w.assert_no_error("writers");
+    for (r, what) in [(&full, "full"), (&diff, "diff")] {
+        let id = pagevault::format::manifest::parse_backup_id(&r.backup_id).unwrap();
+        assert_restores_as_of(&repo, id, r.snapshot_lsn, &w, &initial, what);
+    }
+    // The leases the client took are gone; only the sets remain.
+    assert!(repo.backend().list("lease-").unwrap().is_empty());
+}
