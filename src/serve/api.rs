@@ -578,17 +578,19 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
                 Ok(id) => id,
                 Err(r) => return r,
             };
-            download(open, id).await
+            download(open, id, state.timeout).await
         }
         (&Method::PUT, ["archive"]) => upload(&state, open, req.into_body()).await,
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }
 
-/// A writer that hands chunks to the response body through a bounded channel.
+/// A writer that hands chunks to the response body through a bounded channel; a client
+/// that stops reading for longer than the timeout fails the export (invariant 24).
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     buf: Vec<u8>,
+    timeout: Duration,
 }
 
 impl Write for ChannelWriter {
@@ -600,13 +602,32 @@ impl Write for ChannelWriter {
         Ok(b.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let chunk = Bytes::from(std::mem::take(&mut self.buf));
-            self.tx
-                .blocking_send(chunk)
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
+        if self.buf.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut chunk = Bytes::from(std::mem::take(&mut self.buf));
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match self.tx.try_send(chunk) {
+                Ok(()) => return Ok(()),
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the client went away",
+                    ))
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Full(c)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client stopped reading the download",
+                        ));
+                    }
+                    chunk = c;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
     }
 }
 
@@ -614,6 +635,7 @@ impl Write for ChannelWriter {
 async fn download(
     open: impl FnOnce() -> Result<Repository> + Send + 'static,
     id: String,
+    timeout: Duration,
 ) -> Response<Body> {
     // Resolve first, so a missing set is a 404 and not a broken stream.
     let (repo, set) = match blocking(move || {
@@ -632,6 +654,7 @@ async fn download(
         let mut w = ChannelWriter {
             tx,
             buf: Vec::new(),
+            timeout,
         };
         let r = crate::archive::export(&repo, set, &mut w)
             .and_then(|_| w.flush().map_err(|e| Error::io("the download", e)));

@@ -489,3 +489,68 @@ fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
         "peak RSS grew {rss_growth_kib} KiB"
     );
 }
+
+/// Invariant 24: a client that sends its headers too slowly, or stays idle, is dropped
+/// after the timeout (here 1 s), and a body larger than allowed is refused.
+#[test]
+fn slow_and_idle_clients_are_dropped_and_large_json_bodies_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(
+        Database::create_dir(
+            &dir.path().join("db"),
+            &CreateOptions {
+                files: 1,
+                pages_per_file: 32,
+                extents_per_map: 8,
+            },
+        )
+        .unwrap(),
+    );
+    let repo_dir = dir.path().join("r");
+    ensure_repo(&repo_dir);
+    let (tokens, _, _) = token_files(dir.path());
+    let mut o = ApiOptions::new("127.0.0.1:0".parse().unwrap());
+    o.tls = Some((tls_dir().join("cert.pem"), tls_dir().join("key.pem")));
+    o.tokens = Some(Tokens::load(&tokens).unwrap());
+    o.timeout = Duration::from_secs(1);
+    let server = ApiServer::start(db, repo_dir, o).unwrap();
+    let cfg = pagevault::serve::tls::client_config(Some(&tls_dir().join("ca.pem"))).unwrap();
+    let open = || {
+        let name = pagevault::serve::tls::server_name("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+        let tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        rustls::StreamOwned::new(conn, tcp)
+    };
+    // Half a request line, then silence: the server closes within a few seconds.
+    let mut s = open();
+    s.write_all(b"GET /v1/sets HTTP/1.1\r\nHost: loc").unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "a slow client held for {waited:?}"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+    // Idle after connecting: dropped too.
+    let mut s = open();
+    let t0 = Instant::now();
+    let _ = s.read_to_end(&mut buf);
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    // A JSON body over 64 KiB: 413.
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(tls_dir().join("ca.pem")).unwrap()).unwrap();
+    let client = Client::builder().tls_certs_only([ca]).build().unwrap();
+    let resp = client
+        .post(format!(
+            "https://localhost:{}/v1/backups",
+            server.addr().port()
+        ))
+        .bearer_auth(ADMIN)
+        .body(vec![b' '; 100 << 10])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
