@@ -52,6 +52,10 @@ pub enum Error {
     BadPages(String),
     /// A backup set was published, then a later step failed; `state` says exactly what
     /// was left (the set published or not, the differential base committed or not).
+    /// A serving process (or its connection) failed a request: `peer` is its socket or
+    /// address, `what` its sentence.
+    #[error("{peer}: {what}")]
+    Remote { peer: String, what: String },
     #[error("{}; {state}", source.brief())]
     AfterPublish {
         backup_id: String,

@@ -33,6 +33,7 @@ pub mod repo;
 pub mod restore;
 pub mod retention;
 pub mod rng;
+pub mod serve;
 pub mod store;
 pub mod units;
 pub mod verify;

@@ -22,7 +22,7 @@ use super::plan;
 pub const FULL_ADVICE_SHARE: f64 = 0.5;
 
 /// What a differential taken now would cost.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Forecast {
     /// The next backup advised: `full` or `differential`.
     pub advice: BackupKind,

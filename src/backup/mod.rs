@@ -99,7 +99,7 @@ impl BackupOptions {
 }
 
 /// What a backup did. MB are 10^6 bytes.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct BackupReport {
     pub backup_id: String,
     /// The repository the set was published into (a folder or a URL).

@@ -46,7 +46,7 @@ pub const FLAG_RESTORING: u32 = 2;
 const KNOWN_FLAGS: u32 = FLAG_OPEN | FLAG_RESTORING;
 
 /// Whether the changed-extent map can be trusted, and if not, why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrackingState {
     /// Every extent changed since the base has its bit set.

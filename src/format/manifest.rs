@@ -76,7 +76,7 @@ pub const MAX_PIECES: u32 = 1 << 20;
 const _: () = assert!(FIXED_SIZE == 192);
 
 /// What kind of backup a set is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupKind {
     /// Every allocated extent; becomes the differential base.
@@ -117,7 +117,7 @@ impl BackupKind {
 }
 
 /// How a backup found the extents it read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeSource {
     /// Every extent (full and copy-only).
@@ -197,7 +197,7 @@ pub struct PieceEntry {
 }
 
 /// A page a backup could not read correctly and recorded (`--continue-after-error`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BadPage {
     pub file_id: u32,
     pub page: u32,

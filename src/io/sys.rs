@@ -20,3 +20,23 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     #[allow(clippy::unnecessary_cast)] // the field widths differ between platforms
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
+
+static TERMINATION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_termination(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    TERMINATION.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set a flag instead of killing the process, so a serving
+/// process can close its database cleanly; the flag is returned.
+pub fn termination_flag() -> &'static std::sync::atomic::AtomicBool {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, and
+        // is a plain `extern "C" fn` that lives for the whole program.
+        unsafe {
+            libc::signal(sig, on_termination as *const () as libc::sighandler_t);
+        }
+    }
+    &TERMINATION
+}

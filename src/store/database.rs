@@ -85,7 +85,7 @@ pub struct PageWrite<'a> {
 }
 
 /// The state of one data file, for `status`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FileStatus {
     pub file_id: u32,
     pub name: String,
@@ -104,7 +104,7 @@ pub struct FileStatus {
 }
 
 /// The state of a database, for `status`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseStatus {
     pub path: PathBuf,
     pub database_id: String,

@@ -78,7 +78,7 @@ struct Preimages {
 }
 
 /// Counters of a snapshot's copy-before-write work.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SnapshotStats {
     /// Extents writers saved before changing them.
     pub extents_saved: u64,

@@ -85,6 +85,11 @@ fn the_archive_seeds_import() {
 }
 
 #[test]
+fn fuzz_corpus_wire_replays_clean() {
+    replay("wire", pagevault::fuzz_targets::wire);
+}
+
+#[test]
 fn fuzz_corpus_model_replays_clean() {
     replay("model", pagevault::fuzz_targets::model);
 }
@@ -94,7 +99,7 @@ fn fuzz_corpus_model_replays_clean() {
 #[test]
 fn every_target_has_seeds() {
     for t in [
-        "manifest", "records", "page", "control", "restore", "model", "archive",
+        "manifest", "records", "page", "control", "restore", "model", "archive", "wire",
     ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fuzz/corpus")

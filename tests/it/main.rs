@@ -43,6 +43,8 @@ mod restore_roundtrip;
 mod retention;
 #[cfg(feature = "s3")]
 mod retention_s3;
+mod serve_api;
+mod serve_backup;
 mod store_concurrency;
 mod store_crash;
 mod store_faults;

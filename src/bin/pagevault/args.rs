@@ -9,9 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::output::{Exit, Out};
 use crate::{
-    archive, backup, bench, check, demo, import_files, init, list, repo, restore, retention,
-    status, tools,
-    verify, workload,
+    archive, backup, bench, check, demo, import_files, init, list, repo, restore, retention, serve,
+    status, tools, verify, workload,
 };
 
 macro_rules! help {
@@ -72,6 +71,12 @@ pub enum Command {
         "PAGEVAULT_REPO=/backups/db pagevault backup db --diff --check-consistency"
     ))]
     Backup(backup::Args),
+    /// Hold a database open and serve online backups and status of it (docs/server.md).
+    #[command(after_help = help!(
+        "pagevault serve db",
+        "pagevault serve db --listen 0.0.0.0:7071 --tls-cert c.pem --tls-key k.pem --tokens tokens"
+    ))]
+    Serve(serve::Args),
     /// List the backup sets of a repository.
     #[command(after_help = help!(
         "pagevault list -r /backups/db",
@@ -148,6 +153,7 @@ impl Command {
             Command::Status(a) => status::run(a, out),
             Command::Check(a) => check::run(a, out),
             Command::Backup(a) => backup::run(a, out),
+            Command::Serve(a) => serve::run(a, out),
             Command::List(a) => list::run(a, out),
             Command::Verify(a) => verify::run(a, out),
             Command::Restore(a) => restore::run(a, out),
@@ -219,4 +225,76 @@ pub fn layout(
             crate::errors::sentence(&e)
         ))
     })
+}
+
+/// How to reach a serving process over TCP (`backup --from`, `status --from`).
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// The server's certificate (or its CA's), PEM, for `--from` (default: the system's
+    /// trusted roots).
+    #[arg(long, value_name = "F")]
+    pub tls_ca: Option<PathBuf>,
+    /// `--from` over plain TCP, without TLS.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub insecure: bool,
+    /// A file holding the bearer token for `--from` (its first line); PAGEVAULT_TOKEN
+    /// gives the token itself.
+    #[arg(long, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The client options for `--from ADDR`, or `None` without it.
+    pub fn client(
+        &self,
+        from: Option<&str>,
+        timeout_secs: u64,
+    ) -> Result<Option<pagevault::serve::client::ClientOptions>, crate::output::Failure> {
+        use crate::output::Failure;
+        let Some(addr) = from else {
+            if self.tls_ca.is_some() || self.insecure || self.token_file.is_some() {
+                return Err(Failure::Usage(
+                    "--tls-ca, --insecure and --token-file apply to --from".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(Failure::Usage(format!("--from {addr:?} is not HOST:PORT")));
+        }
+        let token = match &self.token_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| Failure::Usage(format!("--token-file {}: {e}", f.display())))?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+            None => std::env::var("PAGEVAULT_TOKEN").ok(),
+        };
+        Ok(Some(pagevault::serve::client::ClientOptions {
+            target: pagevault::serve::client::Target::Tcp(addr.to_string()),
+            token,
+            tls: if self.insecure {
+                None
+            } else {
+                Some(self.tls_ca.clone())
+            },
+            timeout: std::time::Duration::from_secs(timeout_secs),
+        }))
+    }
+
+    /// The client options for the local socket of the database in `db`.
+    pub fn local(
+        db: &std::path::Path,
+        timeout_secs: u64,
+    ) -> pagevault::serve::client::ClientOptions {
+        pagevault::serve::client::ClientOptions {
+            target: pagevault::serve::client::Target::Socket(pagevault::serve::socket_path(db)),
+            token: None,
+            tls: None,
+            timeout: std::time::Duration::from_secs(timeout_secs),
+        }
+    }
 }

@@ -24,8 +24,20 @@ use crate::select::plural;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("kind").args(["full", "diff", "copy_only"])))]
 pub struct Args {
-    /// Folder of the database.
-    pub db: PathBuf,
+    /// Folder of the database (one held open by a serving process is backed up through
+    /// its local socket).
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    pub db: Option<PathBuf>,
+    /// Back up the database a `pagevault serve` (or an application embedding the
+    /// listener) serves at HOST:PORT, into the repository here (docs/server.md).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "dry_run")]
+    pub from: Option<String>,
+    /// Seconds the serving process may be silent before the backup is given up.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub remote: crate::args::RemoteArgs,
     #[command(flatten)]
     pub repo: RepoArg,
     /// A full backup, which becomes the differential base (the default).
@@ -84,27 +96,61 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     } else {
         OpenMode::ReadOnly
     };
-    crate::errors::must_be_folder(&a.db, "DB")?;
+    if let Some(db) = &a.db {
+        crate::errors::must_be_folder(db, "DB")?;
+    }
     if !Repository::is_url(&a.repo.repo) {
         crate::errors::must_be_folder(&a.repo.repo, "--repo")?;
     }
-    let db = Database::open_dir(&a.db, mode).map_err(|e| match e {
-        Error::Locked { path, what, holder } => Error::Locked {
-            path,
-            what,
-            holder: format!(
-                "{holder} (a database that is open in a process is backed up online from that process, through the library)"
-            ),
-        },
-        e => e,
-    })?;
-    let database_id = format!("{:016x}", db.database_id());
-    let repo = Repository::open_any(&a.repo.repo, false)?;
+    let client = a.remote.client(a.from.as_deref(), a.timeout)?;
     let mut opts = BackupOptions::new(kind);
     opts.fallback_to_full = a.fallback_to_full;
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    // The database here, or the serving process that holds it.
+    let (db, client) = match (&a.db, client) {
+        (_, Some(c)) => (None, c),
+        (Some(path), None) => match Database::open_dir(path, mode) {
+            Ok(db) => (Some(db), crate::args::RemoteArgs::local(path, a.timeout)),
+            Err(Error::Locked { .. })
+                if pagevault::serve::socket_path(path).exists() && !a.dry_run =>
+            {
+                (None, crate::args::RemoteArgs::local(path, a.timeout))
+            }
+            Err(Error::Locked { path, what, holder }) => {
+                return Err(Error::Locked {
+                    path,
+                    what,
+                    holder: format!(
+                        "{holder} (a database that is open in a process is backed up online through that process's backup listener: `pagevault serve`, or the library's `serve::Listener`)"
+                    ),
+                }
+                .into())
+            }
+            Err(e) => return Err(e.into()),
+        },
+        (None, None) => unreachable!("clap requires DB or --from"),
+    };
+    let source =
+        a.db.as_ref()
+            .map(|p| p.display().to_string())
+            .or(a.from.clone())
+            .unwrap_or_default();
+    let repo = Repository::open_any(&a.repo.repo, false)?;
+    let Some(db) = db else {
+        tracing::info!(
+            "{} backup of {source} through its serving process",
+            kind.name()
+        );
+        let report =
+            pagevault::serve::client::backup(&client, &repo, &opts, &Bar::new("backing up", true))?;
+        let database_id = parse_backup_id(&report.backup_id)
+            .and_then(|id| repo.load_manifest(id).ok())
+            .map(|m| format!("{:016x}", m.manifest.database_id));
+        return finish(a, out, &repo, report, database_id, &source, false);
+    };
+    let database_id = format!("{:016x}", db.database_id());
     if a.dry_run {
         let plan = backup::plan_only(&db, &repo, &opts)?;
         db.close()?;
@@ -133,7 +179,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     tracing::info!(
         "{} backup of {} into {} ({}, zstd level {})",
         kind.name(),
-        a.db.display(),
+        source,
         a.repo.repo.display(),
         if opts.threads == 0 {
             "a thread per core".to_string()
@@ -149,11 +195,25 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         report.bytes_stored
     );
     db.close().map_err(|e| report.close_failed(e))?;
+    finish(a, out, &repo, report, Some(database_id), &source, warned)
+}
+
+/// Verifies (when asked) and reports a backup taken here or by a serving process;
+/// `warned`: the differential's size was already warned about before it was taken.
+fn finish(
+    a: Args,
+    out: &mut Out,
+    repo: &Repository,
+    report: backup::BackupReport,
+    database_id: Option<String>,
+    source: &str,
+    warned: bool,
+) -> Result<Exit, Failure> {
     let (verified, verify_error) = if a.check_consistency {
         let started = Instant::now();
         match parse_backup_id(&report.backup_id)
             .ok_or_else(|| Error::Invalid(format!("{:?} is not a backup id", report.backup_id)))
-            .and_then(|id| verify::verify(&repo, Some(id)))
+            .and_then(|id| verify::verify(repo, Some(id)))
         {
             Ok(v) => (
                 Some(VerifyJson::of(&v, started.elapsed().as_secs_f64())),
@@ -184,12 +244,12 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         ));
     }
     // The new set as `list` shows it (its times, its share of its base).
-    let entries = catalog::list(&repo).unwrap_or_default();
+    let entries = catalog::list(repo).unwrap_or_default();
     let entry = entries
         .iter()
         .find(|e| e.id == report.backup_id)
         .map(|e| Set::of_entry(e, &entries));
-    let json = BackupJson::of(&report, entry, Some(database_id));
+    let json = BackupJson::of(&report, entry, database_id);
     if let Some(share) = json.set.share_of_base {
         if share > backup::FULL_ADVICE_SHARE && !warned {
             tracing::warn!(
@@ -234,7 +294,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         "{} backup {} of {} into {}{}",
         b.kind.name(),
         b.backup_id,
-        a.db.display(),
+        source,
         b.repository.display(),
         b.base_id
             .as_ref()

@@ -21,6 +21,7 @@ mod repo;
 mod restore;
 mod retention;
 mod select;
+mod serve;
 mod status;
 mod tools;
 mod verify;

@@ -12,8 +12,19 @@ use crate::say;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder of the database.
-    pub db: PathBuf,
+    /// Folder of the database (one held open by a serving process is asked through its
+    /// local socket).
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    pub db: Option<PathBuf>,
+    /// Ask the serving process at HOST:PORT (a reader token is enough).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub from: Option<String>,
+    /// Seconds the serving process may be silent.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub remote: crate::args::RemoteArgs,
     /// A repository (or PAGEVAULT_REPO): add the forecast of a differential's size and
     /// whether to take a full instead.
     #[arg(short = 'r', long, env = "PAGEVAULT_REPO", value_name = "R")]
@@ -24,20 +35,54 @@ pub struct Args {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    crate::errors::must_be_folder(&a.db, "DB")?;
-    let db = Database::open_dir(&a.db, OpenMode::ReadOnly)?;
-    let spinner = Spinner::start("reading the changed extents".into());
-    let s = db.status()?;
-    let forecast = match &a.repo {
-        Some(r) => {
-            spinner.say("forecasting the next differential".into());
-            let repo = crate::select::open_repo(r)?;
-            Some(pagevault::backup::forecast(&db, &repo)?)
-        }
-        None => None,
+    if let Some(db) = &a.db {
+        crate::errors::must_be_folder(db, "DB")?;
+    }
+    let client = a.remote.client(a.from.as_deref(), a.timeout)?;
+    let local = match (&a.db, &client) {
+        (Some(path), None) => match Database::open_dir(path, OpenMode::ReadOnly) {
+            Ok(db) => Some(db),
+            Err(pagevault::Error::Locked { .. })
+                if pagevault::serve::socket_path(path).exists() =>
+            {
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        _ => None,
     };
-    drop(spinner);
-    drop(db);
+    let (s, forecast) = match local {
+        Some(db) => {
+            let spinner = Spinner::start("reading the changed extents".into());
+            let s = db.status()?;
+            let forecast = match &a.repo {
+                Some(r) => {
+                    spinner.say("forecasting the next differential".into());
+                    let repo = crate::select::open_repo(r)?;
+                    Some(pagevault::backup::forecast(&db, &repo)?)
+                }
+                None => None,
+            };
+            drop(spinner);
+            drop(db);
+            (s, forecast)
+        }
+        None => {
+            let client = match client {
+                Some(c) => c,
+                None => crate::args::RemoteArgs::local(
+                    a.db.as_deref().unwrap_or(std::path::Path::new(".")),
+                    a.timeout,
+                ),
+            };
+            let repo = match &a.repo {
+                Some(r) => Some(crate::select::open_repo(r)?),
+                None => None,
+            };
+            let r = pagevault::serve::client::status(&client, repo.as_ref())?;
+            (r.status, r.forecast)
+        }
+    };
     if a.json {
         out.json(&StatusJson::of(&s, forecast.as_ref()))?;
         return Ok(Exit::Success);

@@ -1,0 +1,421 @@
+//! The backup listener: a process that holds a database open serves online backups and
+//! status of it to clients, on a local socket in the database folder and, when asked, on
+//! TCP (docs/server.md).
+//!
+//! Keeps true:
+//! - (invariant 20) a backup through the listener is [`crate::backup::run`] itself, on a
+//!   repository whose backend is the client's ([`RemoteBackend`]): the same snapshot,
+//!   plan, pipeline and publication as a backup taken in the process, so every online
+//!   backup property holds for it; a client that goes away fails the backup before its
+//!   manifest, which leaves tracking as if it never started (invariant 2);
+//! - (invariant 23) on TCP every request carries a bearer token (unless the listener was
+//!   started insecure), a backup needs the admin role, and a non-loopback address needs
+//!   TLS (unless insecure); the local socket is the owner's only (mode 0600);
+//! - (invariant 24) bounded: a hello is at most 64 KiB and must come within the timeout;
+//!   every read from a client times out; at most [`MAX_CONNECTIONS`] at once.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::backup::{self, BackupKind, BackupOptions};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::remote::{Channel, RemoteBackend};
+use crate::repo::Repository;
+use crate::store::Database;
+
+use super::link::{Link, Stream};
+use super::tokens::{Role, Tokens};
+use super::wire::{self, Msg, Request, PROTOCOL_VERSION};
+
+/// The local socket's name in the database folder.
+pub const SOCKET_NAME: &str = "pagevault.sock";
+/// The most client connections served at once.
+pub const MAX_CONNECTIONS: usize = 32;
+/// How long a client may be silent by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a listener serves.
+#[derive(Clone, Debug)]
+pub struct ListenOptions {
+    /// Serve on the local socket `SOCKET_NAME` in the database folder.
+    pub local_socket: bool,
+    /// Serve on this TCP address too.
+    pub tcp: Option<SocketAddr>,
+    /// TLS certificate chain and key (PEM files) for TCP.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Bearer tokens required on TCP.
+    pub tokens: Option<Tokens>,
+    /// Allow TCP without tokens, and without TLS on a non-loopback address.
+    pub insecure: bool,
+    /// How long a client may be silent (reads and writes time out after it).
+    pub timeout: Duration,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            local_socket: true,
+            tcp: None,
+            tls: None,
+            tokens: None,
+            insecure: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// A running listener; dropping it (or [`Listener::stop`]) stops it and removes its
+/// socket.
+pub struct Listener {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    socket: Option<PathBuf>,
+    tcp: Option<SocketAddr>,
+}
+
+struct Shared {
+    db: Arc<Database>,
+    tokens: Option<Tokens>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    insecure: bool,
+    timeout: Duration,
+    active: AtomicUsize,
+    /// Backups served (for reports).
+    pub served: AtomicUsize,
+}
+
+/// The local socket of the database in `dir`.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join(SOCKET_NAME)
+}
+
+impl Listener {
+    /// Starts serving `db` as `opts` says. A non-loopback TCP address without TLS, or TCP
+    /// without tokens, is refused unless `opts.insecure`.
+    pub fn start(db: Arc<Database>, opts: ListenOptions) -> Result<Listener> {
+        if let Some(addr) = opts.tcp {
+            if !opts.insecure && opts.tls.is_none() && !addr.ip().is_loopback() {
+                return Err(Error::Invalid(format!(
+                    "a backup listener on {addr}, which is not a loopback address, needs TLS (a certificate and its key)"
+                )));
+            }
+            if !opts.insecure && opts.tokens.is_none() {
+                return Err(Error::Invalid(format!(
+                    "a backup listener on TCP ({addr}) needs a tokens file"
+                )));
+            }
+        }
+        let tls = match &opts.tls {
+            Some((cert, key)) => Some(super::tls::server_config(cert, key)?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            db: db.clone(),
+            tokens: opts.tokens.clone(),
+            tls,
+            insecure: opts.insecure,
+            timeout: opts.timeout,
+            active: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut socket = None;
+        if opts.local_socket {
+            let path = socket_path(&db.path());
+            let listener = bind_local(&path)?;
+            let (shared, stop) = (shared.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        spawn_conn(&shared, Box::new(c), None, false, |c, t| {
+                            let c: &UnixStream = c;
+                            c.set_read_timeout(Some(t))?;
+                            c.set_write_timeout(Some(t))
+                        });
+                    }
+                }
+            }));
+            socket = Some(path);
+        }
+        let mut tcp = None;
+        if let Some(addr) = opts.tcp {
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+            let (shared, stop) = (shared.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        let _ = c.set_nodelay(true);
+                        let peer = c.peer_addr().ok();
+                        spawn_conn(&shared, Box::new(c), peer, true, |c, t| {
+                            let c: &TcpStream = c;
+                            c.set_read_timeout(Some(t))?;
+                            c.set_write_timeout(Some(t))
+                        });
+                    }
+                }
+            }));
+            tcp = Some(bound);
+        }
+        Ok(Listener {
+            stop,
+            threads,
+            socket,
+            tcp,
+        })
+    }
+
+    /// The TCP address served (with the port the system chose for port 0).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp
+    }
+
+    /// The local socket served.
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    /// Stops accepting, waits for the accept loops, removes the socket. Connections being
+    /// served finish on their own threads.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loops.
+        if let Some(p) = &self.socket {
+            let _ = UnixStream::connect(p);
+        }
+        if let Some(a) = self.tcp {
+            let _ = TcpStream::connect_timeout(&a, Duration::from_secs(1));
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(p) = self.socket.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds the local socket, owner-only. A socket file left by a process that died is
+/// removed first: this process holds the database, so no other listener serves it.
+fn bind_local(path: &Path) -> Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(Error::AlreadyExists {
+                path: path.to_path_buf(),
+                what: "another process serves this database".into(),
+            });
+        }
+        std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| Error::io(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(l)
+}
+
+/// Serves one connection on its own thread, if under the connection limit.
+fn spawn_conn<S: Stream + 'static>(
+    shared: &Arc<Shared>,
+    conn: Box<S>,
+    peer: Option<SocketAddr>,
+    tcp: bool,
+    timeouts: impl Fn(&S, Duration) -> io::Result<()>,
+) {
+    if timeouts(&conn, shared.timeout).is_err() {
+        return;
+    }
+    if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        return; // dropped: the client sees the connection closed
+    }
+    let shared = shared.clone();
+    std::thread::spawn(move || {
+        let stream: Box<dyn Stream> = match (&shared.tls, tcp) {
+            (Some(cfg), true) => match rustls::ServerConnection::new(cfg.clone()) {
+                Ok(c) => Box::new(rustls::StreamOwned::new(c, *conn)),
+                Err(_) => {
+                    shared.active.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            },
+            _ => conn,
+        };
+        if let Err(e) = serve(&shared, stream, tcp) {
+            tracing::info!(
+                "backup client {}: {e}",
+                peer.map_or("on the local socket".to_string(), |p| p.to_string())
+            );
+        }
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Sends the backup's progress to the client.
+struct LinkProgress<'a>(&'a Link);
+
+impl Progress for LinkProgress<'_> {
+    fn start(&self, units: u64, bytes: u64) {
+        let _ = self.0.send(&Msg::Progress {
+            start: true,
+            units,
+            bytes,
+        });
+    }
+    fn advance(&self, units: u64, bytes: u64) {
+        let _ = self.0.send(&Msg::Progress {
+            start: false,
+            units,
+            bytes,
+        });
+    }
+}
+
+/// What a status request returns.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RemoteStatus {
+    pub status: crate::store::DatabaseStatus,
+    pub forecast: Option<backup::Forecast>,
+}
+
+fn serve(shared: &Shared, mut stream: Box<dyn Stream>, tcp: bool) -> io::Result<()> {
+    let hello = wire::read_frame(&mut *stream, wire::MAX_HELLO_FRAME_BYTES)?;
+    let refuse = |mut s: Box<dyn Stream>, message: String| -> io::Result<()> {
+        wire::write_frame(
+            &mut *s,
+            &Msg::Refused {
+                message: message.clone(),
+            },
+        )?;
+        Err(io::Error::new(io::ErrorKind::PermissionDenied, message))
+    };
+    let Msg::Hello {
+        version,
+        token,
+        request,
+    } = hello
+    else {
+        return refuse(stream, "the first message is not a hello".into());
+    };
+    if version != PROTOCOL_VERSION {
+        return refuse(
+            stream,
+            format!("the serving process speaks backup protocol version {PROTOCOL_VERSION}, the client version {version}"),
+        );
+    }
+    let needs = match request {
+        Request::Backup { .. } => Role::Admin,
+        Request::Status { .. } => Role::Reader,
+    };
+    if tcp && !(shared.insecure && shared.tokens.is_none()) {
+        let role = shared.tokens.as_ref().and_then(|t| t.role_of(&token));
+        drop(token);
+        match role {
+            None => return refuse(stream, "the token is missing or not valid".into()),
+            Some(r) if r < needs => {
+                return refuse(
+                    stream,
+                    format!(
+                        "the token's role ({}) may not take backups; an admin token may",
+                        r.name()
+                    ),
+                )
+            }
+            Some(_) => {}
+        }
+    }
+    wire::write_frame(
+        &mut *stream,
+        &Msg::Welcome {
+            version: PROTOCOL_VERSION,
+        },
+    )?;
+    let link = Arc::new(Link::new(stream));
+    let chan: Arc<dyn Channel> = link.clone();
+    let db = &*shared.db;
+    let outcome: Result<String> = match request {
+        Request::Backup {
+            kind,
+            fallback_to_full,
+            threads,
+            level,
+            continue_after_error,
+            create_only,
+            location,
+        } => (|| {
+            let kind = BackupKind::from_code(kind)
+                .ok_or_else(|| Error::Invalid(format!("unknown backup kind {kind}")))?;
+            let repo = Repository::open_backend(Arc::new(RemoteBackend::new(
+                chan.clone(),
+                location,
+                create_only,
+            )))?;
+            let mut opts = BackupOptions::new(kind);
+            opts.fallback_to_full = fallback_to_full;
+            opts.threads = threads as usize;
+            opts.level = level;
+            opts.continue_after_error = continue_after_error;
+            let report = backup::run(db, &repo, &opts, &LinkProgress(&link))?;
+            shared.served.fetch_add(1, Ordering::SeqCst);
+            tracing::info!(
+                "served a {} backup, set {} into {}",
+                report.kind.name(),
+                report.backup_id,
+                report.repository.display()
+            );
+            Ok(serde_json::to_string(&report).expect("a report serialises"))
+        })(),
+        Request::Status {
+            forecast,
+            create_only,
+            location,
+        } => (|| {
+            let status = db.status()?;
+            let forecast = if forecast {
+                let repo = Repository::open_backend(Arc::new(RemoteBackend::new(
+                    chan.clone(),
+                    location,
+                    create_only,
+                )))?;
+                Some(backup::forecast(db, &repo)?)
+            } else {
+                None
+            };
+            Ok(serde_json::to_string(&RemoteStatus { status, forecast })
+                .expect("a status serialises"))
+        })(),
+    };
+    match outcome {
+        Ok(json) => link.send(&Msg::Done { json }),
+        Err(e) => link.send(&Msg::Failed {
+            message: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,556 @@
+//! The admin HTTP API (docs/api.md) with a real HTTP client (reqwest, rustls) against the
+//! real server on loopback TLS: every endpoint, 401 and 403, a request naming `../`
+//! refused, an upload refused while a backup runs, download then import then restore
+//! byte-identical; and a load test of 16 clients while a backup and writers run.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use pagevault::backup::{self, BackupKind, BackupOptions};
+use pagevault::progress::{NoProgress, Progress};
+use pagevault::repo::Repository;
+use pagevault::restore::{self, RestoreOptions};
+use pagevault::serve::api::{ApiOptions, ApiServer};
+use pagevault::serve::Tokens;
+use pagevault::{CreateOptions, Database};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::cli::ensure_repo;
+use crate::serve_backup::{tls_dir, token_files, ADMIN, READER};
+
+struct Api {
+    db: Arc<Database>,
+    server: ApiServer,
+    repo_dir: std::path::PathBuf,
+    base: String,
+    client: Client,
+}
+
+fn api(dir: &Path, pages: u32) -> Api {
+    let db = Arc::new(
+        Database::create_dir(
+            &dir.join("db"),
+            &CreateOptions {
+                files: 2,
+                pages_per_file: pages,
+                extents_per_map: 8,
+            },
+        )
+        .unwrap(),
+    );
+    let repo_dir = dir.join("r");
+    ensure_repo(&repo_dir);
+    let (tokens, _, _) = token_files(dir);
+    let mut o = ApiOptions::new("127.0.0.1:0".parse().unwrap());
+    o.tls = Some((tls_dir().join("cert.pem"), tls_dir().join("key.pem")));
+    o.tokens = Some(Tokens::load(&tokens).unwrap());
+    o.timeout = Duration::from_secs(5);
+    let server = ApiServer::start(db.clone(), repo_dir.clone(), o).unwrap();
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(tls_dir().join("ca.pem")).unwrap()).unwrap();
+    let client = Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}/v1", server.addr().port());
+    Api {
+        db,
+        server,
+        repo_dir,
+        base,
+        client,
+    }
+}
+
+impl Api {
+    fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut r = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().unwrap();
+        let status = resp.status();
+        (
+            status,
+            serde_json::from_slice(&resp.bytes().unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = resp.status();
+        (
+            status,
+            serde_json::from_slice(&resp.bytes().unwrap()).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Starts a backup task and follows it to its end; the task's last state.
+    fn backup(&self, kind: &str) -> Value {
+        let (s, v) = self.post("/backups", ADMIN, serde_json::json!({ "kind": kind }));
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        let task = v["task"].as_str().unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (s, t) = self.get(&format!("/tasks/{task}"), Some(READER));
+            assert_eq!(s, StatusCode::OK, "{t}");
+            if t["state"] != "running" {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "the task never ended: {t}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn download(&self, id: &str) -> Vec<u8> {
+        let resp = self
+            .client
+            .get(format!("{}/sets/{id}/archive", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.bytes().unwrap().to_vec()
+    }
+}
+
+/// Sends raw request bytes over TLS and returns the status line.
+fn raw_status(addr: std::net::SocketAddr, request: &str) -> String {
+    let cfg = pagevault::serve::tls::client_config(Some(&tls_dir().join("ca.pem"))).unwrap();
+    let name = pagevault::serve::tls::server_name("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Restores set `id` of `repo` into `to` and returns its files' bytes.
+fn restored_bytes(repo: &Repository, id: u64, to: &Path) -> Vec<(String, Vec<u8>)> {
+    let vfs = Arc::new(pagevault::io::file::DiskVfs::new(to));
+    std::fs::create_dir_all(to).unwrap();
+    let mut o = RestoreOptions::new(vfs);
+    o.backup_id = Some(id);
+    restore::run(repo, &o, &NoProgress).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(to)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pvd"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// A progress that holds the backup at its start until released.
+struct Held {
+    started: AtomicBool,
+    release: AtomicBool,
+}
+
+impl Progress for Held {
+    fn start(&self, _units: u64, _bytes: u64) {
+        self.started.store(true, Ordering::SeqCst);
+        while !self.release.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = api(dir.path(), 128);
+    for p in 0..20 {
+        a.db.write_page(1, 8 + p, format!("page {p}").as_bytes())
+            .unwrap();
+    }
+    // 401 without a token or with a wrong one; 403 for a reader on an admin route.
+    assert_eq!(a.get("/sets", None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.get("/sets", Some("not-a-known-token-at-all")).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, v) = a.post("/backups", READER, serde_json::json!({"kind": "full"}));
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(!v.to_string().contains(READER), "a token is never echoed");
+    // Backups as tasks, followed to their end.
+    let full = a.backup("full");
+    assert_eq!(full["state"], "done", "{full}");
+    assert!(full["units_done"].as_u64().unwrap() > 0);
+    assert_eq!(full["units_done"], full["units_total"]);
+    for p in 0..5 {
+        a.db.write_page(2, 8 + p, b"after the full").unwrap();
+    }
+    let diff = a.backup("differential");
+    assert_eq!(diff["state"], "done", "{diff}");
+    let full_id = full["report"]["backup_id"].as_str().unwrap().to_string();
+    let diff_id = diff["report"]["backup_id"].as_str().unwrap().to_string();
+    // The sets, one set (by a prefix), status with the forecast.
+    let (s, sets) = a.get("/sets", Some(READER));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(sets.as_array().unwrap().len(), 2);
+    let (s, one) = a.get(&format!("/sets/{}", &diff_id[..12]), Some(READER));
+    assert_eq!(s, StatusCode::OK, "{one}");
+    assert_eq!(one["id"], diff_id.as_str());
+    let (s, st) = a.get("/status", Some(READER));
+    assert_eq!(s, StatusCode::OK, "{st}");
+    assert!(st["forecast"]["advice"].is_string(), "{st}");
+    assert_eq!(
+        st["status"]["database_id"],
+        format!("{:016x}", a.db.database_id())
+    );
+    // Strict ids: not hex, too short, a path; and `../` never reaches a file.
+    for bad in [
+        "/sets/zzzz",
+        "/sets/1a",
+        "/sets/config",
+        "/tasks/x1",
+        "/tasks/-1",
+    ] {
+        assert_eq!(a.get(bad, Some(READER)).0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(
+        a.get("/sets/ffffffff", Some(READER)).0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(a.get("/nothing", Some(READER)).0, StatusCode::NOT_FOUND);
+    for path in [
+        "/v1/sets/../../config",
+        "/v1/sets/..%2F..%2Fconfig",
+        "/v1/../r/config",
+        "/v1/sets/../../../../etc/passwd/archive",
+    ] {
+        let line = raw_status(
+            a.server.addr(),
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {ADMIN}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert!(
+            line.contains(" 400 ") || line.contains(" 404 "),
+            "{path}: {line}"
+        );
+    }
+    // Oversized headers are refused, not buffered.
+    let big = "x".repeat(64 << 10);
+    let line = raw_status(
+        a.server.addr(),
+        &format!("GET /v1/sets HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n"),
+    );
+    assert!(!line.contains(" 200 "), "{line}");
+    // Verify.
+    let (s, v) = a.post(&format!("/sets/{diff_id}/verify"), ADMIN, Value::Null);
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["findings"], 0, "{v}");
+    assert_eq!(
+        a.post(&format!("/sets/{diff_id}/verify"), READER, Value::Null)
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    // Download the differential (with its full) and import it elsewhere; restore both
+    // ways: byte-identical.
+    assert_eq!(
+        a.client
+            .get(format!("{}/sets/{diff_id}/archive", a.base))
+            .bearer_auth(READER)
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let archive = a.download(&diff_id);
+    let other = dir.path().join("other");
+    ensure_repo(&other);
+    let other_repo = Repository::open_dir(&other, false).unwrap();
+    pagevault::archive::import(&other_repo, &archive[..]).unwrap();
+    let here = Repository::open_dir(&a.repo_dir, false).unwrap();
+    let id = pagevault::format::manifest::parse_backup_id(&diff_id).unwrap();
+    let want = restored_bytes(&here, id, &dir.path().join("restore-here"));
+    let got = restored_bytes(&other_repo, id, &dir.path().join("restore-there"));
+    assert!(!want.is_empty());
+    assert!(want == got, "the restores differ");
+    // Upload: into the served repository after deleting nothing (sets identical: skipped).
+    let resp = a
+        .client
+        .put(format!("{}/archive", a.base))
+        .bearer_auth(ADMIN)
+        .body(archive.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = serde_json::from_slice(&resp.bytes().unwrap()).unwrap();
+    assert_eq!(v["sets"].as_array().unwrap().len(), 2, "{v}");
+    let _ = full_id;
+    // An upload while a backup runs is refused (409), and the backup then finishes.
+    let held = Held {
+        started: AtomicBool::new(false),
+        release: AtomicBool::new(false),
+    };
+    std::thread::scope(|s| {
+        let db = &*a.db;
+        let repo = &here;
+        let held = &held;
+        let bg =
+            s.spawn(move || backup::run(db, repo, &BackupOptions::new(BackupKind::CopyOnly), held));
+        while !held.started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let resp = a
+            .client
+            .put(format!("{}/archive", a.base))
+            .bearer_auth(ADMIN)
+            .body(archive.clone())
+            .send()
+            .unwrap();
+        let status = resp.status();
+        let text = resp.text().unwrap();
+        held.release.store(true, Ordering::SeqCst);
+        assert_eq!(status, StatusCode::CONFLICT, "{text}");
+        assert!(text.contains("in use"), "{text}");
+        bg.join().unwrap().unwrap();
+    });
+    // A reader's upload is forbidden; a garbage upload is refused and publishes nothing.
+    let before = here.set_ids().unwrap();
+    let resp = a
+        .client
+        .put(format!("{}/archive", a.base))
+        .bearer_auth(READER)
+        .body(archive)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = a
+        .client
+        .put(format!("{}/archive", a.base))
+        .bearer_auth(ADMIN)
+        .body(vec![7u8; 5000])
+        .send()
+        .unwrap();
+    assert!(resp.status().is_client_error() || resp.status().is_server_error());
+    assert_eq!(here.set_ids().unwrap(), before);
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|n| n.parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+/// 16 clients list, follow a backup's progress and download while the backup and a
+/// writer run: no errors; the peak RSS growth and the writer's throughput are printed.
+/// `PAGEVAULT_LOAD_ROUNDS=200 cargo test --release --test it serve_api::load -- --nocapture`
+/// runs it longer (the default is short enough for every `cargo test`).
+#[test]
+fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
+    let rounds: usize = std::env::var("PAGEVAULT_LOAD_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let dir = tempfile::tempdir().unwrap();
+    let a = api(dir.path(), 1024);
+    let first = a.backup("full");
+    assert_eq!(first["state"], "done", "{first}");
+    let set = first["report"]["backup_id"].as_str().unwrap().to_string();
+    // The writer alone first, for its throughput without the load.
+    let alone = {
+        let t0 = Instant::now();
+        let mut n = 0u32;
+        while t0.elapsed() < Duration::from_millis(500) {
+            let page = 8 + (n % 1000);
+            if a.db.is_data_page(1, page) {
+                a.db.write_page(1, page, format!("alone {n}").as_bytes())
+                    .unwrap();
+            }
+            n += 1;
+        }
+        n as f64 / t0.elapsed().as_secs_f64()
+    };
+    let rss_before = peak_rss_kib();
+    let stop = AtomicBool::new(false);
+    let writes = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let requests = AtomicU64::new(0);
+    let barrier = Barrier::new(16);
+    let started = Instant::now();
+    let writer_secs = std::thread::scope(|s| {
+        let w = s.spawn(|| {
+            let t0 = Instant::now();
+            let mut n = 0u32;
+            while !stop.load(Ordering::SeqCst) {
+                let page = 8 + (n % 1000);
+                if a.db.is_data_page(1, page) {
+                    a.db.write_page(1, page, format!("load {n}").as_bytes())
+                        .unwrap();
+                    writes.fetch_add(1, Ordering::SeqCst);
+                }
+                n += 1;
+            }
+            t0.elapsed().as_secs_f64()
+        });
+        let mut clients = Vec::new();
+        for c in 0..16 {
+            let (a, barrier, errors, requests, set) = (&a, &barrier, &errors, &requests, &set);
+            clients.push(s.spawn(move || {
+                barrier.wait();
+                for r in 0..rounds {
+                    let ok = match (c + r) % 3 {
+                        0 => a.get("/sets", Some(READER)).0 == StatusCode::OK,
+                        1 => {
+                            let (s, v) =
+                                a.post("/backups", ADMIN, serde_json::json!({"kind": "copy_only"}));
+                            // One backup at a time: a second one is refused while one runs.
+                            if s == StatusCode::ACCEPTED {
+                                let t = v["task"].as_str().unwrap();
+                                let mut ok = true;
+                                loop {
+                                    let (s, v) = a.get(&format!("/tasks/{t}"), Some(READER));
+                                    ok &= s == StatusCode::OK;
+                                    if !ok || v["state"] != "running" {
+                                        ok &= v["state"] == "done"
+                                            || v["error"].as_str().is_some_and(|e| {
+                                                e.contains("in use")
+                                                    || e.contains("already running")
+                                            });
+                                        break;
+                                    }
+                                    std::thread::sleep(Duration::from_millis(10));
+                                }
+                                ok
+                            } else {
+                                false
+                            }
+                        }
+                        _ => !a.download(set).is_empty(),
+                    };
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    if !ok {
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }));
+        }
+        for c in clients {
+            c.join().unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        w.join().unwrap()
+    });
+    let rss_growth_kib = peak_rss_kib().saturating_sub(rss_before);
+    let w = writes.load(Ordering::SeqCst);
+    println!(
+        "load: 16 clients, {} requests in {:.2} s, {} errors; writer {} pages in {:.2} s = {:.0} pages/s (alone before: {:.0} pages/s); peak RSS grew {} KiB",
+        requests.load(Ordering::SeqCst),
+        started.elapsed().as_secs_f64(),
+        errors.load(Ordering::SeqCst),
+        w,
+        writer_secs,
+        w as f64 / writer_secs,
+        alone,
+        rss_growth_kib
+    );
+    assert_eq!(errors.load(Ordering::SeqCst), 0);
+    assert!(w > 0);
+    // Bounded: downloads stream through 8 chunks of 1 MiB per client; backups hold a
+    // small constant per worker. 16 clients of the 16 MiB database must not add more
+    // than 512 MiB at the peak.
+    assert!(
+        rss_growth_kib < 512 << 10,
+        "peak RSS grew {rss_growth_kib} KiB"
+    );
+}
+
+/// Invariant 24: a client that sends its headers too slowly, or stays idle, is dropped
+/// after the timeout (here 1 s), and a body larger than allowed is refused.
+#[test]
+fn slow_and_idle_clients_are_dropped_and_large_json_bodies_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(
+        Database::create_dir(
+            &dir.path().join("db"),
+            &CreateOptions {
+                files: 1,
+                pages_per_file: 32,
+                extents_per_map: 8,
+            },
+        )
+        .unwrap(),
+    );
+    let repo_dir = dir.path().join("r");
+    ensure_repo(&repo_dir);
+    let (tokens, _, _) = token_files(dir.path());
+    let mut o = ApiOptions::new("127.0.0.1:0".parse().unwrap());
+    o.tls = Some((tls_dir().join("cert.pem"), tls_dir().join("key.pem")));
+    o.tokens = Some(Tokens::load(&tokens).unwrap());
+    o.timeout = Duration::from_secs(1);
+    let server = ApiServer::start(db, repo_dir, o).unwrap();
+    let cfg = pagevault::serve::tls::client_config(Some(&tls_dir().join("ca.pem"))).unwrap();
+    let open = || {
+        let name = pagevault::serve::tls::server_name("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+        let tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        rustls::StreamOwned::new(conn, tcp)
+    };
+    // Half a request line, then silence: the server closes within a few seconds.
+    let mut s = open();
+    s.write_all(b"GET /v1/sets HTTP/1.1\r\nHost: loc").unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_secs(8),
+        "a slow client held for {waited:?}"
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
+    // Idle after connecting: dropped too.
+    let mut s = open();
+    let t0 = Instant::now();
+    let _ = s.read_to_end(&mut buf);
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    // A JSON body over 64 KiB: 413.
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(tls_dir().join("ca.pem")).unwrap()).unwrap();
+    let client = Client::builder().tls_certs_only([ca]).build().unwrap();
+    let resp = client
+        .post(format!(
+            "https://localhost:{}/v1/backups",
+            server.addr().port()
+        ))
+        .bearer_auth(ADMIN)
+        .body(vec![b' '; 100 << 10])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
