@@ -35,6 +35,7 @@ mod restore_fixture;
 mod restore_props;
 mod restore_protocol;
 mod restore_roundtrip;
+mod restore_scale;
 mod store_concurrency;
 mod store_crash;
 mod store_faults;

@@ -24,8 +24,8 @@ pub struct Args {
     /// Worker threads of every step and limit (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
-    /// zstd level of the backups and of the compression limit, 1 to 22.
-    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
+    /// zstd level of the backups and of the compression limit, -7 to -1 (fast) or 1 to 22.
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level, allow_negative_numbers = true)]
     pub level: i32,
     /// Import these files (a file or a folder) instead of generating pages.
     #[arg(long)]
