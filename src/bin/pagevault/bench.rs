@@ -155,6 +155,22 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
             s.extents_saved.unwrap_or(0)
         )?;
     }
+    if let Some(why) = &r.zstd_cli_missing {
+        say!(out, "zstd CLI reference: not measured: {why}")?;
+    }
+    for s in r
+        .steps
+        .iter()
+        .filter(|s| s.time_vs_zstd_cli.is_some() || s.ratio_to_durable_write.is_some())
+    {
+        say!(
+            out,
+            "{}: {} x the time of zstd -d -c > out && sync; {} x the durable write speed",
+            s.step,
+            opt(s.time_vs_zstd_cli, 3),
+            opt(s.ratio_to_durable_write, 3)
+        )?;
+    }
     say!(out, "targets:")?;
     for t in &r.targets {
         say!(
