@@ -11,6 +11,10 @@
 //! data page. `Err` means verify could not run; a damaged set is a finding that names the
 //! set, and where it can the file, extent and stream. Verify holds the repository's
 //! shared lock: no set is deleted under it.
+//!
+//! Each stream is scanned on the calling thread (reads, CRC, headers, the index); the
+//! records found are decompressed and their pages verified on every core, a batch at a
+//! time, and their findings are added in stream order (see `Batch`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
