@@ -150,6 +150,12 @@ pub struct StepReport {
     pub writer_writes_per_s_during: Option<f64>,
     /// Extents writers saved before their first write (copy-before-write).
     pub extents_saved: Option<u64>,
+    /// Restores: seconds over the `zstd_cli_reference` step's (the zstd CLI decompressing
+    /// the same bytes to a file, then `sync`), in the same round.
+    pub time_vs_zstd_cli: Option<f64>,
+    /// Restores: MB/s over the `durable_write_reference` step's (the same bytes written and
+    /// fdatasync'd), in the same round.
+    pub ratio_to_durable_write: Option<f64>,
 }
 
 /// One of the brief's performance targets, as this run measured it.
@@ -180,6 +186,9 @@ pub struct BenchReport {
     pub targets: Vec<TargetCheck>,
     /// The largest peak resident set of any step.
     pub peak_rss_bytes: Option<u64>,
+    /// Why the zstd CLI reference was not measured (no `zstd` on the PATH), or None when
+    /// it was.
+    pub zstd_cli_missing: Option<String>,
 }
 
 impl BenchReport {
@@ -193,9 +202,10 @@ impl BenchReport {
 /// printed.
 pub fn run(opts: &BenchOptions, note: &dyn Fn(&str)) -> Result<BenchReport> {
     let threads = backup::effective_threads(opts.threads)?;
-    if !(1..=backup::MAX_LEVEL).contains(&opts.level) {
+    if !backup::valid_level(opts.level) {
         return Err(Error::Invalid(format!(
-            "--level must be between 1 and {}, not {}",
+            "the zstd level must be {} to -1 or 1 to {}, not {}",
+            backup::MIN_LEVEL,
             backup::MAX_LEVEL,
             opts.level
         )));
@@ -364,6 +374,8 @@ impl<T> Summary<T> {
             writer_writes_per_s_alone: None,
             writer_writes_per_s_during: None,
             extents_saved: None,
+            time_vs_zstd_cli: None,
+            ratio_to_durable_write: None,
         }
     }
 }
@@ -639,6 +651,10 @@ struct Suite<'a> {
     note: &'a dyn Fn(&str),
     db_dir: PathBuf,
     restore_dir: PathBuf,
+    /// The database's files as one zstd frame (the zstd CLI reference's input), when the
+    /// CLI is on the PATH.
+    reference_zst: Option<PathBuf>,
+    zstd_cli_missing: Option<String>,
     db: Option<Database>,
     repo: Repository,
     limits: Limits,
@@ -668,6 +684,8 @@ impl<'a> Suite<'a> {
             note,
             db_dir: scratch.join("db"),
             restore_dir: scratch.join("restored"),
+            reference_zst: None,
+            zstd_cli_missing: None,
             db: None,
             repo: Repository::open_dir(&scratch.join("repo"), true)?,
             limits: Limits::new(threads, opts.level)?,
@@ -715,6 +733,7 @@ impl<'a> Suite<'a> {
             self.archives(diff)?;
             return Ok(self.report());
         }
+        self.reference_input()?;
         let full_id = self.fulls()?;
         self.copy_only()?;
         self.change_scattered(0, 10)?;
@@ -729,9 +748,8 @@ impl<'a> Suite<'a> {
             "10 % of the pages changed at scattered places",
             true,
         )?;
-        self.restores(full_id, diff_id.expect("kept"))?;
-        self.merges(diff_id.expect("kept"))?;
         self.verify(full_id)?;
+        self.merges(diff_id.expect("kept"))?;
         self.archives(diff_id.expect("kept"))?;
         self.change_scattered(100, 500)?;
         self.differentials(
@@ -741,7 +759,7 @@ impl<'a> Suite<'a> {
         )?;
         // A new base for the hot region: the scattered changes must not count.
         (self.note)("a new full backup as the hot region's base");
-        backup::run(
+        let hot_base = backup::run(
             self.db(),
             &self.repo,
             &self.backup_options(BackupKind::Full),
@@ -753,8 +771,14 @@ impl<'a> Suite<'a> {
             "1 % of the pages written, 90 % of them in the first tenth",
             false,
         )?;
+        // Only the restores' chain is kept: the repository stays the size of one full and
+        // its differential, whatever the database's size.
+        remove_set(&self.repo, set_id(&hot_base)?)?;
         self.online()?;
         self.check()?;
+        // Last, as an operator's restore comes after whatever ran before it: no sync, no
+        // pause, the write-back of the steps above still under way.
+        self.restores(full_id, diff_id.expect("kept"))?;
         Ok(self.report())
     }
 
@@ -938,6 +962,7 @@ impl<'a> Suite<'a> {
         let (sample, during) =
             run_writers(&|| backup::run(db, &self.repo, &opts, &NoProgress).map(Some))?;
         let sample = sample.expect("the backup ran");
+        remove_set(&self.repo, set_id(&sample.value)?)?;
         let saved = sample.value.snapshot.extents_saved;
         let s = summarize(vec![sample]);
         let mut step = self.backup_step(
@@ -1094,22 +1119,117 @@ impl<'a> Suite<'a> {
         s
     }
 
-    /// The decompression limit and the two restores, alternately.
+    /// The two restores, the zstd CLI reference and the durable write reference,
+    /// alternately (the restore of the full and its differential first in each round, as
+    /// the step that follows the suite's other steps).
     fn restores(&mut self, full_id: u64, diff_id: u64) -> Result<()> {
-        let m = self.repo.load_manifest(full_id)?.manifest;
-        let (mut limit, mut full, mut chain) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut full, mut chain, mut zcli, mut write) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..self.k() {
             (self.note)(&format!(
-                "decompression limit and restores, {}/{}",
+                "restores, zstd CLI and durable write references, {}/{}",
+                i + 1,
+                self.k()
+            ));
+            chain.push(self.restore_once(diff_id)?);
+            let bytes = chain.last().expect("pushed").value.bytes_written;
+            if let Some(zst) = &self.reference_zst {
+                zcli.push(zstd_cli_reference(zst, &self.restore_dir)?);
+            }
+            write.push(durable_write_reference(&self.restore_dir, bytes)?);
+            full.push(self.restore_once(full_id)?);
+        }
+        let chain_bytes = chain[0].value.bytes_written;
+        let zcli = (!zcli.is_empty()).then(|| summarize(zcli));
+        let write = summarize(write);
+        let zcli_secs = zcli.as_ref().map(|z| z.median.secs);
+        if let Some(z) = zcli {
+            let step = z.step(
+                "zstd_cli_reference",
+                "zstd -d -c data.zst > out && sync, the same bytes (CPU: the child processes)"
+                    .into(),
+                chain_bytes,
+            );
+            self.steps.push(step);
+        }
+        let write_step = write.step(
+            "durable_write_reference",
+            "the same bytes written in 1 MiB writes to one file, then fdatasync".into(),
+            chain_bytes,
+        );
+        let write_mb_s = write_step.mb_per_s;
+        self.steps.push(write_step);
+        for (name, what, s) in [
+            (
+                "restore_full_diff",
+                "restore of the full and its 10 % differential (after the other steps)",
+                summarize(chain),
+            ),
+            ("restore_full", "restore of the full", summarize(full)),
+        ] {
+            let r = &s.median.value;
+            let mut step = s.step(name, what.into(), r.bytes_written);
+            step.limit = Some(Limit::Decompression);
+            step.ratio_to_limit = Some(step.mb_per_s / self.decompression_mb_s);
+            step.cpu_ratio_to_limit = cpu_ratio(self.decompression_cpu_per_gb, step.cpu_per_gb);
+            step.time_vs_zstd_cli = zcli_secs.map(|z| step.seconds / z);
+            step.ratio_to_durable_write = Some(step.mb_per_s / write_mb_s);
+            step.bytes_stored = r.bytes_read;
+            step.compression_ratio = ratio(r.pages_written * PAGE_SIZE as u64, r.bytes_read);
+            step.extents_read = r.extents_written;
+            step.pages_read = r.pages_written;
+            step.extents_stored = r.extents_written;
+            step.pages_stored = r.pages_written;
+            self.steps.push(step);
+        }
+        if let Some(zst) = self.reference_zst.take() {
+            let _ = std::fs::remove_file(zst);
+        }
+        Ok(())
+    }
+
+    /// The database's data files as one zstd frame at the run's level, for the zstd CLI
+    /// reference (not timed); says why not when `zstd` is not on the PATH.
+    fn reference_input(&mut self) -> Result<()> {
+        (self.note)("compressing the database with the zstd CLI (the restore's reference)");
+        let dir = self.db().path();
+        let paths: Vec<PathBuf> = (self.db().control().files.iter())
+            .map(|f| dir.join(&f.name))
+            .collect();
+        let out = self.db_dir.with_file_name("reference.zst");
+        match zstd_cli_compress(&paths, &out, self.opts.level, self.threads) {
+            Ok(()) => self.reference_zst = Some(out),
+            Err(why) => {
+                let _ = std::fs::remove_file(&out);
+                self.zstd_cli_missing = Some(why);
+            }
+        }
+        Ok(())
+    }
+
+    /// The decompression limit and verify of the full, alternately.
+    fn verify(&mut self, full_id: u64) -> Result<()> {
+        let m = self.repo.load_manifest(full_id)?.manifest;
+        let mut limit = Vec::new();
+        let mut samples = Vec::new();
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "decompression limit and verify, {}/{}",
                 i + 1,
                 self.k()
             ));
             let limits = &mut self.limits;
             let repo = &self.repo;
-            let s = measure(|| limits.decompression(repo, &m))?;
-            limit.push(only_timed(s));
-            full.push(self.restore_once(full_id)?);
-            chain.push(self.restore_once(diff_id)?);
+            let l = measure(|| limits.decompression(repo, &m))?;
+            limit.push(only_timed(l));
+            let s = measure(|| crate::verify::verify(&self.repo, Some(full_id)))?;
+            if !s.value.is_clean() {
+                return Err(Error::Invalid(format!(
+                    "verify found {} problems in a set the benchmark just wrote",
+                    s.value.findings
+                )));
+            }
+            samples.push(s);
         }
         let l = summarize(limit);
         let bytes = l.median.value.extents * EXTENT_SIZE as u64;
@@ -1125,82 +1245,6 @@ impl<'a> Suite<'a> {
         self.decompression_mb_s = step.mb_per_s;
         self.decompression_cpu_per_gb = step.cpu_per_gb;
         self.steps.push(step);
-        for (name, what, s) in [
-            ("restore_full", "restore of the full", summarize(full)),
-            (
-                "restore_full_diff",
-                "restore of the full and its 10 % differential",
-                summarize(chain),
-            ),
-        ] {
-            let r = &s.median.value;
-            let mut step = s.step(name, what.into(), r.bytes_written);
-            step.limit = Some(Limit::Decompression);
-            step.ratio_to_limit = Some(step.mb_per_s / self.decompression_mb_s);
-            step.cpu_ratio_to_limit = cpu_ratio(self.decompression_cpu_per_gb, step.cpu_per_gb);
-            step.bytes_stored = r.bytes_read;
-            step.compression_ratio = ratio(r.pages_written * PAGE_SIZE as u64, r.bytes_read);
-            step.extents_read = r.extents_written;
-            step.pages_read = r.pages_written;
-            step.extents_stored = r.extents_written;
-            step.pages_stored = r.pages_written;
-            self.steps.push(step);
-        }
-        Ok(())
-    }
-
-    /// `merge` of the full and its 10 % differential into a synthetic full, alternated
-    /// with a full backup (copy-only, so the base stays) of the same database: the merge's
-    /// time against the full's, side by side. Each synthetic full and copy is removed.
-    fn merges(&mut self, diff_id: u64) -> Result<()> {
-        let (mut merges, mut fulls) = (Vec::new(), Vec::new());
-        for i in 0..self.k() {
-            (self.note)(&format!(
-                "merge of the full and its 10 % differential, and a full backup, {}/{}",
-                i + 1,
-                self.k()
-            ));
-            let m = measure(|| crate::repo::merge::merge(&self.repo, diff_id, None))?;
-            remove_set(&self.repo, merge_id(&m.value.backup_id)?)?;
-            merges.push(m);
-            let opts = self.backup_options(BackupKind::CopyOnly);
-            let f = measure(|| backup::run(self.db(), &self.repo, &opts, &NoProgress))?;
-            remove_set(&self.repo, set_id(&f.value)?)?;
-            fulls.push(f);
-        }
-        let full = summarize(fulls);
-        let s = summarize(merges);
-        let r = &s.median.value;
-        let bytes = r.bytes_stored;
-        let mut step = s.step(
-            "merge",
-            "merge of the full and its 10 % differential into a synthetic full (no database read)"
-                .into(),
-            bytes,
-        );
-        step.bytes_stored = r.bytes_stored;
-        step.extents_stored =
-            r.plan.extents_from_base + r.plan.extents_from_differential + r.plan.extents_combined;
-        step.extents_read = r.plan.extents_combined;
-        // Side by side with the full backups of this step, not the earlier ones.
-        step.time_vs_full = Some(s.median.secs / full.median.secs);
-        self.steps.push(step);
-        Ok(())
-    }
-
-    fn verify(&mut self, full_id: u64) -> Result<()> {
-        let mut samples = Vec::new();
-        for i in 0..self.k() {
-            (self.note)(&format!("verify, {}/{}", i + 1, self.k()));
-            let s = measure(|| crate::verify::verify(&self.repo, Some(full_id)))?;
-            if !s.value.is_clean() {
-                return Err(Error::Invalid(format!(
-                    "verify found {} problems in a set the benchmark just wrote",
-                    s.value.findings
-                )));
-            }
-            samples.push(s);
-        }
         let s = summarize(samples);
         let set = &s.median.value.sets[0];
         let bytes = set.records_checked * EXTENT_SIZE as u64;
@@ -1314,6 +1358,45 @@ impl<'a> Suite<'a> {
         Ok(())
     }
 
+    /// `merge` of the full and its 10 % differential into a synthetic full, alternated
+    /// with a full backup (copy-only, so the base stays) of the same database: the merge's
+    /// time against the full's, side by side. Each synthetic full and copy is removed.
+    fn merges(&mut self, diff_id: u64) -> Result<()> {
+        let (mut merges, mut fulls) = (Vec::new(), Vec::new());
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "merge of the full and its 10 % differential, and a full backup, {}/{}",
+                i + 1,
+                self.k()
+            ));
+            let m = measure(|| crate::repo::merge::merge(&self.repo, diff_id, None))?;
+            remove_set(&self.repo, merge_id(&m.value.backup_id)?)?;
+            merges.push(m);
+            let opts = self.backup_options(BackupKind::CopyOnly);
+            let f = measure(|| backup::run(self.db(), &self.repo, &opts, &NoProgress))?;
+            remove_set(&self.repo, set_id(&f.value)?)?;
+            fulls.push(f);
+        }
+        let full = summarize(fulls);
+        let s = summarize(merges);
+        let r = &s.median.value;
+        let bytes = r.bytes_stored;
+        let mut step = s.step(
+            "merge",
+            "merge of the full and its 10 % differential into a synthetic full (no database read)"
+                .into(),
+            bytes,
+        );
+        step.bytes_stored = r.bytes_stored;
+        step.extents_stored =
+            r.plan.extents_from_base + r.plan.extents_from_differential + r.plan.extents_combined;
+        step.extents_read = r.plan.extents_combined;
+        // Side by side with the full backups of this step, not the earlier ones.
+        step.time_vs_full = Some(s.median.secs / full.median.secs);
+        self.steps.push(step);
+        Ok(())
+    }
+
     /// The consistency checker on the database (closed first: it opens it itself).
     fn check(&mut self) -> Result<()> {
         if let Some(db) = self.db.take() {
@@ -1411,6 +1494,24 @@ impl<'a> Suite<'a> {
             0.9,
         );
         t(
+            "restore full + differential time / zstd -d -c > out && sync time",
+            step("restore_full_diff").and_then(|s| s.time_vs_zstd_cli),
+            false,
+            0.7,
+        );
+        t(
+            "restore full + differential MB/s / durable write MB/s",
+            step("restore_full_diff").and_then(|s| s.ratio_to_durable_write),
+            true,
+            0.8,
+        );
+        t(
+            "verify MB/s / decompression limit",
+            step("verify").and_then(|s| s.ratio_to_limit),
+            true,
+            0.9,
+        );
+        t(
             "restore full + differential time / restore full time",
             step("restore_full_diff")
                 .zip(step("restore_full"))
@@ -1435,10 +1536,122 @@ impl<'a> Suite<'a> {
             repeat: self.opts.repeat,
             build_seconds: self.build_seconds,
             peak_rss_bytes: self.steps.iter().filter_map(|s| s.peak_rss_bytes).max(),
+            zstd_cli_missing: self.zstd_cli_missing.clone(),
             steps: self.steps.clone(),
             targets,
         }
     }
+}
+
+/// The zstd command line tool's name on the PATH.
+pub const ZSTD_CLI: &str = "zstd";
+
+/// The zstd CLI's level arguments for `level` (`-3`, or `--fast=3` for level -3).
+fn zstd_cli_level(level: i32) -> String {
+    if level < 0 {
+        format!("--fast={}", -level)
+    } else {
+        format!("-{level}")
+    }
+}
+
+/// Compresses `paths`, one after the other, into one zstd frame at `out` with the zstd CLI
+/// at `level` and `threads` threads. `Err` says why not (no CLI, or it failed).
+fn zstd_cli_compress(
+    paths: &[PathBuf],
+    out: &Path,
+    level: i32,
+    threads: usize,
+) -> std::result::Result<(), String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut child = Command::new(ZSTD_CLI)
+        .args(["-q", "-c", &zstd_cli_level(level), &format!("-T{threads}")])
+        .stdin(Stdio::piped())
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("the zstd command line tool could not be started ({e}); the zstd CLI reference was not measured"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let fed = (|| -> std::io::Result<()> {
+        for p in paths {
+            std::io::copy(&mut std::fs::File::open(p)?, &mut stdin)?;
+        }
+        stdin.flush()
+    })();
+    drop(stdin);
+    let status = child.wait().map_err(|e| format!("zstd: {e}"))?;
+    fed.map_err(|e| format!("feeding zstd: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "zstd failed ({status}); the zstd CLI reference was not measured"
+        ));
+    }
+    Ok(())
+}
+
+/// `zstd -d -c data.zst > out && sync`, timed; its CPU is the child processes' (zstd and
+/// sync). `out` is made in the folder `dir` (created) and removed afterwards.
+fn zstd_cli_reference(zst: &Path, dir: &Path) -> Result<Sample<()>> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let out = dir.join("out");
+    let cpu = crate::io::sys::children_cpu_seconds();
+    let started = Instant::now();
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{ZSTD_CLI} -q -d -c \"$1\" > \"$2\" && sync"))
+        .arg("sh")
+        .arg(zst)
+        .arg(&out)
+        .status()
+        .map_err(|e| Error::io(zst, e))?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = crate::io::sys::children_cpu_seconds()
+        .zip(cpu)
+        .map(|(b, a)| (b - a).max(0.0));
+    let _ = std::fs::remove_dir_all(dir);
+    if !status.success() {
+        return Err(Error::Invalid(format!(
+            "zstd -d of {} failed ({status})",
+            zst.display()
+        )));
+    }
+    Ok(Sample {
+        secs,
+        cpu,
+        peak: None,
+        growth: None,
+        value: (),
+    })
+}
+
+/// The machine's durable write speed: `bytes` written to a new file in the folder `dir`
+/// (created, removed afterwards) in 1 MiB writes of incompressible bytes, then
+/// fdatasync'd, timed.
+fn durable_write_reference(dir: &Path, bytes: u64) -> Result<Sample<()>> {
+    use std::io::Write;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join("out");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut rng = workload::SplitMix64::new(SEED ^ 0x5772);
+    for c in buf.chunks_mut(8) {
+        c.copy_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let s = measure(|| {
+        let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            f.write_all(&buf[..n]).map_err(|e| Error::io(&path, e))?;
+            left -= n as u64;
+        }
+        f.sync_data().map_err(|e| Error::io(&path, e))
+    });
+    let _ = std::fs::remove_dir_all(dir);
+    s
 }
 
 /// The numeric id of the set a backup wrote.
@@ -1463,6 +1676,8 @@ pub mod memory {
     /// Resets the high-water mark of the resident set to the current resident set and
     /// returns it, or None if the platform cannot.
     pub fn reset_peak() -> Option<u64> {
+        // What earlier steps freed is not this step's: the peak starts from what is in use.
+        crate::io::sys::release_free_heap();
         std::fs::write("/proc/self/clear_refs", "5").ok()?;
         status_kib("VmRSS:")
     }

@@ -43,6 +43,7 @@ use crate::format::manifest::{format_backup_id, BackupKind, Manifest};
 use crate::format::page::PageAddress;
 use crate::format::record::{self, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
+use crate::io::write_behind::WriteBehind;
 use crate::io::{self, file::DiskVfs, Storage, Vfs};
 use crate::progress::Progress;
 use crate::repo::chain::{self, Chain};
@@ -134,6 +135,8 @@ struct PlanFile {
     /// The LSN stamped on rebuilt system pages (the manifest's file LSN).
     system_lsn: u64,
     storage: Option<Arc<dyn Storage>>,
+    /// Writes the file back behind the workers (invariant 25).
+    behind: Option<WriteBehind>,
     path: PathBuf,
     max_lsn: AtomicU64,
 }
@@ -213,8 +216,9 @@ pub fn run(
         let s = target
             .open(&f.entry.name, true)
             .map_err(|e| Error::io(&f.path, e))?;
-        s.set_len(f.entry.page_count as u64 * PAGE_SIZE as u64)
-            .map_err(|e| Error::io(&f.path, e))?;
+        let len = f.entry.page_count as u64 * PAGE_SIZE as u64;
+        s.set_len(len).map_err(|e| Error::io(&f.path, e))?;
+        f.behind = Some(WriteBehind::new(s.clone(), len));
         f.storage = Some(s);
     }
     target
@@ -420,6 +424,7 @@ impl<'a> Plan<'a> {
                 },
                 system_lsn: f.file_lsn,
                 storage: None,
+                behind: None,
                 path: target.path_of(&f.name),
                 max_lsn: AtomicU64::new(0),
             });
@@ -673,6 +678,12 @@ impl Worker {
             .as_ref()
             .expect("opened before the extents")
             .write_at(job.extent as u64 * EXTENT_SIZE as u64, &self.extent)
+            .map_err(|e| Error::io(&f.path, e))?;
+        // A hint only: durability is the sync of step 4 (invariant 25).
+        f.behind
+            .as_ref()
+            .expect("opened before the extents")
+            .wrote(EXTENT_SIZE as u64)
             .map_err(|e| Error::io(&f.path, e))?;
         f.max_lsn.fetch_max(max_lsn, Ordering::SeqCst);
         counters.extents.fetch_add(1, Ordering::Relaxed);

@@ -11,6 +11,10 @@
 //! data page. `Err` means verify could not run; a damaged set is a finding that names the
 //! set, and where it can the file, extent and stream. Verify holds the repository's
 //! shared lock: no set is deleted under it.
+//!
+//! Each stream is scanned on the calling thread (reads, CRC, headers, the index); the
+//! records found are decompressed and their pages verified on every core, a batch at a
+//! time, and their findings are added in stream order (see `Batch`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -370,6 +374,12 @@ struct Scan {
 }
 
 impl Scan {
+    /// True when `[pos, pos + len)` is in the buffer: [`Scan::get`] reads nothing and
+    /// moves nothing for it.
+    fn holds(&self, pos: u64, len: usize) -> bool {
+        pos >= self.start && pos + len as u64 <= self.start + self.buf.len() as u64
+    }
+
     /// The bytes `[pos, pos + len)`, reading forward as needed. `pos` never goes back
     /// before an earlier call's `pos`.
     fn get(&mut self, pos: u64, len: usize) -> std::io::Result<&[u8]> {
@@ -408,6 +418,170 @@ impl Scan {
     }
 }
 
+/// The record-by-record pass of [`verify_stream`]; returns the index's next entry after
+/// the stream's records, or None when the stream could not be read on (a finding was
+/// made). Records found whole go to `batch`, which the caller settles at the end.
+fn verify_records(
+    m: &Manifest,
+    s: u32,
+    name: &str,
+    index: &mut Index<'_>,
+    scan: &mut Scan,
+    batch: &mut Batch,
+    r: &mut SetReport,
+) -> Option<Option<(u64, IndexEntry)>> {
+    let len = scan.size;
+    let mut pos = 0u64;
+    let mut entry = index.next_of_stream(m, s, r);
+    while pos < len {
+        let (ef, ex) = match entry {
+            Some((_, e)) => (Some(file_name(m, e.file_id)), Some(e.extent)),
+            None => (None, None),
+        };
+        let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
+        if !scan.holds(pos, head_len) {
+            batch.settle(m, scan, s, r);
+        }
+        let h = match scan.get(pos, head_len) {
+            Err(e) => {
+                r.add(
+                    ef,
+                    ex,
+                    Some(s),
+                    format!("{name}: cannot read offset {pos}: {e}"),
+                );
+                return None;
+            }
+            Ok(b) => RecordHeader::decode(b),
+        };
+        let h = match h {
+            Ok(h) => h,
+            Err(fault) => {
+                batch.settle(m, scan, s, r);
+                r.add(ef, ex, Some(s), format!("record at offset {pos}: {fault}"));
+                // Resynchronise on the next record the index knows of.
+                loop {
+                    match entry {
+                        Some((_, e)) if e.offset > pos => {
+                            pos = e.offset;
+                            break;
+                        }
+                        Some(_) => entry = index.next_of_stream(m, s, r),
+                        None => {
+                            pos = len;
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        let hf = Some(file_name(m, h.file_id));
+        let end = pos + h.record_len() as u64;
+        if end > len {
+            batch.settle(m, scan, s, r);
+            r.add(hf, Some(h.extent), Some(s), format!("record at offset {pos} is truncated: it needs {} bytes, the stream ends at {len}", h.record_len()));
+            break;
+        }
+        match entry {
+            None => {
+                batch.settle(m, scan, s, r);
+                r.add(hf.clone(), Some(h.extent), Some(s), format!("record at offset {pos} is not in the manifest's index (an extra or duplicated record)"));
+            }
+            Some((_, e)) if e.offset != pos => {
+                batch.settle(m, scan, s, r);
+                r.add(hf.clone(), Some(h.extent), Some(s), format!("the index and the stream disagree: a record starts at offset {pos}, the index's next record at {}", e.offset));
+            }
+            Some((position, e)) => {
+                if let Err(what) = check_record(&h, &e, m, position) {
+                    batch.settle(m, scan, s, r);
+                    r.add(
+                        hf.clone(),
+                        Some(h.extent),
+                        Some(s),
+                        format!("record at offset {pos}: {what}"),
+                    );
+                }
+            }
+        }
+        if !scan.holds(pos, h.record_len()) {
+            batch.settle(m, scan, s, r);
+        }
+        if let Err(e) = scan.get(pos, h.record_len()) {
+            r.add(
+                hf,
+                Some(h.extent),
+                Some(s),
+                format!("{name}: cannot read offset {pos}: {e}"),
+            );
+            return None;
+        }
+        r.records_checked += 1;
+        r.bytes_checked += h.record_len() as u64;
+        batch.records.push(Pending { h, file: hf, pos });
+        if batch.records.len() == BATCH_RECORDS {
+            batch.settle(m, scan, s, r);
+        }
+        pos = end;
+        if entry.is_some_and(|(_, e)| e.offset <= pos) {
+            entry = index.next_of_stream(m, s, r);
+        }
+    }
+    Some(entry)
+}
+
+/// Records of the buffer waiting to be decompressed and checked, in stream order: the
+/// scan (reading, the stream's CRC, headers, the comparison with the index) is one pass
+/// on the calling thread, and the records it found are decoded and their pages verified
+/// by every core before the buffer moves on. Findings keep the stream's order: the batch
+/// is settled before any other finding is made and before the buffer is refilled.
+struct Batch {
+    records: Vec<Pending>,
+}
+
+struct Pending {
+    h: RecordHeader,
+    file: Option<String>,
+    pos: u64,
+}
+
+/// Records decoded in parallel at most at a time (about 1.5 MiB of records at the default
+/// level; all of them are in the scan's buffer already).
+const BATCH_RECORDS: usize = 64;
+
+impl Batch {
+    fn settle(&mut self, m: &Manifest, scan: &Scan, s: u32, r: &mut SetReport) {
+        use rayon::prelude::*;
+        if self.records.is_empty() {
+            return;
+        }
+        let outcomes: Vec<(u64, Option<String>)> = self
+            .records
+            .par_iter()
+            .map_init(
+                || (zstd::bulk::Decompressor::new().ok(), Vec::new()),
+                |(dec, raw), p| {
+                    let Some(dec) = dec.as_mut() else {
+                        return (0, Some("no zstd decompressor".to_string()));
+                    };
+                    let at = (p.pos - scan.start) as usize;
+                    let rec = &scan.buf[at..at + p.h.record_len()];
+                    match record::decode_payload(&p.h, &rec[RECORD_HEADER_SIZE..], dec, raw) {
+                        Err(fault) => (0, Some(format!("record at offset {}: {fault}", p.pos))),
+                        Ok(()) => check_pages(m, &p.h, raw, p.pos),
+                    }
+                },
+            )
+            .collect();
+        for (p, (pages, finding)) in self.records.drain(..).zip(outcomes) {
+            r.pages_checked += pages;
+            if let Some(what) = finding {
+                r.add(p.file, Some(p.h.extent), Some(s), what);
+            }
+        }
+    }
+}
+
 fn verify_stream(
     repo: &Repository,
     m: &Manifest,
@@ -436,109 +610,14 @@ fn verify_stream(
         start: 0,
         crc: crc32fast::Hasher::new(),
     };
-    let mut dec = match zstd::bulk::Decompressor::new() {
-        Ok(d) => d,
-        Err(e) => {
-            r.add(None, None, Some(s), format!("no zstd decompressor: {e}"));
-            return;
-        }
+    let mut batch = Batch {
+        records: Vec::with_capacity(BATCH_RECORDS),
     };
-    let mut raw = Vec::new();
-    let mut pos = 0u64;
-    let mut entry = index.next_of_stream(m, s, r);
-    while pos < len {
-        let (ef, ex) = match entry {
-            Some((_, e)) => (Some(file_name(m, e.file_id)), Some(e.extent)),
-            None => (None, None),
-        };
-        let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
-        let h = match scan.get(pos, head_len) {
-            Err(e) => {
-                r.add(
-                    ef,
-                    ex,
-                    Some(s),
-                    format!("{name}: cannot read offset {pos}: {e}"),
-                );
-                return;
-            }
-            Ok(b) => RecordHeader::decode(b),
-        };
-        let h = match h {
-            Ok(h) => h,
-            Err(fault) => {
-                r.add(ef, ex, Some(s), format!("record at offset {pos}: {fault}"));
-                // Resynchronise on the next record the index knows of.
-                loop {
-                    match entry {
-                        Some((_, e)) if e.offset > pos => {
-                            pos = e.offset;
-                            break;
-                        }
-                        Some(_) => entry = index.next_of_stream(m, s, r),
-                        None => {
-                            pos = len;
-                            break;
-                        }
-                    }
-                }
-                continue;
-            }
-        };
-        let hf = Some(file_name(m, h.file_id));
-        let end = pos + h.record_len() as u64;
-        if end > len {
-            r.add(hf, Some(h.extent), Some(s), format!("record at offset {pos} is truncated: it needs {} bytes, the stream ends at {len}", h.record_len()));
-            break;
-        }
-        match entry {
-            None => {
-                r.add(hf.clone(), Some(h.extent), Some(s), format!("record at offset {pos} is not in the manifest's index (an extra or duplicated record)"));
-            }
-            Some((_, e)) if e.offset != pos => {
-                r.add(hf.clone(), Some(h.extent), Some(s), format!("the index and the stream disagree: a record starts at offset {pos}, the index's next record at {}", e.offset));
-            }
-            Some((position, e)) => {
-                if let Err(what) = check_record(&h, &e, m, position) {
-                    r.add(
-                        hf.clone(),
-                        Some(h.extent),
-                        Some(s),
-                        format!("record at offset {pos}: {what}"),
-                    );
-                }
-            }
-        }
-        let rec = match scan.get(pos, h.record_len()) {
-            Ok(b) => b,
-            Err(e) => {
-                r.add(
-                    hf,
-                    Some(h.extent),
-                    Some(s),
-                    format!("{name}: cannot read offset {pos}: {e}"),
-                );
-                return;
-            }
-        };
-        r.records_checked += 1;
-        r.bytes_checked += h.record_len() as u64;
-        match record::decode_payload(&h, &rec[RECORD_HEADER_SIZE..], &mut dec, &mut raw) {
-            Err(fault) => {
-                r.add(
-                    hf,
-                    Some(h.extent),
-                    Some(s),
-                    format!("record at offset {pos}: {fault}"),
-                );
-            }
-            Ok(()) => check_pages(m, &h, &raw, hf, s, pos, r),
-        }
-        pos = end;
-        if entry.is_some_and(|(_, e)| e.offset <= pos) {
-            entry = index.next_of_stream(m, s, r);
-        }
-    }
+    let verified = verify_records(m, s, &name.to_string(), index, &mut scan, &mut batch, r);
+    batch.settle(m, &scan, s, r);
+    let Some(mut entry) = verified else {
+        return;
+    };
     let mut more = 0u64;
     let mut first_more = None;
     while let Some((_, e)) = entry {
@@ -572,17 +651,10 @@ fn verify_stream(
     }
 }
 
-fn check_pages(
-    m: &Manifest,
-    h: &RecordHeader,
-    raw: &[u8],
-    file: Option<String>,
-    s: u32,
-    pos: u64,
-    r: &mut SetReport,
-) {
+fn check_pages(m: &Manifest, h: &RecordHeader, raw: &[u8], pos: u64) -> (u64, Option<String>) {
     let mut k = 0;
     let mut max_lsn = 0;
+    let mut pages = 0;
     // One finding per record: the first bad page, and how many more there are.
     let mut bad: Option<String> = None;
     let mut bad_count = 0;
@@ -593,7 +665,7 @@ fn check_pages(
         let pn = h.extent as u64 * PAGES_PER_EXTENT as u64 + i as u64;
         let img = &raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
         k += 1;
-        r.pages_checked += 1;
+        pages += 1;
         match check_page(img, pn, h.file_id, m, m.extents_per_map) {
             Ok(lsn) => max_lsn = max_lsn.max(lsn),
             Err(what) => {
@@ -602,36 +674,24 @@ fn check_pages(
             }
         }
     }
-    if let Some(what) = bad {
+    let finding = if let Some(what) = bad {
         let more = match bad_count {
             1 => String::new(),
             n => format!(" (and {} more pages of the record)", n - 1),
         };
-        r.add(
-            file,
-            Some(h.extent),
-            Some(s),
-            format!("record at offset {pos}: {what}{more}"),
-        );
+        Some(format!("record at offset {pos}: {what}{more}"))
     } else if let Some(f) = m.file(h.file_id).filter(|f| max_lsn > f.file_lsn) {
-        r.add(
-            file,
-            Some(h.extent),
-            Some(s),
-            format!(
-                "record at offset {pos}: its pages have LSN {max_lsn}, above the file's LSN {} in the manifest",
-                f.file_lsn
-            ),
-        );
+        Some(format!(
+            "record at offset {pos}: its pages have LSN {max_lsn}, above the file's LSN {} in the manifest",
+            f.file_lsn
+        ))
     } else if max_lsn != h.max_lsn {
-        r.add(
-            file,
-            Some(h.extent),
-            Some(s),
-            format!(
-                "record at offset {pos} says its highest page LSN is {}, its pages have {max_lsn}",
-                h.max_lsn
-            ),
-        );
-    }
+        Some(format!(
+            "record at offset {pos} says its highest page LSN is {}, its pages have {max_lsn}",
+            h.max_lsn
+        ))
+    } else {
+        None
+    };
+    (pages, finding)
 }

@@ -50,6 +50,14 @@ pub use forecast::{forecast, share_bound, Forecast, ShareBound, FULL_ADVICE_SHAR
 pub const DEFAULT_LEVEL: i32 = 1;
 /// The highest zstd level accepted.
 pub const MAX_LEVEL: i32 = 22;
+/// The lowest: zstd's fast levels -1 to -7 (`zstd --fast=N`) trade ratio for speed.
+/// Level 0 (zstd's "default", which is 3) is not accepted: say 3.
+pub const MIN_LEVEL: i32 = -7;
+
+/// True for the levels a backup accepts: [`MIN_LEVEL`] to -1 and 1 to [`MAX_LEVEL`].
+pub fn valid_level(level: i32) -> bool {
+    level != 0 && (MIN_LEVEL..=MAX_LEVEL).contains(&level)
+}
 /// The most worker threads a backup starts.
 pub const MAX_THREADS: usize = 256;
 
@@ -61,7 +69,7 @@ pub struct BackupOptions {
     pub fallback_to_full: bool,
     /// Worker threads; 0 = one per available core.
     pub threads: usize,
-    /// zstd level, 1 to [`MAX_LEVEL`].
+    /// zstd level, [`MIN_LEVEL`] to -1 (fast) or 1 to [`MAX_LEVEL`].
     pub level: i32,
     /// A page that fails verification is recorded in the manifest and left out, instead of
     /// failing the backup.
@@ -221,9 +229,9 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let threads = effective_threads(opts.threads)?;
-    if !(1..=MAX_LEVEL).contains(&opts.level) {
+    if !valid_level(opts.level) {
         return Err(Error::Invalid(format!(
-            "--level must be between 1 and {MAX_LEVEL}, not {}",
+            "the zstd level must be {MIN_LEVEL} to -1 or 1 to {MAX_LEVEL}, not {}",
             opts.level
         )));
     }

@@ -38,6 +38,25 @@ impl Storage for DiskFile {
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+    fn write_behind(&self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
+        let r = if wait {
+            super::sys::finish_write_back(&self.file, offset, len)
+        } else {
+            super::sys::start_write_back(&self.file, offset, len)
+        };
+        match r {
+            // A file system without the calls: the hint is not taken, nothing is lost.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::ESPIPE)
+                ) =>
+            {
+                Ok(())
+            }
+            r => r,
+        }
+    }
     fn map_read(&self) -> Option<io::Result<super::mmap::ReadMap>> {
         Some(super::mmap::ReadMap::new(&self.file))
     }

@@ -6,6 +6,7 @@ pub mod file;
 pub mod mem;
 pub mod mmap;
 pub mod sys;
+pub mod write_behind;
 
 use std::io;
 use std::path::PathBuf;
@@ -24,6 +25,14 @@ pub trait Storage: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every completed write durable.
     fn sync(&self) -> io::Result<()>;
+    /// A hint that `[offset, offset + len)` is written and will not be written again:
+    /// start writing it back (`wait` false), or write it back, wait for that and drop it
+    /// from the page cache (`wait` true). It makes nothing durable (only [`Storage::sync`]
+    /// does) and changes no byte; the default does nothing (see [`write_behind`]).
+    fn write_behind(&self, offset: u64, len: u64, wait: bool) -> io::Result<()> {
+        let _ = (offset, len, wait);
+        Ok(())
+    }
     /// A read-only memory map of the whole file, where the backend has one (a disk file);
     /// only for whole-file scans under the folder's lock (see [`mmap`]).
     fn map_read(&self) -> Option<io::Result<mmap::ReadMap>> {

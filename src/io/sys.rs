@@ -1,7 +1,16 @@
-//! System calls std does not wrap: the free space of a file system (`statvfs`). With
+//! System calls std does not wrap: the free space of a file system (`statvfs`), and the
+//! write-back hints of a file written once (`sync_file_range`, `posix_fadvise`). With
 //! [`super::mmap`], the only module with `unsafe`; each call's contract is written at it.
+//!
+//! The hints make nothing durable and change no byte of a file: `sync_file_range` neither
+//! writes metadata nor flushes the disk's cache, so durability stays with `fdatasync`
+//! ([`super::Storage::sync`]); they only decide when the kernel writes dirty pages and
+//! which clean ones it keeps.
 
 use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -39,4 +48,104 @@ pub fn termination_flag() -> &'static std::sync::atomic::AtomicBool {
         }
     }
     &TERMINATION
+}
+
+/// Starts write-back of the dirty pages of `file` in `[offset, offset + len)` and returns
+/// without waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`); elsewhere than on
+/// Linux, nothing.
+pub fn start_write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        sync_range(file, offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, offset, len);
+        Ok(())
+    }
+}
+
+/// Writes back the dirty pages of `file` in `[offset, offset + len)` and waits until
+/// every page of the range is written (not made durable: no metadata, no cache flush),
+/// then drops the range's clean pages from the page cache (`sync_file_range` with
+/// `WAIT_BEFORE | WRITE | WAIT_AFTER`, then `posix_fadvise(DONTNEED)`); elsewhere than on
+/// Linux, nothing.
+pub fn finish_write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        sync_range(
+            file,
+            offset,
+            len,
+            libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+        )?;
+        let (off, n) = off_len(offset, len)?;
+        // SAFETY: `posix_fadvise` takes an open descriptor (borrowed from `file`, which
+        // outlives the call) and two integers; it reads and writes no memory of ours.
+        let rc =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), off, n, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, offset, len);
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn off_len(offset: u64, len: u64) -> io::Result<(libc::off_t, libc::off_t)> {
+    let conv = |v: u64| {
+        libc::off_t::try_from(v).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a range past the largest offset",
+            )
+        })
+    };
+    Ok((conv(offset)?, conv(len)?))
+}
+
+#[cfg(target_os = "linux")]
+fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) -> io::Result<()> {
+    let (off, n) = off_len(offset, len)?;
+    // SAFETY: `sync_file_range` takes an open descriptor (borrowed from `file`, which
+    // outlives the call), two integers and flags; it reads and writes no memory of ours.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), off, n, flags) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) of this process's children that have ended and been
+/// waited for (`getrusage(RUSAGE_CHILDREN)`), or `None` when the system cannot say.
+pub fn children_cpu_seconds() -> Option<f64> {
+    // SAFETY: `rusage` is plain data, for which all-zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is an out parameter the call only fills in; nothing is kept after it
+    // returns.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    if rc != 0 {
+        return None;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(secs(ru.ru_utime) + secs(ru.ru_stime))
+}
+
+/// Gives the heap's free memory back to the system (glibc's `malloc_trim(0)`), so that a
+/// resident-set figure taken next counts what is in use, not what earlier work freed;
+/// elsewhere, nothing.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free heap pages to the system; it takes no
+    // pointer and leaves every live allocation where it is.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

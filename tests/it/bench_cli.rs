@@ -6,16 +6,17 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const STEPS: [&str; 16] = [
+/// The steps in the suite's order; the restores come last, after the other steps
+/// (`zstd_cli_reference` only when the zstd CLI is on the PATH).
+const STEPS: [&str; 19] = [
     "compression_limit",
     "full",
     "copy_only",
     "diff_1pct_scattered",
     "diff_10pct_scattered",
     "decompression_limit",
-    "restore_full",
-    "restore_full_diff",
     "verify",
+    "merge",
     "cat_sync",
     "export",
     "import",
@@ -23,7 +24,13 @@ const STEPS: [&str; 16] = [
     "diff_1pct_hot",
     "online_full",
     "check",
+    "zstd_cli_reference",
+    "durable_write_reference",
+    "restore_full_diff",
+    "restore_full",
 ];
+/// Steps that are references, not the engine's work: they read no extents.
+const REFERENCES: [&str; 2] = ["zstd_cli_reference", "durable_write_reference"];
 
 fn bench(args: &[&str]) -> std::process::Output {
     let scratch = tempfile::tempdir().unwrap();
@@ -72,7 +79,12 @@ fn a_tiny_run_reports_every_step_as_json() {
     );
     let steps = r["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
-    assert_eq!(names, STEPS);
+    let zstd_cli = r["zstd_cli_missing"].is_null();
+    let want: Vec<&str> = STEPS
+        .into_iter()
+        .filter(|&n| zstd_cli || n != "zstd_cli_reference")
+        .collect();
+    assert_eq!(names, want, "zstd CLI missing: {}", r["zstd_cli_missing"]);
     let step = |name: &str| steps.iter().find(|s| s["step"] == name).unwrap();
     let online = step("online_full");
     assert!(num(online, "writer_writes_per_s_alone") > 0.0, "{online}");
@@ -83,7 +95,26 @@ fn a_tiny_run_reports_every_step_as_json() {
         num(step("full"), "pages_stored"),
         "{online}"
     );
-    for s in steps {
+    // The references write the bytes the restore of full + differential wrote, and the
+    // restores are compared with them.
+    let chain = step("restore_full_diff");
+    for name in REFERENCES
+        .iter()
+        .filter(|&&n| zstd_cli || n != "zstd_cli_reference")
+    {
+        let s = step(name);
+        assert_eq!(num(s, "bytes"), num(chain, "bytes"), "{s}");
+        assert!(num(s, "seconds") > 0.0 && num(s, "mb_per_s") > 0.0, "{s}");
+    }
+    for name in ["restore_full", "restore_full_diff"] {
+        let s = step(name);
+        assert!(num(s, "ratio_to_durable_write") > 0.0, "{s}");
+        assert_eq!(s["time_vs_zstd_cli"].is_number(), zstd_cli, "{s}");
+    }
+    for s in steps
+        .iter()
+        .filter(|s| !REFERENCES.contains(&s["step"].as_str().unwrap()))
+    {
         assert_eq!(s["samples"], 1, "{s}");
         assert!(num(s, "seconds") > 0.0, "{s}");
         assert!(num(s, "mb_per_s") > 0.0, "{s}");
@@ -144,12 +175,19 @@ fn a_tiny_run_reports_every_step_as_json() {
         "differential (1 % scattered) stored / changed pages compressed",
         "restore full + differential MB/s / decompression limit",
         "restore full + differential time / restore full time",
+        "restore full + differential MB/s / durable write MB/s",
+        "verify MB/s / decompression limit",
         "export MB/s / cat-and-sync of the same bytes",
         "import MB/s / cat-and-sync of the same bytes",
     ] {
         assert!(targets.contains(&must), "{must} missing from {targets:?}");
     }
-    assert!(targets.len() <= 9, "{targets:?}");
+    assert_eq!(
+        targets.contains(&"restore full + differential time / zstd -d -c > out && sync time"),
+        zstd_cli,
+        "{targets:?}"
+    );
+    assert!(targets.len() <= 13, "{targets:?}");
 }
 
 #[test]

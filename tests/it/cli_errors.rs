@@ -43,6 +43,10 @@ fn every_bad_value_is_a_usage_error_naming_its_flag_and_creates_nothing() {
             "--level",
         ),
         (
+            vec![&"backup", &db, &"-r", &repo, &"--level", &"-8"],
+            "--level",
+        ),
+        (
             vec![&"backup", &db, &"-r", &repo, &"--threads", &"9999"],
             "--threads",
         ),

@@ -40,6 +40,7 @@ mod restore_fixture;
 mod restore_props;
 mod restore_protocol;
 mod restore_roundtrip;
+mod restore_scale;
 mod retention;
 #[cfg(feature = "s3")]
 mod retention_s3;

@@ -196,9 +196,10 @@ pub fn threads(s: &str) -> Result<usize, String> {
 /// Parses a zstd level.
 pub fn level(s: &str) -> Result<i32, String> {
     match s.parse::<i32>() {
-        Ok(n) if (1..=pagevault::backup::MAX_LEVEL).contains(&n) => Ok(n),
+        Ok(n) if pagevault::backup::valid_level(n) => Ok(n),
         _ => Err(format!(
-            "the zstd level is a whole number from 1 to {}",
+            "the zstd level is a whole number from {} to -1 (zstd's fast levels) or 1 to {}",
+            pagevault::backup::MIN_LEVEL,
             pagevault::backup::MAX_LEVEL
         )),
     }

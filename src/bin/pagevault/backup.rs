@@ -55,8 +55,8 @@ pub struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
-    /// zstd level, 1 to 22.
-    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
+    /// zstd level, -7 to -1 (fast) or 1 to 22.
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level, allow_negative_numbers = true)]
     pub level: i32,
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]

@@ -24,8 +24,8 @@ pub struct Args {
     /// Worker threads of every step and limit (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
     pub threads: usize,
-    /// zstd level of the backups and of the compression limit, 1 to 22.
-    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level)]
+    /// zstd level of the backups and of the compression limit, -7 to -1 (fast) or 1 to 22.
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level, allow_negative_numbers = true)]
     pub level: i32,
     /// Import these files (a file or a folder) instead of generating pages.
     #[arg(long)]
@@ -158,6 +158,22 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
             100.0 * during / alone.max(1e-9),
             alone,
             s.extents_saved.unwrap_or(0)
+        )?;
+    }
+    if let Some(why) = &r.zstd_cli_missing {
+        say!(out, "zstd CLI reference: not measured: {why}")?;
+    }
+    for s in r
+        .steps
+        .iter()
+        .filter(|s| s.time_vs_zstd_cli.is_some() || s.ratio_to_durable_write.is_some())
+    {
+        say!(
+            out,
+            "{}: {} x the time of zstd -d -c > out && sync; {} x the durable write speed",
+            s.step,
+            opt(s.time_vs_zstd_cli, 3),
+            opt(s.ratio_to_durable_write, 3)
         )?;
     }
     say!(out, "targets:")?;
