@@ -1,5 +1,5 @@
 //! `pagevault bench [--size SIZE] [--threads N] [--level L] [--data DIR] [--json]
-//! [--dir DIR] [--repeat K]`: the benchmark suite (`pagevault::bench`) on a scratch
+//! [--dir DIR] [--repeat K] [--repo R]`: the benchmark suite (`pagevault::bench`) on a scratch
 //! database, printed as a table (or JSON): each step's MB/s, its ratio to the machine's
 //! zstd limit measured in the same run, bytes stored, ratio, extents and pages, peak
 //! memory, then the brief's targets met or not. Exit 0 when it ran (targets are figures,
@@ -37,6 +37,11 @@ pub struct Args {
     #[arg(long, default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..=bench::MAX_REPEAT as i64))]
     pub repeat: u32,
+    /// Compare this repository (`s3://BUCKET/PREFIX`, docs/s3.md, or a folder) with a
+    /// local folder instead of the whole suite: full backups into each and restores from
+    /// each, alternately, in a new repository made under it and removed at the end.
+    #[arg(long, value_name = "R")]
+    pub repo: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -50,6 +55,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         data: a.data,
         dir: a.dir,
         repeat: a.repeat,
+        repo: a.repo,
     };
     let terminal = std::io::stderr().is_terminal();
     let note = |what: &str| {

@@ -18,10 +18,12 @@
 //! client's own bounded retries are spent, are `TimedOut`, which the repository's
 //! [`super::retry::Retrying`] wrapper retries a bounded number of times.
 //!
-//! Reads are coalesced: a reader fetches [`S3Options::read_window`] bytes at a time
-//! (8 MiB) and keeps the last [`READ_WINDOWS`] windows (one per restore thread reading
-//! its own part of a stream), so a restore issues about one ranged GET per window of
-//! the object.
+//! Reads are coalesced and read ahead: a reader fetches the object in windows of
+//! [`S3Options::read_window`] bytes (8 MiB) aligned from its start, one GET each, and
+//! starts the GET of the next window in the background when a window is first read, so
+//! a restore issues one ranged GET per 8 MiB stored and its threads decompress while the
+//! next window arrives. A reader keeps at most [`READ_WINDOWS`] windows and drops each
+//! once read through (invariant 28).
 
 use std::future::Future;
 use std::io;
@@ -43,9 +45,10 @@ use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// The default part size and read window.
 pub const DEFAULT_PART_BYTES: usize = 8 << 20;
-/// Windows a reader keeps (one per restore thread reading its own part of a stream;
-/// the least recently used goes first).
-pub const READ_WINDOWS: usize = 2;
+/// Windows a reader keeps, fetched or in flight: the one being read, the one after it
+/// (read ahead), and the one before it while the last records in it are read by
+/// another restore thread (invariant 28).
+pub const READ_WINDOWS: usize = 3;
 /// S3's smallest part (all but the last).
 const MIN_PART_BYTES: usize = 5 << 20;
 
@@ -76,6 +79,12 @@ pub struct S3Options {
     pub read_window: u64,
     /// The server enforces `If-None-Match: *` (AWS S3 does, Garage does not).
     pub create_only: bool,
+    /// Sign the SHA-256 of every body (`PAGEVAULT_S3_SIGN_PAYLOAD=1`); by default bodies
+    /// are sent as `UNSIGNED-PAYLOAD` (the request itself is still signed): hashing every
+    /// part twice (client and server) costs a restore or a backup a core for a fifth of
+    /// its time, TLS already protects the bytes on the way, and every object carries
+    /// its own checksums, checked whenever it is read (invariant 7).
+    pub sign_payload: bool,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -137,6 +146,16 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
+/// A yes/no variable: `None` when unset.
+fn env_flag(name: &str) -> Result<Option<bool>, String> {
+    match env(name).as_deref() {
+        None => Ok(None),
+        Some("0") | Some("false") | Some("no") => Ok(Some(false)),
+        Some("1") | Some("true") | Some("yes") => Ok(Some(true)),
+        Some(v) => Err(format!("{name}={v:?} is not 0 or 1")),
+    }
+}
+
 impl S3Options {
     /// The options for `url` from the standard variables (`AWS_ENDPOINT_URL`,
     /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`)
@@ -156,11 +175,8 @@ impl S3Options {
             });
         let timeout = env_number("PAGEVAULT_S3_TIMEOUT_SECS", 30)?.max(1);
         let retries = env_number("PAGEVAULT_S3_RETRIES", 3)?;
-        let create_only = match env("PAGEVAULT_S3_CREATE_ONLY").as_deref() {
-            None | Some("0") | Some("false") | Some("no") => false,
-            Some("1") | Some("true") | Some("yes") => true,
-            Some(v) => return Err(format!("PAGEVAULT_S3_CREATE_ONLY={v:?} is not 0 or 1")),
-        };
+        let create_only = env_flag("PAGEVAULT_S3_CREATE_ONLY")?.unwrap_or(false);
+        let sign_payload = env_flag("PAGEVAULT_S3_SIGN_PAYLOAD")?.unwrap_or(false);
         Ok(S3Options {
             bucket,
             prefix,
@@ -176,6 +192,7 @@ impl S3Options {
             part_size: DEFAULT_PART_BYTES,
             read_window: DEFAULT_PART_BYTES as u64,
             create_only,
+            sign_payload,
         })
     }
 
@@ -192,9 +209,11 @@ impl S3Options {
 impl Drop for Shared {
     fn drop(&mut self) {
         tracing::debug!(
-            "{}: {} ranged GETs",
+            "{}: {} ranged GETs, readers waited {} ms for them; writers waited {} ms for parts to be sent",
             self.opts.url(),
-            self.gets.load(std::sync::atomic::Ordering::Relaxed)
+            self.gets.load(std::sync::atomic::Ordering::Relaxed),
+            self.waited_us.load(std::sync::atomic::Ordering::Relaxed) / 1000,
+            self.upload_waited_us.load(std::sync::atomic::Ordering::Relaxed) / 1000
         );
     }
 }
@@ -211,6 +230,11 @@ struct Shared {
     opts: S3Options,
     /// Ranged GETs issued by readers (tests and figures).
     gets: std::sync::atomic::AtomicU64,
+    /// Microseconds readers waited for a window to arrive (figures: a read-ahead that
+    /// keeps up leaves this near the first window's GET).
+    waited_us: std::sync::atomic::AtomicU64,
+    /// Microseconds writers waited for parts to be sent (figures).
+    upload_waited_us: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -387,6 +411,7 @@ impl S3Backend {
             .with_region(&opts.region)
             .with_virtual_hosted_style_request(false)
             .with_allow_http(true)
+            .with_unsigned_payload(!opts.sign_payload)
             .with_client_options(
                 ClientOptions::new()
                     .with_allow_http(true)
@@ -429,6 +454,8 @@ impl S3Backend {
             store,
             opts,
             gets: Default::default(),
+            waited_us: Default::default(),
+            upload_waited_us: Default::default(),
         });
         let backend = S3Backend { shared };
         backend.probe()?;
@@ -531,7 +558,10 @@ impl Backend for S3Backend {
             name: name.to_string(),
             path,
             size,
-            windows: Mutex::new(Vec::with_capacity(READ_WINDOWS)),
+            state: Arc::new(ReadState {
+                windows: Mutex::new(Vec::with_capacity(READ_WINDOWS)),
+                landed: std::sync::Condvar::new(),
+            }),
         }))
     }
 
@@ -585,28 +615,175 @@ impl Backend for S3Backend {
     }
 }
 
-/// A ranged reader that fetches a window at a time and keeps the last one.
+/// A ranged reader over windows of the object aligned at multiples of
+/// [`S3Options::read_window`]: each window is fetched by one GET, at most once while it
+/// is kept, and the next window is fetched in the background while the current one is
+/// read (read-ahead), so a sequential reader (a restore thread decompressing records)
+/// does not stall on a GET per window.
+///
+/// Memory is bounded (invariant 28, docs/design.md): a reader keeps at most
+/// [`READ_WINDOWS`] windows, fetched or in flight, and drops a window as soon as every
+/// byte of it was read once, so a finished stream holds nothing.
 struct S3Reader {
     shared: Arc<Shared>,
     name: String,
     path: StorePath,
     size: u64,
-    /// (start offset, bytes) of the last windows fetched, the most recent last.
-    windows: Mutex<Vec<(u64, bytes::Bytes)>>,
+    state: Arc<ReadState>,
+}
+
+/// The windows of one reader, shared with the fetches in flight.
+struct ReadState {
+    windows: Mutex<Vec<Window>>,
+    /// Signalled when a fetch lands (or fails).
+    landed: std::sync::Condvar,
+}
+
+/// Window `index` of a reader: `[index * window, ...)` of the object.
+struct Window {
+    index: u64,
+    /// `None` while its GET is in flight.
+    bytes: Option<Result<bytes::Bytes, (io::ErrorKind, String)>>,
+    /// Bytes of it not read yet: at 0 it is dropped.
+    unread: u64,
+    /// Someone read from it (a window fetched ahead and never read goes first).
+    used: bool,
 }
 
 impl S3Reader {
-    fn copy_from_window(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = w.iter().position(|(start, bytes)| {
-            offset >= *start && offset + buf.len() as u64 <= start + bytes.len() as u64
+    fn window_len(&self, index: u64) -> u64 {
+        let w = self.shared.opts.read_window;
+        (self.size - index * w).min(w)
+    }
+
+    /// Starts the GET of window `index` unless it is kept or in flight (the caller
+    /// holds the lock), making room by dropping a fetched window: one behind `index`
+    /// first, else one fetched ahead and never read. Returns false when there is no
+    /// such room: a read-ahead is then skipped, a read that needs the window (`need`)
+    /// waits for a fetch in flight to land, or with none in flight drops the fetched
+    /// window furthest ahead.
+    fn start_fetch(&self, windows: &mut Vec<Window>, index: u64, need: bool) -> bool {
+        if windows.iter().any(|w| w.index == index) {
+            return true;
+        }
+        if windows.len() >= READ_WINDOWS {
+            let victim = windows
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.bytes.is_some() && (w.index < index || !w.used))
+                .min_by_key(|(_, w)| (w.index >= index, w.index))
+                .map(|(i, _)| i);
+            let victim = match victim {
+                Some(i) => i,
+                None if !need || windows.iter().any(|w| w.bytes.is_none()) => return false,
+                None => windows
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, w)| w.index)
+                    .map(|(i, _)| i)
+                    .expect("the windows are full"),
+            };
+            windows.swap_remove(victim);
+        }
+        let w = self.shared.opts.read_window;
+        let len = self.window_len(index);
+        windows.push(Window {
+            index,
+            bytes: None,
+            unread: len,
+            used: false,
         });
-        let Some(i) = hit else { return false };
-        let (start, bytes) = w.remove(i);
-        let from = (offset - start) as usize;
-        buf.copy_from_slice(&bytes[from..from + buf.len()]);
-        w.push((start, bytes));
+        let sh = &self.shared;
+        sh.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let store = sh.store.clone();
+        let path = self.path.clone();
+        let state = self.state.clone();
+        let opts = sh.opts.clone();
+        let name = self.name.clone();
+        let range = index * w..index * w + len;
+        sh.rt.spawn(async move {
+            let got = match store.get_range(&path, range.clone()).await {
+                Ok(b) if b.len() as u64 == len => Ok(b),
+                Ok(b) => Err((
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the object {name} returned {} bytes at offset {} where {len} were asked (it changed since it was opened)",
+                        b.len(),
+                        range.start
+                    ),
+                )),
+                Err(e) => {
+                    let e = map_error(&opts, &name, e);
+                    Err((e.kind(), e.to_string()))
+                }
+            };
+            let mut ws = state.windows.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = ws.iter_mut().find(|w| w.index == index && w.bytes.is_none()) {
+                slot.bytes = Some(got);
+            }
+            drop(ws);
+            state.landed.notify_all();
+        });
         true
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of window `index` (fetching it if need
+    /// be), and starts the fetch of the window after it.
+    fn read_window(&self, index: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let w = self.shared.opts.read_window;
+        let last = (self.size - 1) / w;
+        let mut ws = self.state.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = |ws| {
+            let t = std::time::Instant::now();
+            let ws = self
+                .state
+                .landed
+                .wait(ws)
+                .unwrap_or_else(|p| p.into_inner());
+            self.shared.waited_us.fetch_add(
+                t.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            ws
+        };
+        loop {
+            if !self.start_fetch(&mut ws, index, true) {
+                // No room: every window is in flight; wait for one to land.
+                ws = wait(ws);
+                continue;
+            }
+            let i = ws
+                .iter()
+                .position(|x| x.index == index)
+                .expect("kept above");
+            match &ws[i].bytes {
+                None => ws = wait(ws),
+                Some(Err((kind, msg))) => {
+                    let e = io::Error::new(*kind, msg.clone());
+                    // Dropped, so that a retry fetches it again.
+                    ws.swap_remove(i);
+                    return Err(e);
+                }
+                Some(Ok(bytes)) => {
+                    let bytes = bytes.clone();
+                    let win = &mut ws[i];
+                    win.used = true;
+                    win.unread = win.unread.saturating_sub(buf.len() as u64);
+                    if win.unread == 0 {
+                        ws.swap_remove(i);
+                        self.state.landed.notify_all();
+                    }
+                    // Read-ahead: the next window, while this one is decompressed.
+                    if index < last {
+                        self.start_fetch(&mut ws, index + 1, false);
+                    }
+                    drop(ws);
+                    let from = (offset - index * w) as usize;
+                    buf.copy_from_slice(&bytes[from..from + buf.len()]);
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
@@ -628,36 +805,27 @@ impl ObjectReader for S3Reader {
                 ),
             ));
         }
-        if buf.is_empty() || self.copy_from_window(offset, buf) {
-            return Ok(());
-        }
-        let sh = &self.shared;
-        let want = (buf.len() as u64).max(sh.opts.read_window);
-        let fetch_end = offset.saturating_add(want).min(self.size);
-        sh.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bytes = sh
-            .run(sh.store.get_range(&self.path, offset..fetch_end))
-            .map_err(|e| sh.error(&self.name, e))?;
-        if (bytes.len() as u64) != fetch_end - offset {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the object {} returned {} bytes at offset {offset} where {} were asked (it changed since it was opened)",
-                    self.name,
-                    bytes.len(),
-                    fetch_end - offset
-                ),
-            ));
-        }
-        buf.copy_from_slice(&bytes[..buf.len()]);
-        if bytes.len() > buf.len() {
-            let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-            if w.len() >= READ_WINDOWS {
-                w.remove(0);
-            }
-            w.push((offset, bytes));
+        let w = self.shared.opts.read_window;
+        let mut at = offset;
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let index = at / w;
+            let n = ((index + 1) * w - at).min(rest.len() as u64) as usize;
+            let (now, later) = rest.split_at_mut(n);
+            self.read_window(index, at, now)?;
+            at += n as u64;
+            rest = later;
         }
         Ok(())
+    }
+}
+
+/// Runs a closure when dropped.
+struct Defer<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        (self.0)()
     }
 }
 
@@ -679,6 +847,7 @@ impl S3Upload {
         let name = self.name.clone();
         let buffer = std::mem::take(&mut self.buffer);
         let mut multipart = self.multipart.take();
+        let t = std::time::Instant::now();
         let result = sh.run(async {
             if multipart.is_none() {
                 let up = sh.store.put_multipart(&path).await?;
@@ -692,6 +861,10 @@ impl S3Upload {
             Ok::<_, object_store::Error>(())
         });
         self.multipart = multipart;
+        sh.upload_waited_us.fetch_add(
+            t.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         result.map_err(|e| sh.error(&name, e))
     }
 }
@@ -719,6 +892,13 @@ impl Upload for S3Upload {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
         let sh = self.shared.clone();
         let name = self.name.clone();
+        let t = std::time::Instant::now();
+        let _count = Defer(|| {
+            sh.upload_waited_us.fetch_add(
+                t.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        });
         match self.multipart.take() {
             None => {
                 // Smaller than a part: one PUT.
