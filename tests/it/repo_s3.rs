@@ -21,7 +21,7 @@ use pagevault::repo::{names, Repository};
 use crate::cli::{assert_code, init, stderr, stdout, workload};
 
 /// The bucket, when the S3 variables are set.
-fn bucket(test: &str) -> Option<String> {
+pub(crate) fn bucket(test: &str) -> Option<String> {
     match (
         std::env::var("PAGEVAULT_S3_BUCKET"),
         std::env::var("AWS_ENDPOINT_URL"),
@@ -37,7 +37,7 @@ fn bucket(test: &str) -> Option<String> {
 }
 
 /// A repository URL under a prefix no other test (or run) uses.
-fn unique_url(bucket: &str, test: &str) -> String {
+pub(crate) fn unique_url(bucket: &str, test: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -46,12 +46,12 @@ fn unique_url(bucket: &str, test: &str) -> String {
 }
 
 /// The backend behind `url`, to damage objects behind the repository's back.
-fn backend(url: &str) -> S3Backend {
+pub(crate) fn backend(url: &str) -> S3Backend {
     S3Backend::connect(S3Options::from_env(url).unwrap()).unwrap()
 }
 
 /// Runs the binary with extra variables.
-fn pv_env(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output {
+pub(crate) fn pv_env(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output {
     let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
     let mut c = Command::new(env!("CARGO_BIN_EXE_pagevault"));
     c.args(&args).stdin(Stdio::null());
@@ -61,7 +61,7 @@ fn pv_env(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output 
     c.output().expect("run pagevault")
 }
 
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+pub(crate) fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     pv_env(args, &[])
 }
 
@@ -70,7 +70,7 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 #[track_caller]
-fn one_line(o: &Output) -> String {
+pub(crate) fn one_line(o: &Output) -> String {
     let err = stderr(o);
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     err

@@ -77,8 +77,10 @@ pub struct S3Options {
     pub part_size: usize,
     /// How much a reader fetches at once.
     pub read_window: u64,
-    /// The server enforces `If-None-Match: *` (AWS S3 does, Garage does not).
-    pub create_only: bool,
+    /// The server enforces `If-None-Match: *` (AWS S3 and MinIO do, Garage does not):
+    /// `None` finds out with a probe (see [`S3Backend::features`]), `Some` says so
+    /// (`PAGEVAULT_S3_CREATE_ONLY`).
+    pub create_only: Option<bool>,
     /// Sign the SHA-256 of every body (`PAGEVAULT_S3_SIGN_PAYLOAD=1`); by default bodies
     /// are sent as `UNSIGNED-PAYLOAD` (the request itself is still signed): hashing every
     /// part twice (client and server) costs a restore or a backup a core for a fifth of
@@ -175,7 +177,7 @@ impl S3Options {
             });
         let timeout = env_number("PAGEVAULT_S3_TIMEOUT_SECS", 30)?.max(1);
         let retries = env_number("PAGEVAULT_S3_RETRIES", 3)?;
-        let create_only = env_flag("PAGEVAULT_S3_CREATE_ONLY")?.unwrap_or(false);
+        let create_only = env_flag("PAGEVAULT_S3_CREATE_ONLY")?;
         let sign_payload = env_flag("PAGEVAULT_S3_SIGN_PAYLOAD")?.unwrap_or(false);
         Ok(S3Options {
             bucket,
@@ -235,6 +237,8 @@ struct Shared {
     waited_us: std::sync::atomic::AtomicU64,
     /// Microseconds writers waited for parts to be sent (figures).
     upload_waited_us: std::sync::atomic::AtomicU64,
+    /// Whether the server enforces create-only puts, once known.
+    create_only: std::sync::OnceLock<bool>,
 }
 
 impl Shared {
@@ -456,6 +460,7 @@ impl S3Backend {
             gets: Default::default(),
             waited_us: Default::default(),
             upload_waited_us: Default::default(),
+            create_only: Default::default(),
         });
         let backend = S3Backend { shared };
         backend.probe()?;
@@ -476,6 +481,57 @@ impl S3Backend {
         }
     }
 
+    /// Whether the server enforces `If-None-Match: *`: as the options say, or else found
+    /// out once per backend by a probe (invariant 29): an object `probe/create-only-<random>`
+    /// under the prefix (a name with a `/`, so no listing of the repository shows it) is
+    /// put create-only twice; the server enforces it when it refuses the second put. The
+    /// probe object is removed. A probe that fails answers "not enforced", the side on
+    /// which the repository checks for itself.
+    pub fn create_only(&self) -> bool {
+        let sh = &self.shared;
+        if let Some(v) = sh.opts.create_only {
+            return v;
+        }
+        *sh.create_only.get_or_init(|| {
+            let name = format!("probe/create-only-{:016x}", crate::ids::random_u64());
+            let path = sh.path(&name);
+            let create = || PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            let enforced = sh.run(async {
+                sh.store
+                    .put_opts(&path, PutPayload::from_static(b"1"), create())
+                    .await?;
+                let second = sh
+                    .store
+                    .put_opts(&path, PutPayload::from_static(b"2"), create())
+                    .await;
+                let _ = sh.store.delete(&path).await;
+                match second {
+                    Ok(_) => Ok(false),
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. }) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            });
+            match enforced {
+                Ok(v) => {
+                    tracing::debug!("{}: create-only puts enforced: {v}", sh.opts.url());
+                    v
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "{}: the create-only probe failed ({}); taken as not enforced",
+                        sh.opts.url(),
+                        chain_text(&e)
+                    );
+                    false
+                }
+            }
+        })
+    }
+
     /// The ranged GETs its readers issued so far.
     pub fn get_requests(&self) -> u64 {
         self.shared.gets.load(std::sync::atomic::Ordering::Relaxed)
@@ -490,7 +546,7 @@ impl S3Backend {
 impl Backend for S3Backend {
     fn features(&self) -> Features {
         Features {
-            create_only: self.shared.opts.create_only,
+            create_only: self.create_only(),
             native_locks: false,
         }
     }
