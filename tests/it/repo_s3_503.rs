@@ -6,7 +6,7 @@
 //! Covers (issue 13, item 5): a few 503s are got past by the retries (object_store's
 //! own, `PAGEVAULT_S3_RETRIES`, then the repository's `Retrying` wrapper) and the round
 //! trip succeeds; persistent 503s make the command fail with one sentence and exit 1,
-//! in seconds, with nothing published.
+//! in seconds, with nothing published. And the create-only probe (invariant 29).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -255,4 +255,30 @@ fn s3_persistent_503s_fail_with_one_sentence_and_exit_1_and_publish_nothing() {
     assert_code(&o, 0);
     assert_eq!(crate::cli::stdout(&o).trim(), "[]");
     assert_code(&run(&[&"verify", &"--repo", &url]), 0);
+}
+
+#[test]
+fn s3_the_create_only_probe_finds_that_garage_ignores_if_none_match() {
+    let Some(bucket) = bucket("s3 create-only probe") else {
+        return;
+    };
+    let url = unique_url(&bucket, "probe");
+    let mut opts = pagevault::repo::backend::s3::S3Options::from_env(&url).unwrap();
+    // Garage does not enforce `If-None-Match: *`: the probe finds it out.
+    opts.create_only = None;
+    let b = pagevault::repo::backend::s3::S3Backend::connect(opts.clone()).unwrap();
+    assert!(!b.features().create_only, "Garage ignores create-only puts");
+    // The probe object is gone, and no listing of the repository ever showed it.
+    assert!(b.list("").unwrap().is_empty());
+    let mut under = opts.clone();
+    under.prefix = format!("{}/probe", opts.prefix);
+    let probes = pagevault::repo::backend::s3::S3Backend::connect(under).unwrap();
+    assert!(
+        probes.list("").unwrap().is_empty(),
+        "the probe object was removed"
+    );
+    // The variable still decides when set.
+    opts.create_only = Some(true);
+    let told = pagevault::repo::backend::s3::S3Backend::connect(opts).unwrap();
+    assert!(told.features().create_only);
 }

@@ -28,6 +28,7 @@
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -239,6 +240,9 @@ struct Shared {
     upload_waited_us: std::sync::atomic::AtomicU64,
     /// Whether the server enforces create-only puts, once known.
     create_only: std::sync::OnceLock<bool>,
+    /// Bytes of the windows readers keep or fetch now, and the most ever (tests).
+    kept_bytes: std::sync::atomic::AtomicU64,
+    kept_peak_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -461,6 +465,8 @@ impl S3Backend {
             waited_us: Default::default(),
             upload_waited_us: Default::default(),
             create_only: Default::default(),
+            kept_bytes: Default::default(),
+            kept_peak_bytes: Default::default(),
         });
         let backend = S3Backend { shared };
         backend.probe()?;
@@ -530,6 +536,15 @@ impl S3Backend {
                 }
             }
         })
+    }
+
+    /// Bytes of the read windows its readers keep now (fetched or in flight), and the
+    /// most they ever kept at once (invariant 28).
+    pub fn read_window_bytes(&self) -> (u64, u64) {
+        (
+            self.shared.kept_bytes.load(Relaxed),
+            self.shared.kept_peak_bytes.load(Relaxed),
+        )
     }
 
     /// The ranged GETs its readers issued so far.
@@ -739,10 +754,12 @@ impl S3Reader {
                     .map(|(i, _)| i)
                     .expect("the windows are full"),
             };
-            windows.swap_remove(victim);
+            self.drop_window(windows, victim);
         }
         let w = self.shared.opts.read_window;
         let len = self.window_len(index);
+        let kept = self.shared.kept_bytes.fetch_add(len, Relaxed) + len;
+        self.shared.kept_peak_bytes.fetch_max(kept, Relaxed);
         windows.push(Window {
             index,
             bytes: None,
@@ -783,6 +800,13 @@ impl S3Reader {
         true
     }
 
+    /// Drops window `i` (its bytes go when the last copy out of it ends).
+    fn drop_window(&self, windows: &mut Vec<Window>, i: usize) {
+        let w = windows.swap_remove(i);
+        let len = self.window_len(w.index);
+        self.shared.kept_bytes.fetch_sub(len, Relaxed);
+    }
+
     /// Copies `buf.len()` bytes at `offset` out of window `index` (fetching it if need
     /// be), and starts the fetch of the window after it.
     fn read_window(&self, index: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -817,7 +841,7 @@ impl S3Reader {
                 Some(Err((kind, msg))) => {
                     let e = io::Error::new(*kind, msg.clone());
                     // Dropped, so that a retry fetches it again.
-                    ws.swap_remove(i);
+                    self.drop_window(&mut ws, i);
                     return Err(e);
                 }
                 Some(Ok(bytes)) => {
@@ -826,7 +850,7 @@ impl S3Reader {
                     win.used = true;
                     win.unread = win.unread.saturating_sub(buf.len() as u64);
                     if win.unread == 0 {
-                        ws.swap_remove(i);
+                        self.drop_window(&mut ws, i);
                         self.state.landed.notify_all();
                     }
                     // Read-ahead: the next window, while this one is decompressed.
