@@ -131,7 +131,7 @@ fn serve(
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
     let target = head.lines().next().unwrap_or_default();
     let refuse = match fault {
-        Fault::EveryKth(k) => n % k == 0,
+        Fault::EveryKth(k) => n.is_multiple_of(k),
         Fault::FromFirstPart => {
             if target.contains("partNumber=") {
                 failing.store(true, Ordering::SeqCst);
