@@ -217,6 +217,8 @@ fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coale
     up.write(&data[..9 << 20]).unwrap();
     drop(up);
     assert_eq!(b.stat("dropped").unwrap(), None);
+    // Finished and aborted uploads leave no marker for the next writer.
+    assert!(b.staged().unwrap().is_empty());
     // A small upload is one PUT.
     let mut up = b.upload("small").unwrap();
     up.write(b"hello").unwrap();

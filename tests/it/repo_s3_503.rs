@@ -6,7 +6,8 @@
 //! Covers (issue 13, item 5): a few 503s are got past by the retries (object_store's
 //! own, `PAGEVAULT_S3_RETRIES`, then the repository's `Retrying` wrapper) and the round
 //! trip succeeds; persistent 503s make the command fail with one sentence and exit 1,
-//! in seconds, with nothing published. And the create-only probe (invariant 29).
+//! in seconds, with nothing published. The create-only probe (invariant 29). A backup
+//! killed during a multipart upload leaves it to the next backup, which aborts it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -281,4 +282,96 @@ fn s3_the_create_only_probe_finds_that_garage_ignores_if_none_match() {
     opts.create_only = Some(true);
     let told = pagevault::repo::backend::s3::S3Backend::connect(opts).unwrap();
     assert!(told.features().create_only);
+}
+
+/// Sends a part to upload `id` of `object` under `url`'s prefix, straight through the
+/// client crate: succeeds while the upload is under way, fails once it was aborted.
+fn part_accepted(url: &str, object: &str, id: &str) -> bool {
+    use object_store::multipart::MultipartStore;
+    let o = pagevault::repo::backend::s3::S3Options::from_env(url).unwrap();
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&o.bucket)
+        .with_region(&o.region)
+        .with_endpoint(o.endpoint.clone().unwrap())
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_access_key_id(o.access_key_id.clone().unwrap())
+        .with_secret_access_key(o.secret_access_key.clone().unwrap())
+        .build()
+        .unwrap();
+    let path = object_store::path::Path::from(format!("{}/{object}", o.prefix));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(store.put_part(&path, &id.to_string(), 50, vec![7u8; 1024].into()))
+        .is_ok()
+}
+
+#[test]
+fn s3_a_killed_backup_leaves_an_upload_that_the_next_backup_aborts() {
+    let Some(bucket) = bucket("s3 killed upload") else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let url = unique_url(&bucket, "killed");
+    let db = init(t.path(), "96MiB", 2);
+    workload(&db, &["--writes", "12000", "--seed", "8"]);
+    assert_code(&run(&[&"repo", &"init", &url]), 0);
+    let b = backend(&url);
+    // A full, killed once its stream's multipart upload is under way.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pagevault"))
+        .args([
+            "backup".as_ref(),
+            db.as_os_str(),
+            "--repo".as_ref(),
+            url.as_ref(),
+            "--full".as_ref(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let staged = loop {
+        let s = b.staged().unwrap();
+        if !s.is_empty() {
+            break s;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before its upload was seen"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The marker names the object and the upload, which is still under way.
+    let (marker, object) = staged[0].clone();
+    let mut o = pagevault::repo::backend::s3::S3Options::from_env(&url).unwrap();
+    o.prefix = format!("{}/uploads", o.prefix);
+    let markers = pagevault::repo::backend::s3::S3Backend::connect(o).unwrap();
+    let text = pagevault::repo::backend::read_all(
+        &markers,
+        marker.strip_prefix("uploads/").unwrap(),
+        4096,
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let (named, id) = text.split_once('\n').unwrap();
+    assert_eq!(named, object);
+    assert!(object.contains("-stream-"), "{object}");
+    assert!(part_accepted(&url, &object, id), "the upload is under way");
+    // The dead backup's lease would expire after its time to live; not to wait for
+    // it, the test removes it.
+    for l in b.list(names::LEASE_PREFIX).unwrap() {
+        b.delete(&l.name).unwrap();
+    }
+    // The next backup (the one appender) aborts the upload and removes the marker.
+    assert_code(&run(&[&"backup", &db, &"--repo", &url, &"--full"]), 0);
+    assert!(b.staged().unwrap().is_empty(), "no upload marker left");
+    assert!(!part_accepted(&url, &object, id), "the upload was aborted");
+    assert_code(&run(&[&"verify", &"--repo", &url]), 0);
 }

@@ -34,10 +34,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as StorePath;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, RetryConfig,
-    WriteMultipart,
 };
 
 use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
@@ -672,19 +672,67 @@ impl Backend for S3Backend {
     }
 
     fn staged(&self) -> io::Result<Vec<(String, String)>> {
-        // Unfinished multipart uploads are invisible to listings and to readers; the
-        // crate cannot list them. Dropped uploads are aborted; a crashed writer's parts
-        // are removed by the bucket's lifecycle rule (docs/s3.md).
-        Ok(Vec::new())
+        // Multipart uploads under way, by their markers (`uploads/<object>.<random>`,
+        // written when an upload starts, removed when it completes or is aborted): the
+        // crate cannot list a bucket's unfinished uploads, so each upload records its id
+        // where the next writer finds it.
+        let sh = &self.shared;
+        let base = sh.path(UPLOAD_MARKERS.trim_end_matches('/'));
+        let strip = format!("{}/", base.as_ref());
+        let metas = sh.run(async {
+            let mut out = Vec::new();
+            let mut s = sh.store.list(Some(&base));
+            while let Some(m) = s.next().await {
+                out.push(m?);
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        let metas = metas.map_err(|e| sh.error("", e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let marker = m.location.as_ref().strip_prefix(strip.as_str())?;
+                let (object, _) = marker.rsplit_once('.')?;
+                Some((format!("{UPLOAD_MARKERS}{marker}"), object.to_string()))
+            })
+            .collect())
     }
 
     fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{staging_name}: an S3 repository keeps no staged uploads"),
-        ))
+        // Aborts the upload the marker names, then removes the marker.
+        let sh = &self.shared;
+        let marker = sh.path(staging_name);
+        let result = sh.run(async {
+            let text = match sh.store.get(&marker).await {
+                Ok(g) => g.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let text = String::from_utf8_lossy(&text).to_string();
+            if let Some((object, id)) = text.split_once('\n') {
+                if !object.contains('/') && !object.is_empty() {
+                    match sh
+                        .store
+                        .abort_multipart(&sh.path(object), &id.to_string())
+                        .await
+                    {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            match sh.store.delete(&marker).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        result.map_err(|e| sh.error(staging_name, e))
     }
 }
+
+/// Where the markers of multipart uploads under way are, under the prefix (a name with a
+/// `/`, which no repository listing shows).
+pub const UPLOAD_MARKERS: &str = "uploads/";
 
 /// A ranged reader over windows of the object aligned at multiples of
 /// [`S3Options::read_window`]: each window is fetched by one GET, at most once while it
@@ -909,42 +957,96 @@ impl<F: FnMut()> Drop for Defer<F> {
     }
 }
 
-/// An upload: buffered until a part is full, then a multipart upload.
+/// An upload: buffered until a part is full, then a multipart upload with a marker
+/// object naming its id (`uploads/<object>.<random>`), so that the next writer can abort
+/// it if this process dies before finishing (`Backend::staged`).
 struct S3Upload {
     shared: Arc<Shared>,
     name: String,
     buffer: Vec<u8>,
-    multipart: Option<WriteMultipart>,
+    multipart: Option<Multipart>,
     written: u64,
 }
 
+/// A multipart upload under way.
+struct Multipart {
+    id: String,
+    marker: StorePath,
+    /// Parts sent, in order (`None` while in flight).
+    parts: Vec<Option<PartId>>,
+    in_flight:
+        std::collections::VecDeque<(usize, tokio::task::JoinHandle<object_store::Result<PartId>>)>,
+}
+
+fn join_error(e: tokio::task::JoinError) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "S3",
+        source: Box::new(e),
+    }
+}
+
+impl Multipart {
+    /// Waits for the oldest part in flight.
+    async fn land_one(&mut self) -> object_store::Result<()> {
+        if let Some((i, h)) = self.in_flight.pop_front() {
+            self.parts[i] = Some(h.await.map_err(join_error)??);
+        }
+        Ok(())
+    }
+}
+
 impl S3Upload {
-    /// Sends the buffer as parts (starting the multipart upload on the first).
-    fn flush_parts(&mut self) -> io::Result<()> {
+    /// Sends `bytes` as parts of at most the part size (starting the multipart upload on
+    /// the first), keeping at most [`PARTS_IN_FLIGHT`] in flight.
+    fn send_parts(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
         let sh = self.shared.clone();
         let part = sh.opts.part_size;
         let path = sh.path(&self.name);
         let name = self.name.clone();
-        let buffer = std::mem::take(&mut self.buffer);
         let mut multipart = self.multipart.take();
         let t = std::time::Instant::now();
         let result = sh.run(async {
             if multipart.is_none() {
-                let up = sh.store.put_multipart(&path).await?;
-                multipart = Some(WriteMultipart::new_with_chunk_size(up, part));
+                let id = sh.store.create_multipart(&path).await?;
+                let marker = sh.path(&format!(
+                    "{UPLOAD_MARKERS}{name}.{:016x}",
+                    crate::ids::random_u64()
+                ));
+                let text = format!("{name}\n{id}").into_bytes();
+                if let Err(e) = sh.store.put(&marker, PutPayload::from(text)).await {
+                    let _ = sh.store.abort_multipart(&path, &id).await;
+                    return Err(e);
+                }
+                multipart = Some(Multipart {
+                    id,
+                    marker,
+                    parts: Vec::new(),
+                    in_flight: Default::default(),
+                });
             }
-            let w = multipart.as_mut().expect("started above");
-            for chunk in buffer.chunks(part) {
-                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                w.write(chunk);
+            let m = multipart.as_mut().expect("started above");
+            let mut at = 0;
+            while at < bytes.len() {
+                let chunk = bytes.slice(at..(at + part).min(bytes.len()));
+                at += chunk.len();
+                while m.in_flight.len() >= PARTS_IN_FLIGHT {
+                    m.land_one().await?;
+                }
+                let index = m.parts.len();
+                m.parts.push(None);
+                let (store, path, id) = (sh.store.clone(), path.clone(), m.id.clone());
+                let h = tokio::spawn(async move {
+                    store
+                        .put_part(&path, &id, index, PutPayload::from(chunk))
+                        .await
+                });
+                m.in_flight.push_back((index, h));
             }
             Ok::<_, object_store::Error>(())
         });
         self.multipart = multipart;
-        sh.upload_waited_us.fetch_add(
-            t.elapsed().as_micros() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        sh.upload_waited_us
+            .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
         result.map_err(|e| sh.error(&name, e))
     }
 }
@@ -958,9 +1060,8 @@ impl Upload for S3Upload {
             let part = self.shared.opts.part_size;
             let whole = self.buffer.len() / part * part;
             let rest = self.buffer.split_off(whole);
-            let result = self.flush_parts();
-            self.buffer = rest;
-            result?;
+            let full = std::mem::replace(&mut self.buffer, rest);
+            self.send_parts(bytes::Bytes::from(full))?;
         }
         Ok(())
     }
@@ -974,37 +1075,56 @@ impl Upload for S3Upload {
         let name = self.name.clone();
         let t = std::time::Instant::now();
         let _count = Defer(|| {
-            sh.upload_waited_us.fetch_add(
-                t.elapsed().as_micros() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            sh.upload_waited_us
+                .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
         });
-        match self.multipart.take() {
-            None => {
-                // Smaller than a part: one PUT.
-                let payload = PutPayload::from(std::mem::take(&mut self.buffer));
-                sh.run(sh.store.put(&sh.path(&name), payload))
-                    .map(|_| ())
-                    .map_err(|e| sh.error(&name, e))
-            }
-            Some(mut w) => {
-                let rest = std::mem::take(&mut self.buffer);
-                sh.run(async move {
-                    w.write(&rest);
-                    w.finish().await
-                })
+        if self.multipart.is_none() {
+            // Smaller than a part: one PUT.
+            let payload = PutPayload::from(std::mem::take(&mut self.buffer));
+            return sh
+                .run(sh.store.put(&sh.path(&name), payload))
                 .map(|_| ())
-                .map_err(|e| sh.error(&name, e))
-            }
+                .map_err(|e| sh.error(&name, e));
         }
+        let rest = std::mem::take(&mut self.buffer);
+        if !rest.is_empty() {
+            self.send_parts(bytes::Bytes::from(rest))?;
+        }
+        let mut m = self.multipart.take().expect("started");
+        let path = sh.path(&name);
+        let result = sh.run(async {
+            while !m.in_flight.is_empty() {
+                m.land_one().await?;
+            }
+            let parts: Vec<PartId> = m.parts.iter().flatten().cloned().collect();
+            sh.store.complete_multipart(&path, &m.id, parts).await?;
+            // Done: its marker goes (a marker left behind is removed by the next
+            // writer, whose abort of a completed upload finds nothing).
+            let _ = sh.store.delete(&m.marker).await;
+            Ok::<_, object_store::Error>(())
+        });
+        if result.is_err() {
+            self.multipart = Some(m); // aborted by drop
+        }
+        result.map_err(|e| sh.error(&name, e))
     }
 }
 
 impl Drop for S3Upload {
     fn drop(&mut self) {
-        if let Some(w) = self.multipart.take() {
-            // Not finished: abort it, best effort.
-            let _ = self.shared.run(w.abort());
+        if let Some(m) = self.multipart.take() {
+            // Not finished: abort it and remove its marker, best effort.
+            let sh = &self.shared;
+            let path = sh.path(&self.name);
+            let store = sh.store.clone();
+            sh.run(async move {
+                for (_, h) in &m.in_flight {
+                    h.abort();
+                }
+                if store.abort_multipart(&path, &m.id).await.is_ok() {
+                    let _ = store.delete(&m.marker).await;
+                }
+            });
         }
     }
 }
