@@ -5,8 +5,9 @@
 //! `put` is one PUT; an [`Upload`] is buffered until its first part is full, then sent
 //! as a multipart upload with parts of [`S3Options::part_size`] (at most
 //! [`PARTS_IN_FLIGHT`] parts in flight, so the memory of an upload is bounded), which
-//! appears only when completed; an upload dropped before `finish` is aborted (best
-//! effort: a crash leaves the parts to the bucket's lifecycle rule, see docs/s3.md).
+//! appears only when completed; an upload dropped before `finish` is aborted, and one
+//! cut off by a crash is named by its marker object (`uploads/<object>.<random>`, its
+//! id inside) so that the next writer aborts it (`Backend::staged`, docs/s3.md).
 //!
 //! The async runtime stays inside: the backend owns a small tokio runtime and each call
 //! of the synchronous [`Backend`] trait blocks on it (from a thread of its own when the
