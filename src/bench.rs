@@ -64,6 +64,10 @@ pub struct BenchOptions {
     /// Only the archive steps (`cat_sync`, `export`, `import`), after an unmeasured
     /// full and 10 % differential: archives measured at large sizes in little time.
     pub only_archives: bool,
+    /// A second repository to compare with a local folder (`s3://BUCKET/PREFIX`, or a
+    /// folder): the suite then runs [`run_remote`]'s steps only, in a new repository made
+    /// under it and removed at the end.
+    pub repo: Option<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -76,6 +80,7 @@ impl Default for BenchOptions {
             dir: None,
             repeat: 3,
             only_archives: false,
+            repo: None,
         }
     }
 }
@@ -224,7 +229,10 @@ pub fn run(opts: &BenchOptions, note: &dyn Fn(&str)) -> Result<BenchReport> {
     }
     let scratch = Scratch::create(opts.dir.as_deref())?;
     let mut suite = Suite::new(opts, threads, &scratch.path, note)?;
-    let report = suite.run_all();
+    let report = match &opts.repo {
+        None => suite.run_all(),
+        Some(remote) => suite.run_remote(remote),
+    };
     drop(suite); // closes the database before its folder is removed
     drop(scratch);
     report
@@ -1427,6 +1435,119 @@ impl<'a> Suite<'a> {
         Ok(())
     }
 
+    /// The repository comparison (`--repo`): full backups of the same database into the
+    /// local folder and into the other repository, alternately, then restores of each
+    /// full, alternately; reports the other repository's speed over the local folder's
+    /// and its peak memory.
+    fn run_remote(&mut self, remote: &Path) -> Result<BenchReport> {
+        self.build()?;
+        let other = RemoteRepo::create(remote)?;
+        let result = self.compare(&other.repo);
+        let cleanup = other.remove();
+        result?;
+        cleanup?;
+        Ok(self.report())
+    }
+
+    fn compare(&mut self, other: &Repository) -> Result<()> {
+        let opts = self.backup_options(BackupKind::Full);
+        let db = self.db.as_ref().expect("open");
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        let (mut local_id, mut remote_id) = (None::<u64>, None::<u64>);
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "full backup into the folder and into {}, {}/{}",
+                other.location().display(),
+                i + 1,
+                self.k()
+            ));
+            for (repo, samples, last) in [
+                (&self.repo, &mut local, &mut local_id),
+                (other, &mut remote, &mut remote_id),
+            ] {
+                let s = measure(|| backup::run(db, repo, &opts, &NoProgress))?;
+                if let Some(old) = last.replace(set_id(&s.value)?) {
+                    remove_set(repo, old)?;
+                }
+                samples.push(s);
+            }
+        }
+        let (local, remote) = (summarize(local), summarize(remote));
+        let local_secs = local.median.secs;
+        for (name, what, s) in [
+            (
+                "full_local",
+                "full backup into a local folder".to_string(),
+                &local,
+            ),
+            (
+                "full_remote",
+                format!("the same full into {}", other.location().display()),
+                &remote,
+            ),
+        ] {
+            let mut step = self.backup_step(name, what, s, Limit::Compression);
+            step.ratio_to_limit = None;
+            step.cpu_ratio_to_limit = None;
+            step.time_vs_full = Some(s.median.secs / local_secs);
+            self.steps.push(step);
+        }
+        let (local_id, remote_id) = (local_id.expect("a full"), remote_id.expect("a full"));
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "restore from the folder and from {}, {}/{}",
+                other.location().display(),
+                i + 1,
+                self.k()
+            ));
+            local.push(self.restore_from(&self.repo, local_id)?);
+            remote.push(self.restore_from(other, remote_id)?);
+        }
+        let (local, remote) = (summarize(local), summarize(remote));
+        let local_secs = local.median.secs;
+        for (name, what, s) in [
+            (
+                "restore_local",
+                "restore of the full from the folder".to_string(),
+                &local,
+            ),
+            (
+                "restore_remote",
+                format!(
+                    "restore of the same full from {}",
+                    other.location().display()
+                ),
+                &remote,
+            ),
+        ] {
+            let r = &s.median.value;
+            let mut step = s.step(name, what, r.bytes_written);
+            step.time_vs_full = Some(s.median.secs / local_secs);
+            step.bytes_stored = r.bytes_read;
+            step.compression_ratio = ratio(r.pages_written * PAGE_SIZE as u64, r.bytes_read);
+            step.extents_read = r.extents_written;
+            step.pages_read = r.pages_written;
+            step.extents_stored = r.extents_written;
+            step.pages_stored = r.pages_written;
+            self.steps.push(step);
+        }
+        Ok(())
+    }
+
+    fn restore_from(&self, repo: &Repository, id: u64) -> Result<Sample<RestoreReport>> {
+        let _ = std::fs::remove_dir_all(&self.restore_dir);
+        let target = restore::target_dir(&self.restore_dir)?;
+        let opts = RestoreOptions {
+            backup_id: Some(id),
+            threads: self.threads,
+            ..RestoreOptions::new(target)
+        };
+        let s = measure(|| restore::run(repo, &opts, &NoProgress));
+        let _ = std::fs::remove_dir_all(&self.restore_dir);
+        s
+    }
+
     fn report(&self) -> BenchReport {
         let step = |n: &str| self.steps.iter().find(|s| s.step == n);
         let mut targets = Vec::new();
@@ -1524,6 +1645,36 @@ impl<'a> Suite<'a> {
             step("restore_full_diff").and_then(|s| s.cpu_ratio_to_limit),
             true,
             0.9,
+        );
+        // The repository comparison (`--repo`): the other repository over the folder.
+        let speed = |name: &str| step(name).map(|s| s.mb_per_s);
+        t(
+            "full backup into --repo MB/s / into a local folder",
+            speed("full_remote")
+                .zip(speed("full_local"))
+                .map(|(r, l)| r / l),
+            true,
+            0.8,
+        );
+        t(
+            "restore from --repo MB/s / from a local folder",
+            speed("restore_remote")
+                .zip(speed("restore_local"))
+                .map(|(r, l)| r / l),
+            true,
+            0.8,
+        );
+        // The bench process's own resident set (its database's pages) is not the
+        // verb's: the growth during the step is (`pagevault backup`/`restore` alone
+        // start at about 8 MiB; docs/s3.md has their peaks).
+        t(
+            "peak RSS growth of the --repo steps, MiB",
+            step("full_remote")
+                .zip(step("restore_remote"))
+                .and_then(|(f, r)| f.rss_growth_bytes.max(r.rss_growth_bytes))
+                .map(|b| b as f64 / (1 << 20) as f64),
+            false,
+            64.0,
         );
         BenchReport {
             data: self.data.clone(),
@@ -1652,6 +1803,31 @@ fn durable_write_reference(dir: &Path, bytes: u64) -> Result<Sample<()>> {
     });
     let _ = std::fs::remove_dir_all(dir);
     s
+}
+
+/// The repository `--repo` compares with the folder: a new one under the given location
+/// (`bench-<random>` below the S3 prefix or the folder), emptied and removed at the end.
+struct RemoteRepo {
+    repo: Repository,
+}
+
+impl RemoteRepo {
+    fn create(under: &Path) -> Result<RemoteRepo> {
+        let name = format!("pagevault-bench-{:08x}", crate::ids::random_u64() as u32);
+        let at = if Repository::is_url(under) {
+            let url = under.to_string_lossy();
+            PathBuf::from(format!("{}/{name}", url.trim_end_matches('/')))
+        } else {
+            under.join(name)
+        };
+        Ok(RemoteRepo {
+            repo: Repository::init_any(&at, &crate::repo::InitOptions::default())?,
+        })
+    }
+
+    fn remove(self) -> Result<()> {
+        self.repo.remove_everything()
+    }
 }
 
 /// The numeric id of the set a backup wrote.

@@ -614,6 +614,22 @@ impl Repository {
             .is_empty())
     }
 
+    /// Removes every object of the repository, its sets first (the benchmark's scratch
+    /// repository on an object store; no verb calls it). The caller holds nothing: this
+    /// takes the exclusive lock to remove the sets.
+    pub fn remove_everything(self) -> Result<()> {
+        for id in self.set_ids()? {
+            self.delete_set(id)?;
+        }
+        let here = self.location();
+        for o in self.backend.list("").map_err(|e| Error::io(&here, e))? {
+            self.backend
+                .delete(&o.name)
+                .map_err(|e| Error::io(self.backend.location(&o.name), e))?;
+        }
+        Ok(())
+    }
+
     /// A fresh set id, above every published set (ids are time-ordered, but two backups
     /// in one millisecond, or a clock set back, could otherwise sort out of order), and
     /// with no object of its own yet.

@@ -187,6 +187,24 @@ impl<'r> SetWriter<'r> {
                 )))
             }
         }
+        // Where the backend does not enforce create-only puts (Garage), the append lock
+        // keeps a second writer away and the set id was fresh; the manifest is still
+        // looked for first, so that a breach of that is an error, never an overwrite
+        // (invariant 29).
+        if !self.repo.backend().features().create_only
+            && self
+                .repo
+                .backend()
+                .stat(&name)
+                .map_err(|e| Error::io(&path, e))?
+                .is_some()
+        {
+            return Err(Error::AlreadyExists {
+                path,
+                what: "a manifest with this set's id is already there; nothing was published"
+                    .into(),
+            });
+        }
         // Streams and pieces are durable; the manifest's one create-only put publishes.
         self.repo
             .backend()

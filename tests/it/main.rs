@@ -34,6 +34,8 @@ mod repo_locks;
 mod repo_readonly;
 #[cfg(feature = "s3")]
 mod repo_s3;
+#[cfg(feature = "s3")]
+mod repo_s3_503;
 mod restore_bench;
 mod restore_chain;
 mod restore_fixture;

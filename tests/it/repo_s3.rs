@@ -46,12 +46,12 @@ pub(crate) fn unique_url(bucket: &str, test: &str) -> String {
 }
 
 /// The backend behind `url`, to damage objects behind the repository's back.
-fn backend(url: &str) -> S3Backend {
+pub(crate) fn backend(url: &str) -> S3Backend {
     S3Backend::connect(S3Options::from_env(url).unwrap()).unwrap()
 }
 
 /// Runs the binary with extra variables.
-fn pv_env(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output {
+pub(crate) fn pv_env(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output {
     let args: Vec<OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
     let mut c = Command::new(env!("CARGO_BIN_EXE_pagevault"));
     c.args(&args).stdin(Stdio::null());
@@ -61,7 +61,7 @@ fn pv_env(args: &[&dyn AsRef<std::ffi::OsStr>], env: &[(&str, &str)]) -> Output 
     c.output().expect("run pagevault")
 }
 
-fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+pub(crate) fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     pv_env(args, &[])
 }
 
@@ -70,7 +70,7 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 #[track_caller]
-fn one_line(o: &Output) -> String {
+pub(crate) fn one_line(o: &Output) -> String {
     let err = stderr(o);
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     err
@@ -174,6 +174,7 @@ fn s3_full_differential_list_verify_restore_check_round_trip() {
 
 #[test]
 fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coalesced() {
+    // (and invariant 28: a reader's read-ahead windows are bounded and dropped once read)
     let Some(bucket) = bucket("s3 uploads") else {
         return;
     };
@@ -202,6 +203,12 @@ fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coale
     assert!(back == data, "the object reads back as written");
     let gets = b.get_requests() - before;
     assert_eq!(gets, data.len().div_ceil(8 << 20) as u64, "{gets} GETs");
+    // Invariant 28: read through, the reader keeps nothing; it never kept more than
+    // its windows (the one read, the one before, the one read ahead).
+    let (kept, peak) = b.read_window_bytes();
+    assert_eq!(kept, 0, "every window was dropped once read through");
+    let most = (pagevault::repo::backend::s3::READ_WINDOWS as u64) * (8 << 20);
+    assert!(peak > 8 << 20 && peak <= most, "{peak} bytes at most");
     let e = r.read_at(data.len() as u64 - 1, &mut [0u8; 2]).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
 
@@ -210,6 +217,8 @@ fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coale
     up.write(&data[..9 << 20]).unwrap();
     drop(up);
     assert_eq!(b.stat("dropped").unwrap(), None);
+    // Finished and aborted uploads leave no marker for the next writer.
+    assert!(b.staged().unwrap().is_empty());
     // A small upload is one PUT.
     let mut up = b.upload("small").unwrap();
     up.write(b"hello").unwrap();

@@ -1,5 +1,5 @@
 //! `pagevault bench [--size SIZE] [--threads N] [--level L] [--data DIR] [--json]
-//! [--dir DIR] [--repeat K]`: the benchmark suite (`pagevault::bench`) on a scratch
+//! [--dir DIR] [--repeat K] [--repo R]`: the benchmark suite (`pagevault::bench`) on a scratch
 //! database, printed as a table (or JSON): each step's MB/s, its ratio to the machine's
 //! zstd limit measured in the same run, bytes stored, ratio, extents and pages, peak
 //! memory, then the brief's targets met or not. Exit 0 when it ran (targets are figures,
@@ -41,6 +41,11 @@ pub struct Args {
     /// 10 % differential.
     #[arg(long)]
     pub only_archives: bool,
+    /// Compare this repository (`s3://BUCKET/PREFIX`, docs/s3.md, or a folder) with a
+    /// local folder instead of the whole suite: full backups into each and restores from
+    /// each, alternately, in a new repository made under it and removed at the end.
+    #[arg(long, value_name = "R", conflicts_with = "only_archives")]
+    pub repo: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -55,6 +60,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         dir: a.dir,
         repeat: a.repeat,
         only_archives: a.only_archives,
+        repo: a.repo,
     };
     let terminal = std::io::stderr().is_terminal();
     let note = |what: &str| {

@@ -5,8 +5,9 @@
 //! `put` is one PUT; an [`Upload`] is buffered until its first part is full, then sent
 //! as a multipart upload with parts of [`S3Options::part_size`] (at most
 //! [`PARTS_IN_FLIGHT`] parts in flight, so the memory of an upload is bounded), which
-//! appears only when completed; an upload dropped before `finish` is aborted (best
-//! effort: a crash leaves the parts to the bucket's lifecycle rule, see docs/s3.md).
+//! appears only when completed; an upload dropped before `finish` is aborted, and one
+//! cut off by a crash is named by its marker object (`uploads/<object>.<random>`, its
+//! id inside) so that the next writer aborts it (`Backend::staged`, docs/s3.md).
 //!
 //! The async runtime stays inside: the backend owns a small tokio runtime and each call
 //! of the synchronous [`Backend`] trait blocks on it (from a thread of its own when the
@@ -18,23 +19,26 @@
 //! client's own bounded retries are spent, are `TimedOut`, which the repository's
 //! [`super::retry::Retrying`] wrapper retries a bounded number of times.
 //!
-//! Reads are coalesced: a reader fetches [`S3Options::read_window`] bytes at a time
-//! (8 MiB) and keeps the last [`READ_WINDOWS`] windows (one per restore thread reading
-//! its own part of a stream), so a restore issues about one ranged GET per window of
-//! the object.
+//! Reads are coalesced and read ahead: a reader fetches the object in windows of
+//! [`S3Options::read_window`] bytes (8 MiB) aligned from its start, one GET each, and
+//! starts the GET of the next window in the background when a window is first read, so
+//! a restore issues one ranged GET per 8 MiB stored and its threads decompress while the
+//! next window arrives. A reader keeps at most [`READ_WINDOWS`] windows and drops each
+//! once read through (invariant 28).
 
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as StorePath;
 use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, RetryConfig,
-    WriteMultipart,
 };
 
 use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
@@ -43,9 +47,10 @@ use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// The default part size and read window.
 pub const DEFAULT_PART_BYTES: usize = 8 << 20;
-/// Windows a reader keeps (one per restore thread reading its own part of a stream;
-/// the least recently used goes first).
-pub const READ_WINDOWS: usize = 2;
+/// Windows a reader keeps, fetched or in flight: the one being read, the one after it
+/// (read ahead), and the one before it while the last records in it are read by
+/// another restore thread (invariant 28).
+pub const READ_WINDOWS: usize = 3;
 /// S3's smallest part (all but the last).
 const MIN_PART_BYTES: usize = 5 << 20;
 
@@ -74,8 +79,16 @@ pub struct S3Options {
     pub part_size: usize,
     /// How much a reader fetches at once.
     pub read_window: u64,
-    /// The server enforces `If-None-Match: *` (AWS S3 does, Garage does not).
-    pub create_only: bool,
+    /// The server enforces `If-None-Match: *` (AWS S3 and MinIO do, Garage does not):
+    /// `None` finds out with a probe (see [`S3Backend::features`]), `Some` says so
+    /// (`PAGEVAULT_S3_CREATE_ONLY`).
+    pub create_only: Option<bool>,
+    /// Sign the SHA-256 of every body (`PAGEVAULT_S3_SIGN_PAYLOAD=1`); by default bodies
+    /// are sent as `UNSIGNED-PAYLOAD` (the request itself is still signed): hashing every
+    /// part twice (client and server) costs a restore or a backup a core for a fifth of
+    /// its time, TLS already protects the bytes on the way, and every object carries
+    /// its own checksums, checked whenever it is read (invariant 7).
+    pub sign_payload: bool,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -137,6 +150,16 @@ fn env_number(name: &str, default: u64) -> Result<u64, String> {
     }
 }
 
+/// A yes/no variable: `None` when unset.
+fn env_flag(name: &str) -> Result<Option<bool>, String> {
+    match env(name).as_deref() {
+        None => Ok(None),
+        Some("0") | Some("false") | Some("no") => Ok(Some(false)),
+        Some("1") | Some("true") | Some("yes") => Ok(Some(true)),
+        Some(v) => Err(format!("{name}={v:?} is not 0 or 1")),
+    }
+}
+
 impl S3Options {
     /// The options for `url` from the standard variables (`AWS_ENDPOINT_URL`,
     /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`)
@@ -156,11 +179,8 @@ impl S3Options {
             });
         let timeout = env_number("PAGEVAULT_S3_TIMEOUT_SECS", 30)?.max(1);
         let retries = env_number("PAGEVAULT_S3_RETRIES", 3)?;
-        let create_only = match env("PAGEVAULT_S3_CREATE_ONLY").as_deref() {
-            None | Some("0") | Some("false") | Some("no") => false,
-            Some("1") | Some("true") | Some("yes") => true,
-            Some(v) => return Err(format!("PAGEVAULT_S3_CREATE_ONLY={v:?} is not 0 or 1")),
-        };
+        let create_only = env_flag("PAGEVAULT_S3_CREATE_ONLY")?;
+        let sign_payload = env_flag("PAGEVAULT_S3_SIGN_PAYLOAD")?.unwrap_or(false);
         Ok(S3Options {
             bucket,
             prefix,
@@ -176,6 +196,7 @@ impl S3Options {
             part_size: DEFAULT_PART_BYTES,
             read_window: DEFAULT_PART_BYTES as u64,
             create_only,
+            sign_payload,
         })
     }
 
@@ -192,9 +213,11 @@ impl S3Options {
 impl Drop for Shared {
     fn drop(&mut self) {
         tracing::debug!(
-            "{}: {} ranged GETs",
+            "{}: {} ranged GETs, readers waited {} ms for them; writers waited {} ms for parts to be sent",
             self.opts.url(),
-            self.gets.load(std::sync::atomic::Ordering::Relaxed)
+            self.gets.load(std::sync::atomic::Ordering::Relaxed),
+            self.waited_us.load(std::sync::atomic::Ordering::Relaxed) / 1000,
+            self.upload_waited_us.load(std::sync::atomic::Ordering::Relaxed) / 1000
         );
     }
 }
@@ -211,6 +234,16 @@ struct Shared {
     opts: S3Options,
     /// Ranged GETs issued by readers (tests and figures).
     gets: std::sync::atomic::AtomicU64,
+    /// Microseconds readers waited for a window to arrive (figures: a read-ahead that
+    /// keeps up leaves this near the first window's GET).
+    waited_us: std::sync::atomic::AtomicU64,
+    /// Microseconds writers waited for parts to be sent (figures).
+    upload_waited_us: std::sync::atomic::AtomicU64,
+    /// Whether the server enforces create-only puts, once known.
+    create_only: std::sync::OnceLock<bool>,
+    /// Bytes of the windows readers keep or fetch now, and the most ever (tests).
+    kept_bytes: std::sync::atomic::AtomicU64,
+    kept_peak_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -387,6 +420,7 @@ impl S3Backend {
             .with_region(&opts.region)
             .with_virtual_hosted_style_request(false)
             .with_allow_http(true)
+            .with_unsigned_payload(!opts.sign_payload)
             .with_client_options(
                 ClientOptions::new()
                     .with_allow_http(true)
@@ -429,6 +463,11 @@ impl S3Backend {
             store,
             opts,
             gets: Default::default(),
+            waited_us: Default::default(),
+            upload_waited_us: Default::default(),
+            create_only: Default::default(),
+            kept_bytes: Default::default(),
+            kept_peak_bytes: Default::default(),
         });
         let backend = S3Backend { shared };
         backend.probe()?;
@@ -449,6 +488,66 @@ impl S3Backend {
         }
     }
 
+    /// Whether the server enforces `If-None-Match: *`: as the options say, or else found
+    /// out once per backend by a probe (invariant 29): an object `probe/create-only-<random>`
+    /// under the prefix (a name with a `/`, so no listing of the repository shows it) is
+    /// put create-only twice; the server enforces it when it refuses the second put. The
+    /// probe object is removed. A probe that fails answers "not enforced", the side on
+    /// which the repository checks for itself.
+    pub fn create_only(&self) -> bool {
+        let sh = &self.shared;
+        if let Some(v) = sh.opts.create_only {
+            return v;
+        }
+        *sh.create_only.get_or_init(|| {
+            let name = format!("probe/create-only-{:016x}", crate::ids::random_u64());
+            let path = sh.path(&name);
+            let create = || PutOptions {
+                mode: object_store::PutMode::Create,
+                ..Default::default()
+            };
+            let enforced = sh.run(async {
+                sh.store
+                    .put_opts(&path, PutPayload::from_static(b"1"), create())
+                    .await?;
+                let second = sh
+                    .store
+                    .put_opts(&path, PutPayload::from_static(b"2"), create())
+                    .await;
+                let _ = sh.store.delete(&path).await;
+                match second {
+                    Ok(_) => Ok(false),
+                    Err(object_store::Error::AlreadyExists { .. })
+                    | Err(object_store::Error::Precondition { .. }) => Ok(true),
+                    Err(e) => Err(e),
+                }
+            });
+            match enforced {
+                Ok(v) => {
+                    tracing::debug!("{}: create-only puts enforced: {v}", sh.opts.url());
+                    v
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        "{}: the create-only probe failed ({}); taken as not enforced",
+                        sh.opts.url(),
+                        chain_text(&e)
+                    );
+                    false
+                }
+            }
+        })
+    }
+
+    /// Bytes of the read windows its readers keep now (fetched or in flight), and the
+    /// most they ever kept at once (invariant 28).
+    pub fn read_window_bytes(&self) -> (u64, u64) {
+        (
+            self.shared.kept_bytes.load(Relaxed),
+            self.shared.kept_peak_bytes.load(Relaxed),
+        )
+    }
+
     /// The ranged GETs its readers issued so far.
     pub fn get_requests(&self) -> u64 {
         self.shared.gets.load(std::sync::atomic::Ordering::Relaxed)
@@ -463,7 +562,7 @@ impl S3Backend {
 impl Backend for S3Backend {
     fn features(&self) -> Features {
         Features {
-            create_only: self.shared.opts.create_only,
+            create_only: self.create_only(),
             native_locks: false,
         }
     }
@@ -531,7 +630,10 @@ impl Backend for S3Backend {
             name: name.to_string(),
             path,
             size,
-            windows: Mutex::new(Vec::with_capacity(READ_WINDOWS)),
+            state: Arc::new(ReadState {
+                windows: Mutex::new(Vec::with_capacity(READ_WINDOWS)),
+                landed: std::sync::Condvar::new(),
+            }),
         }))
     }
 
@@ -571,42 +673,246 @@ impl Backend for S3Backend {
     }
 
     fn staged(&self) -> io::Result<Vec<(String, String)>> {
-        // Unfinished multipart uploads are invisible to listings and to readers; the
-        // crate cannot list them. Dropped uploads are aborted; a crashed writer's parts
-        // are removed by the bucket's lifecycle rule (docs/s3.md).
-        Ok(Vec::new())
+        // Multipart uploads under way, by their markers (`uploads/<object>.<random>`,
+        // written when an upload starts, removed when it completes or is aborted): the
+        // crate cannot list a bucket's unfinished uploads, so each upload records its id
+        // where the next writer finds it.
+        let sh = &self.shared;
+        let base = sh.path(UPLOAD_MARKERS.trim_end_matches('/'));
+        let strip = format!("{}/", base.as_ref());
+        let metas = sh.run(async {
+            let mut out = Vec::new();
+            let mut s = sh.store.list(Some(&base));
+            while let Some(m) = s.next().await {
+                out.push(m?);
+            }
+            Ok::<_, object_store::Error>(out)
+        });
+        let metas = metas.map_err(|e| sh.error("", e))?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let marker = m.location.as_ref().strip_prefix(strip.as_str())?;
+                let (object, _) = marker.rsplit_once('.')?;
+                Some((format!("{UPLOAD_MARKERS}{marker}"), object.to_string()))
+            })
+            .collect())
     }
 
     fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{staging_name}: an S3 repository keeps no staged uploads"),
-        ))
+        // Aborts the upload the marker names, then removes the marker.
+        let sh = &self.shared;
+        let marker = sh.path(staging_name);
+        let result = sh.run(async {
+            let text = match sh.store.get(&marker).await {
+                Ok(g) => g.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let text = String::from_utf8_lossy(&text).to_string();
+            if let Some((object, id)) = text.split_once('\n') {
+                if !object.contains('/') && !object.is_empty() {
+                    match sh
+                        .store
+                        .abort_multipart(&sh.path(object), &id.to_string())
+                        .await
+                    {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            match sh.store.delete(&marker).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        result.map_err(|e| sh.error(staging_name, e))
     }
 }
 
-/// A ranged reader that fetches a window at a time and keeps the last one.
+/// Where the markers of multipart uploads under way are, under the prefix (a name with a
+/// `/`, which no repository listing shows).
+pub const UPLOAD_MARKERS: &str = "uploads/";
+
+/// A ranged reader over windows of the object aligned at multiples of
+/// [`S3Options::read_window`]: each window is fetched by one GET, at most once while it
+/// is kept, and the next window is fetched in the background while the current one is
+/// read (read-ahead), so a sequential reader (a restore thread decompressing records)
+/// does not stall on a GET per window.
+///
+/// Memory is bounded (invariant 28, docs/design.md): a reader keeps at most
+/// [`READ_WINDOWS`] windows, fetched or in flight, and drops a window as soon as every
+/// byte of it was read once, so a finished stream holds nothing.
 struct S3Reader {
     shared: Arc<Shared>,
     name: String,
     path: StorePath,
     size: u64,
-    /// (start offset, bytes) of the last windows fetched, the most recent last.
-    windows: Mutex<Vec<(u64, bytes::Bytes)>>,
+    state: Arc<ReadState>,
+}
+
+/// The windows of one reader, shared with the fetches in flight.
+struct ReadState {
+    windows: Mutex<Vec<Window>>,
+    /// Signalled when a fetch lands (or fails).
+    landed: std::sync::Condvar,
+}
+
+/// Window `index` of a reader: `[index * window, ...)` of the object.
+struct Window {
+    index: u64,
+    /// `None` while its GET is in flight.
+    bytes: Option<Result<bytes::Bytes, (io::ErrorKind, String)>>,
+    /// Bytes of it not read yet: at 0 it is dropped.
+    unread: u64,
+    /// Someone read from it (a window fetched ahead and never read goes first).
+    used: bool,
 }
 
 impl S3Reader {
-    fn copy_from_window(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let hit = w.iter().position(|(start, bytes)| {
-            offset >= *start && offset + buf.len() as u64 <= start + bytes.len() as u64
+    fn window_len(&self, index: u64) -> u64 {
+        let w = self.shared.opts.read_window;
+        (self.size - index * w).min(w)
+    }
+
+    /// Starts the GET of window `index` unless it is kept or in flight (the caller
+    /// holds the lock), making room by dropping a fetched window: one behind `index`
+    /// first, else one fetched ahead and never read. Returns false when there is no
+    /// such room: a read-ahead is then skipped, a read that needs the window (`need`)
+    /// waits for a fetch in flight to land, or with none in flight drops the fetched
+    /// window furthest ahead.
+    fn start_fetch(&self, windows: &mut Vec<Window>, index: u64, need: bool) -> bool {
+        if windows.iter().any(|w| w.index == index) {
+            return true;
+        }
+        if windows.len() >= READ_WINDOWS {
+            let victim = windows
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.bytes.is_some() && (w.index < index || !w.used))
+                .min_by_key(|(_, w)| (w.index >= index, w.index))
+                .map(|(i, _)| i);
+            let victim = match victim {
+                Some(i) => i,
+                None if !need || windows.iter().any(|w| w.bytes.is_none()) => return false,
+                None => windows
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, w)| w.index)
+                    .map(|(i, _)| i)
+                    .expect("the windows are full"),
+            };
+            self.drop_window(windows, victim);
+        }
+        let w = self.shared.opts.read_window;
+        let len = self.window_len(index);
+        let kept = self.shared.kept_bytes.fetch_add(len, Relaxed) + len;
+        self.shared.kept_peak_bytes.fetch_max(kept, Relaxed);
+        windows.push(Window {
+            index,
+            bytes: None,
+            unread: len,
+            used: false,
         });
-        let Some(i) = hit else { return false };
-        let (start, bytes) = w.remove(i);
-        let from = (offset - start) as usize;
-        buf.copy_from_slice(&bytes[from..from + buf.len()]);
-        w.push((start, bytes));
+        let sh = &self.shared;
+        sh.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let store = sh.store.clone();
+        let path = self.path.clone();
+        let state = self.state.clone();
+        let opts = sh.opts.clone();
+        let name = self.name.clone();
+        let range = index * w..index * w + len;
+        sh.rt.spawn(async move {
+            let got = match store.get_range(&path, range.clone()).await {
+                Ok(b) if b.len() as u64 == len => Ok(b),
+                Ok(b) => Err((
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the object {name} returned {} bytes at offset {} where {len} were asked (it changed since it was opened)",
+                        b.len(),
+                        range.start
+                    ),
+                )),
+                Err(e) => {
+                    let e = map_error(&opts, &name, e);
+                    Err((e.kind(), e.to_string()))
+                }
+            };
+            let mut ws = state.windows.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = ws.iter_mut().find(|w| w.index == index && w.bytes.is_none()) {
+                slot.bytes = Some(got);
+            }
+            drop(ws);
+            state.landed.notify_all();
+        });
         true
+    }
+
+    /// Drops window `i` (its bytes go when the last copy out of it ends).
+    fn drop_window(&self, windows: &mut Vec<Window>, i: usize) {
+        let w = windows.swap_remove(i);
+        let len = self.window_len(w.index);
+        self.shared.kept_bytes.fetch_sub(len, Relaxed);
+    }
+
+    /// Copies `buf.len()` bytes at `offset` out of window `index` (fetching it if need
+    /// be), and starts the fetch of the window after it.
+    fn read_window(&self, index: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let w = self.shared.opts.read_window;
+        let last = (self.size - 1) / w;
+        let mut ws = self.state.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = |ws| {
+            let t = std::time::Instant::now();
+            let ws = self
+                .state
+                .landed
+                .wait(ws)
+                .unwrap_or_else(|p| p.into_inner());
+            self.shared.waited_us.fetch_add(
+                t.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            ws
+        };
+        loop {
+            if !self.start_fetch(&mut ws, index, true) {
+                // No room: every window is in flight; wait for one to land.
+                ws = wait(ws);
+                continue;
+            }
+            let i = ws
+                .iter()
+                .position(|x| x.index == index)
+                .expect("kept above");
+            match &ws[i].bytes {
+                None => ws = wait(ws),
+                Some(Err((kind, msg))) => {
+                    let e = io::Error::new(*kind, msg.clone());
+                    // Dropped, so that a retry fetches it again.
+                    self.drop_window(&mut ws, i);
+                    return Err(e);
+                }
+                Some(Ok(bytes)) => {
+                    let bytes = bytes.clone();
+                    let win = &mut ws[i];
+                    win.used = true;
+                    win.unread = win.unread.saturating_sub(buf.len() as u64);
+                    if win.unread == 0 {
+                        self.drop_window(&mut ws, i);
+                        self.state.landed.notify_all();
+                    }
+                    // Read-ahead: the next window, while this one is decompressed.
+                    if index < last {
+                        self.start_fetch(&mut ws, index + 1, false);
+                    }
+                    drop(ws);
+                    let from = (offset - index * w) as usize;
+                    buf.copy_from_slice(&bytes[from..from + buf.len()]);
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
@@ -628,70 +934,120 @@ impl ObjectReader for S3Reader {
                 ),
             ));
         }
-        if buf.is_empty() || self.copy_from_window(offset, buf) {
-            return Ok(());
-        }
-        let sh = &self.shared;
-        let want = (buf.len() as u64).max(sh.opts.read_window);
-        let fetch_end = offset.saturating_add(want).min(self.size);
-        sh.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let bytes = sh
-            .run(sh.store.get_range(&self.path, offset..fetch_end))
-            .map_err(|e| sh.error(&self.name, e))?;
-        if (bytes.len() as u64) != fetch_end - offset {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "the object {} returned {} bytes at offset {offset} where {} were asked (it changed since it was opened)",
-                    self.name,
-                    bytes.len(),
-                    fetch_end - offset
-                ),
-            ));
-        }
-        buf.copy_from_slice(&bytes[..buf.len()]);
-        if bytes.len() > buf.len() {
-            let mut w = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-            if w.len() >= READ_WINDOWS {
-                w.remove(0);
-            }
-            w.push((offset, bytes));
+        let w = self.shared.opts.read_window;
+        let mut at = offset;
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let index = at / w;
+            let n = ((index + 1) * w - at).min(rest.len() as u64) as usize;
+            let (now, later) = rest.split_at_mut(n);
+            self.read_window(index, at, now)?;
+            at += n as u64;
+            rest = later;
         }
         Ok(())
     }
 }
 
-/// An upload: buffered until a part is full, then a multipart upload.
+/// Runs a closure when dropped.
+struct Defer<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// An upload: buffered until a part is full, then a multipart upload with a marker
+/// object naming its id (`uploads/<object>.<random>`), so that the next writer can abort
+/// it if this process dies before finishing (`Backend::staged`).
 struct S3Upload {
     shared: Arc<Shared>,
     name: String,
     buffer: Vec<u8>,
-    multipart: Option<WriteMultipart>,
+    multipart: Option<Multipart>,
     written: u64,
 }
 
+/// A multipart upload under way.
+struct Multipart {
+    id: String,
+    marker: StorePath,
+    /// Parts sent, in order (`None` while in flight).
+    parts: Vec<Option<PartId>>,
+    in_flight:
+        std::collections::VecDeque<(usize, tokio::task::JoinHandle<object_store::Result<PartId>>)>,
+}
+
+fn join_error(e: tokio::task::JoinError) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "S3",
+        source: Box::new(e),
+    }
+}
+
+impl Multipart {
+    /// Waits for the oldest part in flight.
+    async fn land_one(&mut self) -> object_store::Result<()> {
+        if let Some((i, h)) = self.in_flight.pop_front() {
+            self.parts[i] = Some(h.await.map_err(join_error)??);
+        }
+        Ok(())
+    }
+}
+
 impl S3Upload {
-    /// Sends the buffer as parts (starting the multipart upload on the first).
-    fn flush_parts(&mut self) -> io::Result<()> {
+    /// Sends `bytes` as parts of at most the part size (starting the multipart upload on
+    /// the first), keeping at most [`PARTS_IN_FLIGHT`] in flight.
+    fn send_parts(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
         let sh = self.shared.clone();
         let part = sh.opts.part_size;
         let path = sh.path(&self.name);
         let name = self.name.clone();
-        let buffer = std::mem::take(&mut self.buffer);
         let mut multipart = self.multipart.take();
+        let t = std::time::Instant::now();
         let result = sh.run(async {
             if multipart.is_none() {
-                let up = sh.store.put_multipart(&path).await?;
-                multipart = Some(WriteMultipart::new_with_chunk_size(up, part));
+                let id = sh.store.create_multipart(&path).await?;
+                let marker = sh.path(&format!(
+                    "{UPLOAD_MARKERS}{name}.{:016x}",
+                    crate::ids::random_u64()
+                ));
+                let text = format!("{name}\n{id}").into_bytes();
+                if let Err(e) = sh.store.put(&marker, PutPayload::from(text)).await {
+                    let _ = sh.store.abort_multipart(&path, &id).await;
+                    return Err(e);
+                }
+                multipart = Some(Multipart {
+                    id,
+                    marker,
+                    parts: Vec::new(),
+                    in_flight: Default::default(),
+                });
             }
-            let w = multipart.as_mut().expect("started above");
-            for chunk in buffer.chunks(part) {
-                w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-                w.write(chunk);
+            let m = multipart.as_mut().expect("started above");
+            let mut at = 0;
+            while at < bytes.len() {
+                let chunk = bytes.slice(at..(at + part).min(bytes.len()));
+                at += chunk.len();
+                while m.in_flight.len() >= PARTS_IN_FLIGHT {
+                    m.land_one().await?;
+                }
+                let index = m.parts.len();
+                m.parts.push(None);
+                let (store, path, id) = (sh.store.clone(), path.clone(), m.id.clone());
+                let h = tokio::spawn(async move {
+                    store
+                        .put_part(&path, &id, index, PutPayload::from(chunk))
+                        .await
+                });
+                m.in_flight.push_back((index, h));
             }
             Ok::<_, object_store::Error>(())
         });
         self.multipart = multipart;
+        sh.upload_waited_us
+            .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
         result.map_err(|e| sh.error(&name, e))
     }
 }
@@ -705,9 +1061,8 @@ impl Upload for S3Upload {
             let part = self.shared.opts.part_size;
             let whole = self.buffer.len() / part * part;
             let rest = self.buffer.split_off(whole);
-            let result = self.flush_parts();
-            self.buffer = rest;
-            result?;
+            let full = std::mem::replace(&mut self.buffer, rest);
+            self.send_parts(bytes::Bytes::from(full))?;
         }
         Ok(())
     }
@@ -719,32 +1074,58 @@ impl Upload for S3Upload {
     fn finish(mut self: Box<Self>) -> io::Result<()> {
         let sh = self.shared.clone();
         let name = self.name.clone();
-        match self.multipart.take() {
-            None => {
-                // Smaller than a part: one PUT.
-                let payload = PutPayload::from(std::mem::take(&mut self.buffer));
-                sh.run(sh.store.put(&sh.path(&name), payload))
-                    .map(|_| ())
-                    .map_err(|e| sh.error(&name, e))
-            }
-            Some(mut w) => {
-                let rest = std::mem::take(&mut self.buffer);
-                sh.run(async move {
-                    w.write(&rest);
-                    w.finish().await
-                })
+        let t = std::time::Instant::now();
+        let _count = Defer(|| {
+            sh.upload_waited_us
+                .fetch_add(t.elapsed().as_micros() as u64, Relaxed);
+        });
+        if self.multipart.is_none() {
+            // Smaller than a part: one PUT.
+            let payload = PutPayload::from(std::mem::take(&mut self.buffer));
+            return sh
+                .run(sh.store.put(&sh.path(&name), payload))
                 .map(|_| ())
-                .map_err(|e| sh.error(&name, e))
-            }
+                .map_err(|e| sh.error(&name, e));
         }
+        let rest = std::mem::take(&mut self.buffer);
+        if !rest.is_empty() {
+            self.send_parts(bytes::Bytes::from(rest))?;
+        }
+        let mut m = self.multipart.take().expect("started");
+        let path = sh.path(&name);
+        let result = sh.run(async {
+            while !m.in_flight.is_empty() {
+                m.land_one().await?;
+            }
+            let parts: Vec<PartId> = m.parts.iter().flatten().cloned().collect();
+            sh.store.complete_multipart(&path, &m.id, parts).await?;
+            // Done: its marker goes (a marker left behind is removed by the next
+            // writer, whose abort of a completed upload finds nothing).
+            let _ = sh.store.delete(&m.marker).await;
+            Ok::<_, object_store::Error>(())
+        });
+        if result.is_err() {
+            self.multipart = Some(m); // aborted by drop
+        }
+        result.map_err(|e| sh.error(&name, e))
     }
 }
 
 impl Drop for S3Upload {
     fn drop(&mut self) {
-        if let Some(w) = self.multipart.take() {
-            // Not finished: abort it, best effort.
-            let _ = self.shared.run(w.abort());
+        if let Some(m) = self.multipart.take() {
+            // Not finished: abort it and remove its marker, best effort.
+            let sh = &self.shared;
+            let path = sh.path(&self.name);
+            let store = sh.store.clone();
+            sh.run(async move {
+                for (_, h) in &m.in_flight {
+                    h.abort();
+                }
+                if store.abort_multipart(&path, &m.id).await.is_ok() {
+                    let _ = store.delete(&m.marker).await;
+                }
+            });
         }
     }
 }
