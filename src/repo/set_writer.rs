@@ -190,7 +190,7 @@ impl<'r> SetWriter<'r> {
         // Where the backend does not enforce create-only puts (Garage), the append lock
         // keeps a second writer away and the set id was fresh; the manifest is still
         // looked for first, so that a breach of that is an error, never an overwrite
-        // (invariant 29).
+        // (invariant 28).
         if !self.repo.backend().features().create_only
             && self
                 .repo

@@ -174,7 +174,7 @@ fn s3_full_differential_list_verify_restore_check_round_trip() {
 
 #[test]
 fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coalesced() {
-    // (and invariant 28: a reader's read-ahead windows are bounded and dropped once read)
+    // (and invariant 27: a reader's read-ahead windows are bounded and dropped once read)
     let Some(bucket) = bucket("s3 uploads") else {
         return;
     };
@@ -203,7 +203,7 @@ fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coale
     assert!(back == data, "the object reads back as written");
     let gets = b.get_requests() - before;
     assert_eq!(gets, data.len().div_ceil(8 << 20) as u64, "{gets} GETs");
-    // Invariant 28: read through, the reader keeps nothing; it never kept more than
+    // Invariant 27: read through, the reader keeps nothing; it never kept more than
     // its windows (the one read, the one before, the one read ahead).
     let (kept, peak) = b.read_window_bytes();
     assert_eq!(kept, 0, "every window was dropped once read through");

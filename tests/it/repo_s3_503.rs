@@ -6,7 +6,7 @@
 //! Covers (issue 13, item 5): a few 503s are got past by the retries (object_store's
 //! own, `PAGEVAULT_S3_RETRIES`, then the repository's `Retrying` wrapper) and the round
 //! trip succeeds; persistent 503s make the command fail with one sentence and exit 1,
-//! in seconds, with nothing published. The create-only probe (invariant 29). A backup
+//! in seconds, with nothing published. The create-only probe (invariant 28). A backup
 //! killed during a multipart upload leaves it to the next backup, which aborts it.
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -24,7 +24,7 @@
 //! starts the GET of the next window in the background when a window is first read, so
 //! a restore issues one ranged GET per 8 MiB stored and its threads decompress while the
 //! next window arrives. A reader keeps at most [`READ_WINDOWS`] windows and drops each
-//! once read through (invariant 28).
+//! once read through (invariant 27).
 
 use std::future::Future;
 use std::io;
@@ -49,7 +49,7 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 pub const DEFAULT_PART_BYTES: usize = 8 << 20;
 /// Windows a reader keeps, fetched or in flight: the one being read, the one after it
 /// (read ahead), and the one before it while the last records in it are read by
-/// another restore thread (invariant 28).
+/// another restore thread (invariant 27).
 pub const READ_WINDOWS: usize = 3;
 /// S3's smallest part (all but the last).
 const MIN_PART_BYTES: usize = 5 << 20;
@@ -489,7 +489,7 @@ impl S3Backend {
     }
 
     /// Whether the server enforces `If-None-Match: *`: as the options say, or else found
-    /// out once per backend by a probe (invariant 29): an object `probe/create-only-<random>`
+    /// out once per backend by a probe (invariant 28): an object `probe/create-only-<random>`
     /// under the prefix (a name with a `/`, so no listing of the repository shows it) is
     /// put create-only twice; the server enforces it when it refuses the second put. The
     /// probe object is removed. A probe that fails answers "not enforced", the side on
@@ -540,7 +540,7 @@ impl S3Backend {
     }
 
     /// Bytes of the read windows its readers keep now (fetched or in flight), and the
-    /// most they ever kept at once (invariant 28).
+    /// most they ever kept at once (invariant 27).
     pub fn read_window_bytes(&self) -> (u64, u64) {
         (
             self.shared.kept_bytes.load(Relaxed),
@@ -741,7 +741,7 @@ pub const UPLOAD_MARKERS: &str = "uploads/";
 /// read (read-ahead), so a sequential reader (a restore thread decompressing records)
 /// does not stall on a GET per window.
 ///
-/// Memory is bounded (invariant 28, docs/design.md): a reader keeps at most
+/// Memory is bounded (invariant 27, docs/design.md): a reader keeps at most
 /// [`READ_WINDOWS`] windows, fetched or in flight, and drops a window as soon as every
 /// byte of it was read once, so a finished stream holds nothing.
 struct S3Reader {
