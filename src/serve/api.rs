@@ -415,6 +415,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
         (&Method::POST, ["backups"] | ["sets", _, "verify"]) => Role::Admin,
         (&Method::GET, ["sets", _, "archive"]) => Role::Admin,
         (&Method::PUT, ["archive"]) => Role::Admin,
+        (&Method::DELETE, ["sets", _]) => Role::Admin,
         _ => {
             return error(
                 StatusCode::NOT_FOUND,
@@ -581,6 +582,29 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             download(open, id, state.timeout).await
         }
         (&Method::PUT, ["archive"]) => upload(&state, open, req.into_body()).await,
+        (&Method::DELETE, ["sets", id]) => {
+            let id = match parse_set_id(id) {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            let with_dependents = match req.uri().query() {
+                None | Some("with_dependents=false") => false,
+                Some("with_dependents=true") => true,
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "the only query a delete takes is with_dependents=true or with_dependents=false",
+                    )
+                }
+            };
+            blocking(move || {
+                let repo = open()?;
+                let id = resolve_set(&repo, &id)?;
+                crate::repo::delete::delete(&repo, id, with_dependents)
+            })
+            .await
+            .map_or_else(lib_error, |r| json_response(StatusCode::OK, &r))
+        }
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
     }
 }

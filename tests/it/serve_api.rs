@@ -554,3 +554,44 @@ fn slow_and_idle_clients_are_dropped_and_large_json_bodies_refused() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// `DELETE /v1/sets/{id}`: admin only; a full with a dependent is refused unless
+/// `with_dependents=true`; a differential goes alone; a bad query or id is refused.
+#[test]
+fn delete_is_admin_only_and_refuses_a_full_that_a_differential_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = api(dir.path(), 64);
+    for p in 0..10 {
+        a.db.write_page(1, 8 + p, b"before the full").unwrap();
+    }
+    let full = a.backup("full");
+    a.db.write_page(1, 8, b"after the full").unwrap();
+    let diff = a.backup("differential");
+    let full_id = full["report"]["backup_id"].as_str().unwrap().to_string();
+    let diff_id = diff["report"]["backup_id"].as_str().unwrap().to_string();
+    let delete = |path: &str, token: &str| {
+        let resp = a
+            .client
+            .delete(format!("{}{path}", a.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let s = resp.status();
+        (s, resp.text().unwrap())
+    };
+    assert_eq!(delete(&format!("/sets/{full_id}"), READER).0, StatusCode::FORBIDDEN);
+    let (s, text) = delete(&format!("/sets/{full_id}"), ADMIN);
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains(&diff_id), "{text}");
+    let (s, text) = delete(&format!("/sets/{full_id}?recursive=yes"), ADMIN);
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
+    assert_ne!(delete("/sets/..%2F..%2Fconfig", ADMIN).0, StatusCode::OK);
+    let repo = pagevault::repo::Repository::open_dir(&a.repo_dir, false).unwrap();
+    assert_eq!(repo.set_ids().unwrap().len(), 2);
+    let (s, text) = delete(&format!("/sets/{diff_id}"), ADMIN);
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(repo.set_ids().unwrap().len(), 1);
+    let (s, text) = delete(&format!("/sets/{full_id}?with_dependents=true"), ADMIN);
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(repo.set_ids().unwrap().is_empty());
+}
