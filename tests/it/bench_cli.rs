@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const STEPS: [&str; 13] = [
+const STEPS: [&str; 14] = [
     "compression_limit",
     "full",
     "copy_only",
@@ -15,6 +15,7 @@ const STEPS: [&str; 13] = [
     "decompression_limit",
     "restore_full",
     "restore_full_diff",
+    "merge",
     "verify",
     "diff_50pct_scattered",
     "diff_1pct_hot",
@@ -141,10 +142,11 @@ fn a_tiny_run_reports_every_step_as_json() {
         "differential (1 % scattered) stored / changed pages compressed",
         "restore full + differential MB/s / decompression limit",
         "restore full + differential time / restore full time",
+        "merge (full + 10 % differential) time / full backup time, side by side",
     ] {
         assert!(targets.contains(&must), "{must} missing from {targets:?}");
     }
-    assert!(targets.len() <= 7, "{targets:?}");
+    assert!(targets.len() <= 8, "{targets:?}");
 }
 
 #[test]
