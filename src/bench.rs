@@ -1398,7 +1398,9 @@ impl<'a> Suite<'a> {
         step.bytes_stored = r.bytes_stored;
         step.extents_stored =
             r.plan.extents_from_base + r.plan.extents_from_differential + r.plan.extents_combined;
+        // What it decoded and compressed again (the rest is copied).
         step.extents_read = r.plan.extents_combined;
+        step.pages_read = r.plan.extents_combined * PAGES_PER_EXTENT as u64;
         // Side by side with the full backups of this step, not the earlier ones.
         step.time_vs_full = Some(s.median.secs / full.median.secs);
         self.steps.push(step);

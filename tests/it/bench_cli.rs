@@ -179,6 +179,7 @@ fn a_tiny_run_reports_every_step_as_json() {
         "verify MB/s / decompression limit",
         "export MB/s / cat-and-sync of the same bytes",
         "import MB/s / cat-and-sync of the same bytes",
+        "merge (full + 10 % differential) time / full backup time, side by side",
     ] {
         assert!(targets.contains(&must), "{must} missing from {targets:?}");
     }
@@ -187,7 +188,7 @@ fn a_tiny_run_reports_every_step_as_json() {
         zstd_cli,
         "{targets:?}"
     );
-    assert!(targets.len() <= 13, "{targets:?}");
+    assert!(targets.len() <= 14, "{targets:?}");
 }
 
 #[test]

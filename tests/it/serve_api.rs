@@ -579,7 +579,10 @@ fn delete_is_admin_only_and_refuses_a_full_that_a_differential_needs() {
         let s = resp.status();
         (s, resp.text().unwrap())
     };
-    assert_eq!(delete(&format!("/sets/{full_id}"), READER).0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        delete(&format!("/sets/{full_id}"), READER).0,
+        StatusCode::FORBIDDEN
+    );
     let (s, text) = delete(&format!("/sets/{full_id}"), ADMIN);
     assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains(&diff_id), "{text}");
