@@ -10,14 +10,11 @@ use std::sync::Arc;
 use pagevault::archive::{self, tar::TarWriter};
 use pagevault::format::archive_manifest::{ArchiveManifest, ArchiveObject, ArchiveSet};
 use pagevault::format::manifest::{hash_of, Manifest};
-use pagevault::format::record::{RecordHeader, RecordId};
-use pagevault::fuzz_targets::{reseal, RESEAL_MANIFESTS};
 use pagevault::repo::backend::archive::ArchiveBackend;
 use pagevault::repo::names::ARCHIVE_MANIFEST;
 use pagevault::repo::Repository;
 
 use crate::archive_roundtrip::{archive_of, empty_repo};
-use crate::faults_hostile::{bomb_record, rle_bomb};
 use crate::faults_util::Chain;
 
 /// The entries of an archive (name, bytes), read with the `tar` crate.
@@ -297,32 +294,7 @@ fn a_differential_whose_base_is_missing_is_refused() {
 #[test]
 fn a_zstd_bomb_is_refused_in_bounded_memory() {
     let c = Chain::new(1, 16);
-    let m = Manifest::decode(
-        &c.repo_vfs
-            .read_file(&pagevault::repo::names::manifest(c.full))
-            .unwrap(),
-    )
-    .unwrap();
-    let e = pagevault::repo::set_reader::collect_index(&c.repo, &m).unwrap()[0];
-    let name = pagevault::repo::names::stream(c.full, e.stream);
-    let stream = c.repo_vfs.read_file(&name).unwrap();
-    let h = RecordHeader::decode(&stream[e.offset as usize..]).unwrap();
-    let rec = bomb_record(
-        &rle_bomb(16_000),
-        RecordId {
-            database_id: h.database_id,
-            backup_id: h.backup_id,
-            file_id: h.file_id,
-            extent: h.extent,
-            sequence: h.sequence,
-        },
-        h.page_mask,
-    );
-    let mut bombed = stream[..e.offset as usize].to_vec();
-    bombed.extend_from_slice(&rec);
-    bombed.extend_from_slice(&stream[(e.offset + e.record_len as u64) as usize..]);
-    c.repo_vfs.corrupt_file(&name, |s| *s = bombed);
-    reseal(&c.repo_vfs, RESEAL_MANIFESTS);
+    crate::faults_hostile::bomb_first_record_of_the_full(&c);
     let mut a = Vec::new();
     archive::export(&c.repo, c.full, &mut a).unwrap();
     let e = import_refused(&a, "a zstd bomb");

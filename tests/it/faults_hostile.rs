@@ -94,9 +94,10 @@ fn a_zstd_bomb_is_rejected_without_allocating() {
     pagevault::fuzz_targets::records(&rec);
 }
 
-#[test]
-fn a_zstd_bomb_in_a_set_is_found_by_verify_and_refused_by_restore() {
-    let c = Chain::new(1, 16);
+/// Replaces the first record of `c`'s full with a zstd bomb (a valid header and
+/// checksums, a payload that decompresses past an extent) and reseals the manifests, so
+/// only decompression can find it.
+pub(crate) fn bomb_first_record_of_the_full(c: &Chain) {
     let m = Manifest::decode(
         &c.repo_vfs
             .read_file(&pagevault::repo::names::manifest(c.full))
@@ -123,6 +124,12 @@ fn a_zstd_bomb_in_a_set_is_found_by_verify_and_refused_by_restore() {
     bombed.extend_from_slice(&stream[(e.offset + e.record_len as u64) as usize..]);
     c.repo_vfs.corrupt_file(&name, |s| *s = bombed);
     reseal(&c.repo_vfs, RESEAL_MANIFESTS);
+}
+
+#[test]
+fn a_zstd_bomb_in_a_set_is_found_by_verify_and_refused_by_restore() {
+    let c = Chain::new(1, 16);
+    bomb_first_record_of_the_full(&c);
     let before = peak_rss_kib();
     let r = verify::verify(&c.repo, Some(c.full)).unwrap();
     assert!(!r.is_clean());
