@@ -25,6 +25,19 @@ use pagevault::serve::{ListenOptions, Listener, Tokens};
 use pagevault::workload::{fill_payload, payload_rng};
 use pagevault::{CreateOptions, Database, OpenMode, PageWrite};
 
+/// CPU seconds (user + system) of this process so far, from /proc/self/stat (0 elsewhere):
+/// the serving side and the client are both in it.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -106,18 +119,21 @@ fn main() -> pagevault::Result<()> {
     let (mut local, mut remote) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         for which in [round % 2, 1 - round % 2] {
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_seconds());
             let r = if which == 0 {
                 backup::run(&db, &repo_a, &opts, &NoProgress)?
             } else {
                 pagevault::serve::client::backup(&client, &repo_b, &opts, &NoProgress)?
             };
-            let mbs = r.bytes_read as f64 / t0.elapsed().as_secs_f64() / 1e6;
+            let secs = t0.elapsed().as_secs_f64();
+            let mbs = r.bytes_read as f64 / secs / 1e6;
             println!(
-                "round {round}: {} full: {mbs:.0} MB/s ({} read, {} stored)",
+                "round {round}: {} full: {mbs:.0} MB/s ({} read, {} stored; {:.2} s, {:.2} CPU s of both sides)",
                 if which == 0 { "local " } else { "remote" },
                 r.bytes_read,
-                r.bytes_stored
+                r.bytes_stored,
+                secs,
+                cpu_seconds() - c0
             );
             if which == 0 {
                 local.push(mbs)

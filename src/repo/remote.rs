@@ -148,6 +148,7 @@ impl Backend for RemoteBackend {
                 chan: self.chan.clone(),
                 handle,
                 written: 0,
+                pending: Vec::new(),
                 done: false,
             })),
             other => Err(unexpected("an upload", &other)),
@@ -225,22 +226,43 @@ impl Drop for RemoteReader {
     }
 }
 
+/// Bytes of an upload gathered before they go out as one frame: a backup appends records
+/// of some KiB each, and a frame (its copy, checksum, TLS record and system call) per
+/// record costs the compressing workers more than the compression saves on the wire.
+const UPLOAD_FRAME_BYTES: usize = 1 << 20;
+
 struct RemoteUpload {
     chan: Arc<dyn Channel>,
     handle: u32,
+    /// Bytes accepted so far (sent or pending): the upload's length as its writer sees it.
     written: u64,
+    /// Accepted bytes not sent yet, fewer than [`UPLOAD_FRAME_BYTES`] between calls; they
+    /// go out before the finish, so an upload that finishes holds every byte, and one
+    /// dropped unfinished is aborted whole.
+    pending: Vec<u8>,
     done: bool,
 }
 
-impl Upload for RemoteUpload {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        for chunk in bytes.chunks(MAX_WRITE_CHUNK_BYTES) {
+impl RemoteUpload {
+    fn send_pending(&mut self) -> io::Result<()> {
+        for chunk in self.pending.chunks(MAX_WRITE_CHUNK_BYTES) {
             self.chan.send(&Msg::UploadWrite {
                 handle: self.handle,
                 bytes: chunk.to_vec(),
             })?;
         }
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+impl Upload for RemoteUpload {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.pending.extend_from_slice(bytes);
         self.written += bytes.len() as u64;
+        if self.pending.len() >= UPLOAD_FRAME_BYTES {
+            self.send_pending()?;
+        }
         Ok(())
     }
 
@@ -249,6 +271,7 @@ impl Upload for RemoteUpload {
     }
 
     fn finish(mut self: Box<Self>) -> io::Result<()> {
+        self.send_pending()?;
         self.done = true;
         let reply = self.chan.call(&Msg::UploadFinish {
             handle: self.handle,
