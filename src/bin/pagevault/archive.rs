@@ -107,13 +107,7 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
             verb: "export",
         },
     )?;
-    let id = parse_backup_id(&entry.id).ok_or_else(|| {
-        Failure::Msg(format!(
-            "{}: {:?} is not a backup id",
-            path.display(),
-            entry.id
-        ))
-    })?;
+    let id = select::id_of(path, &entry.id)?;
     let report = if to_stdout {
         let mut w = BufWriter::with_capacity(BUF_BYTES, std::io::stdout().lock());
         let r = archive::export(&repo, id, &mut w)?;

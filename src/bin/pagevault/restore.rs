@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use pagevault::check::{self as chk, CheckReport};
-use pagevault::format::manifest::parse_backup_id;
 use pagevault::repo::chain;
 use pagevault::restore::{self, RestoreOptions, RestoreReport};
 use pagevault::units::format_size;
@@ -87,13 +86,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             verb: "restore",
         },
     )?;
-    let id = parse_backup_id(&entry.id).ok_or_else(|| {
-        Failure::Msg(format!(
-            "{}: {:?} is not a backup id",
-            path.display(),
-            entry.id
-        ))
-    })?;
+    let id = select::id_of(path, &entry.id)?;
     tracing::info!("restoring backup set {} into {}", entry.id, a.to.display());
     let target = restore::target_dir(&a.to)?;
     let mut opts = RestoreOptions::new(target.clone());

@@ -177,8 +177,7 @@ fn chosen(
             verb,
         },
     )?;
-    parse_backup_id(&e.id)
-        .ok_or_else(|| Failure::Msg(format!("{}: {:?} is not a backup id", path.display(), e.id)))
+    select::id_of(path, &e.id)
 }
 
 pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {

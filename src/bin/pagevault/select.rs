@@ -219,6 +219,13 @@ pub struct Choice<'a> {
     pub verb: &'static str,
 }
 
+/// The numeric id of a catalog entry's hex id (an entry `list` gave, so a failure means a
+/// damaged catalog line), naming the repository.
+pub fn id_of(repo: &Path, id: &str) -> Result<u64, Failure> {
+    pagevault::format::manifest::parse_backup_id(id)
+        .ok_or_else(|| Failure::Msg(format!("{}: {id:?} is not a backup id", repo.display())))
+}
+
 /// The entry `choice` names in `entries` (the repository's listing).
 pub fn set<'e>(
     repo: &Path,

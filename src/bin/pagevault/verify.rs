@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use pagevault::format::manifest::parse_backup_id;
 use pagevault::units::format_size;
 use pagevault::verify::{self, VerifyReport};
 
@@ -63,11 +62,7 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Fail
             .collect(),
     };
     ids.into_iter()
-        .map(|id| {
-            parse_backup_id(id).ok_or_else(|| {
-                Failure::Msg(format!("{}: {id:?} is not a backup id", path.display()))
-            })
-        })
+        .map(|id| select::id_of(path, id))
         .collect::<Result<Vec<u64>, Failure>>()
 }
 
