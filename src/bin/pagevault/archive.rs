@@ -93,10 +93,11 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
     let entries = select::listing(&repo, path)?;
-    let database = match &a.database {
-        Some(p) => Some(select::database(path, &entries, p)?),
-        None => None,
-    };
+    let database = a
+        .database
+        .as_ref()
+        .map(|p| select::database(path, &entries, p))
+        .transpose()?;
     let entry = select::set(
         path,
         &entries,
@@ -263,10 +264,11 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
     let from = select::open_repo(&a.from)?;
     let to = select::open_repo(&a.to)?;
     let entries = select::listing(&from, &a.from)?;
-    let database = match &a.database {
-        Some(p) => Some(select::database(&a.from, &entries, p)?),
-        None => None,
-    };
+    let database = a
+        .database
+        .as_ref()
+        .map(|p| select::database(&a.from, &entries, p))
+        .transpose()?;
     let mut ids = Vec::new();
     for name in &a.ids {
         let e = select::set(

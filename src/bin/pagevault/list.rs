@@ -77,10 +77,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
     let entries = select::listing(&repo, path)?;
-    let database = match &a.database {
-        Some(p) => Some(select::database(path, &entries, p)?),
-        None => None,
-    };
+    let database = a
+        .database
+        .as_ref()
+        .map(|p| select::database(path, &entries, p))
+        .transpose()?;
     let sets: Vec<Set> = entries
         .iter()
         .map(|e| Set::of_entry(e, &entries))

@@ -72,10 +72,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         }
     };
     let entries = select::listing(&repo, path)?;
-    let database = match &a.database {
-        Some(p) => Some(select::database(path, &entries, p)?),
-        None => None,
-    };
+    let database = a
+        .database
+        .as_ref()
+        .map(|p| select::database(path, &entries, p))
+        .transpose()?;
     let entry = select::set(
         path,
         &entries,

@@ -34,10 +34,11 @@ pub struct Args {
 fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Failure> {
     let path = &a.repo.repo;
     let entries = select::listing(repo, path)?;
-    let database = match &a.database {
-        Some(p) => Some(select::database(path, &entries, p)?),
-        None => None,
-    };
+    let database = a
+        .database
+        .as_ref()
+        .map(|p| select::database(path, &entries, p))
+        .transpose()?;
     let ids: Vec<&str> = match &a.id {
         Some(name) => vec![select::set(
             path,
