@@ -16,7 +16,7 @@ use pagevault::format::record::{self, RecordHeader, RecordId, RECORD_HEADER_SIZE
 use pagevault::format::{
     EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_PAYLOAD_SIZE, PAGE_SIZE, PAGE_TYPE_DATA,
 };
-use pagevault::workload::{fill_payload, payload_rng};
+use pagevault::tools::workload::{fill_payload, payload_rng};
 
 fn quick(g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     g.sample_size(10)

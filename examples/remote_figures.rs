@@ -22,7 +22,7 @@ use pagevault::progress::NoProgress;
 use pagevault::repo::{InitOptions, Repository};
 use pagevault::serve::client::{ClientOptions, Target};
 use pagevault::serve::{ListenOptions, Listener, Tokens};
-use pagevault::workload::{fill_payload, payload_rng};
+use pagevault::tools::workload::{fill_payload, payload_rng};
 use pagevault::{CreateOptions, Database, OpenMode, PageWrite};
 
 /// CPU seconds (user + system) of this process so far, from /proc/self/stat (0 elsewhere):

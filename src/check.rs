@@ -10,7 +10,7 @@
 //! faults: only a file known whole (closed cleanly, header neither open nor restoring,
 //! committed length) is mapped, and a half-restored database is not scanned. It holds the database lock for the whole run, so no pagevault writer
 //! changes the files under it, which is also the contract of the read-only memory map a
-//! disk file is scanned through (`io::mmap`). Memory is bounded: the map (page cache, no
+//! disk file is scanned through (`io::sys::ReadMap`). Memory is bounded: the map (page cache, no
 //! copy) or, on other backends, one read buffer of [`CHUNK_PAGES`] pages, and one interval's worth of audit bits per worker, and at most
 //! [`MAX_FINDINGS_PER_FILE`] findings kept per file (the rest are counted).
 //!
@@ -285,9 +285,8 @@ pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckRepo
 }
 
 fn not_a_database(vfs: &dyn Vfs) -> Error {
-    Error::NotFound {
+    Error::NoDatabase {
         path: vfs.path_of(""),
-        what: "not a pagevault database (no pagevault.ctl)".into(),
     }
 }
 
@@ -794,7 +793,7 @@ mod tests {
     use crate::format::map_page_number;
     use crate::io::mem::MemVfs;
     use crate::store::{CreateOptions, Database};
-    use crate::workload::{self, Pattern, Workload};
+    use crate::tools::workload::{self, Pattern, Workload};
 
     /// Two files of 10 extents with 2 extents per map page: 5 intervals per file.
     fn small_db() -> (MemVfs, Database) {
@@ -966,8 +965,8 @@ mod tests {
         db.close().unwrap();
         assert!(check_vfs(Arc::new(vfs.clone()), &NoProgress).is_ok());
         match check_vfs(Arc::new(MemVfs::new()), &NoProgress) {
-            Err(Error::NotFound { .. }) => {}
-            other => panic!("expected NotFound, got {other:?}"),
+            Err(Error::NoDatabase { .. }) => {}
+            other => panic!("expected NoDatabase, got {other:?}"),
         }
         vfs.corrupt_file(CONTROL_FILE_NAME, |b| b[20] ^= 1);
         match check_vfs(Arc::new(vfs.clone()), &NoProgress) {

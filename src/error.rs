@@ -29,6 +29,9 @@ pub enum Error {
     /// The database or repository does not exist.
     #[error("{}: {what}", path.display())]
     NotFound { path: PathBuf, what: String },
+    /// There is no database in the folder.
+    #[error("{}: not a pagevault database (no pagevault.ctl)", path.display())]
+    NoDatabase { path: PathBuf },
     /// There is no repository at the location.
     #[error("{}: there is no pagevault repository here", path.display())]
     NoRepository { path: PathBuf },
@@ -62,6 +65,48 @@ pub enum Error {
         state: String,
         source: Box<Error>,
     },
+    /// The operation was refused for a reason the caller may override: `source` says why,
+    /// `unless` which option lets it go ahead. The message names the library's option;
+    /// a front end names its own (the CLI its flag).
+    #[error("{source}; {}", unless.advice())]
+    Refused {
+        source: Box<Error>,
+        unless: Override,
+    },
+}
+
+/// What a caller can allow so that a refused operation goes ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Override {
+    /// [`RestoreOptions::force`](crate::restore::RestoreOptions): replace the database a
+    /// restore target holds.
+    ReplaceTarget,
+    /// [`BackupOptions::fallback_to_full`](crate::backup::BackupOptions): take a full
+    /// when no differential can be taken.
+    FallbackToFull,
+    /// [`BackupOptions::continue_after_error`](crate::backup::BackupOptions): record a
+    /// page that fails verification in the set and go on.
+    ContinueAfterError,
+    /// Deleting a set with the differentials based on it (`with_dependents`).
+    WithDependents,
+}
+
+impl Override {
+    /// The advice in the library's words.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Override::ReplaceTarget => {
+                "it is replaced only when the restore is forced (RestoreOptions::force)"
+            }
+            Override::FallbackToFull => {
+                "take a full backup first, or allow a full in its place (BackupOptions::fallback_to_full)"
+            }
+            Override::ContinueAfterError => {
+                "check the database, or record the bad page in the set and go on (BackupOptions::continue_after_error)"
+            }
+            Override::WithDependents => "delete the dependents with it (with_dependents)",
+        }
+    }
 }
 
 impl Error {
@@ -83,6 +128,22 @@ impl Error {
                 format!("{}: no space left on the device", path.display())
             }
             e => e.to_string(),
+        }
+    }
+
+    /// `self`, refused unless the caller allows `unless`.
+    pub fn unless(self, unless: Override) -> Error {
+        Error::Refused {
+            source: Box::new(self),
+            unless,
+        }
+    }
+
+    /// The error itself, without the override a [`Error::Refused`] offers.
+    pub fn inner(&self) -> &Error {
+        match self {
+            Error::Refused { source, .. } => source.inner(),
+            e => e,
         }
     }
 

@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Override, Result};
 use crate::format::change_map::MapPage;
 use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
 use crate::format::file_header::{FileHeader, TrackingState, FLAG_RESTORING};
@@ -332,9 +332,10 @@ fn inspect_target(target: &dyn Vfs, database_id: u64, force: bool) -> Result<Vec
         return Err(Error::AlreadyExists {
             path,
             what: format!(
-                "the restore target holds database {database_id:016x}; pass --force to replace it"
+                "the restore target holds database {database_id:016x}"
             ),
-        });
+        }
+        .unless(Override::ReplaceTarget));
     }
     Ok(ctl.files.into_iter().map(|f| f.name).collect())
 }

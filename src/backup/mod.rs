@@ -208,7 +208,7 @@ pub fn plan_only(
 pub fn effective_threads(threads: usize) -> Result<usize> {
     if threads > MAX_THREADS {
         return Err(Error::Invalid(format!(
-            "--threads must be at most {MAX_THREADS}, not {threads}"
+            "the thread count must be at most {MAX_THREADS}, not {threads}"
         )));
     }
     Ok(if threads == 0 {

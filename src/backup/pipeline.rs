@@ -22,7 +22,7 @@
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Override, Result};
 use crate::format::manifest::BadPage;
 use crate::format::page::{self, PageAddress, PageFault};
 use crate::format::record::{self, RecordId, RECORD_HEADER_SIZE};
@@ -456,10 +456,11 @@ fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outc
             Err(fault) => {
                 if !ctx.continue_after_error {
                     return Err(Error::BadPages(format!(
-                        "{}: page {p} of data file {} failed verification ({fault}); the backup stopped, run `pagevault check` or pass --continue-after-error to record it and go on",
+                        "{}: page {p} of data file {} failed verification ({fault}); the backup stopped",
                         ctx.db.vfs().path_of(&f.name).display(),
                         f.name
-                    )));
+                    ))
+                    .unless(Override::ContinueAfterError));
                 }
                 out.bad_mask |= 1 << i;
                 out.bad_reason[i] = bad_reason(&fault);
@@ -527,7 +528,7 @@ mod tests {
     use crate::repo::backend::local::SYNC_EVERY_BYTES;
     use crate::repo::Repository;
     use crate::store::{CreateOptions, PageWrite};
-    use crate::workload::SplitMix64;
+    use crate::tools::workload::SplitMix64;
     use std::sync::Arc;
 
     /// A stream longer than the background sync interval is whole: the set verifies

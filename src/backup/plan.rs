@@ -11,7 +11,7 @@
 
 use bitvec::vec::BitVec;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Override, Result};
 use crate::format::control::Control;
 use crate::format::manifest::{format_backup_id, BackupKind, ChangeSource, Manifest};
 use crate::format::PAGES_PER_EXTENT;
@@ -304,9 +304,10 @@ fn plan_at(
             }
             Err(why) => {
                 return Err(Error::Chain(format!(
-                    "{}: cannot take a differential backup: {why}; take a full backup first, or pass --fallback-to-full",
+                    "{}: cannot take a differential backup: {why}",
                     db.path().display()
-                )))
+                ))
+                .unless(Override::FallbackToFull))
             }
         }
     }

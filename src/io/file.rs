@@ -57,8 +57,8 @@ impl Storage for DiskFile {
             r => r,
         }
     }
-    fn map_read(&self) -> Option<io::Result<super::mmap::ReadMap>> {
-        Some(super::mmap::ReadMap::new(&self.file))
+    fn map_read(&self) -> Option<io::Result<super::sys::ReadMap>> {
+        Some(super::sys::ReadMap::new(&self.file))
     }
 }
 

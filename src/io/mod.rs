@@ -4,7 +4,8 @@
 
 pub mod file;
 pub mod mem;
-pub mod mmap;
+// The one module allowed `unsafe` (docs/design.md, "unsafe").
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod write_behind;
 
@@ -34,8 +35,8 @@ pub trait Storage: Send + Sync {
         Ok(())
     }
     /// A read-only memory map of the whole file, where the backend has one (a disk file);
-    /// only for whole-file scans under the folder's lock (see [`mmap`]).
-    fn map_read(&self) -> Option<io::Result<mmap::ReadMap>> {
+    /// only for whole-file scans under the folder's lock (see [`sys::ReadMap`]).
+    fn map_read(&self) -> Option<io::Result<sys::ReadMap>> {
         None
     }
 }

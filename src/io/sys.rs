@@ -1,6 +1,18 @@
-//! System calls std does not wrap: the free space of a file system (`statvfs`), and the
-//! write-back hints of a file written once (`sync_file_range`, `posix_fadvise`). With
-//! [`super::mmap`], the only module with `unsafe`; each call's contract is written at it.
+//! System calls std does not wrap: the free space of a file system (`statvfs`), the
+//! write-back hints of a file written once (`sync_file_range`, `posix_fadvise`), the
+//! process's file size limit (`getrlimit`), and a read-only memory map of a data file.
+//! The only module with `unsafe` (the crate denies it elsewhere, the CLI forbids it);
+//! each call's contract is written at it.
+//!
+//! The map ([`ReadMap`]) is used by whole-file scans (the consistency checker), where it
+//! saves a copy per page. Contract: a map is created only while the caller holds the
+//! database's exclusive lock (so no pagevault process writes or truncates the file
+//! meanwhile), it is read-only, and it never outlives the `File` it maps. Another program
+//! truncating the file underneath would still fault the process (SIGBUS), as would a page
+//! the disk cannot give back (a hole a full file system cannot fill, a bad sector); that
+//! is the price of the map and the reason it is confined to read paths under the lock, on
+//! files known whole (the checker maps only a cleanly closed file of its committed
+//! length, never one being restored).
 //!
 //! The hints make nothing durable and change no byte of a file: `sync_file_range` neither
 //! writes metadata nor flushes the disk's cache, so durability stays with `fdatasync`
@@ -147,5 +159,38 @@ pub fn release_free_heap() {
     // pointer and leaves every live allocation where it is.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// The process's file size limit (`ulimit -f`, `RLIMIT_FSIZE`) in bytes, when it has one.
+#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every Unix
+pub fn file_size_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a local.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+}
+
+/// A read-only view of a whole file.
+pub struct ReadMap {
+    map: memmap2::Mmap,
+}
+
+impl ReadMap {
+    /// Maps `file` read-only.
+    pub fn new(file: &File) -> io::Result<ReadMap> {
+        // SAFETY: the map is read-only and callers hold the database lock, so no pagevault
+        // writer modifies or truncates the file while the map lives (see module contract).
+        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(ReadMap { map })
+    }
+
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
     }
 }

@@ -8,7 +8,7 @@
 //! the exclusive lock; a crash part way leaves whole sets, and running it again finishes
 //! (a set already gone whose objects remain is cleaned and reported as done).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Override, Result};
 use crate::format::manifest::{format_backup_id, BackupKind};
 
 use super::chain::pick_base;
@@ -41,7 +41,7 @@ pub struct DeleteReport {
 /// The plan (`--dry-run`), under a shared lock. Refuses a set others need unless
 /// `with_dependents`.
 pub fn plan(repo: &Repository, id: u64, with_dependents: bool) -> Result<DeletePlan> {
-    let _lock = repo.lock(LockMode::Shared, "delete --dry-run")?;
+    let _lock = repo.lock(LockMode::Shared, "delete (plan)")?;
     plan_unlocked(repo, id, with_dependents)
 }
 
@@ -91,13 +91,13 @@ fn plan_unlocked(repo: &Repository, id: u64, with_dependents: bool) -> Result<De
         .collect();
     if !names.is_empty() && !with_dependents {
         return Err(Error::Chain(format!(
-            "{}: backup set {} is the base of differential{} {}, which would no longer restore; delete {} too with --with-dependents",
+            "{}: backup set {} is the base of differential{} {}, which would no longer restore",
             repo.manifest_location(id).display(),
             format_backup_id(id),
             if names.len() == 1 { "" } else { "s" },
             names.join(", "),
-            if names.len() == 1 { "it" } else { "them" },
-        )));
+        ))
+        .unless(Override::WithDependents));
     }
     let mut order: Vec<u64> = dependents.iter().map(|d| d.manifest.backup_id).collect();
     order.push(id);

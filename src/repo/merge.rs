@@ -74,7 +74,7 @@ pub struct MergeReport {
 /// The plan of merging differential `id`: its chain resolved and checked, and each
 /// extent's source counted (reads both sets' indexes, no record).
 pub fn plan(repo: &Repository, id: u64) -> Result<MergePlan> {
-    let _lock = repo.lock(LockMode::Shared, "merge --dry-run")?;
+    let _lock = repo.lock(LockMode::Shared, "merge (plan)")?;
     let chain = chain_of(repo, id)?;
     let mut p = head_plan(repo, &chain)?;
     if p.already_merged.is_some() {

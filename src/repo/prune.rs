@@ -63,7 +63,7 @@ pub struct PruneReport {
 /// The plan, without removing anything (`--dry-run`): under a shared lock, so it reads
 /// a stable repository.
 pub fn plan(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
-    let _lock = repo.lock(LockMode::Shared, "prune --dry-run")?;
+    let _lock = repo.lock(LockMode::Shared, "prune (plan)")?;
     plan_unlocked(repo, opts)
 }
 

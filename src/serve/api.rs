@@ -38,7 +38,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::backup::{self, BackupKind, BackupOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, Override, Result};
 use crate::progress::Progress;
 use crate::repo::{catalog, Repository};
 use crate::store::Database;
@@ -159,9 +159,9 @@ fn error(status: StatusCode, what: impl Into<String>) -> Response<Body> {
 
 /// The HTTP status of a library error.
 fn status_of(e: &Error) -> StatusCode {
-    match e {
+    match e.inner() {
         Error::Locked { .. } => StatusCode::CONFLICT,
-        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::NotFound { .. } | Error::NoDatabase { .. } => StatusCode::NOT_FOUND,
         Error::Invalid(_) | Error::Chain(_) => StatusCode::BAD_REQUEST,
         Error::Corrupt { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -169,7 +169,15 @@ fn status_of(e: &Error) -> StatusCode {
 }
 
 fn lib_error(e: Error) -> Response<Body> {
-    error(status_of(&e), e.to_string())
+    let text = match &e {
+        // The API's own word for the override (a query parameter).
+        Error::Refused {
+            source,
+            unless: Override::WithDependents,
+        } => format!("{source}; add ?with_dependents=true to delete the dependents too"),
+        e => e.to_string(),
+    };
+    error(status_of(&e), text)
 }
 
 impl ApiServer {

@@ -54,7 +54,7 @@ impl CreateOptions {
     pub fn with_size(files: u32, total_bytes: u64) -> Result<CreateOptions> {
         if files == 0 || files > MAX_FILES {
             return Err(Error::Invalid(format!(
-                "--files must be between 1 and {MAX_FILES}, not {files}"
+                "a database has between 1 and {MAX_FILES} data files, not {files}"
             )));
         }
         let per_file = total_bytes.div_ceil(files as u64);
@@ -327,11 +327,8 @@ impl Database {
         let lock = io::lock_folder(&*vfs, "the database")?;
         let ctl_path = vfs.path_of(CONTROL_FILE_NAME);
         if !vfs.exists(CONTROL_FILE_NAME) {
-            return Err(Error::NotFound {
+            return Err(Error::NoDatabase {
                 path: vfs.path_of(""),
-                what:
-                    "not a pagevault database (no pagevault.ctl); create one with `pagevault init`"
-                        .into(),
             });
         }
         let bytes = io::read_all(&*vfs, CONTROL_FILE_NAME, CONTROL_LIMIT_BYTES)

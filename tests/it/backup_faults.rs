@@ -339,7 +339,7 @@ fn a_bad_page_fails_the_backup_naming_file_and_page_unless_asked_to_continue() {
     corrupt_page(&f, "data_0002.pvd", 37);
     let err = f.backup(BackupKind::Full).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::BadPages(_)), "{err:?}");
+    assert!(matches!(err.inner(), Error::BadPages(_)), "{err:?}");
     assert!(
         msg.contains("data_0002.pvd") && msg.contains("page 37"),
         "{msg}"

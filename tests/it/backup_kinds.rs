@@ -106,9 +106,9 @@ fn assert_refused_then_falls_back(f: &Fixture, why_contains: &str) {
     let ctl_before = f.db().control();
     let err = backup::run(f.db(), &f.repo, &diff_opts(false), &NoProgress).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::Chain(_)), "{err:?}");
+    assert!(matches!(err.inner(), Error::Chain(_)), "{err:?}");
     assert!(
-        msg.contains("take a full backup first, or pass --fallback-to-full"),
+        msg.contains("take a full backup first, or allow a full in its place (BackupOptions::fallback_to_full)"),
         "{msg}"
     );
     assert!(msg.contains(why_contains), "{msg}");

@@ -196,7 +196,7 @@ fn kill_restores(iterations: u64) {
                 refused += 1;
                 false
             }
-            Err(Error::NotFound { .. }) => false,
+            Err(Error::NotFound { .. } | Error::NoDatabase { .. }) => false,
             Err(e) => panic!("{what}: the target gives {e}"),
         };
         if complete {

@@ -119,7 +119,7 @@ pub fn restore_into(repo: &Repository, id: u64) -> (pagevault::Result<()>, MemVf
 /// unfinished.
 pub fn assert_does_not_open(target: &MemVfs, what: &str) {
     match Database::open(Arc::new(target.clone()), OpenMode::ReadOnly) {
-        Err(Error::NotFound { .. }) | Err(Error::RestoreIncomplete { .. }) => {}
+        Err(Error::NoDatabase { .. }) | Err(Error::RestoreIncomplete { .. }) => {}
         Err(e) => panic!("{what}: the target gives an unexpected error: {e}"),
         Ok(_) => panic!("{what}: a failed restore left a database that opens"),
     }

@@ -12,6 +12,7 @@ mod backup_faults;
 mod backup_kinds;
 mod backup_util;
 mod bench_cli;
+mod boundary;
 mod cli;
 mod cli_backup;
 mod cli_errors;

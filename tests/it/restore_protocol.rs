@@ -48,7 +48,7 @@ fn opts(target: &MemVfs, id: Option<u64>, force: bool) -> RestoreOptions {
 fn assert_not_half_open(target: &MemVfs, model: &Model) {
     match Database::open(Arc::new(target.clone()), OpenMode::ReadOnly) {
         Err(Error::RestoreIncomplete { .. }) => {}
-        Err(Error::NotFound { .. }) => assert!(target.read_file("pagevault.ctl").is_none()),
+        Err(Error::NoDatabase { .. }) => assert!(target.read_file("pagevault.ctl").is_none()),
         Err(e) => panic!("an interrupted restore gave an unexpected error: {e}"),
         Ok(db) => {
             drop(db);
@@ -163,8 +163,17 @@ fn the_same_database_needs_force_and_must_not_be_in_use() {
     restore::run(&repo, &opts(&target, Some(diff), false), &NoProgress).unwrap();
     assert!(target.exists("data_0003.pvd"));
     let err = restore::run(&repo, &opts(&target, Some(full), false), &NoProgress).unwrap_err();
-    assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
-    assert!(err.to_string().contains("--force"), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Refused {
+                ref source,
+                unless: pagevault::Override::ReplaceTarget,
+            } if matches!(**source, Error::AlreadyExists { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("RestoreOptions::force"), "{err}");
     assert_restored(Arc::new(target.clone()), &diff_model);
     // In use: the open handle holds the lock.
     let open = Database::open(Arc::new(target.clone()), OpenMode::ReadWrite).unwrap();

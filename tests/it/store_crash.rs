@@ -514,7 +514,7 @@ fn crash_during_create_leaves_nothing_or_a_whole_database() {
             vfs.crash(policy);
             let db = match open_rw(&vfs) {
                 Ok(db) => db,
-                Err(Error::NotFound { .. }) => {
+                Err(Error::NoDatabase { .. }) => {
                     Database::create(std::sync::Arc::new(vfs.clone()), &o)
                         .unwrap_or_else(|e| panic!("{ctx}: create again: {e}"))
                 }

@@ -100,7 +100,7 @@ fn assert_caught(st: &Setup, id: u64, restore_id: u64, record: bool) -> Error {
     };
     let err = restore::run(&st.repo, &opts, &NoProgress).expect_err("restore took a damaged set");
     match Database::open(Arc::new(target), OpenMode::ReadOnly) {
-        Err(Error::NotFound { .. }) | Err(Error::RestoreIncomplete { .. }) => {}
+        Err(Error::NoDatabase { .. }) | Err(Error::RestoreIncomplete { .. }) => {}
         Err(e) => panic!("unexpected error opening a failed restore: {e}"),
         Ok(_) => panic!("a failed restore left a database that opens"),
     }

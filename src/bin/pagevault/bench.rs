@@ -1,5 +1,5 @@
 //! `pagevault bench [--size SIZE] [--threads N] [--level L] [--data DIR] [--json]
-//! [--dir DIR] [--repeat K] [--repo R]`: the benchmark suite (`pagevault::bench`) on a scratch
+//! [--dir DIR] [--repeat K] [--repo R]`: the benchmark suite (`pagevault::tools::bench`) on a scratch
 //! database, printed as a table (or JSON): each step's MB/s, its ratio to the machine's
 //! zstd limit measured in the same run, bytes stored, ratio, extents and pages, peak
 //! memory, then the brief's targets met or not. Exit 0 when it ran (targets are figures,
@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use pagevault::backup::DEFAULT_LEVEL;
-use pagevault::bench::{self, BenchOptions, BenchReport};
+use pagevault::tools::bench::{self, BenchOptions, BenchReport};
 use pagevault::units::format_size;
 
 use crate::args::size;
@@ -159,7 +159,7 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
             "online_full: the full ran at {:.0} MB/s ({:.2} x limit) while {} writer threads wrote {:.0} pages/s ({:.0} % of their {:.0} pages/s alone); {} extents saved before a write",
             s.mb_per_s,
             s.ratio_to_limit.unwrap_or(0.0),
-            pagevault::bench::ONLINE_WRITERS,
+            pagevault::tools::bench::ONLINE_WRITERS,
             during,
             100.0 * during / alone.max(1e-9),
             alone,

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pagevault::demo::{self, DemoOptions, DemoReport};
+use pagevault::tools::demo::{self, DemoOptions, DemoReport};
 use pagevault::units::format_size;
 
 use crate::args::size;

@@ -5,7 +5,7 @@
 use std::io;
 use std::path::Path;
 
-use pagevault::Error;
+use pagevault::{Error, Override};
 
 use crate::output::Failure;
 
@@ -26,7 +26,7 @@ pub fn os_cause(path: &Path, e: &io::Error) -> String {
         K::ReadOnlyFilesystem => "the file system is read-only".into(),
         K::StorageFull => "the disk is full; free some space and try again".into(),
         K::QuotaExceeded => "the disk quota is used up; free some space and try again".into(),
-        K::FileTooLarge => match file_size_limit() {
+        K::FileTooLarge => match pagevault::io::sys::file_size_limit() {
             Some(limit) => format!(
                 "the file would be larger than the file size limit of this process, {} \
                  (`ulimit -f`)",
@@ -44,11 +44,27 @@ pub fn os_cause(path: &Path, e: &io::Error) -> String {
     }
 }
 
-/// The one sentence shown for a library error.
+/// The one sentence shown for a library error. The library names its own options when it
+/// refuses something that can be allowed; here the advice names the flag.
 pub fn sentence(e: &Error) -> String {
     match e {
         Error::Io { path, source } => format!("{}: {}", path.display(), os_cause(path, source)),
+        Error::Refused { source, unless } => {
+            format!("{}; {}", sentence(source), flag_advice(*unless))
+        }
         e => e.to_string(),
+    }
+}
+
+/// What to pass to allow what the library refused.
+fn flag_advice(unless: Override) -> &'static str {
+    match unless {
+        Override::ReplaceTarget => "pass --force to replace it",
+        Override::FallbackToFull => "take a full backup first, or pass --fallback-to-full",
+        Override::ContinueAfterError => {
+            "run `pagevault check`, or pass --continue-after-error to record the bad page and go on"
+        }
+        Override::WithDependents => "pass --with-dependents to delete the dependents too",
     }
 }
 
@@ -63,21 +79,50 @@ pub fn must_be_folder(path: &Path, what: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The process's file size limit (`ulimit -f`, RLIMIT_FSIZE) in bytes, when it has one.
-#[cfg(unix)]
-#[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every Unix
-pub fn file_size_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a local.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) };
-    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-/// No such limit off Unix.
-#[cfg(not(unix))]
-pub fn file_size_limit() -> Option<u64> {
-    None
+    use super::*;
+
+    /// Every override the library may offer, named once (a new one fails to compile in
+    /// `flag_advice` first).
+    const ALL: [Override; 4] = [
+        Override::ReplaceTarget,
+        Override::FallbackToFull,
+        Override::ContinueAfterError,
+        Override::WithDependents,
+    ];
+
+    fn long_flags(cmd: &clap::Command, out: &mut Vec<String>) {
+        out.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string)),
+        );
+        for sub in cmd.get_subcommands() {
+            long_flags(sub, out);
+        }
+    }
+
+    #[test]
+    fn every_override_names_a_flag_the_cli_has() {
+        let mut flags = Vec::new();
+        long_flags(&crate::args::Cli::command(), &mut flags);
+        for o in ALL {
+            let advice = flag_advice(o);
+            let flag = advice
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("--"))
+                .unwrap_or_else(|| panic!("{o:?}: {advice:?} names no flag"));
+            assert!(flags.iter().any(|f| f == flag), "{o:?}: no flag --{flag}");
+            // The library's sentence never carries the flag; the CLI's does.
+            let e = Error::Invalid("refused".into()).unless(o);
+            assert!(!e.to_string().contains("--"), "{e}");
+            assert!(
+                sentence(&e).contains(&format!("--{flag}")),
+                "{}",
+                sentence(&e)
+            );
+        }
+    }
 }

@@ -40,7 +40,8 @@ struct File {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
-    let report = pagevault::import::import(&a.db, &a.files, &Bar::new("importing", true))?;
+    let report =
+        pagevault::tools::import_files::import(&a.db, &a.files, &Bar::new("importing", true))?;
     if a.json {
         out.json(&Report {
             path: report.database.clone(),

@@ -94,7 +94,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                          (--files) or a smaller --size",
                         path.display(),
                         format_size(per_file),
-                        match crate::errors::file_size_limit() {
+                        match pagevault::io::sys::file_size_limit() {
                             Some(l) => format!(
                                 "the file size limit of this process, {} (`ulimit -f`)",
                                 format_size(l)

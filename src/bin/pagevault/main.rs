@@ -5,6 +5,8 @@
 //! stdout (`pagevault status DB | head -1`) exits quietly, with the code the command had
 //! decided before printing (0, or `check`'s 3: a closed pipe never hides a failure).
 
+#![forbid(unsafe_code)]
+
 mod archive;
 mod args;
 mod backup;
@@ -73,6 +75,10 @@ fn main() -> ExitCode {
             report(&format!(
                 "{e}; create one with `pagevault repo init` (no verb but that one creates a repository)"
             ));
+            Exit::Failed
+        }
+        Err(Failure::Lib(e @ pagevault::Error::NoDatabase { .. })) => {
+            report(&format!("{e}; create one with `pagevault init`"));
             Exit::Failed
         }
         Err(Failure::Lib(e)) => {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use pagevault::workload::{self as wl, Pattern, Workload};
+use pagevault::tools::workload::{self as wl, Pattern, Workload};
 use pagevault::{Database, OpenMode};
 
 use crate::output::{Bar, Exit, Failure, Out};

@@ -15,7 +15,7 @@ use crate::progress::NoProgress;
 use crate::repo::Repository;
 use crate::restore::{self, RestoreOptions, RestoreReport};
 use crate::store::{CreateOptions, Database};
-use crate::workload::{self, Pattern, Workload, WorkloadReport};
+use crate::tools::workload::{self, Pattern, Workload, WorkloadReport};
 
 /// Writer threads that keep writing during the demo's (online) full backup.
 pub const ONLINE_WRITERS: usize = 2;

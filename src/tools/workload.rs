@@ -189,7 +189,7 @@ pub fn run_until_stopped(
 pub fn run(db: &Database, w: &Workload, progress: &dyn Progress) -> Result<WorkloadReport> {
     if w.batch == 0 || w.batch > MAX_BATCH {
         return Err(Error::Invalid(format!(
-            "--batch must be between 1 and {MAX_BATCH}, not {}",
+            "a workload's batch must be between 1 and {MAX_BATCH} page writes, not {}",
             w.batch
         )));
     }

@@ -30,7 +30,7 @@ use crate::progress::NoProgress;
 use crate::repo::Repository;
 use crate::restore::{self, RestoreOptions, RestoreReport};
 use crate::store::{CreateOptions, Database, OpenMode, PageWrite};
-use crate::workload::{self, Pattern, Workload};
+use crate::tools::workload::{self, Pattern, Workload};
 
 /// Data files of a generated database.
 pub const DATA_FILES: u32 = 2;
@@ -797,7 +797,11 @@ impl<'a> Suite<'a> {
         match &self.opts.data {
             Some(data) => {
                 (self.note)(&format!("importing {}", data.display()));
-                crate::import::import(&self.db_dir, std::slice::from_ref(data), &NoProgress)?;
+                crate::tools::import_files::import(
+                    &self.db_dir,
+                    std::slice::from_ref(data),
+                    &NoProgress,
+                )?;
                 self.data = data.display().to_string();
             }
             None => {
