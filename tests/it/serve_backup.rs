@@ -725,7 +725,7 @@ fn a_remote_full_over_tls_restores_whole_and_its_gathered_progress_adds_up() {
             .collect();
         db.write_pages(&writes).unwrap();
     }
-    let w = Writers::new(&db);
+    let w = Writers::new(&db); // none run: the restore is the noise
     let initial = images(&db);
     let repo = Repository::init_dir(&dir.path().join("repo"), &InitOptions::default()).unwrap();
     let target = ClientOptions {
@@ -735,17 +735,9 @@ fn a_remote_full_over_tls_restores_whole_and_its_gathered_progress_adds_up() {
         timeout: std::time::Duration::from_secs(30),
     };
     let progress = Counted::default();
-    let full = std::thread::scope(|s| {
-        let _stop = w.stop_on_drop();
-        w.spawn(s, &db, 5, 2);
-        w.wait_for(0, 50);
-        let opts = BackupOptions::new(BackupKind::Full);
-        let full = client::backup(&target, &repo, &opts, &progress).unwrap();
-        w.stop_all();
-        full
-    });
-    w.assert_no_error("writers");
-    assert!(full.bytes_stored > 12 << 20, "{}", full.bytes_stored);
+    let opts = BackupOptions::new(BackupKind::Full);
+    let full = client::backup(&target, &repo, &opts, &progress).unwrap();
+    assert!(full.bytes_stored > 12 << 20, "{full:?}");
     let id = pagevault::format::manifest::parse_backup_id(&full.backup_id).unwrap();
     assert_restores_as_of(&repo, id, full.snapshot_lsn, &w, &initial, "full");
     // Every extent's progress arrives, gathered into far fewer messages than extents.
