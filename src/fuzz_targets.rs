@@ -880,7 +880,7 @@ pub fn wire(data: &[u8]) {
     use crate::serve::wire::{self, Msg};
     // The client's reader (an upload's bytes borrowed) accepts what the owning decoder
     // accepts, as the same message.
-    let mut raw = &data[..];
+    let mut raw = data;
     let mut buf = Vec::new();
     while let Ok(frame) = wire::read_raw_frame(&mut raw, wire::MAX_HELLO_FRAME_BYTES, &mut buf) {
         let owned = wire::decode_frame_body(frame).ok();
