@@ -10,7 +10,8 @@
 //! full (`serve::client::backup` from a listener on 127.0.0.1 with TLS and a token, into
 //! folder repository B), in alternating order; both with `threads` workers (default 2)
 //! and zstd level 1. Prints each backup's MB/s (bytes of the database read per second,
-//! end to end) and the ratio of the medians. The TLS pair is the test-only one in
+//! end to end) and the ratio of the medians, and the ratio of their CPU seconds (both
+//! sides are this process). The TLS pair is the test-only one in
 //! tests/fixtures/tls.
 
 use std::path::Path;
@@ -117,6 +118,7 @@ fn main() -> pagevault::Result<()> {
     let mut opts = BackupOptions::new(BackupKind::Full);
     opts.threads = threads;
     let (mut local, mut remote) = (Vec::new(), Vec::new());
+    let (mut local_cpu, mut remote_cpu) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         for which in [round % 2, 1 - round % 2] {
             let (t0, c0) = (Instant::now(), cpu_seconds());
@@ -126,6 +128,7 @@ fn main() -> pagevault::Result<()> {
                 pagevault::serve::client::backup(&client, &repo_b, &opts, &NoProgress)?
             };
             let secs = t0.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - c0;
             let mbs = r.bytes_read as f64 / secs / 1e6;
             println!(
                 "round {round}: {} full: {mbs:.0} MB/s ({} read, {} stored; {:.2} s, {:.2} CPU s of both sides)",
@@ -133,12 +136,14 @@ fn main() -> pagevault::Result<()> {
                 r.bytes_read,
                 r.bytes_stored,
                 secs,
-                cpu_seconds() - c0
+                cpu
             );
             if which == 0 {
-                local.push(mbs)
+                local.push(mbs);
+                local_cpu.push(cpu);
             } else {
-                remote.push(mbs)
+                remote.push(mbs);
+                remote_cpu.push(cpu);
             }
         }
     }
@@ -147,6 +152,13 @@ fn main() -> pagevault::Result<()> {
         "median: local {l:.0} MB/s, remote over loopback TLS {r:.0} MB/s: remote/local = {:.2} ({} MiB, {threads} threads, level 1)",
         r / l,
         mib
+    );
+    // On a loaded machine the remote backup (one thread more) gets a larger share of the
+    // CPU; the CPU ratio is what an idle 2-core machine, both backups CPU-bound, shows.
+    let (lc, rc) = (median(local_cpu), median(remote_cpu));
+    println!(
+        "median CPU s per full: local {lc:.2}, remote {rc:.2}: local/remote = {:.2}",
+        lc / rc
     );
     drop(listener);
     drop(db);

@@ -882,6 +882,21 @@ pub fn model_counted(data: &[u8]) -> usize {
 /// reach the message decoder); an accepted message re-encodes to the same body.
 pub fn wire(data: &[u8]) {
     use crate::serve::wire::{self, Msg};
+    // The client's reader (an upload's bytes borrowed) accepts what the owning decoder
+    // accepts, as the same message.
+    let mut raw = data;
+    let mut buf = Vec::new();
+    while let Ok(frame) = wire::read_raw_frame(&mut raw, wire::MAX_HELLO_FRAME_BYTES, &mut buf) {
+        let owned = wire::decode_frame_body(frame).ok();
+        let borrowed = wire::decode_incoming(frame).ok().map(|i| match i {
+            wire::Incoming::UploadWrite { handle, bytes } => Msg::UploadWrite {
+                handle,
+                bytes: bytes.to_vec(),
+            },
+            wire::Incoming::Msg(m) => m,
+        });
+        assert_eq!(owned, borrowed);
+    }
     let mut input = data;
     while let Ok(m) = wire::read_frame(&mut input, wire::MAX_HELLO_FRAME_BYTES) {
         let mut again = Vec::new();

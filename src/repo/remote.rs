@@ -21,7 +21,9 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::serve::wire::{kind_code, kind_of, Msg, MAX_READ_BYTES, MAX_WRITE_CHUNK_BYTES};
+use crate::serve::wire::{
+    kind_code, kind_of, Msg, UploadFrame, MAX_READ_BYTES, MAX_WRITE_CHUNK_BYTES,
+};
 
 use super::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 use super::{names, Repository};
@@ -32,6 +34,8 @@ pub trait Channel: Send + Sync {
     fn call(&self, msg: &Msg) -> io::Result<Msg>;
     /// Sends `msg`, which has no reply.
     fn send(&self, msg: &Msg) -> io::Result<()>;
+    /// Sends a frame already encoded (an [`UploadFrame`]), which has no reply.
+    fn send_frame(&self, frame: &[u8]) -> io::Result<()>;
 }
 
 /// The client's repository, seen from the serving process.
@@ -148,7 +152,7 @@ impl Backend for RemoteBackend {
                 chan: self.chan.clone(),
                 handle,
                 written: 0,
-                pending: Vec::new(),
+                pending: UploadFrame::new(handle),
                 done: false,
             })),
             other => Err(unexpected("an upload", &other)),
@@ -236,32 +240,34 @@ struct RemoteUpload {
     handle: u32,
     /// Bytes accepted so far (sent or pending): the upload's length as its writer sees it.
     written: u64,
-    /// Accepted bytes not sent yet, fewer than [`UPLOAD_FRAME_BYTES`] between calls; they
-    /// go out before the finish, so an upload that finishes holds every byte, and one
-    /// dropped unfinished is aborted whole.
-    pending: Vec<u8>,
+    /// Accepted bytes not sent yet, fewer than [`UPLOAD_FRAME_BYTES`] between calls,
+    /// gathered straight into the frame that carries them; they go out before the
+    /// finish, so an upload that finishes holds every byte, and one dropped unfinished is
+    /// aborted whole.
+    pending: UploadFrame,
     done: bool,
 }
 
 impl RemoteUpload {
     fn send_pending(&mut self) -> io::Result<()> {
-        for chunk in self.pending.chunks(MAX_WRITE_CHUNK_BYTES) {
-            self.chan.send(&Msg::UploadWrite {
-                handle: self.handle,
-                bytes: chunk.to_vec(),
-            })?;
+        if !self.pending.is_empty() {
+            self.chan.send_frame(self.pending.seal())?;
+            self.pending.clear();
         }
-        self.pending.clear();
         Ok(())
     }
 }
 
 impl Upload for RemoteUpload {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.pending.extend_from_slice(bytes);
+    fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         self.written += bytes.len() as u64;
-        if self.pending.len() >= UPLOAD_FRAME_BYTES {
-            self.send_pending()?;
+        while !bytes.is_empty() {
+            let n = bytes.len().min(MAX_WRITE_CHUNK_BYTES - self.pending.len());
+            self.pending.push(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.pending.len() >= UPLOAD_FRAME_BYTES {
+                self.send_pending()?;
+            }
         }
         Ok(())
     }
@@ -367,6 +373,21 @@ impl<'r> Grant<'r> {
                 "the client's repository is open for reading only; a {what} of {name} is refused"
             ))
         })
+    }
+
+    /// Appends `bytes` to upload `handle` (an [`Msg::UploadWrite`], which has no reply: a
+    /// failure is kept for its finish); `Err` if no such upload is open.
+    pub fn write(&mut self, handle: u32, bytes: &[u8]) -> Result<(), String> {
+        match self.uploads.get_mut(&handle) {
+            Some((u, failed @ None)) => {
+                if let Err(e) = u.write(bytes) {
+                    *failed = Some(e);
+                }
+            }
+            Some((_, Some(_))) => {}
+            None => return Err(format!("a write to upload {handle}, which is not open")),
+        }
+        Ok(())
     }
 
     /// The reply to one object operation (`None` for those without a reply); `Err` for
@@ -477,15 +498,7 @@ impl<'r> Grant<'r> {
                 }
             }
             Msg::UploadWrite { handle, bytes } => {
-                match self.uploads.get_mut(&handle) {
-                    Some((u, failed @ None)) => {
-                        if let Err(e) = u.write(&bytes) {
-                            *failed = Some(e);
-                        }
-                    }
-                    Some((_, Some(_))) => {}
-                    None => return Err(format!("a write to upload {handle}, which is not open")),
-                }
+                self.write(handle, &bytes)?;
                 return Ok(None);
             }
             Msg::UploadFinish { handle } => match self.uploads.remove(&handle) {

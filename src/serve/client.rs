@@ -21,7 +21,7 @@ use crate::repo::{LockMode, Repository};
 
 use super::link::{Link, Stream};
 use super::listener::RemoteStatus;
-use super::wire::{self, Msg, Request, PROTOCOL_VERSION};
+use super::wire::{self, Incoming, Msg, Request, PROTOCOL_VERSION};
 
 /// Where the serving process is.
 #[derive(Clone, Debug)]
@@ -98,6 +98,7 @@ impl ClientOptions {
                         let name = super::tls::server_name(host)?;
                         let c = rustls::ClientConnection::new(cfg, name)
                             .map_err(|e| self.remote(format!("TLS: {e}")))?;
+                        let s = super::link::BufferedSocket::new(s);
                         Ok(Box::new(rustls::StreamOwned::new(c, s)))
                     }
                 }
@@ -131,10 +132,22 @@ impl ClientOptions {
         progress: &dyn Progress,
     ) -> Result<String> {
         use crate::repo::remote::Channel;
+        // Frames are read into one buffer, and an upload's bytes written to the
+        // repository from it, as a local backup writes its records.
+        let mut buf = Vec::new();
         loop {
-            let msg = link
-                .receive()
-                .map_err(|e| self.remote(format!("the serving process stopped answering: {e}")))?;
+            let msg = match link.receive_into(&mut buf) {
+                Ok(Incoming::UploadWrite { handle, bytes }) => {
+                    grant
+                        .write(handle, bytes)
+                        .map_err(|what| self.remote(format!("protocol error: {what}")))?;
+                    continue;
+                }
+                Ok(Incoming::Msg(msg)) => msg,
+                Err(e) => {
+                    return Err(self.remote(format!("the serving process stopped answering: {e}")))
+                }
+            };
             match msg {
                 Msg::Done { json } => return Ok(json),
                 Msg::Failed { message } => return Err(self.remote(message)),

@@ -19,9 +19,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backup::{self, BackupKind, BackupOptions};
 use crate::error::{Error, Result};
@@ -260,7 +260,10 @@ fn spawn_conn<S: Stream + 'static>(
     std::thread::spawn(move || {
         let stream: Box<dyn Stream> = match (&shared.tls, tcp) {
             (Some(cfg), true) => match rustls::ServerConnection::new(cfg.clone()) {
-                Ok(c) => Box::new(rustls::StreamOwned::new(c, *conn)),
+                Ok(c) => Box::new(rustls::StreamOwned::new(
+                    c,
+                    super::link::BufferedSocket::new(*conn),
+                )),
                 Err(_) => {
                     shared.active.fetch_sub(1, Ordering::SeqCst);
                     return;
@@ -278,23 +281,64 @@ fn spawn_conn<S: Stream + 'static>(
     });
 }
 
-/// Sends the backup's progress to the client.
-struct LinkProgress<'a>(&'a Link);
+/// Sends the backup's progress to the client, gathered: a backup advances once per
+/// extent, and a frame per extent (a TLS record, a system call and a wake-up of the
+/// client each, under the link's lock the upload frames need) costs the workers more
+/// than a progress bar needs. At most one frame per [`PROGRESS_EVERY`]; the rest goes
+/// with the finish.
+struct LinkProgress<'a> {
+    link: &'a Link,
+    /// Units and bytes not sent yet, and when progress was last sent.
+    pending: Mutex<(u64, u64, Instant)>,
+}
+
+/// How often the client hears of the backup's progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+impl<'a> LinkProgress<'a> {
+    fn new(link: &'a Link) -> LinkProgress<'a> {
+        LinkProgress {
+            link,
+            pending: Mutex::new((0, 0, Instant::now())),
+        }
+    }
+
+    fn send_pending(&self, force: bool) {
+        let (units, bytes) = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if p.0 == 0 && p.1 == 0 || !force && p.2.elapsed() < PROGRESS_EVERY {
+                return;
+            }
+            let taken = (p.0, p.1);
+            *p = (0, 0, Instant::now());
+            taken
+        };
+        let _ = self.link.send(&Msg::Progress {
+            start: false,
+            units,
+            bytes,
+        });
+    }
+}
 
 impl Progress for LinkProgress<'_> {
     fn start(&self, units: u64, bytes: u64) {
-        let _ = self.0.send(&Msg::Progress {
+        let _ = self.link.send(&Msg::Progress {
             start: true,
             units,
             bytes,
         });
     }
     fn advance(&self, units: u64, bytes: u64) {
-        let _ = self.0.send(&Msg::Progress {
-            start: false,
-            units,
-            bytes,
-        });
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            p.0 += units;
+            p.1 += bytes;
+        }
+        self.send_pending(false);
+    }
+    fn finish(&self) {
+        self.send_pending(true);
     }
 }
 
@@ -382,7 +426,7 @@ fn serve(shared: &Shared, mut stream: Box<dyn Stream>, tcp: bool) -> io::Result<
             opts.threads = threads as usize;
             opts.level = level;
             opts.continue_after_error = continue_after_error;
-            let report = backup::run(db, &repo, &opts, &LinkProgress(&link))?;
+            let report = backup::run(db, &repo, &opts, &LinkProgress::new(&link))?;
             shared.served.fetch_add(1, Ordering::SeqCst);
             tracing::info!(
                 "served a {} backup, set {} into {}",

@@ -187,9 +187,9 @@ mod tag {
 }
 
 /// Appends fields to a frame body.
-struct Enc(Vec<u8>);
+struct Enc<'a>(&'a mut Vec<u8>);
 
-impl Enc {
+impl Enc<'_> {
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -293,7 +293,14 @@ impl<'a> Dec<'a> {
 impl Msg {
     /// The message's body (type and fields), without the frame.
     pub fn encode_body(&self) -> Vec<u8> {
-        let mut e = Enc(Vec::with_capacity(64));
+        let mut body = Vec::with_capacity(64);
+        self.encode_body_into(&mut body);
+        body
+    }
+
+    /// Appends the message's body to `out`.
+    fn encode_body_into(&self, out: &mut Vec<u8>) {
+        let mut e = Enc(out);
         match self {
             Msg::Hello {
                 version,
@@ -460,7 +467,6 @@ impl Msg {
                 }
             }
         }
-        e.0
     }
 
     /// Decodes a frame body; any defect is an error sentence.
@@ -586,15 +592,79 @@ impl Msg {
     }
 }
 
+/// Replaces `out` with `msg` as one frame (length, body, CRC), reusing its allocation.
+pub fn encode_frame(msg: &Msg, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; 4]);
+    msg.encode_body_into(out);
+    seal(out);
+}
+
+/// Fills in the length of the frame in `frame` (its body follows 4 reserved bytes) and
+/// appends the body's CRC.
+fn seal(frame: &mut Vec<u8>) {
+    let body_len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&body_len.to_le_bytes());
+    let crc = crate::format::crc32(&frame[4..]);
+    frame.extend_from_slice(&crc.to_le_bytes());
+}
+
 /// Writes `msg` as one frame (one `write_all`, then a flush).
 pub fn write_frame(w: &mut dyn Write, msg: &Msg) -> io::Result<()> {
-    let body = msg.encode_body();
-    let mut frame = Vec::with_capacity(body.len() + 8);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
-    frame.extend_from_slice(&crate::format::crc32(&body).to_le_bytes());
+    let mut frame = Vec::new();
+    encode_frame(msg, &mut frame);
     w.write_all(&frame)?;
     w.flush()
+}
+
+/// An upload's [`Msg::UploadWrite`] frame built in place: the bytes are appended behind
+/// room for the frame's header, so they are copied once on their way out, not into a
+/// message, then a body, then a frame (the compressing workers' path, issue 17). The
+/// frame is the same bytes [`encode_frame`] makes of the message.
+pub struct UploadFrame {
+    buf: Vec<u8>,
+}
+
+/// Frame length, type, handle, blob length.
+const UPLOAD_HEADER_BYTES: usize = 4 + 1 + 4 + 4;
+
+impl UploadFrame {
+    pub fn new(handle: u32) -> UploadFrame {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&[0; 4]);
+        buf.push(tag::UPLOAD_WRITE);
+        buf.extend_from_slice(&handle.to_le_bytes());
+        buf.extend_from_slice(&[0; 4]);
+        UploadFrame { buf }
+    }
+
+    /// The bytes gathered so far.
+    pub fn len(&self) -> usize {
+        self.buf.len() - UPLOAD_HEADER_BYTES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends bytes; the caller keeps [`Self::len`] at most [`MAX_WRITE_CHUNK_BYTES`].
+    pub fn push(&mut self, bytes: &[u8]) {
+        debug_assert!(self.len() + bytes.len() <= MAX_WRITE_CHUNK_BYTES);
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The whole frame of the bytes gathered (sent next, then [`Self::clear`]).
+    pub fn seal(&mut self) -> &[u8] {
+        let n = self.len() as u32;
+        self.buf[9..13].copy_from_slice(&n.to_le_bytes());
+        seal(&mut self.buf);
+        &self.buf
+    }
+
+    /// Empties the frame for the next bytes, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.buf.truncate(UPLOAD_HEADER_BYTES);
+    }
 }
 
 /// Checks a frame's body against the limit and its CRC; the body is what follows the
@@ -611,17 +681,35 @@ pub fn check_frame(len: u32, max_bytes: u32) -> io::Result<usize> {
 
 /// Reads one frame of at most `max_bytes` and decodes it.
 pub fn read_frame(r: &mut dyn Read, max_bytes: u32) -> io::Result<Msg> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let n = check_frame(u32::from_le_bytes(len), max_bytes)?;
-    let mut body = vec![0u8; n + 4];
-    r.read_exact(&mut body)?;
-    decode_frame_body(&body)
+    let mut buf = Vec::new();
+    let body = read_raw_frame(r, max_bytes, &mut buf)?;
+    decode_frame_body(body)
 }
 
-/// Decodes `body ++ crc` (a frame without its length).
-pub fn decode_frame_body(body_and_crc: &[u8]) -> io::Result<Msg> {
-    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+/// Reads one frame of at most `max_bytes` into `buf` (reused from frame to frame, so a
+/// stream of uploads does not allocate and fault in a megabyte per frame): the body and
+/// CRC, not yet checked.
+pub fn read_raw_frame<'b>(
+    r: &mut dyn Read,
+    max_bytes: u32,
+    buf: &'b mut Vec<u8>,
+) -> io::Result<&'b [u8]> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let n = check_frame(u32::from_le_bytes(len), max_bytes)? + 4;
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    r.read_exact(&mut buf[..n])?;
+    Ok(&buf[..n])
+}
+
+fn bad(what: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what)
+}
+
+/// Checks `body ++ crc` (a frame without its length); the body.
+fn checked_body(body_and_crc: &[u8]) -> io::Result<&[u8]> {
     if body_and_crc.len() < 5 {
         return Err(bad("a frame shorter than its type and checksum".into()));
     }
@@ -630,7 +718,41 @@ pub fn decode_frame_body(body_and_crc: &[u8]) -> io::Result<Msg> {
     if crate::format::crc32(body) != want {
         return Err(bad("a frame whose checksum does not match".into()));
     }
+    Ok(body)
+}
+
+/// Decodes `body ++ crc` (a frame without its length).
+pub fn decode_frame_body(body_and_crc: &[u8]) -> io::Result<Msg> {
+    let body = checked_body(body_and_crc)?;
     Msg::decode_body(body).map_err(|w| bad(format!("a malformed message: {w}")))
+}
+
+/// A frame as the client reads it: an upload's bytes borrowed from the frame (written
+/// straight to the repository from the reused read buffer), any other message decoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    UploadWrite { handle: u32, bytes: &'a [u8] },
+    Msg(Msg),
+}
+
+/// Decodes `body ++ crc` like [`decode_frame_body`], with the same checks, but an
+/// upload's bytes are not copied.
+pub fn decode_incoming(body_and_crc: &[u8]) -> io::Result<Incoming<'_>> {
+    let body = checked_body(body_and_crc)?;
+    if body[0] != tag::UPLOAD_WRITE {
+        return Msg::decode_body(body)
+            .map(Incoming::Msg)
+            .map_err(|w| bad(format!("a malformed message: {w}")));
+    }
+    let mut d = Dec { buf: body, pos: 1 };
+    let write = (|| {
+        let handle = d.u32()?;
+        let n = d.u32()? as usize;
+        let bytes = d.take(n)?;
+        d.end()?;
+        Ok(Incoming::UploadWrite { handle, bytes })
+    })();
+    write.map_err(|w: String| bad(format!("a malformed message: {w}")))
 }
 
 /// An [`io::ErrorKind`] as one byte on the wire (`Err` replies), and back.
@@ -764,6 +886,53 @@ mod tests {
                     assert!(read_frame(&mut &f[..], MAX_FRAME_BYTES).is_err(), "{m:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_upload_frame_built_in_place_is_the_message_and_reads_back_borrowed() {
+        let mut f = UploadFrame::new(7);
+        for round in 0..2u8 {
+            f.clear();
+            f.push(&[round; 5]);
+            f.push(b"abc");
+            let want = Msg::UploadWrite {
+                handle: 7,
+                bytes: [&[round; 5][..], b"abc"].concat(),
+            };
+            let mut frame = Vec::new();
+            encode_frame(&want, &mut frame);
+            assert_eq!(f.seal(), &frame[..]);
+            let mut buf = Vec::new();
+            let body = read_raw_frame(&mut &frame[..], MAX_FRAME_BYTES, &mut buf).unwrap();
+            assert_eq!(
+                decode_incoming(body).unwrap(),
+                Incoming::UploadWrite {
+                    handle: 7,
+                    bytes: &[&[round; 5][..], b"abc"].concat()
+                }
+            );
+        }
+        // Every flip of a borrowed upload is refused too, and a short blob.
+        f.clear();
+        f.push(b"xyz");
+        let frame = f.seal().to_vec();
+        for i in 4..frame.len() {
+            let mut g = frame.clone();
+            g[i] ^= 1;
+            assert!(decode_incoming(&g[4..]).is_err());
+        }
+        for m in all() {
+            let mut frame = Vec::new();
+            encode_frame(&m, &mut frame);
+            let back = match decode_incoming(&frame[4..]).unwrap() {
+                Incoming::UploadWrite { handle, bytes } => Msg::UploadWrite {
+                    handle,
+                    bytes: bytes.to_vec(),
+                },
+                Incoming::Msg(m) => m,
+            };
+            assert_eq!(back, m);
         }
     }
 

@@ -674,3 +674,79 @@ fn a_served_backup_goes_into_an_object_store_repository_of_the_client() {
     // The leases the client took are gone; only the sets remain.
     assert!(repo.backend().list("lease-").unwrap().is_empty());
 }
+
+/// The client's progress, added up.
+#[derive(Default)]
+struct Counted {
+    ahead: std::sync::Mutex<(u64, u64)>,
+    done: std::sync::Mutex<(u64, u64, u64)>,
+}
+
+impl pagevault::progress::Progress for Counted {
+    fn start(&self, units: u64, bytes: u64) {
+        *self.ahead.lock().unwrap() = (units, bytes);
+    }
+    fn advance(&self, units: u64, bytes: u64) {
+        let mut d = self.done.lock().unwrap();
+        d.0 += units;
+        d.1 += bytes;
+        d.2 += 1;
+    }
+}
+
+#[test]
+fn a_remote_full_over_tls_restores_whole_and_its_gathered_progress_adds_up() {
+    use pagevault::repo::InitOptions;
+    use pagevault::serve::client::{self, ClientOptions, Target};
+    let dir = tempfile::tempdir().unwrap();
+    // Pages of noise: many upload frames of records (they leave in 1 MiB frames built in
+    // place, read on the client into one reused buffer).
+    let (db, listener) = served(dir.path(), 1024);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for (f, n) in db.file_layout() {
+        let mut payloads = Vec::new();
+        for p in (0..n).filter(|&p| db.is_data_page(f, p)) {
+            let mut b = vec![0u8; pagevault::format::PAGE_PAYLOAD_SIZE];
+            for c in b.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
+            }
+            payloads.push((p, b));
+        }
+        let writes: Vec<pagevault::PageWrite> = payloads
+            .iter()
+            .map(|(p, b)| pagevault::PageWrite {
+                file_id: f,
+                page: *p,
+                payload: b,
+            })
+            .collect();
+        db.write_pages(&writes).unwrap();
+    }
+    let w = Writers::new(&db); // none run: the restore is the noise
+    let initial = images(&db);
+    let repo = Repository::init_dir(&dir.path().join("repo"), &InitOptions::default()).unwrap();
+    let target = ClientOptions {
+        target: Target::Tcp(format!("localhost:{}", listener.tcp_addr().unwrap().port())),
+        token: Some(ADMIN.into()),
+        tls: Some(Some(tls_dir().join("ca.pem"))),
+        timeout: std::time::Duration::from_secs(30),
+    };
+    let progress = Counted::default();
+    let opts = BackupOptions::new(BackupKind::Full);
+    let full = client::backup(&target, &repo, &opts, &progress).unwrap();
+    assert!(full.bytes_stored > 12 << 20, "{full:?}");
+    let id = pagevault::format::manifest::parse_backup_id(&full.backup_id).unwrap();
+    assert_restores_as_of(&repo, id, full.snapshot_lsn, &w, &initial, "full");
+    // Every extent's progress arrives, gathered into far fewer messages than extents.
+    let (units, bytes) = *progress.ahead.lock().unwrap();
+    let (done_units, done_bytes, calls) = *progress.done.lock().unwrap();
+    assert!(units >= 200, "{units}");
+    assert_eq!((done_units, done_bytes), (units, bytes));
+    assert!(
+        calls < units / 4,
+        "{calls} progress messages for {units} extents"
+    );
+}
