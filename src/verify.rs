@@ -660,12 +660,16 @@ impl Decoding {
     /// Waits for one result to arrive (a worker has let go of its chunk).
     fn wait_one(&mut self) {
         let d = self.results.recv().expect("a verify worker stopped");
+        // A worker that panicked says so (see `Dying`) rather than leave the scan waiting
+        // for its result; the panic itself comes out of the threads' scope.
+        assert_ne!(d.seq, u64::MAX, "a verify worker panicked");
         self.arrived.insert(d.seq, d);
     }
 
     /// Applies the results that arrived, in order, without waiting.
     fn apply_ready(&mut self, m: &Manifest, s: u32, r: &mut SetReport) {
         while let Ok(d) = self.results.try_recv() {
+            assert_ne!(d.seq, u64::MAX, "a verify worker panicked");
             self.arrived.insert(d.seq, d);
         }
         while let Some(d) = self.arrived.remove(&self.applied) {
@@ -691,6 +695,7 @@ impl Decoding {
 /// A worker: decompresses each record of each job and verifies its pages, with one zstd
 /// context and one page buffer for its whole life.
 fn decode_worker(m: &Manifest, jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>) {
+    let _dying = Dying(done.clone());
     let mut dec = zstd::bulk::Decompressor::new().ok();
     let mut raw = Vec::with_capacity(crate::format::EXTENT_SIZE);
     let mut sums = [0u32; PAGES_PER_EXTENT];
@@ -729,6 +734,22 @@ fn decode_worker(m: &Manifest, jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Se
         drop(job);
         if done.send(d).is_err() {
             return;
+        }
+    }
+}
+
+/// Sends a result that cannot be a job's (sequence `u64::MAX`) when its worker unwinds
+/// from a panic, so the scan never waits for a result that will not come.
+struct Dying(mpsc::Sender<Done>);
+
+impl Drop for Dying {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(Done {
+                seq: u64::MAX,
+                pages: 0,
+                findings: Vec::new(),
+            });
         }
     }
 }
