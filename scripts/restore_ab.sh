@@ -7,6 +7,10 @@
 #                                         --no-check; prints "BIN wall user sys" per run
 #   restore_ab.sh vm DIR BIN              one restore with /proc/vmstat deltas and the largest
 #                                         Dirty + Writeback sampled every 0.2 s
+#   restore_ab.sh io DIR ROUNDS DEV BIN...  each BIN's restore (--no-check), then a durable
+#                                         write of the database's bytes (1 MiB writes, then
+#                                         fdatasync), alternately; wall, CPU and the busy time
+#                                         of disk DEV (e.g. vda) for each
 # BIN is a path to a pagevault binary (build the old one from its commit first). Delete DIR
 # afterwards: it holds the database, the repository and, during a run, the restored copy.
 set -e
@@ -45,5 +49,30 @@ vm)
   paste "$D/vm0" "$D/vm1" | awk '{printf "%s %d  ", $1, $4-$2} END{print ""}'
   echo "largest dirty + writeback: $(sort -n "$D/dirty.txt" | tail -1 | awk '{print int($1/1024)}') MiB"
   rm -rf "$D/t" ;;
-*) echo "usage: restore_ab.sh setup SIZE DIR | ab DIR ROUNDS BIN... | vm DIR BIN" >&2; exit 64 ;;
+io)
+  # Restore against the durable write of the same bytes, alternately, with the disk's busy
+  # time (/proc/diskstats io_ticks of DEV) and the process's CPU for each.
+  D=$1; N=$2; DEV=$3; shift 3
+  busy() { awk -v d="$DEV" '$3 == d {print $13}' /proc/diskstats; }
+  bytes=$(du -sb "$D/db" | awk '{print $1}')
+  for _ in $(seq 1 "$N"); do
+    for b in "$@"; do
+      rm -rf "$D/t"; b0=$(busy)
+      /usr/bin/time -f "%e %U %S" -o "$D/time.txt" "$b" -q restore --no-check -r "$D/repo" --to "$D/t" >/dev/null
+      echo "restore $b $(cat "$D/time.txt") disk-busy-s $(( ($(busy) - b0) )) load $(cut -d' ' -f1 /proc/loadavg)" | awk '{printf "%s %s wall %s user %s sys %s disk busy %.1f s load %s\n", $1, $2, $3, $4, $5, $7/1000, $9}'
+      rm -rf "$D/t"; b0=$(busy)
+      /usr/bin/time -f "%e %U %S" -o "$D/time.txt" python3 -c '
+import os, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+buf = os.urandom(1 << 20)
+with open(path, "wb") as f:
+    while n > 0:
+        k = min(n, len(buf)); f.write(buf[:k]); n -= k
+    f.flush(); os.fdatasync(f.fileno())
+' "$bytes" "$D/w"
+      echo "write $(cat "$D/time.txt") $(( ($(busy) - b0) )) $(cut -d' ' -f1 /proc/loadavg)" | awk '{printf "durable-write wall %s user %s sys %s disk busy %.1f s load %s\n", $2, $3, $4, $5/1000, $6}'
+      rm -f "$D/w"
+    done
+  done ;;
+*) echo "usage: restore_ab.sh setup SIZE DIR | ab DIR ROUNDS BIN... | vm DIR BIN | io DIR ROUNDS DEV BIN..." >&2; exit 64 ;;
 esac

@@ -48,7 +48,7 @@ use crate::io::{self, file::DiskVfs, Storage, Vfs};
 use crate::progress::Progress;
 use crate::repo::chain::{self, Chain};
 use crate::repo::coverage::{uncovered_page, Job, JobIter};
-use crate::repo::set_reader::{check_page, SetReader};
+use crate::repo::set_reader::{check_page_summed, SetReader};
 use crate::repo::{LockMode, Repository};
 
 /// The tracking epoch a restored database starts with.
@@ -559,6 +559,8 @@ struct Worker {
     dec: zstd::bulk::Decompressor<'static>,
     record: Vec<u8>,
     raw: Vec<u8>,
+    /// The checksums of `raw`'s pages, computed with its raw checksum.
+    sums: [u32; PAGES_PER_EXTENT],
     extent: Vec<u8>,
 }
 
@@ -568,6 +570,7 @@ impl Worker {
             dec: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
             record: vec![0u8; RECORD_HEADER_SIZE + record::MAX_STORED_LEN],
             raw: Vec::with_capacity(EXTENT_SIZE),
+            sums: [0; PAGES_PER_EXTENT],
             extent: vec![0u8; EXTENT_SIZE],
         }
     }
@@ -610,11 +613,12 @@ impl Worker {
             counters
                 .bytes_read
                 .fetch_add(e.record_len as u64, Ordering::Relaxed);
-            record::decode_payload(
+            record::decode_payload_summed(
                 &h,
                 &self.record[RECORD_HEADER_SIZE..e.record_len as usize],
                 &mut self.dec,
                 &mut self.raw,
+                &mut self.sums,
             )
             .map_err(|x| where_(x.to_string()))?;
             // A record holding the whole extent and nothing newer: its pages become the
@@ -629,7 +633,9 @@ impl Worker {
                 let pn = first_page + i as u64;
                 let img = &self.raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
                 k += 1;
-                let lsn = check_page(img, pn, f.entry.file_id, m, epm).map_err(&where_)?;
+                let sum = Some(self.sums[k - 1]);
+                let lsn =
+                    check_page_summed(img, sum, pn, f.entry.file_id, m, epm).map_err(&where_)?;
                 rec_max = rec_max.max(lsn);
                 if have & (1 << i) == 0 {
                     if !whole {

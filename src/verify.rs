@@ -12,12 +12,13 @@
 //! set, and where it can the file, extent and stream. Verify holds the repository's
 //! shared lock: no set is deleted under it.
 //!
-//! Each stream is scanned on the calling thread (reads, CRC, headers, the index); the
-//! records found are decompressed and their pages verified on every core, a batch at a
-//! time, and their findings are added in stream order (see `Batch`).
+//! Each stream is scanned on the calling thread (reads, CRC, headers, the index) while
+//! worker threads, one per core, decompress the records found and verify their pages;
+//! their findings are added in stream order (see `Decoding`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::format::control::RESERVED_NAMES;
@@ -26,13 +27,13 @@ use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::repo::backend::ObjectReader;
 use crate::repo::coverage::first_uncovered;
-use crate::repo::set_reader::{check_page, check_record, IndexIter};
+use crate::repo::set_reader::{check_page_summed, check_record, IndexIter};
 use crate::repo::{chain, LockMode, Repository};
 
 /// Findings kept per set; more are counted, not listed.
 pub const MAX_FINDINGS_PER_SET: usize = 100;
 /// Bytes read at a time from a stream (each stream is read once, front to back).
-const CHUNK_BYTES: usize = 8 << 20;
+const CHUNK_BYTES: usize = 4 << 20;
 
 /// One thing wrong with a backup set.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -362,57 +363,111 @@ impl Coverage {
     }
 }
 
-/// A stream read once, front to back, in large chunks; its CRC-32 is computed over every
-/// byte as it is read.
+/// A piece of a stream in memory, shared with the decoding workers while they check the
+/// records in it.
+struct Chunk {
+    /// Stream offset of `buf[0]`.
+    start: u64,
+    /// The chunk's bytes are `buf[..len]`; `buf` keeps its size (zeroed once).
+    len: usize,
+    buf: Vec<u8>,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// A stream read once, front to back, in chunks of [`CHUNK_BYTES`]; its CRC-32 is
+/// computed over every byte as it is read. A record that straddles two reads is copied to
+/// the front of the next chunk (its bytes are read and summed once); the chunks behind
+/// stay with the workers until their records are checked, then are reused: at most
+/// [`CHUNKS`] are ever allocated.
 struct Scan {
     reader: Arc<dyn ObjectReader>,
     size: u64,
-    buf: Vec<u8>,
-    /// Stream offset of `buf[0]`.
-    start: u64,
+    cur: Arc<Chunk>,
+    /// Earlier chunks, reused once no worker holds them.
+    spare: Vec<Arc<Chunk>>,
+    /// Stream offset of the next read.
+    read_to: u64,
     crc: crc32fast::Hasher,
 }
 
 impl Scan {
-    /// True when `[pos, pos + len)` is in the buffer: [`Scan::get`] reads nothing and
-    /// moves nothing for it.
+    fn new(reader: Arc<dyn ObjectReader>, size: u64) -> Scan {
+        Scan {
+            reader,
+            size,
+            cur: Arc::new(Chunk {
+                start: 0,
+                len: 0,
+                buf: Vec::new(),
+            }),
+            spare: Vec::new(),
+            read_to: 0,
+            crc: crc32fast::Hasher::new(),
+        }
+    }
+
+    /// True when `[pos, pos + len)` is in the current chunk: [`Scan::get`] reads nothing
+    /// for it.
     fn holds(&self, pos: u64, len: usize) -> bool {
-        pos >= self.start && pos + len as u64 <= self.start + self.buf.len() as u64
+        pos >= self.cur.start && pos + len as u64 <= self.cur.start + self.cur.len as u64
     }
 
     /// The bytes `[pos, pos + len)`, reading forward as needed. `pos` never goes back
-    /// before an earlier call's `pos`.
-    fn get(&mut self, pos: u64, len: usize) -> std::io::Result<&[u8]> {
+    /// before an earlier call's `pos`. Before a new chunk is taken, `dec` is given the
+    /// records it holds of the current one, and waited on when every chunk is in use.
+    fn get(&mut self, pos: u64, len: usize, dec: &mut Decoding) -> std::io::Result<&[u8]> {
         let end = pos + len as u64;
-        debug_assert!(pos >= self.start && end <= self.size);
-        while self.start + (self.buf.len() as u64) < end {
-            // Drop what is behind `pos`, then read the next chunk.
-            let behind = (pos - self.start) as usize;
-            self.buf.drain(..behind);
-            self.start = pos;
-            let at = self.start + self.buf.len() as u64;
-            let n = (self.size - at).min(CHUNK_BYTES as u64) as usize;
-            let old = self.buf.len();
-            self.buf.resize(old + n, 0);
-            self.reader.read_at(at, &mut self.buf[old..])?;
-            self.crc.update(&self.buf[old..]);
+        debug_assert!(pos >= self.cur.start && end <= self.size);
+        while !self.holds(pos, len) {
+            dec.submit();
+            let mut next = loop {
+                if let Some(i) = self.spare.iter().position(|c| Arc::strong_count(c) == 1) {
+                    break self.spare.swap_remove(i);
+                }
+                if self.spare.len() + 1 < CHUNKS {
+                    break Arc::new(Chunk {
+                        start: 0,
+                        len: 0,
+                        buf: Vec::new(),
+                    });
+                }
+                dec.wait_one();
+            };
+            let c = Arc::get_mut(&mut next).expect("a spare chunk no worker holds");
+            // Room for a chunk's read and the part of a record before it.
+            c.buf
+                .resize(CHUNK_BYTES + record::MAX_STORED_LEN + RECORD_HEADER_SIZE, 0);
+            // Keep what is not behind `pos` (part of one record), then read the next piece.
+            let from = (pos - self.cur.start) as usize;
+            let keep = self.cur.bytes().get(from..).unwrap_or_default();
+            let n = (self.size - self.read_to).min(CHUNK_BYTES as u64) as usize;
+            c.start = self.read_to - keep.len() as u64;
+            c.len = keep.len() + n;
+            c.buf[..keep.len()].copy_from_slice(keep);
+            let fresh = &mut c.buf[keep.len()..c.len];
+            self.reader.read_at(self.read_to, fresh)?;
+            self.crc.update(fresh);
+            self.read_to += n as u64;
+            self.spare.push(std::mem::replace(&mut self.cur, next));
         }
-        let from = (pos - self.start) as usize;
-        Ok(&self.buf[from..from + len])
+        let from = (pos - self.cur.start) as usize;
+        Ok(&self.cur.bytes()[from..from + len])
     }
 
     /// Reads the rest of the stream (for the checksum) and returns its CRC-32.
     fn finish(mut self) -> std::io::Result<u32> {
-        let at = self.start + self.buf.len() as u64;
-        if at < self.size {
-            let mut pos = at;
-            while pos < self.size {
-                let n = (self.size - pos).min(CHUNK_BYTES as u64) as usize;
-                self.buf.resize(n, 0);
-                self.reader.read_at(pos, &mut self.buf[..n])?;
-                self.crc.update(&self.buf[..n]);
-                pos += n as u64;
-            }
+        let mut buf = Vec::new();
+        while self.read_to < self.size {
+            let n = (self.size - self.read_to).min(CHUNK_BYTES as u64) as usize;
+            buf.resize(n, 0);
+            self.reader.read_at(self.read_to, &mut buf)?;
+            self.crc.update(&buf);
+            self.read_to += n as u64;
         }
         Ok(self.crc.finalize())
     }
@@ -420,30 +475,30 @@ impl Scan {
 
 /// The record-by-record pass of [`verify_stream`]; returns the index's next entry after
 /// the stream's records, or None when the stream could not be read on (a finding was
-/// made). Records found whole go to `batch`, which the caller settles at the end.
+/// made). Records found whole go to `dec`, which the caller settles at the end.
 fn verify_records(
     m: &Manifest,
     s: u32,
     name: &str,
     index: &mut Index<'_>,
     scan: &mut Scan,
-    batch: &mut Batch,
+    dec: &mut Decoding,
     r: &mut SetReport,
 ) -> Option<Option<(u64, IndexEntry)>> {
     let len = scan.size;
     let mut pos = 0u64;
     let mut entry = index.next_of_stream(m, s, r);
+    // The entry's file and extent, for a finding about a record whose header is unusable.
+    let at_entry = |entry: Option<(u64, IndexEntry)>| match entry {
+        Some((_, e)) => (Some(file_name(m, e.file_id)), Some(e.extent)),
+        None => (None, None),
+    };
     while pos < len {
-        let (ef, ex) = match entry {
-            Some((_, e)) => (Some(file_name(m, e.file_id)), Some(e.extent)),
-            None => (None, None),
-        };
         let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
-        if !scan.holds(pos, head_len) {
-            batch.settle(m, scan, s, r);
-        }
-        let h = match scan.get(pos, head_len) {
+        let h = match scan.get(pos, head_len, dec) {
             Err(e) => {
+                dec.settle(m, s, r);
+                let (ef, ex) = at_entry(entry);
                 r.add(
                     ef,
                     ex,
@@ -457,7 +512,8 @@ fn verify_records(
         let h = match h {
             Ok(h) => h,
             Err(fault) => {
-                batch.settle(m, scan, s, r);
+                dec.settle(m, s, r);
+                let (ef, ex) = at_entry(entry);
                 r.add(ef, ex, Some(s), format!("record at offset {pos}: {fault}"));
                 // Resynchronise on the next record the index knows of.
                 loop {
@@ -476,27 +532,27 @@ fn verify_records(
                 continue;
             }
         };
-        let hf = Some(file_name(m, h.file_id));
+        let hf = || Some(file_name(m, h.file_id));
         let end = pos + h.record_len() as u64;
         if end > len {
-            batch.settle(m, scan, s, r);
-            r.add(hf, Some(h.extent), Some(s), format!("record at offset {pos} is truncated: it needs {} bytes, the stream ends at {len}", h.record_len()));
+            dec.settle(m, s, r);
+            r.add(hf(), Some(h.extent), Some(s), format!("record at offset {pos} is truncated: it needs {} bytes, the stream ends at {len}", h.record_len()));
             break;
         }
         match entry {
             None => {
-                batch.settle(m, scan, s, r);
-                r.add(hf.clone(), Some(h.extent), Some(s), format!("record at offset {pos} is not in the manifest's index (an extra or duplicated record)"));
+                dec.settle(m, s, r);
+                r.add(hf(), Some(h.extent), Some(s), format!("record at offset {pos} is not in the manifest's index (an extra or duplicated record)"));
             }
             Some((_, e)) if e.offset != pos => {
-                batch.settle(m, scan, s, r);
-                r.add(hf.clone(), Some(h.extent), Some(s), format!("the index and the stream disagree: a record starts at offset {pos}, the index's next record at {}", e.offset));
+                dec.settle(m, s, r);
+                r.add(hf(), Some(h.extent), Some(s), format!("the index and the stream disagree: a record starts at offset {pos}, the index's next record at {}", e.offset));
             }
             Some((position, e)) => {
                 if let Err(what) = check_record(&h, &e, m, position) {
-                    batch.settle(m, scan, s, r);
+                    dec.settle(m, s, r);
                     r.add(
-                        hf.clone(),
+                        hf(),
                         Some(h.extent),
                         Some(s),
                         format!("record at offset {pos}: {what}"),
@@ -504,12 +560,10 @@ fn verify_records(
                 }
             }
         }
-        if !scan.holds(pos, h.record_len()) {
-            batch.settle(m, scan, s, r);
-        }
-        if let Err(e) = scan.get(pos, h.record_len()) {
+        if let Err(e) = scan.get(pos, h.record_len(), dec) {
+            dec.settle(m, s, r);
             r.add(
-                hf,
+                hf(),
                 Some(h.extent),
                 Some(s),
                 format!("{name}: cannot read offset {pos}: {e}"),
@@ -518,10 +572,8 @@ fn verify_records(
         }
         r.records_checked += 1;
         r.bytes_checked += h.record_len() as u64;
-        batch.records.push(Pending { h, file: hf, pos });
-        if batch.records.len() == BATCH_RECORDS {
-            batch.settle(m, scan, s, r);
-        }
+        dec.push(&scan.cur, Pending { h, pos });
+        dec.apply_ready(m, s, r);
         pos = end;
         if entry.is_some_and(|(_, e)| e.offset <= pos) {
             entry = index.next_of_stream(m, s, r);
@@ -530,56 +582,184 @@ fn verify_records(
     Some(entry)
 }
 
-/// Records of the buffer waiting to be decompressed and checked, in stream order: the
-/// scan (reading, the stream's CRC, headers, the comparison with the index) is one pass
-/// on the calling thread, and the records it found are decoded and their pages verified
-/// by every core before the buffer moves on. Findings keep the stream's order: the batch
-/// is settled before any other finding is made and before the buffer is refilled.
-struct Batch {
-    records: Vec<Pending>,
+/// The records the scan found whole, decompressed and their pages verified by worker
+/// threads (one per core) while the scan reads on: the scan (reading, the stream's CRC,
+/// headers, the comparison with the index) is one pass on the calling thread and never
+/// waits for the workers unless every chunk is in use. Findings keep the stream's order:
+/// the workers' results are applied in the order their records were found, and every
+/// result is applied ([`Decoding::settle`]) before the scan makes a finding of its own.
+struct Decoding {
+    /// Records found, not yet given to a worker (all in `chunk`).
+    job: Vec<Pending>,
+    chunk: Option<Arc<Chunk>>,
+    /// Sequence number of the next job sent; of the next result to apply.
+    sent: u64,
+    applied: u64,
+    jobs: Option<mpsc::Sender<Job>>,
+    results: mpsc::Receiver<Done>,
+    /// Results that arrived before an earlier job's.
+    arrived: BTreeMap<u64, Done>,
 }
 
 struct Pending {
     h: RecordHeader,
-    file: Option<String>,
     pos: u64,
 }
 
-/// Records decoded in parallel at most at a time (about 1.5 MiB of records at the default
-/// level; all of them are in the scan's buffer already).
-const BATCH_RECORDS: usize = 64;
+/// Records of one chunk for one worker.
+struct Job {
+    seq: u64,
+    chunk: Arc<Chunk>,
+    records: Vec<Pending>,
+}
 
-impl Batch {
-    fn settle(&mut self, m: &Manifest, scan: &Scan, s: u32, r: &mut SetReport) {
-        use rayon::prelude::*;
-        if self.records.is_empty() {
-            return;
+/// What a worker found in a job: pages checked, and per bad record its file id, extent
+/// and what is wrong, in stream order.
+struct Done {
+    seq: u64,
+    pages: u64,
+    findings: Vec<(u32, u32, String)>,
+}
+
+/// Records given to a worker at a time (about 1 MiB of pages).
+const JOB_RECORDS: usize = 16;
+/// Chunks allocated at most per stream: one being scanned, the others being checked.
+const CHUNKS: usize = 3;
+
+impl Decoding {
+    /// Adds a record found whole in `chunk` (the scan's current chunk).
+    fn push(&mut self, chunk: &Arc<Chunk>, p: Pending) {
+        if self.chunk.as_ref().is_some_and(|c| !Arc::ptr_eq(c, chunk)) {
+            self.submit();
         }
-        let outcomes: Vec<(u64, Option<String>)> = self
-            .records
-            .par_iter()
-            .map_init(
-                || (zstd::bulk::Decompressor::new().ok(), Vec::new()),
-                |(dec, raw), p| {
-                    let Some(dec) = dec.as_mut() else {
-                        return (0, Some("no zstd decompressor".to_string()));
-                    };
-                    let at = (p.pos - scan.start) as usize;
-                    let rec = &scan.buf[at..at + p.h.record_len()];
-                    match record::decode_payload(&p.h, &rec[RECORD_HEADER_SIZE..], dec, raw) {
-                        Err(fault) => (0, Some(format!("record at offset {}: {fault}", p.pos))),
-                        Ok(()) => check_pages(m, &p.h, raw, p.pos),
-                    }
-                },
-            )
-            .collect();
-        for (p, (pages, finding)) in self.records.drain(..).zip(outcomes) {
-            r.pages_checked += pages;
-            if let Some(what) = finding {
-                r.add(p.file, Some(p.h.extent), Some(s), what);
+        if self.chunk.is_none() {
+            self.chunk = Some(chunk.clone());
+        }
+        self.job.push(p);
+        if self.job.len() == JOB_RECORDS {
+            self.submit();
+        }
+    }
+
+    /// Gives the records found so far to a worker.
+    fn submit(&mut self) {
+        let Some(chunk) = self.chunk.take() else {
+            return;
+        };
+        let job = Job {
+            seq: self.sent,
+            chunk,
+            records: std::mem::replace(&mut self.job, Vec::with_capacity(JOB_RECORDS)),
+        };
+        self.sent += 1;
+        let sender = self.jobs.as_ref().expect("workers running");
+        // The workers outlive the scan (they stop when `jobs` is dropped).
+        sender.send(job).expect("a verify worker stopped");
+    }
+
+    /// Waits for one result to arrive (a worker has let go of its chunk).
+    fn wait_one(&mut self) {
+        let d = self.results.recv().expect("a verify worker stopped");
+        // A worker that panicked says so (see `Dying`) rather than leave the scan waiting
+        // for its result; the panic itself comes out of the threads' scope.
+        assert_ne!(d.seq, u64::MAX, "a verify worker panicked");
+        self.arrived.insert(d.seq, d);
+    }
+
+    /// Applies the results that arrived, in order, without waiting.
+    fn apply_ready(&mut self, m: &Manifest, s: u32, r: &mut SetReport) {
+        while let Ok(d) = self.results.try_recv() {
+            assert_ne!(d.seq, u64::MAX, "a verify worker panicked");
+            self.arrived.insert(d.seq, d);
+        }
+        while let Some(d) = self.arrived.remove(&self.applied) {
+            self.applied += 1;
+            r.pages_checked += d.pages;
+            for (file_id, extent, what) in d.findings {
+                r.add(Some(file_name(m, file_id)), Some(extent), Some(s), what);
             }
         }
     }
+
+    /// Gives the workers what is left and applies every result.
+    fn settle(&mut self, m: &Manifest, s: u32, r: &mut SetReport) {
+        self.submit();
+        self.apply_ready(m, s, r);
+        while self.applied < self.sent {
+            self.wait_one();
+            self.apply_ready(m, s, r);
+        }
+    }
+}
+
+/// A worker: decompresses each record of each job and verifies its pages, with one zstd
+/// context and one page buffer for its whole life.
+fn decode_worker(m: &Manifest, jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>) {
+    let _dying = Dying(done.clone());
+    let mut dec = zstd::bulk::Decompressor::new().ok();
+    let mut raw = Vec::with_capacity(crate::format::EXTENT_SIZE);
+    let mut sums = [0u32; PAGES_PER_EXTENT];
+    loop {
+        let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let mut d = Done {
+            seq: job.seq,
+            pages: 0,
+            findings: Vec::new(),
+        };
+        for p in &job.records {
+            let at = (p.pos - job.chunk.start) as usize;
+            let rec = &job.chunk.bytes()[at..at + p.h.record_len()];
+            let finding = match dec.as_mut() {
+                None => Some("no zstd decompressor".to_string()),
+                Some(dec) => {
+                    let payload = &rec[RECORD_HEADER_SIZE..];
+                    match record::decode_payload_summed(&p.h, payload, dec, &mut raw, &mut sums) {
+                        Err(fault) => Some(format!("record at offset {}: {fault}", p.pos)),
+                        Ok(()) => {
+                            let (pages, finding) = check_pages(m, &p.h, &raw, &sums, p.pos);
+                            d.pages += pages;
+                            finding
+                        }
+                    }
+                }
+            };
+            if let Some(what) = finding {
+                d.findings.push((p.h.file_id, p.h.extent, what));
+            }
+        }
+        // Let go of the chunk before saying so: the scan reuses it once it is alone.
+        drop(job);
+        if done.send(d).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends a result that cannot be a job's (sequence `u64::MAX`) when its worker unwinds
+/// from a panic, so the scan never waits for a result that will not come.
+struct Dying(mpsc::Sender<Done>);
+
+impl Drop for Dying {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(Done {
+                seq: u64::MAX,
+                pages: 0,
+                findings: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Decoding threads for a stream: one per core.
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(crate::restore::MAX_THREADS)
 }
 
 fn verify_stream(
@@ -603,18 +783,32 @@ fn verify_stream(
     let name = repo.stream_location(m.backup_id, s);
     let name = name.display();
     let len = want.length;
-    let mut scan = Scan {
-        reader,
-        size: len,
-        buf: Vec::with_capacity(CHUNK_BYTES + record::MAX_STORED_LEN + RECORD_HEADER_SIZE),
-        start: 0,
-        crc: crc32fast::Hasher::new(),
-    };
-    let mut batch = Batch {
-        records: Vec::with_capacity(BATCH_RECORDS),
-    };
-    let verified = verify_records(m, s, &name.to_string(), index, &mut scan, &mut batch, r);
-    batch.settle(m, &scan, s, r);
+    let mut scan = Scan::new(reader, len);
+    let (jobs, job_rx) = mpsc::channel();
+    let (done_tx, results) = mpsc::channel();
+    let job_rx = Mutex::new(job_rx);
+    let verified = std::thread::scope(|sc| {
+        for _ in 0..worker_count() {
+            let done_tx = done_tx.clone();
+            let job_rx = &job_rx;
+            sc.spawn(move || decode_worker(m, job_rx, done_tx));
+        }
+        drop(done_tx);
+        let mut dec = Decoding {
+            job: Vec::with_capacity(JOB_RECORDS),
+            chunk: None,
+            sent: 0,
+            applied: 0,
+            jobs: Some(jobs),
+            results,
+            arrived: BTreeMap::new(),
+        };
+        let verified = verify_records(m, s, &name.to_string(), index, &mut scan, &mut dec, r);
+        dec.settle(m, s, r);
+        // The workers stop when the job queue closes.
+        dec.jobs = None;
+        verified
+    });
     let Some(mut entry) = verified else {
         return;
     };
@@ -651,7 +845,15 @@ fn verify_stream(
     }
 }
 
-fn check_pages(m: &Manifest, h: &RecordHeader, raw: &[u8], pos: u64) -> (u64, Option<String>) {
+/// Verifies the pages of a record decoded by `record::decode_payload_summed` (`sums`: their
+/// checksums as computed there).
+fn check_pages(
+    m: &Manifest,
+    h: &RecordHeader,
+    raw: &[u8],
+    sums: &[u32; PAGES_PER_EXTENT],
+    pos: u64,
+) -> (u64, Option<String>) {
     let mut k = 0;
     let mut max_lsn = 0;
     let mut pages = 0;
@@ -666,7 +868,7 @@ fn check_pages(m: &Manifest, h: &RecordHeader, raw: &[u8], pos: u64) -> (u64, Op
         let img = &raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
         k += 1;
         pages += 1;
-        match check_page(img, pn, h.file_id, m, m.extents_per_map) {
+        match check_page_summed(img, Some(sums[k - 1]), pn, h.file_id, m, m.extents_per_map) {
             Ok(lsn) => max_lsn = max_lsn.max(lsn),
             Err(what) => {
                 bad_count += 1;

@@ -89,3 +89,39 @@ pub const fn is_system_page(page: u64, extents_per_map: u32) -> bool {
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
+
+/// The CRC-32 of `a || b` from `crc_a` (of `a`) and `crc_b` (of `b`), where `shift` is
+/// [`crc32_shift`]`(b.len())`: one carry-less multiplication, so bytes summed for one
+/// check are not summed again for another that covers them (zlib's `crc32_combine`).
+pub const fn crc32_combine(crc_a: u32, crc_b: u32, shift: u32) -> u32 {
+    crc32_multiply(shift, crc_a) ^ crc_b
+}
+
+/// x^(8 len) modulo the CRC-32 polynomial (reflected): what appending `len` bytes does to
+/// a CRC-32 that comes before them. Computed once per length (`const` where it can be).
+pub const fn crc32_shift(len: u64) -> u32 {
+    let mut p = 0x8000_0000; // x^0
+    let mut sq = 0x0080_0000; // x^8
+    let mut n = len;
+    while n != 0 {
+        if n & 1 != 0 {
+            p = crc32_multiply(sq, p);
+        }
+        sq = crc32_multiply(sq, sq);
+        n >>= 1;
+    }
+    p
+}
+
+/// a(x) b(x) modulo the CRC-32 polynomial, all reflected.
+const fn crc32_multiply(a: u32, mut b: u32) -> u32 {
+    const POLY: u32 = 0xedb8_8320;
+    let mut p = 0u32;
+    let mut i = 0;
+    while i < 32 {
+        p ^= b & ((a >> (31 - i)) & 1).wrapping_neg();
+        b = (b >> 1) ^ ((b & 1).wrapping_neg() & POLY);
+        i += 1;
+    }
+    p
+}

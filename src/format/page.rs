@@ -120,7 +120,11 @@ pub fn peek(page: &[u8]) -> Option<PageHeader> {
 
 /// Verifies a page image read for `expected`: length, checksum, type, then identity.
 pub fn verify(page: &[u8], expected: PageAddress) -> Result<PageHeader, PageFault> {
-    let header = verify_checksum(page)?;
+    check_identity(verify_checksum(page)?, expected)
+}
+
+/// The page's identity in `header` against the address it was read for.
+fn check_identity(header: PageHeader, expected: PageAddress) -> Result<PageHeader, PageFault> {
     if header.page_number != expected.page_number {
         return Err(PageFault::PageNumber {
             found: header.page_number,
@@ -139,13 +143,30 @@ pub fn verify(page: &[u8], expected: PageAddress) -> Result<PageHeader, PageFaul
     Ok(header)
 }
 
+/// As [`verify`], with the CRC-32 of `page[CHECKSUMMED_FROM..]` already computed (by
+/// `record::decode_payload_summed`, in the same pass as the record's raw checksum).
+pub fn verify_summed(
+    page: &[u8],
+    expected: PageAddress,
+    computed: u32,
+) -> Result<PageHeader, PageFault> {
+    check_identity(verify_checksum_summed(page, computed)?, expected)
+}
+
 /// Verifies length, checksum, type and reserved bytes, not the page's identity.
 pub fn verify_checksum(page: &[u8]) -> Result<PageHeader, PageFault> {
     if page.len() != PAGE_SIZE {
         return Err(PageFault::Length(page.len()));
     }
+    verify_checksum_summed(page, crc32(&page[CHECKSUMMED_FROM..]))
+}
+
+/// [`verify_checksum`] with the checksum of the page's bytes computed by the caller.
+fn verify_checksum_summed(page: &[u8], computed: u32) -> Result<PageHeader, PageFault> {
+    if page.len() != PAGE_SIZE {
+        return Err(PageFault::Length(page.len()));
+    }
     let stored = get_u32(page, OFF_CHECKSUM).ok_or(PageFault::Length(page.len()))?;
-    let computed = crc32(&page[CHECKSUMMED_FROM..]);
     if stored != computed {
         return Err(PageFault::Checksum { stored, computed });
     }

@@ -300,6 +300,50 @@ pub fn decode_payload(
     decompressor: &mut zstd::bulk::Decompressor<'_>,
     raw: &mut Vec<u8>,
 ) -> Result<(), RecordFault> {
+    unpack(header, payload, decompressor, raw)?;
+    check_raw(header, crc32(raw))
+}
+
+/// As [`decode_payload`], and also gives the checksum each page of `raw` must carry: the
+/// CRC-32 of `page[CHECKSUMMED_FROM..]` (see `page::verify_summed`) in `page_sums`, in
+/// payload order. The raw checksum is assembled from the pages' (CRC-32 combination), so
+/// every raw byte is summed once for both checks.
+pub fn decode_payload_summed(
+    header: &RecordHeader,
+    payload: &[u8],
+    decompressor: &mut zstd::bulk::Decompressor<'_>,
+    raw: &mut Vec<u8>,
+    page_sums: &mut [u32; PAGES_PER_EXTENT],
+) -> Result<(), RecordFault> {
+    use super::page::CHECKSUMMED_FROM;
+    use super::{crc32_combine, crc32_shift};
+    const SHIFT: u32 = crc32_shift((PAGE_SIZE - CHECKSUMMED_FROM) as u64);
+    unpack(header, payload, decompressor, raw)?;
+    let mut whole = 0u32;
+    let pages = raw.chunks_exact(PAGE_SIZE);
+    let tail = pages.remainder();
+    for (i, img) in pages.enumerate() {
+        let mut head = crc32fast::Hasher::new_with_initial(whole);
+        head.update(&img[..CHECKSUMMED_FROM]);
+        let sum = crc32(&img[CHECKSUMMED_FROM..]);
+        if let Some(s) = page_sums.get_mut(i) {
+            *s = sum;
+        }
+        whole = crc32_combine(head.finalize(), sum, SHIFT);
+    }
+    // Not a whole number of pages: the raw checksum still covers every byte.
+    let mut rest = crc32fast::Hasher::new_with_initial(whole);
+    rest.update(tail);
+    check_raw(header, rest.finalize())
+}
+
+/// The payload checksum, then the payload decoded into `raw` at its announced length.
+fn unpack(
+    header: &RecordHeader,
+    payload: &[u8],
+    decompressor: &mut zstd::bulk::Decompressor<'_>,
+    raw: &mut Vec<u8>,
+) -> Result<(), RecordFault> {
     let stored_len = header.stored_len as usize;
     if payload.len() < stored_len {
         return Err(RecordFault::Truncated {
@@ -335,7 +379,11 @@ pub fn decode_payload(
     } else {
         raw.extend_from_slice(payload);
     }
-    let computed = crc32(raw);
+    Ok(())
+}
+
+/// The raw checksum `computed` against the header's.
+fn check_raw(header: &RecordHeader, computed: u32) -> Result<(), RecordFault> {
     if computed != header.raw_crc {
         return Err(RecordFault::RawChecksum {
             stored: header.raw_crc,
@@ -410,6 +458,59 @@ mod tests {
                 decode_payload(&h, &bad[RECORD_HEADER_SIZE..], &mut dec, &mut raw)
             });
             assert!(ok.is_err(), "flip at byte {i} not caught");
+            let ok = RecordHeader::decode(&bad).and_then(|h| {
+                let (mut raw, mut sums) = (vec![], [0; PAGES_PER_EXTENT]);
+                let p = &bad[RECORD_HEADER_SIZE..];
+                decode_payload_summed(&h, p, &mut dec, &mut raw, &mut sums)
+            });
+            assert!(ok.is_err(), "flip at byte {i} not caught (summed)");
+        }
+    }
+
+    /// The raw checksum assembled from the pages' (`decode_payload_summed`) accepts and
+    /// refuses exactly what the whole-buffer one does, and each page's sum is the CRC-32
+    /// of its checksummed bytes.
+    #[test]
+    fn summed_decoding_checks_the_same_bytes_and_gives_each_pages_sum() {
+        use crate::format::page::CHECKSUMMED_FROM;
+        for (mask, compressible) in [(0b1010_0101, true), (0xff, false), (0b1, true)] {
+            let (h, out, raw) = round_trip(mask, compressible);
+            let mut dec = zstd::bulk::Decompressor::new().unwrap();
+            let (mut back, mut sums) = (vec![], [0u32; PAGES_PER_EXTENT]);
+            decode_payload_summed(
+                &h,
+                &out[RECORD_HEADER_SIZE..],
+                &mut dec,
+                &mut back,
+                &mut sums,
+            )
+            .unwrap();
+            assert_eq!(back, raw);
+            for (k, img) in raw.chunks(PAGE_SIZE).enumerate() {
+                assert_eq!(sums[k], crc32(&img[CHECKSUMMED_FROM..]), "page {k}");
+            }
+            // A raw checksum that disagrees in any bit is refused, by both.
+            for bit in 0..32 {
+                let mut bad = h;
+                bad.raw_crc ^= 1 << bit;
+                let p = &out[RECORD_HEADER_SIZE..];
+                assert!(matches!(
+                    decode_payload_summed(&bad, p, &mut dec, &mut back, &mut sums),
+                    Err(RecordFault::RawChecksum { .. })
+                ));
+                assert!(decode_payload(&bad, p, &mut dec, &mut back).is_err());
+            }
+        }
+        // The combination is the checksum of the concatenation, at any length.
+        let bytes: Vec<u8> = (0..20_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        for cut in [0, 1, 4, 8188, 8192, 12_345, 20_000] {
+            let (a, b) = bytes.split_at(cut);
+            let shift = crate::format::crc32_shift(b.len() as u64);
+            assert_eq!(
+                crate::format::crc32_combine(crc32(a), crc32(b), shift),
+                crc32(&bytes),
+                "cut at {cut}"
+            );
         }
     }
 

@@ -300,6 +300,19 @@ pub fn check_page(
     m: &Manifest,
     extents_per_map: u32,
 ) -> std::result::Result<u64, String> {
+    check_page_summed(img, None, page_number, file_id, m, extents_per_map)
+}
+
+/// [`check_page`] with the page's checksum already computed when `sum` is given (see
+/// `record::decode_payload_summed`).
+pub fn check_page_summed(
+    img: &[u8],
+    sum: Option<u32>,
+    page_number: u64,
+    file_id: u32,
+    m: &Manifest,
+    extents_per_map: u32,
+) -> std::result::Result<u64, String> {
     if is_system_page(page_number, extents_per_map) {
         return Err(format!(
             "it holds system page {page_number}, which backups never store"
@@ -310,7 +323,11 @@ pub fn check_page(
         file_id,
         page_number: page_number as u32,
     };
-    let h = page::verify(img, addr).map_err(|f| format!("page {page_number}: {f}"))?;
+    let h = match sum {
+        None => page::verify(img, addr),
+        Some(sum) => page::verify_summed(img, addr, sum),
+    }
+    .map_err(|f| format!("page {page_number}: {f}"))?;
     if h.page_type != PAGE_TYPE_DATA {
         return Err(format!(
             "page {page_number} has page type {}, not a data page",

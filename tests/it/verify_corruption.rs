@@ -464,3 +464,64 @@ fn differential_missing_a_page_its_base_does_not_have() {
     let err = assert_caught(&st, diff, diff, true);
     assert!(err.to_string().contains("data_0002.pvd"), "{err}");
 }
+
+/// Verify reads a stream in chunks while worker threads check the records it found
+/// (invariant 7): damage in records spread over several chunks is found, one finding per
+/// damaged record, in the order of the stream, and the stream's checksum still covers
+/// every byte.
+#[test]
+fn findings_across_read_chunks_come_in_stream_order() {
+    use pagevault::backup::{self, BackupOptions};
+    use pagevault::format::PAGE_PAYLOAD_SIZE;
+    let (repo, vfs) = mem_repo();
+    let db = small_db(Arc::new(MemVfs::new()), 1, 3072, 8);
+    let mut rng = Rng(31);
+    let (file_id, pages) = db.file_layout()[0];
+    for p in 0..pages {
+        if db.is_data_page(file_id, p) {
+            // Half the pages random (stored as they are), half compressible.
+            let payload: Vec<u8> = (0..PAGE_PAYLOAD_SIZE)
+                .map(|i| match p % 2 {
+                    0 => rng.next() as u8,
+                    _ => (i / 64) as u8,
+                })
+                .collect();
+            db.write_page(file_id, p, &payload).unwrap();
+        }
+    }
+    let opts = BackupOptions::new(BackupKind::Full);
+    let r = backup::run(&db, &repo, &opts, &NoProgress).unwrap();
+    let id = manifest::parse_backup_id(&r.backup_id).unwrap();
+    assert!(verify::verify(&repo, Some(id)).unwrap().is_clean());
+    let view = load(&vfs, id);
+    let s = (0..view.streams.len())
+        .max_by_key(|&s| view.streams[s].length)
+        .unwrap() as u32;
+    let len = view.streams[s as usize].length;
+    assert!(len > 8 << 20, "the stream spans several reads: {len} bytes");
+    let entries: Vec<_> = view.index.iter().filter(|e| e.stream == s).collect();
+    let n = entries.len();
+    let picks: Vec<_> = [1, n / 3, n / 2, 2 * n / 3, n - 1]
+        .iter()
+        .map(|&k| *entries[k])
+        .collect();
+    vfs.corrupt_file(&pagevault::repo::names::stream(id, s), |b| {
+        for e in &picks {
+            b[e.offset as usize + RECORD_HEADER_SIZE + 7] ^= 0x20;
+        }
+    });
+    let v = verify::verify(&repo, Some(id)).unwrap();
+    let f = &v.sets[0].findings;
+    let bad: Vec<(u32, u32)> = f
+        .iter()
+        .filter(|x| x.what.starts_with("record at offset"))
+        .map(|x| (x.stream.unwrap(), x.extent.unwrap()))
+        .collect();
+    let want: Vec<(u32, u32)> = picks.iter().map(|e| (s, e.extent)).collect();
+    assert_eq!(bad, want, "{f:?}");
+    assert!(
+        f.last().unwrap().what.contains("has checksum"),
+        "the stream's checksum comes last: {f:?}"
+    );
+    assert_eq!(f.len(), picks.len() + 1, "{f:?}");
+}
