@@ -787,7 +787,8 @@ mod tests {
         let (out, _) = layered_record();
         let mut dec = zstd::bulk::Decompressor::new().unwrap();
         let p = RECORD_HEADER_SIZE;
-        let edits: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+        let edits: Vec<(&str, Edit)> = vec![
             ("count 1", Box::new(move |b| b[p] = 1)),
             ("count 5", Box::new(move |b| b[p] = 5)),
             ("count 3", Box::new(move |b| b[p] = 3)),

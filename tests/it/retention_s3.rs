@@ -197,19 +197,29 @@ impl ObjectReader for FaultyReader {
     }
 }
 
-struct FaultyUpload(Box<dyn Upload>, Arc<Faults>);
+/// An upload that a power loss abandons as a dead process would: never finished, never
+/// aborted (its parts stay on the server for the debris cleaner).
+struct FaultyUpload(Option<Box<dyn Upload>>, Arc<Faults>);
 
 impl Upload for FaultyUpload {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.1.mutate()?;
-        self.0.write(bytes)
+        self.0.as_mut().expect("live").write(bytes)
     }
     fn written(&self) -> u64 {
-        self.0.written()
+        self.0.as_ref().map_or(0, |u| u.written())
     }
-    fn finish(self: Box<Self>) -> io::Result<()> {
+    fn finish(mut self: Box<Self>) -> io::Result<()> {
         self.1.mutate()?;
-        self.0.finish()
+        self.0.take().expect("live").finish()
+    }
+}
+
+impl Drop for FaultyUpload {
+    fn drop(&mut self) {
+        if self.1.down.load(Ordering::SeqCst) {
+            std::mem::forget(self.0.take());
+        }
     }
 }
 
@@ -240,7 +250,7 @@ impl Backend for FaultyS3 {
     fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
         let f = self.faults();
         f.mutate()?;
-        Ok(Box::new(FaultyUpload(self.inner.upload(name)?, f)))
+        Ok(Box::new(FaultyUpload(Some(self.inner.upload(name)?), f)))
     }
     fn delete(&self, name: &str) -> io::Result<()> {
         self.faults().mutate()?;
@@ -321,6 +331,10 @@ fn a_crash_or_fault_at_every_step_of_prune_delete_and_merge_on_s3() {
                 faults: Arc::new(Mutex::new(Arc::new(Faults::new()))),
             });
             assert!(n > 3, "{verb:?} on S3: only {n} operations");
+            eprintln!(
+                "{verb:?}, {}: swept {n} operations on S3",
+                if crash { "crash" } else { "I/O fault" }
+            );
         }
     }
 }
