@@ -1406,9 +1406,11 @@ impl<'a> Suite<'a> {
         step.bytes_stored = r.bytes_stored;
         step.extents_stored =
             r.plan.extents_from_base + r.plan.extents_from_differential + r.plan.extents_combined;
-        // What it decoded and compressed again (the rest is copied, whole or as layers).
-        step.extents_read = r.extents_recompressed;
-        step.pages_read = r.extents_recompressed * PAGES_PER_EXTENT as u64;
+        // The records it read (an extent both sets hold in part: two), their extents'
+        // pages counted whole; how many it compressed again is in the report's
+        // `extents_recompressed` (the rest is copied, whole or as layers).
+        step.extents_read = step.extents_stored + r.plan.extents_combined;
+        step.pages_read = step.extents_read * PAGES_PER_EXTENT as u64;
         // Side by side with the full backups of this step, not the earlier ones.
         step.time_vs_full = Some(s.median.secs / full.median.secs);
         self.steps.push(step);
