@@ -5,11 +5,18 @@
 //! lengths) and doubly checked: the header by its own CRC-32, the stored payload by a
 //! CRC-32, and the decompressed pages by a CRC-32 of the raw bytes, so a flipped bit, a
 //! decompressor fault or a record from another backup is caught before a page is used.
-//! Decoding never allocates more than one extent: stored and raw lengths are bounded by
+//! Decoding never allocates more than two extents: stored and raw lengths are bounded by
 //! 64 KiB before any buffer is sized.
+//!
+//! A **layered** record (version 2, flag `LAYERED`, written by `merge` only) holds up to
+//! [`MAX_LAYERS`] layers, each one earlier record's payload as it was stored (a zstd frame
+//! or raw pages) with its own page mask and raw CRC-32, oldest first: a page is taken
+//! from the last layer that holds it, and every layer holds at least one page no later
+//! layer holds (invariant 30). The header's mask is their union; its payload CRC covers
+//! the layer table and every layer; its raw CRC is zero (each layer carries its own).
 
 use super::codec::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
-use super::{crc32, EXTENT_SIZE, FORMAT_VERSION, PAGES_PER_EXTENT, PAGE_SIZE, RECORD_MAGIC};
+use super::{crc32, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE, RECORD_MAGIC};
 
 pub const OFF_MAGIC: usize = 0;
 pub const OFF_VERSION: usize = OFF_MAGIC + 4;
@@ -36,7 +43,23 @@ pub const FLAG_ZSTD: u16 = 1;
 /// Reserved for encrypted payloads (repository format 2 keeps the bit; this build writes
 /// none and refuses a record that has it, as every unknown flag).
 pub const FLAG_ENCRYPTED: u16 = 2;
-const KNOWN_FLAGS: u16 = FLAG_ZSTD;
+/// The payload is a layer table and layers (version 2 only, never with `ZSTD`).
+pub const FLAG_LAYERED: u16 = 4;
+const KNOWN_FLAGS: u16 = FLAG_ZSTD | FLAG_LAYERED;
+
+/// Version of a plain record (the only version a layered record is not).
+pub const RECORD_VERSION: u16 = 1;
+/// Version of a layered record.
+pub const RECORD_VERSION_LAYERED: u16 = 2;
+
+/// Most layers a layered record holds (invariant 30): a merge that would need more
+/// compresses the extent again into a plain record.
+pub const MAX_LAYERS: usize = 4;
+/// Bytes of the layer table's head: layer count (u8), 3 reserved bytes.
+pub const LAYER_TABLE_HEAD: usize = 4;
+/// Bytes of one layer entry: mask (u8), flags (u8), reserved (u16), stored length (u32),
+/// raw CRC (u32).
+pub const LAYER_ENTRY_SIZE: usize = 12;
 
 /// The largest stored payload: raw pages are stored when zstd does not shrink them.
 pub const MAX_STORED_LEN: usize = EXTENT_SIZE;
@@ -146,7 +169,7 @@ impl RecordHeader {
             return Err(RecordFault::HeaderChecksum { stored, computed });
         }
         let version = get_u16(b, OFF_VERSION).unwrap_or(0);
-        if version as u32 != FORMAT_VERSION {
+        if version != RECORD_VERSION && version != RECORD_VERSION_LAYERED {
             return Err(RecordFault::Version(version));
         }
         let u32_at = |o| get_u32(b, o).unwrap_or(0);
@@ -177,7 +200,16 @@ impl RecordHeader {
         if h.stored_len == 0 || h.stored_len as usize > MAX_STORED_LEN {
             return Err(RecordFault::Field("stored_len", h.stored_len as u64));
         }
-        if h.flags & FLAG_ZSTD == 0 && h.stored_len as usize != h.raw_len() {
+        // One encoding per record: version 2 exactly when layered, never also `ZSTD`;
+        // a layered record's raw CRC is zero (its layers carry theirs).
+        let layered = h.flags & FLAG_LAYERED != 0;
+        if layered != (version == RECORD_VERSION_LAYERED) || (layered && h.flags & FLAG_ZSTD != 0) {
+            return Err(RecordFault::Field("flags", h.flags as u64));
+        }
+        if layered && h.raw_crc != 0 {
+            return Err(RecordFault::Field("raw_crc", h.raw_crc as u64));
+        }
+        if h.flags & (FLAG_ZSTD | FLAG_LAYERED) == 0 && h.stored_len as usize != h.raw_len() {
             return Err(RecordFault::Field("stored_len", h.stored_len as u64));
         }
         if h.extent as u64 * PAGES_PER_EXTENT as u64 > super::MAX_FILE_PAGES as u64 {
@@ -188,7 +220,12 @@ impl RecordHeader {
 
     fn encode_into(&self, b: &mut [u8]) {
         b[..4].copy_from_slice(&RECORD_MAGIC);
-        put_u16(b, OFF_VERSION, FORMAT_VERSION as u16);
+        let version = if self.flags & FLAG_LAYERED != 0 {
+            RECORD_VERSION_LAYERED
+        } else {
+            RECORD_VERSION
+        };
+        put_u16(b, OFF_VERSION, version);
         put_u16(b, OFF_FLAGS, self.flags);
         put_u64(b, OFF_DATABASE_ID, self.database_id);
         put_u64(b, OFF_BACKUP_ID, self.backup_id);
@@ -359,6 +396,9 @@ fn unpack(
             computed,
         });
     }
+    if header.flags & FLAG_LAYERED != 0 {
+        return decode_layers(header, payload, decompressor, raw);
+    }
     let raw_len = header.raw_len();
     raw.clear();
     if header.flags & FLAG_ZSTD != 0 {
@@ -391,6 +431,218 @@ fn check_raw(header: &RecordHeader, computed: u32) -> Result<(), RecordFault> {
         });
     }
     Ok(())
+}
+
+/// One layer of a record: an earlier record's stored payload, as it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layer<'a> {
+    /// Pages of the extent the layer holds.
+    pub mask: u8,
+    /// `FLAG_ZSTD` or 0 (raw pages).
+    pub flags: u16,
+    /// CRC-32 of the layer's decompressed pages.
+    pub raw_crc: u32,
+    pub payload: &'a [u8],
+}
+
+/// The layers of a record whose payload CRC was checked: a plain record is one layer.
+/// Checks the layer table against the header (count, reserved bytes, masks, flags and
+/// lengths, each layer holding a page no later one holds, the union being the header's
+/// mask); never reads past `payload`.
+pub fn layers<'a>(header: &RecordHeader, payload: &'a [u8]) -> Result<Vec<Layer<'a>>, RecordFault> {
+    let payload = &payload[..(header.stored_len as usize).min(payload.len())];
+    if header.flags & FLAG_LAYERED == 0 {
+        return Ok(vec![Layer {
+            mask: header.page_mask,
+            flags: header.flags & FLAG_ZSTD,
+            raw_crc: header.raw_crc,
+            payload,
+        }]);
+    }
+    if payload.len() < LAYER_TABLE_HEAD {
+        return Err(RecordFault::Truncated {
+            needed: LAYER_TABLE_HEAD,
+            have: payload.len(),
+        });
+    }
+    let n = payload[0] as usize;
+    if !(2..=MAX_LAYERS).contains(&n) {
+        return Err(RecordFault::Field("layer count", n as u64));
+    }
+    if payload[1..LAYER_TABLE_HEAD] != [0, 0, 0] {
+        return Err(RecordFault::Field("layer table reserved", 0));
+    }
+    let table = LAYER_TABLE_HEAD + n * LAYER_ENTRY_SIZE;
+    if payload.len() < table {
+        return Err(RecordFault::Truncated {
+            needed: table,
+            have: payload.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut at = table;
+    for i in 0..n {
+        let e = &payload[LAYER_TABLE_HEAD + i * LAYER_ENTRY_SIZE..][..LAYER_ENTRY_SIZE];
+        let (mask, flags) = (e[0], e[1] as u16);
+        let len = get_u32(e, 4).unwrap_or(0) as usize;
+        let raw_crc = get_u32(e, 8).unwrap_or(0);
+        if mask == 0 {
+            return Err(RecordFault::Field("layer mask", 0));
+        }
+        if flags & !FLAG_ZSTD != 0 || e[2..4] != [0, 0] {
+            return Err(RecordFault::Field("layer flags", flags as u64));
+        }
+        let raw_len = mask.count_ones() as usize * PAGE_SIZE;
+        if len == 0 || len > MAX_STORED_LEN || (flags == 0 && len != raw_len) {
+            return Err(RecordFault::Field("layer stored_len", len as u64));
+        }
+        if payload.len() - at < len {
+            return Err(RecordFault::Truncated {
+                needed: at + len,
+                have: payload.len(),
+            });
+        }
+        out.push(Layer {
+            mask,
+            flags,
+            raw_crc,
+            payload: &payload[at..at + len],
+        });
+        at += len;
+    }
+    if at != payload.len() {
+        return Err(RecordFault::Field("stored_len", header.stored_len as u64));
+    }
+    // Every layer shows a page (invariant 30), and together they hold exactly the mask.
+    let mut later = 0u8;
+    for l in out.iter().rev() {
+        if l.mask & !later == 0 {
+            return Err(RecordFault::Field(
+                "layer mask (hidden by later layers)",
+                l.mask as u64,
+            ));
+        }
+        later |= l.mask;
+    }
+    if later != header.page_mask {
+        return Err(RecordFault::Field("page_mask", header.page_mask as u64));
+    }
+    Ok(out)
+}
+
+/// Decodes a layered record's pages into `raw` (the mask's pages in page order), each
+/// page from the last layer holding it. A layer is decompressed after the pages (at most
+/// 64 KiB) and its pages moved into place, so `raw` never holds more than two extents.
+fn decode_layers(
+    header: &RecordHeader,
+    payload: &[u8],
+    decompressor: &mut zstd::bulk::Decompressor<'_>,
+    raw: &mut Vec<u8>,
+) -> Result<(), RecordFault> {
+    let layers = layers(header, payload)?;
+    let union = header.page_mask;
+    let out_len = header.raw_len();
+    raw.clear();
+    raw.resize(out_len, 0);
+    for l in &layers {
+        let layer_len = l.mask.count_ones() as usize * PAGE_SIZE;
+        if l.flags & FLAG_ZSTD != 0 {
+            raw.reserve_exact(layer_len);
+            let mut at = std::io::Cursor::new(&mut *raw);
+            at.set_position(out_len as u64);
+            let n = decompressor
+                .decompress_to_buffer(l.payload, &mut at)
+                .map_err(|e| RecordFault::Decompress(e.to_string()))?;
+            if n != layer_len {
+                return Err(RecordFault::Decompress(format!(
+                    "layer of {n} bytes, expected {layer_len}"
+                )));
+            }
+        } else {
+            raw.extend_from_slice(l.payload);
+        }
+        let computed = crc32(&raw[out_len..]);
+        if computed != l.raw_crc {
+            return Err(RecordFault::RawChecksum {
+                stored: l.raw_crc,
+                computed,
+            });
+        }
+        let mut k = 0;
+        for i in 0..PAGES_PER_EXTENT {
+            if l.mask & (1 << i) == 0 {
+                continue;
+            }
+            let u = (union & ((1u8 << i) - 1)).count_ones() as usize;
+            raw.copy_within(
+                out_len + k * PAGE_SIZE..out_len + (k + 1) * PAGE_SIZE,
+                u * PAGE_SIZE,
+            );
+            k += 1;
+        }
+        raw.truncate(out_len);
+    }
+    Ok(())
+}
+
+/// Encodes a layered record into `out` (cleared first) from `layers`, oldest first, with
+/// no compression: the layers' payloads are copied as they are. `None` when the record
+/// would break the layer rules (fewer than 2 or more than [`MAX_LAYERS`] layers, a layer
+/// hidden by later ones) or exceed [`MAX_STORED_LEN`]: the caller compresses the
+/// extent again instead.
+pub fn encode_layered(
+    id: RecordId,
+    max_lsn: u64,
+    layers: &[Layer<'_>],
+    out: &mut Vec<u8>,
+) -> Option<RecordHeader> {
+    if !(2..=MAX_LAYERS).contains(&layers.len()) {
+        return None;
+    }
+    let mut later = 0u8;
+    for l in layers.iter().rev() {
+        if l.mask == 0 || l.mask & !later == 0 {
+            return None;
+        }
+        later |= l.mask;
+    }
+    let stored = LAYER_TABLE_HEAD
+        + layers.len() * LAYER_ENTRY_SIZE
+        + layers.iter().map(|l| l.payload.len()).sum::<usize>();
+    if stored > MAX_STORED_LEN {
+        return None;
+    }
+    out.clear();
+    out.resize(RECORD_HEADER_SIZE + LAYER_TABLE_HEAD, 0);
+    out[RECORD_HEADER_SIZE] = layers.len() as u8;
+    for l in layers {
+        let mut e = [0u8; LAYER_ENTRY_SIZE];
+        e[0] = l.mask;
+        e[1] = (l.flags & FLAG_ZSTD) as u8;
+        put_u32(&mut e, 4, l.payload.len() as u32);
+        put_u32(&mut e, 8, l.raw_crc);
+        out.extend_from_slice(&e);
+    }
+    for l in layers {
+        out.extend_from_slice(l.payload);
+    }
+    let mut h = RecordHeader {
+        flags: FLAG_LAYERED,
+        database_id: id.database_id,
+        backup_id: id.backup_id,
+        file_id: id.file_id,
+        extent: id.extent,
+        page_mask: later,
+        stored_len: stored as u32,
+        max_lsn,
+        payload_crc: crc32(&out[RECORD_HEADER_SIZE..]),
+        raw_crc: 0,
+        sequence: id.sequence,
+        header_crc: 0,
+    };
+    h.encode_into(&mut out[..RECORD_HEADER_SIZE]);
+    h.header_crc = get_u32(out, OFF_HEADER_CRC).unwrap_or(0);
+    Some(h)
 }
 
 #[cfg(test)]
@@ -570,5 +822,127 @@ mod tests {
             Err(RecordFault::Decompress(_))
         ));
         assert!(raw.capacity() <= PAGE_SIZE * 2);
+    }
+
+    /// Two plain records as layers: the full's eight pages, then three newer ones.
+    fn layered_record() -> (Vec<u8>, Vec<u8>) {
+        let (hb, rb, rawb) = round_trip(0xff, true);
+        let newer: Vec<u8> = pages(3, true).iter().map(|b| b ^ 0x5a).collect();
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        let mut rd = vec![];
+        let hd = encode(id(), 0b0010_0110, 99, &newer, Some(&mut c), &mut rd).unwrap();
+        let lb = layers(&hb, &rb[RECORD_HEADER_SIZE..]).unwrap();
+        let ld = layers(&hd, &rd[RECORD_HEADER_SIZE..]).unwrap();
+        let mut out = vec![];
+        let h = encode_layered(id(), 99, &[lb[0], ld[0]], &mut out).unwrap();
+        assert_eq!(h.page_mask, 0xff);
+        let mut want = rawb.clone();
+        for (k, i) in [1usize, 2, 5].iter().enumerate() {
+            want[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]
+                .copy_from_slice(&newer[k * PAGE_SIZE..(k + 1) * PAGE_SIZE]);
+        }
+        (out, want)
+    }
+
+    #[test]
+    fn a_layered_record_decodes_each_page_from_the_last_layer_holding_it() {
+        let (out, want) = layered_record();
+        assert_eq!(&out[OFF_VERSION..OFF_VERSION + 2], &2u16.to_le_bytes());
+        let h = RecordHeader::decode(&out).unwrap();
+        assert_eq!(h.flags, FLAG_LAYERED);
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        let mut raw = vec![];
+        decode_payload(&h, &out[RECORD_HEADER_SIZE..], &mut dec, &mut raw).unwrap();
+        assert_eq!(raw, want);
+        assert!(raw.capacity() <= 2 * EXTENT_SIZE);
+    }
+
+    #[test]
+    fn every_flipped_bit_and_truncation_of_a_layered_record_is_caught() {
+        let (out, _) = layered_record();
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        let check = |b: &[u8], dec: &mut zstd::bulk::Decompressor<'_>| {
+            RecordHeader::decode(b).and_then(|h| {
+                let mut raw = vec![];
+                decode_payload(&h, &b[RECORD_HEADER_SIZE..], dec, &mut raw)
+            })
+        };
+        for i in 0..out.len() {
+            let mut bad = out.clone();
+            bad[i] ^= 0x10;
+            assert!(
+                check(&bad, &mut dec).is_err(),
+                "flip at byte {i} not caught"
+            );
+        }
+        for n in (0..out.len()).step_by(7) {
+            assert!(check(&out[..n], &mut dec).is_err(), "cut at {n} not caught");
+        }
+    }
+
+    /// The table is checked even behind a good payload CRC (a forger reseals it): a
+    /// hidden layer, a wrong count, lengths that do not add up, a union other than the
+    /// mask, reserved bytes, all refused, never a panic.
+    #[test]
+    fn a_resealed_layer_table_that_breaks_a_rule_is_refused() {
+        let (out, _) = layered_record();
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        let p = RECORD_HEADER_SIZE;
+        type Edit = Box<dyn Fn(&mut Vec<u8>)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            ("count 1", Box::new(move |b| b[p] = 1)),
+            ("count 5", Box::new(move |b| b[p] = 5)),
+            ("count 3", Box::new(move |b| b[p] = 3)),
+            ("reserved", Box::new(move |b| b[p + 2] = 1)),
+            // The newer layer holds every page: the older one is hidden.
+            ("hidden", Box::new(move |b| b[p + 4 + 12] = 0xff)),
+            ("mask 0", Box::new(move |b| b[p + 4] = 0)),
+            ("flags", Box::new(move |b| b[p + 4 + 1] = 2)),
+            ("length", Box::new(move |b| b[p + 4 + 4] ^= 1)),
+            ("union", Box::new(move |b| b[OFF_PAGE_MASK] = 0x7f)),
+            ("raw crc", Box::new(move |b| b[OFF_RAW_CRC] = 1)),
+            ("layer raw crc", Box::new(move |b| b[p + 4 + 8] ^= 1)),
+        ];
+        for (what, edit) in edits {
+            let mut b = out.clone();
+            edit(&mut b);
+            let stored = get_u32(&b, OFF_STORED_LEN).unwrap() as usize;
+            let crc = crc32(&b[p..p + stored.min(b.len() - p)]);
+            put_u32(&mut b, OFF_PAYLOAD_CRC, crc);
+            let hc = crc32(&b[..OFF_HEADER_CRC]);
+            put_u32(&mut b, OFF_HEADER_CRC, hc);
+            let r = RecordHeader::decode(&b).and_then(|h| {
+                let mut raw = vec![];
+                decode_payload(&h, &b[p..], &mut dec, &mut raw)
+            });
+            assert!(r.is_err(), "{what}: accepted");
+        }
+    }
+
+    #[test]
+    fn encode_layered_refuses_what_breaks_the_layer_bound() {
+        let one = [0u8; PAGE_SIZE];
+        let l = |mask: u8| Layer {
+            mask,
+            flags: 0,
+            raw_crc: crc32(&one),
+            payload: &one,
+        };
+        let mut out = vec![];
+        // One layer, five layers, a hidden one.
+        assert!(encode_layered(id(), 1, &[l(1)], &mut out).is_none());
+        let five = [l(1), l(2), l(4), l(8), l(16)];
+        assert!(encode_layered(id(), 1, &five, &mut out).is_none());
+        assert!(encode_layered(id(), 1, &[l(1), l(1)], &mut out).is_none());
+        // Four layers are fine; more than 64 KiB stored is not.
+        assert!(encode_layered(id(), 1, &five[..4], &mut out).is_some());
+        let big = vec![0u8; 4 * PAGE_SIZE];
+        let wide = |mask: u8| Layer {
+            mask,
+            flags: 0,
+            raw_crc: 0,
+            payload: &big,
+        };
+        assert!(encode_layered(id(), 1, &[wide(0x0f), wide(0xf0)], &mut out).is_none());
     }
 }

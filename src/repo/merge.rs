@@ -9,8 +9,13 @@
 //!   full, over exactly the differential's files;
 //! - a record the differential does not touch, or one that holds every page the full's
 //!   record holds, is copied with its payload untouched (only its header is re-sealed
-//!   with the new set's id and sequence); only an extent both hold in part is decoded,
-//!   combined and compressed again;
+//!   with the new set's id and sequence); an extent both hold in part becomes a layered
+//!   record: the full's layers that still show a page, then the differential's payload,
+//!   all copied as stored, nothing decompressed or compressed again;
+//! - the layers stay bounded (invariant 30): when layering would pass
+//!   [`MAX_LAYERS`](record::MAX_LAYERS), the record's size limit, or leave more than a
+//!   third of its bytes hidden by later layers, the extent is decoded, combined and compressed again into one
+//!   plain record, so repeated merges never grow a record without limit;
 //! - the set is published like a backup (streams, index, manifest last) under the
 //!   append lock, so a crash leaves the repository as before (debris the next appender
 //!   removes) or with the whole synthetic full; merging a differential already merged
@@ -68,6 +73,9 @@ pub struct MergeReport {
     pub bytes_stored: u64,
     /// Stored bytes copied without recompression.
     pub bytes_copied: u64,
+    /// Extents both sets held in part that were compressed again (the layer bound,
+    /// invariant 30); the other combined extents were layered with no recompression.
+    pub extents_recompressed: u64,
     pub duration_secs: f64,
 }
 
@@ -114,6 +122,7 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
             backup_id: done.clone(),
             bytes_stored: existing.manifest.bytes_stored(),
             bytes_copied: 0,
+            extents_recompressed: 0,
             plan: p,
             duration_secs: started.elapsed().as_secs_f64(),
         });
@@ -130,7 +139,7 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     let iters = readers.iter().map(|r| r.entries()).collect();
     let mut jobs = JobIter::new(iters, &sets);
     let mut writer = SetWriter::new(repo, new_id);
-    let (mut pages, mut bytes_copied) = (0u64, 0u64);
+    let (mut pages, mut bytes_copied, mut recompressed) = (0u64, 0u64, 0u64);
     // Extents are built in parallel, a window at a time (bounded memory: one extent
     // record per job of the window), then appended in order.
     let mut window: Vec<(u32, u32, Source)> = Vec::with_capacity(WINDOW_EXTENTS);
@@ -172,6 +181,8 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
             pages += b.mask.count_ones() as u64;
             if b.copied {
                 bytes_copied += b.record.len() as u64;
+            } else {
+                recompressed += 1;
             }
             writer.append(*file_id, *extent, b.mask, &mut b.record)?;
         }
@@ -215,6 +226,7 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
         backup_id: format_backup_id(new_id),
         bytes_stored: published.manifest.bytes_stored(),
         bytes_copied,
+        extents_recompressed: recompressed,
         plan: p,
         duration_secs: started.elapsed().as_secs_f64(),
     })
@@ -269,7 +281,8 @@ const WINDOW_EXTENTS: usize = 256;
 struct Built {
     mask: u8,
     record: Vec<u8>,
-    /// Copied from a set with its payload untouched (else combined and compressed).
+    /// Copied from the sets with payloads untouched, whole or as layers (else combined
+    /// and compressed again).
     copied: bool,
 }
 
@@ -328,8 +341,10 @@ impl Worker {
         })
     }
 
-    /// Both sets hold part of the extent: the differential's pages over the full's,
-    /// compressed again. `at` is (database id, new set id, file id, extent, level).
+    /// Both sets hold part of the extent: the differential's pages over the full's, as a
+    /// layered record when the layer bound allows it (no recompression), else decoded,
+    /// combined and compressed again. `at` is (database id, new set id, file id, extent,
+    /// level).
     fn combine(
         &mut self,
         readers: &[SetReader<'_>; 2],
@@ -339,6 +354,49 @@ impl Worker {
     ) -> Result<Built> {
         let (database_id, new_id, file_id, extent, level) = at;
         let here = || readers[0].stream_location(b.1.stream);
+        let hb = readers[0].read_record(b.0, &b.1, &mut self.other)?;
+        let hd = readers[1].read_record(d.0, &d.1, &mut self.buf)?;
+        let pb = &self.other[RECORD_HEADER_SIZE..hb.record_len()];
+        let pd = &self.buf[RECORD_HEADER_SIZE..hd.record_len()];
+        // The payloads are sealed again under a new CRC: each is checked first, so a
+        // damaged byte is reported here, never sealed as good.
+        for (h, p, r, e) in [(&hb, pb, 0, &b), (&hd, pd, 1, &d)] {
+            let computed = crate::format::crc32(p);
+            if computed != h.payload_crc {
+                let f = record::RecordFault::PayloadChecksum {
+                    stored: h.payload_crc,
+                    computed,
+                };
+                return Err(Error::corrupt(
+                    readers[r].stream_location(e.1.stream),
+                    f.to_string(),
+                ));
+            }
+        }
+        let lb = record::layers(&hb, pb)
+            .map_err(|f| Error::corrupt(readers[0].stream_location(b.1.stream), f.to_string()))?;
+        let ld = record::layers(&hd, pd)
+            .map_err(|f| Error::corrupt(readers[1].stream_location(d.1.stream), f.to_string()))?;
+        if let Some(layers) = layered(&lb, &ld) {
+            let rid = RecordId {
+                database_id,
+                backup_id: new_id,
+                file_id,
+                extent,
+                sequence: 0,
+            };
+            let mut out =
+                Vec::with_capacity(RECORD_HEADER_SIZE + hb.record_len() + hd.record_len());
+            if let Some(h) =
+                record::encode_layered(rid, hb.max_lsn.max(hd.max_lsn), &layers, &mut out)
+            {
+                return Ok(Built {
+                    mask: h.page_mask,
+                    record: out,
+                    copied: true,
+                });
+            }
+        }
         if self.dec.is_none() {
             self.dec = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::io(here(), e))?);
         }
@@ -347,8 +405,6 @@ impl Worker {
             self.comp = Some((level, c));
         }
         let dec = self.dec.as_mut().expect("made above");
-        let hb = readers[0].read_record(b.0, &b.1, &mut self.other)?;
-        let hd = readers[1].read_record(d.0, &d.1, &mut self.buf)?;
         record::decode_payload(
             &hb,
             &self.other[RECORD_HEADER_SIZE..hb.record_len()],
@@ -404,6 +460,38 @@ impl Worker {
     }
 }
 
+/// The layers of the combined extent (oldest first): the full's layers that still show
+/// a page once the differential's are laid over them, then the differential's. `None`
+/// when the layer bound says compress again (invariant 30): more than
+/// [`record::MAX_LAYERS`] layers, or more than a third of the stored bytes hidden by later
+/// layers (a layer's bytes counted hidden in the share of its pages a later layer holds),
+/// so a synthetic full is never more than half as large again as one compressed anew.
+fn layered<'a>(
+    base: &[record::Layer<'a>],
+    diff: &[record::Layer<'a>],
+) -> Option<Vec<record::Layer<'a>>> {
+    let mut out: Vec<record::Layer<'a>> = Vec::with_capacity(base.len() + diff.len());
+    let mut later = 0u8;
+    let mut kept = Vec::with_capacity(base.len() + diff.len());
+    for l in base.iter().chain(diff).rev() {
+        if l.mask & !later != 0 {
+            kept.push((*l, l.mask & later));
+        }
+        later |= l.mask;
+    }
+    let (mut hidden, mut total) = (0u64, 0u64);
+    for (l, shadowed) in kept.into_iter().rev() {
+        let len = l.payload.len() as u64;
+        total += len;
+        hidden += len * shadowed.count_ones() as u64 / l.mask.count_ones() as u64;
+        out.push(l);
+    }
+    if out.len() > record::MAX_LAYERS || out.len() < 2 || hidden * 3 > total {
+        return None;
+    }
+    Some(out)
+}
+
 type Entry = (u64, crate::format::manifest::IndexEntry);
 
 /// Where an extent of the synthetic full comes from.
@@ -439,4 +527,41 @@ fn bad_pages(base: &Manifest, diff: &Manifest) -> Vec<BadPage> {
     v.sort_unstable_by_key(|p| (p.file_id, p.page));
     v.dedup_by_key(|p| (p.file_id, p.page));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(mask: u8, payload: &[u8]) -> record::Layer<'_> {
+        record::Layer {
+            mask,
+            flags: record::FLAG_ZSTD,
+            raw_crc: 0,
+            payload,
+        }
+    }
+
+    /// Invariant 30: layers the differential hides are dropped, no more than
+    /// `MAX_LAYERS` are kept, and more than a third of the bytes hidden means compress
+    /// again.
+    #[test]
+    fn the_layer_bound_holds() {
+        let b = [0u8; 1000];
+        // The full's eight pages under one new page: two layers, an eighth hidden.
+        let out = layered(&[l(0xff, &b)], &[l(0x01, &b[..100])]).unwrap();
+        assert_eq!(out.iter().map(|x| x.mask).collect::<Vec<_>>(), [0xff, 0x01]);
+        // A layer the differential hides entirely goes.
+        let out = layered(&[l(0xff, &b), l(0x02, &b)], &[l(0x02, &b[..100])]).unwrap();
+        assert_eq!(out.iter().map(|x| x.mask).collect::<Vec<_>>(), [0xff, 0x02]);
+        // Four kept layers are the most: a fifth means compress again.
+        let four = [l(0xf0, &b), l(0x01, &b), l(0x02, &b)];
+        assert_eq!(layered(&four, &[l(0x04, &b)]).unwrap().len(), 4);
+        let four = [l(0xf0, &b), l(0x01, &b), l(0x02, &b), l(0x04, &b)];
+        assert!(layered(&four, &[l(0x08, &b)]).is_none());
+        // Five of the full's eight pages hidden: 625 of 1010 bytes.
+        assert!(layered(&[l(0xff, &b)], &[l(0x1f, &b[..10])]).is_none());
+        // Four of eight hidden under a layer as large: a third exactly is still kept.
+        assert!(layered(&[l(0xff, &b)], &[l(0x0f, &b[..500])]).is_some());
+    }
 }

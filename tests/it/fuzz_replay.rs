@@ -276,3 +276,61 @@ fn restore_seeds_restore_and_model_seeds_compare() {
         );
     }
 }
+
+/// Writes the seeds of the layered record shape (invariants 29 and 30): a synthetic full
+/// merged from a differential whose extents the full holds in part, as a `records`
+/// stream and as a `restore` repository (alone, and with every checksum resealed so the
+/// fuzzer reaches the layer table). `cargo test --test it write_layered_fuzz_seeds --
+/// --ignored`.
+#[test]
+#[ignore]
+fn write_layered_fuzz_seeds() {
+    use pagevault::backup::BackupKind;
+    use pagevault::format::manifest::parse_backup_id;
+    use pagevault::fuzz_targets::{encode_restore_input, RESEAL_MANIFESTS, RESEAL_RECORDS};
+    use pagevault::io::mem::MemVfs;
+    use pagevault::io::Vfs;
+    use pagevault::repo::names::{manifest, set_prefix, stream};
+    use pagevault::repo::Repository;
+    use std::sync::Arc;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        std::fs::write(root.join(target).join(name), bytes).unwrap();
+    };
+    let repo_vfs = MemVfs::new();
+    let repo = Repository::open(Arc::new(repo_vfs.clone()), true).unwrap();
+    let db = crate::repo_backend::database();
+    crate::faults_util::write(&db, 1, &[(1, 2), (1, 3), (1, 10), (1, 11), (2, 4)]);
+    crate::faults_util::backup(&db, &repo, BackupKind::Full).unwrap();
+    crate::faults_util::write(&db, 2, &[(1, 3), (1, 10), (2, 12)]);
+    let diff = crate::faults_util::backup(&db, &repo, BackupKind::Differential).unwrap();
+    let r = pagevault::repo::merge::merge(&repo, diff, None).unwrap();
+    assert!(r.plan.extents_combined > 0 && r.extents_recompressed == 0);
+    let merged = parse_backup_id(&r.backup_id).unwrap();
+    put(
+        "records",
+        "merged",
+        &repo_vfs.read_file(&stream(merged, 0)).unwrap(),
+    );
+    let mut files: Vec<(String, Vec<u8>)> = repo_vfs
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&set_prefix(merged)))
+        .map(|n| {
+            let b = repo_vfs.read_file(&n).unwrap();
+            (n, b)
+        })
+        .collect();
+    files.push((
+        manifest(merged),
+        repo_vfs.read_file(&manifest(merged)).unwrap(),
+    ));
+    put("restore", "merged", &encode_restore_input(0, &files));
+    put(
+        "restore",
+        "merged-resealed",
+        &encode_restore_input(RESEAL_RECORDS | RESEAL_MANIFESTS, &files),
+    );
+}

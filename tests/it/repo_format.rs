@@ -215,3 +215,68 @@ fn write_format2_fixture() {
     )
     .unwrap();
 }
+
+fn merged_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repo-merged-v1-records")
+}
+
+/// `repo-merged-v1-records` was written by the build before layered records (commit
+/// 1b3e4e6): the format-2 fixture plus `pagevault merge -r DIR 1a229c5d2b68fedb` of that
+/// build; its EXPECTED names the two sets and the differential's digest.
+///
+/// The committed synthetic full written before layered records existed (manifest version
+/// 3, every record version 1: the extents both sets held in part were recompressed)
+/// lists, verifies and restores byte-exactly to the differential's pages, and merging
+/// again returns it (idempotent) rather than writing a layered one.
+#[test]
+fn the_committed_synthetic_full_of_version_1_records_restores_byte_exactly() {
+    let expected = std::fs::read_to_string(merged_fixture().join("EXPECTED")).unwrap();
+    let (diff, merged, digest_want): (u64, u64, String) = {
+        let v: Vec<&str> = expected
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        (
+            u64::from_str_radix(v[0], 16).unwrap(),
+            u64::from_str_radix(v[1], 16).unwrap(),
+            v[2].to_string(),
+        )
+    };
+    let t = tempfile::tempdir().unwrap();
+    let dst = t.path().join("repo");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(merged_fixture()).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "EXPECTED" {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+    // Every record of the synthetic full is version 1 (none layered).
+    let stream = std::fs::read(dst.join(format!("set-{merged:016x}-stream-0000"))).unwrap();
+    let mut at = 0;
+    while at < stream.len() {
+        let h = pagevault::format::record::RecordHeader::decode(&stream[at..]).unwrap();
+        assert_eq!(&stream[at + 4..at + 6], &1u16.to_le_bytes());
+        at += h.record_len();
+    }
+    let repo = Repository::open_dir(&dst, false).unwrap();
+    let v = verify::verify(&repo, None).unwrap();
+    assert!(v.is_clean(), "{:?}", v.sets);
+    let to = t.path().join("restored");
+    let opts = RestoreOptions {
+        backup_id: Some(merged),
+        threads: 2,
+        ..RestoreOptions::new(restore::target_dir(&to).unwrap())
+    };
+    restore::run(&repo, &opts, &pagevault::progress::NoProgress).unwrap();
+    let db = Database::open_dir(&to, OpenMode::ReadOnly).unwrap();
+    assert_eq!(digest(&payloads(&db)), digest_want);
+    drop(db);
+    assert!(pagevault::check::check_database(&to)
+        .unwrap()
+        .is_consistent());
+    let again = pagevault::repo::merge::merge(&repo, diff, None).unwrap();
+    assert_eq!(again.backup_id, format!("{merged:016x}"));
+}

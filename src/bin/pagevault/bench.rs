@@ -41,10 +41,14 @@ pub struct Args {
     /// 10 % differential.
     #[arg(long)]
     pub only_archives: bool,
+    /// Only the merge step (merges alternated with full backups) after an unmeasured full
+    /// and 10 % differential.
+    #[arg(long, conflicts_with = "only_archives")]
+    pub only_merge: bool,
     /// Compare this repository (`s3://BUCKET/PREFIX`, docs/s3.md, or a folder) with a
     /// local folder instead of the whole suite: full backups into each and restores from
     /// each, alternately, in a new repository made under it and removed at the end.
-    #[arg(long, value_name = "R", conflicts_with = "only_archives")]
+    #[arg(long, value_name = "R", conflicts_with_all = ["only_archives", "only_merge"])]
     pub repo: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -60,6 +64,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         dir: a.dir,
         repeat: a.repeat,
         only_archives: a.only_archives,
+        only_merge: a.only_merge,
         repo: a.repo,
     };
     let terminal = std::io::stderr().is_terminal();

@@ -151,6 +151,7 @@ struct MergeJson {
     extents_combined: u64,
     bytes_stored: Option<u64>,
     bytes_copied: Option<u64>,
+    extents_recompressed: Option<u64>,
     duration_s: f64,
 }
 
@@ -380,10 +381,10 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
     let id = chosen(path, &repo, &a.id, a.database.as_deref(), "merge")?;
-    let (plan, new_id, stored, copied) = if a.dry_run {
+    let (plan, new_id, stored, copied, recompressed) = if a.dry_run {
         let p = merge::plan(&repo, id)?;
         let done = p.already_merged.clone();
-        (p, done, None, None)
+        (p, done, None, None, None)
     } else {
         let r = merge::merge(&repo, id, a.level)?;
         (
@@ -391,6 +392,7 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
             Some(r.backup_id),
             Some(r.bytes_stored),
             Some(r.bytes_copied),
+            Some(r.extents_recompressed),
         )
     };
     let j = MergeJson {
@@ -408,6 +410,7 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
         extents_combined: plan.extents_combined,
         bytes_stored: stored,
         bytes_copied: copied,
+        extents_recompressed: recompressed,
         duration_s: started.elapsed().as_secs_f64(),
     };
     if a.json {
@@ -427,7 +430,7 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
     } else if a.dry_run {
         say!(
             out,
-            "would merge differential {} onto {on}: {} extents copied from the full, {} from the differential, {} combined and compressed again",
+            "would merge differential {} onto {on}: {} extents copied from the full, {} from the differential, {} combined (layered, or compressed again past the layer bound)",
             plan.differential,
             plan.extents_from_base,
             plan.extents_from_differential,
@@ -436,12 +439,13 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
     } else {
         say!(
             out,
-            "merged differential {} onto {on} into synthetic full {}: {} extents copied from the full, {} from the differential, {} combined; {} stored ({} copied without recompressing) in {:.2} s",
+            "merged differential {} onto {on} into synthetic full {}: {} extents copied from the full, {} from the differential, {} combined ({} compressed again); {} stored ({} copied without recompressing) in {:.2} s",
             plan.differential,
             new_id.as_deref().unwrap_or("?"),
             plan.extents_from_base,
             plan.extents_from_differential,
             plan.extents_combined,
+            recompressed.unwrap_or(0),
             format_size(stored.unwrap_or(0)),
             format_size(copied.unwrap_or(0)),
             j.duration_s
