@@ -13,7 +13,8 @@
 //! database whose manifest hash it names) and by covering, with it, every data page.
 //! Nothing is visible until [`Receiver::publish`]: until then the set's objects are
 //! debris under a set prefix with no manifest (invariant 6). Memory is bounded: one
-//! manifest (at most 64 MiB), one index piece and one record at a time.
+//! manifest (at most 64 MiB), one index piece, and the fixed number of record batches
+//! the checker threads hold ([`super::record_pool`], invariant 31).
 
 use std::sync::Arc;
 
@@ -409,7 +410,7 @@ impl<'r> Receiver<'r> {
         let m = &c.loaded.manifest;
         let h = RecordHeader::decode(rec).map_err(|f| {
             Error::corrupt(
-                &at,
+                at,
                 format!(
                     "backup set {}: record {}: {f}",
                     format_backup_id(m.backup_id),
@@ -424,7 +425,7 @@ impl<'r> Receiver<'r> {
         let position = c.index.position;
         let bad = |what: String| {
             Error::corrupt(
-                &at,
+                at,
                 format!(
                     "backup set {}: record {position}: {what}",
                     format_backup_id(m.backup_id),
@@ -495,8 +496,8 @@ impl<'r> Receiver<'r> {
     }
 
     /// Ends the object begun: checks it whole and stores it (a manifest is kept to be
-    /// published last).
-    pub fn end(&mut self) -> Result<()> {
+    /// published last). Returns the CRC-32 of the object's bytes.
+    pub fn end(&mut self) -> Result<u32> {
         if self.failed {
             return Err(Error::Invalid("the receiver failed earlier".into()));
         }
@@ -504,18 +505,19 @@ impl<'r> Receiver<'r> {
         self.settled(r)
     }
 
-    fn end_inner(&mut self) -> Result<()> {
+    fn end_inner(&mut self) -> Result<u32> {
         let (name, mode, obj) = self
             .obj
             .take()
             .ok_or_else(|| Error::Invalid("no object to end".into()))?;
         let path = self.repo.backend().location(&name);
         self.counts.objects += 1;
-        match obj {
+        let sum = match obj {
             Obj::Small { what, size, buf } => {
                 if buf.len() as u64 != size {
                     return Err(self.bad(&name, "ended before its size"));
                 }
+                let sum = crc32fast::hash(&buf);
                 match what {
                     SetObject::Manifest(id) => self.begin_set(id, &name, buf)?,
                     SetObject::Piece(_, i) => {
@@ -544,6 +546,7 @@ impl<'r> Receiver<'r> {
                     }
                     SetObject::Stream(..) => unreachable!(),
                 }
+                sum
             }
             Obj::Stream {
                 i,
@@ -587,9 +590,10 @@ impl<'r> Receiver<'r> {
                     self.counts.bytes_reused += size;
                 }
                 c.next_stream += 1;
+                crc
             }
-        }
-        Ok(())
+        };
+        Ok(sum)
     }
 
     fn begin_set(&mut self, id: u64, name: &str, bytes: Vec<u8>) -> Result<()> {
