@@ -119,17 +119,14 @@ impl RecordPool {
                 b.clear();
                 return Ok(b);
             }
-            if self.made < self.limit() {
+            // None in flight: the missing ones went with a failed object; never wait
+            // for a batch that cannot come back.
+            if self.made < self.limit() || self.in_flight == 0 {
                 self.made += 1;
                 return Ok(Batch::new());
             }
             self.wait_one();
         }
-    }
-
-    /// Gives a batch back unused.
-    pub fn give_back(&mut self, b: Batch) {
-        self.free.push(b);
     }
 
     /// Hands a batch of whole records to the workers (starting them the first time).
