@@ -194,3 +194,22 @@ impl ReadMap {
         &self.map
     }
 }
+
+/// Writes back everything dirty of the file system holding `file` and waits for it
+/// (`syncfs`); elsewhere than on Linux, `file`'s own sync.
+pub fn sync_file_system(file: &File) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `syncfs` takes an open descriptor (borrowed from `file`, which outlives
+        // the call) and touches no memory of ours.
+        let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        file.sync_all()
+    }
+}

@@ -32,6 +32,7 @@ pub mod merge;
 pub mod names;
 pub mod prune;
 pub mod receive;
+pub mod record_pool;
 pub mod remote;
 pub mod set_reader;
 pub mod set_writer;

@@ -13,7 +13,10 @@
 //! database whose manifest hash it names) and by covering, with it, every data page.
 //! Nothing is visible until [`Receiver::publish`]: until then the set's objects are
 //! debris under a set prefix with no manifest (invariant 6). Memory is bounded: one
-//! manifest (at most 64 MiB), one index piece and one record at a time.
+//! manifest (at most 64 MiB), one index piece, and the fixed number of record batches
+//! the checker threads hold ([`super::record_pool`], invariant 31).
+
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::control::RESERVED_NAMES;
@@ -21,12 +24,13 @@ use crate::format::index_piece::{self, MAX_PIECE_BYTES};
 use crate::format::manifest::{
     self, format_backup_id, BackupKind, IndexEntry, Manifest, MAX_MANIFEST_BYTES,
 };
-use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
-use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
+use crate::format::record::{RecordHeader, RECORD_HEADER_SIZE};
+use crate::format::{is_system_page, PAGES_PER_EXTENT};
 
 use super::backend::{PutMode, Upload};
 use super::names::{self, SetObject};
-use super::set_reader::{check_page, check_record};
+use super::record_pool::{page_rules, Batch, PendingRecord, RecordPool, BATCH_BYTES};
+use super::set_reader::check_record;
 use super::{chain, coverage, LoadedManifest, Repository};
 
 /// What the receiver does with an object announced to it.
@@ -75,6 +79,8 @@ struct Current {
     index: Cursor,
     /// Full sets: the (file index, extent) the next record must be.
     full_next: Option<(usize, u32)>,
+    /// What the record checkers need of the manifest.
+    rules: Arc<Manifest>,
 }
 
 /// The set's index, entry by entry, read back from the pieces already received.
@@ -99,9 +105,12 @@ enum Obj {
         got: u64,
         upload: Option<Box<dyn Upload>>,
         crc: crc32fast::Hasher,
-        rec: Vec<u8>,
+        /// Whole records not yet handed to the checkers, then the record being
+        /// gathered, from `rec_at`.
+        batch: Option<Batch>,
+        rec_at: usize,
         need: usize,
-        /// Where the record in `rec` starts in the stream.
+        /// Where the record being gathered starts in the stream.
         rec_start: u64,
         records: u32,
     },
@@ -115,8 +124,10 @@ pub struct Receiver<'r> {
     sets: Vec<ReceivedSet>,
     cur: Option<Current>,
     obj: Option<(String, Begin, Obj)>,
-    dec: zstd::bulk::Decompressor<'static>,
-    raw: Vec<u8>,
+    /// Decodes records and checks their pages on other threads (invariant 31).
+    pool: RecordPool,
+    /// Records handed to the checkers so far (orders their faults).
+    seq: u64,
     failed: bool,
     pub counts: ReceiveCounts,
 }
@@ -131,9 +142,8 @@ impl<'r> Receiver<'r> {
             sets: Vec::new(),
             cur: None,
             obj: None,
-            dec: zstd::bulk::Decompressor::new()
-                .map_err(|e| Error::Invalid(format!("no zstd decompressor: {e}")))?,
-            raw: Vec::with_capacity(crate::format::EXTENT_SIZE),
+            pool: RecordPool::new(),
+            seq: 0,
             failed: false,
             counts: ReceiveCounts::default(),
         })
@@ -156,8 +166,16 @@ impl<'r> Receiver<'r> {
             return Err(Error::Invalid("the receiver failed earlier".into()));
         }
         let r = self.begin_inner(name, size);
-        self.failed = r.is_err();
-        r
+        self.settled(r)
+    }
+
+    /// A step's outcome: on a fault, the earliest one (a record still being checked
+    /// came before it), and the receiver failed.
+    fn settled<T>(&mut self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| {
+            self.failed = true;
+            self.pool.settle(Some(e))
+        })
     }
 
     fn begin_inner(&mut self, name: &str, size: u64) -> Result<Begin> {
@@ -241,7 +259,8 @@ impl<'r> Receiver<'r> {
                     got: 0,
                     upload: None,
                     crc: crc32fast::Hasher::new(),
-                    rec: Vec::with_capacity(RECORD_HEADER_SIZE + record::MAX_STORED_LEN),
+                    batch: None,
+                    rec_at: 0,
                     need: RECORD_HEADER_SIZE,
                     rec_start: 0,
                     records: 0,
@@ -300,8 +319,7 @@ impl<'r> Receiver<'r> {
             return Err(Error::Invalid("the receiver failed earlier".into()));
         }
         let r = self.write_inner(bytes);
-        self.failed = r.is_err();
-        r
+        self.settled(r)
     }
 
     fn write_inner(&mut self, mut bytes: &[u8]) -> Result<()> {
@@ -334,13 +352,34 @@ impl<'r> Receiver<'r> {
                         .map_err(|e| Error::io(self.repo.backend().location(name), e))?;
                 }
                 while !bytes.is_empty() {
-                    let Some((_, _, Obj::Stream { rec, need, .. })) = self.obj.as_mut() else {
+                    let Some((
+                        name,
+                        _,
+                        Obj::Stream {
+                            batch,
+                            rec_at,
+                            need,
+                            ..
+                        },
+                    )) = self.obj.as_mut()
+                    else {
                         unreachable!()
                     };
-                    let take = (*need - rec.len()).min(bytes.len());
-                    rec.extend_from_slice(&bytes[..take]);
+                    let b = match batch {
+                        Some(b) => b,
+                        None => {
+                            let mut b = self.pool.take()?;
+                            b.at = self.repo.backend().location(name);
+                            b.set = self.cur.as_ref().map(|c| c.rules.clone());
+                            *rec_at = 0;
+                            batch.insert(b)
+                        }
+                    };
+                    let have = b.bytes.len() - *rec_at;
+                    let take = (*need - have).min(bytes.len());
+                    b.bytes.extend_from_slice(&bytes[..take]);
                     bytes = &bytes[take..];
-                    if rec.len() == *need {
+                    if b.bytes.len() - *rec_at == *need {
                         self.record_step()?;
                     }
                 }
@@ -351,10 +390,11 @@ impl<'r> Receiver<'r> {
 
     /// A record's header or whole record is in the buffer: check it.
     fn record_step(&mut self) -> Result<()> {
-        let (name, _, obj) = self.obj.as_mut().expect("an object is open");
+        let (_, _, obj) = self.obj.as_mut().expect("an object is open");
         let Obj::Stream {
             i,
-            rec,
+            batch,
+            rec_at,
             need,
             rec_start,
             records,
@@ -363,12 +403,14 @@ impl<'r> Receiver<'r> {
         else {
             unreachable!()
         };
-        let at = self.repo.backend().location(name);
+        let b = batch.as_mut().expect("a record is gathered in a batch");
+        let rec = &b.bytes[*rec_at..];
+        let at = &b.at;
         let c = self.cur.as_mut().expect("a stream follows its manifest");
         let m = &c.loaded.manifest;
         let h = RecordHeader::decode(rec).map_err(|f| {
             Error::corrupt(
-                &at,
+                at,
                 format!(
                     "backup set {}: record {}: {f}",
                     format_backup_id(m.backup_id),
@@ -383,7 +425,7 @@ impl<'r> Receiver<'r> {
         let position = c.index.position;
         let bad = |what: String| {
             Error::corrupt(
-                &at,
+                at,
                 format!(
                     "backup set {}: record {position}: {what}",
                     format_backup_id(m.backup_id),
@@ -426,51 +468,56 @@ impl<'r> Receiver<'r> {
             }
             *next = advance(m, fi, e.extent);
         }
-        record::decode_payload(&h, &rec[RECORD_HEADER_SIZE..], &mut self.dec, &mut self.raw)
-            .map_err(|f| bad(f.to_string()))?;
-        let mut k = 0;
-        for p in 0..PAGES_PER_EXTENT {
-            if h.page_mask & (1 << p) == 0 {
-                continue;
-            }
-            let pn = e.extent as u64 * PAGES_PER_EXTENT as u64 + p as u64;
-            let img = &self.raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
-            check_page(img, pn, e.file_id, m, m.extents_per_map).map_err(bad)?;
-            k += 1;
-            self.counts.pages_checked += 1;
-        }
+        // The payload and pages are checked on a checker thread (invariant 31); what
+        // came so far is only counted once `finish` saw every check pass.
+        let len = rec.len();
+        b.records.push(PendingRecord {
+            start: *rec_at,
+            len,
+            header: h,
+            file_id: e.file_id,
+            extent: e.extent,
+            position,
+            seq: self.seq,
+        });
+        self.seq += 1;
+        self.counts.pages_checked += h.page_mask.count_ones() as u64;
         c.index.position += 1;
         self.counts.records_checked += 1;
         *records += 1;
-        *rec_start += rec.len() as u64;
-        rec.clear();
+        *rec_start += len as u64;
+        *rec_at = b.bytes.len();
         *need = RECORD_HEADER_SIZE;
+        if b.bytes.len() >= BATCH_BYTES {
+            let full = batch.take().expect("gathered");
+            self.pool.submit(full);
+        }
         Ok(())
     }
 
     /// Ends the object begun: checks it whole and stores it (a manifest is kept to be
-    /// published last).
-    pub fn end(&mut self) -> Result<()> {
+    /// published last). Returns the CRC-32 of the object's bytes.
+    pub fn end(&mut self) -> Result<u32> {
         if self.failed {
             return Err(Error::Invalid("the receiver failed earlier".into()));
         }
         let r = self.end_inner();
-        self.failed = r.is_err();
-        r
+        self.settled(r)
     }
 
-    fn end_inner(&mut self) -> Result<()> {
+    fn end_inner(&mut self) -> Result<u32> {
         let (name, mode, obj) = self
             .obj
             .take()
             .ok_or_else(|| Error::Invalid("no object to end".into()))?;
         let path = self.repo.backend().location(&name);
         self.counts.objects += 1;
-        match obj {
+        let sum = match obj {
             Obj::Small { what, size, buf } => {
                 if buf.len() as u64 != size {
                     return Err(self.bad(&name, "ended before its size"));
                 }
+                let sum = crc32fast::hash(&buf);
                 match what {
                     SetObject::Manifest(id) => self.begin_set(id, &name, buf)?,
                     SetObject::Piece(_, i) => {
@@ -499,6 +546,7 @@ impl<'r> Receiver<'r> {
                     }
                     SetObject::Stream(..) => unreachable!(),
                 }
+                sum
             }
             Obj::Stream {
                 i,
@@ -506,14 +554,21 @@ impl<'r> Receiver<'r> {
                 got,
                 upload,
                 crc,
-                rec,
+                batch,
+                rec_at,
                 records,
                 ..
             } => {
+                // The whole records go to the checkers first: a fault among them came
+                // before anything found below.
+                let partial = batch.as_ref().is_some_and(|b| b.bytes.len() > rec_at);
+                if let Some(b) = batch {
+                    self.pool.submit(b);
+                }
                 if got != size {
                     return Err(self.bad(&name, "ended before its size"));
                 }
-                if !rec.is_empty() {
+                if partial {
                     return Err(self.bad(&name, "ends inside a record"));
                 }
                 let c = self.cur.as_mut().expect("a stream follows its manifest");
@@ -535,9 +590,10 @@ impl<'r> Receiver<'r> {
                     self.counts.bytes_reused += size;
                 }
                 c.next_stream += 1;
+                crc
             }
-        }
-        Ok(())
+        };
+        Ok(sum)
     }
 
     fn begin_set(&mut self, id: u64, name: &str, bytes: Vec<u8>) -> Result<()> {
@@ -589,7 +645,9 @@ impl<'r> Receiver<'r> {
             false
         };
         let full_next = m.kind.is_full().then(|| advance_from(&m, 0, 0));
+        let rules = Arc::new(page_rules(&m));
         self.cur = Some(Current {
+            rules,
             loaded: LoadedManifest {
                 manifest_bytes: bytes.len() as u64,
                 manifest: m,
@@ -700,9 +758,8 @@ impl<'r> Receiver<'r> {
         if let Some(e) = self.expected() {
             return Err(self.bad(&e.name(), "is missing"));
         }
-        let r = self.finish_set();
-        self.failed = r.is_err();
-        r
+        let r = self.finish_set().and_then(|()| self.pool.drain());
+        self.settled(r)
     }
 
     /// Publishes every set received and checked that is not yet published, oldest
@@ -714,6 +771,9 @@ impl<'r> Receiver<'r> {
                 "sets are published only after everything sent was checked".into(),
             ));
         }
+        // `finish` drained the checkers; nothing is published before they all passed.
+        let r = self.pool.drain();
+        self.settled(r)?;
         let mut done = Vec::new();
         for s in self.sets.iter_mut().filter(|s| !s.present && !s.published) {
             let id = s.loaded.manifest.backup_id;

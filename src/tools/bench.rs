@@ -1295,7 +1295,8 @@ impl<'a> Suite<'a> {
         };
         let export_to = |repo: &Repository, path: &Path| -> Result<crate::archive::ExportReport> {
             let f = File::create(path).map_err(io(path))?;
-            let mut w = BufWriter::with_capacity(1 << 20, &f);
+            // As `pagevault export --to FILE` writes it (write-back started as it goes).
+            let mut w = BufWriter::with_capacity(1 << 20, crate::io::file::WriteBehind::new(&f));
             let r = crate::archive::export(repo, diff_id, &mut w)?;
             w.flush().map_err(io(path))?;
             drop(w);
@@ -1318,6 +1319,14 @@ impl<'a> Suite<'a> {
             w.sync_all().map_err(io(to))?;
             Ok(n)
         };
+        // Each step starts on a settled file system: the removals before it (one before
+        // `cat`, two before `export`, none before `import`) and what the step before
+        // left dirty are written back outside the timing, not inside the next step's
+        // sync.
+        let settle = || -> Result<()> {
+            let d = File::open(&dir).map_err(io(&dir))?;
+            crate::io::sys::sync_file_system(&d).map_err(io(&dir))
+        };
         export_to(&self.repo, &archive)?;
         let (mut cat, mut export, mut import) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..self.k() {
@@ -1327,12 +1336,15 @@ impl<'a> Suite<'a> {
                 self.k()
             ));
             let _ = std::fs::remove_file(&copy);
+            settle()?;
             cat.push(measure(|| cat_sync(&archive, &copy))?);
             let _ = std::fs::remove_file(&copy);
             let _ = std::fs::remove_file(&archive);
+            settle()?;
             export.push(measure(|| export_to(&self.repo, &archive))?);
             let _ = std::fs::remove_dir_all(&target);
             let into = Repository::init_dir(&target, &Default::default())?;
+            settle()?;
             import.push(measure(|| {
                 let f = File::open(&archive).map_err(io(&archive))?;
                 crate::archive::import(&into, BufReader::with_capacity(1 << 20, f))

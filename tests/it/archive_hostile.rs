@@ -332,3 +332,84 @@ fn an_archive_manifest_that_lies_is_refused() {
     let e = import_refused(&w.finish().unwrap(), "a wrong CRC in the archive manifest");
     assert!(e.contains("differ"), "{e}");
 }
+
+/// Invariant 31: records are checked on worker threads in batches, and the fault
+/// reported is still the earliest record's, as one thread checking in order would
+/// report it. A full of incompressible pages spans several 1 MiB batches; a payload
+/// byte flipped in two records of different batches names the first, in one record
+/// names that one, and nothing is published either way.
+#[test]
+fn the_earliest_faulty_record_is_reported_when_records_are_checked_in_parallel() {
+    use pagevault::format::record::RECORD_HEADER_SIZE;
+    use pagevault::io::mem::MemVfs;
+    use pagevault::repo::names::SetObject;
+    use pagevault::repo::set_reader::collect_index;
+    use pagevault::{CreateOptions, Database, PageWrite};
+    let vfs = MemVfs::new();
+    let db = Database::create(
+        Arc::new(vfs.clone()),
+        &CreateOptions {
+            files: 1,
+            pages_per_file: 512,
+            extents_per_map: 1,
+        },
+    )
+    .unwrap();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let pages: Vec<u32> = (0..512).filter(|&p| db.is_data_page(1, p)).collect();
+    let payloads: Vec<Vec<u8>> = pages
+        .iter()
+        .map(|_| {
+            (0..8000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect();
+    let w: Vec<PageWrite> = pages
+        .iter()
+        .zip(&payloads)
+        .map(|(&page, payload)| PageWrite {
+            file_id: 1,
+            page,
+            payload,
+        })
+        .collect();
+    db.write_pages(&w).unwrap();
+    let (_rvfs, src) = empty_repo();
+    let full = crate::faults_util::backup(&db, &src, pagevault::backup::BackupKind::Full).unwrap();
+    let mut a = Vec::new();
+    archive::export(&src, full, &mut a).unwrap();
+    let m = src.load_manifest(full).unwrap().manifest;
+    let index = collect_index(&src, &m).unwrap();
+    let stream = SetObject::Stream(full, 0).name();
+    let objs = entries(&a);
+    let size = objs.iter().find(|(n, _)| *n == stream).unwrap().1.len();
+    assert!(
+        size > 3 << 20 && index.iter().all(|e| e.stream == 0),
+        "the stream spans several batches: {size} bytes"
+    );
+    let (early, late) = (3usize, index.len() - 3);
+    assert!(index[late].offset - index[early].offset > 2 << 20);
+    let flip = |records: &[usize]| {
+        let mut objs = objs.clone();
+        let s = &mut objs.iter_mut().find(|(n, _)| *n == stream).unwrap().1;
+        for &r in records {
+            s[index[r].offset as usize + RECORD_HEADER_SIZE + 7] ^= 0x40;
+        }
+        build(&objs, sets_of(&objs))
+    };
+    let e = import_refused(&flip(&[early, late]), "two records flipped");
+    assert!(e.contains(&format!("record {early}:")), "{e}");
+    let e = import_refused(&flip(&[late]), "a late record flipped");
+    assert!(e.contains(&format!("record {late}:")), "{e}");
+    // And the archive untouched imports whole.
+    let (_vfs, repo) = empty_repo();
+    let r = archive::import(&repo, &a[..]).unwrap();
+    assert_eq!(r.records_checked, index.len() as u64);
+    assert_eq!(repo.set_ids().unwrap(), vec![full]);
+}

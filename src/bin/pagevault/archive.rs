@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use pagevault::archive;
 use pagevault::copy::{self, CopyOptions};
 use pagevault::format::manifest::parse_backup_id;
+use pagevault::io::file::WriteBehind;
 use pagevault::units::format_size;
 
 use crate::args::RepoArg;
@@ -157,7 +158,7 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
 /// folder: a failed or killed export never leaves a file under the name asked for.
 fn write_aside<T>(
     to: &Path,
-    f: impl FnOnce(&mut BufWriter<&File>) -> pagevault::Result<T>,
+    f: impl FnOnce(&mut BufWriter<WriteBehind>) -> pagevault::Result<T>,
 ) -> Result<T, Failure> {
     let mut name = to.as_os_str().to_owned();
     name.push(".partial");
@@ -165,7 +166,7 @@ fn write_aside<T>(
     let io = |p: &Path, e| Failure::Lib(pagevault::Error::io(p, e));
     let file = File::create(&partial).map_err(|e| io(&partial, e))?;
     let result = (|| {
-        let mut w = BufWriter::with_capacity(BUF_BYTES, &file);
+        let mut w = BufWriter::with_capacity(BUF_BYTES, WriteBehind::new(&file));
         let r = f(&mut w)?;
         w.flush().map_err(|e| pagevault::Error::io(&partial, e))?;
         drop(w);
