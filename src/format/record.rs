@@ -338,6 +338,11 @@ pub fn decode_payload(
     raw: &mut Vec<u8>,
 ) -> Result<(), RecordFault> {
     unpack(header, payload, decompressor, raw)?;
+    if header.flags & FLAG_LAYERED != 0 {
+        // A layered record has no raw checksum of its own (0): each layer's was checked
+        // as it was decoded (`decode_layers`).
+        return Ok(());
+    }
     check_raw(header, crc32(raw))
 }
 
@@ -367,6 +372,11 @@ pub fn decode_payload_summed(
             *s = sum;
         }
         whole = crc32_combine(head.finalize(), sum, SHIFT);
+    }
+    if header.flags & FLAG_LAYERED != 0 {
+        // Each layer's raw checksum was checked as it was decoded (`decode_layers`); the
+        // pages' sums above still serve the page checks.
+        return Ok(());
     }
     // Not a whole number of pages: the raw checksum still covers every byte.
     let mut rest = crc32fast::Hasher::new_with_initial(whole);
@@ -855,6 +865,30 @@ mod tests {
         decode_payload(&h, &out[RECORD_HEADER_SIZE..], &mut dec, &mut raw).unwrap();
         assert_eq!(raw, want);
         assert!(raw.capacity() <= 2 * EXTENT_SIZE);
+    }
+
+    /// Restore and verify read with the pages' sums (`decode_payload_summed`): a layered
+    /// record, which carries no raw checksum of its own, decodes the same way there, and
+    /// each page's sum is that of its bytes.
+    #[test]
+    fn a_layered_record_decodes_with_the_pages_sums_as_restore_reads_it() {
+        use crate::format::page::CHECKSUMMED_FROM;
+        let (out, want) = layered_record();
+        let h = RecordHeader::decode(&out).unwrap();
+        let mut dec = zstd::bulk::Decompressor::new().unwrap();
+        let (mut raw, mut sums) = (vec![], [0u32; PAGES_PER_EXTENT]);
+        decode_payload_summed(&h, &out[RECORD_HEADER_SIZE..], &mut dec, &mut raw, &mut sums)
+            .unwrap();
+        assert_eq!(raw, want);
+        for (i, img) in raw.chunks_exact(PAGE_SIZE).enumerate() {
+            assert_eq!(sums[i], crc32(&img[CHECKSUMMED_FROM..]), "page {i}");
+        }
+        // A flipped byte in a layer is still refused on this path.
+        let mut bad = out.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let hb = RecordHeader::decode(&bad).unwrap();
+        assert!(decode_payload_summed(&hb, &bad[RECORD_HEADER_SIZE..], &mut dec, &mut raw, &mut sums).is_err());
     }
 
     #[test]

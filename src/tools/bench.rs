@@ -1402,7 +1402,17 @@ impl<'a> Suite<'a> {
                 self.k()
             ));
             let m = measure(|| crate::repo::merge::merge(&self.repo, diff_id, None))?;
-            remove_set(&self.repo, merge_id(&m.value.backup_id)?)?;
+            let merged = merge_id(&m.value.backup_id)?;
+            // A fast wrong answer is not a figure: the synthetic full must verify (every
+            // record decoded, layers and pages checked), untimed.
+            let v = crate::verify::verify(&self.repo, Some(merged))?;
+            if !v.is_clean() {
+                return Err(Error::Invalid(format!(
+                    "verify found {} problems in the synthetic full the benchmark just merged",
+                    v.findings
+                )));
+            }
+            remove_set(&self.repo, merged)?;
             merges.push(m);
             let opts = self.backup_options(BackupKind::CopyOnly);
             let f = measure(|| backup::run(self.db(), &self.repo, &opts, &NoProgress))?;
