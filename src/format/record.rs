@@ -337,13 +337,10 @@ pub fn decode_payload(
     decompressor: &mut zstd::bulk::Decompressor<'_>,
     raw: &mut Vec<u8>,
 ) -> Result<(), RecordFault> {
-    unpack(header, payload, decompressor, raw)?;
-    if header.flags & FLAG_LAYERED != 0 {
-        // A layered record has no raw checksum of its own (0): each layer's was checked
-        // as it was decoded (`decode_layers`).
-        return Ok(());
+    match unpack(header, payload, decompressor, raw)? {
+        Some(expected) => check_raw(expected, crc32(raw)),
+        None => Ok(()),
     }
-    check_raw(header, crc32(raw))
 }
 
 /// As [`decode_payload`], and also gives the checksum each page of `raw` must carry: the
@@ -360,7 +357,7 @@ pub fn decode_payload_summed(
     use super::page::CHECKSUMMED_FROM;
     use super::{crc32_combine, crc32_shift};
     const SHIFT: u32 = crc32_shift((PAGE_SIZE - CHECKSUMMED_FROM) as u64);
-    unpack(header, payload, decompressor, raw)?;
+    let expected = unpack(header, payload, decompressor, raw)?;
     let mut whole = 0u32;
     let pages = raw.chunks_exact(PAGE_SIZE);
     let tail = pages.remainder();
@@ -373,24 +370,25 @@ pub fn decode_payload_summed(
         }
         whole = crc32_combine(head.finalize(), sum, SHIFT);
     }
-    if header.flags & FLAG_LAYERED != 0 {
-        // Each layer's raw checksum was checked as it was decoded (`decode_layers`); the
-        // pages' sums above still serve the page checks.
-        return Ok(());
-    }
+    let Some(expected) = expected else {
+        return Ok(()); // a layered record: the pages' sums above still serve the page checks
+    };
     // Not a whole number of pages: the raw checksum still covers every byte.
     let mut rest = crc32fast::Hasher::new_with_initial(whole);
     rest.update(tail);
-    check_raw(header, rest.finalize())
+    check_raw(expected, rest.finalize())
 }
 
 /// The payload checksum, then the payload decoded into `raw` at its announced length.
+/// Gives the raw checksum `raw` must still have: the header's, or `None` for a layered
+/// record, which has none of its own (0) because each layer's is checked as it decodes
+/// (`decode_layers`).
 fn unpack(
     header: &RecordHeader,
     payload: &[u8],
     decompressor: &mut zstd::bulk::Decompressor<'_>,
     raw: &mut Vec<u8>,
-) -> Result<(), RecordFault> {
+) -> Result<Option<u32>, RecordFault> {
     let stored_len = header.stored_len as usize;
     if payload.len() < stored_len {
         return Err(RecordFault::Truncated {
@@ -407,7 +405,7 @@ fn unpack(
         });
     }
     if header.flags & FLAG_LAYERED != 0 {
-        return decode_layers(header, payload, decompressor, raw);
+        return decode_layers(header, payload, decompressor, raw).map(|()| None);
     }
     let raw_len = header.raw_len();
     raw.clear();
@@ -429,16 +427,13 @@ fn unpack(
     } else {
         raw.extend_from_slice(payload);
     }
-    Ok(())
+    Ok(Some(header.raw_crc))
 }
 
-/// The raw checksum `computed` against the header's.
-fn check_raw(header: &RecordHeader, computed: u32) -> Result<(), RecordFault> {
-    if computed != header.raw_crc {
-        return Err(RecordFault::RawChecksum {
-            stored: header.raw_crc,
-            computed,
-        });
+/// The raw checksum `computed` against the `stored` one.
+fn check_raw(stored: u32, computed: u32) -> Result<(), RecordFault> {
+    if computed != stored {
+        return Err(RecordFault::RawChecksum { stored, computed });
     }
     Ok(())
 }
