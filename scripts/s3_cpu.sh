@@ -27,7 +27,7 @@ run() { # LABEL COMMAND...
   /usr/bin/time -o "$W/t" -f "%e %U %S" "$@" >/dev/null 2>&1
   g1=$(gcpu)
   read -r wall user sys <"$W/t"
-  echo "$label: wall $wall s, pagevault user $user s + system $sys s, garage $(echo "$g1 - $g0" | bc) CPU s"
+  echo "$label: wall $wall s, pagevault user $user s + system $sys s, garage $(awk -v a="$g0" -v b="$g1" 'BEGIN { printf "%.2f", b - a }') CPU s"
 }
 for _ in 1 2; do
   run "full into a folder" $PV backup "$W/db" -r "$W/repo" --full
