@@ -7,7 +7,7 @@
 //! order), so slot `i mod R` is reused for extent `i` only after the writer consumed
 //! extent `i - R`: the oldest unwritten extent can always make progress and nothing
 //! waits on a barrier. The writer sleeps for a batch of records (`WRITER_BATCH`), not
-//! one, so wake-ups do not stall the workers; the periodic syncs of a stream run in the
+//! one, so wake-ups do not stall the workers; a stream's write-back runs in the
 //! repository's backend (`repo::backend::local`), off the writer's thread.
 //!
 //! Keeps true: memory is a fixed number of 64 KiB buffers per worker whatever the
@@ -525,19 +525,19 @@ mod tests {
     use crate::backup::{self, BackupKind, BackupOptions};
     use crate::io::mem::MemVfs;
     use crate::progress::NoProgress;
-    use crate::repo::backend::local::SYNC_EVERY_BYTES;
+    use crate::io::write_behind::SPAN_BYTES;
     use crate::repo::Repository;
     use crate::store::{CreateOptions, PageWrite};
     use crate::tools::workload::SplitMix64;
     use std::sync::Arc;
 
-    /// A stream longer than the background sync interval is whole: the set verifies
+    /// A stream longer than two write-behind spans is whole: the set verifies
     /// record by record and holds every page the database has.
     #[test]
-    fn a_stream_past_the_sync_interval_is_whole() {
+    fn a_stream_past_two_write_behind_spans_is_whole() {
         let db_vfs = MemVfs::new();
         let repo_vfs = MemVfs::new();
-        let pages: u32 = 5120; // 40 MiB: random pages are stored raw, 2 syncs are due
+        let pages: u32 = 5120; // 40 MiB: random pages are stored raw, 2 write-behind spans are due
         let db = Database::create(
             Arc::new(db_vfs),
             &CreateOptions {
@@ -566,7 +566,7 @@ mod tests {
             ..BackupOptions::new(BackupKind::Full)
         };
         let r = backup::run(&db, &repo, &opts, &NoProgress).unwrap();
-        assert!(r.bytes_stored > 2 * SYNC_EVERY_BYTES, "{}", r.bytes_stored);
+        assert!(r.bytes_stored > 2 * SPAN_BYTES, "{}", r.bytes_stored);
         let v = crate::verify::verify(&repo, None).unwrap();
         assert!(v.is_clean(), "{:?}", v.sets[0].findings);
         assert_eq!(v.sets[0].pages_checked, r.pages_stored);

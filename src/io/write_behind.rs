@@ -1,7 +1,7 @@
-//! Write-behind: a file that a restore writes once, extent by extent and roughly front to
-//! back (several workers take windows of extents in order), is written back by the kernel
-//! a bounded distance behind the writers, and what is written back is dropped from the
-//! page cache.
+//! Write-behind: a file written once and roughly front to back (a restored data file,
+//! whose workers take windows of extents in order; a repository object being uploaded,
+//! appended by one writer) is written back by the kernel a bounded distance behind the
+//! writers, and what is written back is dropped from the page cache.
 //!
 //! Why: left alone, the kernel holds every written page dirty until the dirty limits
 //! (a share of RAM) are crossed, then throttles the writers in bursts and reclaims the
@@ -15,7 +15,8 @@
 //! Keeps true (invariant 25): write-behind is a hint and never stands in for durability:
 //! it changes no byte, every range it names lies inside the file, each span is started
 //! and finished at most once, and the restore still makes every file durable with
-//! [`Storage::sync`] before it clears the RESTORING marker.
+//! [`Storage::sync`] before it clears the RESTORING marker (an upload, before its object
+//! is renamed into place).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,13 @@ impl WriteBehind {
             len,
             written: AtomicU64::new(0),
         }
+    }
+
+    /// Write-behind for `storage`, a file being appended to whose final length is not
+    /// known yet (an upload): spans are hinted as the count passes them; the tail is left
+    /// to the final sync.
+    pub fn appended(storage: Arc<dyn Storage>) -> WriteBehind {
+        WriteBehind::new(storage, u64::MAX)
     }
 
     /// Counts `n` more bytes written. The writer whose count passes the end of span `k`

@@ -1,6 +1,6 @@
-//! Restore at scale (invariant 25): the write-behind a restore gives the kernel is a hint
-//! inside each file, once per span, and never stands in for the final syncs; zstd's fast
-//! levels back up, verify and restore (invariant 26).
+//! Restore at scale (invariant 25): the write-behind a restore (and a repository upload)
+//! gives the kernel is a hint inside each file, once per span, and never stands in for the
+//! final syncs; zstd's fast levels back up, verify and restore (invariant 26).
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,8 @@ use pagevault::io::mem::MemVfs;
 use pagevault::io::write_behind::{WriteBehind, SPAN_BYTES, WAIT_LAG};
 use pagevault::io::{Storage, Vfs};
 use pagevault::progress::NoProgress;
+use pagevault::repo::backend::local::LocalBackend;
+use pagevault::repo::backend::Backend;
 use pagevault::restore::{self, RestoreOptions};
 
 use crate::restore_fixture::*;
@@ -231,6 +233,53 @@ fn a_restore_syncs_every_file_after_its_write_behind_and_before_the_commit() {
         log[header..commit].contains(&Event::Sync(name.clone())),
         "the final header is synced before the commit"
     );
+}
+
+#[test]
+fn an_upload_is_written_behind_span_by_span_and_synced_before_it_is_renamed() {
+    // A stream object of 5.5 spans, appended 64 KiB at a time as a backup's writer does.
+    let log: Log = Arc::default();
+    let inner = MemVfs::new();
+    let backend = LocalBackend::new(Arc::new(LoggedVfs {
+        inner: inner.clone(),
+        log: log.clone(),
+    }));
+    let len = SPAN_BYTES * 11 / 2;
+    let chunk: Vec<u8> = (0..65536u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut up = backend.upload("streams/s1").unwrap();
+    for _ in 0..len / 65536 {
+        up.write(&chunk).unwrap();
+    }
+    up.finish().unwrap();
+    let log = log.lock().unwrap();
+    let partial = match &log[0] {
+        Event::Write(n, 0, _) => n.clone(),
+        e => panic!("the first event is the first write of the staging file, not {e:?}"),
+    };
+    let (started, finished) = assert_hints(&log, &partial, len);
+    assert_eq!(
+        (started, finished),
+        (5, 5 - WAIT_LAG as usize),
+        "each whole span started, all but the last WAIT_LAG finished"
+    );
+    let at = |pred: &dyn Fn(&Event) -> bool| log.iter().position(pred).expect("an event");
+    let last_hint = log
+        .iter()
+        .rposition(|e| matches!(e, Event::Behind(..)))
+        .unwrap();
+    let sync = at(&|e| *e == Event::Sync(partial.clone()));
+    let rename = at(&|e| *e == Event::Rename(partial.clone(), "streams/s1".into()));
+    assert!(
+        last_hint < sync && sync < rename,
+        "the hints end before the sync, and the sync comes before the rename: {last_hint}, {sync}, {rename}"
+    );
+    let object = inner.open("streams/s1", false).unwrap();
+    assert_eq!(object.len().unwrap(), len);
+    let mut back = vec![0u8; 65536];
+    for k in 0..len / 65536 {
+        object.read_at(k * 65536, &mut back).unwrap();
+        assert!(back == chunk, "the object's bytes at {} changed", k * 65536);
+    }
 }
 
 #[test]

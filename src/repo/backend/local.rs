@@ -5,22 +5,27 @@
 //! its bytes are written aside under a staging name (`<name>.<nonce>.tmp` for a put,
 //! `<name>.<nonce>.partial` for an upload), synced, renamed into place (a hard link for a
 //! create-only put, so an existing object is never replaced), and the folder synced.
-//! An upload's long write-back is spread over the upload by syncs on a thread of its
-//! own (every [`SYNC_EVERY_BYTES`]), so the final sync has little left to wait for.
+//! An upload is written back as it grows, by a thread of its own (woken every
+//! [`SPAN_BYTES`]) that takes the kernel the write-behind hints of invariant 25: start
+//! writing each span back, wait for the span
+//! [`WAIT_LAG`](crate::io::write_behind::WAIT_LAG) behind it and drop that from the
+//! page cache. So the final sync has little left to wait for, the writer never waits for
+//! the disk, and a stream of gigabytes neither fills the page cache with bytes nobody
+//! reads soon (evicting the database's) nor makes the kernel find fresh pages for all of
+//! them (docs/performance.md, "Full backup at 8 GiB"). The hints make nothing durable:
+//! [`Upload::finish`] still syncs the file before it is renamed into place.
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use crate::io::write_behind::{WriteBehind, SPAN_BYTES};
 use crate::io::{Storage, Vfs};
 
-/// An upload is synced in the background whenever this many bytes were written since
-/// the last request (a stream synced inline every 16 MiB blocked the backup's writer for
-/// 0.6 s of a 4 s full of 1 GiB).
-pub const SYNC_EVERY_BYTES: u64 = 16 << 20;
 
 const TMP_SUFFIX: &str = ".tmp";
 const PARTIAL_SUFFIX: &str = ".partial";
@@ -147,6 +152,7 @@ impl Backend for LocalBackend {
             partial,
             name: name.to_string(),
             length: 0,
+            published: Arc::default(),
             requested_at: 0,
             syncer: None,
             finished: false,
@@ -185,7 +191,7 @@ impl Backend for LocalBackend {
     }
 }
 
-/// The background syncs of one upload.
+/// The write-behind thread of one upload (not a sync: see the module's comment).
 struct Syncer {
     wake: mpsc::SyncSender<()>,
     thread: JoinHandle<()>,
@@ -198,7 +204,9 @@ struct LocalUpload {
     partial: String,
     name: String,
     length: u64,
-    /// The length when a background sync was last asked for.
+    /// `length`, for the write-behind thread: published after the bytes are written.
+    published: Arc<AtomicU64>,
+    /// The length when the write-behind thread was last woken.
     requested_at: u64,
     syncer: Option<Syncer>,
     finished: bool,
@@ -220,15 +228,21 @@ impl LocalUpload {
         let syncer = self.syncer.get_or_insert_with(|| {
             let (wake, asked) = mpsc::sync_channel::<()>(1);
             let failed = Arc::new(Mutex::new(None));
-            let (storage, failed2) = (self.storage.clone(), failed.clone());
+            let (failed2, published) = (failed.clone(), self.published.clone());
+            let behind = WriteBehind::appended(self.storage.clone());
             let thread = std::thread::Builder::new()
-                .name("pagevault-sync".into())
+                .name("pagevault-write-behind".into())
                 .spawn(move || {
+                    let mut seen = 0;
                     while asked.recv().is_ok() {
-                        if let Err(e) = storage.sync() {
+                        // Every byte below the published length is written and is
+                        // never written again (an upload only appends).
+                        let now = published.load(Ordering::Acquire);
+                        if let Err(e) = behind.wrote(now - seen) {
                             *failed2.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                             return;
                         }
+                        seen = now;
                     }
                 })
                 .expect("a sync thread");
@@ -238,7 +252,7 @@ impl LocalUpload {
                 failed,
             }
         });
-        // A full channel means a sync is already pending: it covers these bytes too.
+        // A full channel means a wake-up is already pending: it covers these bytes too.
         let _ = syncer.wake.try_send(());
     }
 
@@ -259,7 +273,8 @@ impl Upload for LocalUpload {
         self.syncer_error()?;
         self.storage.write_at(self.length, bytes)?;
         self.length += bytes.len() as u64;
-        if self.length - self.requested_at >= SYNC_EVERY_BYTES {
+        self.published.store(self.length, Ordering::Release);
+        if self.length - self.requested_at >= SPAN_BYTES {
             self.requested_at = self.length;
             self.request_sync();
         }
