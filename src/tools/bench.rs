@@ -1321,11 +1321,12 @@ impl<'a> Suite<'a> {
         };
         // Each step starts on a settled file system: the removal before it and what the
         // step before left dirty are written back outside the timing, not inside the
-        // next step's sync. And `cat` and `export` each write into the page cache a
-        // file of the archive's size just removed left (an untimed `cat` first gives the
-        // first `cat` one): on a virtual machine, pages the guest freed long ago can
-        // cost a host fault each on first touch, several times the copy itself, and
-        // only one of the two paid it (docs/performance.md, "Full backup at 8 GiB").
+        // next step's sync. And `cat` and `export` each write into pages just freed by
+        // the removal of a file of the archive's size (the untimed `cat` first leaves
+        // one for the first timed `cat`): on a virtual machine, pages the guest freed
+        // long ago can cost a host fault each on first touch, several times the copy
+        // itself, and only one of the two steps paid it (docs/performance.md, "Full
+        // backup at 8 GiB").
         let settle = || -> Result<()> {
             let d = File::open(&dir).map_err(io(&dir))?;
             crate::io::sys::sync_file_system(&d).map_err(io(&dir))

@@ -6,7 +6,7 @@
 //! `<name>.<nonce>.partial` for an upload), synced, renamed into place (a hard link for a
 //! create-only put, so an existing object is never replaced), and the folder synced.
 //! An upload is written back as it grows, by a thread of its own (woken every
-//! [`SPAN_BYTES`]) that takes the kernel the write-behind hints of invariant 25: start
+//! [`SPAN_BYTES`]) that gives the kernel the write-behind hints of invariant 25: start
 //! writing each span back, wait for the span
 //! [`WAIT_LAG`](crate::io::write_behind::WAIT_LAG) behind it and drop that from the
 //! page cache. So the final sync has little left to wait for, the writer never waits for
@@ -25,7 +25,6 @@ use std::thread::JoinHandle;
 use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 use crate::io::write_behind::{WriteBehind, SPAN_BYTES};
 use crate::io::{Storage, Vfs};
-
 
 const TMP_SUFFIX: &str = ".tmp";
 const PARTIAL_SUFFIX: &str = ".partial";
@@ -154,7 +153,7 @@ impl Backend for LocalBackend {
             length: 0,
             published: Arc::default(),
             requested_at: 0,
-            syncer: None,
+            write_back: None,
             finished: false,
         }))
     }
@@ -192,7 +191,7 @@ impl Backend for LocalBackend {
 }
 
 /// The write-behind thread of one upload (not a sync: see the module's comment).
-struct Syncer {
+struct WriteBack {
     wake: mpsc::SyncSender<()>,
     thread: JoinHandle<()>,
     failed: Arc<Mutex<Option<io::Error>>>,
@@ -208,14 +207,14 @@ struct LocalUpload {
     published: Arc<AtomicU64>,
     /// The length when the write-behind thread was last woken.
     requested_at: u64,
-    syncer: Option<Syncer>,
+    write_back: Option<WriteBack>,
     finished: bool,
 }
 
 impl LocalUpload {
-    fn syncer_error(&self) -> io::Result<()> {
+    fn write_back_error(&self) -> io::Result<()> {
         match self
-            .syncer
+            .write_back
             .as_ref()
             .and_then(|s| s.failed.lock().ok()?.take())
         {
@@ -224,8 +223,8 @@ impl LocalUpload {
         }
     }
 
-    fn request_sync(&mut self) {
-        let syncer = self.syncer.get_or_insert_with(|| {
+    fn wake_write_back(&mut self) {
+        let write_back = self.write_back.get_or_insert_with(|| {
             let (wake, asked) = mpsc::sync_channel::<()>(1);
             let failed = Arc::new(Mutex::new(None));
             let (failed2, published) = (failed.clone(), self.published.clone());
@@ -245,19 +244,19 @@ impl LocalUpload {
                         seen = now;
                     }
                 })
-                .expect("a sync thread");
-            Syncer {
+                .expect("a write-behind thread");
+            WriteBack {
                 wake,
                 thread,
                 failed,
             }
         });
         // A full channel means a wake-up is already pending: it covers these bytes too.
-        let _ = syncer.wake.try_send(());
+        let _ = write_back.wake.try_send(());
     }
 
-    fn stop_syncer(&mut self) -> io::Result<()> {
-        if let Some(s) = self.syncer.take() {
+    fn stop_write_back(&mut self) -> io::Result<()> {
+        if let Some(s) = self.write_back.take() {
             drop(s.wake);
             let _ = s.thread.join();
             if let Some(e) = s.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -270,13 +269,13 @@ impl LocalUpload {
 
 impl Upload for LocalUpload {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.syncer_error()?;
+        self.write_back_error()?;
         self.storage.write_at(self.length, bytes)?;
         self.length += bytes.len() as u64;
         self.published.store(self.length, Ordering::Release);
         if self.length - self.requested_at >= SPAN_BYTES {
             self.requested_at = self.length;
-            self.request_sync();
+            self.wake_write_back();
         }
         Ok(())
     }
@@ -286,7 +285,7 @@ impl Upload for LocalUpload {
     }
 
     fn finish(mut self: Box<Self>) -> io::Result<()> {
-        self.stop_syncer()?;
+        self.stop_write_back()?;
         self.storage.sync()?;
         self.vfs.rename(&self.partial, &self.name)?;
         self.finished = true;
@@ -298,7 +297,7 @@ impl Drop for LocalUpload {
     fn drop(&mut self) {
         // An upload not finished leaves no object: its staging file goes (best effort;
         // the next writer's debris cleaning removes what remains).
-        let _ = self.stop_syncer();
+        let _ = self.stop_write_back();
         if !self.finished && self.vfs.exists(&self.partial) {
             let _ = self.vfs.remove(&self.partial);
         }
