@@ -377,14 +377,14 @@ impl Worker {
             .map_err(|f| Error::corrupt(readers[0].stream_location(b.1.stream), f.to_string()))?;
         let ld = record::layers(&hd, pd)
             .map_err(|f| Error::corrupt(readers[1].stream_location(d.1.stream), f.to_string()))?;
+        let rid = RecordId {
+            database_id,
+            backup_id: new_id,
+            file_id,
+            extent,
+            sequence: 0,
+        };
         if let Some(layers) = layered(&lb, &ld) {
-            let rid = RecordId {
-                database_id,
-                backup_id: new_id,
-                file_id,
-                extent,
-                sequence: 0,
-            };
             let mut out =
                 Vec::with_capacity(RECORD_HEADER_SIZE + hb.record_len() + hd.record_len());
             if let Some(h) =
@@ -434,13 +434,6 @@ impl Worker {
             ib += (hb.page_mask & bit != 0) as usize;
             id += (hd.page_mask & bit != 0) as usize;
         }
-        let rid = RecordId {
-            database_id,
-            backup_id: new_id,
-            file_id,
-            extent,
-            sequence: 0,
-        };
         let mut out = Vec::with_capacity(RECORD_HEADER_SIZE + EXTENT_SIZE + 1024);
         let comp = &mut self.comp.as_mut().expect("made above").1;
         record::encode(
