@@ -75,6 +75,35 @@ pub enum Error {
     },
 }
 
+/// Who can act on an error: the caller (a mistake in what was asked, something named that
+/// is not there, something in the way), the data (stored bytes that are damaged or from a
+/// newer build), the environment (the OS, the disk, a peer, a service that may come back)
+/// or us (a bug). A front door maps a kind to its own words: the API to an HTTP status,
+/// the CLI to an exit code. New kinds may be added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller asked for something invalid (a bad option, a page out of range).
+    Invalid,
+    /// What the caller named does not exist (a set, a database, a repository).
+    NotFound,
+    /// Something is in the way: a lock is held, the target already holds something.
+    Conflict,
+    /// Refused for a reason the caller may override ([`Override`]).
+    Refused,
+    /// Stored bytes are damaged, or a chain of sets cannot be used.
+    Corrupt,
+    /// Written by a newer or another build, which this one does not read.
+    Unsupported,
+    /// The operating system, the disk or a peer failed.
+    Environment,
+    /// A failure that may pass: a store that answered "unavailable", a timeout.
+    Unavailable,
+    /// A bug of ours: an invariant broke. Please report it.
+    Internal,
+}
+
 /// What a caller can allow so that a refused operation goes ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Override {
@@ -110,6 +139,30 @@ impl Override {
 }
 
 impl Error {
+    /// Who can act on this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { source, .. } => match source.kind() {
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
+                    ErrorKind::Unavailable
+                }
+                _ => ErrorKind::Environment,
+            },
+            Error::DiskFull { .. } | Error::Remote { .. } => ErrorKind::Environment,
+            Error::Corrupt { .. } | Error::Chain(_) | Error::BadPages(_) => ErrorKind::Corrupt,
+            Error::Locked { .. } | Error::AlreadyExists { .. } | Error::RestoreIncomplete { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::NotFound { .. } | Error::NoDatabase { .. } | Error::NoRepository { .. } => {
+                ErrorKind::NotFound
+            }
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Invalid(_) => ErrorKind::Invalid,
+            Error::AfterPublish { source, .. } => source.kind(),
+            Error::Refused { .. } => ErrorKind::Refused,
+        }
+    }
+
     /// Wraps an I/O error on `path`, recognising a full disk.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
         let path = path.into();

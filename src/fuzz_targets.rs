@@ -418,7 +418,7 @@ pub fn archive(data: &[u8]) -> bool {
 
 /// `data` with each tar header's checksum field recomputed, header after header.
 pub fn reseal_tar(data: &[u8]) -> Vec<u8> {
-    use crate::archive::tar::{padded, BLOCK};
+    use crate::format::tar::{padded, BLOCK};
     let mut out = data.to_vec();
     let mut pos = 0usize;
     while pos + BLOCK <= out.len() {
@@ -881,7 +881,7 @@ pub fn model_counted(data: &[u8]) -> usize {
 /// is read as a stream of frames (after a first pass with the CRC resealed so mutations
 /// reach the message decoder); an accepted message re-encodes to the same body.
 pub fn wire(data: &[u8]) {
-    use crate::serve::wire::{self, Msg};
+    use crate::format::wire::{self, Msg};
     // The client's reader (an upload's bytes borrowed) accepts what the owning decoder
     // accepts, as the same message.
     let mut raw = data;

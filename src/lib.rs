@@ -64,7 +64,7 @@ pub mod tools;
 
 // The API.
 
-pub use error::{Error, Override, Result};
+pub use error::{Error, ErrorKind, Override, Result};
 pub use progress::{NoProgress, Progress};
 
 // Databases: create, open, write and read pages, their status.
@@ -90,9 +90,9 @@ pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
 pub use verify::{verify, VerifyReport};
 
 // Retention: the policy, prune, delete and merge.
-pub use repo::delete::{delete, plan as plan_delete, DeletePlan, DeleteReport};
-pub use repo::merge::{merge, plan as plan_merge, MergePlan, MergeReport};
-pub use repo::prune::{plan as plan_prune, prune, PruneOptions, PrunePlan, PruneReport};
+pub use retention::delete::{delete, plan as plan_delete, DeletePlan, DeleteReport};
+pub use retention::merge::{merge, plan as plan_merge, MergePlan, MergeReport};
+pub use retention::prune::{plan as plan_prune, prune, PruneOptions, PrunePlan, PruneReport};
 pub use retention::Policy;
 
 // Archives and copies between repositories.

@@ -30,8 +30,8 @@ use super::record::{MAX_STORED_LEN, RECORD_HEADER_SIZE};
 pub const PIECE_VERSION: u32 = 2;
 /// Magic of an index piece.
 pub const INDEX_PIECE_MAGIC: [u8; 8] = *b"PGVLTIDX";
-/// Entries per piece at most (256 KiB of entries).
-pub const PIECE_ENTRIES: u32 = 8192;
+/// Entries per piece at most (256 KiB of entries), as the manifest's piece table bounds them.
+pub use super::manifest::PIECE_ENTRIES;
 pub const PIECE_HEADER_SIZE: usize = 40;
 pub const INDEX_ENTRY_SIZE: usize = 32;
 /// The largest piece object.

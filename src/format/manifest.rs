@@ -28,6 +28,9 @@ pub const MANIFEST_VERSION_MIN: u32 = 2;
 pub const FLAG_SYNTHETIC: u32 = 1;
 /// Size of the lineage block of a synthetic full.
 pub const LINEAGE_SIZE: usize = 64;
+/// Entries one index piece holds at most (256 KiB of entries); a piece-table entry that
+/// announces more is refused.
+pub const PIECE_ENTRIES: u32 = 8192;
 
 pub const OFF_MAGIC: usize = 0;
 pub const OFF_VERSION: usize = OFF_MAGIC + 8;
@@ -629,7 +632,7 @@ impl Manifest {
             }
             if p.first_record != next_record
                 || p.entry_count == 0
-                || p.entry_count > super::index_piece::PIECE_ENTRIES
+                || p.entry_count > PIECE_ENTRIES
                 || p.first_key > p.last_key
                 || (p.entry_count == 1) != (p.first_key == p.last_key)
                 || m.pieces

@@ -11,10 +11,13 @@ pub mod codec;
 pub mod control;
 pub mod file_header;
 pub mod index_piece;
+pub mod lease;
 pub mod manifest;
 pub mod page;
 pub mod record;
 pub mod repo_config;
+pub mod tar;
+pub mod wire;
 
 /// Version of the data file, control file and change-map layouts.
 pub const FORMAT_VERSION: u32 = 1;

@@ -16,79 +16,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::format::codec::{get_u32, get_u64, put_u32, put_u64};
-use crate::format::crc32;
+pub use crate::format::lease::{Lease, LockMode, LEASE_MAX_BYTES};
 
 use super::backend::{self, Backend, PutMode};
-use super::lock::LockMode;
 use super::{names, Repository};
-
-/// Magic of a lease object.
-pub const LEASE_MAGIC: [u8; 8] = *b"PGVLTLSE";
-/// The longest owner text kept.
-const OWNER_MAX: usize = 256;
-/// The largest lease object read.
-const LEASE_MAX_BYTES: u64 = 40 + OWNER_MAX as u64;
-
-/// What a lease object says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub mode: LockMode,
-    pub nonce: u64,
-    pub expires_unix_ms: u64,
-    pub pid: u32,
-    /// "purpose on host".
-    pub owner: String,
-}
-
-impl Lease {
-    fn mode_code(m: LockMode) -> u32 {
-        match m {
-            LockMode::Shared => 1,
-            LockMode::Append => 2,
-            LockMode::Exclusive => 3,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let owner = &self.owner.as_bytes()[..self.owner.len().min(OWNER_MAX)];
-        let mut b = vec![0u8; 36 + owner.len() + 4];
-        b[..8].copy_from_slice(&LEASE_MAGIC);
-        put_u32(&mut b, 8, 2);
-        put_u32(&mut b, 12, Self::mode_code(self.mode));
-        put_u64(&mut b, 16, self.nonce);
-        put_u64(&mut b, 24, self.expires_unix_ms);
-        put_u32(&mut b, 32, self.pid);
-        b[36..36 + owner.len()].copy_from_slice(owner);
-        let end = b.len() - 4;
-        let sum = crc32(&b[..end]);
-        put_u32(&mut b, end, sum);
-        b
-    }
-
-    pub fn decode(b: &[u8]) -> std::result::Result<Lease, String> {
-        if b.len() < 40 || b.len() as u64 > LEASE_MAX_BYTES || b[..8] != LEASE_MAGIC {
-            return Err("is not a lease".into());
-        }
-        let end = b.len() - 4;
-        if get_u32(b, end) != Some(crc32(&b[..end])) || get_u32(b, 8) != Some(2) {
-            return Err("is a damaged lease".into());
-        }
-        let mode = match get_u32(b, 12) {
-            Some(1) => LockMode::Shared,
-            Some(2) => LockMode::Append,
-            Some(3) => LockMode::Exclusive,
-            _ => return Err("has an unknown mode".into()),
-        };
-        Ok(Lease {
-            mode,
-            nonce: get_u64(b, 16).unwrap_or(0),
-            expires_unix_ms: get_u64(b, 24).unwrap_or(0),
-            pid: get_u32(b, 32).unwrap_or(0),
-            owner: String::from_utf8_lossy(&b[36..end]).into_owned(),
-        })
-    }
-}
 
 /// A held lease: renewed until dropped, then deleted.
 pub struct LeaseGuard {
@@ -136,7 +67,7 @@ fn live_leases(
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(e.to_string()),
             Err(e) => return Err(Error::io(b.location(&o.name), e)),
         };
-        match bytes.and_then(|x| Lease::decode(&x)) {
+        match bytes.and_then(|x| Lease::decode(&x).map_err(|f| f.to_string())) {
             Ok(l) if l.expires_unix_ms >= now_ms => live.push((o.name, l)),
             Ok(l) => {
                 notes.push(format!(
@@ -263,26 +194,3 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LeaseGua
 
 /// The default time to live of a lease.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lease_round_trips_and_a_flipped_bit_is_refused() {
-        let l = Lease {
-            mode: LockMode::Append,
-            nonce: 7,
-            expires_unix_ms: 99,
-            pid: 5,
-            owner: "backup on h".into(),
-        };
-        let b = l.encode();
-        assert_eq!(Lease::decode(&b).unwrap(), l);
-        for i in 0..b.len() {
-            let mut x = b.clone();
-            x[i] ^= 1;
-            assert!(Lease::decode(&x).is_err(), "flip at {i}");
-        }
-    }
-}

@@ -18,44 +18,9 @@ use std::io;
 
 use crate::error::{Error, Result};
 
+pub use crate::format::lease::LockMode;
+
 use super::{lease, names, Repository};
-
-/// How a verb holds the repository.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockMode {
-    Shared,
-    Append,
-    Exclusive,
-}
-
-impl LockMode {
-    /// The mode's name in lease objects and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            LockMode::Shared => "shared",
-            LockMode::Append => "append",
-            LockMode::Exclusive => "exclusive",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<LockMode> {
-        Some(match s {
-            "shared" => LockMode::Shared,
-            "append" => LockMode::Append,
-            "exclusive" => LockMode::Exclusive,
-            _ => return None,
-        })
-    }
-
-    /// True when holders of `self` and `other` may not run side by side.
-    pub fn conflicts_with(self, other: LockMode) -> bool {
-        use LockMode::*;
-        matches!(
-            (self, other),
-            (Exclusive, _) | (_, Exclusive) | (Append, Append)
-        )
-    }
-}
 
 /// A held lock; released when dropped.
 pub struct RepoLock {

@@ -34,6 +34,11 @@ pub const APPEND_LOCK_FILE: &str = "lock.append";
 /// The last entry of an archive: the archive manifest (docs/archives.md).
 pub const ARCHIVE_MANIFEST: &str = "pagevault-archive";
 
+/// The names an archive's entries may have: a set's objects and the archive manifest.
+pub fn is_archive_name(name: &str) -> bool {
+    name == ARCHIVE_MANIFEST || SetObject::parse(name).is_some()
+}
+
 /// What a set's object is, parsed back from its exact name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SetObject {

@@ -608,7 +608,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             blocking(move || {
                 let repo = open()?;
                 let id = resolve_set(&repo, &id)?;
-                crate::repo::delete::delete(&repo, id, with_dependents)
+                crate::retention::delete::delete(&repo, id, with_dependents)
             })
             .await
             .map_or_else(lib_error, |r| json_response(StatusCode::OK, &r))

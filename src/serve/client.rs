@@ -16,12 +16,12 @@ use std::time::Duration;
 use crate::backup::{BackupOptions, BackupReport};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repo::remote::{Grant, GrantMode};
+use crate::serve::remote::{Grant, GrantMode};
 use crate::repo::{LockMode, Repository};
 
 use super::link::{Link, Stream};
 use super::listener::RemoteStatus;
-use super::wire::{self, Incoming, Msg, Request, PROTOCOL_VERSION};
+use crate::format::wire::{self, Incoming, Msg, Request, PROTOCOL_VERSION};
 
 /// Where the serving process is.
 #[derive(Clone, Debug)]
@@ -131,7 +131,7 @@ impl ClientOptions {
         grant: &mut Grant<'_>,
         progress: &dyn Progress,
     ) -> Result<String> {
-        use crate::repo::remote::Channel;
+        use crate::serve::remote::Channel;
         // Frames are read into one buffer, and an upload's bytes written to the
         // repository from it, as a local backup writes its records.
         let mut buf = Vec::new();

@@ -10,9 +10,9 @@ use std::io::{self, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::repo::remote::Channel;
+use crate::serve::remote::Channel;
 
-use super::wire::{self, Incoming, Msg};
+use crate::format::wire::{self, Incoming, Msg};
 
 /// A byte stream of the listener or a client: a local socket, TCP, or TLS over TCP.
 pub trait Stream: Read + Write + Send {}

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 use crate::backup::{self, BackupKind, BackupOptions};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repo::remote::{Channel, RemoteBackend};
+use crate::serve::remote::{Channel, RemoteBackend};
 use crate::repo::Repository;
 use crate::store::Database;
 
 use super::link::{Link, Stream};
 use super::tokens::{Role, Tokens};
-use super::wire::{self, Msg, Request, PROTOCOL_VERSION};
+use crate::format::wire::{self, Msg, Request, PROTOCOL_VERSION};
 
 /// The local socket's name in the database folder.
 pub const SOCKET_NAME: &str = "pagevault.sock";

@@ -2,10 +2,9 @@
 //! status over a local socket or TCP, with TLS and bearer tokens) and its client.
 //! docs/server.md says how to embed it, run it and what travels on the wire.
 //!
-//! [`wire`] (the framed protocol) is always built, so the fuzz crate can reach its
-//! decoder; the listener, the client and TLS come with the `server` feature.
-
-pub mod wire;
+//! The framed protocol is [`crate::format::wire`] (always built, so the fuzz crate can
+//! reach its decoder); the listener, the client, TLS and the remote repository come with
+//! the `server` feature.
 
 #[cfg(feature = "server")]
 pub mod api;
@@ -15,6 +14,8 @@ pub mod client;
 pub mod link;
 #[cfg(feature = "server")]
 pub mod listener;
+#[cfg(feature = "server")]
+pub mod remote;
 #[cfg(feature = "server")]
 pub mod tls;
 pub mod tokens;

@@ -136,7 +136,7 @@ pub struct Database {
     /// The highest epoch ever used, on disk or in memory: a new base takes the next one,
     /// so bits of an abandoned pending epoch are never read as current.
     pub(crate) epoch_high: AtomicU64,
-    pub(crate) snapshot: RwLock<Option<Arc<super::snapshot::SnapshotState>>>,
+    pub(crate) snapshot: RwLock<Option<Arc<super::preimages::SnapshotState>>>,
     stripes: Box<[Mutex<()>]>,
     recovered: bool,
     /// Data files found longer than committed at open (name, bytes past the last page).
@@ -440,8 +440,8 @@ impl Database {
             })?;
             db.write_headers(true)?;
             // Saved images of a snapshot that was running: nobody will read them.
-            if db.vfs.exists(super::snapshot::SPILL_FILE_NAME) {
-                let _ = db.vfs.remove(super::snapshot::SPILL_FILE_NAME);
+            if db.vfs.exists(super::preimages::SPILL_FILE_NAME) {
+                let _ = db.vfs.remove(super::preimages::SPILL_FILE_NAME);
             }
             // The marker of a create that committed its control file but stopped before
             // removing it: this is a database now.
@@ -545,7 +545,7 @@ impl Database {
     }
 
     /// The running snapshot, if any.
-    pub(crate) fn current_snapshot(&self) -> Option<Arc<super::snapshot::SnapshotState>> {
+    pub(crate) fn current_snapshot(&self) -> Option<Arc<super::preimages::SnapshotState>> {
         self.snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())

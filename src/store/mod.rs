@@ -5,10 +5,12 @@ mod change_map;
 mod data_file;
 mod database;
 mod lsn;
+mod preimages;
 mod snapshot;
 mod write;
 
 pub(crate) use data_file::DataFile as DataFileRef;
 
 pub use database::{CreateOptions, Database, DatabaseStatus, FileStatus, OpenMode, PageWrite};
-pub use snapshot::{Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES, SPILL_FILE_NAME};
+pub use preimages::{SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES, SPILL_FILE_NAME};
+pub use snapshot::Snapshot;

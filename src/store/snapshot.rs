@@ -18,7 +18,6 @@
 //! base switches to an epoch that holds exactly the changes after the snapshot, and a
 //! snapshot dropped without committing leaves the active epoch as if nothing happened.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,144 +26,12 @@ use bitvec::vec::BitVec;
 use crate::error::{Error, Result};
 use crate::format::control::Control;
 use crate::format::{EXTENT_SIZE, PAGES_PER_EXTENT};
-use crate::io::Storage;
 
-use super::data_file::DataFile;
 use super::database::{find_file, Database};
-
-/// Saved extent images kept in memory before spilling (32 MiB = 512 extents).
-pub const PREIMAGE_MEMORY_LIMIT_BYTES: usize = 32 << 20;
-/// The spill file's name in the database folder.
-pub const SPILL_FILE_NAME: &str = "snapshot.spill";
-
-/// A fixed-size set of bits that threads set concurrently.
-struct AtomicBits(Vec<AtomicU64>);
-
-impl AtomicBits {
-    fn new(n: u64) -> AtomicBits {
-        AtomicBits((0..n.div_ceil(64)).map(|_| AtomicU64::new(0)).collect())
-    }
-    fn get(&self, i: u64) -> bool {
-        self.0[(i / 64) as usize].load(Ordering::SeqCst) & (1 << (i % 64)) != 0
-    }
-    fn set(&self, i: u64) {
-        self.0[(i / 64) as usize].fetch_or(1 << (i % 64), Ordering::SeqCst);
-    }
-}
-
-struct SnapFile {
-    file_id: u32,
-    page_count: u32,
-    /// Extents the snapshot has read (no copy needed any more).
-    read: AtomicBits,
-    /// Extents whose image was saved before a write.
-    saved: AtomicBits,
-    /// Extents marked changed in the active epoch at the snapshot.
-    changed: BitVec<u64>,
-}
-
-#[derive(Default)]
-struct Preimages {
-    memory: HashMap<(u32, u64), Box<[u8]>>,
-    spilled: HashMap<(u32, u64), u64>,
-    spill: Option<Arc<dyn Storage>>,
-    spill_len: u64,
-    peak_memory_bytes: usize,
-    /// The snapshot ended: a writer that picked up its state just before must not save
-    /// anything (nor create a spill file nobody removes).
-    ended: bool,
-    /// The first copy that failed: the snapshot is unusable (its sentence).
-    failed: Option<String>,
-}
-
-/// Counters of a snapshot's copy-before-write work.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct SnapshotStats {
-    /// Extents writers saved before changing them.
-    pub extents_saved: u64,
-    /// Of those, how many went to the spill file.
-    pub extents_spilled: u64,
-    /// Most bytes of saved images held in memory at once.
-    pub peak_memory_bytes: u64,
-}
-
-pub(crate) struct SnapshotState {
-    lsn: u64,
-    /// The control file at the snapshot (base, tracking state, file names).
-    control: Control,
-    memory_limit_bytes: usize,
-    files: Vec<SnapFile>,
-    preimages: Mutex<Preimages>,
-    saved_count: AtomicU64,
-    spilled_count: AtomicU64,
-}
-
-impl SnapshotState {
-    fn file(&self, file_id: u32) -> Option<&SnapFile> {
-        self.files.iter().find(|f| f.file_id == file_id)
-    }
-
-    /// Called by a writer holding the extent's lock, before it writes the extent. Never
-    /// fails the writer: a copy that cannot be made fails the snapshot instead.
-    pub(crate) fn before_write(&self, db: &Database, f: &DataFile, extent: u64) {
-        let Some(sf) = self.file(f.id) else {
-            return;
-        };
-        if extent >= sf.page_count as u64 / PAGES_PER_EXTENT as u64
-            || sf.read.get(extent)
-            || sf.saved.get(extent)
-        {
-            return;
-        }
-        if let Err(e) = self.save(db, f, sf, extent) {
-            let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
-            p.failed.get_or_insert_with(|| e.to_string());
-        }
-    }
-
-    /// Saves `extent`'s image: in memory up to the limit, else appended to the spill file.
-    /// The spill write runs outside the lock, so writers of other extents do not wait for
-    /// it (the reader of this extent waits on the extent's lock, which our caller holds).
-    fn save(&self, db: &Database, f: &DataFile, sf: &SnapFile, extent: u64) -> Result<()> {
-        let mut image = vec![0u8; EXTENT_SIZE].into_boxed_slice();
-        f.read_raw(extent * PAGES_PER_EXTENT as u64, &mut image)?;
-        let spill_path = || db.vfs().path_of(SPILL_FILE_NAME);
-        let (spill, at) = {
-            let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
-            if p.ended || p.failed.is_some() {
-                return Ok(()); // nobody will read it
-            }
-            let in_memory = p.memory.len() * EXTENT_SIZE;
-            if in_memory + EXTENT_SIZE <= self.memory_limit_bytes {
-                p.memory.insert((f.id, extent), image);
-                p.peak_memory_bytes = p.peak_memory_bytes.max(in_memory + EXTENT_SIZE);
-                sf.saved.set(extent);
-                self.saved_count.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
-            }
-            if p.spill.is_none() {
-                let vfs = db.vfs();
-                let s = vfs
-                    .open(SPILL_FILE_NAME, true)
-                    .map_err(|e| Error::io(spill_path(), e))?;
-                s.set_len(0).map_err(|e| Error::io(spill_path(), e))?;
-                p.spill = Some(s);
-            }
-            let at = p.spill_len;
-            p.spill_len += EXTENT_SIZE as u64;
-            (p.spill.clone().expect("created above"), at)
-        };
-        spill
-            .write_at(at, &image)
-            .map_err(|e| Error::io(spill_path(), e))?;
-        let mut p = self.preimages.lock().unwrap_or_else(|e| e.into_inner());
-        p.spilled.insert((f.id, extent), at);
-        sf.saved.set(extent);
-        self.saved_count.fetch_add(1, Ordering::Relaxed);
-        self.spilled_count.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
-}
+use super::preimages::{
+    AtomicBits, SnapFile, SnapshotState, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES,
+    SPILL_FILE_NAME,
+};
 
 /// A consistent view of the database at one LSN, for one backup. Dropping it ends it;
 /// a full's pending base is abandoned unless [`Snapshot::commit_base`] ran.

@@ -165,7 +165,7 @@ impl Database {
             }
             // Copy-before-write: a running snapshot keeps the extent's image as of its LSN.
             if let Some(snap) = self.current_snapshot() {
-                snap.before_write(self, f, extent);
+                snap.before_write(&**self.vfs(), f, extent);
             }
             let first_lsn = self.allocate_lsns((j - i) as u64)?;
             let mut lsn = first_lsn;

@@ -1405,7 +1405,7 @@ impl<'a> Suite<'a> {
                 i + 1,
                 self.k()
             ));
-            let m = measure(|| crate::repo::merge::merge(&self.repo, diff_id, None))?;
+            let m = measure(|| crate::retention::merge::merge(&self.repo, diff_id, None))?;
             let merged = merge_id(&m.value.backup_id)?;
             // A fast wrong answer is not a figure: the synthetic full must verify (every
             // record decoded, layers and pages checked), untimed.

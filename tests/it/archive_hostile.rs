@@ -7,9 +7,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use pagevault::archive::{self, tar::TarWriter};
+use pagevault::archive;
 use pagevault::format::archive_manifest::{ArchiveManifest, ArchiveObject, ArchiveSet};
 use pagevault::format::manifest::{hash_of, Manifest};
+use pagevault::format::tar::TarWriter;
 use pagevault::repo::backend::archive::ArchiveBackend;
 use pagevault::repo::names::ARCHIVE_MANIFEST;
 use pagevault::repo::Repository;

@@ -305,7 +305,7 @@ fn write_layered_fuzz_seeds() {
     crate::faults_util::backup(&db, &repo, BackupKind::Full).unwrap();
     crate::faults_util::write(&db, 2, &[(1, 3), (1, 10), (2, 12)]);
     let diff = crate::faults_util::backup(&db, &repo, BackupKind::Differential).unwrap();
-    let r = pagevault::repo::merge::merge(&repo, diff, None).unwrap();
+    let r = pagevault::retention::merge::merge(&repo, diff, None).unwrap();
     assert!(r.plan.extents_combined > 0 && r.extents_recompressed == 0);
     let merged = parse_backup_id(&r.backup_id).unwrap();
     put(

@@ -1,5 +1,6 @@
 //! The one integration test binary; one module per theme.
 
+mod source;
 mod support;
 
 mod archive_cli;
@@ -26,6 +27,7 @@ mod faults_truncation;
 mod faults_util;
 mod fuzz_replay;
 mod hardening;
+mod layers;
 mod online_backup;
 mod online_faults;
 mod online_harness;

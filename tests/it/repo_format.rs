@@ -121,7 +121,7 @@ fn the_fixture_holds_version_2_manifests_which_this_build_reads_and_merges() {
     }
     let repo = Repository::open_dir(&dir, false).unwrap();
     let ids = repo.set_ids().unwrap();
-    let r = pagevault::repo::merge::merge(&repo, ids[1], None).unwrap();
+    let r = pagevault::retention::merge::merge(&repo, ids[1], None).unwrap();
     let merged = u64::from_str_radix(&r.backup_id, 16).unwrap();
     let b = std::fs::read(dir.join(format!("manifest-{merged:016x}"))).unwrap();
     assert_eq!(&b[8..12], &3u32.to_le_bytes());
@@ -277,6 +277,6 @@ fn the_committed_synthetic_full_of_version_1_records_restores_byte_exactly() {
     assert!(pagevault::check::check_database(&to)
         .unwrap()
         .is_consistent());
-    let again = pagevault::repo::merge::merge(&repo, diff, None).unwrap();
+    let again = pagevault::retention::merge::merge(&repo, diff, None).unwrap();
     assert_eq!(again.backup_id, format!("{merged:016x}"));
 }

@@ -17,9 +17,10 @@ use pagevault::backup::{self, BackupKind, BackupOptions};
 use pagevault::format::manifest::{format_backup_id, parse_backup_id};
 use pagevault::io::mem::MemVfs;
 use pagevault::progress::NoProgress;
-use pagevault::repo::prune::PruneOptions;
-use pagevault::repo::{chain, delete, merge, prune, Repository};
+use pagevault::repo::{chain, Repository};
 use pagevault::restore::{self, RestoreOptions};
+use pagevault::retention::prune::PruneOptions;
+use pagevault::retention::{delete, merge, prune};
 use pagevault::retention::{Mark, Policy};
 use pagevault::{CreateOptions, Database, Error, OpenMode};
 

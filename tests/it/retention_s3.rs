@@ -18,8 +18,9 @@ use pagevault::format::manifest::{format_backup_id, parse_backup_id};
 use pagevault::repo::backend::s3::{S3Backend, S3Options};
 use pagevault::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 use pagevault::repo::names;
-use pagevault::repo::prune::PruneOptions;
-use pagevault::repo::{chain, delete, merge, prune, InitOptions, Repository};
+use pagevault::repo::{chain, InitOptions, Repository};
+use pagevault::retention::prune::PruneOptions;
+use pagevault::retention::{delete, merge, prune};
 use pagevault::retention::{Mark, Policy};
 
 use crate::retention::{

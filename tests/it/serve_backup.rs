@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pagevault::backup::{self, BackupKind, BackupOptions};
+use pagevault::format::wire::{self, Msg, Request, PROTOCOL_VERSION};
 use pagevault::progress::NoProgress;
-use pagevault::repo::remote::{Grant, GrantMode};
 use pagevault::repo::Repository;
-use pagevault::serve::wire::{self, Msg, Request, PROTOCOL_VERSION};
+use pagevault::serve::remote::{Grant, GrantMode};
 use pagevault::serve::{ListenOptions, Listener, Tokens};
 use pagevault::{CreateOptions, Database};
 

@@ -12,7 +12,7 @@ use pagevault::format::manifest::parse_backup_id;
 use pagevault::io::file::WriteBehind;
 use pagevault::units::format_size;
 
-use crate::args::RepoArg;
+use crate::flags::RepoArg;
 use crate::json::{mb_per_s, ArchiveSetJson, CopyJson, ExportJson, ImportJson};
 use crate::output::{Exit, Failure, Out};
 use crate::say;

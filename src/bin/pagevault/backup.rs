@@ -15,7 +15,7 @@ use pagevault::units::format_size;
 use pagevault::verify;
 use pagevault::{Database, Error, OpenMode};
 
-use crate::args::RepoArg;
+use crate::flags::RepoArg;
 use crate::json::{BackupJson, Set, VerifyJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
@@ -37,7 +37,7 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub timeout: u64,
     #[command(flatten)]
-    pub remote: crate::args::RemoteArgs,
+    pub remote: crate::flags::RemoteArgs,
     #[command(flatten)]
     pub repo: RepoArg,
     /// A full backup, which becomes the differential base (the default).
@@ -53,10 +53,10 @@ pub struct Args {
     #[arg(long)]
     pub fallback_to_full: bool,
     /// Worker threads (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
     pub threads: usize,
     /// zstd level, -7 to -1 (fast) or 1 to 22.
-    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level, allow_negative_numbers = true)]
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::flags::level, allow_negative_numbers = true)]
     pub level: i32,
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]
@@ -112,11 +112,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let (db, client) = match (&a.db, client) {
         (_, Some(c)) => (None, c),
         (Some(path), None) => match Database::open_dir(path, mode) {
-            Ok(db) => (Some(db), crate::args::RemoteArgs::local(path, a.timeout)),
+            Ok(db) => (Some(db), crate::flags::RemoteArgs::local(path, a.timeout)),
             Err(Error::Locked { .. })
                 if pagevault::serve::socket_path(path).exists() && !a.dry_run =>
             {
-                (None, crate::args::RemoteArgs::local(path, a.timeout))
+                (None, crate::flags::RemoteArgs::local(path, a.timeout))
             }
             Err(Error::Locked { path, what, holder }) => {
                 return Err(Error::Locked {

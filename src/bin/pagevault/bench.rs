@@ -12,7 +12,7 @@ use pagevault::backup::DEFAULT_LEVEL;
 use pagevault::tools::bench::{self, BenchOptions, BenchReport};
 use pagevault::units::format_size;
 
-use crate::args::size;
+use crate::flags::size;
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 
@@ -22,10 +22,10 @@ pub struct Args {
     #[arg(long, default_value = "256MiB", value_parser = size)]
     pub size: u64,
     /// Worker threads of every step and limit (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
     pub threads: usize,
     /// zstd level of the backups and of the compression limit, -7 to -1 (fast) or 1 to 22.
-    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::args::level, allow_negative_numbers = true)]
+    #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::flags::level, allow_negative_numbers = true)]
     pub level: i32,
     /// Import these files (a file or a folder) instead of generating pages.
     #[arg(long)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use pagevault::tools::demo::{self, DemoOptions, DemoReport};
 use pagevault::units::format_size;
 
-use crate::args::size;
+use crate::flags::size;
 use crate::json::{BackupJson, CheckJson, RestoreJson};
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
@@ -27,13 +27,13 @@ pub struct Args {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub files: u32,
     /// Percentage of the data pages changed between the full and the differential, 0 to 100.
-    #[arg(long, value_name = "PCT", default_value_t = 1.0, value_parser = crate::args::percent)]
+    #[arg(long, value_name = "PCT", default_value_t = 1.0, value_parser = crate::flags::percent)]
     pub changed: f64,
     /// Seed of the generated pages and of the changes.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Backup and restore threads (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
     pub threads: usize,
     /// Keep the database, repository and restored copy afterwards (they are removed by
     /// default).
@@ -98,7 +98,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         threads: a.threads,
         level: pagevault::backup::DEFAULT_LEVEL,
     };
-    crate::args::layout(a.files, a.size)?;
+    crate::flags::layout(a.files, a.size)?;
     let made_dir = !dir.exists();
     if !a.json {
         say!(out, "pagevault demo in {}", dir.display())?;

@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn every_override_names_a_flag_the_cli_has() {
         let mut flags = Vec::new();
-        long_flags(&crate::args::Cli::command(), &mut flags);
+        long_flags(&crate::cli::Cli::command(), &mut flags);
         for o in ALL {
             let advice = flag_advice(o);
             let flag = advice

@@ -19,7 +19,7 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..=pagevault::format::MAX_FILES as i64))]
     pub files: u32,
     /// Total size of the data files (4096, 64M, 256MiB, 1GiB, 1GB).
-    #[arg(long, default_value = "256MiB", value_parser = crate::args::size)]
+    #[arg(long, default_value = "256MiB", value_parser = crate::flags::size)]
     pub size: u64,
     /// Print the new database's layout as JSON.
     #[arg(long)]
@@ -64,7 +64,7 @@ fn clean_up(dir: &Path, before: Option<bool>) {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
-    let opts = crate::args::layout(a.files, a.size)?;
+    let opts = crate::flags::layout(a.files, a.size)?;
     let per_file = opts.pages_per_file as u64 * pagevault::format::PAGE_SIZE as u64;
     let before = existed_empty(&a.db);
     let spinner = Spinner::start(format!(

@@ -6,7 +6,7 @@
 
 use pagevault::units::format_size;
 
-use crate::args::RepoArg;
+use crate::flags::RepoArg;
 use crate::json::{utc_minutes, Set};
 use crate::output::{Exit, Failure, Out};
 use crate::say;

@@ -8,12 +8,13 @@
 #![forbid(unsafe_code)]
 
 mod archive;
-mod args;
 mod backup;
 mod bench;
 mod check;
+mod cli;
 mod demo;
 mod errors;
+mod flags;
 mod import_files;
 mod init;
 mod json;
@@ -32,12 +33,12 @@ mod workload;
 use std::io::{ErrorKind, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use output::{Exit, Failure, Out};
 
 fn main() -> ExitCode {
-    let cli = match args::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind as K;
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
     output::set_quiet(cli.quiet);
     tracing::debug!("command line: {:?}", cli.command);
     let mut out = Out::new();
-    let result = cli.command.run(&mut out).and_then(|code| {
+    let result = dispatch(cli.command, &mut out).and_then(|code| {
         out.flush()?;
         Ok(code)
     });
@@ -97,13 +98,41 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// Runs the subcommand; `Err` is a failure to report on stderr.
+fn dispatch(command: cli::Command, out: &mut Out) -> Result<Exit, Failure> {
+    use cli::Command;
+    match command {
+        Command::Init(a) => init::run(a, out),
+        Command::Repo(a) => repo::run(a, out),
+        Command::Workload(a) => workload::run(a, out),
+        Command::ImportFiles(a) => import_files::run(a, out),
+        Command::Export(a) => archive::export(a, out),
+        Command::Import(a) => archive::import(a, out),
+        Command::Copy(a) => archive::copy(a, out),
+        Command::Status(a) => status::run(a, out),
+        Command::Check(a) => check::run(a, out),
+        Command::Backup(a) => backup::run(a, out),
+        Command::Serve(a) => serve::run(a, out),
+        Command::List(a) => list::run(a, out),
+        Command::Verify(a) => verify::run(a, out),
+        Command::Restore(a) => restore::run(a, out),
+        Command::Prune(a) => retention::run_prune(a, out),
+        Command::Delete(a) => retention::run_delete(a, out),
+        Command::Merge(a) => retention::run_merge(a, out),
+        Command::Demo(a) => demo::run(a, out),
+        Command::Bench(a) => bench::run(a, out),
+        Command::Completions(a) => tools::completions(a, cli::Cli::command(), out),
+        Command::Man => tools::man(cli::Cli::command(), out),
+        Command::Version => tools::version(out),
+    }
+}
+
 /// A clap error as one sentence: its first paragraph on one line, and where to read
 /// more (`see `pagevault backup --help``).
 fn usage_sentence(e: &clap::Error) -> String {
     use clap::error::ErrorKind as K;
-    use clap::CommandFactory;
     // The subcommand the user typed, if any: the first argument naming one.
-    let cmd = args::Cli::command();
+    let cmd = cli::Cli::command();
     let sub = std::env::args().skip(1).find_map(|a| {
         cmd.get_subcommands()
             .find(|s| s.get_name() == a)

@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
     pub database: Option<String>,
     /// Worker threads (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::args::threads)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
     pub threads: usize,
     /// Replace a database with the same database id that is not in use.
     #[arg(long)]

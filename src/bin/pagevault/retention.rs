@@ -2,17 +2,17 @@
 //! Each validates its flags here (exit 64 naming the flag, before the repository is
 //! touched), prints its plan with `--dry-run` (nothing changed), or does the work and
 //! reports it, human or `--json`. The library does the deciding and the removing
-//! (`pagevault::repo::{prune, delete, merge}`).
+//! (`pagevault::retention::{prune, delete, merge}`).
 
 use std::time::Instant;
 
 use pagevault::format::manifest::parse_backup_id;
-use pagevault::repo::{delete, merge, prune};
+use pagevault::retention::{delete, merge, prune};
 use pagevault::retention::{duration_words, parse_duration, Mark, Policy};
 use pagevault::units::format_size;
 use serde::Serialize;
 
-use crate::args::RepoArg;
+use crate::flags::RepoArg;
 use crate::json::{rfc3339, utc_minutes};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
@@ -84,7 +84,7 @@ pub struct MergeArgs {
     #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
     pub database: Option<String>,
     /// zstd level of the extents compressed again (default: the differential's).
-    #[arg(long, value_name = "L", value_parser = crate::args::level)]
+    #[arg(long, value_name = "L", value_parser = crate::flags::level)]
     pub level: Option<i32>,
     /// Print the plan (which extents are copied, which combined); write nothing.
     #[arg(long)]

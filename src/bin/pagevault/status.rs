@@ -24,7 +24,7 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub timeout: u64,
     #[command(flatten)]
-    pub remote: crate::args::RemoteArgs,
+    pub remote: crate::flags::RemoteArgs,
     /// A repository (or PAGEVAULT_REPO): add the forecast of a differential's size and
     /// whether to take a full instead.
     #[arg(short = 'r', long, env = "PAGEVAULT_REPO", value_name = "R")]
@@ -70,7 +70,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         None => {
             let client = match client {
                 Some(c) => c,
-                None => crate::args::RemoteArgs::local(
+                None => crate::flags::RemoteArgs::local(
                     a.db.as_deref().unwrap_or(std::path::Path::new(".")),
                     a.timeout,
                 ),

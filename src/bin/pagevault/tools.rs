@@ -3,9 +3,6 @@
 
 use std::io::Write;
 
-use clap::CommandFactory;
-
-use crate::args::Cli;
 use crate::output::{Exit, Failure, Out};
 
 #[derive(Debug, clap::Args)]
@@ -15,16 +12,21 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-pub fn completions(a: CompletionsArgs, out: &mut Out) -> Result<Exit, Failure> {
+/// The completion script of `cmd` (the whole command line) for `a.shell`.
+pub fn completions(
+    a: CompletionsArgs,
+    mut cmd: clap::Command,
+    out: &mut Out,
+) -> Result<Exit, Failure> {
     let mut buf = Vec::new();
-    clap_complete::generate(a.shell, &mut Cli::command(), "pagevault", &mut buf);
+    clap_complete::generate(a.shell, &mut cmd, "pagevault", &mut buf);
     out.raw(&buf)?;
     Ok(Exit::Success)
 }
 
-pub fn man(out: &mut Out) -> Result<Exit, Failure> {
+/// The manual page of `cmd` (the whole command line).
+pub fn man(cmd: clap::Command, out: &mut Out) -> Result<Exit, Failure> {
     let mut buf = Vec::new();
-    let cmd = Cli::command();
     clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
     // One page: the top command, then a section per subcommand.
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use pagevault::units::format_size;
 use pagevault::verify::{self, VerifyReport};
 
-use crate::args::RepoArg;
+use crate::flags::RepoArg;
 use crate::json::VerifyJson;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;

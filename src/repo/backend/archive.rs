@@ -4,7 +4,7 @@
 //! ([`crate::repo::Repository::read_only_view`]).
 //!
 //! Keeps true (invariant 15, docs/design.md): an entry is indexed only after its header
-//! passed [`crate::archive::tar::parse_header`] (regular files with object names only),
+//! passed [`crate::format::tar::parse_header`] (regular files with object names only),
 //! its bytes lie inside the file, and its name appeared once; the archive manifest must
 //! be the last entry, followed by the end of the archive, and list exactly the entries
 //! before it by name and size (their CRC-32s are not read here: restore and verify check
@@ -17,7 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::archive::tar::{padded, parse_header, BLOCK};
+use crate::format::tar::{padded, parse_header, BLOCK};
 use crate::format::archive_manifest::{ArchiveManifest, MAX_ARCHIVE_MANIFEST_BYTES};
 
 use super::super::names::ARCHIVE_MANIFEST;
@@ -55,7 +55,7 @@ impl ArchiveBackend {
             Ok(b)
         };
         let manifest = loop {
-            let head = parse_header(&read_block(at)?, &crate::archive::is_archive_name)
+            let head = parse_header(&read_block(at)?, &crate::repo::names::is_archive_name)
                 .map_err(|w| bad(format!("at byte {at}: {w}")))?
                 .ok_or_else(|| {
                     bad(format!(

@@ -11,8 +11,8 @@
 use crate::error::{Error, Override, Result};
 use crate::format::manifest::{format_backup_id, BackupKind};
 
-use super::chain::pick_base;
-use super::{LoadedManifest, LockMode, Repository};
+use crate::repo::chain::pick_base;
+use crate::repo::{LoadedManifest, LockMode, Repository};
 
 /// What a delete removes.
 #[derive(Clone, Debug, serde::Serialize)]

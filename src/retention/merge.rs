@@ -35,11 +35,11 @@ use crate::format::manifest::{
 use crate::format::record::{self, RecordId, MAX_STORED_LEN, RECORD_HEADER_SIZE};
 use crate::format::{EXTENT_SIZE, PAGE_SIZE};
 
-use super::chain::{self, Chain};
-use super::coverage::JobIter;
-use super::set_reader::SetReader;
-use super::set_writer::SetWriter;
-use super::{LockMode, Repository};
+use crate::repo::chain::{self, Chain};
+use crate::repo::coverage::JobIter;
+use crate::repo::set_reader::SetReader;
+use crate::repo::set_writer::SetWriter;
+use crate::repo::{LockMode, Repository};
 
 /// What a merge of one differential will do (`--dry-run`) or did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -91,7 +91,7 @@ pub fn plan(repo: &Repository, id: u64) -> Result<MergePlan> {
     let sets: Vec<&Manifest> = chain.sets.iter().map(|s| &s.manifest).collect();
     let iters = sets
         .iter()
-        .map(|m| super::set_reader::IndexIter::new(repo, m))
+        .map(|m| crate::repo::set_reader::IndexIter::new(repo, m))
         .collect();
     let mut jobs = JobIter::new(iters, &sets);
     for job in jobs.by_ref() {
@@ -495,7 +495,7 @@ enum Source {
     Both(Entry, Entry),
 }
 
-fn source(job: &super::coverage::Job) -> Source {
+fn source(job: &crate::repo::coverage::Job) -> Source {
     match job.src {
         [None, None] => Source::None,
         [Some(b), None] => Source::Base(b),

@@ -11,9 +11,9 @@
 
 use crate::error::Result;
 use crate::format::manifest::{format_backup_id, BackupKind};
-use crate::retention::{self, Candidate, Mark, Policy};
+use super::policy::{self, Candidate, Mark, Policy};
 
-use super::{LoadedManifest, LockMode, Repository};
+use crate::repo::{LoadedManifest, LockMode, Repository};
 
 /// What to prune.
 #[derive(Clone, Debug)]
@@ -89,7 +89,7 @@ fn plan_unlocked(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             loaded: l.as_ref(),
         })
         .collect();
-    let decisions = retention::plan(&candidates, &opts.policy, opts.now_unix_ms);
+    let decisions = policy::plan(&candidates, &opts.policy, opts.now_unix_ms);
     let mut sets = Vec::with_capacity(decisions.len());
     let mut doomed: Vec<(bool, u64, u64)> = Vec::new();
     for (d, (_, l)) in decisions.into_iter().zip(&loaded) {

@@ -11,8 +11,6 @@
 //! does it publish the sets, full first. It holds the repository's exclusive lock
 //! throughout.
 
-pub mod tar;
-
 use std::io::{Read, Write};
 use std::time::Instant;
 
@@ -25,15 +23,10 @@ use crate::repo::names::{SetObject, ARCHIVE_MANIFEST};
 use crate::repo::receive::Receiver;
 use crate::repo::{chain, LockMode, Repository};
 
-use self::tar::{TarReader, TarWriter};
+use crate::format::tar::{TarReader, TarWriter};
 
 /// Bytes moved at a time.
 const CHUNK_BYTES: usize = 1 << 20;
-
-/// The names an archive's entries may have.
-pub fn is_archive_name(name: &str) -> bool {
-    name == ARCHIVE_MANIFEST || SetObject::parse(name).is_some()
-}
 
 /// What an export wrote.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -107,7 +100,7 @@ pub fn export<W: Write>(repo: &Repository, backup_id: u64, out: W) -> Result<Exp
     w.write(&bytes).map_err(out_err)?;
     w.end().map_err(out_err)?;
     let objects = am.objects.len() as u64;
-    let archive_bytes = w.offset + 2 * tar::BLOCK as u64;
+    let archive_bytes = w.offset + 2 * crate::format::tar::BLOCK as u64;
     w.finish().map_err(out_err)?;
     Ok(ExportReport {
         backup_id: format_backup_id(backup_id),
@@ -179,7 +172,7 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
     let am = loop {
         let head_at = t.offset;
         let head = t
-            .next(&is_archive_name)
+            .next(&crate::repo::names::is_archive_name)
             .map_err(|e| read_err(t.offset, e))?
             .map_err(|what| at(head_at, what))?;
         let Some(head) = head else {
@@ -228,7 +221,7 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
     // The archive ends right after its manifest.
     let end_at = t.offset;
     match t
-        .next(&is_archive_name)
+        .next(&crate::repo::names::is_archive_name)
         .map_err(|e| read_err(t.offset, e))?
     {
         Ok(None) if t.end().map_err(|e| read_err(t.offset, e))? => {}

@@ -1,7 +1,7 @@
 //! The retention policy: which backup sets a prune keeps, as a pure marking pass over
 //! the sets' manifests (no I/O, no clock: the caller passes `now`), after Proxmox
 //! Backup's `prune.rs`. Each set is marked keep (with the rule that keeps it), protected
-//! (with why) or remove; [`crate::repo::prune`] carries the marks out.
+//! (with why) or remove; [`super::prune`] carries the marks out.
 //!
 //! Keeps true (invariants 10 and 13, docs/design.md):
 //! - rules apply to each database's sets apart, newest first by snapshot time (the

@@ -21,12 +21,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::serve::wire::{
+use crate::format::wire::{
     kind_code, kind_of, Msg, UploadFrame, MAX_READ_BYTES, MAX_WRITE_CHUNK_BYTES,
 };
 
-use super::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
-use super::{names, Repository};
+use crate::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use crate::repo::{names, Repository};
 
 /// A connection to the client that answers object operations.
 pub trait Channel: Send + Sync {

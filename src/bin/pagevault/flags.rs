@@ -1,0 +1,135 @@
+//! Flags shared by several subcommands and the value parsers of every flag: they parse
+//! and validate, and never name a subcommand (the subcommands name them).
+
+use std::path::PathBuf;
+
+/// The repository, from `-r/--repo` or `PAGEVAULT_REPO`.
+#[derive(Debug, clap::Args)]
+pub struct RepoArg {
+    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
+    #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
+    pub repo: PathBuf,
+}
+
+/// Parses a size flag (`1GiB`, `64M`, `4096`).
+pub fn size(s: &str) -> Result<u64, String> {
+    pagevault::units::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// Parses a worker count: 0 (one per core) to the library's maximum.
+pub fn threads(s: &str) -> Result<usize, String> {
+    let max = pagevault::backup::MAX_THREADS.min(pagevault::restore::MAX_THREADS);
+    match s.parse::<usize>() {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!(
+            "the thread count is a whole number from 0 (one per core) to {max}"
+        )),
+    }
+}
+
+/// Parses a zstd level.
+pub fn level(s: &str) -> Result<i32, String> {
+    match s.parse::<i32>() {
+        Ok(n) if pagevault::backup::valid_level(n) => Ok(n),
+        _ => Err(format!(
+            "the zstd level is a whole number from {} to -1 (zstd's fast levels) or 1 to {}",
+            pagevault::backup::MIN_LEVEL,
+            pagevault::backup::MAX_LEVEL
+        )),
+    }
+}
+
+/// Parses a percentage, 0 to 100.
+pub fn percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err("a percentage is a number from 0 to 100".into()),
+    }
+}
+
+/// The data-file layout `--files` and `--size` ask for, checked before anything is
+/// created (a usage error naming both flags; the library's reason is kept).
+pub fn layout(
+    files: u32,
+    size_bytes: u64,
+) -> Result<pagevault::CreateOptions, crate::output::Failure> {
+    pagevault::CreateOptions::with_size(files, size_bytes).map_err(|e| {
+        crate::output::Failure::Usage(format!(
+            "--size {} over --files {files}: {}",
+            pagevault::units::format_size(size_bytes),
+            crate::errors::sentence(&e)
+        ))
+    })
+}
+
+/// How to reach a serving process over TCP (`backup --from`, `status --from`).
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// The server's certificate (or its CA's), PEM, for `--from` (default: the system's
+    /// trusted roots).
+    #[arg(long, value_name = "F")]
+    pub tls_ca: Option<PathBuf>,
+    /// `--from` over plain TCP, without TLS.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub insecure: bool,
+    /// A file holding the bearer token for `--from` (its first line); PAGEVAULT_TOKEN
+    /// gives the token itself.
+    #[arg(long, value_name = "F")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    /// The client options for `--from ADDR`, or `None` without it.
+    pub fn client(
+        &self,
+        from: Option<&str>,
+        timeout_secs: u64,
+    ) -> Result<Option<pagevault::serve::client::ClientOptions>, crate::output::Failure> {
+        use crate::output::Failure;
+        let Some(addr) = from else {
+            if self.tls_ca.is_some() || self.insecure || self.token_file.is_some() {
+                return Err(Failure::Usage(
+                    "--tls-ca, --insecure and --token-file apply to --from".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(Failure::Usage(format!("--from {addr:?} is not HOST:PORT")));
+        }
+        let token = match &self.token_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| Failure::Usage(format!("--token-file {}: {e}", f.display())))?;
+                Some(text.lines().next().unwrap_or("").trim().to_string())
+            }
+            None => std::env::var("PAGEVAULT_TOKEN").ok(),
+        };
+        Ok(Some(pagevault::serve::client::ClientOptions {
+            target: pagevault::serve::client::Target::Tcp(addr.to_string()),
+            token,
+            tls: if self.insecure {
+                None
+            } else {
+                Some(self.tls_ca.clone())
+            },
+            timeout: std::time::Duration::from_secs(timeout_secs),
+        }))
+    }
+
+    /// The client options for the local socket of the database in `db`.
+    pub fn local(
+        db: &std::path::Path,
+        timeout_secs: u64,
+    ) -> pagevault::serve::client::ClientOptions {
+        pagevault::serve::client::ClientOptions {
+            target: pagevault::serve::client::Target::Socket(pagevault::serve::socket_path(db)),
+            token: None,
+            tls: None,
+            timeout: std::time::Duration::from_secs(timeout_secs),
+        }
+    }
+}
