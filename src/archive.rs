@@ -261,7 +261,7 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
             "its archive manifest lists other sets than the archive holds",
         ));
     }
-    rx.publish()?;
+    rx.publish(&lock)?;
     let sets = rx
         .sets()
         .iter()

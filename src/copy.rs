@@ -140,7 +140,7 @@ pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<Co
             rx.end()?;
         }
         rx.finish()?;
-        rx.publish()?;
+        rx.publish(&to_lock)?;
         sets.push(CopiedSet {
             backup_id: format_backup_id(id),
             kind,

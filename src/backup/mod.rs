@@ -35,7 +35,7 @@ use crate::ids;
 use crate::progress::Progress;
 use crate::repo::catalog::ratio;
 use crate::repo::set_writer::SetWriter;
-use crate::repo::{LoadedManifest, LockMode, Repository};
+use crate::repo::{LoadedManifest, LockMode, RepoLock, Repository};
 use crate::store::{Database, Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTES};
 use crate::TrackingState;
 
@@ -273,6 +273,7 @@ pub fn run(
         db,
         &snapshot,
         repo,
+        &lock,
         opts,
         &plan,
         backup_id,
@@ -435,6 +436,7 @@ fn write_set(
     db: &Database,
     snapshot: &Snapshot<'_>,
     repo: &Repository,
+    held: &RepoLock,
     opts: &BackupOptions,
     plan: &plan::Plan,
     backup_id: u64,
@@ -502,5 +504,5 @@ fn write_set(
         bad_pages,
         lineage: None,
     };
-    set.publish(head)
+    set.publish(head, held)
 }

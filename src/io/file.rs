@@ -11,7 +11,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -270,55 +270,109 @@ impl Vfs for DiskVfs {
     fn path_of(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn super::HeldLock>> {
         // Not through a link: the holder's pid is written into this file.
         let path = self.checked(name)?;
-        let file = match open_nofollow(&path, true) {
-            Ok(f) => f,
-            // Read-only media (or a folder this user may only read): the lock is taken
-            // on the file as it is (flock needs no write access), or granted without
-            // one when there is none: nobody can change that folder.
-            Err(e) if is_read_only_error(&e) => match OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-            {
+        // The name may be removed or replaced between our open and our lock (an operator
+        // clearing "stale" locks): then the lock guards nothing, so take it again.
+        for _ in 0..LOCK_ATTEMPTS {
+            let file = match open_nofollow(&path, true) {
                 Ok(f) => f,
-                Err(e2) if e2.kind() == io::ErrorKind::NotFound => return Ok(Box::new(())),
-                Err(e2) => return Err(e2),
-            },
-            Err(e) => return Err(e),
-        };
-        let taken = if shared {
-            file.try_lock_shared()
-        } else {
-            file.try_lock()
-        };
-        match taken {
-            Ok(()) => {
-                if !shared {
-                    // Name the holder for whoever is refused (best effort, not synced).
-                    let _ = file.set_len(0);
-                    let _ =
-                        file.write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0);
-                }
-                Ok(Box::new(file))
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = (&file).read_to_string(&mut text);
-                let holder = match text
-                    .trim()
-                    .strip_prefix("pid ")
-                    .and_then(|p| p.parse::<u32>().ok())
+                // Read-only media (or a folder this user may only read): the lock is taken
+                // on the file as it is (flock needs no write access), or granted without
+                // one when there is none: nobody can change that folder.
+                Err(e) if is_read_only_error(&e) => match OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
                 {
-                    Some(pid) => format!("another process (pid {pid})"),
-                    None => "another process".to_string(),
-                };
-                Err(io::Error::new(io::ErrorKind::WouldBlock, holder))
+                    Ok(f) => f,
+                    Err(e2) if e2.kind() == io::ErrorKind::NotFound => return Ok(Box::new(())),
+                    Err(e2) => return Err(e2),
+                },
+                Err(e) => return Err(e),
+            };
+            let taken = if shared {
+                file.try_lock_shared()
+            } else {
+                file.try_lock()
+            };
+            match taken {
+                Ok(()) => {
+                    let meta = file.metadata()?;
+                    let lock = FileLock {
+                        path: path.clone(),
+                        dev: meta.dev(),
+                        ino: meta.ino(),
+                        _file: file,
+                    };
+                    if lock.guards_its_name().is_err() {
+                        continue;
+                    }
+                    if !shared {
+                        // Name the holder for whoever is refused (best effort, not synced).
+                        let _ = lock._file.set_len(0);
+                        let _ = lock
+                            ._file
+                            .write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0);
+                    }
+                    return Ok(Box::new(lock));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut text = String::new();
+                    let _ = (&file).read_to_string(&mut text);
+                    let holder = match text
+                        .trim()
+                        .strip_prefix("pid ")
+                        .and_then(|p| p.parse::<u32>().ok())
+                    {
+                        Some(pid) => format!("another process (pid {pid})"),
+                        None => "another process".to_string(),
+                    };
+                    return Err(io::Error::new(io::ErrorKind::WouldBlock, holder));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
             }
-            Err(fs::TryLockError::Error(e)) => Err(e),
         }
+        Err(io::Error::other(
+            "the lock file keeps being removed or replaced while it is taken",
+        ))
+    }
+}
+
+/// Times a lock is taken again when its name was removed or replaced meanwhile.
+const LOCK_ATTEMPTS: usize = 8;
+
+/// An flock held on a file, and the file it was taken on (device and inode), so that a
+/// holder can tell whether the name still leads to its lock.
+struct FileLock {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    _file: File,
+}
+
+impl FileLock {
+    /// Ok when `path` still names the locked file.
+    fn guards_its_name(&self) -> io::Result<()> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(()),
+            Ok(_) => Err(io::Error::other(format!(
+                "{}: the lock file was replaced while this process held it",
+                self.path.display()
+            ))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::other(format!(
+                "{}: the lock file was removed while this process held it",
+                self.path.display()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl super::HeldLock for FileLock {
+    fn check(&self) -> io::Result<()> {
+        self.guards_its_name()
     }
 }
 

@@ -427,6 +427,7 @@ impl Storage for MemHandle {
 }
 
 struct MemLock(Arc<Faults>, String, bool);
+impl super::HeldLock for MemLock {}
 impl Drop for MemLock {
     fn drop(&mut self) {
         let mut locks = self.0.locks.lock().unwrap();
@@ -523,7 +524,7 @@ impl Vfs for MemVfs {
         }
         self.rename(from, to)
     }
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn super::HeldLock>> {
         let mut locks = self.faults.locks.lock().unwrap();
         let held = locks.get(name).copied().unwrap_or(0);
         let granted = if shared { held >= 0 } else { held == 0 };

@@ -41,6 +41,19 @@ pub trait Storage: Send + Sync {
     }
 }
 
+/// A lock held on a named file; released when dropped.
+pub trait HeldLock: Send + Sync {
+    /// An error when the lock no longer guards its name: the file was removed or
+    /// replaced (an operator clearing "stale" locks), so another process opening the
+    /// name takes a lock of its own beside this one. A holder checks before each step
+    /// that would be unsafe beside another (publishing a set, removing objects).
+    fn check(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl HeldLock for () {}
+
 /// A folder of named files. Names are plain file names, never paths.
 pub trait Vfs: Send + Sync {
     /// Opens an existing file, or creates it when `create` is set.
@@ -67,19 +80,22 @@ pub trait Vfs: Send + Sync {
     fn path_of(&self, name: &str) -> PathBuf;
     /// Takes the folder's exclusive lock, held until the guard drops. Fails at once with
     /// `WouldBlock` when another holder has it.
-    fn lock(&self) -> io::Result<Box<dyn Send + Sync>> {
-        self.lock_file("LOCK", false)
+    fn lock(&self) -> io::Result<Box<dyn HeldLock>> {
+        self.lock_file(LOCK_FILE_NAME, false)
     }
     /// Takes the lock file `name`, shared or exclusive, held until the guard drops. Fails
     /// at once with `WouldBlock` when a conflicting holder has it. On a folder that
     /// cannot be written (read-only media) the lock is taken on the file as it is, or
     /// granted without one when there is none: nobody can change that folder.
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>>;
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn HeldLock>>;
 }
+
+/// The lock file of a folder the engine owns (a database, a restore target).
+pub const LOCK_FILE_NAME: &str = "LOCK";
 
 /// Takes `vfs`'s folder lock for `what` ("the database", "the repository", ...): a folder
 /// held elsewhere is `Error::Locked` naming the holder, anything else an I/O error.
-pub fn lock_folder(vfs: &dyn Vfs, what: &'static str) -> crate::Result<Box<dyn Send + Sync>> {
+pub fn lock_folder(vfs: &dyn Vfs, what: &'static str) -> crate::Result<Box<dyn HeldLock>> {
     vfs.lock().map_err(|e| {
         if e.kind() == io::ErrorKind::WouldBlock {
             crate::Error::Locked {
@@ -88,7 +104,7 @@ pub fn lock_folder(vfs: &dyn Vfs, what: &'static str) -> crate::Result<Box<dyn S
                 holder: e.to_string(),
             }
         } else {
-            crate::Error::io(vfs.path_of("LOCK"), e)
+            crate::Error::io(vfs.path_of(LOCK_FILE_NAME), e)
         }
     })
 }

@@ -11,6 +11,7 @@
 //! died) is taken over: deleted, with a note in the taker's guard. A lease object that
 //! does not decode is treated the same way (bytes from a repository are hostile).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use super::{names, Repository};
 /// A held lease: renewed until dropped, then deleted.
 pub struct LeaseGuard {
     stop: Arc<(Mutex<bool>, Condvar)>,
+    /// When the lease as last written (taken or renewed) expires, Unix ms.
+    expires_unix_ms: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     backend: Arc<dyn Backend>,
     name: String,
@@ -90,16 +93,40 @@ fn live_leases(
 }
 
 fn refused(repo: &Repository, l: &Lease) -> Error {
+    let left_s = l
+        .expires_unix_ms
+        .saturating_sub(crate::ids::unix_millis())
+        .div_ceil(1000);
     Error::Locked {
         path: repo.location(),
         what: "the repository",
         holder: format!(
-            "{} (pid {}, a {} lease until {} unix ms)",
+            "{} (pid {}, which holds the repository's {} lease and renews it while it runs; if that process is gone, the lease expires within {left_s} s and the repository is free again)",
             l.owner,
             l.pid,
             l.mode.name(),
-            l.expires_unix_ms
         ),
+    }
+}
+
+impl LeaseGuard {
+    /// An error when the lease may no longer be ours: its renewals failed until it
+    /// expired (another process may have taken it over since), or its object is gone.
+    pub fn check(&self) -> Result<()> {
+        let expires = self.expires_unix_ms.load(Ordering::SeqCst);
+        let lost = |what: &str| Error::Locked {
+            path: self.backend.location(&self.name),
+            what: "the repository's lease",
+            holder: format!("{what}; another process may be using the repository, so this one stops"),
+        };
+        if crate::ids::unix_millis() >= expires {
+            return Err(lost("it expired before it could be renewed (the object store did not take the renewals)"));
+        }
+        match self.backend.stat(&self.name) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(lost("it was removed while this process held it")),
+            Err(e) => Err(Error::io(self.backend.location(&self.name), e)),
+        }
     }
 }
 
@@ -131,8 +158,10 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LeaseGua
         .map_err(|e| Error::io(b.location(&name), e))?;
     let guard_backend = b.clone();
     // From here the guard owns the lease object: any failure below deletes it.
+    let expires = Arc::new(AtomicU64::new(lease.expires_unix_ms));
     let mut guard = LeaseGuard {
         stop: Arc::new((Mutex::new(false), Condvar::new())),
+        expires_unix_ms: expires.clone(),
         thread: None,
         backend: guard_backend,
         name: name.clone(),
@@ -183,8 +212,10 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LeaseGua
                     }
                     lease.expires_unix_ms = crate::ids::unix_millis() + ttl.as_millis() as u64;
                     // A failed renewal is tried again at the next beat; the lease stays
-                    // valid until its expiry.
-                    let _ = rb.put(&rname, &lease.encode(), PutMode::Replace);
+                    // valid until its expiry (which `check` compares with).
+                    if rb.put(&rname, &lease.encode(), PutMode::Replace).is_ok() {
+                        expires.store(lease.expires_unix_ms, Ordering::SeqCst);
+                    }
                 }
             })
             .map_err(|e| Error::Invalid(format!("cannot start the lease thread: {e}")))?,

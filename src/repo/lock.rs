@@ -17,6 +17,7 @@
 use std::io;
 
 use crate::error::{Error, Result};
+use crate::io::HeldLock;
 
 pub use crate::format::lease::LockMode;
 
@@ -24,9 +25,33 @@ use super::{lease, names, Repository};
 
 /// A held lock; released when dropped.
 pub struct RepoLock {
-    _guards: Vec<Box<dyn Send + Sync>>,
-    _lease: Option<lease::LeaseGuard>,
+    guards: Vec<(String, Box<dyn HeldLock>)>,
+    lease: Option<lease::LeaseGuard>,
+    location: std::path::PathBuf,
     pub mode: LockMode,
+}
+
+impl RepoLock {
+    /// An error when the lock may no longer be held: a lock file was removed or replaced
+    /// under its holder (an operator clearing "stale" locks), or a lease lapsed. A holder
+    /// checks before a step that would be unsafe beside another holder: publishing a
+    /// set, removing objects (invariant 6).
+    pub fn check(&self) -> Result<()> {
+        for (name, g) in &self.guards {
+            g.check().map_err(|e| Error::Locked {
+                path: self.location.clone(),
+                what: "the repository's lock",
+                holder: format!(
+                    "{e}; another process may be using the repository beside this one, so this {} stops (never remove `{name}` while pagevault runs)",
+                    self.mode.name()
+                ),
+            })?;
+        }
+        match &self.lease {
+            Some(l) => l.check(),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Takes `mode` on `repo` for `purpose` ("backup", "restore", ...), failing at once with
@@ -42,31 +67,34 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock
             });
         }
         return Ok(RepoLock {
-            _guards: vec![],
-            _lease: None,
+            guards: vec![],
+            lease: None,
+            location: repo.location(),
             mode,
         });
     }
     if !backend.features().native_locks {
         let guard = lease::take(repo, mode, purpose)?;
         return Ok(RepoLock {
-            _guards: vec![],
-            _lease: Some(guard),
+            guards: vec![],
+            lease: Some(guard),
+            location: repo.location(),
             mode,
         });
     }
     let native = |name: &str, shared: bool| {
-        backend.lock_file(name, shared).map_err(|e| {
+        let held = backend.lock_file(name, shared).map_err(|e| {
             if e.kind() == io::ErrorKind::WouldBlock {
                 Error::Locked {
                     path: repo.location(),
                     what: "the repository",
-                    holder: format!("{e} ({} lock)", conflicting(mode)),
+                    holder: format!("{e}, which holds it for {}", conflicting(mode)),
                 }
             } else {
                 Error::io(backend.location(name), e)
             }
-        })
+        })?;
+        Ok::<_, Error>((name.to_string(), held))
     };
     let mut guards = Vec::new();
     match mode {
@@ -78,8 +106,9 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock
         LockMode::Exclusive => guards.push(native(names::LOCK_FILE, false)?),
     }
     Ok(RepoLock {
-        _guards: guards,
-        _lease: None,
+        guards,
+        lease: None,
+        location: repo.location(),
         mode,
     })
 }
@@ -87,9 +116,9 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock
 /// What a refused `mode` was refused by, in words.
 fn conflicting(mode: LockMode) -> &'static str {
     match mode {
-        LockMode::Shared => "a delete, prune or import holds it",
-        LockMode::Append => "a backup, merge, delete, prune or import holds it",
-        LockMode::Exclusive => "another verb holds it",
+        LockMode::Shared => "a delete, prune or import",
+        LockMode::Append => "a backup, merge, delete, prune or import",
+        LockMode::Exclusive => "a verb of its own",
     }
 }
 

@@ -521,6 +521,50 @@ impl Repository {
             .map_err(|what| Error::corrupt(&path, what))
     }
 
+    /// The last check before set `m` is published (invariant 6): the lock `held` is
+    /// still this process's, and every stream and index piece the manifest names is in
+    /// the repository, each stream at its length. Listed again rather than remembered, so
+    /// a set whose objects another process removed meanwhile (a second writer that got
+    /// in because a lock file was removed) is never published.
+    pub fn check_before_publish(&self, held: &RepoLock, m: &Manifest) -> Result<()> {
+        held.check()?;
+        let id = m.backup_id;
+        let listed: std::collections::HashMap<String, u64> = self
+            .backend
+            .list(&names::set_prefix(id))
+            .map_err(|e| Error::io(self.location(), e))?
+            .into_iter()
+            .map(|o| (o.name, o.size))
+            .collect();
+        let gone = |name: &str, what: String| Error::Corrupt {
+            path: self.backend.location(name),
+            what: format!(
+                "{what} just before backup set {} was published (another process may have removed it); nothing was published",
+                manifest::format_backup_id(id)
+            ),
+        };
+        for (i, s) in m.streams.iter().enumerate() {
+            let name = names::stream(id, i as u32);
+            match listed.get(&name) {
+                Some(&len) if len == s.length => {}
+                Some(&len) => {
+                    return Err(gone(
+                        &name,
+                        format!("the stream is {len} bytes, not the {} written,", s.length),
+                    ))
+                }
+                None => return Err(gone(&name, "the stream is missing".into())),
+            }
+        }
+        for i in 0..m.pieces.len() as u32 {
+            let name = names::index_piece(id, i);
+            if !listed.contains_key(&name) {
+                return Err(gone(&name, "the index piece is missing".into()));
+            }
+        }
+        Ok(())
+    }
+
     /// Removes what unfinished backups left behind: staged uploads and the objects of
     /// sets with no manifest. The caller holds [`LockMode::Append`] or
     /// [`LockMode::Exclusive`], so no other writer's upload is under way. Returns the
@@ -530,6 +574,7 @@ impl Repository {
             held.mode != LockMode::Shared,
             "debris is cleaned only by a writer"
         );
+        held.check()?;
         let here = self.location();
         let mut removed = Vec::new();
         for (staging, _) in self.backend.staged().map_err(|e| Error::io(&here, e))? {
@@ -583,6 +628,7 @@ impl Repository {
             held.mode == LockMode::Exclusive,
             "sets are removed only under the exclusive lock"
         );
+        held.check()?;
         for &id in ids {
             let name = names::manifest(id);
             self.backend

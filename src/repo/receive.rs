@@ -765,7 +765,7 @@ impl<'r> Receiver<'r> {
     /// Publishes every set received and checked that is not yet published, oldest
     /// first, each by the one create-only put of its manifest (invariant 6). Returns
     /// the ids published.
-    pub fn publish(&mut self) -> Result<Vec<u64>> {
+    pub fn publish(&mut self, held: &super::RepoLock) -> Result<Vec<u64>> {
         if self.failed || self.cur.is_some() {
             return Err(Error::Invalid(
                 "sets are published only after everything sent was checked".into(),
@@ -778,6 +778,7 @@ impl<'r> Receiver<'r> {
         for s in self.sets.iter_mut().filter(|s| !s.present && !s.published) {
             let id = s.loaded.manifest.backup_id;
             let name = names::manifest(id);
+            self.repo.check_before_publish(held, &s.loaded.manifest)?;
             self.repo
                 .backend()
                 .put(&name, &s.manifest_bytes, PutMode::CreateNew)

@@ -16,7 +16,7 @@ use crate::format::manifest::{IndexEntry, Manifest, PieceEntry, StreamEntry};
 use crate::format::record;
 
 use super::backend::{PutMode, Upload};
-use super::{names, LoadedManifest, Repository};
+use super::{names, LoadedManifest, RepoLock, Repository};
 
 /// A set being written.
 pub struct SetWriter<'r> {
@@ -160,7 +160,7 @@ impl<'r> SetWriter<'r> {
     /// Finishes the streams and the index, then publishes `head` (every field but the
     /// streams, pieces and record count, which the writer fills in) as the set's
     /// manifest. Returns the manifest as published, with its hash.
-    pub fn publish(mut self, mut head: Manifest) -> Result<LoadedManifest> {
+    pub fn publish(mut self, mut head: Manifest, held: &RepoLock) -> Result<LoadedManifest> {
         self.finish_stream()?;
         self.flush_piece()?;
         head.backup_id = self.backup_id;
@@ -205,7 +205,9 @@ impl<'r> SetWriter<'r> {
                     .into(),
             });
         }
-        // Streams and pieces are durable; the manifest's one create-only put publishes.
+        // Streams and pieces are durable, and still there under our lock; the manifest's
+        // one create-only put publishes.
+        self.repo.check_before_publish(held, &head)?;
         self.repo
             .backend()
             .put(&name, &bytes, PutMode::CreateNew)

@@ -218,7 +218,7 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
             merged_base_id: base.manifest.backup_id,
         }),
     };
-    let published = writer.publish(head)?;
+    let published = writer.publish(head, &lock)?;
     // Pair assertion: the synthetic full carries the differential's later siblings.
     debug_assert!(chain::base_fits(&published, diff).is_ok());
     p.already_merged = None;

@@ -178,7 +178,7 @@ impl Backend for RemoteBackend {
         expect_ok("a delete of a staged upload", reply)
     }
 
-    fn lock_file(&self, _name: &str, _shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(&self, _name: &str, _shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
         // Granted: the client took the repository's lock before it connected and holds
         // it until the exchange ends (invariant 22).
         Ok(Box::new(()))

@@ -126,7 +126,7 @@ pub struct DatabaseStatus {
 /// per-interval and per-extent locks; growing a file takes the file list's write lock.
 pub struct Database {
     vfs: Arc<dyn Vfs>,
-    _lock: Box<dyn Send + Sync>,
+    _lock: Box<dyn crate::io::HeldLock>,
     mode: OpenMode,
     pub(crate) files: RwLock<Vec<Arc<DataFile>>>,
     control: Mutex<Control>,

@@ -57,4 +57,5 @@ mod store_faults;
 mod store_format;
 mod store_model;
 mod store_span;
+mod trust;
 mod verify_corruption;

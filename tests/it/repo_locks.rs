@@ -220,7 +220,11 @@ impl Backend for Hooked {
     fn delete_staged(&self, staging_name: &str) -> std::io::Result<()> {
         self.inner.delete_staged(staging_name)
     }
-    fn lock_file(&self, name: &str, shared: bool) -> std::io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(
+        &self,
+        name: &str,
+        shared: bool,
+    ) -> std::io::Result<Box<dyn pagevault::io::HeldLock>> {
         self.inner.lock_file(name, shared)
     }
 }

@@ -279,7 +279,11 @@ impl pagevault::io::Vfs for Recording {
     fn rename_new(&self, from: &str, to: &str) -> std::io::Result<()> {
         self.inner.rename_new(from, to)
     }
-    fn lock_file(&self, name: &str, shared: bool) -> std::io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(
+        &self,
+        name: &str,
+        shared: bool,
+    ) -> std::io::Result<Box<dyn pagevault::io::HeldLock>> {
         self.inner.lock_file(name, shared)
     }
 }

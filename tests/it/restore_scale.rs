@@ -110,7 +110,11 @@ impl Vfs for LoggedVfs {
     fn path_of(&self, name: &str) -> std::path::PathBuf {
         self.inner.path_of(name)
     }
-    fn lock_file(&self, name: &str, shared: bool) -> std::io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(
+        &self,
+        name: &str,
+        shared: bool,
+    ) -> std::io::Result<Box<dyn pagevault::io::HeldLock>> {
         self.inner.lock_file(name, shared)
     }
 }

@@ -185,7 +185,7 @@ impl Backend for LocalBackend {
         self.delete(staging_name)
     }
 
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
         self.vfs.lock_file(name, shared)
     }
 }

@@ -96,7 +96,7 @@ pub trait Backend: Send + Sync {
     fn delete_staged(&self, staging_name: &str) -> io::Result<()>;
     /// A native lock (only when `features().native_locks`): `name` shared or exclusive,
     /// failing at once with `WouldBlock` naming the holder.
-    fn lock_file(&self, _name: &str, _shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(&self, _name: &str, _shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
             "this backend has no native locks",

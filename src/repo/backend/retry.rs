@@ -142,7 +142,7 @@ impl Backend for Retrying {
     fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
         with_retries(&self.policy, |_| self.inner.delete_staged(staging_name))
     }
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn Send + Sync>> {
+    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
         // A held lock (WouldBlock) is an answer, not a transient error.
         self.inner.lock_file(name, shared)
     }

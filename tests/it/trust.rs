@@ -1,0 +1,325 @@
+//! Trust (issue 24): what an adversarial run found, one test each. Nothing is published
+//! whose objects are not all there; a lock removed under its holder is noticed before it
+//! can hurt; a delete is never decided on a manifest it could not read; retention never
+//! counts a damaged set nor removes the last restorable full; forecasts say what they are.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+
+use pagevault::backup::{self, BackupKind, BackupOptions};
+use pagevault::format::manifest::Manifest;
+use pagevault::io::file::DiskVfs;
+use pagevault::io::HeldLock;
+use pagevault::progress::{NoProgress, Progress};
+use pagevault::repo::backend::local::LocalBackend;
+use pagevault::repo::backend::mem::MemStore;
+use pagevault::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use pagevault::repo::set_writer::SetWriter;
+use pagevault::repo::{names, LockMode, Repository};
+use pagevault::{CreateOptions, Database, Error, InitOptions};
+
+use crate::repo_backend::Store;
+
+/// A database of 2 files of 1 MiB in `dir`, every page written once.
+fn disk_database(dir: &Path) -> Database {
+    let db = Database::create_dir(dir, &CreateOptions::with_size(2, 2 << 20).unwrap()).unwrap();
+    let mut n = 0u64;
+    for f in 1..=2u32 {
+        for p in 0..256u32 {
+            if db
+                .write_page(f, p, format!("page {f}:{p}").as_bytes())
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 200, "most pages written ({n})");
+    db
+}
+
+fn ids(repo: &Repository) -> Vec<u64> {
+    repo.set_ids().unwrap()
+}
+
+/// Blocks the backup's worker at its `n`-th `advance` until released.
+struct HoldAt {
+    n: u64,
+    count: AtomicU64,
+    reached: Barrier,
+    release: Barrier,
+}
+
+impl Progress for HoldAt {
+    fn advance(&self, units: u64, _bytes: u64) {
+        let before = self.count.fetch_add(units, Ordering::SeqCst);
+        if before < self.n && before + units >= self.n {
+            self.reached.wait();
+            self.release.wait();
+        }
+    }
+}
+
+/// Runs a hook once, just before a set is published: at the publisher's last listing
+/// of the set's objects or, where it has none, at the manifest's put.
+struct BeforePublish {
+    inner: Arc<dyn Backend>,
+    fired: AtomicBool,
+    hook: Box<dyn Fn() + Send + Sync>,
+}
+
+impl BeforePublish {
+    fn fire(&self) {
+        if !self.fired.swap(true, Ordering::SeqCst) {
+            (self.hook)();
+        }
+    }
+}
+
+impl Backend for BeforePublish {
+    fn features(&self) -> Features {
+        self.inner.features()
+    }
+    fn location(&self, name: &str) -> std::path::PathBuf {
+        self.inner.location(name)
+    }
+    fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+        if prefix.starts_with(names::SET_PREFIX) && prefix.len() > names::SET_PREFIX.len() {
+            self.fire();
+        }
+        self.inner.list(prefix)
+    }
+    fn stat(&self, name: &str) -> std::io::Result<Option<u64>> {
+        self.inner.stat(name)
+    }
+    fn open(&self, name: &str) -> std::io::Result<Arc<dyn ObjectReader>> {
+        self.inner.open(name)
+    }
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> std::io::Result<()> {
+        if names::id_of_manifest(name).is_some() {
+            self.fire();
+        }
+        self.inner.put(name, bytes, mode)
+    }
+    fn upload(&self, name: &str) -> std::io::Result<Box<dyn Upload>> {
+        self.inner.upload(name)
+    }
+    fn delete(&self, name: &str) -> std::io::Result<()> {
+        self.inner.delete(name)
+    }
+    fn staged(&self) -> std::io::Result<Vec<(String, String)>> {
+        self.inner.staged()
+    }
+    fn delete_staged(&self, staging_name: &str) -> std::io::Result<()> {
+        self.inner.delete_staged(staging_name)
+    }
+    fn lock_file(&self, name: &str, shared: bool) -> std::io::Result<Box<dyn HeldLock>> {
+        self.inner.lock_file(name, shared)
+    }
+}
+
+/// An operator removes `lock` and `lock.append` of a local repository while a backup runs
+/// (clearing "stale" locks); a second backup then gets in and removes what it takes for
+/// debris: the running backup's finished streams. The running backup must not publish a
+/// set whose streams are gone (on main it did, exit 0, and became the base): it fails,
+/// and the repository holds only whole sets.
+#[test]
+fn a_backup_whose_lock_files_are_removed_under_it_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = disk_database(&tmp.path().join("db"));
+    let repo_dir = tmp.path().join("repo");
+    Repository::init_dir(&repo_dir, &InitOptions::default()).unwrap();
+    let plain = Repository::open_dir(&repo_dir, false).unwrap();
+    backup::run(
+        &db,
+        &plain,
+        &BackupOptions::new(BackupKind::Full),
+        &NoProgress,
+    )
+    .unwrap();
+    let second: Arc<std::sync::Mutex<Option<pagevault::Result<String>>>> = Arc::default();
+    let (dir, out, db2_dir) = (repo_dir.clone(), second.clone(), tmp.path().join("db2"));
+    let hooked = Arc::new(BeforePublish {
+        inner: Arc::new(LocalBackend::new(Arc::new(DiskVfs::new(&repo_dir)))),
+        fired: AtomicBool::new(false),
+        hook: Box::new(move || {
+            std::fs::remove_file(dir.join(names::LOCK_FILE)).unwrap();
+            std::fs::remove_file(dir.join(names::APPEND_LOCK_FILE)).unwrap();
+            let other = Repository::open_dir(&dir, false).unwrap();
+            let db2 = disk_database(&db2_dir);
+            let r = backup::run(
+                &db2,
+                &other,
+                &BackupOptions::new(BackupKind::Full),
+                &NoProgress,
+            );
+            *out.lock().unwrap() = Some(r.map(|r| r.backup_id));
+        }),
+    });
+    let repo = Repository::open_backend(hooked).unwrap();
+    for p in 10..40 {
+        db.write_page(1, p, b"changed after the full").unwrap();
+    }
+    let first = backup::run(
+        &db,
+        &repo,
+        &BackupOptions::new(BackupKind::Differential),
+        &NoProgress,
+    );
+    let second = second
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the hook ran")
+        .expect("the second backup found no lock in its way");
+    let e = first.expect_err("the first backup lost its lock and its streams: it must fail");
+    assert!(matches!(e.inner(), Error::Locked { .. }), "{e}");
+    assert!(e.to_string().contains("lock"), "{e}");
+    // Only whole sets: the first full and the second backup's.
+    let now = ids(&plain);
+    assert_eq!(now.len(), 2, "{now:x?}");
+    assert!(now.contains(&pagevault::parse_backup_id(&second).unwrap()));
+    let v = pagevault::verify(&plain, None).unwrap();
+    assert!(v.is_clean(), "{:?}", v.sets);
+}
+
+/// The mechanism itself, deterministically: a writer whose lock file was removed, and
+/// whose stream another writer then removed as debris, is refused at its publish.
+#[test]
+fn a_set_writer_refuses_to_publish_when_its_lock_or_an_object_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    let repo = Repository::init_dir(
+        &repo_dir,
+        &InitOptions {
+            stream_max_bytes: 1 << 20,
+        },
+    )
+    .unwrap();
+
+    // 1. The lock file removed under its holder: refused, naming the lock.
+    let lock = repo.lock(LockMode::Append, "test").unwrap();
+    lock.check().unwrap();
+    std::fs::remove_file(repo_dir.join(names::LOCK_FILE)).unwrap();
+    let e = lock.check().unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    assert!(e.to_string().contains("removed"), "{e}");
+    let writer = SetWriter::new(&repo, repo.fresh_set_id().unwrap());
+    let e = writer
+        .publish(head(0), &lock)
+        .expect_err("published under a lost lock");
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    drop(lock);
+    assert!(ids(&repo).is_empty());
+
+    // 2. The lock held, a finished stream removed by someone else: refused, naming it.
+    // Records of 64 KiB of raw pages roll the 1 MiB stream over, finishing stream 0.
+    let lock = repo.lock(LockMode::Append, "test").unwrap();
+    let id = repo.fresh_set_id().unwrap();
+    let mut writer = SetWriter::new(&repo, id);
+    let count = 20u32;
+    for x in 0..count {
+        let mut rec = raw_record(id, x);
+        writer.append(1, x, 0xff, &mut rec).unwrap();
+    }
+    let stream0 = repo_dir.join(names::stream(id, 0));
+    assert!(
+        stream0.exists(),
+        "the first stream was finished by the rollover"
+    );
+    std::fs::remove_file(&stream0).unwrap();
+    let e = writer
+        .publish(head(count), &lock)
+        .expect_err("published a set whose stream is gone");
+    assert!(e.to_string().contains("missing"), "{e}");
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(ids(&repo).is_empty());
+}
+
+/// A full set's head for `records` extents of file 1 (the writer fills in the streams,
+/// pieces and count).
+fn head(records: u32) -> Manifest {
+    use pagevault::format::manifest::{ChangeSource, ManifestFile};
+    Manifest {
+        kind: BackupKind::CopyOnly,
+        backup_id: 0,
+        database_id: 0x99,
+        snapshot_lsn: 1000,
+        base_lsn: 0,
+        base_id: 0,
+        base_hash: [0; 32],
+        started_unix_ms: 1,
+        finished_unix_ms: 2,
+        change_source: ChangeSource::AllExtents,
+        level: 1,
+        bytes_read: records as u64 * 65536,
+        pages_stored: records as u64 * 8,
+        extents_read: records as u64,
+        extents_per_map: 32_000,
+        record_count: 0,
+        files: vec![ManifestFile {
+            file_id: 1,
+            page_count: 8 * records.max(1),
+            file_lsn: 900,
+            name: "data_0001.pvd".into(),
+        }],
+        streams: vec![],
+        pieces: vec![],
+        bad_pages: vec![],
+        lineage: None,
+    }
+}
+
+/// A record of extent `x` of file 1 holding 8 raw pages of noise (64 KiB stored).
+fn raw_record(backup_id: u64, x: u32) -> Vec<u8> {
+    use pagevault::format::record::{encode, RecordId};
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ x as u64;
+    let raw: Vec<u8> = (0..65536)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect();
+    let id = RecordId {
+        database_id: 0x99,
+        backup_id,
+        file_id: 1,
+        extent: x,
+        sequence: 0,
+    };
+    let mut out = Vec::new();
+    encode(id, 0xff, 1, &raw, None, &mut out).unwrap();
+    out
+}
+
+/// On an object store the lock is a lease object: removed under its holder, the holder
+/// notices before it publishes.
+#[test]
+fn a_backup_whose_lease_is_removed_under_it_publishes_nothing() {
+    let store = MemStore::new();
+    let repo = Store::Objects(store.clone()).init();
+    let db = crate::repo_backend::database();
+    let hold = HoldAt {
+        n: 1,
+        count: AtomicU64::new(0),
+        reached: Barrier::new(2),
+        release: Barrier::new(2),
+    };
+    let r = std::thread::scope(|s| {
+        let a = s.spawn(|| backup::run(&db, &repo, &BackupOptions::new(BackupKind::Full), &hold));
+        hold.reached.wait();
+        for n in store.names() {
+            if n.starts_with(names::LEASE_PREFIX) {
+                store.remove_object(&n);
+            }
+        }
+        hold.release.wait();
+        a.join().unwrap()
+    });
+    let e = r.expect_err("published under a removed lease");
+    assert!(matches!(e.inner(), Error::Locked { .. }), "{e}");
+    assert!(ids(&repo).is_empty());
+}
