@@ -66,22 +66,48 @@ fn plan_unlocked(repo: &Repository, id: u64, with_dependents: bool) -> Result<De
         });
     }
     let target = repo.load_manifest(id).ok();
-    let all: Vec<LoadedManifest> = repo
-        .set_ids()?
-        .into_iter()
-        .filter_map(|i| repo.load_manifest(i).ok())
-        .collect();
+    // Which sets need this one is decided on every other manifest: one that cannot be
+    // read (a read error, or damage) may be a differential on this set, so a set that
+    // can be a base is not removed while any other manifest is unreadable (a
+    // differential is no one's base: deleting it needs no such proof).
+    let may_be_a_base = target
+        .as_ref()
+        .is_none_or(|t| t.manifest.kind != BackupKind::Differential);
+    let mut all: Vec<LoadedManifest> = target.iter().cloned().collect();
+    for other in repo.set_ids()? {
+        if other == id {
+            continue;
+        }
+        match repo.load_manifest(other) {
+            Ok(l) => all.push(l),
+            Err(e) if may_be_a_base => {
+                return Err(Error::Chain(format!(
+                    "{}: cannot tell whether backup set {} needs backup set {} as its base: its manifest cannot be read ({}); nothing was deleted (delete or repair {} first)",
+                    repo.manifest_location(id).display(),
+                    format_backup_id(other),
+                    format_backup_id(id),
+                    e,
+                    format_backup_id(other),
+                )));
+            }
+            Err(_) => {}
+        }
+    }
     let after: Vec<LoadedManifest> = all
         .iter()
         .filter(|l| l.manifest.backup_id != id)
         .cloned()
         .collect();
+    // A differential needs the set when it has a base with the set and none without it;
+    // when the set's own manifest cannot be read, every differential naming it as its
+    // base counts (it may be the base they would be restored on).
     let mut dependents: Vec<&LoadedManifest> = after
         .iter()
         .filter(|d| {
             d.manifest.kind == BackupKind::Differential
-                && pick_base(&all, &d.manifest).is_some()
                 && pick_base(&after, &d.manifest).is_none()
+                && (pick_base(&all, &d.manifest).is_some()
+                    || (target.is_none() && d.manifest.base_id == id))
         })
         .collect();
     dependents.sort_by_key(|d| std::cmp::Reverse(d.manifest.backup_id));

@@ -177,6 +177,35 @@ fn mark_database(
     marks: &mut BTreeMap<u64, (Mark, String)>,
 ) {
     let id = |l: &LoadedManifest| l.manifest.backup_id;
+    // A damaged set (a backup that recorded pages it could not read: restore refuses it)
+    // fills no rule's quota. It is kept until a restorable full of its database newer
+    // than it exists, then removed.
+    let newest_restorable_full = list
+        .iter()
+        .find(|l| l.manifest.kind == BackupKind::Full && !is_damaged(l))
+        .copied();
+    for l in list.iter().filter(|l| is_damaged(l)) {
+        let unreadable = l.manifest.bad_pages.len();
+        let superseded = newest_restorable_full.filter(|f| {
+            (f.manifest.started_unix_ms, id(f)) > (l.manifest.started_unix_ms, id(l))
+        });
+        let mark = match superseded {
+            Some(f) => (
+                Mark::Remove,
+                format!(
+                    "damaged ({unreadable} unreadable pages recorded, restore refuses it); the newer full {} is restorable",
+                    format_backup_id(id(f))
+                ),
+            ),
+            None => (
+                Mark::Protected,
+                format!(
+                    "damaged ({unreadable} unreadable pages recorded, restore refuses it); counts toward no rule, kept until a restorable full supersedes it"
+                ),
+            ),
+        };
+        marks.insert(id(l), mark);
+    }
     if let Some(n) = policy.keep_last {
         select(
             list,
@@ -222,16 +251,25 @@ fn mark_database(
             select(list, n, marks, key, key);
         }
     }
-    // The newest full is kept whatever the rules said (after them, so that a rule keeping
-    // it covers its period as usual).
-    if let Some(f) = list.iter().find(|l| l.manifest.kind == BackupKind::Full) {
+    // The newest restorable full is kept whatever the rules said (after them, so that a
+    // rule keeping it covers its period as usual).
+    if let Some(f) = newest_restorable_full {
         if marks.get(&id(f)).is_none_or(|m| m.0 == Mark::Remove) {
             marks.insert(
                 id(f),
-                (Mark::Protected, "newest full of its database".into()),
+                (
+                    Mark::Protected,
+                    "newest restorable full of its database".into(),
+                ),
             );
         }
     }
+}
+
+/// True when the set recorded pages it could not read (`continue_after_error`): it does
+/// not hold the database as it was, and restore refuses it.
+pub fn is_damaged(l: &LoadedManifest) -> bool {
+    !l.manifest.bad_pages.is_empty()
 }
 
 /// Proxmox's `mark_selections`: the newest set of each of the `n` newest buckets not

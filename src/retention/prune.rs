@@ -44,6 +44,9 @@ pub struct PrunePlan {
     pub keep: u64,
     pub protected: u64,
     pub remove: u64,
+    /// What the operator should know before carrying the plan out (a damaged newest
+    /// full, ...), one sentence each.
+    pub warnings: Vec<String>,
     /// The sets to remove, in the order they are removed.
     #[serde(skip)]
     pub removal_order: Vec<u64>,
@@ -107,6 +110,7 @@ fn plan_unlocked(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
             started_unix_ms: m.map(|m| m.started_unix_ms),
         });
     }
+    let warnings = warnings(&loaded);
     // Differentials first, then fulls; newest first within each.
     doomed.sort_by_key(|&(full, t, id)| (full, std::cmp::Reverse((t, id))));
     let count = |mark: Mark| sets.iter().filter(|s| s.mark == mark).count() as u64;
@@ -114,9 +118,37 @@ fn plan_unlocked(repo: &Repository, opts: &PruneOptions) -> Result<PrunePlan> {
         keep: count(Mark::Keep),
         protected: count(Mark::Protected),
         remove: count(Mark::Remove),
+        warnings,
         removal_order: doomed.into_iter().map(|(_, _, id)| id).collect(),
         sets,
     })
+}
+
+/// Per database, a newest full that restore refuses (it recorded unreadable pages).
+fn warnings(loaded: &[(u64, Option<LoadedManifest>)]) -> Vec<String> {
+    let mut newest: std::collections::BTreeMap<u64, &LoadedManifest> = Default::default();
+    for l in loaded.iter().filter_map(|(_, l)| l.as_ref()) {
+        let m = &l.manifest;
+        if m.kind != BackupKind::Full {
+            continue;
+        }
+        let e = newest.entry(m.database_id).or_insert(l);
+        if (m.started_unix_ms, m.backup_id) > (e.manifest.started_unix_ms, e.manifest.backup_id) {
+            *e = l;
+        }
+    }
+    newest
+        .values()
+        .filter(|l| policy::is_damaged(l))
+        .map(|l| {
+            format!(
+                "the newest full of database {}, {}, is damaged ({} unreadable pages recorded) and restore refuses it; it counts toward no rule, and the newest restorable full is kept; take a new full backup",
+                format_backup_id(l.manifest.database_id),
+                format_backup_id(l.manifest.backup_id),
+                l.manifest.bad_pages.len()
+            )
+        })
+        .collect()
 }
 
 /// Plans under the exclusive lock, removes what the plan removes, then cleans debris.

@@ -323,3 +323,120 @@ fn a_backup_whose_lease_is_removed_under_it_publishes_nothing() {
     assert!(matches!(e.inner(), Error::Locked { .. }), "{e}");
     assert!(ids(&repo).is_empty());
 }
+
+/// `delete` of a full decides who needs it from every other manifest. On main, a
+/// differential's manifest that failed to read at that moment (one read error) was left
+/// out, so the full was removed and the differential orphaned. Every read of the delete
+/// fails once in turn: the full is never removed while its differential exists.
+#[test]
+fn delete_never_removes_a_base_on_a_manifest_it_could_not_read() {
+    let store = MemStore::new();
+    let s = crate::repo_backend::sets(&Store::Objects(store.clone()));
+    let mut refused_by_read = 0;
+    for n in 0..40u64 {
+        store.clear_faults();
+        store.fail_read(store.reads() + n);
+        let r = pagevault::delete(&s.repo, s.full, false);
+        store.clear_faults();
+        assert!(
+            r.is_err(),
+            "read {n}: the full was deleted although a differential needs it"
+        );
+        assert!(s.repo.has_set(s.full).unwrap() && s.repo.has_set(s.diff).unwrap());
+        if r.unwrap_err().to_string().contains("cannot tell") {
+            refused_by_read += 1;
+        }
+    }
+    assert!(
+        refused_by_read > 0,
+        "some read failed on the differential's manifest"
+    );
+
+    // A damaged differential manifest refuses the delete too, naming it.
+    store.corrupt_object(&names::manifest(s.diff), |b| b[40] ^= 1);
+    let e = pagevault::delete(&s.repo, s.full, false).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("cannot tell") && text.contains(&format!("{:016x}", s.diff)),
+        "{text}"
+    );
+    assert!(s.repo.has_set(s.full).unwrap());
+    // Deleting the damaged differential itself is allowed; then the full goes too.
+    pagevault::delete(&s.repo, s.diff, false).unwrap();
+    pagevault::delete(&s.repo, s.full, false).unwrap();
+    assert!(ids(&s.repo).is_empty());
+}
+
+/// On main, `prune --keep-last 1` kept a `--continue-after-error` full (which restore
+/// refuses) as the "last 1" and "newest full", and removed the only restorable full,
+/// without a word in `--dry-run`. A damaged set counts toward no rule; the newest
+/// restorable full of each database is always kept; the plan warns.
+#[test]
+fn prune_never_counts_a_damaged_full_and_keeps_the_newest_restorable_one() {
+    use crate::backup_util::{write_scattered, Fixture};
+    use pagevault::retention::prune::{self, PruneOptions};
+    use pagevault::retention::{Mark, Policy};
+    let f = Fixture::small();
+    write_scattered(f.db(), 9, 30);
+    let good = f.backup(BackupKind::Full).unwrap();
+    write_scattered(f.db(), 10, 30);
+    f.db_vfs
+        .corrupt_file("data_0002.pvd", |b| b[37 * 8192 + 100] ^= 0x40);
+    let damaged = backup::run(
+        f.db(),
+        &f.repo,
+        &BackupOptions {
+            continue_after_error: true,
+            ..BackupOptions::new(BackupKind::Full)
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(damaged.damaged);
+    let opts = PruneOptions {
+        policy: Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        },
+        database_id: None,
+        now_unix_ms: pagevault::ids::unix_millis(),
+    };
+    let plan = prune::plan(&f.repo, &opts).unwrap();
+    let mark = |id: &str| {
+        plan.sets
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| (s.mark.clone(), s.reason.clone()))
+            .unwrap()
+    };
+    let (m, why) = mark(&good.backup_id);
+    assert_ne!(
+        m,
+        Mark::Remove,
+        "the only restorable full would be removed: {why}"
+    );
+    let (m, why) = mark(&damaged.backup_id);
+    assert_ne!(
+        m,
+        Mark::Keep,
+        "a damaged set filled the 'last 1' quota: {why}"
+    );
+    assert!(why.contains("damaged"), "{why}");
+    assert_eq!(plan.warnings.len(), 1, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].contains(&damaged.backup_id),
+        "{:?}",
+        plan.warnings
+    );
+    // Carried out: the restorable full is still there and restores.
+    prune::prune(&f.repo, &opts).unwrap();
+    let left: Vec<String> = ids(&f.repo)
+        .into_iter()
+        .map(pagevault::format_backup_id)
+        .collect();
+    assert!(left.contains(&good.backup_id), "{left:?}");
+    let t = tempfile::tempdir().unwrap();
+    let mut o = pagevault::RestoreOptions::new(pagevault::target_dir(t.path()).unwrap());
+    o.backup_id = pagevault::parse_backup_id(&good.backup_id);
+    pagevault::restore(&f.repo, &o, &NoProgress).unwrap();
+}

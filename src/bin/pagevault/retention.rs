@@ -108,6 +108,7 @@ struct PruneSetJson {
 /// `prune`'s report (`--dry-run`: the plan, nothing removed).
 #[derive(Serialize)]
 struct PruneJson {
+    warnings: Vec<String>,
     repository: std::path::PathBuf,
     dry_run: bool,
     now: String,
@@ -220,9 +221,14 @@ pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
         let r = prune::prune(&repo, &opts)?;
         (r.plan, r.removed, r.debris_removed)
     };
+    // Whatever the output, the warnings reach the operator (stderr), once.
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
     let j = PruneJson {
         repository: path.clone(),
         dry_run: a.dry_run,
+        warnings: plan.warnings.clone(),
         now: rfc3339(opts.now_unix_ms),
         sets: plan
             .sets
