@@ -40,7 +40,9 @@ use crate::store::{Database, Snapshot, SnapshotStats, PREIMAGE_MEMORY_LIMIT_BYTE
 use crate::TrackingState;
 
 pub use crate::format::manifest::{BackupKind, ChangeSource};
-pub use forecast::{forecast, share_bound, Forecast, ShareBound, FULL_ADVICE_SHARE};
+pub use forecast::{
+    forecast, forecast_at, quick_estimate, Forecast, ShareEstimate, FULL_ADVICE_SHARE,
+};
 
 /// The default zstd level. Level 1 rather than zstd's own default of 3: a backup runs
 /// against the clock (the backup window) on cores the database also needs; on page
@@ -183,7 +185,7 @@ pub fn plan_only(
 ) -> Result<BackupPlanReport> {
     let p = plan::plan_live(db, repo, opts.kind, opts.fallback_to_full, db.last_lsn())?;
     let forecast = match p.kind {
-        BackupKind::Differential => Some(forecast::forecast(db, repo)?),
+        BackupKind::Differential => Some(forecast::forecast_at(db, repo, opts.level)?),
         _ => None,
     };
     let extents = p.extents_to_read();

@@ -328,7 +328,9 @@ fn words_in_the_right_number_and_status_before_forecast() {
     assert!(lines[0].starts_with("database "), "{out}");
     assert_eq!(out.matches("forecast:").count(), 1, "{out}");
     assert_eq!(out.matches("advice:").count(), 1, "{out}");
-    assert!(lines[lines.len() - 2].starts_with("forecast:"), "{out}");
+    // The forecast, its basis on the next line, then the advice, last.
+    assert!(lines[lines.len() - 3].starts_with("forecast:"), "{out}");
+    assert!(lines[lines.len() - 2].starts_with("  (exact"), "{out}");
     fits(&out, 100);
     // A flipped page: "1 inconsistency".
     let data = db.join("data_0001.pvd");

@@ -156,21 +156,23 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         db.close()?;
         return print_plan(&plan, a.json, out);
     }
-    // Before a byte is read: a differential the change map already shows may pass the
-    // threshold is warned about now, with the bound (the exact share follows the backup).
+    // Before the backup reads everything: a differential that a small sample of its
+    // extents says will pass the threshold is warned about now (the exact share follows
+    // the backup).
     let mut warned = false;
     if kind == BackupKind::Differential {
-        if let Some(b) = backup::share_bound(&db, &repo)? {
-            if b.share_at_most > backup::FULL_ADVICE_SHARE {
+        if let Some(b) = backup::quick_estimate(&db, &repo, a.level)? {
+            if b.share_estimate > backup::FULL_ADVICE_SHARE {
                 warned = true;
                 tracing::warn!(
-                    "{} of the {} extents of base {} changed, so this differential may be up to \
-                     {:.0} % of its base's size (the advice is a full above {:.0} %; \
-                     `pagevault status DB -r R` forecasts it exactly)",
+                    "{} of the {} extents of base {} changed; from {} of them compressed, this \
+                     differential will be about {:.0} % of its base's size (the advice is a \
+                     full above {:.0} %; `pagevault status DB -r R` forecasts it from more)",
                     b.extents_changed,
                     b.base_extents,
                     b.base_id,
-                    b.share_at_most * 100.0,
+                    b.sampled_extents,
+                    b.share_estimate * 100.0,
                     backup::FULL_ADVICE_SHARE * 100.0
                 );
             }
@@ -381,9 +383,15 @@ fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result
     if let Some(f) = &p.forecast {
         say!(
             out,
-            "forecast: {} pages changed, about {} stored, {:.0} % of its base's size: {}",
+            "forecast: {} pages changed, {}{} stored ({}), {:.0} % of its base's size: {}",
             f.pages_changed,
+            if f.sampled_extents == f.extents_changed {
+                ""
+            } else {
+                "about "
+            },
             pagevault::units::format_size(f.differential_bytes),
+            f.basis,
             f.share * 100.0,
             f.reason
         )?;

@@ -158,10 +158,21 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         Some(f) if f.base_id.is_some() => {
             say!(
                 out,
-                "forecast: a differential now would store about {}, {:.1} % of its base's {}",
+                "forecast: a differential now would store {}{}, {:.1} % of its base's {}",
+                if f.sampled_extents == f.extents_changed {
+                    ""
+                } else {
+                    "about "
+                },
                 format_size(f.differential_bytes),
                 f.share * 100.0,
-                format_size(f.base_bytes_stored)
+                format_size(f.base_bytes_stored),
+            )?;
+            say!(
+                out,
+                "  ({}; at most {})",
+                f.basis,
+                format_size(f.differential_bytes_at_most)
             )?;
             say!(
                 out,
