@@ -201,10 +201,10 @@ impl Error {
     }
 
     /// A corruption finding on `path`.
-    pub fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Error {
+    pub fn corrupt(path: impl Into<PathBuf>, what: impl std::fmt::Display) -> Error {
         Error::Corrupt {
             path: path.into(),
-            what: what.into(),
+            what: what.to_string(),
         }
     }
 }

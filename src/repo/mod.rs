@@ -185,10 +185,7 @@ impl Repository {
         let bytes = backend::read_all(&*backend, names::CONFIG, 4096)
             .map_err(|e| Error::io(&config_path, e))?;
         let config = RepoConfig::decode(&bytes).map_err(|what| {
-            if what.contains("newer")
-                || what.contains("needs features")
-                || what.contains("encrypted")
-            {
+            if what.is_unsupported() {
                 Error::Unsupported {
                     path: config_path.clone(),
                     what: format!("the repository config {what}"),
@@ -401,7 +398,16 @@ impl Repository {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let m = Manifest::decode(&bytes).map_err(|what| Error::corrupt(&path, what))?;
+        let m = Manifest::decode(&bytes).map_err(|what| {
+            if what.is_newer() {
+                Error::Unsupported {
+                    path: path.clone(),
+                    what: what.to_string(),
+                }
+            } else {
+                Error::corrupt(&path, what)
+            }
+        })?;
         if m.backup_id != backup_id {
             return Err(Error::corrupt(
                 &path,

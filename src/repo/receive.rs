@@ -154,7 +154,7 @@ impl<'r> Receiver<'r> {
         &self.sets
     }
 
-    fn bad(&self, name: &str, what: impl Into<String>) -> Error {
+    fn bad(&self, name: &str, what: impl std::fmt::Display) -> Error {
         Error::corrupt(self.repo.backend().location(name), what)
     }
 
