@@ -174,6 +174,7 @@ impl Backend for ArchiveBackend {
         Features {
             create_only: false,
             native_locks: false,
+            retries: false,
         }
     }
 

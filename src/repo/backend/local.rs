@@ -85,6 +85,7 @@ impl Backend for LocalBackend {
         Features {
             create_only: true,
             native_locks: true,
+            retries: false,
         }
     }
 

@@ -50,6 +50,11 @@ pub struct Features {
     /// The backend has native shared/exclusive locks ([`Backend::lock_file`]); without
     /// them the repository uses lease objects.
     pub native_locks: bool,
+    /// The backend retries each request's transient failures itself, a bounded number of
+    /// times (S3: the client's retries of 5xx, 429 and time-outs); the repository then
+    /// adds no retry layer of its own ([`retry::Retrying`] tries once), so that retries
+    /// never stack.
+    pub retries: bool,
 }
 
 /// A readable object, opened once and read by ranges.
