@@ -433,7 +433,7 @@ impl Repository {
         let entry = m
             .streams
             .get(i as usize)
-            .ok_or_else(|| Error::Invalid(format!("backup set has no stream {i}")))?;
+            .ok_or_else(|| Error::Internal(format!("backup set has no stream {i}")))?;
         let r = match self.backend.open(&name) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -509,7 +509,7 @@ impl Repository {
         let want = m
             .pieces
             .get(i as usize)
-            .ok_or_else(|| Error::Invalid(format!("backup set has no index piece {i}")))?;
+            .ok_or_else(|| Error::Internal(format!("backup set has no index piece {i}")))?;
         let bytes = match backend::read_all(&*self.backend, &name, index_piece::MAX_PIECE_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
