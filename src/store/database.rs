@@ -821,7 +821,7 @@ impl Database {
         // high-water mark) would make a control file that no longer decodes.
         let stamped_max = self.lsn.last().min(self.lsn.reserved());
         if snapshot_lsn > stamped_max {
-            return Err(Error::Internal(format!(
+            return Err(Error::Invalid(format!(
                 "{}: snapshot LSN {snapshot_lsn} is above the last LSN {stamped_max}",
                 self.path().display()
             )));
