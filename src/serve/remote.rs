@@ -96,7 +96,6 @@ impl Backend for RemoteBackend {
         Features {
             create_only: self.create_only,
             native_locks: true,
-            retries: false,
         }
     }
 

@@ -174,7 +174,6 @@ impl Backend for ArchiveBackend {
         Features {
             create_only: false,
             native_locks: false,
-            retries: false,
         }
     }
 

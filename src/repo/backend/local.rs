@@ -85,7 +85,6 @@ impl Backend for LocalBackend {
         Features {
             create_only: true,
             native_locks: true,
-            retries: false,
         }
     }
 

@@ -280,7 +280,6 @@ impl Backend for MemStore {
         Features {
             create_only: !self.state.ignore_create_only.load(Ordering::SeqCst),
             native_locks: false,
-            retries: false,
         }
     }
 

@@ -571,7 +571,6 @@ impl Backend for S3Backend {
         Features {
             create_only: self.create_only(),
             native_locks: false,
-            retries: true,
         }
     }
 
@@ -674,6 +673,10 @@ impl Backend for S3Backend {
                 Err(e)
             }
         }
+    }
+
+    fn retries(&self) -> bool {
+        true
     }
 
     fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
