@@ -174,7 +174,7 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
         let head = t
             .next(&crate::repo::names::is_archive_name)
             .map_err(|e| read_err(t.offset, e))?
-            .map_err(|what| at(head_at, what))?;
+            .map_err(|what| at(head_at, what.to_string()))?;
         let Some(head) = head else {
             return Err(at(
                 head_at,
@@ -200,7 +200,7 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
                     .map_err(|e| read_err(t.offset, e))?;
                 got += n;
             }
-            break ArchiveManifest::decode(&b).map_err(|what| at(head_at, what))?;
+            break ArchiveManifest::decode(&b).map_err(|what| at(head_at, what.to_string()))?;
         }
         rx.begin(&head.name, head.size)
             .map_err(|e| locate(e, &head.name, head_at))?;

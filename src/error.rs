@@ -7,8 +7,10 @@ use std::path::PathBuf;
 /// The library's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong, by what the caller can do about it.
+/// Everything that can go wrong, by what the caller can do about it ([`Error::kind`]).
+/// New variants may be added: match the kind, or keep a wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system error on a path.
     #[error("{}: {source}", path.display())]
@@ -44,9 +46,18 @@ pub enum Error {
     /// A restore into this database never finished.
     #[error("{}: a restore into this database did not finish; run the restore again", path.display())]
     RestoreIncomplete { path: PathBuf },
-    /// The caller asked for something invalid (a page out of range, a bad size).
+    /// An operating-system failure that is about no path: threads that could not be
+    /// started, an address that could not be bound, a compressor that could not be set up.
+    #[error("{what}: {source}")]
+    Os { what: String, source: io::Error },
+    /// The caller asked for something invalid (a page out of range, a bad size, an
+    /// option out of its range, a file of theirs that is not what it must be).
     #[error("{0}")]
     Invalid(String),
+    /// A bug of ours: an invariant of the engine broke (a worker thread stopped, a
+    /// component called out of order, what was written does not read back as written).
+    #[error("{0}")]
+    Internal(String),
     /// A backup chain cannot be used (missing base, other database, wrong full).
     #[error("{0}")]
     Chain(String),
@@ -142,7 +153,7 @@ impl Error {
     /// Who can act on this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { source, .. } => match source.kind() {
+            Error::Io { source, .. } | Error::Os { source, .. } => match source.kind() {
                 io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {
                     ErrorKind::Unavailable
                 }
@@ -158,6 +169,7 @@ impl Error {
             }
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Invalid(_) => ErrorKind::Invalid,
+            Error::Internal(_) => ErrorKind::Internal,
             Error::AfterPublish { source, .. } => source.kind(),
             Error::Refused { .. } => ErrorKind::Refused,
         }
@@ -200,11 +212,33 @@ impl Error {
         }
     }
 
+    /// An operating-system failure about no path: `what` failed (`source` says why).
+    pub fn os(what: impl Into<String>, source: io::Error) -> Error {
+        Error::Os {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// A failure of the environment on `path` that the OS did not report as an error
+    /// (a file system too small, a file changed underneath, a store not consistent).
+    pub fn environment(path: impl Into<PathBuf>, what: impl Into<String>) -> Error {
+        Error::Io {
+            path: path.into(),
+            source: io::Error::other(what.into()),
+        }
+    }
+
+    /// A bug of ours: `what` broke.
+    pub fn internal(what: impl Into<String>) -> Error {
+        Error::Internal(what.into())
+    }
+
     /// A corruption finding on `path`.
-    pub fn corrupt(path: impl Into<PathBuf>, what: impl Into<String>) -> Error {
+    pub fn corrupt(path: impl Into<PathBuf>, what: impl std::fmt::Display) -> Error {
         Error::Corrupt {
             path: path.into(),
-            what: what.into(),
+            what: what.to_string(),
         }
     }
 }

@@ -526,7 +526,7 @@ impl<'a> Plan<'a> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
-            .map_err(|e| Error::Invalid(format!("cannot start {threads} restore threads: {e}")))?;
+            .map_err(|e| Error::os(format!("cannot start {threads} restore threads"), std::io::Error::other(e)))?;
         let view = plan_view(self);
         let manifests: Vec<&Manifest> = self.sets.iter().map(|s| s.m()).collect();
         let mut jobs = JobIter::new(

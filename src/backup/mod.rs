@@ -252,10 +252,10 @@ pub fn run(
     let snapshot_lsn = snapshot.lsn();
     let plan = plan::plan(db, repo, opts.kind, opts.fallback_to_full, &snapshot)?;
     if plan.kind != kind {
-        return Err(Error::Invalid(format!(
-            "{}: the differential base changed while the backup started; take it again",
-            db.path().display()
-        )));
+        return Err(Error::AlreadyExists {
+            path: db.path().to_path_buf(),
+            what: "the differential base changed while the backup started; take it again".into(),
+        });
     }
     // Extents a bitmap differential does not read need no saving from writers.
     for f in &plan.files {

@@ -193,7 +193,7 @@ struct AbortOnUnwind<'a, 'p>(&'a Shared<'p>);
 impl Drop for AbortOnUnwind<'_, '_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.fail(Error::Invalid("a backup thread failed".into()));
+            self.0.fail(Error::Internal("a backup thread failed".into()));
         }
     }
 }
@@ -215,11 +215,11 @@ pub fn run(
         .num_threads(threads)
         .thread_name(|i| format!("pagevault-backup-{i}"))
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start {threads} backup threads: {e}")))?;
+        .map_err(|e| Error::os(format!("cannot start {threads} backup threads"), std::io::Error::other(e)))?;
     let mut workers = Vec::with_capacity(threads);
     for _ in 0..threads {
         let compressor = zstd::bulk::Compressor::new(level)
-            .map_err(|e| Error::Invalid(format!("zstd level {level}: {e}")))?;
+            .map_err(|e| Error::os(format!("zstd level {level}"), e))?;
         workers.push(Worker {
             compressor,
             read: vec![0u8; EXTENT_SIZE],
@@ -468,7 +468,7 @@ fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outc
             }
         };
         if header.lsn > plan.snapshot_lsn {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "{}: page {p} read through the backup's snapshot has LSN {}, above the snapshot LSN {}: the snapshot is not consistent and the backup was not published",
                 ctx.db.vfs().path_of(&f.name).display(),
                 header.lsn,
@@ -515,7 +515,7 @@ fn process(ctx: &Ctx<'_>, w: &mut Worker, fi: usize, extent: u64, out: &mut Outc
         Some(&mut w.compressor),
         &mut out.record,
     )
-    .map_err(|e| Error::Invalid(format!("zstd failed to compress an extent: {e}")))?;
+    .map_err(|e| Error::os("zstd failed to compress an extent", e))?;
     Ok(())
 }
 

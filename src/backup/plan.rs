@@ -242,7 +242,7 @@ pub fn plan(
         snapshot.lsn(),
         &|file_id| {
             snapshot.changed_extents(file_id).cloned().ok_or_else(|| {
-                Error::Invalid(format!("file {file_id} is not part of the snapshot"))
+                Error::Internal(format!("file {file_id} is not part of the snapshot"))
             })
         },
     )

@@ -40,6 +40,33 @@ pub struct ArchiveObject {
     pub crc: u32,
 }
 
+/// Why bytes are not an archive manifest.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArchiveManifestFault {
+    #[error("the archive manifest is {0} bytes, more than the {MAX_ARCHIVE_MANIFEST_BYTES} allowed")]
+    TooLarge(usize),
+    #[error("is not a pagevault archive manifest (bad magic or too short)")]
+    BadMagic,
+    #[error("the archive manifest's checksum is {stored:#010x}, its bytes give {computed:#010x}")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("the archive manifest has version {0}; this build reads version {ARCHIVE_VERSION}")]
+    Version(u32),
+    #[error("the archive manifest has flags this build does not know")]
+    Flags,
+    #[error("the archive manifest lists {0} sets (1 to {MAX_ARCHIVE_SETS} allowed)")]
+    SetCount(u32),
+    #[error("the archive manifest's counts exceed its length")]
+    Counts,
+    #[error("the archive manifest's object {0} runs past its end")]
+    PastEnd(usize),
+    #[error("the archive manifest's object {0} has a name of {1} bytes")]
+    NameLength(usize, usize),
+    #[error("the archive manifest's object {0} has a name that is not UTF-8")]
+    NameUtf8(usize),
+    #[error("the archive manifest has {0} bytes after its last object")]
+    Trailing(usize),
+}
+
 /// A decoded archive manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ArchiveManifest {
@@ -81,45 +108,37 @@ impl ArchiveManifest {
     }
 
     /// Decodes and checks an archive manifest.
-    pub fn decode(b: &[u8]) -> Result<ArchiveManifest, String> {
+    pub fn decode(b: &[u8]) -> Result<ArchiveManifest, ArchiveManifestFault> {
+        use ArchiveManifestFault as F;
         if b.len() as u64 > MAX_ARCHIVE_MANIFEST_BYTES {
-            return Err(format!(
-                "the archive manifest is {} bytes, more than the {MAX_ARCHIVE_MANIFEST_BYTES} allowed",
-                b.len()
-            ));
+            return Err(F::TooLarge(b.len()));
         }
         if b.len() < HEAD + 4 || b[..8] != ARCHIVE_MAGIC {
-            return Err("is not a pagevault archive manifest (bad magic or too short)".into());
+            return Err(F::BadMagic);
         }
         let end = b.len() - 4;
         let stored = get_u32(b, end).unwrap_or(0);
         let computed = crc32(&b[..end]);
         if stored != computed {
-            return Err(format!(
-                "the archive manifest's checksum is {stored:#010x}, its bytes give {computed:#010x}"
-            ));
+            return Err(F::Checksum { stored, computed });
         }
         let version = get_u32(b, 8).unwrap_or(0);
         if version != ARCHIVE_VERSION {
-            return Err(format!(
-                "the archive manifest has version {version}; this build reads version {ARCHIVE_VERSION}"
-            ));
+            return Err(F::Version(version));
         }
         if get_u32(b, 12) != Some(0) {
-            return Err("the archive manifest has flags this build does not know".into());
+            return Err(F::Flags);
         }
         let created_unix_ms = get_u64(b, 16).unwrap_or(0);
         let set_count = get_u32(b, 24).unwrap_or(0);
         let object_count = get_u32(b, 28).unwrap_or(0) as usize;
         if set_count == 0 || set_count > MAX_ARCHIVE_SETS {
-            return Err(format!(
-                "the archive manifest lists {set_count} sets (1 to {MAX_ARCHIVE_SETS} allowed)"
-            ));
+            return Err(F::SetCount(set_count));
         }
         let sets_end = HEAD + set_count as usize * SET_SIZE;
         // Each object takes at least 14 bytes: the counts must fit the bytes present.
         if sets_end > end || object_count > (end - sets_end) / 14 {
-            return Err("the archive manifest's counts exceed its length".into());
+            return Err(F::Counts);
         }
         let mut sets = Vec::with_capacity(set_count as usize);
         let mut at = HEAD;
@@ -135,20 +154,15 @@ impl ArchiveManifest {
         }
         let mut objects = Vec::with_capacity(object_count);
         for i in 0..object_count {
-            let bad = || format!("the archive manifest's object {i} runs past its end");
-            let len = get_u16(b, at).ok_or_else(bad)? as usize;
+            let len = get_u16(b, at).ok_or(F::PastEnd(i))? as usize;
             if len == 0 || len > MAX_NAME_BYTES {
-                return Err(format!(
-                    "the archive manifest's object {i} has a name of {len} bytes"
-                ));
+                return Err(F::NameLength(i, len));
             }
             if at + 2 + len + 12 > end {
-                return Err(bad());
+                return Err(F::PastEnd(i));
             }
             let name = std::str::from_utf8(&b[at + 2..at + 2 + len])
-                .map_err(|_| {
-                    format!("the archive manifest's object {i} has a name that is not UTF-8")
-                })?
+                .map_err(|_| F::NameUtf8(i))?
                 .to_string();
             at += 2 + len;
             let size = get_u64(b, at).unwrap_or(0);
@@ -157,10 +171,7 @@ impl ArchiveManifest {
             objects.push(ArchiveObject { name, size, crc });
         }
         if at != end {
-            return Err(format!(
-                "the archive manifest has {} bytes after its last object",
-                end - at
-            ));
+            return Err(F::Trailing(end - at));
         }
         Ok(ArchiveManifest {
             created_unix_ms,

@@ -79,6 +79,52 @@ pub struct Control {
     pub files: Vec<FileEntry>,
 }
 
+/// Why bytes are not a control file; each message is a phrase after the file's name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControlFault {
+    #[error("is {len} bytes, shorter than a control file")]
+    Short { len: usize },
+    #[error("is not a pagevault control file (bad magic)")]
+    BadMagic,
+    /// A format version this build does not read.
+    #[error("has format version {0}; this build reads {FORMAT_VERSION}")]
+    Version(u32),
+    #[error("lists {0} data files, more than the limit {MAX_FILES}")]
+    TooManyFiles(u32),
+    #[error("is {len} bytes, expected {expected} for {count} files")]
+    Length {
+        len: usize,
+        expected: usize,
+        count: u32,
+    },
+    #[error("has a checksum mismatch")]
+    Checksum,
+    #[error("has an unknown tracking state {0}")]
+    Tracking(u32),
+    #[error("has unknown flags {0:#x}")]
+    Flags(u32),
+    #[error("has an invalid tracking epoch {0}")]
+    Epoch(u64),
+    #[error("has an invalid change-map span {0}")]
+    MapSpan(u32),
+    #[error("has LSN high-water mark {0} above the largest LSN {max}", max = super::MAX_LSN)]
+    HighWater(u64),
+    #[error("has base LSN {base_lsn} above its LSN high-water mark {high_water}")]
+    BaseLsn { base_lsn: u64, high_water: u64 },
+    #[error("has non-zero reserved bytes")]
+    Reserved,
+    #[error("file entry {0} has bytes after its name")]
+    NameTail(usize),
+    #[error("file entry {0} has an invalid name")]
+    Name(usize),
+    #[error("file {0} has an invalid page count {1}")]
+    PageCount(String, u32),
+    #[error("file {0} has LSN {1} above the high-water mark")]
+    FileLsn(String, u64),
+    #[error("file {0} is listed twice")]
+    Twice(String),
+}
+
 /// The ending every data file name has.
 pub const DATA_FILE_SUFFIX: &str = ".pvd";
 
@@ -135,37 +181,35 @@ impl Control {
         b
     }
 
-    /// Decodes and validates; the error is one phrase saying what is wrong.
-    pub fn decode(b: &[u8]) -> Result<Control, String> {
+    /// Decodes and validates; the fault's message is one phrase saying what is wrong.
+    pub fn decode(b: &[u8]) -> Result<Control, ControlFault> {
+        use ControlFault as F;
         if b.len() < FIXED_SIZE + TRAILER_SIZE {
-            return Err(format!("is {} bytes, shorter than a control file", b.len()));
+            return Err(F::Short { len: b.len() });
         }
         if b[..8] != CONTROL_MAGIC {
-            return Err("is not a pagevault control file (bad magic)".into());
+            return Err(F::BadMagic);
         }
         let version = get_u32(b, OFF_VERSION).unwrap_or(0);
         if version != FORMAT_VERSION {
-            return Err(format!(
-                "has format version {version}; this build reads {FORMAT_VERSION}"
-            ));
+            return Err(F::Version(version));
         }
         let count = get_u32(b, OFF_FILE_COUNT).unwrap_or(u32::MAX);
         if count > MAX_FILES {
-            return Err(format!(
-                "lists {count} data files, more than the limit {MAX_FILES}"
-            ));
+            return Err(F::TooManyFiles(count));
         }
         let expected_len = FIXED_SIZE + count as usize * ENTRY_SIZE + TRAILER_SIZE;
         if b.len() != expected_len {
-            return Err(format!(
-                "is {} bytes, expected {expected_len} for {count} files",
-                b.len()
-            ));
+            return Err(F::Length {
+                len: b.len(),
+                expected: expected_len,
+                count,
+            });
         }
         let end = b.len() - TRAILER_SIZE;
         let stored = get_u32(b, end).unwrap_or(0);
         if stored != crc32(&b[..end]) {
-            return Err("has a checksum mismatch".into());
+            return Err(F::Checksum);
         }
         let u32_at = |o| get_u32(b, o).unwrap_or(0);
         let u64_at = |o| get_u64(b, o).unwrap_or(0);
@@ -180,38 +224,31 @@ impl Control {
             base_checksum: u64_at(OFF_BASE_CHECKSUM),
             flags: u32_at(OFF_FLAGS),
             tracking: TrackingState::from_code(tracking_code)
-                .ok_or_else(|| format!("has an unknown tracking state {tracking_code}"))?,
+                .ok_or(F::Tracking(tracking_code))?,
             extents_per_map: u32_at(OFF_EXTENTS_PER_MAP),
             created_unix: u64_at(OFF_CREATED),
             files: Vec::with_capacity(count as usize),
         };
         if c.flags & !KNOWN_FLAGS != 0 {
-            return Err(format!("has unknown flags {:#x}", c.flags));
+            return Err(F::Flags(c.flags));
         }
         if c.epoch == 0 || c.pending_epoch == c.epoch {
-            return Err(format!("has an invalid tracking epoch {}", c.epoch));
+            return Err(F::Epoch(c.epoch));
         }
         if c.extents_per_map == 0 || c.extents_per_map > MAX_EXTENTS_PER_MAP {
-            return Err(format!(
-                "has an invalid change-map span {}",
-                c.extents_per_map
-            ));
+            return Err(F::MapSpan(c.extents_per_map));
         }
         if c.lsn_reserved > super::MAX_LSN {
-            return Err(format!(
-                "has LSN high-water mark {} above the largest LSN {}",
-                c.lsn_reserved,
-                super::MAX_LSN
-            ));
+            return Err(F::HighWater(c.lsn_reserved));
         }
         if c.base_lsn > c.lsn_reserved {
-            return Err(format!(
-                "has base LSN {} above its LSN high-water mark {}",
-                c.base_lsn, c.lsn_reserved
-            ));
+            return Err(F::BaseLsn {
+                base_lsn: c.base_lsn,
+                high_water: c.lsn_reserved,
+            });
         }
         if u32_at(OFF_RESERVED) != 0 {
-            return Err("has non-zero reserved bytes".into());
+            return Err(F::Reserved);
         }
         let mut c = c;
         for i in 0..count as usize {
@@ -219,12 +256,12 @@ impl Control {
             let raw = &b[o + ENTRY_OFF_NAME..o + ENTRY_SIZE];
             let len = raw.iter().position(|&x| x == 0).unwrap_or(NAME_MAX);
             if raw[len..].iter().any(|&x| x != 0) {
-                return Err(format!("file entry {i} has bytes after its name"));
+                return Err(F::NameTail(i));
             }
             let name = std::str::from_utf8(&raw[..len])
                 .ok()
                 .filter(|n| valid_file_name(n))
-                .ok_or_else(|| format!("file entry {i} has an invalid name"))?
+                .ok_or(F::Name(i))?
                 .to_string();
             let e = FileEntry {
                 file_id: u32_at(o + ENTRY_OFF_FILE_ID),
@@ -236,22 +273,16 @@ impl Control {
                 || !(e.page_count as usize).is_multiple_of(PAGES_PER_EXTENT)
                 || e.page_count > MAX_FILE_PAGES
             {
-                return Err(format!(
-                    "file {} has an invalid page count {}",
-                    e.name, e.page_count
-                ));
+                return Err(F::PageCount(e.name, e.page_count));
             }
             if e.file_lsn > c.lsn_reserved {
-                return Err(format!(
-                    "file {} has LSN {} above the high-water mark",
-                    e.name, e.file_lsn
-                ));
+                return Err(F::FileLsn(e.name, e.file_lsn));
             }
             if c.files
                 .iter()
                 .any(|f| f.file_id == e.file_id || f.name == e.name)
             {
-                return Err(format!("file {} is listed twice", e.name));
+                return Err(F::Twice(e.name));
             }
             c.files.push(e);
         }

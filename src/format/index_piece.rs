@@ -38,6 +38,29 @@ pub const INDEX_ENTRY_SIZE: usize = 32;
 pub const MAX_PIECE_BYTES: u64 =
     (PIECE_HEADER_SIZE + PIECE_ENTRIES as usize * INDEX_ENTRY_SIZE + 4) as u64;
 
+/// Why bytes are not the index piece a manifest names; each message names the piece.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PieceFault {
+    #[error("index piece {number} is {len} bytes, the manifest says {expected}")]
+    Length {
+        number: u32,
+        len: usize,
+        expected: usize,
+    },
+    #[error("index piece {0} does not have the hash its manifest gives (damaged or replaced)")]
+    Hash(u32),
+    #[error("index piece {0} has a header that does not match its manifest")]
+    Header(u32),
+    #[error("index piece {0} entry {1} has an empty page mask or non-zero reserved bytes")]
+    Mask(u32, u32),
+    #[error("index piece {0} entry {1} has an impossible record length {2}")]
+    RecordLength(u32, u32, u32),
+    #[error("index piece {0} entry {1} is out of order or duplicated")]
+    Order(u32, u32),
+    #[error("index piece {0} holds other keys than its manifest says")]
+    Keys(u32),
+}
+
 /// Encodes piece `number` of set `backup_id`; returns the bytes and its table entry.
 pub fn encode(
     backup_id: u64,
@@ -79,26 +102,26 @@ pub fn encode(
 }
 
 /// Decodes piece `number` of set `backup_id` against its table entry `want`, into `out`
-/// (cleared first). The error is one phrase.
+/// (cleared first). The fault's message is one phrase.
 pub fn decode(
     b: &[u8],
     backup_id: u64,
     number: u32,
     want: &PieceEntry,
     out: &mut Vec<IndexEntry>,
-) -> Result<(), String> {
+) -> Result<(), PieceFault> {
+    use PieceFault as F;
     out.clear();
     let expected = PIECE_HEADER_SIZE + want.entry_count as usize * INDEX_ENTRY_SIZE + 4;
     if b.len() != expected {
-        return Err(format!(
-            "index piece {number} is {} bytes, the manifest says {expected}",
-            b.len()
-        ));
+        return Err(F::Length {
+            number,
+            len: b.len(),
+            expected,
+        });
     }
     if hash_of(b) != want.hash {
-        return Err(format!(
-            "index piece {number} does not have the hash its manifest gives (damaged or replaced)"
-        ));
+        return Err(F::Hash(number));
     }
     // The hash matched what the manifest (itself checksummed) says: the bytes are the
     // ones written. The fields are still checked, as a written bug would show here.
@@ -114,9 +137,7 @@ pub fn decode(
         || u32_at(36) != 0
         || u32_at(end) != crc32(&b[..end])
     {
-        return Err(format!(
-            "index piece {number} has a header that does not match its manifest"
-        ));
+        return Err(F::Header(number));
     }
     let min_len = RECORD_HEADER_SIZE as u32 + 1;
     let max_len = (RECORD_HEADER_SIZE + MAX_STORED_LEN) as u32;
@@ -132,23 +153,16 @@ pub fn decode(
             header_crc: u32_at(o + 28),
         };
         if b[o + 13..o + 16] != [0, 0, 0] || e.page_mask == 0 {
-            return Err(format!(
-                "index piece {number} entry {i} has an empty page mask or non-zero reserved bytes"
-            ));
+            return Err(F::Mask(number, i));
         }
         if e.record_len < min_len || e.record_len > max_len {
-            return Err(format!(
-                "index piece {number} entry {i} has an impossible record length {}",
-                e.record_len
-            ));
+            return Err(F::RecordLength(number, i, e.record_len));
         }
         if out
             .last()
             .is_some_and(|p: &IndexEntry| (p.file_id, p.extent) >= (e.file_id, e.extent))
         {
-            return Err(format!(
-                "index piece {number} entry {i} is out of order or duplicated"
-            ));
+            return Err(F::Order(number, i));
         }
         out.push(e);
         o += INDEX_ENTRY_SIZE;
@@ -157,9 +171,7 @@ pub fn decode(
     if (first.file_id, first.extent) != want.first_key
         || (last.file_id, last.extent) != want.last_key
     {
-        return Err(format!(
-            "index piece {number} holds other keys than its manifest says"
-        ));
+        return Err(F::Keys(number));
     }
     Ok(())
 }

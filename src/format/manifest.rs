@@ -285,6 +285,78 @@ pub fn short_hash(hash: &[u8; HASH_SIZE]) -> u64 {
     u64::from_le_bytes(hash[..8].try_into().expect("8 bytes"))
 }
 
+/// Why bytes are not a manifest this build reads; each message is one phrase.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestFault {
+    #[error("manifest is {0} bytes, shorter than its fixed part")]
+    Short(usize),
+    #[error("manifest is {0} bytes, more than the {MAX_MANIFEST_BYTES} allowed")]
+    TooLarge(usize),
+    #[error("not a manifest (bad magic)")]
+    BadMagic,
+    #[error("manifest checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): it is damaged")]
+    Checksum { stored: u32, computed: u32 },
+    /// A version this build does not read (older or newer: [`ManifestFault::is_newer`]).
+    #[error("manifest format version {0} is not supported (this build reads {MANIFEST_VERSION_MIN} to {MANIFEST_VERSION}){newer}", newer = if *.0 > MANIFEST_VERSION { "; it was written by a newer pagevault" } else { "" })]
+    Version(u32),
+    #[error("manifest is {0} bytes, which does not match its counts")]
+    Length(usize),
+    #[error("manifest lists {files} files, {streams} streams and {pieces} index pieces, over the limits")]
+    Limits { files: u64, streams: u64, pieces: u64 },
+    #[error("manifest has an unknown kind {0}")]
+    Kind(u32),
+    #[error("manifest has an unknown change source {0}")]
+    ChangeSource(u32),
+    #[error("manifest has a zero backup or database id")]
+    ZeroId,
+    #[error("manifest has flags {flags:#x} or reserved bytes its version {version} does not allow")]
+    Flags { flags: u32, version: u32 },
+    #[error("manifest has an invalid change-map span {0}")]
+    MapSpan(u32),
+    #[error("manifest has snapshot LSN {0} above the largest LSN {max}", max = super::MAX_LSN)]
+    SnapshotLsn(u64),
+    #[error("differential manifest names no valid base")]
+    NoBase,
+    #[error("{0} manifest names a base")]
+    NamesABase(&'static str),
+    #[error("{0} manifest has a partial change source")]
+    PartialSource(&'static str),
+    #[error("synthetic full manifest has an invalid lineage block")]
+    Lineage,
+    #[error("manifest file entry {0} has bytes after its name")]
+    NameTail(usize),
+    #[error("manifest file entry {0} has an invalid name")]
+    Name(usize),
+    #[error("manifest file {0} has an invalid page count {1}")]
+    PageCount(String, u32),
+    #[error("manifest file {0} has LSN {1} above the snapshot")]
+    FileLsn(String, u64),
+    #[error("manifest file {0} is out of order or listed twice")]
+    FileOrder(String),
+    #[error("manifest streams hold {0} records, the set has {1}")]
+    StreamRecords(u64, u64),
+    #[error("manifest stored-bytes total does not match its streams")]
+    StoredBytes,
+    #[error("manifest index piece {0} has non-zero reserved bytes")]
+    PieceReserved(usize),
+    #[error("manifest index piece {0} does not follow the one before it")]
+    PieceOrder(usize),
+    #[error("manifest index piece {0} names file {1} extent {2}, which the set does not have")]
+    PieceKey(usize, u32, u32),
+    #[error("manifest index pieces hold {0} records, the set has {1}")]
+    PieceRecords(u64, u64),
+    #[error("manifest bad-page entry for file {0} page {1} is invalid or out of order")]
+    BadPage(u32, u32),
+}
+
+impl ManifestFault {
+    /// True when a newer build wrote the manifest (its checksum is good, its version
+    /// above the newest this build reads): not damage.
+    pub fn is_newer(&self) -> bool {
+        matches!(self, ManifestFault::Version(v) if *v > MANIFEST_VERSION)
+    }
+}
+
 impl Manifest {
     /// Bytes stored in the set's streams.
     pub fn bytes_stored(&self) -> u64 {
@@ -388,22 +460,17 @@ impl Manifest {
         (b, hash)
     }
 
-    /// Decodes and validates; the error is one phrase saying what is wrong.
-    pub fn decode(b: &[u8]) -> Result<Manifest, String> {
+    /// Decodes and validates; the fault's message is one phrase saying what is wrong.
+    pub fn decode(b: &[u8]) -> Result<Manifest, ManifestFault> {
+        use ManifestFault as F;
         if b.len() < FIXED_SIZE + TRAILER_SIZE {
-            return Err(format!(
-                "manifest is {} bytes, shorter than its fixed part",
-                b.len()
-            ));
+            return Err(F::Short(b.len()));
         }
         if b.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(format!(
-                "manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} allowed",
-                b.len()
-            ));
+            return Err(F::TooLarge(b.len()));
         }
         if b[..8] != MANIFEST_MAGIC {
-            return Err("not a manifest (bad magic)".into());
+            return Err(F::BadMagic);
         }
         let u32_at = |o| get_u32(b, o).unwrap_or(0);
         let u64_at = |o| get_u64(b, o).unwrap_or(0);
@@ -427,33 +494,25 @@ impl Manifest {
         let stored = u32_at(end);
         let computed = crc32(&b[..end]);
         if stored != computed {
-            return Err(format!(
-                "manifest checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): it is damaged"
-            ));
+            return Err(F::Checksum { stored, computed });
         }
         if !(MANIFEST_VERSION_MIN..=MANIFEST_VERSION).contains(&version) {
-            return Err(format!(
-                "manifest format version {version} is not supported (this build reads {MANIFEST_VERSION_MIN} to {MANIFEST_VERSION}){}",
-                if version > MANIFEST_VERSION { "; it was written by a newer pagevault" } else { "" }
-            ));
+            return Err(F::Version(version));
         }
         if expected != Some(b.len() as u64) {
-            return Err(format!(
-                "manifest is {} bytes, which does not match its counts",
-                b.len()
-            ));
+            return Err(F::Length(b.len()));
         }
         if files > MAX_FILES as u64 || streams > MAX_STREAMS as u64 || pieces > MAX_PIECES as u64 {
-            return Err(format!(
-                "manifest lists {files} files, {streams} streams and {pieces} index pieces, over the limits"
-            ));
+            return Err(F::Limits {
+                files,
+                streams,
+                pieces,
+            });
         }
         let kind_code = u32_at(OFF_KIND);
-        let kind = BackupKind::from_code(kind_code)
-            .ok_or_else(|| format!("manifest has an unknown kind {kind_code}"))?;
+        let kind = BackupKind::from_code(kind_code).ok_or(F::Kind(kind_code))?;
         let src_code = u32_at(OFF_CHANGE_SOURCE);
-        let change_source = ChangeSource::from_code(src_code)
-            .ok_or_else(|| format!("manifest has an unknown change source {src_code}"))?;
+        let change_source = ChangeSource::from_code(src_code).ok_or(F::ChangeSource(src_code))?;
         let mut base_hash = [0u8; HASH_SIZE];
         base_hash.copy_from_slice(&b[OFF_BASE_HASH..OFF_BASE_HASH + HASH_SIZE]);
         let mut m = Manifest {
@@ -480,44 +539,32 @@ impl Manifest {
             lineage: None,
         };
         if m.backup_id == 0 || m.database_id == 0 {
-            return Err("manifest has a zero backup or database id".into());
+            return Err(F::ZeroId);
         }
         // Version 2 has no flags; version 3 is exactly a synthetic full's (one encoding
         // per manifest: an accepted manifest re-encodes to its bytes).
         let want_flags = if version == 3 { FLAG_SYNTHETIC } else { 0 };
         if flags != want_flags || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
-            return Err(format!(
-                "manifest has flags {flags:#x} or reserved bytes its version {version} does not allow"
-            ));
+            return Err(F::Flags { flags, version });
         }
         if m.extents_per_map == 0 || m.extents_per_map > MAX_EXTENTS_PER_MAP {
-            return Err(format!(
-                "manifest has an invalid change-map span {}",
-                m.extents_per_map
-            ));
+            return Err(F::MapSpan(m.extents_per_map));
         }
         if m.snapshot_lsn > super::MAX_LSN {
-            return Err(format!(
-                "manifest has snapshot LSN {} above the largest LSN {}",
-                m.snapshot_lsn,
-                super::MAX_LSN
-            ));
+            return Err(F::SnapshotLsn(m.snapshot_lsn));
         }
         match kind {
             BackupKind::Differential => {
                 if m.base_id == 0 || m.base_lsn > m.snapshot_lsn || m.base_hash == [0; HASH_SIZE] {
-                    return Err("differential manifest names no valid base".into());
+                    return Err(F::NoBase);
                 }
             }
             _ => {
                 if m.base_id != 0 || m.base_lsn != 0 || m.base_hash != [0; HASH_SIZE] {
-                    return Err(format!("{} manifest names a base", kind.name()));
+                    return Err(F::NamesABase(kind.name()));
                 }
                 if change_source != ChangeSource::AllExtents {
-                    return Err(format!(
-                        "{} manifest has a partial change source",
-                        kind.name()
-                    ));
+                    return Err(F::PartialSource(kind.name()));
                 }
             }
         }
@@ -539,7 +586,7 @@ impl Manifest {
                 || l.stands_for_hash == [0; HASH_SIZE]
                 || l.stands_for_lsn > m.snapshot_lsn
             {
-                return Err("synthetic full manifest has an invalid lineage block".into());
+                return Err(F::Lineage);
             }
             m.lineage = Some(l);
             o += LINEAGE_SIZE;
@@ -549,12 +596,12 @@ impl Manifest {
             let raw = &b[o + 16..o + FILE_ENTRY_SIZE];
             let n = raw.iter().position(|&x| x == 0).unwrap_or(NAME_MAX);
             if raw[n..].iter().any(|&x| x != 0) {
-                return Err(format!("manifest file entry {i} has bytes after its name"));
+                return Err(F::NameTail(i));
             }
             let name = std::str::from_utf8(&raw[..n])
                 .ok()
                 .filter(|s| valid_file_name(s))
-                .ok_or_else(|| format!("manifest file entry {i} has an invalid name"))?;
+                .ok_or(F::Name(i))?;
             let f = ManifestFile {
                 file_id: u32_at(o),
                 page_count: u32_at(o + 4),
@@ -565,26 +612,17 @@ impl Manifest {
                 || !(f.page_count as usize).is_multiple_of(PAGES_PER_EXTENT)
                 || f.page_count > MAX_FILE_PAGES
             {
-                return Err(format!(
-                    "manifest file {} has an invalid page count {}",
-                    f.name, f.page_count
-                ));
+                return Err(F::PageCount(f.name, f.page_count));
             }
             if f.file_lsn > m.snapshot_lsn {
-                return Err(format!(
-                    "manifest file {} has LSN {} above the snapshot",
-                    f.name, f.file_lsn
-                ));
+                return Err(F::FileLsn(f.name, f.file_lsn));
             }
             if m.files
                 .last()
                 .is_some_and(|p: &ManifestFile| p.file_id >= f.file_id)
                 || !names.insert(f.name.clone())
             {
-                return Err(format!(
-                    "manifest file {} is out of order or listed twice",
-                    f.name
-                ));
+                return Err(F::FileOrder(f.name));
             }
             m.files.push(f);
             o += FILE_ENTRY_SIZE;
@@ -601,10 +639,7 @@ impl Manifest {
             o += STREAM_ENTRY_SIZE;
         }
         if stream_records != m.record_count {
-            return Err(format!(
-                "manifest streams hold {stream_records} records, the set has {}",
-                m.record_count
-            ));
+            return Err(F::StreamRecords(stream_records, m.record_count));
         }
         // The streams' total must fit (`bytes_stored` adds them up unchecked).
         let total = m
@@ -612,7 +647,7 @@ impl Manifest {
             .iter()
             .try_fold(0u64, |sum, s| sum.checked_add(s.length));
         if total != Some(u64_at(OFF_BYTES_STORED)) {
-            return Err("manifest stored-bytes total does not match its streams".into());
+            return Err(F::StoredBytes);
         }
         let mut next_record = 0u64;
         for i in 0..pieces as usize {
@@ -626,9 +661,7 @@ impl Manifest {
                 hash,
             };
             if u32_at(o + 12) != 0 {
-                return Err(format!(
-                    "manifest index piece {i} has non-zero reserved bytes"
-                ));
+                return Err(F::PieceReserved(i));
             }
             if p.first_record != next_record
                 || p.entry_count == 0
@@ -639,18 +672,14 @@ impl Manifest {
                     .last()
                     .is_some_and(|q: &PieceEntry| q.last_key >= p.first_key)
             {
-                return Err(format!(
-                    "manifest index piece {i} does not follow the one before it"
-                ));
+                return Err(F::PieceOrder(i));
             }
             for (file_id, extent) in [p.first_key, p.last_key] {
                 let ok = m.file(file_id).is_some_and(|f| {
                     (extent as u64) < f.page_count as u64 / PAGES_PER_EXTENT as u64
                 });
                 if !ok {
-                    return Err(format!(
-                        "manifest index piece {i} names file {file_id} extent {extent}, which the set does not have"
-                    ));
+                    return Err(F::PieceKey(i, file_id, extent));
                 }
             }
             next_record += p.entry_count as u64;
@@ -658,10 +687,7 @@ impl Manifest {
             o += PIECE_ENTRY_SIZE;
         }
         if next_record != m.record_count {
-            return Err(format!(
-                "manifest index pieces hold {next_record} records, the set has {}",
-                m.record_count
-            ));
+            return Err(F::PieceRecords(next_record, m.record_count));
         }
         for _ in 0..bad {
             let p = BadPage {
@@ -677,10 +703,7 @@ impl Manifest {
                 || !in_order
                 || m.file(p.file_id).is_none_or(|f| p.page >= f.page_count)
             {
-                return Err(format!(
-                    "manifest bad-page entry for file {} page {} is invalid or out of order",
-                    p.file_id, p.page
-                ));
+                return Err(F::BadPage(p.file_id, p.page));
             }
             m.bad_pages.push(p);
             o += BAD_PAGE_ENTRY_SIZE;
@@ -871,14 +894,16 @@ mod tests {
         let (mut b, _) = sample(BackupKind::Full).encode();
         b[OFF_VERSION] = 0x61;
         let e = Manifest::decode(&b).unwrap_err();
-        assert!(e.contains("checksum"), "{e}");
+        assert!(matches!(e, ManifestFault::Checksum { .. }), "{e}");
+        assert!(e.to_string().contains("checksum"), "{e}");
         let (mut b, _) = sample(BackupKind::Full).encode();
         put_u32(&mut b, OFF_VERSION, MANIFEST_VERSION + 1);
         let end = b.len() - TRAILER_SIZE;
         let sum = crc32(&b[..end]);
         put_u32(&mut b, end, sum);
         let e = Manifest::decode(&b).unwrap_err();
-        assert!(e.contains("not supported"), "{e}");
+        assert!(matches!(e, ManifestFault::Version(_)), "{e}");
+        assert!(e.to_string().contains("not supported"), "{e}");
     }
 
     #[test]
@@ -905,7 +930,8 @@ mod tests {
         let sum = crc32(&b[..end]);
         put_u32(&mut b, end, sum);
         let e = Manifest::decode(&b).unwrap_err();
-        assert!(e.contains("stored-bytes"), "{e}");
+        assert_eq!(e, ManifestFault::StoredBytes);
+        assert!(e.to_string().contains("stored-bytes"), "{e}");
     }
 
     /// Issue 11, item 6: a hostile manifest with a valid checksum, 4096 files and a

@@ -51,6 +51,41 @@ pub const MIN_STREAM_MAX_BYTES: u64 = 1 << 20;
 /// The largest stream cap accepted: 1 TiB.
 pub const MAX_STREAM_MAX_BYTES: u64 = 1 << 40;
 
+/// Why bytes are not a config this build reads; each message is a phrase after "the
+/// repository config".
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigFault {
+    #[error("is not a pagevault repository config (bad magic)")]
+    BadMagic,
+    #[error("is damaged (its checksum does not match)")]
+    Checksum,
+    /// Written by a newer build.
+    #[error("is of repository format {0}, newer than the {REPOSITORY_FORMAT} this build reads; use a newer pagevault")]
+    Newer(u32),
+    #[error("is of repository format {version} and {len} bytes; this build reads format {REPOSITORY_FORMAT} of {CONFIG_SIZE} bytes")]
+    Shape { version: u32, len: usize },
+    /// Needs incompatible features this build does not have.
+    #[error("needs features this build does not have (incompatible flags {0:#x}); use a newer pagevault")]
+    Features(u64),
+    /// Encrypted, which this build cannot read.
+    #[error("is encrypted (algorithm {0}), which this build cannot read; use a newer pagevault")]
+    Encrypted(u32),
+    #[error("has invalid or non-zero reserved fields")]
+    Reserved,
+    #[error("has an invalid stream size limit {0}")]
+    StreamMax(u64),
+}
+
+impl ConfigFault {
+    /// True when a newer or another build wrote the config (it is not damaged).
+    pub fn is_unsupported(&self) -> bool {
+        matches!(
+            self,
+            ConfigFault::Newer(_) | ConfigFault::Features(_) | ConfigFault::Encrypted(_)
+        )
+    }
+}
+
 /// A decoded config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoConfig {
@@ -76,26 +111,27 @@ impl RepoConfig {
         b
     }
 
-    /// Decodes and validates; the error is one phrase.
-    pub fn decode(b: &[u8]) -> Result<RepoConfig, String> {
+    /// Decodes and validates; the fault's message is one phrase.
+    pub fn decode(b: &[u8]) -> Result<RepoConfig, ConfigFault> {
+        use ConfigFault as F;
         if b.len() < 12 || b[..8] != REPOSITORY_MAGIC {
-            return Err("is not a pagevault repository config (bad magic)".into());
+            return Err(F::BadMagic);
         }
         // Every version ends with a CRC-32 of the bytes before it: checked first, so a
         // damaged config is called damaged and a newer one newer.
         let end = b.len() - 4;
         if get_u32(b, end) != Some(crc32(&b[..end])) {
-            return Err("is damaged (its checksum does not match)".into());
+            return Err(F::Checksum);
         }
         let v = get_u32(b, OFF_VERSION).unwrap_or(0);
         if v > REPOSITORY_FORMAT {
-            return Err(format!("is of repository format {v}, newer than the {REPOSITORY_FORMAT} this build reads; use a newer pagevault"));
+            return Err(F::Newer(v));
         }
         if v != REPOSITORY_FORMAT || b.len() != CONFIG_SIZE {
-            return Err(format!(
-                "is of repository format {v} and {} bytes; this build reads format {REPOSITORY_FORMAT} of {CONFIG_SIZE} bytes",
-                b.len()
-            ));
+            return Err(F::Shape {
+                version: v,
+                len: b.len(),
+            });
         }
         let c = RepoConfig {
             repository_id: get_u64(b, OFF_REPOSITORY_ID).unwrap_or(0),
@@ -106,24 +142,21 @@ impl RepoConfig {
         };
         let unknown = c.incompat_flags & !KNOWN_INCOMPAT;
         if unknown != 0 {
-            return Err(format!("needs features this build does not have (incompatible flags {unknown:#x}); use a newer pagevault"));
+            return Err(F::Features(unknown));
         }
         let encryption = get_u32(b, OFF_ENCRYPTION).unwrap_or(0);
         if encryption != 0 {
-            return Err(format!("is encrypted (algorithm {encryption}), which this build cannot read; use a newer pagevault"));
+            return Err(F::Encrypted(encryption));
         }
         if c.repository_id == 0
             || get_u32(b, OFF_RESERVED0) != Some(0)
             || get_u32(b, OFF_RESERVED1) != Some(0)
             || b[OFF_KEY_CHECK..OFF_CRC].iter().any(|&x| x != 0)
         {
-            return Err("has invalid or non-zero reserved fields".into());
+            return Err(F::Reserved);
         }
         if !(MIN_STREAM_MAX_BYTES..=MAX_STREAM_MAX_BYTES).contains(&c.stream_max_bytes) {
-            return Err(format!(
-                "has an invalid stream size limit {}",
-                c.stream_max_bytes
-            ));
+            return Err(F::StreamMax(c.stream_max_bytes));
         }
         Ok(c)
     }
@@ -166,7 +199,9 @@ mod tests {
             ..sample()
         };
         let e = RepoConfig::decode(&c.encode()).unwrap_err();
-        assert!(e.contains("needs features"), "{e}");
+        assert_eq!(e, ConfigFault::Features(1 << 3));
+        assert!(e.is_unsupported());
+        assert!(e.to_string().contains("needs features"), "{e}");
     }
 
     #[test]
@@ -174,6 +209,8 @@ mod tests {
         let mut b = sample().encode();
         b[OFF_VERSION] = 0x61;
         let e = RepoConfig::decode(&b).unwrap_err();
-        assert!(e.contains("damaged"), "{e}");
+        assert_eq!(e, ConfigFault::Checksum);
+        assert!(!e.is_unsupported());
+        assert!(e.to_string().contains("damaged"), "{e}");
     }
 }

@@ -22,6 +22,32 @@ pub struct EntryHead {
     pub size: u64,
 }
 
+/// Why a tar header (or the padding before it) is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TarFault {
+    #[error("a tar header's checksum field is not a number")]
+    ChecksumField,
+    #[error("a tar header has checksum {stored}, its bytes give {computed} (damaged, or not a tar archive)")]
+    Checksum { stored: u32, computed: u32 },
+    #[error("a tar header is neither ustar nor GNU (not a pagevault archive)")]
+    NotUstar,
+    /// An entry that is not a regular file: its name as shown, and what it is.
+    #[error("entry {0:?} is {1}; a pagevault archive holds only regular files")]
+    NotRegular(String, &'static str),
+    #[error("entry {0:?} has a path prefix; a pagevault archive holds only plain object names")]
+    Prefix(String),
+    #[error("entry {0:?} is not the name of an object a pagevault archive holds")]
+    Name(String),
+    #[error("entry {0:?} has a size field that is not a number")]
+    Size(String),
+    #[error("entry {0:?} has a time field that is not a number")]
+    Time(String),
+    #[error("entry {0:?} has a header pagevault does not write (damaged, or made by another tool)")]
+    NotOurs(String),
+    #[error("the padding before byte {0} is not zero (damaged archive)")]
+    Padding(u64),
+}
+
 /// The bytes of `size` rounded up to whole blocks.
 pub fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK as u64) * BLOCK as u64
@@ -49,14 +75,13 @@ pub fn header(name: &str, size: u64, mtime_secs: u64) -> io::Result<[u8; BLOCK]>
 pub fn parse_header(
     block: &[u8; BLOCK],
     is_allowed: &dyn Fn(&str) -> bool,
-) -> Result<Option<EntryHead>, String> {
+) -> Result<Option<EntryHead>, TarFault> {
+    use TarFault as F;
     if block.iter().all(|&b| b == 0) {
         return Ok(None);
     }
     let h = Header::from_byte_slice(block);
-    let stored = h
-        .cksum()
-        .map_err(|_| "a tar header's checksum field is not a number".to_string())?;
+    let stored = h.cksum().map_err(|_| F::ChecksumField)?;
     let computed: u32 = block
         .iter()
         .enumerate()
@@ -69,12 +94,10 @@ pub fn parse_header(
         })
         .sum();
     if stored != computed {
-        return Err(format!(
-            "a tar header has checksum {stored}, its bytes give {computed} (damaged, or not a tar archive)"
-        ));
+        return Err(F::Checksum { stored, computed });
     }
     if h.as_ustar().is_none() && h.as_gnu().is_none() {
-        return Err("a tar header is neither ustar nor GNU (not a pagevault archive)".into());
+        return Err(F::NotUstar);
     }
     let kind = h.entry_type();
     let name_bytes = h.path_bytes();
@@ -92,36 +115,30 @@ pub fn parse_header(
             EntryType::GNUSparse => "a sparse file",
             _ => "an entry of an unknown type",
         };
-        return Err(format!(
-            "entry {shown:?} is {what}; a pagevault archive holds only regular files"
-        ));
+        return Err(F::NotRegular(shown, what));
     }
     if let Some(u) = h.as_ustar() {
         if u.prefix.iter().any(|&b| b != 0) {
-            return Err(format!(
-                "entry {shown:?} has a path prefix; a pagevault archive holds only plain object names"
-            ));
+            return Err(F::Prefix(shown));
         }
     }
-    let name = std::str::from_utf8(&name_bytes)
+    let Some(name) = std::str::from_utf8(&name_bytes)
         .ok()
         .filter(|n| is_allowed(n))
-        .ok_or_else(|| {
-            format!("entry {shown:?} is not the name of an object a pagevault archive holds")
-        })?;
-    let size = h
-        .size()
-        .map_err(|_| format!("entry {shown:?} has a size field that is not a number"))?;
+    else {
+        return Err(F::Name(shown));
+    };
+    let Ok(size) = h.size() else {
+        return Err(F::Size(shown));
+    };
     // Every other field must be as pagevault writes it: a header is checked whole, so
     // no flipped bit in it (in a field tar's checksum misses, or in the checksum field
     // itself) passes unseen.
-    let mtime = h
-        .mtime()
-        .map_err(|_| format!("entry {shown:?} has a time field that is not a number"))?;
+    let Ok(mtime) = h.mtime() else {
+        return Err(F::Time(shown));
+    };
     if header(name, size, mtime).ok().as_ref() != Some(block) {
-        return Err(format!(
-            "entry {shown:?} has a header pagevault does not write (damaged, or made by another tool)"
-        ));
+        return Err(F::NotOurs(shown));
     }
     Ok(Some(EntryHead {
         name: name.to_string(),
@@ -160,7 +177,7 @@ impl<R: Read> TarReader<R> {
     pub fn next(
         &mut self,
         is_allowed: &dyn Fn(&str) -> bool,
-    ) -> io::Result<Result<Option<EntryHead>, String>> {
+    ) -> io::Result<Result<Option<EntryHead>, TarFault>> {
         let mut scratch = [0u8; 8192];
         let mut skip = self.left;
         while skip > 0 {
@@ -173,10 +190,7 @@ impl<R: Read> TarReader<R> {
         self.pad = 0;
         self.read_full(&mut scratch[..pad])?;
         if scratch[..pad].iter().any(|&b| b != 0) {
-            return Ok(Err(format!(
-                "the padding before byte {} is not zero (damaged archive)",
-                self.offset
-            )));
+            return Ok(Err(TarFault::Padding(self.offset)));
         }
         let mut block = [0u8; BLOCK];
         self.read_full(&mut block)?;

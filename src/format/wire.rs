@@ -226,15 +226,39 @@ struct Dec<'a> {
     pos: usize,
 }
 
-type DResult<T> = std::result::Result<T, String>;
+/// Why a frame's body is not a message; each message is one phrase.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireFault {
+    #[error("the message ends {0} bytes short")]
+    Short(usize),
+    #[error("a flag is {0}, not 0 or 1")]
+    Flag(u8),
+    #[error("a string of {0} bytes is longer than allowed")]
+    LongString(usize),
+    #[error("a string is not UTF-8")]
+    StringUtf8,
+    #[error("a list of {0} items does not fit in the message")]
+    Count(usize),
+    #[error("{0} bytes follow the message")]
+    Trailing(usize),
+    #[error("the peer does not speak the pagevault backup protocol")]
+    NotOurs,
+    #[error("unknown request type {0}")]
+    Request(u8),
+    #[error("a report is not UTF-8")]
+    ReportUtf8,
+    #[error("a missing object with a size")]
+    MissingWithSize,
+    #[error("unknown message type {0}")]
+    Message(u8),
+}
+
+type DResult<T> = std::result::Result<T, WireFault>;
 
 impl<'a> Dec<'a> {
     fn take(&mut self, n: usize) -> DResult<&'a [u8]> {
         if self.buf.len() - self.pos < n {
-            return Err(format!(
-                "the message ends {} bytes short",
-                n - (self.buf.len() - self.pos)
-            ));
+            return Err(WireFault::Short(n - (self.buf.len() - self.pos)));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -256,15 +280,15 @@ impl<'a> Dec<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            b => Err(format!("a flag is {b}, not 0 or 1")),
+            b => Err(WireFault::Flag(b)),
         }
     }
     fn str(&mut self) -> DResult<String> {
         let n = self.u16()? as usize;
         if n > MAX_STRING_BYTES {
-            return Err(format!("a string of {n} bytes is longer than allowed"));
+            return Err(WireFault::LongString(n));
         }
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "a string is not UTF-8".into())
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| WireFault::StringUtf8)
     }
     fn bytes(&mut self) -> DResult<Vec<u8>> {
         let n = self.u32()? as usize;
@@ -275,16 +299,13 @@ impl<'a> Dec<'a> {
     fn count(&mut self, min_item_bytes: usize) -> DResult<usize> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item_bytes) > self.buf.len() - self.pos {
-            return Err(format!("a list of {n} items does not fit in the message"));
+            return Err(WireFault::Count(n));
         }
         Ok(n)
     }
     fn end(&self) -> DResult<()> {
         if self.pos != self.buf.len() {
-            return Err(format!(
-                "{} bytes follow the message",
-                self.buf.len() - self.pos
-            ));
+            return Err(WireFault::Trailing(self.buf.len() - self.pos));
         }
         Ok(())
     }
@@ -469,13 +490,13 @@ impl Msg {
         }
     }
 
-    /// Decodes a frame body; any defect is an error sentence.
+    /// Decodes a frame body; any defect is a fault.
     pub fn decode_body(body: &[u8]) -> DResult<Msg> {
         let mut d = Dec { buf: body, pos: 0 };
         let m = match d.u8()? {
             tag::HELLO => {
                 if d.take(8)? != HELLO_MAGIC {
-                    return Err("the peer does not speak the pagevault backup protocol".into());
+                    return Err(WireFault::NotOurs);
                 }
                 let version = d.u16()?;
                 if version != PROTOCOL_VERSION {
@@ -506,7 +527,7 @@ impl Msg {
                         create_only: d.bool()?,
                         location: d.str()?,
                     },
-                    t => return Err(format!("unknown request type {t}")),
+                    t => return Err(WireFault::Request(t)),
                 };
                 Msg::Hello {
                     version,
@@ -546,7 +567,7 @@ impl Msg {
                 bytes: d.u64()?,
             },
             tag::DONE => Msg::Done {
-                json: String::from_utf8(d.bytes()?).map_err(|_| "a report is not UTF-8")?,
+                json: String::from_utf8(d.bytes()?).map_err(|_| WireFault::ReportUtf8)?,
             },
             tag::FAILED => Msg::Failed { message: d.str()? },
             tag::OK => Msg::Ok,
@@ -566,7 +587,7 @@ impl Msg {
                 let some = d.bool()?;
                 let size = d.u64()?;
                 if !some && size != 0 {
-                    return Err("a missing object with a size".into());
+                    return Err(WireFault::MissingWithSize);
                 }
                 Msg::Size {
                     size: some.then_some(size),
@@ -585,7 +606,7 @@ impl Msg {
                 }
                 Msg::StagedList { items }
             }
-            t => return Err(format!("unknown message type {t}")),
+            t => return Err(WireFault::Message(t)),
         };
         d.end()?;
         Ok(m)
@@ -752,7 +773,7 @@ pub fn decode_incoming(body_and_crc: &[u8]) -> io::Result<Incoming<'_>> {
         d.end()?;
         Ok(Incoming::UploadWrite { handle, bytes })
     })();
-    write.map_err(|w: String| bad(format!("a malformed message: {w}")))
+    write.map_err(|w: WireFault| bad(format!("a malformed message: {w}")))
 }
 
 /// An [`io::ErrorKind`] as one byte on the wire (`Err` replies), and back.

@@ -1,8 +1,10 @@
 //! System calls std does not wrap: the free space of a file system (`statvfs`), the
 //! write-back hints of a file written once (`sync_file_range`, `posix_fadvise`), the
-//! process's file size limit (`getrlimit`), and a read-only memory map of a data file.
-//! The only module with `unsafe` (the crate denies it elsewhere, the CLI forbids it);
-//! each call's contract is written at it.
+//! process's file size limit (`getrlimit`), its children's CPU time (`getrusage`), the
+//! termination signals, and a read-only memory map of a data file. Most go through crates
+//! that wrap them safely (`nix`, `signal-hook`); what no crate wraps (`sync_file_range`,
+//! glibc's `malloc_trim`) and the map are the only `unsafe` of the crate (it denies it
+//! elsewhere, the CLI forbids it), each with its contract written at it (invariant 33).
 //!
 //! The map ([`ReadMap`]) is used by whole-file scans (the consistency checker), where it
 //! saves a copy per page. Contract: a map is created only while the caller holds the
@@ -19,47 +21,36 @@
 //! ([`super::Storage::sync`]); they only decide when the kernel writes dirty pages and
 //! which clean ones it keeps.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 /// Bytes an unprivileged process may still write on the file system holding `path`, or
 /// `None` when the system cannot say.
 pub fn free_bytes(path: &Path) -> Option<u64> {
-    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `statvfs` is plain data, for which all-zero bytes are a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a NUL-terminated path that outlives the call, and `st` is an out
-    // parameter the call only fills in; nothing is kept after it returns.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return None;
-    }
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
     #[allow(clippy::unnecessary_cast)] // the field widths differ between platforms
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    Some((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
 }
 
-static TERMINATION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_termination(_signal: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    TERMINATION.store(true, std::sync::atomic::Ordering::SeqCst);
-}
+static TERMINATION: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 /// Makes SIGINT and SIGTERM set a flag instead of killing the process, so a serving
-/// process can close its database cleanly; the flag is returned.
-pub fn termination_flag() -> &'static std::sync::atomic::AtomicBool {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, and
-        // is a plain `extern "C" fn` that lives for the whole program.
-        unsafe {
-            libc::signal(sig, on_termination as *const () as libc::sighandler_t);
+/// process can close its database cleanly; the flag is returned. Registered once; a
+/// failure to register (which the system refuses only for a forbidden signal) leaves the
+/// default action, which ends the process as before.
+pub fn termination_flag() -> &'static AtomicBool {
+    TERMINATION.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            let _ = signal_hook::flag::register(sig, Arc::clone(&flag));
         }
-    }
-    &TERMINATION
+        flag
+    })
 }
 
 /// Starts write-back of the dirty pages of `file` in `[offset, offset + len)` and returns
@@ -94,13 +85,8 @@ pub fn finish_write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
                 | libc::SYNC_FILE_RANGE_WAIT_AFTER,
         )?;
         let (off, n) = off_len(offset, len)?;
-        // SAFETY: `posix_fadvise` takes an open descriptor (borrowed from `file`, which
-        // outlives the call) and two integers; it reads and writes no memory of ours.
-        let rc =
-            unsafe { libc::posix_fadvise(file.as_raw_fd(), off, n, libc::POSIX_FADV_DONTNEED) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        posix_fadvise(file, off, n, PosixFadviseAdvice::POSIX_FADV_DONTNEED)?;
         Ok(())
     }
     #[cfg(not(target_os = "linux"))]
@@ -138,16 +124,11 @@ fn sync_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) -> io::Re
 /// CPU seconds (user + system) of this process's children that have ended and been
 /// waited for (`getrusage(RUSAGE_CHILDREN)`), or `None` when the system cannot say.
 pub fn children_cpu_seconds() -> Option<f64> {
-    // SAFETY: `rusage` is plain data, for which all-zero bytes are a valid value.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is an out parameter the call only fills in; nothing is kept after it
-    // returns.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    if rc != 0 {
-        return None;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(secs(ru.ru_utime) + secs(ru.ru_stime))
+    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::time::TimeValLike;
+    let ru = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.num_microseconds() as f64 / 1e6;
+    Some(secs(ru.user_time()) + secs(ru.system_time()))
 }
 
 /// Gives the heap's free memory back to the system (glibc's `malloc_trim(0)`), so that a
@@ -165,13 +146,9 @@ pub fn release_free_heap() {
 /// The process's file size limit (`ulimit -f`, `RLIMIT_FSIZE`) in bytes, when it has one.
 #[allow(clippy::unnecessary_cast)] // rlim_t is u64 on Linux, not on every Unix
 pub fn file_size_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a valid pointer to a local.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) };
-    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let (soft, _hard) = getrlimit(Resource::RLIMIT_FSIZE).ok()?;
+    (soft != RLIM_INFINITY).then_some(soft as u64)
 }
 
 /// A read-only view of a whole file.
@@ -200,13 +177,7 @@ impl ReadMap {
 pub fn sync_file_system(file: &File) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: `syncfs` takes an open descriptor (borrowed from `file`, which outlives
-        // the call) and touches no memory of ours.
-        let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(nix::unistd::syncfs(file)?)
     }
     #[cfg(not(target_os = "linux"))]
     {

@@ -174,10 +174,10 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LeaseGua
     match live.iter().find(|(n, _)| *n == name) {
         Some((_, l)) if *l == lease => {}
         _ => {
-            return Err(Error::Invalid(format!(
-                "{}: the lease just written does not read back as written; the object store is not consistent",
-                b.location(&name).display()
-            )))
+            return Err(Error::environment(
+                b.location(&name),
+                "the lease just written does not read back as written; the object store is not consistent",
+            ))
         }
     }
     if let Some((_, l)) = live
@@ -218,7 +218,7 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<LeaseGua
                     }
                 }
             })
-            .map_err(|e| Error::Invalid(format!("cannot start the lease thread: {e}")))?,
+            .map_err(|e| Error::os("cannot start the lease thread", e))?,
     );
     Ok(guard)
 }

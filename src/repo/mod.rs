@@ -185,10 +185,7 @@ impl Repository {
         let bytes = backend::read_all(&*backend, names::CONFIG, 4096)
             .map_err(|e| Error::io(&config_path, e))?;
         let config = RepoConfig::decode(&bytes).map_err(|what| {
-            if what.contains("newer")
-                || what.contains("needs features")
-                || what.contains("encrypted")
-            {
+            if what.is_unsupported() {
                 Error::Unsupported {
                     path: config_path.clone(),
                     what: format!("the repository config {what}"),
@@ -401,7 +398,16 @@ impl Repository {
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let m = Manifest::decode(&bytes).map_err(|what| Error::corrupt(&path, what))?;
+        let m = Manifest::decode(&bytes).map_err(|what| {
+            if what.is_newer() {
+                Error::Unsupported {
+                    path: path.clone(),
+                    what: what.to_string(),
+                }
+            } else {
+                Error::corrupt(&path, what)
+            }
+        })?;
         if m.backup_id != backup_id {
             return Err(Error::corrupt(
                 &path,
@@ -427,7 +433,7 @@ impl Repository {
         let entry = m
             .streams
             .get(i as usize)
-            .ok_or_else(|| Error::Invalid(format!("backup set has no stream {i}")))?;
+            .ok_or_else(|| Error::Internal(format!("backup set has no stream {i}")))?;
         let r = match self.backend.open(&name) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -503,7 +509,7 @@ impl Repository {
         let want = m
             .pieces
             .get(i as usize)
-            .ok_or_else(|| Error::Invalid(format!("backup set has no index piece {i}")))?;
+            .ok_or_else(|| Error::Internal(format!("backup set has no index piece {i}")))?;
         let bytes = match backend::read_all(&*self.backend, &name, index_piece::MAX_PIECE_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

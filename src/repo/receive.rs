@@ -154,7 +154,7 @@ impl<'r> Receiver<'r> {
         &self.sets
     }
 
-    fn bad(&self, name: &str, what: impl Into<String>) -> Error {
+    fn bad(&self, name: &str, what: impl std::fmt::Display) -> Error {
         Error::corrupt(self.repo.backend().location(name), what)
     }
 
@@ -163,7 +163,7 @@ impl<'r> Receiver<'r> {
     /// set's manifest does not give it, before a byte of it is read.
     pub fn begin(&mut self, name: &str, size: u64) -> Result<Begin> {
         if self.failed {
-            return Err(Error::Invalid("the receiver failed earlier".into()));
+            return Err(Error::Internal("the receiver failed earlier".into()));
         }
         let r = self.begin_inner(name, size);
         self.settled(r)
@@ -180,7 +180,7 @@ impl<'r> Receiver<'r> {
 
     fn begin_inner(&mut self, name: &str, size: u64) -> Result<Begin> {
         if self.obj.is_some() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "{name} begins before the object before it ended"
             )));
         }
@@ -316,7 +316,7 @@ impl<'r> Receiver<'r> {
     /// The next bytes of the object begun.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         if self.failed {
-            return Err(Error::Invalid("the receiver failed earlier".into()));
+            return Err(Error::Internal("the receiver failed earlier".into()));
         }
         let r = self.write_inner(bytes);
         self.settled(r)
@@ -324,7 +324,7 @@ impl<'r> Receiver<'r> {
 
     fn write_inner(&mut self, mut bytes: &[u8]) -> Result<()> {
         let Some((name, _, obj)) = self.obj.as_mut() else {
-            return Err(Error::Invalid("bytes sent outside an object".into()));
+            return Err(Error::Internal("bytes sent outside an object".into()));
         };
         match obj {
             Obj::Small { size, buf, .. } => {
@@ -499,7 +499,7 @@ impl<'r> Receiver<'r> {
     /// published last). Returns the CRC-32 of the object's bytes.
     pub fn end(&mut self) -> Result<u32> {
         if self.failed {
-            return Err(Error::Invalid("the receiver failed earlier".into()));
+            return Err(Error::Internal("the receiver failed earlier".into()));
         }
         let r = self.end_inner();
         self.settled(r)
@@ -509,7 +509,7 @@ impl<'r> Receiver<'r> {
         let (name, mode, obj) = self
             .obj
             .take()
-            .ok_or_else(|| Error::Invalid("no object to end".into()))?;
+            .ok_or_else(|| Error::Internal("no object to end".into()))?;
         let path = self.repo.backend().location(&name);
         self.counts.objects += 1;
         let sum = match obj {
@@ -749,7 +749,7 @@ impl<'r> Receiver<'r> {
     /// Ends the last set: everything sent has been checked whole.
     pub fn finish(&mut self) -> Result<()> {
         if self.failed {
-            return Err(Error::Invalid("the receiver failed earlier".into()));
+            return Err(Error::Internal("the receiver failed earlier".into()));
         }
         if let Some((name, _, _)) = &self.obj {
             let name = name.clone();
@@ -767,7 +767,7 @@ impl<'r> Receiver<'r> {
     /// the ids published.
     pub fn publish(&mut self, held: &super::RepoLock) -> Result<Vec<u64>> {
         if self.failed || self.cur.is_some() {
-            return Err(Error::Invalid(
+            return Err(Error::Internal(
                 "sets are published only after everything sent was checked".into(),
             ));
         }

@@ -146,7 +146,7 @@ impl RecordPool {
             self.in_flight -= 1;
             self.note(Some((
                 0,
-                Error::Invalid(format!(
+                Error::Internal(format!(
                     "the record checkers stopped before checking {}",
                     b.at.display()
                 )),
@@ -194,7 +194,7 @@ impl RecordPool {
                 self.in_flight = 0;
                 self.note(Some((
                     0,
-                    Error::Invalid("a record checker stopped unexpectedly".into()),
+                    Error::Internal("a record checker stopped unexpectedly".into()),
                 )));
             }
         }
@@ -245,7 +245,7 @@ impl RecordPool {
         match (self.fault.take(), found) {
             (Some((_, e)), _) => e,
             (None, Some(e)) => e,
-            (None, None) => Error::Invalid("the record checkers failed".into()),
+            (None, None) => Error::Internal("the record checkers failed".into()),
         }
     }
 }
@@ -288,7 +288,7 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Batch>>, done: &mpsc::Sender<Done>) {
             Ok(r) => r.err(),
             Err(_) => Some((
                 batch.records.first().map_or(0, |r| r.seq),
-                Error::Invalid(format!(
+                Error::Internal(format!(
                     "checking records of {} failed unexpectedly",
                     batch.at.display()
                 )),

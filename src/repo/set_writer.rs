@@ -175,13 +175,13 @@ impl<'r> SetWriter<'r> {
         match Manifest::decode(&bytes) {
             Ok(back) if back == head => {}
             Ok(_) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "{}: the manifest does not decode as written (a pagevault bug); nothing was published",
                     path.display()
                 )))
             }
             Err(what) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "{}: the manifest does not decode as written ({what}; a pagevault bug); nothing was published",
                     path.display()
                 )))

@@ -107,7 +107,7 @@ impl Repository {
                 let want = m
                     .pieces
                     .get(i as usize)
-                    .ok_or_else(|| Error::Invalid(format!("backup set has no index piece {i}")))?;
+                    .ok_or_else(|| Error::Internal(format!("backup set has no index piece {i}")))?;
                 let mut entries = Vec::new();
                 index_piece::decode(&bytes, m.backup_id, i, want, &mut entries)
                     .map_err(|what| Error::corrupt(&path, what))?;

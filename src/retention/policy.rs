@@ -109,6 +109,8 @@ pub fn plan(sets: &[Candidate<'_>], policy: &Policy, now_ms: u64) -> Vec<Decisio
     }
     // Chain-aware: each kept differential keeps the base a restore will use.
     let all: Vec<LoadedManifest> = sets.iter().filter_map(|c| c.loaded.cloned()).collect();
+    // The differentials already said to be orphans (the loop may pass them again).
+    let mut orphans = std::collections::BTreeSet::new();
     loop {
         let kept: Vec<LoadedManifest> = all
             .iter()
@@ -144,8 +146,8 @@ pub fn plan(sets: &[Candidate<'_>], policy: &Policy, now_ms: u64) -> Vec<Decisio
                     break; // recompute: the base kept may carry other differentials
                 }
                 None => {
-                    let m = marks.get_mut(&d.manifest.backup_id).expect("kept");
-                    if !m.1.contains("orphan") {
+                    if orphans.insert(d.manifest.backup_id) {
+                        let m = marks.get_mut(&d.manifest.backup_id).expect("kept");
                         m.1.push_str(" (orphan: no base in the repository)");
                     }
                 }

@@ -164,6 +164,7 @@ fn status_of(e: &Error) -> StatusCode {
         Error::NotFound { .. } | Error::NoDatabase { .. } => StatusCode::NOT_FOUND,
         Error::Invalid(_) | Error::Chain(_) => StatusCode::BAD_REQUEST,
         Error::Corrupt { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        e if e.kind() == crate::error::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -208,13 +209,13 @@ impl ApiServer {
             .enable_all()
             .thread_name("pagevault-api")
             .build()
-            .map_err(|e| Error::Invalid(format!("cannot start the admin API: {e}")))?;
+            .map_err(|e| Error::os("cannot start the admin API", e))?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(opts.addr))
-            .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}", opts.addr)))?;
+            .map_err(|e| Error::os(format!("cannot listen on {}", opts.addr), e))?;
         let addr = listener
             .local_addr()
-            .map_err(|e| Error::Invalid(format!("cannot listen on {}: {e}", opts.addr)))?;
+            .map_err(|e| Error::os(format!("cannot listen on {}", opts.addr), e))?;
         let state = Arc::new(State {
             db,
             repo,

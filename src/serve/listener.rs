@@ -151,10 +151,10 @@ impl Listener {
         let mut tcp = None;
         if let Some(addr) = opts.tcp {
             let listener = TcpListener::bind(addr)
-                .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+                .map_err(|e| Error::os(format!("cannot listen on {addr}"), e))?;
             let bound = listener
                 .local_addr()
-                .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+                .map_err(|e| Error::os(format!("cannot listen on {addr}"), e))?;
             let (shared, stop) = (shared.clone(), stop.clone());
             threads.push(std::thread::spawn(move || {
                 for conn in listener.incoming() {

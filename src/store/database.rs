@@ -172,12 +172,14 @@ impl Database {
             .saturating_mul(PAGE_SIZE as u64);
         if let Some(free_bytes) = io::sys::free_bytes(dir) {
             if need_bytes > free_bytes {
-                return Err(Error::Invalid(format!(
-                    "{}: the database needs {} of disk space but its file system has only {} free",
-                    dir.display(),
-                    crate::units::format_size(need_bytes),
-                    crate::units::format_size(free_bytes)
-                )));
+                return Err(Error::environment(
+                    dir,
+                    format!(
+                        "the database needs {} of disk space but its file system has only {} free",
+                        crate::units::format_size(need_bytes),
+                        crate::units::format_size(free_bytes)
+                    ),
+                ));
             }
         }
         Database::create(Arc::new(DiskVfs::new(dir)), opts)

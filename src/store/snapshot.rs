@@ -74,10 +74,10 @@ impl Database {
         let _all = self.lock_all_stripes();
         let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
-            return Err(Error::Invalid(format!(
-                "{}: a backup of this database is already running",
-                self.path().display()
-            )));
+            return Err(Error::AlreadyExists {
+                path: self.path().to_path_buf(),
+                what: "a backup of this database is already running".into(),
+            });
         }
         if self.pending_epoch.load(Ordering::SeqCst) != 0 {
             // An earlier base commit failed and may or may not be on disk; writes since
@@ -175,10 +175,10 @@ impl Snapshot<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         match &p.failed {
-            Some(why) => Err(Error::Invalid(format!(
-                "{}: the backup's snapshot failed to save an extent before a write ({why})",
-                self.db.path().display()
-            ))),
+            Some(why) => Err(Error::environment(
+                self.db.path(),
+                format!("the backup's snapshot failed to save an extent before a write ({why})"),
+            )),
             None => Ok(()),
         }
     }
@@ -235,7 +235,7 @@ impl Snapshot<'_> {
                     .read_at(at, buf)
                     .map_err(|e| Error::io(self.db.vfs().path_of(SPILL_FILE_NAME), e))?,
                 _ => {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::Internal(format!(
                         "extent {extent} of file {file_id} was saved but its image is missing"
                     )))
                 }

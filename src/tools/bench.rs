@@ -456,8 +456,13 @@ impl Limits {
             .num_threads(threads)
             .thread_name(|i| format!("pagevault-bench-{i}"))
             .build()
-            .map_err(|e| Error::Invalid(format!("cannot start {threads} threads: {e}")))?;
-        let zstd_err = |e: std::io::Error| Error::Invalid(format!("zstd level {level}: {e}"));
+            .map_err(|e| {
+                Error::os(
+                    format!("cannot start {threads} threads"),
+                    std::io::Error::other(e),
+                )
+            })?;
+        let zstd_err = |e: std::io::Error| Error::os(format!("zstd level {level}"), e);
         let workers = (0..threads)
             .map(|_| {
                 Ok(Mutex::new(LimitWorker {
@@ -540,7 +545,7 @@ impl Limits {
                 w.compressor
                     .compress_to_buffer(raw, &mut w.out[..])
                     .map(|n| n as u64)
-                    .map_err(|e| Error::Invalid(format!("zstd failed to compress: {e}")))
+                    .map_err(|e| Error::os("zstd failed to compress", e))
             })?;
             run.stored_bytes += stored;
             run.extents += part.len() as u64;
@@ -647,7 +652,7 @@ impl Limits {
                     w.compressor
                         .compress_to_buffer(page, &mut w.out[..])
                         .map(|n| n as u64)
-                        .map_err(|e| Error::Invalid(format!("zstd failed to compress: {e}")))
+                        .map_err(|e| Error::os("zstd failed to compress", e))
                 })?;
                 bytes += n;
             }
@@ -951,7 +956,7 @@ impl<'a> Suite<'a> {
                 let elapsed = started.elapsed().as_secs_f64();
                 for h in handles {
                     h.join()
-                        .map_err(|_| Error::Invalid("a bench writer thread panicked".into()))??;
+                        .map_err(|_| Error::Internal("a bench writer thread panicked".into()))??;
                 }
                 let rate = count.load(Ordering::SeqCst) as f64 / elapsed.max(1e-9);
                 let sample = sample?;
@@ -1244,7 +1249,7 @@ impl<'a> Suite<'a> {
             limit.push(only_timed(l));
             let s = measure(|| crate::verify::verify(&self.repo, Some(full_id)))?;
             if !s.value.is_clean() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "verify found {} problems in a set the benchmark just wrote",
                     s.value.findings
                 )));
@@ -1411,7 +1416,7 @@ impl<'a> Suite<'a> {
             // record decoded, layers and pages checked), untimed.
             let v = crate::verify::verify(&self.repo, Some(merged))?;
             if !v.is_clean() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "verify found {} problems in the synthetic full the benchmark just merged",
                     v.findings
                 )));
@@ -1457,7 +1462,7 @@ impl<'a> Suite<'a> {
             (self.note)(&format!("check, {}/{}", i + 1, self.k()));
             let s = measure(|| crate::check::check_database(&self.db_dir))?;
             if !s.value.is_consistent() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Internal(format!(
                     "check found {} inconsistencies in the benchmark's database",
                     s.value.errors
                 )));
@@ -1806,10 +1811,10 @@ fn zstd_cli_reference(zst: &Path, dir: &Path) -> Result<Sample<()>> {
         .map(|(b, a)| (b - a).max(0.0));
     let _ = std::fs::remove_dir_all(dir);
     if !status.success() {
-        return Err(Error::Invalid(format!(
-            "zstd -d of {} failed ({status})",
-            zst.display()
-        )));
+        return Err(Error::environment(
+            zst,
+            format!("zstd -d failed ({status})"),
+        ));
     }
     Ok(Sample {
         secs,

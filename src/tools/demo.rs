@@ -178,7 +178,7 @@ pub fn run(opts: &DemoOptions, observe: &mut dyn FnMut(&DemoStep)) -> Result<Dem
         stop.store(true, Ordering::SeqCst);
         for w in writers {
             w.join()
-                .map_err(|_| Error::Invalid("a demo writer thread panicked".into()))??;
+                .map_err(|_| Error::Internal("a demo writer thread panicked".into()))??;
         }
         full
     })?;

@@ -192,10 +192,7 @@ pub fn import(dir: &Path, inputs: &[PathBuf], progress: &dyn Progress) -> Result
 }
 
 fn changed(p: &Path) -> Error {
-    Error::Invalid(format!(
-        "{}: the file changed size while it was being imported",
-        p.display()
-    ))
+    Error::environment(p, "the file changed size while it was being imported")
 }
 
 fn read_full(file: &mut File, buf: &mut [u8], path: &Path) -> Result<()> {

@@ -19,6 +19,8 @@ mod cli_backup;
 mod cli_errors;
 mod cli_json;
 mod cli_repo;
+mod error_kinds;
+mod error_text;
 mod faults_bitflip;
 mod faults_hostile;
 mod faults_io;

@@ -188,6 +188,9 @@ impl Backend for Hooked {
     fn location(&self, name: &str) -> std::path::PathBuf {
         self.inner.location(name)
     }
+    fn retries(&self) -> bool {
+        self.inner.retries()
+    }
     fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
         self.inner.list(prefix)
     }

@@ -231,6 +231,9 @@ impl Backend for FaultyS3 {
     fn location(&self, name: &str) -> PathBuf {
         self.inner.location(name)
     }
+    fn retries(&self) -> bool {
+        self.inner.retries()
+    }
     fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
         self.faults().call()?;
         self.inner.list(prefix)

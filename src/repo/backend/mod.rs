@@ -94,6 +94,14 @@ pub trait Backend: Send + Sync {
     fn staged(&self) -> io::Result<Vec<(String, String)>>;
     /// Removes a staged upload by its staging name.
     fn delete_staged(&self, staging_name: &str) -> io::Result<()>;
+    /// True when the backend retries each request's transient failures itself, a bounded
+    /// number of times (S3: the client's retries of 5xx, 429 and time-outs); the
+    /// repository then adds no retry layer of its own ([`retry::Retrying`] tries once), so
+    /// that retries never stack. Asks nothing of the store (unlike `features`, which may
+    /// probe it).
+    fn retries(&self) -> bool {
+        false
+    }
     /// A native lock (only when `features().native_locks`): `name` shared or exclusive,
     /// failing at once with `WouldBlock` naming the holder.
     fn lock_file(&self, _name: &str, _shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {

@@ -1,6 +1,7 @@
 //! Retries of transient backend errors, as a wrapper around any backend (the repository
 //! wraps every backend in one): an object store answers 503 or times out now and then,
-//! and a retry gets past it.
+//! and a retry gets past it. One retry layer: a backend that retries its own requests
+//! ([`Backend::retries`], S3) is tried once here.
 //!
 //! Keeps true: only errors of a transient kind (timed out, interrupted, connection reset
 //! or aborted, would block) are retried, a bounded number of times within a bounded time,
@@ -77,7 +78,17 @@ pub struct Retrying {
 }
 
 impl Retrying {
+    /// Retries `inner`'s calls per `policy`, unless `inner` retries its own requests
+    /// ([`Backend::retries`]): then each call is tried once, so retries never stack.
     pub fn new(inner: Arc<dyn Backend>, policy: RetryPolicy) -> Retrying {
+        let policy = if inner.retries() {
+            RetryPolicy {
+                attempts: 1,
+                ..policy
+            }
+        } else {
+            policy
+        };
         Retrying { inner, policy }
     }
 }
@@ -102,6 +113,9 @@ impl Backend for Retrying {
     }
     fn location(&self, name: &str) -> PathBuf {
         self.inner.location(name)
+    }
+    fn retries(&self) -> bool {
+        self.policy.attempts > 1 || self.inner.retries()
     }
     fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
         with_retries(&self.policy, |_| self.inner.list(prefix))

@@ -303,12 +303,6 @@ fn http_kind(e: &(dyn std::error::Error + 'static)) -> Option<object_store::clie
     None
 }
 
-/// The HTTP status in the crate's message ("status code: 503"), if any.
-fn status_in(text: &str) -> Option<u16> {
-    let at = text.find("status code: ")? + "status code: ".len();
-    text.get(at..at + 3)?.parse().ok()
-}
-
 /// Refused credentials, in one sentence naming the bucket.
 fn refused(opts: &S3Options) -> io::Error {
     io::Error::new(
@@ -321,22 +315,28 @@ fn refused(opts: &S3Options) -> io::Error {
     )
 }
 
+/// An `object_store` error as an I/O error whose kind says what the caller may do and
+/// whose message is one sentence. Only the crate's typed errors are read: its variants
+/// (a 404 is `NotFound`, 409 and 412 `AlreadyExists` and `Precondition`, 401 and 403
+/// `Unauthenticated` and `PermissionDenied`) and the transport failure kind in the chain;
+/// never a message's text. `name` is empty for a request about the bucket (a listing).
 fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error {
     use io::ErrorKind as K;
     use object_store::client::HttpErrorKind as H;
     use object_store::Error as E;
     let bucket = &opts.bucket;
     let endpoint = opts.endpoint.as_deref().unwrap_or("AWS S3");
-    let text = chain_text(&e);
     let what = if name.is_empty() {
         format!("bucket {bucket}")
     } else {
         format!("object {name} of bucket {bucket}")
     };
-    if text.contains("NoSuchBucket") {
-        return io::Error::other(format!("the bucket {bucket} does not exist on {endpoint}"));
-    }
     match &e {
+        // A listing is answered 404 only when the bucket is not there (an empty prefix
+        // lists nothing): an error, never an empty repository.
+        E::NotFound { .. } if name.is_empty() => {
+            return io::Error::other(format!("the bucket {bucket} does not exist on {endpoint}"))
+        }
         E::NotFound { .. } => {
             return io::Error::new(K::NotFound, format!("the {what} does not exist"))
         }
@@ -344,6 +344,12 @@ fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error 
             return io::Error::new(K::AlreadyExists, format!("the {what} already exists"))
         }
         E::Unauthenticated { .. } | E::PermissionDenied { .. } => return refused(opts),
+        E::NotSupported { .. } | E::NotImplemented { .. } => {
+            return io::Error::new(
+                K::Unsupported,
+                format!("{endpoint} does not support a request for the {what}: {e}"),
+            )
+        }
         _ => {}
     }
     match http_kind(&e) {
@@ -370,23 +376,24 @@ fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error 
                 format!("the connection to {endpoint} broke during a request for the {what}"),
             )
         }
-        _ => {}
+        Some(_) => {
+            return io::Error::other(format!(
+                "a request to {endpoint} for the {what} failed: {}",
+                chain_text(&e).replace('\n', " ")
+            ))
+        }
+        None => {}
     }
-    match status_in(&text) {
-        Some(s) if s >= 500 || s == 429 => io::Error::new(
-            K::TimedOut,
-            format!("{endpoint} answered {s} (unavailable) for the {what} after retries"),
+    // What is left is an answer with a status the crate has no variant for, after the
+    // client's own retries of 5xx, 429 and 408 answers (PAGEVAULT_S3_RETRIES): the server
+    // is unavailable for now. The crate's message (with the status) is shown, not read.
+    io::Error::new(
+        K::TimedOut,
+        format!(
+            "{endpoint} answered an error (unavailable) for the {what} after retries: {}",
+            chain_text(&e).replace('\n', " ")
         ),
-        Some(403) | Some(401) => refused(opts),
-        Some(416) => io::Error::new(
-            K::UnexpectedEof,
-            format!("the {what} is shorter than it was when opened"),
-        ),
-        _ => io::Error::other(format!(
-            "a request to {endpoint} for the {what} failed: {}",
-            text.replace('\n', " ")
-        )),
-    }
+    )
 }
 
 impl S3Backend {
@@ -649,9 +656,27 @@ impl Backend for S3Backend {
             ..Default::default()
         };
         let payload = PutPayload::from(bytes.to_vec());
-        sh.run(sh.store.put_opts(&path, payload, opts))
-            .map(|_| ())
-            .map_err(|e| sh.error(name, e))
+        match sh.run(sh.store.put_opts(&path, payload, opts)) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = sh.error(name, e);
+                if mode == PutMode::CreateNew && e.kind() == io::ErrorKind::AlreadyExists {
+                    // The client retries a PUT answered 5xx: did an earlier try land?
+                    // Then the object is ours (the bytes of a create-only put are unique:
+                    // a manifest, a lease with its nonce, a config with its id).
+                    if let Ok(there) = super::read_all(self, name, bytes.len() as u64) {
+                        if there == bytes {
+                            return Ok(());
+                        }
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn retries(&self) -> bool {
+        true
     }
 
     fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
@@ -1157,12 +1182,63 @@ mod tests {
         assert!(is_s3_url("s3://b/x") && !is_s3_url("/tmp/s3://x"));
     }
 
+    fn opts() -> S3Options {
+        S3Options::from_env("s3://bucket-1/p").unwrap()
+    }
+
+    fn source() -> Box<dyn std::error::Error + Send + Sync> {
+        "a test".into()
+    }
+
     #[test]
-    fn statuses_are_found_in_the_crates_message() {
-        assert_eq!(
-            status_in("Server returned non-2xx status code: 503 Service Unavailable: "),
-            Some(503)
+    fn typed_errors_map_to_kinds_without_reading_their_text() {
+        use object_store::Error as E;
+        let path = || "p/x".to_string();
+        let missing = |name| {
+            map_error(
+                &opts(),
+                name,
+                E::NotFound {
+                    path: path(),
+                    source: source(),
+                },
+            )
+        };
+        assert_eq!(missing("x").kind(), io::ErrorKind::NotFound);
+        // A listing answered 404: the bucket is missing, an error, never "missing".
+        let bucket = missing("");
+        assert_ne!(bucket.kind(), io::ErrorKind::NotFound);
+        assert!(bucket.to_string().contains("bucket-1 does not exist"), "{bucket}");
+        let e = map_error(
+            &opts(),
+            "x",
+            E::Precondition {
+                path: path(),
+                source: source(),
+            },
         );
-        assert_eq!(status_in("no status here"), None);
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        let e = map_error(
+            &opts(),
+            "x",
+            E::PermissionDenied {
+                path: path(),
+                source: source(),
+            },
+        );
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("refused the credentials"), "{e}");
+        // An answer the crate has no variant for (a 503 after its retries): transient,
+        // with the crate's message shown.
+        let e = map_error(
+            &opts(),
+            "x",
+            E::Generic {
+                store: "S3",
+                source: "Server returned non-2xx status code: 503 Service Unavailable".into(),
+            },
+        );
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("503") && e.to_string().contains("bucket-1"), "{e}");
     }
 }
