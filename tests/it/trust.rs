@@ -500,3 +500,71 @@ fn the_forecast_is_within_a_quarter_of_the_differential_for_every_pattern() {
         }
     }
 }
+
+/// On main, `restore --archive` read an archive as any repository and ignored its own
+/// table of sets: an archive whose differential's manifest was missing, or had one bit
+/// flipped, restored the full and exited 0 (`import` refused the same archive). Now
+/// opening the archive refuses it, naming the set, in every such case.
+#[test]
+fn restore_from_an_archive_follows_its_table_of_sets() {
+    use crate::archive_hostile::{build, entries};
+    use pagevault::format::archive_manifest::ArchiveManifest;
+    use pagevault::ArchiveBackend;
+    let c = crate::faults_util::Chain::new(2, 48);
+    let good = crate::archive_roundtrip::archive_of(&c);
+    let objects = entries(&good);
+    let table = ArchiveManifest::decode(&objects.last().unwrap().1)
+        .unwrap()
+        .sets;
+    assert_eq!(table.len(), 2);
+    let diff_manifest = names::manifest(c.diff);
+    let t = tempfile::tempdir().unwrap();
+    let open = |bytes: &[u8], what: &str| {
+        let p = t.path().join(format!("{what}.tar"));
+        std::fs::write(&p, bytes).unwrap();
+        ArchiveBackend::open(&p)
+    };
+    open(&good, "good").expect("the exported archive opens");
+    // 1. The differential's manifest left out (the archive manifest rebuilt over what is
+    //    left, still listing both sets).
+    let without: Vec<_> = objects
+        .iter()
+        .filter(|(n, _)| *n != diff_manifest)
+        .cloned()
+        .collect();
+    let e = open(&build(&without, table.clone()), "missing")
+        .err()
+        .expect("missing: opened");
+    assert!(e.to_string().contains(&format!("{:016x}", c.diff)), "{e}");
+    // 2. One bit flipped in the differential's manifest, everything else rebuilt to match.
+    let mut flipped = objects.clone();
+    let m = flipped
+        .iter_mut()
+        .find(|(n, _)| *n == diff_manifest)
+        .unwrap();
+    m.1[50] ^= 0x10;
+    let e = open(&build(&flipped, table.clone()), "flipped")
+        .err()
+        .expect("flipped: opened");
+    assert!(e.to_string().contains("damaged"), "{e}");
+    // 3. The table lists only the full while the differential's manifest is there.
+    let e = open(&build(&objects, table[..1].to_vec()), "unlisted")
+        .err()
+        .expect("unlisted: opened");
+    assert!(e.to_string().contains("does not list"), "{e}");
+    // The CLI: exit 1, nothing restored.
+    let bad = t.path().join("missing.tar");
+    let target = t.path().join("restored");
+    let o = crate::cli::pv(&[
+        "restore".as_ref(),
+        "--archive".as_ref(),
+        bad.as_os_str(),
+        "--to".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        !target.join("pagevault.ctl").exists(),
+        "something was restored"
+    );
+}

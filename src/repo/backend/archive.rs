@@ -123,6 +123,7 @@ impl ArchiveBackend {
                 "the archive manifest lists other objects than the archive holds".into(),
             ));
         }
+        check_table_of_sets(&file, &index, &manifest)?;
         Ok(ArchiveBackend {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -136,6 +137,53 @@ impl ArchiveBackend {
         &self.manifest
     }
 }
+
+/// The archive's table of sets is what the archive holds: every set it lists has its
+/// manifest in the archive, whole (the BLAKE3 hash the table gives), and no manifest is
+/// in the archive that the table does not list. Without this a reader would see a
+/// damaged or missing newest set as no set, and choose an older one (issue 24; `import`
+/// checks the same as it receives).
+fn check_table_of_sets(
+    file: &File,
+    index: &BTreeMap<String, (u64, u64)>,
+    manifest: &ArchiveManifest,
+) -> io::Result<()> {
+    use crate::format::manifest::{format_backup_id, hash_of, MAX_MANIFEST_BYTES};
+    use crate::repo::names;
+    for s in &manifest.sets {
+        let name = names::manifest(s.backup_id);
+        let id = format_backup_id(s.backup_id);
+        let &(at, size) = index.get(&name).ok_or_else(|| {
+            bad(format!(
+                "the archive's table of sets lists backup set {id}, whose manifest is not in the archive"
+            ))
+        })?;
+        if size > MAX_MANIFEST_BYTES {
+            return Err(bad(format!(
+                "the manifest of backup set {id} is {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed"
+            )));
+        }
+        let mut b = vec![0u8; size as usize];
+        file.read_exact_at(&mut b, at)?;
+        if hash_of(&b) != s.manifest_hash {
+            return Err(bad(format!(
+                "the manifest of backup set {id} in the archive is not the one the archive's table of sets names (damaged)"
+            )));
+        }
+    }
+    for name in index.keys() {
+        if let Some(id) = names::id_of_manifest(name) {
+            if !manifest.sets.iter().any(|s| s.backup_id == id) {
+                return Err(bad(format!(
+                    "the archive holds the manifest of backup set {}, which its table of sets does not list",
+                    format_backup_id(id)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 
 struct Entry {
     file: Arc<File>,
