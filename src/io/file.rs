@@ -178,15 +178,40 @@ pub fn open_nofollow(path: &Path, create: bool) -> io::Result<File> {
         .write(true)
         .create(create)
         .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path);
     match opened {
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) || is_symlink(path) => {
             Err(io::Error::new(io::ErrorKind::InvalidInput, SymlinkRefused))
         }
-        other => other,
+        other => regular(other?),
     }
 }
+
+/// `file` when it is a regular file; a FIFO, a device or a socket planted in its place is
+/// refused (opened without blocking, so a FIFO with no writer never hangs the open, and
+/// refused before any read could hang). `O_NONBLOCK` has no effect on a regular file.
+pub fn regular(file: File) -> io::Result<File> {
+    if file.metadata()?.file_type().is_file() {
+        Ok(file)
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidInput, NotRegular))
+    }
+}
+
+/// The error of a name that is not a regular file.
+#[derive(Debug)]
+pub struct NotRegular;
+
+impl std::fmt::Display for NotRegular {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "is not a regular file (a FIFO, a device or a socket); pagevault reads and writes regular files only",
+        )
+    }
+}
+
+impl std::error::Error for NotRegular {}
 
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
@@ -225,13 +250,13 @@ impl Vfs for DiskVfs {
         let path = self.checked(name)?;
         let file = match OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
         {
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) || is_symlink(&path) => {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, SymlinkRefused))
             }
-            other => other?,
+            other => regular(other?)?,
         };
         Ok(Arc::new(DiskFile { file }))
     }
@@ -283,10 +308,10 @@ impl Vfs for DiskVfs {
                 // one when there is none: nobody can change that folder.
                 Err(e) if is_read_only_error(&e) => match OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
                     .open(&path)
                 {
-                    Ok(f) => f,
+                    Ok(f) => regular(f)?,
                     Err(e2) if e2.kind() == io::ErrorKind::NotFound => return Ok(Box::new(())),
                     Err(e2) => return Err(e2),
                 },

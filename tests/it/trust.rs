@@ -568,3 +568,131 @@ fn restore_from_an_archive_follows_its_table_of_sets() {
         "something was restored"
     );
 }
+
+/// Runs the CLI with `args`, killing it after `secs`: `None` when it had to be killed.
+fn pv_within(args: &[&std::ffi::OsStr], secs: u64) -> Option<std::process::Output> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pagevault"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// On main, a FIFO in place of any repository object made list, verify, restore, prune
+/// and backup block forever while holding the lock. Objects are opened without blocking
+/// and anything that is not a regular file is refused: every verb ends, and a verb that
+/// reads the object says it is not a regular file.
+#[test]
+fn a_fifo_in_place_of_any_repository_object_never_hangs_a_verb() {
+    let t = tempfile::tempdir().unwrap();
+    let (db, repo) = (t.path().join("db"), t.path().join("repo"));
+    let s = |p: &Path| p.as_os_str().to_owned();
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let o = pv_within(args, 60).expect("a verb on a healthy repository finished");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    };
+    ok(&["init".as_ref(), &s(&db), "--size".as_ref(), "4MiB".as_ref()]);
+    ok(&["repo".as_ref(), "init".as_ref(), &s(&repo)]);
+    ok(&[
+        "workload".as_ref(),
+        &s(&db),
+        "--writes".as_ref(),
+        "200".as_ref(),
+    ]);
+    ok(&[
+        "backup".as_ref(),
+        &s(&db),
+        "-r".as_ref(),
+        &s(&repo),
+        "--full".as_ref(),
+    ]);
+    ok(&[
+        "workload".as_ref(),
+        &s(&db),
+        "--writes".as_ref(),
+        "50".as_ref(),
+        "--seed".as_ref(),
+        "2".as_ref(),
+    ]);
+    ok(&[
+        "backup".as_ref(),
+        &s(&db),
+        "-r".as_ref(),
+        &s(&repo),
+        "--diff".as_ref(),
+    ]);
+    let objects: Vec<String> = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        objects.iter().any(|n| n.contains("-stream-")),
+        "{objects:?}"
+    );
+    for name in &objects {
+        let copy = t.path().join("copy");
+        let _ = std::fs::remove_dir_all(&copy);
+        let status = std::process::Command::new("cp")
+            .args(["-a".as_ref(), repo.as_os_str(), copy.as_os_str()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let victim = copy.join(name);
+        std::fs::remove_file(&victim).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&victim)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let target = t.path().join(format!("restored-{name}"));
+        let verbs: Vec<Vec<std::ffi::OsString>> = vec![
+            vec!["list".into(), "-r".into(), s(&copy)],
+            vec!["verify".into(), "-r".into(), s(&copy)],
+            vec![
+                "restore".into(),
+                "-r".into(),
+                s(&copy),
+                "--to".into(),
+                s(&target),
+            ],
+            vec![
+                "prune".into(),
+                "-r".into(),
+                s(&copy),
+                "--keep-last".into(),
+                "1".into(),
+            ],
+            vec![
+                "backup".into(),
+                s(&db),
+                "-r".into(),
+                s(&copy),
+                "--diff".into(),
+            ],
+        ];
+        let mut said = false;
+        for v in &verbs {
+            let args: Vec<&std::ffi::OsStr> = v.iter().map(|a| a.as_os_str()).collect();
+            let o = pv_within(&args, 30)
+                .unwrap_or_else(|| panic!("{v:?} hung on a FIFO in place of {name}"));
+            said |= String::from_utf8_lossy(&o.stderr).contains("not a regular file")
+                || String::from_utf8_lossy(&o.stdout).contains("not a regular file");
+        }
+        assert!(said, "no verb said {name} is not a regular file");
+    }
+}

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,7 +39,14 @@ fn bad(what: String) -> io::Error {
 impl ArchiveBackend {
     /// Opens and indexes the archive at `path`.
     pub fn open(path: &Path) -> io::Result<ArchiveBackend> {
-        let file = File::open(path)?;
+        // Read by ranges, so a regular file: a FIFO (or a device) in its place is refused
+        // without blocking (`import` reads an archive from a pipe).
+        let file = crate::io::file::regular(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path)?,
+        )?;
         let len = file.metadata()?.len();
         let mut index = BTreeMap::new();
         let mut order = Vec::new();
