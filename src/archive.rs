@@ -44,10 +44,21 @@ pub struct ExportReport {
     pub duration_secs: f64,
 }
 
+/// [`export`] into a new file `to`: written aside under a name nobody can predict,
+/// synced, then put in place only if nothing is at `to` (a failed or killed export
+/// never leaves a file there, and a link planted beside it is never written through).
+pub fn export_to_file(
+    repo: &Repository,
+    backup_id: u64,
+    to: &std::path::Path,
+) -> Result<ExportReport> {
+    crate::io::file::write_new_file(to, |w| export(repo, backup_id, w))
+}
+
 /// Writes set `backup_id` and the sets it needs (its full) from `repo` to `out` as one
-/// archive, under a shared lock. The caller makes `out` durable (and, for a file,
-/// should write it aside and rename it: a failed export leaves a partial archive,
-/// which import refuses).
+/// archive, under a shared lock. The caller makes `out` durable (for a file,
+/// [`export_to_file`] writes it aside and renames it: a failed export leaves a partial
+/// archive, which import refuses).
 pub fn export<W: Write>(repo: &Repository, backup_id: u64, out: W) -> Result<ExportReport> {
     let started = Instant::now();
     let _lock = repo.lock(LockMode::Shared, "export")?;

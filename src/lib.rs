@@ -96,7 +96,7 @@ pub use retention::prune::{plan as plan_prune, prune, PruneOptions, PrunePlan, P
 pub use retention::Policy;
 
 // Archives and copies between repositories.
-pub use archive::{export, import, ExportReport, ImportReport};
+pub use archive::{export, export_to_file, import, ExportReport, ImportReport};
 pub use copy::{copy, plan as plan_copy, CopyOptions, CopyReport};
 
 // Serving a database: the backup listener and its tokens, and a backup or status asked of

@@ -148,6 +148,74 @@ pub fn sync_dir_path(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
+/// Creates a new file beside `to` to write `to`'s bytes aside: a name nobody can
+/// predict (`.NAME.partial-RANDOM`, in `to`'s folder), created with `O_EXCL` and
+/// `O_NOFOLLOW`, so a link or file planted there is never written through or read
+/// (issue 24: a link planted at `FILE.partial` made root's export overwrite a root-owned
+/// file). Returns the file and its path; the caller renames it onto `to` when done.
+pub fn create_aside(to: &Path) -> io::Result<(File, PathBuf)> {
+    let dir = to
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = to
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "names no file"))?;
+    for _ in 0..8 {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(base);
+        name.push(format!(".partial-{:016x}", crate::ids::random_u64()));
+        let path = dir.join(name);
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free name beside it for the file being written",
+    ))
+}
+
+/// Writes a new file at `to` through `write`, aside first ([`create_aside`]), then
+/// synced, renamed into place (refused when `to` exists) and the folder synced: a
+/// failed or killed writer never leaves a file under `to`, and what is under `to` is
+/// whole and durable.
+pub fn write_new_file<T>(
+    to: &Path,
+    write: impl FnOnce(&mut io::BufWriter<WriteBehind<'_>>) -> crate::Result<T>,
+) -> crate::Result<T> {
+    const BUF_BYTES: usize = 1 << 20;
+    let (file, aside) = create_aside(to).map_err(|e| crate::Error::io(to, e))?;
+    let result = (|| {
+        let mut w = io::BufWriter::with_capacity(BUF_BYTES, WriteBehind::new(&file));
+        let r = write(&mut w)?;
+        io::Write::flush(&mut w).map_err(|e| crate::Error::io(&aside, e))?;
+        drop(w);
+        file.sync_all().map_err(|e| crate::Error::io(&aside, e))?;
+        // Into place only when nothing is there (a hard link fails on an existing name).
+        fs::hard_link(&aside, to).map_err(|e| crate::Error::io(to, e))?;
+        let _ = fs::remove_file(&aside);
+        let dir = to
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        sync_dir_path(dir).map_err(|e| crate::Error::io(dir, e))?;
+        Ok(r)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&aside);
+    }
+    result
+}
+
 /// What a refused link reads as, after the path.
 pub const SYMLINK_REFUSED: &str =
     "is a symbolic link; pagevault does not follow links it did not make";

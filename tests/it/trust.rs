@@ -696,3 +696,58 @@ fn a_fifo_in_place_of_any_repository_object_never_hangs_a_verb() {
         assert!(said, "no verb said {name} is not a regular file");
     }
 }
+
+/// On main, `export --to FILE` created `FILE.partial` through a symbolic link planted
+/// there: an unprivileged user made root's export overwrite a root-owned file (or read
+/// the whole backup). The file is now written aside under a name nobody can predict,
+/// created with O_EXCL and O_NOFOLLOW; what is planted is left alone.
+#[test]
+fn export_never_writes_through_a_link_planted_beside_its_file() {
+    let t = tempfile::tempdir().unwrap();
+    let (db, repo) = (t.path().join("db"), t.path().join("repo"));
+    let s = |p: &Path| p.as_os_str().to_owned();
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let o = pv_within(args, 60).expect("finished");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {o:?}");
+    };
+    ok(&["init".as_ref(), &s(&db), "--size".as_ref(), "4MiB".as_ref()]);
+    ok(&["repo".as_ref(), "init".as_ref(), &s(&repo)]);
+    ok(&[
+        "workload".as_ref(),
+        &s(&db),
+        "--writes".as_ref(),
+        "100".as_ref(),
+    ]);
+    ok(&[
+        "backup".as_ref(),
+        &s(&db),
+        "-r".as_ref(),
+        &s(&repo),
+        "--full".as_ref(),
+    ]);
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let to = t.path().join("db.tar");
+    std::os::unix::fs::symlink(&victim, t.path().join("db.tar.partial")).unwrap();
+    ok(&[
+        "export".as_ref(),
+        "-r".as_ref(),
+        &s(&repo),
+        "latest".as_ref(),
+        "--to".as_ref(),
+        &s(&to),
+    ]);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(std::fs::symlink_metadata(t.path().join("db.tar.partial"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // The archive is whole, and nothing else was left beside it.
+    pagevault::ArchiveBackend::open(&to).unwrap();
+    let left: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial") && n != "db.tar.partial")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

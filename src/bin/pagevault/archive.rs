@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use pagevault::archive;
 use pagevault::copy::{self, CopyOptions};
 use pagevault::format::manifest::parse_backup_id;
-use pagevault::io::file::WriteBehind;
 use pagevault::units::format_size;
 
 use crate::flags::RepoArg;
@@ -116,7 +115,7 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
         w.flush()?;
         r
     } else {
-        write_aside(&a.to, |f| archive::export(&repo, id, f))?
+        archive::export_to_file(&repo, id, &a.to)?
     };
     let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
     if a.json {
@@ -152,38 +151,6 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
         say!(out, "{line}")?;
     }
     Ok(Exit::Success)
-}
-
-/// Writes `to` aside (`TO.partial`), syncs it, renames it into place and syncs the
-/// folder: a failed or killed export never leaves a file under the name asked for.
-fn write_aside<T>(
-    to: &Path,
-    f: impl FnOnce(&mut BufWriter<WriteBehind>) -> pagevault::Result<T>,
-) -> Result<T, Failure> {
-    let mut name = to.as_os_str().to_owned();
-    name.push(".partial");
-    let partial = PathBuf::from(name);
-    let io = |p: &Path, e| Failure::Lib(pagevault::Error::io(p, e));
-    let file = File::create(&partial).map_err(|e| io(&partial, e))?;
-    let result = (|| {
-        let mut w = BufWriter::with_capacity(BUF_BYTES, WriteBehind::new(&file));
-        let r = f(&mut w)?;
-        w.flush().map_err(|e| pagevault::Error::io(&partial, e))?;
-        drop(w);
-        file.sync_all()
-            .map_err(|e| pagevault::Error::io(&partial, e))?;
-        std::fs::rename(&partial, to).map_err(|e| pagevault::Error::io(to, e))?;
-        let dir = to
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        pagevault::io::file::sync_dir_path(dir).map_err(|e| pagevault::Error::io(dir, e))?;
-        Ok(r)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    result.map_err(Failure::Lib)
 }
 
 pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
