@@ -59,6 +59,8 @@ pub struct CatalogDetails {
     pub restores_on: Option<String>,
     /// A differential with no set to restore it on.
     pub orphan: bool,
+    /// A differential's `bytes_stored` over its base's, when the base is listed.
+    pub share_of_base: Option<f64>,
 }
 
 impl CatalogDetails {
@@ -93,6 +95,7 @@ impl CatalogDetails {
                 .map(|l| manifest::format_backup_id(l.stands_for_id)),
             restores_on: None,
             orphan: false,
+            share_of_base: None,
         }
     }
 }
@@ -130,6 +133,21 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
             },
         };
         out.push(entry);
+    }
+    // A differential's size as a share of its base's, when the base is listed.
+    let stored: Vec<(String, u64)> = out
+        .iter()
+        .filter_map(|e| e.details.as_ref().map(|d| (e.id.clone(), d.bytes_stored)))
+        .collect();
+    for d in out.iter_mut().filter_map(|e| e.details.as_mut()) {
+        if d.kind == BackupKind::Differential {
+            d.share_of_base = d.base_id.as_ref().and_then(|b| {
+                stored
+                    .iter()
+                    .find(|(id, n)| id == b && *n > 0)
+                    .map(|(_, n)| d.bytes_stored as f64 / *n as f64)
+            });
+        }
     }
     // The lineage: where each differential restores, by the resolver's rule.
     for e in &mut out {

@@ -30,6 +30,7 @@ pub mod lock;
 pub mod names;
 pub mod receive;
 pub mod record_pool;
+pub mod select;
 pub mod set_reader;
 pub mod set_writer;
 pub mod transfer;

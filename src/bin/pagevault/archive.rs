@@ -16,7 +16,8 @@ use crate::flags::RepoArg;
 use crate::json::{mb_per_s, ArchiveSetJson, CopyJson, ExportJson, ImportJson};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
-use crate::select::{self, Choice, SetName};
+use crate::select::{self, SetName};
+use pagevault::repo::select::Selector;
 
 /// Bytes buffered between the archive and the file or pipe.
 const BUF_BYTES: usize = 1 << 20;
@@ -94,22 +95,12 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
     let entries = select::listing(&repo, path)?;
-    let database = a
-        .database
-        .as_ref()
-        .map(|p| select::database(path, &entries, p))
-        .transpose()?;
-    let entry = select::set(
+    let id = select::set(
         path,
         &entries,
-        &Choice {
-            name: Some(&a.id),
-            as_of_ms: None,
-            database: database.as_deref(),
-            verb: "export",
-        },
-    )?;
-    let id = select::id_of(path, &entry.id)?;
+        &Selector::named(a.id.clone()).in_database(a.database.clone()),
+    )?
+    .id;
     let report = if to_stdout {
         let mut w = BufWriter::with_capacity(BUF_BYTES, std::io::stdout().lock());
         let r = archive::export(&repo, id, &mut w)?;
@@ -272,17 +263,8 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
         .transpose()?;
     let mut ids = Vec::new();
     for name in &a.ids {
-        let e = select::set(
-            &a.from,
-            &entries,
-            &Choice {
-                name: Some(name),
-                as_of_ms: None,
-                database: database.as_deref(),
-                verb: "copy",
-            },
-        )?;
-        ids.extend(parse_backup_id(&e.id));
+        let sel = Selector::named(name.clone()).in_database(database.clone());
+        ids.push(select::set(&a.from, &entries, &sel)?.id);
     }
     let opts = CopyOptions {
         ids,

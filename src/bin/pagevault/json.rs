@@ -40,48 +40,14 @@ pub fn mb_per_s(bytes: u64, seconds: f64) -> f64 {
     pagevault::units::mb_per_s(bytes, seconds)
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// RFC 3339 UTC with milliseconds: `2026-11-29T12:00:00.000Z`.
 pub fn rfc3339(unix_ms: u64) -> String {
-    let secs = (unix_ms / 1000) as i64;
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        unix_ms % 1000
-    )
+    pagevault::time::rfc3339(unix_ms)
 }
 
 /// `YYYY-MM-DD HH:MM` UTC, for tables.
 pub fn utc_minutes(unix_ms: u64) -> String {
-    let s = rfc3339(unix_ms);
-    format!("{} {}", &s[..10], &s[11..16])
+    pagevault::time::utc_minutes(unix_ms)
 }
 
 /// One backup set: `list` entries, `backup`'s new set, the demo's backups.
@@ -620,25 +586,6 @@ impl StatusJson {
             pages_changed: s.pages_changed,
             bytes_changed: s.bytes_changed,
             forecast: forecast.map(ForecastJson::of),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_round_trip_through_the_civil_calendar() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(
-            rfc3339(1_795_305_600_000 + 3_723_045),
-            "2026-11-22T01:02:03.045Z"
-        );
-        for days in [-800_000i64, -1, 0, 59, 60, 11_016, 20_784, 2_000_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
         }
     }
 }

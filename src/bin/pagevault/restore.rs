@@ -13,7 +13,8 @@ use pagevault::units::format_size;
 use crate::json::{CheckJson, RestoreJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
-use crate::select::{self, plural, Choice, SetName};
+use crate::select::{self, plural, SetName};
+use pagevault::repo::select::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,6 +42,10 @@ pub struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
     pub threads: usize,
+    /// When the newest set (by `latest`, --as-of or no id) cannot be read, restore the
+    /// newest readable one instead of refusing, and say which sets were passed over.
+    #[arg(long)]
+    pub newest_readable: bool,
     /// Replace a database with the same database id that is not in use.
     #[arg(long)]
     pub force: bool,
@@ -72,22 +77,17 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         }
     };
     let entries = select::listing(&repo, path)?;
-    let database = a
-        .database
-        .as_ref()
-        .map(|p| select::database(path, &entries, p))
-        .transpose()?;
-    let entry = select::set(
+    let chosen = select::set(
         path,
         &entries,
-        &Choice {
-            name: a.id.as_ref(),
-            as_of_ms: a.as_of,
-            database: database.as_deref(),
-            verb: "restore",
+        &Selector {
+            name: a.id.clone(),
+            as_of_unix_ms: a.as_of,
+            database: a.database.clone(),
+            newest_readable: a.newest_readable,
         },
     )?;
-    let id = select::id_of(path, &entry.id)?;
+    let (id, entry) = (chosen.id, &chosen.entry);
     tracing::info!("restoring backup set {} into {}", entry.id, a.to.display());
     let target = restore::target_dir(&a.to)?;
     let mut opts = RestoreOptions::new(target.clone());

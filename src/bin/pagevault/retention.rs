@@ -16,7 +16,8 @@ use crate::flags::RepoArg;
 use crate::json::{rfc3339, utc_minutes};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
-use crate::select::{self, plural, Choice, SetName};
+use crate::select::{self, plural, SetName};
+use pagevault::repo::select::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
@@ -161,24 +162,10 @@ fn chosen(
     repo: &pagevault::repo::Repository,
     name: &SetName,
     database: Option<&str>,
-    verb: &'static str,
 ) -> Result<u64, Failure> {
     let entries = select::listing(repo, path)?;
-    let database = match database {
-        Some(p) => Some(select::database(path, &entries, p)?),
-        None => None,
-    };
-    let e = select::set(
-        path,
-        &entries,
-        &Choice {
-            name: Some(name),
-            as_of_ms: None,
-            database: database.as_deref(),
-            verb,
-        },
-    )?;
-    select::id_of(path, &e.id)
+    let sel = Selector::named(name.clone()).in_database(database.map(str::to_string));
+    Ok(select::set(path, &entries, &sel)?.id)
 }
 
 pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
@@ -314,7 +301,7 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
     let started = Instant::now();
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
-    let id = match chosen(path, &repo, &a.id, None, "delete") {
+    let id = match chosen(path, &repo, &a.id, None) {
         Ok(id) => id,
         // A set already gone whose objects remain (an interrupted delete) is named in
         // full: the library finishes it.
@@ -380,7 +367,7 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
     let started = Instant::now();
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
-    let id = chosen(path, &repo, &a.id, a.database.as_deref(), "merge")?;
+    let id = chosen(path, &repo, &a.id, a.database.as_deref())?;
     let (plan, new_id, stored, copied, recompressed) = if a.dry_run {
         let p = merge::plan(&repo, id)?;
         let done = p.already_merged.clone();

@@ -13,7 +13,8 @@ use crate::flags::RepoArg;
 use crate::json::VerifyJson;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
-use crate::select::{self, plural, Choice, SetName};
+use crate::select::{self, plural, SetName};
+use pagevault::repo::select::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,19 +40,15 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Fail
         .as_ref()
         .map(|p| select::database(path, &entries, p))
         .transpose()?;
-    let ids: Vec<&str> = match &a.id {
-        Some(name) => vec![select::set(
-            path,
-            &entries,
-            &Choice {
-                name: Some(name),
-                as_of_ms: None,
-                database: database.as_deref(),
-                verb: "verify",
-            },
-        )?
-        .id
-        .as_str()],
+    let ids: Vec<u64> = match &a.id {
+        Some(name) => vec![
+            select::set(
+                path,
+                &entries,
+                &Selector::named(name.clone()).in_database(database.clone()),
+            )?
+            .id,
+        ],
         None => entries
             .iter()
             .filter(|e| match (&database, &e.details) {
@@ -59,12 +56,10 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Fail
                 (Some(db), Some(d)) => &d.database_id == db,
                 (Some(_), None) => false,
             })
-            .map(|e| e.id.as_str())
+            .filter_map(|e| pagevault::parse_backup_id(&e.id))
             .collect(),
     };
-    ids.into_iter()
-        .map(|id| select::id_of(path, id))
-        .collect::<Result<Vec<u64>, Failure>>()
+    Ok(ids)
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
