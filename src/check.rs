@@ -124,8 +124,8 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// The result of a check that ran.
-#[derive(Clone, Debug, serde::Serialize)]
+/// The result of a check that ran. Its JSON is the `check` document (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct CheckReport {
     pub path: PathBuf,
     pub database_id: String,

@@ -49,8 +49,8 @@ macro_rules! engine_modules {
 }
 
 engine_modules!(
-    archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, restore,
-    retention, rng, serve, store, time, units, verify,
+    archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, report,
+    restore, retention, rng, serve, store, time, units, verify,
 );
 
 // Not the engine: the operator's tools behind the CLI (bench, demo, workload, import of

@@ -39,6 +39,7 @@ pub struct Forecast {
     pub differential_bytes: u64,
     pub base_bytes_stored: u64,
     /// `differential_bytes / base_bytes_stored`.
+    #[serde(rename = "share_of_base")]
     pub share: f64,
     /// [`FULL_ADVICE_SHARE`].
     pub threshold: f64,

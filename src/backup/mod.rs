@@ -106,14 +106,21 @@ impl BackupOptions {
     }
 }
 
-/// What a backup did. MB are 10^6 bytes.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// What a backup did. MB are 10^6 bytes. Its JSON is the `backup` document of the one
+/// schema (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct BackupReport {
     pub backup_id: String,
     /// The repository the set was published into (a folder or a URL).
     pub repository: std::path::PathBuf,
     /// The kind taken (a differential that fell back is `full`).
     pub kind: BackupKind,
+    /// The database backed up (16 hex digits).
+    pub database_id: String,
+    /// When the backup started and when its set was published (ms after the Unix epoch,
+    /// as its manifest says).
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
     /// The base's id, for a differential.
     pub base_id: Option<String>,
     pub change_source: ChangeSource,
@@ -131,6 +138,8 @@ pub struct BackupReport {
     pub manifest_bytes: u64,
     /// `bytes_read / bytes_stored`.
     pub ratio: f64,
+    /// A differential's `bytes_stored` over its base's.
+    pub share_of_base: Option<f64>,
     pub duration_secs: f64,
     /// `bytes_read` per second of `duration_secs`.
     pub mb_per_sec: f64,
@@ -155,7 +164,7 @@ pub struct BackupReport {
 }
 
 /// What a backup would do now, taking nothing (`pagevault backup --dry-run`).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct BackupPlanReport {
     /// The repository the set would go into.
     pub repository: std::path::PathBuf,
@@ -315,10 +324,20 @@ pub fn run(
 
     let duration_secs = started.elapsed().as_secs_f64();
     let bytes_stored = m.bytes_stored();
+    let share_of_base = plan
+        .base
+        .as_ref()
+        .map(|b| b.manifest.bytes_stored())
+        .filter(|&b| b > 0 && m.kind == BackupKind::Differential)
+        .map(|b| bytes_stored as f64 / b as f64);
     Ok(BackupReport {
         backup_id: manifest::format_backup_id(backup_id),
         repository: repo.location(),
         kind: m.kind,
+        database_id: manifest::format_backup_id(m.database_id),
+        started_unix_ms: m.started_unix_ms,
+        finished_unix_ms: m.finished_unix_ms,
+        share_of_base,
         base_id: plan
             .base
             .as_ref()

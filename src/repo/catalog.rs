@@ -14,20 +14,20 @@ use crate::format::manifest::{self, BackupKind, ChangeSource, Manifest};
 
 use super::Repository;
 
-/// One backup set as `list` shows it.
-#[derive(Clone, Debug, serde::Serialize)]
+/// One backup set as `list` shows it. Its JSON is the `set` document of the one schema
+/// (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct CatalogEntry {
     /// The backup id, 16 hex digits.
     pub id: String,
     /// What is wrong with the set, when something is (then `details` may be absent).
     pub error: Option<String>,
     /// What the manifest says, when it decodes.
-    #[serde(flatten)]
     pub details: Option<CatalogDetails>,
 }
 
 /// The manifest's summary of a set.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct CatalogDetails {
     pub kind: BackupKind,
     /// The base's id for a differential.

@@ -342,12 +342,8 @@ impl Progress for LinkProgress<'_> {
     }
 }
 
-/// What a status request returns.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct RemoteStatus {
-    pub status: crate::store::DatabaseStatus,
-    pub forecast: Option<backup::Forecast>,
-}
+/// What a status request returns: the one schema's `status` document.
+pub type RemoteStatus = crate::report::StatusReport;
 
 fn serve(shared: &Shared, mut stream: Box<dyn Stream>, tcp: bool) -> io::Result<()> {
     let hello = wire::read_frame(&mut *stream, wire::MAX_HELLO_FRAME_BYTES)?;

@@ -208,8 +208,8 @@ fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
     }
     let diff = a.backup("differential");
     assert_eq!(diff["state"], "done", "{diff}");
-    let full_id = full["report"]["backup_id"].as_str().unwrap().to_string();
-    let diff_id = diff["report"]["backup_id"].as_str().unwrap().to_string();
+    let full_id = full["report"]["id"].as_str().unwrap().to_string();
+    let diff_id = diff["report"]["id"].as_str().unwrap().to_string();
     // The sets, one set (by a prefix), status with the forecast.
     let (s, sets) = a.get("/sets", Some(READER));
     assert_eq!(s, StatusCode::OK);
@@ -220,10 +220,7 @@ fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
     let (s, st) = a.get("/status", Some(READER));
     assert_eq!(s, StatusCode::OK, "{st}");
     assert!(st["forecast"]["advice"].is_string(), "{st}");
-    assert_eq!(
-        st["status"]["database_id"],
-        format!("{:016x}", a.db.database_id())
-    );
+    assert_eq!(st["database_id"], format!("{:016x}", a.db.database_id()));
     // Strict ids: not hex, too short, a path; and `../` never reaches a file.
     for bad in [
         "/sets/zzzz",
@@ -266,7 +263,7 @@ fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
     // Verify.
     let (s, v) = a.post(&format!("/sets/{diff_id}/verify"), ADMIN, Value::Null);
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["findings"], 0, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(
         a.post(&format!("/sets/{diff_id}/verify"), READER, Value::Null)
             .0,
@@ -381,7 +378,7 @@ fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
     let a = api(dir.path(), 1024);
     let first = a.backup("full");
     assert_eq!(first["state"], "done", "{first}");
-    let set = first["report"]["backup_id"].as_str().unwrap().to_string();
+    let set = first["report"]["id"].as_str().unwrap().to_string();
     // The writer alone first, for its throughput without the load.
     let alone = {
         let t0 = Instant::now();
@@ -567,8 +564,8 @@ fn delete_is_admin_only_and_refuses_a_full_that_a_differential_needs() {
     let full = a.backup("full");
     a.db.write_page(1, 8, b"after the full").unwrap();
     let diff = a.backup("differential");
-    let full_id = full["report"]["backup_id"].as_str().unwrap().to_string();
-    let diff_id = diff["report"]["backup_id"].as_str().unwrap().to_string();
+    let full_id = full["report"]["id"].as_str().unwrap().to_string();
+    let diff_id = diff["report"]["id"].as_str().unwrap().to_string();
     let delete = |path: &str, token: &str| {
         let resp = a
             .client

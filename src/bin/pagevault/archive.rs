@@ -13,11 +13,11 @@ use pagevault::io::file::WriteBehind;
 use pagevault::units::format_size;
 
 use crate::flags::RepoArg;
-use crate::json::{mb_per_s, ArchiveSetJson, CopyJson, ExportJson, ImportJson};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, SetName};
 use pagevault::repo::select::Selector;
+use pagevault::units::mb_per_s;
 
 /// Bytes buffered between the archive and the file or pipe.
 const BUF_BYTES: usize = 1 << 20;
@@ -111,15 +111,16 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
     };
     let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
     if a.json {
-        out.json(&ExportJson {
-            id: report.backup_id.clone(),
-            chain: report.chain.clone(),
-            to: a.to.clone(),
-            objects: report.objects,
-            object_bytes: report.object_bytes,
-            archive_bytes: report.archive_bytes,
-            duration_s: report.duration_secs,
-            mb_per_s: mbs,
+        /// The library's report and where the CLI wrote the archive.
+        #[derive(serde::Serialize)]
+        struct Exported<'a> {
+            #[serde(flatten)]
+            report: &'a pagevault::ExportReport,
+            to: &'a Path,
+        }
+        out.json(&Exported {
+            report: &report,
+            to: &a.to,
         })?;
         return Ok(Exit::Success);
     }
@@ -209,26 +210,7 @@ pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
     if a.json {
-        out.json(&ImportJson {
-            repository: report.repository.clone(),
-            sets: report
-                .sets
-                .iter()
-                .map(|s| ArchiveSetJson {
-                    id: s.backup_id.clone(),
-                    kind: s.kind.clone(),
-                    outcome: s.outcome.clone(),
-                })
-                .collect(),
-            objects: report.objects,
-            archive_bytes: report.archive_bytes,
-            bytes_stored: report.bytes_stored,
-            records_checked: report.records_checked,
-            pages_checked: report.pages_checked,
-            debris_removed: report.debris_removed,
-            duration_s: report.duration_secs,
-            mb_per_s: mbs,
-        })?;
+        out.json(&report)?;
         return Ok(Exit::Success);
     }
     for s in &report.sets {
@@ -274,27 +256,7 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
     let r = copy::copy(&from, &to, &opts)?;
     let mbs = mb_per_s(r.bytes_copied + r.bytes_reused, r.duration_secs);
     if a.json {
-        out.json(&CopyJson {
-            from: r.from.clone(),
-            to: r.to.clone(),
-            sets: r
-                .sets
-                .iter()
-                .map(|s| ArchiveSetJson {
-                    id: s.backup_id.clone(),
-                    kind: s.kind.clone(),
-                    outcome: s.outcome.clone(),
-                })
-                .collect(),
-            objects_copied: r.objects_copied,
-            bytes_copied: r.bytes_copied,
-            objects_reused: r.objects_reused,
-            bytes_reused: r.bytes_reused,
-            records_checked: r.records_checked,
-            staged_removed: r.staged_removed,
-            duration_s: r.duration_secs,
-            mb_per_s: mbs,
-        })?;
+        out.json(&r)?;
         return Ok(Exit::Success);
     }
     for s in &r.sets {

@@ -6,17 +6,14 @@
 
 use std::path::PathBuf;
 
-use std::time::Instant;
-
-use pagevault::backup::{self, BackupKind, BackupOptions, DEFAULT_LEVEL};
+use pagevault::backup::{self, BackupKind, BackupOptions, BackupReport, DEFAULT_LEVEL};
 use pagevault::format::manifest::parse_backup_id;
-use pagevault::repo::{catalog, Repository};
+use pagevault::repo::Repository;
 use pagevault::units::format_size;
-use pagevault::verify;
+use pagevault::verify::{self, VerifyReport};
 use pagevault::{Database, Error, OpenMode};
 
 use crate::flags::RepoArg;
-use crate::json::{BackupJson, Set, VerifyJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
 use crate::select::plural;
@@ -74,10 +71,10 @@ pub struct Args {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
-    backup: BackupJson,
+struct Report<'a> {
+    backup: &'a BackupReport,
     /// The new set's verification (`--check-consistency`).
-    check: Option<VerifyJson>,
+    check: Option<VerifyReport>,
     check_error: Option<String>,
 }
 
@@ -145,12 +142,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         );
         let report =
             pagevault::serve::client::backup(&client, &repo, &opts, &Bar::new("backing up", true))?;
-        let database_id = parse_backup_id(&report.backup_id)
-            .and_then(|id| repo.load_manifest(id).ok())
-            .map(|m| format!("{:016x}", m.manifest.database_id));
-        return finish(a, out, &repo, report, database_id, &source, false);
+        return finish(a, out, &repo, report, &source, false);
     };
-    let database_id = format!("{:016x}", db.database_id());
     if a.dry_run {
         let plan = backup::plan_only(&db, &repo, &opts)?;
         db.close()?;
@@ -195,7 +188,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         report.bytes_stored
     );
     db.close().map_err(|e| report.close_failed(e))?;
-    finish(a, out, &repo, report, Some(database_id), &source, warned)
+    finish(a, out, &repo, report, &source, warned)
 }
 
 /// Verifies (when asked) and reports a backup taken here or by a serving process;
@@ -204,21 +197,16 @@ fn finish(
     a: Args,
     out: &mut Out,
     repo: &Repository,
-    report: backup::BackupReport,
-    database_id: Option<String>,
+    report: BackupReport,
     source: &str,
     warned: bool,
 ) -> Result<Exit, Failure> {
     let (verified, verify_error) = if a.check_consistency {
-        let started = Instant::now();
         match parse_backup_id(&report.backup_id)
             .ok_or_else(|| Error::Invalid(format!("{:?} is not a backup id", report.backup_id)))
             .and_then(|id| verify::verify(repo, Some(id)))
         {
-            Ok(v) => (
-                Some(VerifyJson::of(&v, started.elapsed().as_secs_f64())),
-                None,
-            ),
+            Ok(v) => (Some(v), None),
             Err(e) => (None, Some(crate::errors::sentence(&e))),
         }
     } else {
@@ -226,7 +214,7 @@ fn finish(
     };
     let code = match (&verified, &verify_error) {
         (_, Some(_)) => Exit::CheckCouldNotRun,
-        (Some(v), None) if v.errors > 0 => Exit::Inconsistent,
+        (Some(v), None) if !v.is_clean() => Exit::Inconsistent,
         // Published but incomplete: bad pages recorded, restore refuses it, not the base.
         _ if report.damaged => Exit::CheckCouldNotRun,
         _ => Exit::Success,
@@ -243,14 +231,7 @@ fn finish(
             if report.bad_pages.len() == 1 { "is" } else { "are" }
         ));
     }
-    // The new set as `list` shows it (its times, its share of its base).
-    let entries = catalog::list(repo).unwrap_or_default();
-    let entry = entries
-        .iter()
-        .find(|e| e.id == report.backup_id)
-        .map(|e| Set::of_entry(e, &entries));
-    let json = BackupJson::of(&report, entry, database_id);
-    if let Some(share) = json.set.share_of_base {
+    if let Some(share) = report.share_of_base {
         if share > backup::FULL_ADVICE_SHARE && !warned {
             tracing::warn!(
                 "this differential is {:.0} % of its base's size; a full backup now would keep the \
@@ -260,7 +241,7 @@ fn finish(
         }
     }
     let r = Report {
-        backup: json,
+        backup: &report,
         check: verified,
         check_error: verify_error,
     };
@@ -307,9 +288,11 @@ fn finish(
         b.snapshot_lsn,
         b.change_source.describe()
     )?;
-    let size = match (r.backup.set.share_of_base, r.backup.set.compression) {
+    let size = match (b.share_of_base, b.kind) {
         (Some(share), _) => format!("{:.1} % of its base's size", share * 100.0),
-        (None, Some(c)) => format!("{c:.2}x smaller than read"),
+        (None, BackupKind::Full | BackupKind::CopyOnly) if b.bytes_stored > 0 => {
+            format!("{:.2}x smaller than read", b.ratio)
+        }
         _ => String::new(),
     };
     say!(
@@ -340,10 +323,14 @@ fn finish(
         (Some(v), None) => say!(
             out,
             "verified: {}",
-            if v.errors == 0 {
+            if v.is_clean() {
                 "restorable".to_string()
             } else {
-                format!("{} {}", v.errors, plural(v.errors, "finding", "findings"))
+                format!(
+                    "{} {}",
+                    v.findings,
+                    plural(v.findings, "finding", "findings")
+                )
             }
         )?,
         (None, None) => {}
@@ -354,7 +341,7 @@ fn finish(
 /// The plan of `--dry-run`: what would be taken, nothing taken.
 fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, Failure> {
     if json {
-        out.json(&crate::json::PlanJson::of(p))?;
+        out.json(p)?;
         return Ok(Exit::Success);
     }
     say!(

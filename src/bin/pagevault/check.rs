@@ -32,7 +32,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     };
     out.decide(code);
     if a.json {
-        out.json(&crate::json::CheckJson::of(&report))?;
+        out.json(&report)?;
         return Ok(code);
     }
     for f in &report.findings {

@@ -11,9 +11,9 @@ use pagevault::tools::demo::{self, DemoOptions, DemoReport};
 use pagevault::units::format_size;
 
 use crate::flags::size;
-use crate::json::{BackupJson, CheckJson, RestoreJson};
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
+use pagevault::{BackupReport, CheckReport, RestoreReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,16 +59,16 @@ struct Compare {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
+struct Report<'a> {
     dir: PathBuf,
     kept: bool,
     proven: bool,
     steps: Vec<Step>,
     written_during_full: u64,
-    full: BackupJson,
-    differential: BackupJson,
-    restore: RestoreJson,
-    check: CheckJson,
+    full: &'a BackupReport,
+    differential: &'a BackupReport,
+    restore: &'a RestoreReport,
+    check: &'a CheckReport,
     compare: Compare,
 }
 
@@ -156,7 +156,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     Ok(code)
 }
 
-fn json(r: &DemoReport, kept: bool) -> Report {
+fn json(r: &DemoReport, kept: bool) -> Report<'_> {
     Report {
         dir: r.dir.clone(),
         kept,
@@ -171,10 +171,10 @@ fn json(r: &DemoReport, kept: bool) -> Report {
             })
             .collect(),
         written_during_full: r.written_during_full,
-        full: BackupJson::of(&r.full, None, Some(r.restore.database_id.clone())),
-        differential: BackupJson::of(&r.differential, None, Some(r.restore.database_id.clone())),
-        restore: RestoreJson::of(&r.restore),
-        check: CheckJson::of(&r.check),
+        full: &r.full,
+        differential: &r.differential,
+        restore: &r.restore,
+        check: &r.check,
         compare: Compare {
             pages_compared: r.compare.pages_compared,
             bytes_compared: r.compare.bytes_compared,

@@ -92,6 +92,15 @@ impl Out {
     }
 }
 
+/// A serde enum as its JSON string (`"copy_only"`, `"untrusted_restored"`).
+pub fn name_of<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 /// `writeln!`-like: `say!(out, "x = {}", x)?`.
 #[macro_export]
 macro_rules! say {

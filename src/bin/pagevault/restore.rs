@@ -10,7 +10,6 @@ use pagevault::repo::chain;
 use pagevault::restore::{self, RestoreOptions, RestoreReport};
 use pagevault::units::format_size;
 
-use crate::json::{CheckJson, RestoreJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, plural, SetName};
@@ -58,9 +57,9 @@ pub struct Args {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
-    restore: RestoreJson,
-    check: Option<CheckJson>,
+struct Report<'a> {
+    restore: &'a RestoreReport,
+    check: Option<&'a CheckReport>,
     check_error: Option<String>,
 }
 
@@ -115,8 +114,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     out.decide(code);
     if a.json {
         out.json(&Report {
-            restore: RestoreJson::of(&report),
-            check: check.as_ref().map(CheckJson::of),
+            restore: &report,
+            check: check.as_ref(),
             check_error,
         })?;
         return Ok(code);

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use pagevault::units::format_size;
 use pagevault::{Database, OpenMode};
 
-use crate::json::StatusJson;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 
@@ -84,7 +83,10 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         }
     };
     if a.json {
-        out.json(&StatusJson::of(&s, forecast.as_ref()))?;
+        out.json(&pagevault::report::StatusReport {
+            status: s,
+            forecast,
+        })?;
         return Ok(Exit::Success);
     }
     say!(out, "database {} (id {})", s.path.display(), s.database_id)?;

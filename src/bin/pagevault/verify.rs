@@ -10,7 +10,6 @@ use pagevault::units::format_size;
 use pagevault::verify::{self, VerifyReport};
 
 use crate::flags::RepoArg;
-use crate::json::VerifyJson;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 use crate::select::{self, plural, SetName};
@@ -73,6 +72,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         repository: path.clone(),
         sets: Vec::new(),
         findings: 0,
+        duration_secs: 0.0,
     };
     for (i, &id) in ids.iter().enumerate() {
         spinner.say(format!(
@@ -85,17 +85,20 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         report.sets.extend(r.sets);
     }
     drop(spinner);
-    let j = VerifyJson::of(&report, started.elapsed().as_secs_f64());
-    let code = if j.errors == 0 {
+    report.duration_secs = started.elapsed().as_secs_f64();
+    let code = if report.is_clean() {
         Exit::Success
     } else {
         Exit::Inconsistent
     };
     out.decide(code);
     if a.json {
-        out.json(&j)?;
+        out.json(&report)?;
         return Ok(code);
     }
+    let sets_verified = report.sets.len() as u64;
+    let bytes_checked: u64 = report.sets.iter().map(|s| s.bytes_checked).sum();
+    let mbs = pagevault::units::mb_per_s(bytes_checked, report.duration_secs);
     for s in &report.sets {
         let n = s.findings.len() as u64 + s.findings_omitted;
         say!(
@@ -119,18 +122,22 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     say!(
         out,
         "{} {} verified in {:.2} s ({:.0} MB/s): {}",
-        j.sets_verified,
-        plural(j.sets_verified, "set", "sets"),
-        j.duration_s,
-        j.mb_per_s,
-        if j.errors == 0 {
-            if j.sets_verified == 1 {
+        sets_verified,
+        plural(sets_verified, "set", "sets"),
+        report.duration_secs,
+        mbs,
+        if report.is_clean() {
+            if sets_verified == 1 {
                 "restorable".to_string()
             } else {
                 "all restorable".to_string()
             }
         } else {
-            format!("{} {}", j.errors, plural(j.errors, "finding", "findings"))
+            format!(
+                "{} {}",
+                report.findings,
+                plural(report.findings, "finding", "findings")
+            )
         }
     )?;
     Ok(code)

@@ -75,7 +75,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         out.json(&Report {
             writes: report.writes,
             seed: report.seed,
-            pattern: crate::json::name_of(&report.pattern),
+            pattern: crate::output::name_of(&report.pattern),
             batch: report.batch,
             data_pages: report.data_pages,
             last_lsn: report.last_lsn,
@@ -89,7 +89,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             out,
             "wrote {} pages ({}, seed {}, batch {}) in {:.2} s: {:.0} pages/s, {:.1} MB/s; last LSN {}",
             report.writes,
-            crate::json::name_of(&report.pattern),
+            crate::output::name_of(&report.pattern),
             report.seed,
             report.batch,
             report.seconds,
