@@ -60,9 +60,16 @@ pub fn valid_level(level: i32) -> bool {
 }
 /// The most worker threads a backup starts.
 pub const MAX_THREADS: usize = 256;
+/// The largest memory limit of the online snapshot's saved extents a backup accepts
+/// ([`BackupOptions::preimage_memory_limit_bytes`]): a request from the network cannot
+/// make a serving process hold more (invariant 24).
+pub const MAX_PREIMAGE_MEMORY_LIMIT_BYTES: usize = 1 << 30;
 
-/// What backup to take and how.
-#[derive(Clone, Debug)]
+/// What backup to take and how. The front doors take it as it is: the API's body and the
+/// listener's backup request are its JSON (every field optional, the defaults below;
+/// an unknown field is refused), the CLI's flags fill it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
     pub kind: BackupKind,
     /// A differential with no usable base becomes a full (and says why) instead of failing.
@@ -79,6 +86,8 @@ pub struct BackupOptions {
     pub preimage_memory_limit_bytes: usize,
     /// The time the set is stamped with (ms after the Unix epoch) in place of the system
     /// clock: retention counts periods from it, so a simulation passes its own clock.
+    /// Never taken from a request.
+    #[serde(skip)]
     pub clock_unix_ms: Option<u64>,
 }
 
@@ -242,6 +251,12 @@ pub fn run(
         return Err(Error::Invalid(format!(
             "the zstd level must be {MIN_LEVEL} to -1 or 1 to {MAX_LEVEL}, not {}",
             opts.level
+        )));
+    }
+    if opts.preimage_memory_limit_bytes > MAX_PREIMAGE_MEMORY_LIMIT_BYTES {
+        return Err(Error::Invalid(format!(
+            "the snapshot's memory limit must be at most {MAX_PREIMAGE_MEMORY_LIMIT_BYTES} bytes, not {}",
+            opts.preimage_memory_limit_bytes
         )));
     }
     let lock = repo.lock(LockMode::Append, "backup")?;

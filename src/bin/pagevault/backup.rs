@@ -55,6 +55,10 @@ pub struct Args {
     /// zstd level, -7 to -1 (fast) or 1 to 22.
     #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::flags::level, allow_negative_numbers = true)]
     pub level: i32,
+    /// Memory for the extents writers save aside during the backup (online: a database
+    /// held by a serving process); beyond it they spill to a file in the database folder.
+    #[arg(long, value_name = "SIZE", value_parser = crate::flags::snapshot_memory)]
+    pub snapshot_memory: Option<usize>,
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]
     pub continue_after_error: bool,
@@ -105,6 +109,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    if let Some(bytes) = a.snapshot_memory {
+        opts.preimage_memory_limit_bytes = bytes;
+    }
     // The database here, or the serving process that holds it.
     let (db, client) = match (&a.db, client) {
         (_, Some(c)) => (None, c),

@@ -39,6 +39,19 @@ pub fn level(s: &str) -> Result<i32, String> {
     }
 }
 
+/// Parses the online snapshot's memory limit: a size up to the library's maximum.
+pub fn snapshot_memory(s: &str) -> Result<usize, String> {
+    let max = pagevault::backup::MAX_PREIMAGE_MEMORY_LIMIT_BYTES;
+    match pagevault::units::parse_size(s) {
+        Ok(n) if n <= max as u64 => Ok(n as usize),
+        Ok(_) => Err(format!(
+            "the snapshot memory is at most {}",
+            pagevault::units::format_size(max as u64)
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Parses a percentage, 0 to 100.
 pub fn percent(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
