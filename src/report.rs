@@ -58,6 +58,11 @@ fn name_of<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// A backup kind's name in the schema: `full`, `differential`, `copy_only`.
+pub fn kind_name(kind: BackupKind) -> String {
+    name_of(&kind)
+}
+
 /// A backup set: `list` entries, `backup`'s new set.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct SetDoc {

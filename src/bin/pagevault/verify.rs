@@ -69,7 +69,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let spinner = Spinner::start("verifying".into());
     // One set at a time, so the spinner can say which.
     let mut report = VerifyReport {
-        repository: path.clone(),
+        repository: repo.path(),
         sets: Vec::new(),
         findings: 0,
         duration_secs: 0.0,
