@@ -581,62 +581,56 @@ async fn chosen(
     }
 }
 
+/// A handler's answer: the response, or an early one (an error) through `?`.
+type Answer = std::result::Result<Response, Response>;
+
+/// A library result as an answer: its report in the one schema, or its error.
+fn answer<T: serde::Serialize>(r: Result<T>) -> Answer {
+    r.map(|v| json_response(StatusCode::OK, &v))
+        .map_err(lib_error)
+}
+
 /// `GET /v1/sets[?database=]`: as `pagevault list --json [--database]`.
-async fn list_sets(State(shared): Api, uri: Uri) -> Response {
-    let q = match query(&uri, &["database"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn list_sets(State(shared): Api, uri: Uri) -> Answer {
+    let q = query(&uri, &["database"])?;
     let repo = shared.repo.clone();
-    let listed = blocking(move || {
+    let (entries, db) = blocking(move || {
         let entries = catalog::list(&repo)?;
-        let db = match &q.database {
-            Some(p) => Some(select::database(&repo.location(), &entries, p)),
-            None => None,
-        };
+        let db = q
+            .database
+            .map(|p| select::database(&repo.location(), &entries, &p));
         Ok::<_, Error>((entries, db))
     })
-    .await;
-    match listed {
-        Ok((entries, None)) => json_response(StatusCode::OK, &entries),
-        Ok((entries, Some(Ok(db)))) => {
-            let sets: Vec<_> = entries
-                .iter()
-                .filter(|e| select::may_be_of(e, Some(&db)))
-                .collect();
-            json_response(StatusCode::OK, &sets)
-        }
-        Ok((_, Some(Err(e)))) => refusal(e),
-        Err(e) => lib_error(e),
+    .await
+    .map_err(lib_error)?;
+    match db.transpose().map_err(refusal)? {
+        None => answer(Ok(entries)),
+        Some(db) => answer(Ok(entries
+            .iter()
+            .filter(|e| select::may_be_of(e, Some(&db)))
+            .collect::<Vec<_>>())),
     }
 }
 
 /// `GET /v1/sets/{id}`: one set, as `list` shows it.
-async fn one_set(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Response {
-    let q = match query(&uri, &["database", "as_of", "newest_readable"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    match chosen(&shared, &id, &q).await {
-        Ok(s) => json_response(StatusCode::OK, &s.entry),
-        Err(r) => r,
-    }
+async fn one_set(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "as_of", "newest_readable"])?;
+    answer(Ok(chosen(&shared, &id, &q).await?.entry))
 }
 
 /// `GET /v1/status`: as `pagevault status DB -r R --json`.
-async fn status(State(shared): Api, uri: Uri) -> Response {
-    if let Err(r) = query(&uri, &[]) {
-        return r;
-    }
+async fn status(State(shared): Api, uri: Uri) -> Answer {
+    query(&uri, &[])?;
     let (db, repo) = (shared.db.clone(), shared.repo.clone());
-    blocking(move || {
-        Ok::<_, Error>(StatusReport {
-            status: db.status()?,
-            forecast: Some(backup::forecast(&db, &repo)?),
+    answer(
+        blocking(move || {
+            Ok(StatusReport {
+                status: db.status()?,
+                forecast: Some(backup::forecast(&db, &repo)?),
+            })
         })
-    })
-    .await
-    .map_or_else(lib_error, |s| json_response(StatusCode::OK, &s))
+        .await,
+    )
 }
 
 /// Reads a JSON body of at most [`MAX_JSON_BODY_BYTES`], each frame within the timeout;
@@ -685,17 +679,10 @@ async fn json_object(
 
 /// `POST /v1/backups`: the body is the library's `BackupOptions`; answers
 /// `202 {"task": "N"}`.
-async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Response {
-    if let Err(r) = query(&uri, &[]) {
-        return r;
-    }
-    let opts: BackupOptions = match json_object(&shared, body).await {
-        Ok(v) => match serde_json::from_value(v) {
-            Ok(o) => o,
-            Err(e) => return bad_request(format!("the backup options: {e}")),
-        },
-        Err(r) => return r,
-    };
+async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Answer {
+    query(&uri, &[])?;
+    let opts: BackupOptions = serde_json::from_value(json_object(&shared, body).await?)
+        .map_err(|e| bad_request(format!("the backup options: {e}")))?;
     let n = shared.next_task.fetch_add(1, Ordering::SeqCst);
     let task = Arc::new(Task(Mutex::new(TaskState {
         task: n.to_string(),
@@ -711,11 +698,11 @@ async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Response {
                 .find(|(_, t)| t.0.lock().unwrap().state != "running")
                 .map(|(k, _)| *k)
             else {
-                return error(
+                return Err(error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorKind::Unavailable,
                     "too many tasks are running",
-                );
+                ));
             };
             tasks.remove(&oldest);
         }
@@ -737,76 +724,58 @@ async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Response {
             }
         }
     });
-    json_response(
+    Ok(json_response(
         StatusCode::ACCEPTED,
         &serde_json::json!({ "task": n.to_string() }),
-    )
+    ))
 }
 
 /// `GET /v1/tasks/{task}`: a task's progress and, when done, its report.
-async fn task(State(shared): Api, Path(id): Path<String>) -> Response {
-    let n = match (id.len() <= 20 && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+async fn task(State(shared): Api, Path(id): Path<String>) -> Answer {
+    let n = (id.len() <= 20 && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
         .then(|| id.parse::<u64>().ok())
         .flatten()
-    {
-        Some(n) => n,
-        None => return bad_request("a task id is a decimal number"),
-    };
+        .ok_or_else(|| bad_request("a task id is a decimal number"))?;
     let task = shared.tasks.lock().unwrap().get(&n).cloned();
-    match task {
-        Some(t) => {
-            let s = t.0.lock().unwrap().clone();
-            json_response(StatusCode::OK, &s)
-        }
-        None => error(StatusCode::NOT_FOUND, ErrorKind::NotFound, format!("no task {n}")),
-    }
+    let t = task.ok_or_else(|| {
+        error(StatusCode::NOT_FOUND, ErrorKind::NotFound, format!("no task {n}"))
+    })?;
+    let state = t.0.lock().unwrap().clone();
+    answer(Ok(state))
 }
 
 /// `POST /v1/sets/{id}/verify`: as `pagevault verify ID --json`.
-async fn verify(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Response {
-    let q = match query(&uri, &["database", "as_of", "newest_readable"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
-    let set = match chosen(&shared, &id, &q).await {
-        Ok(s) => s.id,
-        Err(r) => return r,
-    };
+async fn verify(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "as_of", "newest_readable"])?;
+    let set = chosen(&shared, &id, &q).await?.id;
     let repo = shared.repo.clone();
-    blocking(move || crate::verify::verify(&repo, Some(set)))
-        .await
-        .map_or_else(lib_error, |v| json_response(StatusCode::OK, &v))
+    answer(blocking(move || crate::verify::verify(&repo, Some(set))).await)
 }
 
 /// `DELETE /v1/sets/{id}[?with_dependents=true][&dry_run=true]`: as `pagevault delete
 /// ID --json`.
-async fn delete(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Response {
-    let q = match query(&uri, &["database", "with_dependents", "dry_run"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn delete(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "with_dependents", "dry_run"])?;
     if id == "latest" {
-        return bad_request("a delete names its set by id, never latest");
+        return Err(bad_request("a delete names its set by id, never latest"));
     }
-    let set = match chosen(&shared, &id, &q).await {
-        Ok(s) => s.id,
-        Err(r) => return r,
-    };
+    let set = chosen(&shared, &id, &q).await?.id;
     let (with_dependents, dry_run) = (
         q.with_dependents.unwrap_or(false),
         q.dry_run.unwrap_or(false),
     );
     let repo = shared.repo.clone();
-    blocking(move || {
-        use crate::retention::delete;
-        if dry_run {
-            delete::dry_run(&repo, set, with_dependents)
-        } else {
-            delete::delete(&repo, set, with_dependents)
-        }
-    })
-    .await
-    .map_or_else(lib_error, |r| json_response(StatusCode::OK, &r))
+    answer(
+        blocking(move || {
+            use crate::retention::delete;
+            if dry_run {
+                delete::dry_run(&repo, set, with_dependents)
+            } else {
+                delete::delete(&repo, set, with_dependents)
+            }
+        })
+        .await,
+    )
 }
 
 /// A writer that hands chunks to the response body through a bounded channel; a client
@@ -857,16 +826,10 @@ impl Write for ChannelWriter {
 
 /// `GET /v1/sets/{id}/archive`: streams the set and its chain as an archive (issue 15's
 /// export), as `pagevault export ID --to FILE` writes it.
-async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Response {
-    let q = match query(&uri, &["database", "as_of", "newest_readable"]) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "as_of", "newest_readable"])?;
     // Chosen first, so a missing set is a 404 and not a broken stream.
-    let set = match chosen(&shared, &id, &q).await {
-        Ok(s) => s.id,
-        Err(r) => return r,
-    };
+    let set = chosen(&shared, &id, &q).await?.id;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(DOWNLOAD_CHUNKS);
     let (err_tx, err_rx) = tokio::sync::oneshot::channel::<io::Error>();
     let (repo, timeout) = (shared.repo.clone(), shared.timeout);
@@ -906,7 +869,7 @@ async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Respo
         ))
         .expect("a header value"),
     );
-    r
+    Ok(r)
 }
 
 /// A reader over an upload's body, fed by the connection through a bounded channel.
@@ -933,10 +896,8 @@ impl Read for ChannelReader {
 
 /// `PUT /v1/archive`: imports the archive in the body (issue 15's import, under the
 /// exclusive lock), as `pagevault import FILE --json`.
-async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Response {
-    if let Err(r) = query(&uri, &[]) {
-        return r;
-    }
+async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Answer {
+    query(&uri, &[])?;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
     let repo = shared.repo.clone();
     let job = tokio::task::spawn_blocking(move || {
@@ -990,10 +951,7 @@ async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Response {
         }
     }
     drop(tx);
-    match job.await.expect("the import task panicked") {
-        Ok(report) => json_response(StatusCode::OK, &report),
-        Err(e) => lib_error(e),
-    }
+    answer(job.await.expect("the import task panicked"))
 }
 
 #[cfg(test)]
