@@ -713,6 +713,18 @@ fn header_vs_control(
     }
 }
 
+/// Checks a database restored from set `backup_id` of `repo` in `vfs` (the set named,
+/// never "the newest now": a backup may have been published since).
+pub fn check_restored_set(
+    repo: &crate::repo::Repository,
+    backup_id: u64,
+    vfs: Arc<dyn Vfs>,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let chain = crate::repo::chain::resolve(repo, Some(backup_id))?;
+    check_restored(vfs, chain.newest(), progress)
+}
+
 /// Checks a database restored from the set `manifest` describes: the whole check, plus
 /// every file of the set present with the set's page count and file LSN, and the
 /// database's id the set's.

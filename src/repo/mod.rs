@@ -294,6 +294,19 @@ impl Repository {
         }
     }
 
+    /// An archive file (`export`) as a read-only repository: its tar headers are indexed
+    /// (and checked) first, every object is then read by ranged reads of the file.
+    pub fn open_archive(path: &Path) -> Result<Repository> {
+        let b = backend::archive::ArchiveBackend::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                Error::corrupt(path, e.to_string())
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        Ok(Repository::read_only_view(Arc::new(b)))
+    }
+
     /// Creates a repository where `repo` names: a URL (`s3://...`) or a folder.
     pub fn init_any(repo: &Path, opts: &InitOptions) -> Result<Repository> {
         if Repository::is_url(repo) {

@@ -6,18 +6,17 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use pagevault::archive;
-use pagevault::copy::{self, CopyOptions};
-use pagevault::format::manifest::parse_backup_id;
-use pagevault::io::file::WriteBehind;
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::parse_backup_id;
+use pagevault::CopyOptions;
+use pagevault::WriteBehind;
 
 use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, SetName};
-use pagevault::repo::select::Selector;
-use pagevault::units::mb_per_s;
+use pagevault::mb_per_s;
+use pagevault::Selector;
 
 /// Bytes buffered between the archive and the file or pipe.
 const BUF_BYTES: usize = 1 << 20;
@@ -103,11 +102,11 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
     .id;
     let report = if to_stdout {
         let mut w = BufWriter::with_capacity(BUF_BYTES, std::io::stdout().lock());
-        let r = archive::export(&repo, id, &mut w)?;
+        let r = pagevault::export(&repo, id, &mut w)?;
         w.flush()?;
         r
     } else {
-        write_aside(&a.to, |f| archive::export(&repo, id, f))?
+        write_aside(&a.to, |f| pagevault::export(&repo, id, f))?
     };
     let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
     if a.json {
@@ -169,7 +168,7 @@ fn write_aside<T>(
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        pagevault::io::file::sync_dir_path(dir).map_err(|e| pagevault::Error::io(dir, e))?;
+        pagevault::sync_dir_path(dir).map_err(|e| pagevault::Error::io(dir, e))?;
         Ok(r)
     })();
     if result.is_err() {
@@ -192,7 +191,7 @@ pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
         Box::new(File::open(&a.archive).map_err(|e| pagevault::Error::io(&a.archive, e))?)
     };
     let repo = select::open_repo(path)?;
-    let report = archive::import(&repo, BufReader::with_capacity(BUF_BYTES, input)).map_err(
+    let report = pagevault::import(&repo, BufReader::with_capacity(BUF_BYTES, input)).map_err(
         |e| match e {
             // Name the archive, not "the archive".
             pagevault::Error::Corrupt { path: p, what } if p.as_os_str() == "the archive" => {
@@ -253,7 +252,7 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
         all: a.all,
         database: database.as_deref().and_then(parse_backup_id),
     };
-    let r = copy::copy(&from, &to, &opts)?;
+    let r = pagevault::copy(&from, &to, &opts)?;
     let mbs = mb_per_s(r.bytes_copied + r.bytes_reused, r.duration_secs);
     if a.json {
         out.json(&r)?;

@@ -6,11 +6,11 @@
 
 use std::path::PathBuf;
 
-use pagevault::backup::{self, BackupKind, BackupOptions, BackupReport, DEFAULT_LEVEL};
-use pagevault::format::manifest::parse_backup_id;
-use pagevault::repo::Repository;
-use pagevault::units::format_size;
-use pagevault::verify::{self, VerifyReport};
+use pagevault::format_size;
+use pagevault::parse_backup_id;
+use pagevault::Repository;
+use pagevault::VerifyReport;
+use pagevault::{BackupKind, BackupOptions, BackupPlanReport, BackupReport, DEFAULT_LEVEL};
 use pagevault::{Database, Error, OpenMode};
 
 use crate::flags::RepoArg;
@@ -118,7 +118,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         (Some(path), None) => match Database::open_dir(path, mode) {
             Ok(db) => (Some(db), crate::flags::RemoteArgs::local(path, a.timeout)),
             Err(Error::Locked { .. })
-                if pagevault::serve::socket_path(path).exists() && !a.dry_run =>
+                if pagevault::socket_path(path).exists() && !a.dry_run =>
             {
                 (None, crate::flags::RemoteArgs::local(path, a.timeout))
             }
@@ -147,12 +147,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             "{} backup of {source} through its serving process",
             kind.name()
         );
-        let report =
-            pagevault::serve::client::backup(&client, &repo, &opts, &Bar::new("backing up", true))?;
+        let report = pagevault::backup_from(&client, &repo, &opts, &Bar::new("backing up", true))?;
         return finish(a, out, &repo, report, &source, false);
     };
     if a.dry_run {
-        let plan = backup::plan_only(&db, &repo, &opts)?;
+        let plan = pagevault::plan_backup(&db, &repo, &opts)?;
         db.close()?;
         return print_plan(&plan, a.json, out);
     }
@@ -160,8 +159,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     // threshold is warned about now, with the bound (the exact share follows the backup).
     let mut warned = false;
     if kind == BackupKind::Differential {
-        if let Some(b) = backup::share_bound(&db, &repo)? {
-            if b.share_at_most > backup::FULL_ADVICE_SHARE {
+        if let Some(b) = pagevault::share_bound(&db, &repo)? {
+            if b.share_at_most > pagevault::FULL_ADVICE_SHARE {
                 warned = true;
                 tracing::warn!(
                     "{} of the {} extents of base {} changed, so this differential may be up to \
@@ -171,7 +170,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                     b.base_extents,
                     b.base_id,
                     b.share_at_most * 100.0,
-                    backup::FULL_ADVICE_SHARE * 100.0
+                    pagevault::FULL_ADVICE_SHARE * 100.0
                 );
             }
         }
@@ -188,7 +187,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
         opts.level
     );
-    let report = backup::run(&db, &repo, &opts, &Bar::new("backing up", true))?;
+    let report = pagevault::backup(&db, &repo, &opts, &Bar::new("backing up", true))?;
     tracing::info!(
         "published set {} ({} bytes stored)",
         report.backup_id,
@@ -211,7 +210,7 @@ fn finish(
     let (verified, verify_error) = if a.check_consistency {
         match parse_backup_id(&report.backup_id)
             .ok_or_else(|| Error::Invalid(format!("{:?} is not a backup id", report.backup_id)))
-            .and_then(|id| verify::verify(repo, Some(id)))
+            .and_then(|id| pagevault::verify(repo, Some(id)))
         {
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(crate::errors::sentence(&e))),
@@ -239,7 +238,7 @@ fn finish(
         ));
     }
     if let Some(share) = report.share_of_base {
-        if share > backup::FULL_ADVICE_SHARE && !warned {
+        if share > pagevault::FULL_ADVICE_SHARE && !warned {
             tracing::warn!(
                 "this differential is {:.0} % of its base's size; a full backup now would keep the \
                  next differentials small (`pagevault status DB -r R` forecasts them)",
@@ -346,7 +345,7 @@ fn finish(
 }
 
 /// The plan of `--dry-run`: what would be taken, nothing taken.
-fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, Failure> {
+fn print_plan(p: &BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, Failure> {
     if json {
         out.json(p)?;
         return Ok(Exit::Success);
@@ -368,7 +367,7 @@ fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result
         out,
         "would read {} extents ({}) of {} files, changes found by {}",
         p.extents_to_read,
-        pagevault::units::format_size(p.bytes_to_read),
+        pagevault::format_size(p.bytes_to_read),
         p.files,
         p.change_source.describe()
     )?;
@@ -377,7 +376,7 @@ fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result
             out,
             "forecast: {} pages changed, about {} stored, {:.0} % of its base's size: {}",
             f.pages_changed,
-            pagevault::units::format_size(f.differential_bytes),
+            pagevault::format_size(f.differential_bytes),
             f.share * 100.0,
             f.reason
         )?;

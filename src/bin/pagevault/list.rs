@@ -4,10 +4,10 @@
 //! differential whose base is missing, is flagged in place, and so is the lineage (a
 //! synthetic full's origin, a differential restored on one, an orphan; invariant 14).
 
-use pagevault::repo::catalog::CatalogEntry;
-use pagevault::time::utc_minutes;
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::utc_minutes;
 use pagevault::BackupKind;
+use pagevault::CatalogEntry;
 
 use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out};
@@ -119,7 +119,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     // A set whose manifest does not decode may be of any database: kept, flagged.
     let chosen: Vec<&CatalogEntry> = entries
         .iter()
-        .filter(|e| pagevault::repo::select::may_be_of(e, database.as_deref()))
+        .filter(|e| pagevault::may_be_of(e, database.as_deref()))
         .collect();
     if a.json {
         out.json(&chosen)?;
@@ -263,7 +263,7 @@ fn long(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
             or(&s.database_id),
             or(&s.kind.map(|k| crate::output::name_of(&k))),
             or(&s.base_id),
-            or(&s.started_unix_ms.map(pagevault::time::rfc3339)),
+            or(&s.started_unix_ms.map(pagevault::rfc3339)),
             s.duration_s.map(|d| format!("{d:.2}")).unwrap_or_else(|| "?".into()),
             num(d.map(|d| d.snapshot_lsn)),
             num(d.map(|d| u64::from(d.files))),

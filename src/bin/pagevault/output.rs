@@ -206,7 +206,7 @@ impl Drop for Spinner {
     }
 }
 
-impl pagevault::progress::Progress for Bar {
+impl pagevault::Progress for Bar {
     fn start(&self, units: u64, bytes: u64) {
         if let Some(b) = &self.0 {
             b.set_length(if self.1 { bytes } else { units });

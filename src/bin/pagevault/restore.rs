@@ -5,15 +5,14 @@
 
 use std::path::PathBuf;
 
-use pagevault::check::{self as chk, CheckReport};
-use pagevault::repo::chain;
-use pagevault::restore::{self, RestoreOptions, RestoreReport};
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::{CheckReport, Severity};
+use pagevault::{RestoreOptions, RestoreReport};
 
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, plural, SetName};
-use pagevault::repo::select::Selector;
+use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -88,19 +87,18 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     let (id, entry) = (chosen.id, &chosen.entry);
     tracing::info!("restoring backup set {} into {}", entry.id, a.to.display());
-    let target = restore::target_dir(&a.to)?;
+    let target = pagevault::target_dir(&a.to)?;
     let mut opts = RestoreOptions::new(target.clone());
     opts.backup_id = Some(id);
     opts.threads = a.threads;
     opts.force = a.force;
-    let report: RestoreReport = restore::run(&repo, &opts, &Bar::new("restoring", true))?;
+    let report: RestoreReport = pagevault::restore(&repo, &opts, &Bar::new("restoring", true))?;
     let (check, check_error): (Option<CheckReport>, Option<String>) = if a.no_check {
         (None, None)
     } else {
         // The set restored (resolved before the restore, never "the newest now": a
         // backup may have published since).
-        let newest = chain::resolve(&repo, Some(id)).map(|c| c.newest().clone());
-        match newest.and_then(|m| chk::check_restored(target, &m, &Bar::new("checking", true))) {
+        match pagevault::check_restored_set(&repo, id, target, &Bar::new("checking", true)) {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(crate::errors::sentence(&e))),
         }
@@ -157,11 +155,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             "restored, but the consistency check could not run: {e}"
         )?,
         (Some(c), None) => {
-            for f in c
-                .findings
-                .iter()
-                .filter(|f| f.severity == chk::Severity::Error)
-            {
+            for f in c.findings.iter().filter(|f| f.severity == Severity::Error) {
                 say!(out, "error: {f}")?;
             }
             say!(

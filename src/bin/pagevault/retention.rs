@@ -2,19 +2,18 @@
 //! Each validates its flags here (exit 64 naming the flag, before the repository is
 //! touched), prints its plan with `--dry-run` (nothing changed), or does the work and
 //! reports it, human or `--json`. The library does the deciding and the removing
-//! (`pagevault::retention::{prune, delete, merge}`).
+//! (`pagevault::{prune, delete, merge}`).
 
-use pagevault::format::manifest::parse_backup_id;
-use pagevault::retention::{delete, merge, prune};
-use pagevault::retention::{duration_words, parse_duration, Mark, Policy};
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::parse_backup_id;
+use pagevault::{duration_words, parse_duration, Mark, Policy};
 
 use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, plural, SetName};
-use pagevault::repo::select::Selector;
-use pagevault::time::utc_minutes;
+use pagevault::utc_minutes;
+use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
@@ -95,7 +94,7 @@ pub struct MergeArgs {
 /// The full id `name` names among the repository's sets.
 fn chosen(
     path: &std::path::Path,
-    repo: &pagevault::repo::Repository,
+    repo: &pagevault::Repository,
     name: &SetName,
     database: Option<&str>,
 ) -> Result<u64, Failure> {
@@ -131,15 +130,15 @@ pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
         }
         None => None,
     };
-    let opts = prune::PruneOptions {
+    let opts = pagevault::PruneOptions {
         policy,
         database_id,
-        now_unix_ms: pagevault::ids::unix_millis(),
+        now_unix_ms: pagevault::unix_millis(),
     };
     let report = if a.dry_run {
-        prune::dry_run(&repo, &opts)?
+        pagevault::prune_dry_run(&repo, &opts)?
     } else {
-        prune::prune(&repo, &opts)?
+        pagevault::prune(&repo, &opts)?
     };
     if a.json {
         out.json(&report)?;
@@ -222,9 +221,9 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
         },
     };
     let report = if a.dry_run {
-        delete::dry_run(&repo, id, a.with_dependents)?
+        pagevault::delete_dry_run(&repo, id, a.with_dependents)?
     } else {
-        delete::delete(&repo, id, a.with_dependents)?
+        pagevault::delete(&repo, id, a.with_dependents)?
     };
     if a.json {
         out.json(&report)?;
@@ -268,9 +267,9 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
     let repo = select::open_repo(path)?;
     let id = chosen(path, &repo, &a.id, a.database.as_deref())?;
     let report = if a.dry_run {
-        merge::dry_run(&repo, id)?
+        pagevault::merge_dry_run(&repo, id)?
     } else {
-        merge::merge(&repo, id, a.level)?
+        pagevault::merge(&repo, id, a.level)?
     };
     if a.json {
         out.json(&report)?;

@@ -1,6 +1,6 @@
 //! Naming sets and databases on the command line: the value parsers of the set name,
 //! `--as-of` and `--database`, and the CLI's words for the library's refusals. The
-//! choosing itself is the library's (`pagevault::repo::select`), the same for every
+//! choosing itself is the library's (`pagevault::Selector`, `choose_set`), the same for every
 //! front door.
 //!
 //! Keeps true: an ambiguous name, or a choice by time in a repository of several
@@ -10,13 +10,13 @@
 
 use std::path::Path;
 
-use pagevault::repo::catalog::CatalogEntry;
-use pagevault::repo::select::{self, SelectError, Selection, Selector};
-use pagevault::repo::Repository;
+use pagevault::CatalogEntry;
+use pagevault::Repository;
+use pagevault::{SelectError, Selection, Selector};
 
 use crate::output::Failure;
 
-pub use pagevault::repo::select::SetName;
+pub use pagevault::SetName;
 
 /// Parses `latest` or a hex prefix (clap value parser).
 pub fn set_name(s: &str) -> Result<SetName, String> {
@@ -25,12 +25,12 @@ pub fn set_name(s: &str) -> Result<SetName, String> {
 
 /// Parses a database id prefix (clap value parser).
 pub fn database_prefix(s: &str) -> Result<String, String> {
-    select::parse_database_prefix(s).map_err(|e| format!("{e}, as `pagevault list` shows"))
+    pagevault::parse_database_prefix(s).map_err(|e| format!("{e}, as `pagevault list` shows"))
 }
 
 /// Parses `--as-of` (clap value parser): a date or an RFC 3339 time, to Unix ms.
 pub fn as_of(s: &str) -> Result<u64, String> {
-    pagevault::time::parse_point(s)
+    pagevault::parse_time(s)
 }
 
 /// Opens an existing repository (a folder, or `s3://BUCKET/PREFIX`), refusing a file
@@ -46,20 +46,14 @@ pub fn open_repo(path: &Path) -> Result<Repository, Failure> {
 
 /// An archive file (`pagevault export`) as a read-only repository.
 pub fn open_archive(path: &Path) -> Result<Repository, Failure> {
-    let b = pagevault::repo::backend::archive::ArchiveBackend::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            pagevault::Error::corrupt(path, e.to_string())
-        } else {
-            pagevault::Error::io(path, e)
-        }
-    })?;
+    let repo = Repository::open_archive(path)?;
     tracing::info!("opened archive {}", path.display());
-    Ok(Repository::read_only_view(std::sync::Arc::new(b)))
+    Ok(repo)
 }
 
 /// The repository's listing, oldest first.
 pub fn listing(repo: &Repository, path: &Path) -> Result<Vec<CatalogEntry>, Failure> {
-    let entries = pagevault::repo::catalog::list(repo)?;
+    let entries = pagevault::list_sets(repo)?;
     tracing::info!("{}: {} backup sets", path.display(), entries.len());
     Ok(entries)
 }
@@ -87,7 +81,7 @@ pub fn refusal(e: SelectError, sel: &Selector) -> Failure {
                 "the repository holds sets of {} databases, so {what} is ambiguous; choose one with \
                  --database: {}",
                 databases.len(),
-                select::list_databases(databases)
+                pagevault::list_databases(databases)
             ))
         }
         SelectError::AmbiguousDatabase { prefix, matches } => Failure::Usage(format!(
@@ -113,12 +107,12 @@ pub fn refusal(e: SelectError, sel: &Selector) -> Failure {
 
 /// The full id of the database `prefix` names in the listing.
 pub fn database(path: &Path, entries: &[CatalogEntry], prefix: &str) -> Result<String, Failure> {
-    select::database(path, entries, prefix).map_err(|e| refusal(e, &Selector::default()))
+    pagevault::choose_database(path, entries, prefix).map_err(|e| refusal(e, &Selector::default()))
 }
 
 /// The set `sel` names in the listing, each set passed over said on stderr.
 pub fn set(path: &Path, entries: &[CatalogEntry], sel: &Selector) -> Result<Selection, Failure> {
-    let s = select::choose(path, entries, sel).map_err(|e| refusal(e, sel))?;
+    let s = pagevault::choose_set(path, entries, sel).map_err(|e| refusal(e, sel))?;
     for k in &s.skipped {
         crate::report(&format!(
             "warning: passed over backup set {}, newer than {}, because it cannot be read: {}",

@@ -6,14 +6,14 @@
 
 use std::time::Instant;
 
-use pagevault::units::format_size;
-use pagevault::verify::{self, VerifyReport};
+use pagevault::format_size;
+use pagevault::VerifyReport;
 
 use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 use crate::select::{self, plural, SetName};
-use pagevault::repo::select::Selector;
+use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// The full ids of the sets to verify, oldest first.
-fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Failure> {
+fn chosen(a: &Args, repo: &pagevault::Repository) -> Result<Vec<u64>, Failure> {
     let path = &a.repo.repo;
     let entries = select::listing(repo, path)?;
     let database = a
@@ -80,7 +80,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             i + 1,
             ids.len()
         ));
-        let r = verify::verify(&repo, Some(id))?;
+        let r = pagevault::verify(&repo, Some(id))?;
         report.findings += r.findings;
         report.sets.extend(r.sets);
     }
@@ -98,7 +98,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     let sets_verified = report.sets.len() as u64;
     let bytes_checked: u64 = report.sets.iter().map(|s| s.bytes_checked).sum();
-    let mbs = pagevault::units::mb_per_s(bytes_checked, report.duration_secs);
+    let mbs = pagevault::mb_per_s(bytes_checked, report.duration_secs);
     for s in &report.sets {
         let n = s.findings.len() as u64 + s.findings_omitted;
         say!(
