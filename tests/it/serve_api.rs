@@ -962,5 +962,54 @@ fn every_route_agrees_with_its_cli_verb_and_the_documented_schema() {
     let (st, older) = a.get("/sets/latest?newest_readable=true", Some(READER));
     assert_eq!(st, StatusCode::OK, "{older}");
     assert_eq!(older["id"], ids[0].as_str());
+    // An ambiguous prefix is a 400 listing the matches, as the CLI's exit 64.
+    if common >= 4 {
+        let (st, e) = a.get(&format!("/sets/{}", &ids[0][..common]), Some(READER));
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+        let text = e["error"].as_str().unwrap();
+        assert!(text.contains(&ids[0]) && text.contains(&ids[1]), "{text}");
+    }
+    // A second database in the repository: ?database= filters, and latest without it is
+    // refused naming the databases and the API's parameter.
+    let db2 = crate::cli::init(&dir.path().join("two"), "1MiB", 1);
+    let other = cli_json(&[&"backup", &db2, &"-r", &repo, &"--full"]);
+    let other_db = other["backup"]["database_id"].as_str().unwrap().to_string();
+    let (st, all) = a.get("/sets", Some(READER));
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let (st, only) = a.get(&format!("/sets?database={other_db}"), Some(READER));
+    assert_eq!(st, StatusCode::OK, "{only}");
+    let only_ids: Vec<&str> = only
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    // The damaged set's database cannot be read: it may be of either, so it is listed.
+    assert!(
+        only_ids.contains(&other["backup"]["id"].as_str().unwrap()),
+        "{only}"
+    );
+    assert!(!only_ids.contains(&ids[0].as_str()), "{only}");
+    assert_eq!(
+        timings_aside(&only),
+        timings_aside(&cli_json(&[
+            &"list",
+            &"-r",
+            &repo,
+            &"--database",
+            &other_db
+        ]))
+    );
+    let (st, e) = a.get("/sets/latest", Some(READER));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let text = e["error"].as_str().unwrap();
+    assert!(
+        text.contains(&other_db) && text.contains("?database="),
+        "{text}"
+    );
+    let (st, latest2) = a.get(&format!("/sets/latest?database={other_db}"), Some(READER));
+    assert_eq!(st, StatusCode::OK, "{latest2}");
+    assert_eq!(latest2["id"], other["backup"]["id"]);
     drop(listener);
 }
