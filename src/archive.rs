@@ -28,8 +28,8 @@ use crate::format::tar::{TarReader, TarWriter};
 /// Bytes moved at a time.
 const CHUNK_BYTES: usize = 1 << 20;
 
-/// What an export wrote.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What an export wrote (JSON: `crate::report`).
+#[derive(Clone, Debug)]
 pub struct ExportReport {
     /// The set exported.
     pub backup_id: String,
@@ -132,8 +132,8 @@ pub struct ImportedSet {
     pub outcome: String,
 }
 
-/// What an import did.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What an import did (JSON: `crate::report`).
+#[derive(Clone, Debug)]
 pub struct ImportReport {
     pub repository: std::path::PathBuf,
     /// The archive's sets, oldest first.

@@ -124,8 +124,8 @@ impl std::fmt::Display for Finding {
     }
 }
 
-/// The result of a check that ran.
-#[derive(Clone, Debug, serde::Serialize)]
+/// The result of a check that ran. Its JSON is the `check` document (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct CheckReport {
     pub path: PathBuf,
     pub database_id: String,
@@ -711,6 +711,18 @@ fn header_vs_control(
     if open != ctl_open {
         soft("open flag", open.to_string(), ctl_open.to_string());
     }
+}
+
+/// Checks a database restored from set `backup_id` of `repo` in `vfs` (the set named,
+/// never "the newest now": a backup may have been published since).
+pub fn check_restored_set(
+    repo: &crate::repo::Repository,
+    backup_id: u64,
+    vfs: Arc<dyn Vfs>,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let chain = crate::repo::chain::resolve(repo, Some(backup_id))?;
+    check_restored(vfs, chain.newest(), progress)
 }
 
 /// Checks a database restored from the set `manifest` describes: the whole check, plus

@@ -38,8 +38,8 @@ pub struct CopiedSet {
     pub outcome: String,
 }
 
-/// What a copy did.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What a copy did (JSON: `crate::report`).
+#[derive(Clone, Debug)]
 pub struct CopyReport {
     pub from: PathBuf,
     pub to: PathBuf,

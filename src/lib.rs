@@ -49,60 +49,92 @@ macro_rules! engine_modules {
 }
 
 engine_modules!(
-    archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, restore,
-    retention, rng, serve, store, units, verify,
+    archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, report,
+    restore, retention, rng, serve, store, time, units, verify,
 );
 
-// Not the engine: the operator's tools behind the CLI (bench, demo, workload, import of
-// files) and the fuzz targets' bodies, built only for this package's own binaries.
+// Not the engine: the fuzz targets' bodies (for the fuzz crate) and the operator's tools
+// behind the CLI (bench, demo, workload, import of files; re-exported below).
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod fuzz_targets;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod tools;
+#[cfg(all(feature = "cli", not(feature = "internals")))]
+mod tools;
 
 // The API.
 
 pub use error::{Error, ErrorKind, Override, Result};
 pub use progress::{NoProgress, Progress};
 
+// Sizes, times and ids as people write them and reports print them.
+pub use ids::unix_millis;
+pub use time::{parse_point as parse_time, rfc3339, utc_minutes};
+pub use units::{format_size, mb_per_s, parse_size};
+
 // Databases: create, open, write and read pages, their status.
 pub use format::file_header::TrackingState;
-pub use store::{CreateOptions, Database, DatabaseStatus, FileStatus, OpenMode, PageWrite};
+pub use format::{MAX_FILES, PAGE_SIZE};
+pub use io::sys::{file_size_limit, termination_flag};
+pub use io::Vfs;
+pub use store::{
+    CreateOptions, Database, DatabaseStatus, FileStatus, OpenMode, PageWrite, SnapshotStats,
+};
 
-// Repositories: a folder, an S3 prefix (feature `s3`) or an archive, and their sets.
-pub use format::manifest::{format_backup_id, parse_backup_id};
-pub use repo::backend::{archive::ArchiveBackend, Backend};
+// Repositories: a folder, an S3 prefix (feature `s3`) or an archive, and their sets, named
+// by the one selection every front door uses.
+pub use format::manifest::{format_backup_id, parse_backup_id, BadPage, ChangeSource};
+pub use format::repo_config::{MAX_STREAM_MAX_BYTES, MIN_STREAM_MAX_BYTES, REPOSITORY_FORMAT};
 pub use repo::catalog::{list as list_sets, CatalogDetails, CatalogEntry};
+pub use repo::select::{
+    choose as choose_set, database as choose_database, list_databases, may_be_of,
+    parse_database_prefix, SelectError, Selection, Selector, SetName, Skipped,
+};
 pub use repo::{InitOptions, LockMode, Repository};
 
 // Backups: full, differential and copy-only, offline or online, and the forecast.
 pub use backup::{
-    forecast, plan_only as plan_backup, run as backup, BackupKind, BackupOptions, BackupPlanReport,
-    BackupReport, Forecast,
+    forecast, forecast_at, plan_only as plan_backup, quick_estimate, run as backup, valid_level,
+    BackupKind, BackupOptions, BackupPlanReport, BackupReport, Forecast, ShareEstimate,
+    DEFAULT_LEVEL, FULL_ADVICE_SHARE, MAX_LEVEL, MAX_PREIMAGE_MEMORY_LIMIT_BYTES,
+    MAX_THREADS as MAX_BACKUP_THREADS, MIN_LEVEL,
 };
+pub use report::StatusReport;
 
 // Restore, and the proofs: verify a repository's sets, check a database, compare two.
-pub use check::{check_database, CheckReport};
+pub use check::{
+    check_database, check_database_with, check_restored_set, CheckReport, Finding as CheckFinding,
+    FindingKind, Severity,
+};
 pub use compare::{compare_databases, CompareReport};
-pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
-pub use verify::{verify, VerifyReport};
+pub use restore::{
+    run as restore, target_dir, RestoreOptions, RestoreReport, MAX_THREADS as MAX_RESTORE_THREADS,
+};
+pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
 
-// Retention: the policy, prune, delete and merge.
-pub use retention::delete::{delete, plan as plan_delete, DeletePlan, DeleteReport};
-pub use retention::merge::{merge, plan as plan_merge, MergePlan, MergeReport};
-pub use retention::prune::{plan as plan_prune, prune, PruneOptions, PrunePlan, PruneReport};
-pub use retention::Policy;
+// Retention: the policy, prune, delete and merge, each planned (a dry run) or done.
+pub use retention::delete::{
+    delete, dry_run as delete_dry_run, plan as plan_delete, DeletePlan, DeleteReport,
+};
+pub use retention::merge::{
+    dry_run as merge_dry_run, merge, plan as plan_merge, MergePlan, MergeReport,
+};
+pub use retention::prune::{
+    dry_run as prune_dry_run, plan as plan_prune, prune, PruneEntry, PruneOptions, PrunePlan,
+    PruneReport,
+};
+pub use retention::{duration_words, parse_duration, Mark, Policy};
 
 // Archives and copies between repositories.
-pub use archive::{export, export_to_file, import, ExportReport, ImportReport};
-pub use copy::{copy, plan as plan_copy, CopyOptions, CopyReport};
+pub use archive::{export, export_to_file, import, ExportReport, ImportReport, ImportedSet};
+pub use copy::{copy, plan as plan_copy, CopiedSet, CopyOptions, CopyReport};
 
 // Serving a database: the backup listener and its tokens, and a backup or status asked of
 // a serving process; the admin HTTP API (feature `server`, also for TCP and TLS).
 #[cfg(feature = "server")]
-pub use serve::api::{ApiOptions, ApiServer};
+pub use serve::api::{ApiOptions, ApiServer, TaskState};
 #[cfg(feature = "server")]
 pub use serve::client::{
     backup as backup_from, status as status_from, ClientOptions, Target as ServeTarget,
@@ -110,3 +142,21 @@ pub use serve::client::{
 #[cfg(feature = "server")]
 pub use serve::{socket_path, ListenOptions, Listener, RemoteStatus};
 pub use serve::{Role, Tokens};
+
+// The operator's tools behind the CLI (feature `cli`): bench, demo, workload, import of
+// files. A seeded generator for workloads.
+pub use rng::SplitMix64;
+#[cfg(any(feature = "cli", feature = "internals"))]
+pub use tools::{
+    bench::{
+        run as bench, BenchOptions, BenchReport, Limit as BenchLimit, StepReport as BenchStep,
+        TargetCheck as BenchTarget, MAX_REPEAT as MAX_BENCH_REPEAT,
+        ONLINE_WRITERS as BENCH_ONLINE_WRITERS,
+    },
+    demo::{
+        default_dir as demo_dir, run as demo, DemoOptions, DemoReport, DemoStep,
+        ONLINE_WRITERS as DEMO_ONLINE_WRITERS,
+    },
+    import_files::{import as import_files, ImportReport as ImportFilesReport, ImportedFile},
+    workload::{run as workload, Pattern, Workload, WorkloadReport, MAX_BATCH},
+};

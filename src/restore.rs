@@ -98,8 +98,8 @@ pub fn target_dir(dir: &Path) -> Result<Arc<dyn Vfs>> {
     Ok(Arc::new(DiskVfs::new(dir)))
 }
 
-/// What a restore did.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What a restore did. Its JSON is the `restore` document (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct RestoreReport {
     /// The set restored.
     pub backup_id: String,

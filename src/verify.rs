@@ -104,13 +104,14 @@ impl SetReport {
     }
 }
 
-/// What verify found.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What verify found. Its JSON is the `verify` document (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct VerifyReport {
     pub repository: PathBuf,
     pub sets: Vec<SetReport>,
     /// Total findings, listed or not.
     pub findings: u64,
+    pub duration_secs: f64,
 }
 
 impl VerifyReport {
@@ -122,6 +123,7 @@ impl VerifyReport {
 
 /// Verifies set `backup_id`, or every published set when `None`.
 pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport> {
+    let started = std::time::Instant::now();
     let _lock = repo.lock(LockMode::Shared, "verify")?;
     let ids = match backup_id {
         Some(id) => {
@@ -147,6 +149,7 @@ pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport>
         repository: repo.path(),
         sets,
         findings,
+        duration_secs: started.elapsed().as_secs_f64(),
     })
 }
 

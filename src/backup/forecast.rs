@@ -64,6 +64,7 @@ pub struct Forecast {
     pub basis: String,
     pub base_bytes_stored: u64,
     /// `differential_bytes / base_bytes_stored`.
+    #[serde(rename = "share_of_base")]
     pub share: f64,
     /// [`FULL_ADVICE_SHARE`].
     pub threshold: f64,

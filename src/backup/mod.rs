@@ -62,9 +62,16 @@ pub fn valid_level(level: i32) -> bool {
 }
 /// The most worker threads a backup starts.
 pub const MAX_THREADS: usize = 256;
+/// The largest memory limit of the online snapshot's saved extents a backup accepts
+/// ([`BackupOptions::preimage_memory_limit_bytes`]): a request from the network cannot
+/// make a serving process hold more (invariant 24).
+pub const MAX_PREIMAGE_MEMORY_LIMIT_BYTES: usize = 1 << 30;
 
-/// What backup to take and how.
-#[derive(Clone, Debug)]
+/// What backup to take and how. The front doors take it as it is: the API's body and the
+/// listener's backup request are its JSON (every field optional, the defaults below;
+/// an unknown field is refused), the CLI's flags fill it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
     pub kind: BackupKind,
     /// A differential with no usable base becomes a full (and says why) instead of failing.
@@ -81,6 +88,8 @@ pub struct BackupOptions {
     pub preimage_memory_limit_bytes: usize,
     /// The time the set is stamped with (ms after the Unix epoch) in place of the system
     /// clock: retention counts periods from it, so a simulation passes its own clock.
+    /// Never taken from a request.
+    #[serde(skip)]
     pub clock_unix_ms: Option<u64>,
 }
 
@@ -108,14 +117,21 @@ impl BackupOptions {
     }
 }
 
-/// What a backup did. MB are 10^6 bytes.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// What a backup did. MB are 10^6 bytes. Its JSON is the `backup` document of the one
+/// schema (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct BackupReport {
     pub backup_id: String,
     /// The repository the set was published into (a folder or a URL).
     pub repository: std::path::PathBuf,
     /// The kind taken (a differential that fell back is `full`).
     pub kind: BackupKind,
+    /// The database backed up (16 hex digits).
+    pub database_id: String,
+    /// When the backup started and when its set was published (ms after the Unix epoch,
+    /// as its manifest says).
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: u64,
     /// The base's id, for a differential.
     pub base_id: Option<String>,
     pub change_source: ChangeSource,
@@ -133,6 +149,8 @@ pub struct BackupReport {
     pub manifest_bytes: u64,
     /// `bytes_read / bytes_stored`.
     pub ratio: f64,
+    /// A differential's `bytes_stored` over its base's.
+    pub share_of_base: Option<f64>,
     pub duration_secs: f64,
     /// `bytes_read` per second of `duration_secs`.
     pub mb_per_sec: f64,
@@ -157,7 +175,7 @@ pub struct BackupReport {
 }
 
 /// What a backup would do now, taking nothing (`pagevault backup --dry-run`).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct BackupPlanReport {
     /// The repository the set would go into.
     pub repository: std::path::PathBuf,
@@ -235,6 +253,12 @@ pub fn run(
         return Err(Error::Invalid(format!(
             "the zstd level must be {MIN_LEVEL} to -1 or 1 to {MAX_LEVEL}, not {}",
             opts.level
+        )));
+    }
+    if opts.preimage_memory_limit_bytes > MAX_PREIMAGE_MEMORY_LIMIT_BYTES {
+        return Err(Error::Invalid(format!(
+            "the snapshot's memory limit must be at most {MAX_PREIMAGE_MEMORY_LIMIT_BYTES} bytes, not {}",
+            opts.preimage_memory_limit_bytes
         )));
     }
     let lock = repo.lock(LockMode::Append, "backup")?;
@@ -318,10 +342,20 @@ pub fn run(
 
     let duration_secs = started.elapsed().as_secs_f64();
     let bytes_stored = m.bytes_stored();
+    let share_of_base = plan
+        .base
+        .as_ref()
+        .map(|b| b.manifest.bytes_stored())
+        .filter(|&b| b > 0 && m.kind == BackupKind::Differential)
+        .map(|b| bytes_stored as f64 / b as f64);
     Ok(BackupReport {
         backup_id: manifest::format_backup_id(backup_id),
         repository: repo.location(),
         kind: m.kind,
+        database_id: manifest::format_backup_id(m.database_id),
+        started_unix_ms: m.started_unix_ms,
+        finished_unix_ms: m.finished_unix_ms,
+        share_of_base,
         base_id: plan
             .base
             .as_ref()

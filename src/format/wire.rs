@@ -14,7 +14,9 @@
 use std::io::{self, Read, Write};
 
 /// The protocol version this build speaks (sent in [`Msg::Hello`] and [`Msg::Welcome`]).
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: a backup request carries the library's backup options as JSON (one field,
+/// so a new option needs no new frame layout).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The magic a hello starts with.
 pub const HELLO_MAGIC: [u8; 8] = *b"PVBACKUP";
 /// The largest frame before the peer is authenticated (a hello).
@@ -33,12 +35,9 @@ pub const MAX_STRING_BYTES: usize = 4096;
 pub enum Request {
     /// A backup into the client's repository, whose operations the client answers.
     Backup {
-        /// [`crate::backup::BackupKind::code`].
-        kind: u32,
-        fallback_to_full: bool,
-        threads: u32,
-        level: i32,
-        continue_after_error: bool,
+        /// The backup's options, `crate::backup::BackupOptions` serialised as JSON (at
+        /// most [`MAX_STRING_BYTES`]; the serving process deserialises and checks them).
+        options: String,
         /// The client's repository enforces create-only puts.
         create_only: bool,
         /// Where the client's repository is, for messages.
@@ -334,20 +333,12 @@ impl Msg {
                 e.str(token);
                 match request {
                     Request::Backup {
-                        kind,
-                        fallback_to_full,
-                        threads,
-                        level,
-                        continue_after_error,
+                        options,
                         create_only,
                         location,
                     } => {
                         e.u8(tag::REQ_BACKUP);
-                        e.u32(*kind);
-                        e.bool(*fallback_to_full);
-                        e.u32(*threads);
-                        e.u32(*level as u32);
-                        e.bool(*continue_after_error);
+                        e.str(options);
                         e.bool(*create_only);
                         e.str(location);
                     }
@@ -514,11 +505,7 @@ impl Msg {
                 let token = d.str()?;
                 let request = match d.u8()? {
                     tag::REQ_BACKUP => Request::Backup {
-                        kind: d.u32()?,
-                        fallback_to_full: d.bool()?,
-                        threads: d.u32()?,
-                        level: d.u32()? as i32,
-                        continue_after_error: d.bool()?,
+                        options: d.str()?,
                         create_only: d.bool()?,
                         location: d.str()?,
                     },
@@ -817,11 +804,7 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 token: "tok".into(),
                 request: Request::Backup {
-                    kind: 2,
-                    fallback_to_full: true,
-                    threads: 3,
-                    level: 5,
-                    continue_after_error: false,
+                    options: r#"{"kind":"differential","fallback_to_full":true}"#.into(),
                     create_only: true,
                     location: "/r".into(),
                 },

@@ -14,20 +14,20 @@ use crate::format::manifest::{self, BackupKind, ChangeSource, Manifest};
 
 use super::Repository;
 
-/// One backup set as `list` shows it.
-#[derive(Clone, Debug, serde::Serialize)]
+/// One backup set as `list` shows it. Its JSON is the `set` document of the one schema
+/// (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct CatalogEntry {
     /// The backup id, 16 hex digits.
     pub id: String,
     /// What is wrong with the set, when something is (then `details` may be absent).
     pub error: Option<String>,
     /// What the manifest says, when it decodes.
-    #[serde(flatten)]
     pub details: Option<CatalogDetails>,
 }
 
 /// The manifest's summary of a set.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct CatalogDetails {
     pub kind: BackupKind,
     /// The base's id for a differential.
@@ -59,6 +59,8 @@ pub struct CatalogDetails {
     pub restores_on: Option<String>,
     /// A differential with no set to restore it on.
     pub orphan: bool,
+    /// A differential's `bytes_stored` over its base's, when the base is listed.
+    pub share_of_base: Option<f64>,
 }
 
 impl CatalogDetails {
@@ -93,6 +95,7 @@ impl CatalogDetails {
                 .map(|l| manifest::format_backup_id(l.stands_for_id)),
             restores_on: None,
             orphan: false,
+            share_of_base: None,
         }
     }
 }
@@ -130,6 +133,21 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
             },
         };
         out.push(entry);
+    }
+    // A differential's size as a share of its base's, when the base is listed.
+    let stored: Vec<(String, u64)> = out
+        .iter()
+        .filter_map(|e| e.details.as_ref().map(|d| (e.id.clone(), d.bytes_stored)))
+        .collect();
+    for d in out.iter_mut().filter_map(|e| e.details.as_mut()) {
+        if d.kind == BackupKind::Differential {
+            d.share_of_base = d.base_id.as_ref().and_then(|b| {
+                stored
+                    .iter()
+                    .find(|(id, n)| id == b && *n > 0)
+                    .map(|(_, n)| d.bytes_stored as f64 / *n as f64)
+            });
+        }
     }
     // The lineage: where each differential restores, by the resolver's rule.
     for e in &mut out {

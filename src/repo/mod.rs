@@ -30,6 +30,7 @@ pub mod lock;
 pub mod names;
 pub mod receive;
 pub mod record_pool;
+pub mod select;
 pub mod set_reader;
 pub mod set_writer;
 pub mod transfer;
@@ -288,6 +289,19 @@ impl Repository {
         } else {
             Repository::open_dir(repo, create)
         }
+    }
+
+    /// An archive file (`export`) as a read-only repository: its tar headers are indexed
+    /// (and checked) first, every object is then read by ranged reads of the file.
+    pub fn open_archive(path: &Path) -> Result<Repository> {
+        let b = backend::archive::ArchiveBackend::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                Error::corrupt(path, e.to_string())
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        Ok(Repository::read_only_view(Arc::new(b)))
     }
 
     /// Creates a repository where `repo` names: a URL (`s3://...`) or a folder.

@@ -15,7 +15,7 @@ use crate::repo::chain::pick_base;
 use crate::repo::{LoadedManifest, LockMode, Repository};
 
 /// What a delete removes.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct DeletePlan {
     /// The set asked for.
     pub id: String,
@@ -26,16 +26,32 @@ pub struct DeletePlan {
     pub removed: Vec<String>,
     /// The set was already gone (only its leftover objects are removed).
     pub already_deleted: bool,
-    #[serde(skip)]
     order: Vec<u64>,
 }
 
-/// What a delete did.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What a delete did, or would do (a dry run). Its JSON is the `delete` document
+/// (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct DeleteReport {
-    #[serde(flatten)]
+    pub repository: std::path::PathBuf,
+    /// Only planned: nothing was deleted.
+    pub dry_run: bool,
     pub plan: DeletePlan,
     pub debris_removed: u64,
+    pub duration_secs: f64,
+}
+
+/// The plan as a report of a dry run: nothing deleted.
+pub fn dry_run(repo: &Repository, id: u64, with_dependents: bool) -> Result<DeleteReport> {
+    let started = std::time::Instant::now();
+    let plan = plan(repo, id, with_dependents)?;
+    Ok(DeleteReport {
+        repository: repo.location(),
+        dry_run: true,
+        plan,
+        debris_removed: 0,
+        duration_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The plan (`--dry-run`), under a shared lock. Refuses a set others need unless
@@ -140,12 +156,16 @@ fn plan_unlocked(repo: &Repository, id: u64, with_dependents: bool) -> Result<De
 /// Deletes set `id` (and, with `with_dependents`, the differentials that need it) under
 /// the exclusive lock, then cleans debris.
 pub fn delete(repo: &Repository, id: u64, with_dependents: bool) -> Result<DeleteReport> {
+    let started = std::time::Instant::now();
     let lock = repo.lock(LockMode::Exclusive, "delete")?;
     let plan = plan_unlocked(repo, id, with_dependents)?;
     repo.remove_sets(&lock, &plan.order)?;
     let debris = repo.clean_debris(&lock)?;
     Ok(DeleteReport {
+        repository: repo.location(),
+        dry_run: false,
         plan,
         debris_removed: debris.len() as u64,
+        duration_secs: started.elapsed().as_secs_f64(),
     })
 }

@@ -62,12 +62,15 @@ pub struct MergePlan {
     pub extents_combined: u64,
 }
 
-/// What a merge did.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What a merge did, or would do (a dry run: only `plan` and the timing). Its JSON is
+/// the `merge` document (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct MergeReport {
+    pub repository: std::path::PathBuf,
+    /// Only planned: nothing was written.
+    pub dry_run: bool,
     /// The synthetic full (new, or the one made by an earlier merge of the differential).
     pub backup_id: String,
-    #[serde(flatten)]
     pub plan: MergePlan,
     /// Stored bytes of the synthetic full.
     pub bytes_stored: u64,
@@ -77,6 +80,22 @@ pub struct MergeReport {
     /// invariant 30); the other combined extents were layered with no recompression.
     pub extents_recompressed: u64,
     pub duration_secs: f64,
+}
+
+/// The plan as a report of a dry run: nothing written.
+pub fn dry_run(repo: &Repository, id: u64) -> Result<MergeReport> {
+    let started = Instant::now();
+    let plan = plan(repo, id)?;
+    Ok(MergeReport {
+        repository: repo.location(),
+        dry_run: true,
+        backup_id: plan.already_merged.clone().unwrap_or_default(),
+        plan,
+        bytes_stored: 0,
+        bytes_copied: 0,
+        extents_recompressed: 0,
+        duration_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The plan of merging differential `id`: its chain resolved and checked, and each
@@ -119,6 +138,8 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
             crate::format::manifest::parse_backup_id(done).expect("formatted above"),
         )?;
         return Ok(MergeReport {
+            repository: repo.location(),
+            dry_run: false,
             backup_id: done.clone(),
             bytes_stored: existing.manifest.bytes_stored(),
             bytes_copied: 0,
@@ -223,6 +244,8 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     debug_assert!(chain::base_fits(&published, diff).is_ok());
     p.already_merged = None;
     Ok(MergeReport {
+        repository: repo.location(),
+        dry_run: false,
         backup_id: format_backup_id(new_id),
         bytes_stored: published.manifest.bytes_stored(),
         bytes_copied,

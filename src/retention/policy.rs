@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashSet};
 use crate::format::manifest::{format_backup_id, BackupKind};
 use crate::repo::chain;
 use crate::repo::LoadedManifest;
+use crate::time::Period;
 
 /// How many sets of which periods to keep.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -225,31 +226,16 @@ fn mark_database(
             }
         }
     }
-    type Period = fn(u64) -> String;
-    let periods: [(&str, Option<u32>, Period); 5] = [
-        ("hourly", policy.keep_hourly, |t| {
-            let (y, m, d) = civil(t);
-            format!("{y:04}-{m:02}-{d:02}T{:02}", (t / 3_600_000) % 24)
-        }),
-        ("daily", policy.keep_daily, |t| {
-            let (y, m, d) = civil(t);
-            format!("{y:04}-{m:02}-{d:02}")
-        }),
-        ("weekly", policy.keep_weekly, |t| {
-            let (y, w) = iso_week(t);
-            format!("{y:04}-W{w:02}")
-        }),
-        ("monthly", policy.keep_monthly, |t| {
-            let (y, m, _) = civil(t);
-            format!("{y:04}-{m:02}")
-        }),
-        ("yearly", policy.keep_yearly, |t| {
-            format!("{:04}", civil(t).0)
-        }),
+    let periods = [
+        ("hourly", policy.keep_hourly, Period::Hour),
+        ("daily", policy.keep_daily, Period::Day),
+        ("weekly", policy.keep_weekly, Period::Week),
+        ("monthly", policy.keep_monthly, Period::Month),
+        ("yearly", policy.keep_yearly, Period::Year),
     ];
     for (rule, n, period) in periods {
         if let Some(n) = n {
-            let key = |l: &LoadedManifest| format!("{rule} {}", period(l.manifest.started_unix_ms));
+            let key = |l: &LoadedManifest| format!("{rule} {}", period.key(l.manifest.started_unix_ms));
             select(list, n, marks, key, key);
         }
     }
@@ -373,68 +359,9 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     Ok(total)
 }
 
-/// The UTC calendar date (year, month, day) of `ms` after the Unix epoch (Howard
-/// Hinnant's `civil_from_days`).
-pub fn civil(ms: u64) -> (i64, u32, u32) {
-    let z = (ms / 86_400_000) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// The ISO 8601 (year, week) of `ms` after the Unix epoch, UTC.
-pub fn iso_week(ms: u64) -> (i64, u32) {
-    let days = (ms / 86_400_000) as i64;
-    // 1970-01-01 was a Thursday; ISO weekday 1 = Monday.
-    let weekday = (days + 3).rem_euclid(7) + 1;
-    // The Thursday of this week decides the ISO year.
-    let thursday = days - weekday + 4;
-    let (y, _, _) = civil((thursday.max(0) as u64) * 86_400_000);
-    let jan1 = days_from_civil(y, 1, 1);
-    let week = (thursday - jan1) / 7 + 1;
-    (y, week as u32)
-}
-
-/// Days after the epoch of a UTC date (Hinnant's `days_from_civil`).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ms(y: i64, m: u32, d: u32) -> u64 {
-        days_from_civil(y, m, d) as u64 * 86_400_000
-    }
-
-    #[test]
-    fn calendar_arithmetic_matches_known_dates() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(ms(2024, 2, 29)), (2024, 2, 29));
-        assert_eq!(civil(ms(2026, 11, 30) + 86_399_999), (2026, 11, 30));
-        assert_eq!(iso_week(ms(2026, 1, 1)), (2026, 1)); // a Thursday
-        assert_eq!(iso_week(ms(2027, 1, 1)), (2026, 53)); // a Friday
-        assert_eq!(iso_week(ms(2024, 12, 30)), (2025, 1)); // a Monday
-        assert_eq!(iso_week(ms(2021, 1, 3)), (2020, 53)); // a Sunday
-        for d in 0..3000 {
-            let t = d * 86_400_000;
-            let (y, m, dd) = civil(t);
-            assert_eq!(days_from_civil(y, m, dd) as u64, d);
-        }
-    }
 
     #[test]
     fn durations_parse_strictly() {

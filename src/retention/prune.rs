@@ -52,15 +52,36 @@ pub struct PrunePlan {
     pub removal_order: Vec<u64>,
 }
 
-/// What a prune did.
-#[derive(Clone, Debug, serde::Serialize)]
+/// What a prune did, or would do (a dry run). Its JSON is the `prune` document
+/// (`crate::report`).
+#[derive(Clone, Debug)]
 pub struct PruneReport {
-    #[serde(flatten)]
+    pub repository: std::path::PathBuf,
+    /// Only planned: nothing was removed.
+    pub dry_run: bool,
+    /// The clock the plan counted from.
+    pub now_unix_ms: u64,
     pub plan: PrunePlan,
     /// The sets removed, in order.
     pub removed: Vec<String>,
     /// Objects of earlier unfinished backups or removals cleaned up.
     pub debris_removed: u64,
+    pub duration_secs: f64,
+}
+
+/// The plan as a report of a dry run: nothing removed.
+pub fn dry_run(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    let started = std::time::Instant::now();
+    let plan = plan(repo, opts)?;
+    Ok(PruneReport {
+        repository: repo.location(),
+        dry_run: true,
+        now_unix_ms: opts.now_unix_ms,
+        plan,
+        removed: Vec::new(),
+        debris_removed: 0,
+        duration_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// The plan, without removing anything (`--dry-run`): under a shared lock, so it reads
@@ -153,11 +174,16 @@ fn warnings(loaded: &[(u64, Option<LoadedManifest>)]) -> Vec<String> {
 
 /// Plans under the exclusive lock, removes what the plan removes, then cleans debris.
 pub fn prune(repo: &Repository, opts: &PruneOptions) -> Result<PruneReport> {
+    let started = std::time::Instant::now();
     let lock = repo.lock(LockMode::Exclusive, "prune")?;
     let plan = plan_unlocked(repo, opts)?;
     repo.remove_sets(&lock, &plan.removal_order)?;
     let debris = repo.clean_debris(&lock)?;
     Ok(PruneReport {
+        repository: repo.location(),
+        dry_run: false,
+        now_unix_ms: opts.now_unix_ms,
+        duration_secs: started.elapsed().as_secs_f64(),
         removed: plan
             .removal_order
             .iter()

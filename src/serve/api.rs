@@ -1,22 +1,31 @@
-//! The admin HTTP API of a serving process: JSON over HTTPS on hyper and rustls
-//! (docs/api.md): the sets and one set, status with the forecast, backups started as
-//! tasks whose progress can be followed, a set downloaded as an archive and an archive
-//! uploaded, verify.
+//! The admin HTTP API of a serving process: JSON over HTTPS on axum and rustls
+//! (docs/api.md). A route table ([`ROUTES`], each route with its method, path and role)
+//! and one small handler per endpoint; every request goes through the library's own
+//! types: bodies deserialise into its option types, sets are named by its selection
+//! (`repo::select`), answers are its reports in the one schema (`crate::report`, the same
+//! documents as the CLI's `--json`), and an error's status comes from its
+//! [`ErrorKind`]. One [`Repository`] is opened at start and shared (on S3: one runtime,
+//! one client).
 //!
 //! Keeps true:
-//! - (invariant 23) every request but none carries `Authorization: Bearer TOKEN`; no
-//!   token or an unknown one is 401, a reader's token on an admin route 403; tokens are
-//!   compared in constant time ([`Tokens::role_of`]) and never logged; TLS on any
-//!   non-loopback address unless insecure;
+//! - (invariant 23) every request carries `Authorization: Bearer TOKEN`; no token or an
+//!   unknown one is 401 before anything else is looked at, a reader's token on an admin
+//!   route 403; tokens are compared in constant time ([`Tokens::role_of`]) and never
+//!   logged; TLS on any non-loopback address unless insecure;
 //! - (invariant 21) no request reaches a path outside the repository: routes are fixed
-//!   segments and ids are parsed strictly (hex set ids, decimal task ids); the repository
-//!   is only reached through [`Repository`] and the archive API;
+//!   segments, set ids are `latest` or 4 to 16 lower-case hex digits resolved by the
+//!   library's selection, task ids decimal; the repository is only reached through
+//!   [`Repository`] and the archive API;
 //! - (invariant 24) bounded: headers (16 KiB buffer, 64 headers) and JSON bodies
 //!   (64 KiB), uploads at most `max_upload_bytes`; a client that sends headers or body
 //!   bytes too slowly, or is idle, is dropped after the timeout; at most
-//!   [`MAX_API_CONNECTIONS`] at once; downloads stream through a bounded channel.
-//! - While an upload runs (the import's exclusive lock), no backup, restore or prune of
-//!   the repository starts: each is refused as locked (409).
+//!   [`MAX_API_CONNECTIONS`] at once; downloads stream through a bounded channel;
+//! - (invariant 34) `latest`, `?as_of=` never pass over a newest set that cannot be read
+//!   (422 naming it) unless `?newest_readable=true`;
+//! - while an upload runs (the import's exclusive lock), no backup, restore or prune of
+//!   the repository starts: each is refused as locked (409);
+//! - an error names the API's own words (a query parameter, a body field), never a
+//!   library option or a CLI flag.
 
 // Handlers return an early `Response` as their error: one per request, never on a hot path.
 #![allow(clippy::result_large_err)]
@@ -30,17 +39,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use hyper::{Method, Request, Response, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::backup::{self, BackupKind, BackupOptions};
-use crate::error::{Error, Override, Result};
+use crate::backup::{self, BackupOptions};
+use crate::error::{Error, ErrorKind, Override, Result};
 use crate::progress::Progress;
-use crate::repo::{catalog, Repository};
+use crate::repo::catalog;
+use crate::repo::select::{self, SelectError, SetName, Selector};
+use crate::repo::Repository;
+use crate::report::StatusReport;
 use crate::store::Database;
 
 use super::tokens::{Role, Tokens};
@@ -53,6 +69,34 @@ pub const MAX_JSON_BODY_BYTES: usize = 64 << 10;
 pub const MAX_TASKS: usize = 256;
 /// Chunks of a download in flight between the exporter and the connection.
 const DOWNLOAD_CHUNKS: usize = 8;
+
+/// The routes: method, path (axum's syntax), the role it needs. The router is built from
+/// this table (`router`), so a route cannot exist without its role.
+pub const ROUTES: &[(Route, &str, &str, Role)] = &[
+    (Route::ListSets, "GET", "/v1/sets", Role::Reader),
+    (Route::OneSet, "GET", "/v1/sets/{id}", Role::Reader),
+    (Route::Status, "GET", "/v1/status", Role::Reader),
+    (Route::Backup, "POST", "/v1/backups", Role::Admin),
+    (Route::Task, "GET", "/v1/tasks/{task}", Role::Reader),
+    (Route::Verify, "POST", "/v1/sets/{id}/verify", Role::Admin),
+    (Route::Download, "GET", "/v1/sets/{id}/archive", Role::Admin),
+    (Route::Upload, "PUT", "/v1/archive", Role::Admin),
+    (Route::Delete, "DELETE", "/v1/sets/{id}", Role::Admin),
+];
+
+/// The endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    ListSets,
+    OneSet,
+    Status,
+    Backup,
+    Task,
+    Verify,
+    Download,
+    Upload,
+    Delete,
+}
 
 /// How the API serves.
 #[derive(Clone, Debug)]
@@ -92,7 +136,9 @@ pub struct ApiServer {
 /// One task (a backup started through the API) and its progress.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TaskState {
-    pub id: String,
+    /// The task's id (decimal).
+    pub task: String,
+    /// `full`, `differential` or `copy_only`.
     pub kind: String,
     /// `running`, `done` or `failed`.
     pub state: String,
@@ -100,9 +146,12 @@ pub struct TaskState {
     pub units_done: u64,
     pub bytes_total: u64,
     pub bytes_done: u64,
-    /// The backup's report when done.
+    /// The backup's report when done (the one schema's `backup` document).
     pub report: Option<serde_json::Value>,
+    /// Why it failed, in the API's words.
     pub error: Option<String>,
+    /// What kind of failure (`ErrorKind`, snake case).
+    pub error_kind: Option<ErrorKind>,
 }
 
 struct Task(Mutex<TaskState>);
@@ -120,9 +169,9 @@ impl Progress for Task {
     }
 }
 
-struct State {
+struct Shared {
     db: Arc<Database>,
-    repo: PathBuf,
+    repo: Arc<Repository>,
     tokens: Option<Tokens>,
     timeout: Duration,
     max_upload_bytes: u64,
@@ -131,25 +180,22 @@ struct State {
     connections: Arc<tokio::sync::Semaphore>,
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, io::Error>;
+type Api = State<Arc<Shared>>;
 
-fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|e: Infallible| match e {})
-        .boxed()
-}
-
-fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_vec_pretty(value).expect("JSON serialises");
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
+    let mut r = (status, body).into_response();
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-fn error(status: StatusCode, what: impl Into<String>) -> Response<Body> {
-    let mut r = json_response(status, &serde_json::json!({ "error": what.into() }));
+/// `{"error": sentence, "kind": kind}` with `status`.
+fn error(status: StatusCode, kind: ErrorKind, what: impl Into<String>) -> Response {
+    let mut r = json_response(
+        status,
+        &serde_json::json!({ "error": what.into(), "kind": kind }),
+    );
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -157,32 +203,79 @@ fn error(status: StatusCode, what: impl Into<String>) -> Response<Body> {
     r
 }
 
-/// The HTTP status of a library error.
-fn status_of(e: &Error) -> StatusCode {
-    match e.inner() {
-        Error::Locked { .. } => StatusCode::CONFLICT,
-        Error::NotFound { .. } | Error::NoDatabase { .. } => StatusCode::NOT_FOUND,
-        Error::Invalid(_) | Error::Chain(_) => StatusCode::BAD_REQUEST,
-        Error::Corrupt { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        e if e.kind() == crate::error::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+/// A request the API refuses before the library is asked: 400.
+fn bad_request(what: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, ErrorKind::Invalid, what)
+}
+
+/// The HTTP status of an error of `kind`.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::Refused => StatusCode::CONFLICT,
+        ErrorKind::Corrupt | ErrorKind::Unsupported => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
-fn lib_error(e: Error) -> Response<Body> {
-    let text = match &e {
-        // The API's own word for the override (a query parameter).
-        Error::Refused {
-            source,
-            unless: Override::WithDependents,
-        } => format!("{source}; add ?with_dependents=true to delete the dependents too"),
+/// What to send to allow what the library refused, in the API's words.
+fn api_advice(unless: Override) -> &'static str {
+    match unless {
+        Override::WithDependents => "add ?with_dependents=true to delete the dependents too",
+        Override::FallbackToFull => {
+            "take a full backup first, or send \"fallback_to_full\": true to take one in its place"
+        }
+        Override::ContinueAfterError => {
+            "check the database, or send \"continue_after_error\": true to record the bad page and go on"
+        }
+        Override::ReplaceTarget => "the API does not replace a database",
+    }
+}
+
+/// A library error's sentence in the API's words.
+pub fn sentence(e: &Error) -> String {
+    match e {
+        Error::Refused { source, unless } => {
+            format!("{}; {}", sentence(source), api_advice(*unless))
+        }
         e => e.to_string(),
-    };
-    error(status_of(&e), text)
+    }
+}
+
+/// A library error as an answer: its kind's status, its sentence.
+fn lib_error(e: Error) -> Response {
+    error(status_of(e.kind()), e.kind(), sentence(&e))
+}
+
+/// A selection's refusal as an answer, in the API's words.
+fn refusal(e: SelectError) -> Response {
+    match &e {
+        SelectError::DatabaseNeeded { databases } => bad_request(format!(
+            "the repository holds sets of {} databases, so the newest set is ambiguous; add ?database= one of {}",
+            databases.len(),
+            select::list_databases(databases)
+        )),
+        SelectError::Damaged {
+            location,
+            id,
+            error: why,
+        } => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Corrupt,
+            format!(
+                "{}: the newest backup set that matches, {id}, cannot be read ({why}); it is not passed over for an older set: name a set by its id, or add ?newest_readable=true",
+                location.display()
+            ),
+        ),
+        _ => lib_error(e.into()),
+    }
 }
 
 impl ApiServer {
-    /// Starts serving `db` and the repository at `repo` (a folder or a URL).
+    /// Starts serving `db` and the repository at `repo` (a folder or a URL), opened once
+    /// here and shared by every request.
     pub fn start(db: Arc<Database>, repo: PathBuf, opts: ApiOptions) -> Result<ApiServer> {
         if !opts.insecure && opts.tls.is_none() && !opts.addr.ip().is_loopback() {
             return Err(Error::Invalid(format!(
@@ -196,8 +289,8 @@ impl ApiServer {
                 opts.addr
             )));
         }
-        // The repository must open now (a wrong path is an error at start, not per request).
-        Repository::open_any(&repo, false)?;
+        // A wrong path is an error at start, not per request.
+        let repo = Arc::new(Repository::open_any(&repo, false)?);
         let tls = match &opts.tls {
             Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(super::tls::server_config(
                 cert, key,
@@ -216,7 +309,7 @@ impl ApiServer {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::os(format!("cannot listen on {}", opts.addr), e))?;
-        let state = Arc::new(State {
+        let shared = Arc::new(Shared {
             db,
             repo,
             tokens: opts.tokens.clone(),
@@ -227,7 +320,7 @@ impl ApiServer {
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS)),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        runtime.spawn(accept_loop(listener, tls, state, stop_rx));
+        runtime.spawn(accept_loop(listener, tls, shared, stop_rx));
         Ok(ApiServer {
             runtime: Some(runtime),
             addr,
@@ -255,12 +348,94 @@ impl Drop for ApiServer {
     }
 }
 
+/// The router: every route of [`ROUTES`] with its role checked before its handler.
+fn router(shared: Arc<Shared>) -> Router {
+    let mut r = Router::new();
+    for &(route, method, path, role) in ROUTES {
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            _ => MethodFilter::DELETE,
+        };
+        let handler = match route {
+            Route::ListSets => on(filter, list_sets),
+            Route::OneSet => on(filter, one_set),
+            Route::Status => on(filter, status),
+            Route::Backup => on(filter, start_backup),
+            Route::Task => on(filter, task),
+            Route::Verify => on(filter, verify),
+            Route::Download => on(filter, download),
+            Route::Upload => on(filter, upload),
+            Route::Delete => on(filter, delete),
+        };
+        r = r.route(path, handler.route_layer(from_fn_with_state(role, require)));
+    }
+    r.fallback(no_such_endpoint).with_state(shared)
+}
+
+/// 403 unless the request's role (set by authentication) is at least `needs`.
+async fn require(State(needs): State<Role>, req: Request, next: Next) -> Response {
+    let role = req.extensions().get::<Role>().copied();
+    match role {
+        Some(r) if r >= needs => next.run(req).await,
+        r => error(
+            StatusCode::FORBIDDEN,
+            ErrorKind::Refused,
+            format!(
+                "this needs the {} role; the token's role is {}",
+                needs.name(),
+                r.map_or("none", |r| r.name())
+            ),
+        ),
+    }
+}
+
+async fn no_such_endpoint(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        ErrorKind::NotFound,
+        format!(
+            "no such endpoint: {method} {}",
+            uri.path().chars().take(200).collect::<String>()
+        ),
+    )
+}
+
+/// Authentication first: nothing else is looked at without a valid token; the role goes
+/// into the request for the route's check.
+fn authenticate(shared: &Shared, mut req: Request) -> std::result::Result<Request, Response> {
+    let role = match &shared.tokens {
+        None => Role::Admin,
+        Some(tokens) => {
+            let token = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match token.and_then(|t| tokens.role_of(t.trim())) {
+                Some(r) => r,
+                None => {
+                    return Err(error(
+                        StatusCode::UNAUTHORIZED,
+                        ErrorKind::Refused,
+                        "a valid bearer token is needed",
+                    ))
+                }
+            }
+        }
+    };
+    req.extensions_mut().insert(role);
+    Ok(req)
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    state: Arc<State>,
+    shared: Arc<Shared>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let app = router(shared.clone());
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -269,17 +444,26 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
-        let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             continue; // over the limit: the connection is dropped
         };
         let _ = tcp.set_nodelay(true);
-        let (state, tls) = (state.clone(), tls.clone());
+        let (shared, tls, app) = (shared.clone(), tls.clone(), app.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let timeout = state.timeout;
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, req).await) }
+            let timeout = shared.timeout;
+            let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                let (shared, mut app) = (shared.clone(), app.clone());
+                async move {
+                    let req = req.map(Body::new);
+                    Ok::<_, Infallible>(match authenticate(&shared, req) {
+                        Ok(req) => match tower_service::Service::call(&mut app, req).await {
+                            Ok(r) => r,
+                            Err(e) => match e {},
+                        },
+                        Err(r) => r,
+                    })
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -306,44 +490,6 @@ async fn accept_loop(
     }
 }
 
-/// A set id: 4 to 16 lower-case hex digits, a unique prefix of a published set's id.
-fn parse_set_id(s: &str) -> std::result::Result<String, Response<Body>> {
-    if (4..=16).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(s.to_string())
-    } else {
-        Err(error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "{:?} is not a set id (4 to 16 lower-case hex digits)",
-                s.chars().take(64).collect::<String>()
-            ),
-        ))
-    }
-}
-
-/// The one published set whose id starts with `prefix`.
-fn resolve_set(repo: &Repository, prefix: &str) -> Result<u64> {
-    let ids: Vec<u64> = repo
-        .set_ids()?
-        .into_iter()
-        .filter(|id| format!("{id:016x}").starts_with(prefix))
-        .collect();
-    match ids.as_slice() {
-        [one] => Ok(*one),
-        [] => Err(Error::NotFound {
-            path: repo.location(),
-            what: format!("no backup set has an id starting with {prefix}"),
-        }),
-        _ => Err(Error::Invalid(format!(
-            "{} backup sets have ids starting with {prefix}; give more digits",
-            ids.len()
-        ))),
-    }
-}
-
 /// Runs blocking library work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
@@ -351,34 +497,171 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         .expect("a blocking task of the admin API panicked")
 }
 
-/// Reads a JSON body of at most [`MAX_JSON_BODY_BYTES`], each frame within the timeout.
-async fn json_body(
-    state: &State,
-    mut body: Incoming,
-) -> std::result::Result<serde_json::Value, Response<Body>> {
+/// The query of a route that takes a set: which database, at or before when, and
+/// whether a damaged newest set may be passed over.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetQuery {
+    database: Option<String>,
+    as_of: Option<String>,
+    newest_readable: Option<bool>,
+    /// `DELETE` only.
+    with_dependents: Option<bool>,
+    /// `DELETE` only.
+    dry_run: Option<bool>,
+}
+
+/// The query of `uri`, refusing any parameter `allowed` does not name.
+fn query(uri: &Uri, allowed: &[&str]) -> std::result::Result<SetQuery, Response> {
+    let q: SetQuery = axum::extract::Query::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| bad_request(format!("the query: {}", e.body_text())))?;
+    let given = [
+        ("database", q.database.is_some()),
+        ("as_of", q.as_of.is_some()),
+        ("newest_readable", q.newest_readable.is_some()),
+        ("with_dependents", q.with_dependents.is_some()),
+        ("dry_run", q.dry_run.is_some()),
+    ];
+    if let Some((name, _)) = given.iter().find(|(n, g)| *g && !allowed.contains(n)) {
+        return Err(bad_request(format!(
+            "this endpoint takes no {name}; it takes {}",
+            if allowed.is_empty() {
+                "no query".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        )));
+    }
+    if let Some(d) = &q.database {
+        select::parse_database_prefix(d).map_err(bad_request)?;
+    }
+    Ok(q)
+}
+
+/// The selector a path's set id and its query make: `latest` or 4 to 16 lower-case hex
+/// digits (invariant 21).
+fn selector(id: &str, q: &SetQuery) -> std::result::Result<Selector, Response> {
+    let name = if id == "latest" {
+        SetName::Latest
+    } else if (4..=16).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        SetName::Prefix(id.to_string())
+    } else {
+        return Err(bad_request(format!(
+            "{:?} is not a set id (latest, or 4 to 16 lower-case hex digits)",
+            id.chars().take(64).collect::<String>()
+        )));
+    };
+    let as_of_unix_ms = match &q.as_of {
+        Some(t) => Some(crate::time::parse_point(t).map_err(bad_request)?),
+        None => None,
+    };
+    Ok(Selector {
+        name: Some(name),
+        as_of_unix_ms,
+        database: q.database.clone(),
+        newest_readable: q.newest_readable.unwrap_or(false),
+    })
+}
+
+/// The set `id` and the query name, chosen off the async threads; the answer to give
+/// when none is.
+async fn chosen(
+    shared: &Arc<Shared>,
+    id: &str,
+    q: &SetQuery,
+) -> std::result::Result<select::Selection, Response> {
+    let sel = selector(id, q)?;
+    let repo = shared.repo.clone();
+    match blocking(move || repo.select(&sel)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(refusal(e)),
+        Err(e) => Err(lib_error(e)),
+    }
+}
+
+/// A handler's answer: the response, or an early one (an error) through `?`.
+type Answer = std::result::Result<Response, Response>;
+
+/// A library result as an answer: its report in the one schema, or its error.
+fn answer<T: serde::Serialize>(r: Result<T>) -> Answer {
+    r.map(|v| json_response(StatusCode::OK, &v))
+        .map_err(lib_error)
+}
+
+/// `GET /v1/sets[?database=]`: as `pagevault list --json [--database]`.
+async fn list_sets(State(shared): Api, uri: Uri) -> Answer {
+    let q = query(&uri, &["database"])?;
+    let repo = shared.repo.clone();
+    let (entries, db) = blocking(move || {
+        let entries = catalog::list(&repo)?;
+        let db = q
+            .database
+            .map(|p| select::database(&repo.location(), &entries, &p));
+        Ok::<_, Error>((entries, db))
+    })
+    .await
+    .map_err(lib_error)?;
+    match db.transpose().map_err(refusal)? {
+        None => answer(Ok(entries)),
+        Some(db) => answer(Ok(entries
+            .iter()
+            .filter(|e| select::may_be_of(e, Some(&db)))
+            .collect::<Vec<_>>())),
+    }
+}
+
+/// `GET /v1/sets/{id}`: one set, as `list` shows it.
+async fn one_set(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "as_of", "newest_readable"])?;
+    answer(Ok(chosen(&shared, &id, &q).await?.entry))
+}
+
+/// `GET /v1/status`: as `pagevault status DB -r R --json`.
+async fn status(State(shared): Api, uri: Uri) -> Answer {
+    query(&uri, &[])?;
+    let (db, repo) = (shared.db.clone(), shared.repo.clone());
+    answer(
+        blocking(move || {
+            Ok(StatusReport {
+                status: db.status()?,
+                forecast: Some(backup::forecast(&db, &repo)?),
+            })
+        })
+        .await,
+    )
+}
+
+/// Reads a JSON body of at most [`MAX_JSON_BODY_BYTES`], each frame within the timeout;
+/// `{}` when empty. Anything but an object is refused.
+async fn json_object(
+    shared: &Shared,
+    mut body: Body,
+) -> std::result::Result<serde_json::Value, Response> {
     let mut buf = Vec::new();
     loop {
-        let frame = tokio::time::timeout(state.timeout, body.frame())
+        let frame = tokio::time::timeout(shared.timeout, body.frame())
             .await
             .map_err(|_| {
                 error(
                     StatusCode::REQUEST_TIMEOUT,
+                    ErrorKind::Unavailable,
                     "the request body came too slowly",
                 )
             })?;
         match frame {
             None => break,
-            Some(Err(e)) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    format!("the request body: {e}"),
-                ))
-            }
+            Some(Err(e)) => return Err(bad_request(format!("the request body: {e}"))),
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
                     if buf.len() + d.len() > MAX_JSON_BODY_BYTES {
                         return Err(error(
                             StatusCode::PAYLOAD_TOO_LARGE,
+                            ErrorKind::Invalid,
                             format!("a JSON body is at most {MAX_JSON_BODY_BYTES} bytes"),
                         ));
                     }
@@ -387,235 +670,115 @@ async fn json_body(
             }
         }
     }
-    if buf.is_empty() {
+    if buf.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::json!({}));
     }
-    serde_json::from_slice(&buf).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {e}"),
-        )
-    })
+    match serde_json::from_slice::<serde_json::Value>(&buf) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err(bad_request("the body is a JSON object")),
+        Err(e) => Err(bad_request(format!("the body is not JSON: {e}"))),
+    }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    // Authentication first: nothing else is looked at without a valid token.
-    let role = match &state.tokens {
-        None => Role::Admin,
-        Some(tokens) => {
-            let token = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match token.and_then(|t| tokens.role_of(t.trim())) {
-                Some(r) => r,
-                None => return error(StatusCode::UNAUTHORIZED, "a valid bearer token is needed"),
-            }
+/// `POST /v1/backups`: the body is the library's `BackupOptions`; answers
+/// `202 {"task": "N"}`.
+async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Answer {
+    query(&uri, &[])?;
+    let opts: BackupOptions = serde_json::from_value(json_object(&shared, body).await?)
+        .map_err(|e| bad_request(format!("the backup options: {e}")))?;
+    let n = shared.next_task.fetch_add(1, Ordering::SeqCst);
+    let task = Arc::new(Task(Mutex::new(TaskState {
+        task: n.to_string(),
+        kind: crate::report::kind_name(opts.kind),
+        state: "running".into(),
+        ..TaskState::default()
+    })));
+    {
+        let mut tasks = shared.tasks.lock().unwrap();
+        while tasks.len() >= MAX_TASKS {
+            let Some(oldest) = tasks
+                .iter()
+                .find(|(_, t)| t.0.lock().unwrap().state != "running")
+                .map(|(k, _)| *k)
+            else {
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Unavailable,
+                    "too many tasks are running",
+                ));
+            };
+            tasks.remove(&oldest);
         }
-    };
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path
-        .strip_prefix("/v1/")
-        .map_or(vec![], |p| p.split('/').collect());
-    let method = req.method().clone();
-    let needs = match (&method, segments.as_slice()) {
-        (&Method::GET, ["sets"] | ["sets", _] | ["status"] | ["tasks", _]) => Role::Reader,
-        (&Method::POST, ["backups"] | ["sets", _, "verify"]) => Role::Admin,
-        (&Method::GET, ["sets", _, "archive"]) => Role::Admin,
-        (&Method::PUT, ["archive"]) => Role::Admin,
-        (&Method::DELETE, ["sets", _]) => Role::Admin,
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "no such endpoint: {method} {}",
-                    path.chars().take(200).collect::<String>()
-                ),
-            )
-        }
-    };
-    if role < needs {
-        return error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this needs the {} role; the token's role is {}",
-                needs.name(),
-                role.name()
-            ),
-        );
+        tasks.insert(n, task.clone());
     }
-    let repo_path = state.repo.clone();
-    let open = move || Repository::open_any(&repo_path, false);
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["sets"]) => blocking(move || open().and_then(|r| catalog::list(&r)))
-            .await
-            .map_or_else(lib_error, |l| json_response(StatusCode::OK, &l)),
-        (&Method::GET, ["sets", id]) => {
-            let id = match parse_set_id(id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
-            blocking(move || {
-                let repo = open()?;
-                let want = format!("{:016x}", resolve_set(&repo, &id)?);
-                catalog::list(&repo)?
-                    .into_iter()
-                    .find(|e| e.id == want)
-                    .ok_or_else(|| Error::NotFound {
-                        path: repo.location(),
-                        what: format!("backup set {want} is not in the repository"),
-                    })
-            })
-            .await
-            .map_or_else(lib_error, |e| json_response(StatusCode::OK, &e))
-        }
-        (&Method::GET, ["status"]) => {
-            let db = state.db.clone();
-            blocking(move || {
-                let status = db.status()?;
-                let forecast = backup::forecast(&db, &open()?)?;
-                Ok(super::RemoteStatus {
-                    status,
-                    forecast: Some(forecast),
-                })
-            })
-            .await
-            .map_or_else(lib_error, |s| json_response(StatusCode::OK, &s))
-        }
-        (&Method::POST, ["backups"]) => {
-            let body = match json_body(&state, req.into_body()).await {
-                Ok(b) => b,
-                Err(r) => return r,
-            };
-            let kind = match body.get("kind").and_then(|k| k.as_str()).unwrap_or("full") {
-                "full" => BackupKind::Full,
-                "differential" | "diff" => BackupKind::Differential,
-                "copy_only" | "copy-only" => BackupKind::CopyOnly,
-                other => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!(
-                            "\"kind\" is full, differential or copy_only, not {:?}",
-                            other.chars().take(64).collect::<String>()
-                        ),
-                    )
-                }
-            };
-            let mut opts = BackupOptions::new(kind);
-            opts.fallback_to_full = body
-                .get("fallback_to_full")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
-            let n = state.next_task.fetch_add(1, Ordering::SeqCst);
-            let task = Arc::new(Task(Mutex::new(TaskState {
-                id: n.to_string(),
-                kind: kind.name().into(),
-                state: "running".into(),
-                ..TaskState::default()
-            })));
-            {
-                let mut tasks = state.tasks.lock().unwrap();
-                while tasks.len() >= MAX_TASKS {
-                    let Some(oldest) = tasks
-                        .iter()
-                        .find(|(_, t)| t.0.lock().unwrap().state != "running")
-                        .map(|(k, _)| *k)
-                    else {
-                        return error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many tasks are running",
-                        );
-                    };
-                    tasks.remove(&oldest);
-                }
-                tasks.insert(n, task.clone());
+    let (db, repo, t) = (shared.db.clone(), shared.repo.clone(), task.clone());
+    tokio::task::spawn_blocking(move || {
+        let r = backup::run(&db, &repo, &opts, &*t);
+        let mut s = t.0.lock().unwrap();
+        match r {
+            Ok(report) => {
+                s.state = "done".into();
+                s.report = serde_json::to_value(&report).ok();
             }
-            let db = state.db.clone();
-            let t = task.clone();
-            tokio::task::spawn_blocking(move || {
-                let r = open().and_then(|repo| backup::run(&db, &repo, &opts, &*t));
-                let mut s = t.0.lock().unwrap();
-                match r {
-                    Ok(report) => {
-                        s.state = "done".into();
-                        s.report = serde_json::to_value(&report).ok();
-                    }
-                    Err(e) => {
-                        s.state = "failed".into();
-                        s.error = Some(e.to_string());
-                    }
-                }
-            });
-            json_response(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({ "task": n.to_string() }),
-            )
-        }
-        (&Method::GET, ["tasks", id]) => {
-            let n =
-                match (id.len() <= 20 && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
-                    .then(|| id.parse::<u64>().ok())
-                    .flatten()
-                {
-                    Some(n) => n,
-                    None => return error(StatusCode::BAD_REQUEST, "a task id is a decimal number"),
-                };
-            let task = state.tasks.lock().unwrap().get(&n).cloned();
-            match task {
-                Some(t) => {
-                    let s = t.0.lock().unwrap().clone();
-                    json_response(StatusCode::OK, &s)
-                }
-                None => error(StatusCode::NOT_FOUND, format!("no task {n}")),
+            Err(e) => {
+                s.state = "failed".into();
+                s.error = Some(sentence(&e));
+                s.error_kind = Some(e.kind());
             }
         }
-        (&Method::POST, ["sets", id, "verify"]) => {
-            let id = match parse_set_id(id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
-            blocking(move || {
-                let repo = open()?;
-                let id = resolve_set(&repo, &id)?;
-                crate::verify::verify(&repo, Some(id))
-            })
-            .await
-            .map_or_else(lib_error, |v| json_response(StatusCode::OK, &v))
-        }
-        (&Method::GET, ["sets", id, "archive"]) => {
-            let id = match parse_set_id(id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
-            download(open, id, state.timeout).await
-        }
-        (&Method::PUT, ["archive"]) => upload(&state, open, req.into_body()).await,
-        (&Method::DELETE, ["sets", id]) => {
-            let id = match parse_set_id(id) {
-                Ok(id) => id,
-                Err(r) => return r,
-            };
-            let with_dependents = match req.uri().query() {
-                None | Some("with_dependents=false") => false,
-                Some("with_dependents=true") => true,
-                Some(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "the only query a delete takes is with_dependents=true or with_dependents=false",
-                    )
-                }
-            };
-            blocking(move || {
-                let repo = open()?;
-                let id = resolve_set(&repo, &id)?;
-                crate::retention::delete::delete(&repo, id, with_dependents)
-            })
-            .await
-            .map_or_else(lib_error, |r| json_response(StatusCode::OK, &r))
-        }
-        _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+    });
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "task": n.to_string() }),
+    ))
+}
+
+/// `GET /v1/tasks/{task}`: a task's progress and, when done, its report.
+async fn task(State(shared): Api, Path(id): Path<String>) -> Answer {
+    let n = (id.len() <= 20 && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| id.parse::<u64>().ok())
+        .flatten()
+        .ok_or_else(|| bad_request("a task id is a decimal number"))?;
+    let task = shared.tasks.lock().unwrap().get(&n).cloned();
+    let t = task.ok_or_else(|| {
+        error(StatusCode::NOT_FOUND, ErrorKind::NotFound, format!("no task {n}"))
+    })?;
+    let state = t.0.lock().unwrap().clone();
+    answer(Ok(state))
+}
+
+/// `POST /v1/sets/{id}/verify`: as `pagevault verify ID --json`.
+async fn verify(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "as_of", "newest_readable"])?;
+    let set = chosen(&shared, &id, &q).await?.id;
+    let repo = shared.repo.clone();
+    answer(blocking(move || crate::verify::verify(&repo, Some(set))).await)
+}
+
+/// `DELETE /v1/sets/{id}[?with_dependents=true][&dry_run=true]`: as `pagevault delete
+/// ID --json`.
+async fn delete(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "with_dependents", "dry_run"])?;
+    if id == "latest" {
+        return Err(bad_request("a delete names its set by id, never latest"));
     }
+    let set = chosen(&shared, &id, &q).await?.id;
+    let (with_dependents, dry_run) = (
+        q.with_dependents.unwrap_or(false),
+        q.dry_run.unwrap_or(false),
+    );
+    let repo = shared.repo.clone();
+    answer(
+        blocking(move || {
+            use crate::retention::delete;
+            if dry_run {
+                delete::dry_run(&repo, set, with_dependents)
+            } else {
+                delete::delete(&repo, set, with_dependents)
+            }
+        })
+        .await,
+    )
 }
 
 /// A writer that hands chunks to the response body through a bounded channel; a client
@@ -664,25 +827,15 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Streams set `id` and its chain as an archive (issue 15's export).
-async fn download(
-    open: impl FnOnce() -> Result<Repository> + Send + 'static,
-    id: String,
-    timeout: Duration,
-) -> Response<Body> {
-    // Resolve first, so a missing set is a 404 and not a broken stream.
-    let (repo, set) = match blocking(move || {
-        let repo = open()?;
-        let set = resolve_set(&repo, &id)?;
-        Ok::<_, Error>((repo, set))
-    })
-    .await
-    {
-        Ok(x) => x,
-        Err(e) => return lib_error(e),
-    };
+/// `GET /v1/sets/{id}/archive`: streams the set and its chain as an archive (issue 15's
+/// export), as `pagevault export ID --to FILE` writes it.
+async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answer {
+    let q = query(&uri, &["database", "as_of", "newest_readable"])?;
+    // Chosen first, so a missing set is a 404 and not a broken stream.
+    let set = chosen(&shared, &id, &q).await?.id;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(DOWNLOAD_CHUNKS);
     let (err_tx, err_rx) = tokio::sync::oneshot::channel::<io::Error>();
+    let (repo, timeout) = (shared.repo.clone(), shared.timeout);
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
             tx,
@@ -699,7 +852,7 @@ async fn download(
     });
     let stream = futures::stream::unfold((rx, Some(err_rx)), |(mut rx, err)| async move {
         match rx.recv().await {
-            Some(b) => Some((Ok(Frame::data(b)), (rx, err))),
+            Some(b) => Some((Ok(b), (rx, err))),
             None => match err {
                 Some(e) => match e.await {
                     Ok(e) => Some((Err(e), (rx, None))),
@@ -709,7 +862,7 @@ async fn download(
             },
         }
     });
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    let mut r = Body::from_stream(stream).into_response();
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     r.headers_mut().insert(
@@ -719,7 +872,7 @@ async fn download(
         ))
         .expect("a header value"),
     );
-    r
+    Ok(r)
 }
 
 /// A reader over an upload's body, fed by the connection through a bounded channel.
@@ -744,15 +897,13 @@ impl Read for ChannelReader {
     }
 }
 
-/// Imports the archive in the body (issue 15's import, under the exclusive lock).
-async fn upload(
-    state: &State,
-    open: impl FnOnce() -> Result<Repository> + Send + 'static,
-    mut body: Incoming,
-) -> Response<Body> {
+/// `PUT /v1/archive`: imports the archive in the body (issue 15's import, under the
+/// exclusive lock), as `pagevault import FILE --json`.
+async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Answer {
+    query(&uri, &[])?;
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+    let repo = shared.repo.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let repo = open()?;
         crate::archive::import(
             &repo,
             ChannelReader {
@@ -763,7 +914,7 @@ async fn upload(
     });
     let mut total = 0u64;
     loop {
-        let frame = match tokio::time::timeout(state.timeout, body.frame()).await {
+        let frame = match tokio::time::timeout(shared.timeout, body.frame()).await {
             Err(_) => {
                 let _ = tx
                     .send(Err(io::Error::new(
@@ -786,11 +937,11 @@ async fn upload(
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
                     total += d.len() as u64;
-                    if total > state.max_upload_bytes {
+                    if total > shared.max_upload_bytes {
                         let _ = tx
                             .send(Err(io::Error::new(
                                 io::ErrorKind::InvalidData,
-                                format!("an upload is at most {} bytes", state.max_upload_bytes),
+                                format!("an upload is at most {} bytes", shared.max_upload_bytes),
                             )))
                             .await;
                         break;
@@ -803,8 +954,109 @@ async fn upload(
         }
     }
     drop(tx);
-    match job.await.expect("the import task panicked") {
-        Ok(report) => json_response(StatusCode::OK, &report),
-        Err(e) => lib_error(e),
+    answer(job.await.expect("the import task panicked"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// One error of each kind the library has, and the status the API answers it with.
+    #[test]
+    fn every_error_kind_has_its_status() {
+        let p = || PathBuf::from("/r");
+        let io = |k| Error::Io {
+            path: p(),
+            source: io::Error::from(k),
+        };
+        let cases: Vec<(Error, ErrorKind, StatusCode)> = vec![
+            (
+                Error::Invalid("a bad option".into()),
+                ErrorKind::Invalid,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                Error::NotFound {
+                    path: p(),
+                    what: "no set".into(),
+                },
+                ErrorKind::NotFound,
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                Error::Locked {
+                    path: p(),
+                    what: "the repository",
+                    holder: "import".into(),
+                },
+                ErrorKind::Conflict,
+                StatusCode::CONFLICT,
+            ),
+            (
+                Error::Invalid("a full others need".into()).unless(Override::WithDependents),
+                ErrorKind::Refused,
+                StatusCode::CONFLICT,
+            ),
+            (
+                Error::corrupt(p(), "a flipped bit"),
+                ErrorKind::Corrupt,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                Error::Unsupported {
+                    path: p(),
+                    what: "format 9".into(),
+                },
+                ErrorKind::Unsupported,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                io(io::ErrorKind::PermissionDenied),
+                ErrorKind::Environment,
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                io(io::ErrorKind::TimedOut),
+                ErrorKind::Unavailable,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (e, kind, status) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+            assert_eq!(status_of(kind), status, "{kind:?}");
+            assert_eq!(lib_error(e).status(), status, "{kind:?}");
+        }
+        assert_eq!(
+            status_of(ErrorKind::Internal),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    /// A refusal names the API's own parameter, never the library's option or a flag.
+    #[test]
+    fn a_refusal_names_the_apis_parameter() {
+        for o in [
+            Override::WithDependents,
+            Override::FallbackToFull,
+            Override::ContinueAfterError,
+            Override::ReplaceTarget,
+        ] {
+            let s = sentence(&Error::Invalid("refused".into()).unless(o));
+            assert!(!s.contains("--") && !s.contains("Options::"), "{s}");
+        }
+        let s = sentence(&Error::Invalid("x".into()).unless(Override::WithDependents));
+        assert!(s.contains("?with_dependents=true"), "{s}");
+        let s = sentence(&Error::Invalid("x".into()).unless(Override::FallbackToFull));
+        assert!(s.contains("\"fallback_to_full\": true"), "{s}");
+    }
+
+    #[test]
+    fn every_route_has_a_role_and_a_unique_method_and_path() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, method, path, _) in ROUTES {
+            assert!(seen.insert((method, path)), "{method} {path} twice");
+            assert!(path.starts_with("/v1/"), "{path}");
+        }
     }
 }

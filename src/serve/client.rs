@@ -178,12 +178,10 @@ pub fn backup(
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let _lock = repo.lock(LockMode::Append, "backup")?;
+    let options = serde_json::to_string(bopts)
+        .map_err(|e| Error::Invalid(format!("the backup options do not serialise: {e}")))?;
     let link = opts.open(Request::Backup {
-        kind: bopts.kind.code(),
-        fallback_to_full: bopts.fallback_to_full,
-        threads: bopts.threads as u32,
-        level: bopts.level,
-        continue_after_error: bopts.continue_after_error,
+        options,
         create_only: repo.backend().features().create_only,
         location: repo.location().display().to_string(),
     })?;

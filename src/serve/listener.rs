@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::backup::{self, BackupKind, BackupOptions};
+use crate::backup::{self, BackupOptions};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::serve::remote::{Channel, RemoteBackend};
@@ -342,12 +342,8 @@ impl Progress for LinkProgress<'_> {
     }
 }
 
-/// What a status request returns.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct RemoteStatus {
-    pub status: crate::store::DatabaseStatus,
-    pub forecast: Option<backup::Forecast>,
-}
+/// What a status request returns: the one schema's `status` document.
+pub type RemoteStatus = crate::report::StatusReport;
 
 fn serve(shared: &Shared, mut stream: Box<dyn Stream>, tcp: bool) -> io::Result<()> {
     let hello = wire::read_frame(&mut *stream, wire::MAX_HELLO_FRAME_BYTES)?;
@@ -406,26 +402,19 @@ fn serve(shared: &Shared, mut stream: Box<dyn Stream>, tcp: bool) -> io::Result<
     let db = &*shared.db;
     let outcome: Result<String> = match request {
         Request::Backup {
-            kind,
-            fallback_to_full,
-            threads,
-            level,
-            continue_after_error,
+            options,
             create_only,
             location,
         } => (|| {
-            let kind = BackupKind::from_code(kind)
-                .ok_or_else(|| Error::Invalid(format!("unknown backup kind {kind}")))?;
+            // Hostile bytes (invariant 21): a bounded string, parsed strictly.
+            let opts: BackupOptions = serde_json::from_str(&options).map_err(|e| {
+                Error::Invalid(format!("the backup request's options do not parse: {e}"))
+            })?;
             let repo = Repository::open_backend(Arc::new(RemoteBackend::new(
                 chan.clone(),
                 location,
                 create_only,
             )))?;
-            let mut opts = BackupOptions::new(kind);
-            opts.fallback_to_full = fallback_to_full;
-            opts.threads = threads as usize;
-            opts.level = level;
-            opts.continue_after_error = continue_after_error;
             let report = backup::run(db, &repo, &opts, &LinkProgress::new(&link))?;
             shared.served.fetch_add(1, Ordering::SeqCst);
             tracing::info!(

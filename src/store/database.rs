@@ -85,7 +85,7 @@ pub struct PageWrite<'a> {
 }
 
 /// The state of one data file, for `status`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct FileStatus {
     pub file_id: u32,
     pub name: String,
@@ -103,8 +103,8 @@ pub struct FileStatus {
     pub bytes_changed: u64,
 }
 
-/// The state of a database, for `status`.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+/// The state of a database, for `status` (JSON: `crate::report::StatusReport`).
+#[derive(Clone, Debug)]
 pub struct DatabaseStatus {
     pub path: PathBuf,
     pub database_id: String,

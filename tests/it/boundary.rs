@@ -107,3 +107,58 @@ fn the_scanner_sees_a_flag_in_a_string_and_not_in_a_comment() {
     assert!(names_a_flag(&lits[1].1) && lits[1].0 == 2);
     assert!(!names_a_flag("a -- b") && !names_a_flag("x--y") && names_a_flag("(--dry-run)"));
 }
+
+/// `pagevault::<module>::` paths in the Rust files under `dir` (or the file `dir`).
+fn internal_paths(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        rust_files(dir, &mut files);
+    } else {
+        files.push(dir.to_path_buf());
+    }
+    let mut found = Vec::new();
+    for f in files {
+        let src = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in src.lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            for (i, _) in code.match_indices("pagevault::") {
+                let rest = &code[i + "pagevault::".len()..];
+                let word: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let is_module = word.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && rest[word.len()..].starts_with("::");
+                if is_module {
+                    found.push(format!("{}:{}: {}", f.display(), n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The CLI and the embedding example use the library's root API alone (issue 23): no
+/// `pagevault::<module>::` path, so they build without the `internals` feature (a plain
+/// `cargo build` of the binary and `.ci/run`'s build of `examples/embed.rs` prove it
+/// compiles; this says where a new internal path crept in).
+#[test]
+fn the_cli_and_the_embed_example_use_the_root_api_alone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = internal_paths(&root.join("src/bin"));
+    found.extend(internal_paths(&root.join("examples/embed.rs")));
+    assert!(
+        found.is_empty(),
+        "internal paths outside the root API:\n{}",
+        found.join("\n")
+    );
+    // The scanner sees one.
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("x.rs");
+    std::fs::write(
+        &f,
+        "use pagevault::repo::Repository; // pagevault::x::y\nlet a = pagevault::Database::open;\n",
+    )
+    .unwrap();
+    assert_eq!(internal_paths(&f).len(), 1);
+}

@@ -1,6 +1,6 @@
 //! The one JSON schema: every verb is run with `--json` as the real binary, and its
-//! document is checked against the field tables in docs/cli.md (the `<!-- schema: ... -->`
-//! tables), both ways: every documented field is present with its documented type, and
+//! document is checked against the field tables in docs/cli.md and docs/api.md (the
+//! `<!-- schema: ... -->` tables), both ways: every documented field is present with its documented type, and
 //! every field printed is documented. No id is a JSON number, anywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,14 +14,17 @@ use crate::cli::{assert_code, pv, stdout};
 
 /// The schemas of docs/cli.md: name -> (fields in order -> type), and the verbs'
 /// top-level types (`<!-- schema: list = set[] -->`).
-struct Schemas {
+pub(crate) struct Schemas {
     objects: BTreeMap<String, Vec<(String, String)>>,
     aliases: BTreeMap<String, String>,
 }
 
-fn schemas() -> Schemas {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md"))
-        .expect("docs/cli.md");
+pub(crate) fn schemas() -> Schemas {
+    let doc = ["docs/cli.md", "docs/api.md"]
+        .iter()
+        .map(|d| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(d)).expect(d))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut objects = BTreeMap::new();
     let mut aliases = BTreeMap::new();
     let lines: Vec<&str> = doc.lines().collect();
@@ -78,7 +81,7 @@ fn is_rfc3339(v: &Value) -> bool {
 
 impl Schemas {
     /// Checks `v` against type `ty`; violations are pushed with their path.
-    fn check(&self, at: &str, v: &Value, ty: &str, errs: &mut Vec<String>) {
+    pub(crate) fn check(&self, at: &str, v: &Value, ty: &str, errs: &mut Vec<String>) {
         if let Some(inner) = ty.strip_suffix('?') {
             if !v.is_null() {
                 self.check(at, v, inner, errs);
@@ -152,7 +155,7 @@ impl Schemas {
 }
 
 /// No key naming an id holds a number, anywhere; the only numeric `*_id` is `file_id`.
-fn no_numeric_ids(at: &str, v: &Value, errs: &mut Vec<String>) {
+pub(crate) fn no_numeric_ids(at: &str, v: &Value, errs: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {

@@ -299,28 +299,111 @@ fn restore_by_latest_prefix_and_as_of_in_a_shared_repository() {
     assert!(!to("e").exists());
 }
 
-/// `started_unix_ms` as the RFC 3339 time `--as-of` takes, to the millisecond.
+/// `started_unix_ms` as the RFC 3339 time `--as-of` takes, to the millisecond (chrono,
+/// not the library's own formatting).
 fn pagevault_rfc3339(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (the same algorithm, written again here on purpose).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Breaks the manifest of set `id` in `repo` (a flipped byte in its middle).
+fn damage_manifest(repo: &Path, id: &str) {
+    let manifest = std::fs::read_dir(repo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("manifest-") && name.contains(id)
+        })
+        .unwrap_or_else(|| panic!("no manifest of {id} in {}", repo.display()));
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&manifest, bytes).unwrap();
+}
+
+/// Invariant 10 of the brief: `latest`, no id and an `--as-of` after it never pass over a
+/// newest set that cannot be read; they refuse, naming it. A prefix of an older set is
+/// fine, and `--newest-readable` passes over it saying so. The same outcomes through the
+/// library's `Repository::select`.
+#[test]
+fn a_damaged_newest_set_is_refused_by_time_and_named_by_prefix() {
+    let t = tempfile::tempdir().unwrap();
+    let db = init(t.path(), "1MiB", 1);
+    let repo = t.path().join("repo");
+    workload(&db, &["--writes", "30"]);
+    let full = backup(&repo, &db, "--full");
+    workload(&db, &["--writes", "3", "--seed", "9"]);
+    let diff = backup(&repo, &db, "--diff");
+    damage_manifest(&repo, id(&diff));
+    let to = |n: &str| t.path().join(n);
+    for extra in [
+        vec![],
+        vec!["latest"],
+        vec!["--as-of", "2999-01-01T00:00:00Z"],
+    ] {
+        let target = to("refused");
+        let extra_os: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        let mut args: Vec<&dyn AsRef<OsStr>> = vec![&"restore", &"--to", &target];
+        args.extend(extra_os.iter().map(|a| a as &dyn AsRef<OsStr>));
+        let o = pv_env(Some(&repo), &args);
+        assert_code(&o, 1);
+        let err = stderr(&o);
+        assert!(err.contains(id(&diff)), "{extra:?}: {err}");
+        assert!(err.contains("--newest-readable"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!target.exists(), "a refused restore creates nothing");
+    }
+    for verb in ["verify", "merge"] {
+        let o = pv_env(Some(&repo), &[&verb, &"latest"]);
+        assert_code(&o, 1);
+        assert!(stderr(&o).contains(id(&diff)), "{verb}: {}", stderr(&o));
+    }
+    let o = pv_env(Some(&repo), &[&"export", &"latest", &"--to", &to("x.tar")]);
+    assert_code(&o, 1);
+    assert!(!to("x.tar").exists());
+    // An explicit prefix of the older full is fine.
+    let o = pv_env(
+        Some(&repo),
+        &[&"restore", &&id(&full)[..12], &"--to", &to("a"), &"--json"],
+    );
+    assert_eq!(restored_set(&o), id(&full));
+    // Asked for the newest readable: the full, and the damaged set named on stderr.
+    let o = pv_env(
+        Some(&repo),
+        &[
+            &"restore",
+            &"--newest-readable",
+            &"--to",
+            &to("b"),
+            &"--json",
+        ],
+    );
+    assert_eq!(restored_set(&o), id(&full));
+    let err = stderr(&o);
+    assert!(
+        err.contains("passed over") && err.contains(id(&diff)),
+        "{err}"
+    );
+    // The library says the same, typed.
+    use pagevault::repo::select::{SelectError, Selector, SetName};
+    let r = pagevault::repo::Repository::open_dir(&repo, false).unwrap();
+    match r.select(&Selector::latest()).unwrap() {
+        Err(SelectError::Damaged { id: d, .. }) => assert_eq!(d, id(&diff)),
+        other => panic!("{other:?}"),
+    }
+    let older = Selector::named(SetName::Prefix(id(&full).to_string()));
+    assert_eq!(r.select(&older).unwrap().unwrap().entry.id, id(&full));
+    let readable = Selector {
+        newest_readable: true,
+        ..Selector::latest()
+    };
+    let s = r.select(&readable).unwrap().unwrap();
+    assert_eq!(s.entry.id, id(&full));
+    assert_eq!(s.skipped.len(), 1);
+    assert_eq!(s.skipped[0].id, id(&diff));
 }
 
 #[test]

@@ -208,8 +208,8 @@ fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
     }
     let diff = a.backup("differential");
     assert_eq!(diff["state"], "done", "{diff}");
-    let full_id = full["report"]["backup_id"].as_str().unwrap().to_string();
-    let diff_id = diff["report"]["backup_id"].as_str().unwrap().to_string();
+    let full_id = full["report"]["id"].as_str().unwrap().to_string();
+    let diff_id = diff["report"]["id"].as_str().unwrap().to_string();
     // The sets, one set (by a prefix), status with the forecast.
     let (s, sets) = a.get("/sets", Some(READER));
     assert_eq!(s, StatusCode::OK);
@@ -220,10 +220,7 @@ fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
     let (s, st) = a.get("/status", Some(READER));
     assert_eq!(s, StatusCode::OK, "{st}");
     assert!(st["forecast"]["advice"].is_string(), "{st}");
-    assert_eq!(
-        st["status"]["database_id"],
-        format!("{:016x}", a.db.database_id())
-    );
+    assert_eq!(st["database_id"], format!("{:016x}", a.db.database_id()));
     // Strict ids: not hex, too short, a path; and `../` never reaches a file.
     for bad in [
         "/sets/zzzz",
@@ -266,7 +263,7 @@ fn every_endpoint_with_roles_refusals_and_an_archive_round_trip() {
     // Verify.
     let (s, v) = a.post(&format!("/sets/{diff_id}/verify"), ADMIN, Value::Null);
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["findings"], 0, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
     assert_eq!(
         a.post(&format!("/sets/{diff_id}/verify"), READER, Value::Null)
             .0,
@@ -381,7 +378,7 @@ fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
     let a = api(dir.path(), 1024);
     let first = a.backup("full");
     assert_eq!(first["state"], "done", "{first}");
-    let set = first["report"]["backup_id"].as_str().unwrap().to_string();
+    let set = first["report"]["id"].as_str().unwrap().to_string();
     // The writer alone first, for its throughput without the load.
     let alone = {
         let t0 = Instant::now();
@@ -567,9 +564,9 @@ fn delete_is_admin_only_and_refuses_a_full_that_a_differential_needs() {
     let full = a.backup("full");
     a.db.write_page(1, 8, b"after the full").unwrap();
     let diff = a.backup("differential");
-    let full_id = full["report"]["backup_id"].as_str().unwrap().to_string();
-    let diff_id = diff["report"]["backup_id"].as_str().unwrap().to_string();
-    let delete = |path: &str, token: &str| {
+    let full_id = full["report"]["id"].as_str().unwrap().to_string();
+    let diff_id = diff["report"]["id"].as_str().unwrap().to_string();
+    let delete = |path: &str, token: &str| -> (StatusCode, String) {
         let resp = a
             .client
             .delete(format!("{}{path}", a.base))
@@ -583,9 +580,15 @@ fn delete_is_admin_only_and_refuses_a_full_that_a_differential_needs() {
         delete(&format!("/sets/{full_id}"), READER).0,
         StatusCode::FORBIDDEN
     );
+    // Refused unless allowed (409), naming the API's own query parameter.
     let (s, text) = delete(&format!("/sets/{full_id}"), ADMIN);
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
+    assert_eq!(s, StatusCode::CONFLICT, "{text}");
     assert!(text.contains(&diff_id), "{text}");
+    assert!(text.contains("?with_dependents=true"), "{text}");
+    assert!(
+        !text.contains("--") && !text.contains("(with_dependents)"),
+        "{text}"
+    );
     let (s, text) = delete(&format!("/sets/{full_id}?recursive=yes"), ADMIN);
     assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
     assert_ne!(delete("/sets/..%2F..%2Fconfig", ADMIN).0, StatusCode::OK);
@@ -597,4 +600,416 @@ fn delete_is_admin_only_and_refuses_a_full_that_a_differential_needs() {
     let (s, text) = delete(&format!("/sets/{full_id}?with_dependents=true"), ADMIN);
     assert_eq!(s, StatusCode::OK, "{text}");
     assert!(repo.set_ids().unwrap().is_empty());
+}
+
+/// The routes of docs/api.md's route table: (method and path, role, answer type).
+fn documented_routes() -> Vec<(String, String, String)> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md"))
+        .expect("docs/api.md");
+    let lines: Vec<&str> = doc.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == "<!-- routes -->")
+        .expect("docs/api.md has a <!-- routes --> table");
+    lines[at + 1..]
+        .iter()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.trim_start().starts_with('|'))
+        .skip(2)
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            (
+                cells[1].trim_matches('`').to_string(),
+                cells[2].to_string(),
+                cells[3].trim_matches('`').to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The entries of a tar archive: (name, bytes).
+fn tar_entries(b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 512 <= b.len() && b[i..i + 512].iter().any(|&x| x != 0) {
+        let h = &b[i..i + 512];
+        let name_end = h[..100].iter().position(|&x| x == 0).unwrap_or(100);
+        let name = String::from_utf8_lossy(&h[..name_end]).into_owned();
+        let size_text = String::from_utf8_lossy(&h[124..136]);
+        let size = u64::from_str_radix(size_text.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+            .unwrap() as usize;
+        out.push((name, b[i + 512..i + 512 + size].to_vec()));
+        i += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+/// Drops the keys that measure a run (they differ between two runs of the same thing),
+/// everywhere in `v`.
+fn timings_aside(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "duration_s" | "mb_per_s"))
+                .map(|(k, x)| (k.clone(), timings_aside(x)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(timings_aside).collect()),
+        x => x.clone(),
+    }
+}
+
+/// The keys of an object, in order.
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Checks `v` against the documented type `ty` (docs/cli.md and docs/api.md tables).
+fn documented(s: &crate::cli_json::Schemas, route: &str, ty: &str, v: &Value) {
+    let mut errs = Vec::new();
+    s.check(route, v, ty, &mut errs);
+    crate::cli_json::no_numeric_ids(route, v, &mut errs);
+    assert!(errs.is_empty(), "{route}:\n{}\n{v:#}", errs.join("\n"));
+}
+
+/// The CLI with `--json` on the served repository; its document.
+fn cli_json(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Value {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_os_string()).collect();
+    all.push("--json".into());
+    let o = crate::cli::pv(&all);
+    crate::cli::assert_code(&o, 0);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The API and the CLI agree: every route of docs/api.md's table is run beside its CLI
+/// verb on the same repository and the two documents compared key by key (timings
+/// aside); every answer is checked against the documented type, and the table's roles
+/// against the library's route table. `?database=` filters, `latest` works on every route
+/// that takes a set, and a damaged newest set is refused through the API as through the
+/// CLI (422, or passed over with `?newest_readable=true`).
+#[test]
+fn every_route_agrees_with_its_cli_verb_and_the_documented_schema() {
+    let s = crate::cli_json::schemas();
+    let dir = tempfile::tempdir().unwrap();
+    let a = api(dir.path(), 128);
+    let db_dir = dir.path().join("db");
+    let repo = a.repo_dir.clone();
+    // The CLI reaches the database the API holds through its backup listener.
+    let listener =
+        pagevault::serve::Listener::start(a.db.clone(), pagevault::serve::ListenOptions::default())
+            .unwrap();
+    let routes = documented_routes();
+    let lib: Vec<(String, String)> = pagevault::serve::api::ROUTES
+        .iter()
+        .map(|(_, m, p, role)| (format!("{m} {p}"), role.name().to_string()))
+        .collect();
+    let doc: Vec<(String, String)> = routes
+        .iter()
+        .map(|(r, role, _)| (r.clone(), role.clone()))
+        .collect();
+    assert_eq!(doc, lib, "docs/api.md's route table is the library's");
+    let answer = |route: &str| {
+        routes
+            .iter()
+            .find(|(r, _, _)| r == route)
+            .unwrap_or_else(|| panic!("{route} is not documented"))
+            .2
+            .clone()
+    };
+    for p in 0..20 {
+        a.db.write_page(1, 8 + p, format!("page {p}").as_bytes())
+            .unwrap();
+    }
+    // POST /v1/backups and GET /v1/tasks/{task}: a full through the API ...
+    let (st, started) = a.post("/backups", ADMIN, serde_json::json!({"kind": "full"}));
+    assert_eq!(st, StatusCode::ACCEPTED);
+    documented(
+        &s,
+        "POST /v1/backups",
+        &answer("POST /v1/backups"),
+        &started,
+    );
+    let full = loop {
+        let (st, t) = a.get(
+            &format!("/tasks/{}", started["task"].as_str().unwrap()),
+            Some(READER),
+        );
+        assert_eq!(st, StatusCode::OK, "{t}");
+        if t["state"] != "running" {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    documented(
+        &s,
+        "GET /v1/tasks/{task}",
+        &answer("GET /v1/tasks/{task}"),
+        &full,
+    );
+    assert_eq!(full["state"], "done", "{full}");
+    // ... and a differential through the CLI (the socket): the same document.
+    for p in 0..5 {
+        a.db.write_page(2, 8 + p, b"after the full").unwrap();
+    }
+    let cli_diff = cli_json(&[&"backup", &db_dir, &"-r", &repo, &"--diff"]);
+    let api_full = &full["report"];
+    assert_eq!(keys(api_full), keys(&cli_diff["backup"]));
+    assert_eq!(api_full["database_id"], cli_diff["backup"]["database_id"]);
+    assert_eq!(cli_diff["backup"]["base_id"], api_full["id"]);
+    let ids = [
+        api_full["id"].as_str().unwrap().to_string(),
+        cli_diff["backup"]["id"].as_str().unwrap().to_string(),
+    ];
+    // The shortest prefix of the full's id (4 digits at least) the differential's lacks.
+    let common = ids[0]
+        .bytes()
+        .zip(ids[1].bytes())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let p0 = ids[0][..(common + 1).max(4)].to_string();
+    // GET /v1/sets, with and without ?database=.
+    let (st, sets) = a.get("/sets", Some(READER));
+    assert_eq!(st, StatusCode::OK);
+    documented(&s, "GET /v1/sets", &answer("GET /v1/sets"), &sets);
+    assert_eq!(
+        timings_aside(&sets),
+        timings_aside(&cli_json(&[&"list", &"-r", &repo]))
+    );
+    let db_id = api_full["database_id"].as_str().unwrap();
+    let (st, one_db) = a.get(&format!("/sets?database={}", &db_id[..6]), Some(READER));
+    assert_eq!(st, StatusCode::OK, "{one_db}");
+    assert_eq!(
+        timings_aside(&one_db),
+        timings_aside(&cli_json(&[
+            &"list",
+            &"-r",
+            &repo,
+            &"--database",
+            &&db_id[..6]
+        ]))
+    );
+    assert_eq!(one_db.as_array().unwrap().len(), 2);
+    let other_db = if db_id.starts_with('0') { "1" } else { "0" };
+    let (st, none) = a.get(&format!("/sets?database={other_db}"), Some(READER));
+    assert_eq!(st, StatusCode::NOT_FOUND, "?database= filters: {none}");
+    documented(&s, "error", "api_error", &none);
+    assert_eq!(none["kind"], "not_found");
+    let (st, bad) = a.get("/sets?databse=1", Some(READER));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+    // GET /v1/sets/{id}: by prefix and by latest, as list shows the set.
+    for (name, want) in [(p0.as_str(), &sets[0]), ("latest", &sets[1])] {
+        let (st, one) = a.get(&format!("/sets/{name}"), Some(READER));
+        assert_eq!(st, StatusCode::OK, "{one}");
+        documented(&s, "GET /v1/sets/{id}", &answer("GET /v1/sets/{id}"), &one);
+        assert_eq!(&one, want);
+    }
+    let (st, one) = a.get(
+        &format!(
+            "/sets/latest?as_of={}",
+            api_full["started_at"].as_str().unwrap()
+        ),
+        Some(READER),
+    );
+    assert_eq!(st, StatusCode::OK, "{one}");
+    assert_eq!(
+        one["id"],
+        ids[0].as_str(),
+        "?as_of= at the full's start is the full"
+    );
+    // GET /v1/status.
+    let (st, status) = a.get("/status", Some(READER));
+    assert_eq!(st, StatusCode::OK, "{status}");
+    documented(&s, "GET /v1/status", &answer("GET /v1/status"), &status);
+    let cli_status = cli_json(&[&"status", &db_dir, &"-r", &repo]);
+    assert_eq!(timings_aside(&status), timings_aside(&cli_status));
+    // POST /v1/sets/{id}/verify, by latest.
+    let (st, v) = a.post("/sets/latest/verify", ADMIN, Value::Null);
+    assert_eq!(st, StatusCode::OK, "{v}");
+    documented(
+        &s,
+        "POST /v1/sets/{id}/verify",
+        &answer("POST /v1/sets/{id}/verify"),
+        &v,
+    );
+    assert_eq!(
+        timings_aside(&v),
+        timings_aside(&cli_json(&[&"verify", &"-r", &repo, &"latest"]))
+    );
+    // GET /v1/sets/{id}/archive: the bytes `export` writes.
+    assert_eq!(answer("GET /v1/sets/{id}/archive"), "archive");
+    let archive = a.download("latest");
+    let tar = dir.path().join("latest.tar");
+    crate::cli::assert_code(
+        &crate::cli::pv(&[
+            std::ffi::OsStr::new("export"),
+            "-r".as_ref(),
+            repo.as_os_str(),
+            "latest".as_ref(),
+            "--to".as_ref(),
+            tar.as_os_str(),
+        ]),
+        0,
+    );
+    // The same entries, byte for byte; only the archive manifest's creation time (the
+    // last entry) may differ.
+    let (ours, theirs) = (
+        tar_entries(&archive),
+        tar_entries(&std::fs::read(&tar).unwrap()),
+    );
+    assert_eq!(ours.len(), theirs.len());
+    let names = |e: &[(String, Vec<u8>)]| e.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&ours), names(&theirs));
+    assert!(ours.len() > 2);
+    assert!(
+        ours[..ours.len() - 1] == theirs[..theirs.len() - 1],
+        "the archives' objects differ"
+    );
+    // PUT /v1/archive: as `import` (both skip the sets the repository holds).
+    let resp = a
+        .client
+        .put(format!("{}/archive", a.base))
+        .bearer_auth(ADMIN)
+        .body(archive)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let up: Value = serde_json::from_slice(&resp.bytes().unwrap()).unwrap();
+    documented(&s, "PUT /v1/archive", &answer("PUT /v1/archive"), &up);
+    let cli_up = cli_json(&[&"import", &tar, &"-r", &repo]);
+    assert_eq!(keys(&up), keys(&cli_up));
+    assert_eq!(up["sets"], cli_up["sets"]);
+    // DELETE /v1/sets/{id}: a dry run as `delete --dry-run`, then refused (409) without
+    // with_dependents, as the CLI refuses it.
+    let del = |q: &str| {
+        let resp = a
+            .client
+            .delete(format!("{}/sets/{p0}{q}", a.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap();
+        let st = resp.status();
+        (
+            st,
+            serde_json::from_slice::<Value>(&resp.bytes().unwrap()).unwrap(),
+        )
+    };
+    let (st, plan) = del("?dry_run=true&with_dependents=true");
+    assert_eq!(st, StatusCode::OK, "{plan}");
+    documented(
+        &s,
+        "DELETE /v1/sets/{id}",
+        &answer("DELETE /v1/sets/{id}"),
+        &plan,
+    );
+    assert_eq!(
+        timings_aside(&plan),
+        timings_aside(&cli_json(&[
+            &"delete",
+            &"-r",
+            &repo,
+            &p0,
+            &"--dry-run",
+            &"--with-dependents"
+        ]))
+    );
+    let (st, refused) = del("");
+    assert_eq!(st, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["kind"], "refused");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap()
+        .contains("?with_dependents=true"));
+
+    // A damaged newest set: `latest` refuses it on every route that takes a set (422,
+    // naming it), a prefix of the older set still works, `?newest_readable=true` passes
+    // over it.
+    let manifest = std::fs::read_dir(&repo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("manifest-") && n.contains(&ids[1])
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&manifest, bytes).unwrap();
+    for (method, path) in [
+        ("GET", "/sets/latest"),
+        ("GET", "/sets/latest?as_of=2999-01-01"),
+        ("POST", "/sets/latest/verify"),
+        ("GET", "/sets/latest/archive"),
+    ] {
+        let (st, e) = match method {
+            "GET" => a.get(path, Some(ADMIN)),
+            _ => a.post(path, ADMIN, Value::Null),
+        };
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {e}");
+        assert_eq!(e["kind"], "corrupt", "{path}");
+        let text = e["error"].as_str().unwrap();
+        assert!(
+            text.contains(&ids[1]) && text.contains("newest_readable"),
+            "{text}"
+        );
+    }
+    let (st, older) = a.get(&format!("/sets/{p0}"), Some(READER));
+    assert_eq!(st, StatusCode::OK, "{older}");
+    let (st, older) = a.get("/sets/latest?newest_readable=true", Some(READER));
+    assert_eq!(st, StatusCode::OK, "{older}");
+    assert_eq!(older["id"], ids[0].as_str());
+    // An ambiguous prefix is a 400 listing the matches, as the CLI's exit 64.
+    if common >= 4 {
+        let (st, e) = a.get(&format!("/sets/{}", &ids[0][..common]), Some(READER));
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+        let text = e["error"].as_str().unwrap();
+        assert!(text.contains(&ids[0]) && text.contains(&ids[1]), "{text}");
+    }
+    // A second database in the repository: ?database= filters, and latest without it is
+    // refused naming the databases and the API's parameter.
+    let db2 = crate::cli::init(&dir.path().join("two"), "1MiB", 1);
+    let other = cli_json(&[&"backup", &db2, &"-r", &repo, &"--full"]);
+    let other_db = other["backup"]["database_id"].as_str().unwrap().to_string();
+    let (st, all) = a.get("/sets", Some(READER));
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    let (st, only) = a.get(&format!("/sets?database={other_db}"), Some(READER));
+    assert_eq!(st, StatusCode::OK, "{only}");
+    let only_ids: Vec<&str> = only
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    // The damaged set's database cannot be read: it may be of either, so it is listed.
+    assert!(
+        only_ids.contains(&other["backup"]["id"].as_str().unwrap()),
+        "{only}"
+    );
+    assert!(!only_ids.contains(&ids[0].as_str()), "{only}");
+    assert_eq!(
+        timings_aside(&only),
+        timings_aside(&cli_json(&[
+            &"list",
+            &"-r",
+            &repo,
+            &"--database",
+            &other_db
+        ]))
+    );
+    let (st, e) = a.get("/sets/latest", Some(READER));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let text = e["error"].as_str().unwrap();
+    assert!(
+        text.contains(&other_db) && text.contains("?database="),
+        "{text}"
+    );
+    let (st, latest2) = a.get(&format!("/sets/latest?database={other_db}"), Some(READER));
+    assert_eq!(st, StatusCode::OK, "{latest2}");
+    assert_eq!(latest2["id"], other["backup"]["id"]);
+    drop(listener);
 }

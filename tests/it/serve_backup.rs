@@ -460,11 +460,12 @@ fn a_client_vanishing_mid_full_leaves_tracking_as_if_it_never_started() {
                 version: PROTOCOL_VERSION,
                 token: String::new(),
                 request: Request::Backup {
-                    kind: BackupKind::Full.code(),
-                    fallback_to_full: false,
-                    threads: 1,
-                    level: 1,
-                    continue_after_error: false,
+                    options: serde_json::to_string(&BackupOptions {
+                        threads: 1,
+                        level: 1,
+                        ..BackupOptions::new(BackupKind::Full)
+                    })
+                    .unwrap(),
                     create_only: true,
                     location: rdir.display().to_string(),
                 },
@@ -749,4 +750,77 @@ fn a_remote_full_over_tls_restores_whole_and_its_gathered_progress_adds_up() {
         calls < units / 4,
         "{calls} progress messages for {units} extents"
     );
+}
+
+/// A backup option crosses the listener whole, with no protocol change of its own: the
+/// online snapshot's memory limit (`backup --snapshot-memory`, the library's
+/// `preimage_memory_limit_bytes`) reaches the serving process's backup. A limit past the
+/// maximum is refused there, naming it; a limit of 0 spills every extent writers save, so
+/// none is held in memory.
+#[test]
+fn backup_options_travel_whole_to_the_serving_process() {
+    use pagevault::serve::client::{self, ClientOptions, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let (db, listener) = served(dir.path(), 512);
+    let rdir = dir.path().join("r");
+    ensure_repo(&rdir);
+    let repo = Repository::open_dir(&rdir, false).unwrap();
+    let local = ClientOptions {
+        target: Target::Socket(listener.socket().unwrap().to_path_buf()),
+        token: None,
+        tls: None,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let too_much = BackupOptions {
+        preimage_memory_limit_bytes: pagevault::backup::MAX_PREIMAGE_MEMORY_LIMIT_BYTES + 1,
+        ..BackupOptions::new(BackupKind::Full)
+    };
+    let e = client::backup(&local, &repo, &too_much, &NoProgress).unwrap_err();
+    assert!(e.to_string().contains("memory limit"), "{e}");
+    assert!(repo.set_ids().unwrap().is_empty());
+    // The CLI's flag: through the socket, with a writer busy meanwhile.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let db_path = dir.path().join("db");
+    let report = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let page = 8 + n % 400;
+                if db.is_data_page(1, page) {
+                    db.write_page(1, page, format!("busy {n}").as_bytes())
+                        .unwrap();
+                }
+                n += 1;
+            }
+        });
+        let (code, json, err) = cli(&[
+            "backup",
+            &db_path.display().to_string(),
+            "-r",
+            &rdir.display().to_string(),
+            "--full",
+            "--snapshot-memory",
+            "0",
+            "--json",
+        ]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(code, 0, "{err}");
+        json["backup"].clone()
+    });
+    assert_eq!(report["online_peak_memory_bytes"], 0, "{report}");
+    assert_eq!(
+        report["extents_spilled_online"], report["extents_saved_online"],
+        "{report}"
+    );
+    let (code, _, err) = cli(&[
+        "backup",
+        &db_path.display().to_string(),
+        "-r",
+        &rdir.display().to_string(),
+        "--snapshot-memory",
+        "2GiB",
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("--snapshot-memory"), "{err}");
+    drop(listener);
 }

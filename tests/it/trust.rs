@@ -509,7 +509,7 @@ fn the_forecast_is_within_a_quarter_of_the_differential_for_every_pattern() {
 fn restore_from_an_archive_follows_its_table_of_sets() {
     use crate::archive_hostile::{build, entries};
     use pagevault::format::archive_manifest::ArchiveManifest;
-    use pagevault::ArchiveBackend;
+    use pagevault::repo::backend::archive::ArchiveBackend;
     let c = crate::faults_util::Chain::new(2, 48);
     let good = crate::archive_roundtrip::archive_of(&c);
     let objects = entries(&good);
@@ -743,7 +743,7 @@ fn export_never_writes_through_a_link_planted_beside_its_file() {
         .file_type()
         .is_symlink());
     // The archive is whole, and nothing else was left beside it.
-    pagevault::ArchiveBackend::open(&to).unwrap();
+    pagevault::repo::backend::archive::ArchiveBackend::open(&to).unwrap();
     let left: Vec<String> = std::fs::read_dir(t.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

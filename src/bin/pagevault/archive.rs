@@ -6,16 +6,16 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use pagevault::archive;
-use pagevault::copy::{self, CopyOptions};
-use pagevault::format::manifest::parse_backup_id;
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::parse_backup_id;
+use pagevault::CopyOptions;
 
 use crate::flags::RepoArg;
-use crate::json::{mb_per_s, ArchiveSetJson, CopyJson, ExportJson, ImportJson};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
-use crate::select::{self, Choice, SetName};
+use crate::select::{self, SetName};
+use pagevault::mb_per_s;
+use pagevault::Selector;
 
 /// Bytes buffered between the archive and the file or pipe.
 const BUF_BYTES: usize = 1 << 20;
@@ -93,41 +93,32 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
     let entries = select::listing(&repo, path)?;
-    let database = a
-        .database
-        .as_ref()
-        .map(|p| select::database(path, &entries, p))
-        .transpose()?;
-    let entry = select::set(
+    let id = select::set(
         path,
         &entries,
-        &Choice {
-            name: Some(&a.id),
-            as_of_ms: None,
-            database: database.as_deref(),
-            verb: "export",
-        },
-    )?;
-    let id = select::id_of(path, &entry.id)?;
+        &Selector::named(a.id.clone()).in_database(a.database.clone()),
+    )?
+    .id;
     let report = if to_stdout {
         let mut w = BufWriter::with_capacity(BUF_BYTES, std::io::stdout().lock());
-        let r = archive::export(&repo, id, &mut w)?;
+        let r = pagevault::export(&repo, id, &mut w)?;
         w.flush()?;
         r
     } else {
-        archive::export_to_file(&repo, id, &a.to)?
+        pagevault::export_to_file(&repo, id, &a.to)?
     };
     let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
     if a.json {
-        out.json(&ExportJson {
-            id: report.backup_id.clone(),
-            chain: report.chain.clone(),
-            to: a.to.clone(),
-            objects: report.objects,
-            object_bytes: report.object_bytes,
-            archive_bytes: report.archive_bytes,
-            duration_s: report.duration_secs,
-            mb_per_s: mbs,
+        /// The library's report and where the CLI wrote the archive.
+        #[derive(serde::Serialize)]
+        struct Exported<'a> {
+            #[serde(flatten)]
+            report: &'a pagevault::ExportReport,
+            to: &'a Path,
+        }
+        out.json(&Exported {
+            report: &report,
+            to: &a.to,
         })?;
         return Ok(Exit::Success);
     }
@@ -167,7 +158,7 @@ pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
         Box::new(File::open(&a.archive).map_err(|e| pagevault::Error::io(&a.archive, e))?)
     };
     let repo = select::open_repo(path)?;
-    let report = archive::import(&repo, BufReader::with_capacity(BUF_BYTES, input)).map_err(
+    let report = pagevault::import(&repo, BufReader::with_capacity(BUF_BYTES, input)).map_err(
         |e| match e {
             // Name the archive, not "the archive".
             pagevault::Error::Corrupt { path: p, what } if p.as_os_str() == "the archive" => {
@@ -185,26 +176,7 @@ pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     let mbs = mb_per_s(report.archive_bytes, report.duration_secs);
     if a.json {
-        out.json(&ImportJson {
-            repository: report.repository.clone(),
-            sets: report
-                .sets
-                .iter()
-                .map(|s| ArchiveSetJson {
-                    id: s.backup_id.clone(),
-                    kind: s.kind.clone(),
-                    outcome: s.outcome.clone(),
-                })
-                .collect(),
-            objects: report.objects,
-            archive_bytes: report.archive_bytes,
-            bytes_stored: report.bytes_stored,
-            records_checked: report.records_checked,
-            pages_checked: report.pages_checked,
-            debris_removed: report.debris_removed,
-            duration_s: report.duration_secs,
-            mb_per_s: mbs,
-        })?;
+        out.json(&report)?;
         return Ok(Exit::Success);
     }
     for s in &report.sets {
@@ -239,47 +211,18 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
         .transpose()?;
     let mut ids = Vec::new();
     for name in &a.ids {
-        let e = select::set(
-            &a.from,
-            &entries,
-            &Choice {
-                name: Some(name),
-                as_of_ms: None,
-                database: database.as_deref(),
-                verb: "copy",
-            },
-        )?;
-        ids.extend(parse_backup_id(&e.id));
+        let sel = Selector::named(name.clone()).in_database(database.clone());
+        ids.push(select::set(&a.from, &entries, &sel)?.id);
     }
     let opts = CopyOptions {
         ids,
         all: a.all,
         database: database.as_deref().and_then(parse_backup_id),
     };
-    let r = copy::copy(&from, &to, &opts)?;
+    let r = pagevault::copy(&from, &to, &opts)?;
     let mbs = mb_per_s(r.bytes_copied + r.bytes_reused, r.duration_secs);
     if a.json {
-        out.json(&CopyJson {
-            from: r.from.clone(),
-            to: r.to.clone(),
-            sets: r
-                .sets
-                .iter()
-                .map(|s| ArchiveSetJson {
-                    id: s.backup_id.clone(),
-                    kind: s.kind.clone(),
-                    outcome: s.outcome.clone(),
-                })
-                .collect(),
-            objects_copied: r.objects_copied,
-            bytes_copied: r.bytes_copied,
-            objects_reused: r.objects_reused,
-            bytes_reused: r.bytes_reused,
-            records_checked: r.records_checked,
-            staged_removed: r.staged_removed,
-            duration_s: r.duration_secs,
-            mb_per_s: mbs,
-        })?;
+        out.json(&r)?;
         return Ok(Exit::Success);
     }
     for s in &r.sets {

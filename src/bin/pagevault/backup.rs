@@ -6,17 +6,14 @@
 
 use std::path::PathBuf;
 
-use std::time::Instant;
-
-use pagevault::backup::{self, BackupKind, BackupOptions, DEFAULT_LEVEL};
-use pagevault::format::manifest::parse_backup_id;
-use pagevault::repo::{catalog, Repository};
-use pagevault::units::format_size;
-use pagevault::verify;
+use pagevault::format_size;
+use pagevault::parse_backup_id;
+use pagevault::Repository;
+use pagevault::VerifyReport;
+use pagevault::{BackupKind, BackupOptions, BackupPlanReport, BackupReport, DEFAULT_LEVEL};
 use pagevault::{Database, Error, OpenMode};
 
 use crate::flags::RepoArg;
-use crate::json::{BackupJson, Set, VerifyJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
 use crate::select::plural;
@@ -58,6 +55,10 @@ pub struct Args {
     /// zstd level, -7 to -1 (fast) or 1 to 22.
     #[arg(long, value_name = "L", default_value_t = DEFAULT_LEVEL, value_parser = crate::flags::level, allow_negative_numbers = true)]
     pub level: i32,
+    /// Memory for the extents writers save aside during the backup (online: a database
+    /// held by a serving process); beyond it they spill to a file in the database folder.
+    #[arg(long, value_name = "SIZE", value_parser = crate::flags::snapshot_memory)]
+    pub snapshot_memory: Option<usize>,
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]
     pub continue_after_error: bool,
@@ -74,10 +75,10 @@ pub struct Args {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
-    backup: BackupJson,
+struct Report<'a> {
+    backup: &'a BackupReport,
     /// The new set's verification (`--check-consistency`).
-    check: Option<VerifyJson>,
+    check: Option<VerifyReport>,
     check_error: Option<String>,
 }
 
@@ -108,13 +109,16 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    if let Some(bytes) = a.snapshot_memory {
+        opts.preimage_memory_limit_bytes = bytes;
+    }
     // The database here, or the serving process that holds it.
     let (db, client) = match (&a.db, client) {
         (_, Some(c)) => (None, c),
         (Some(path), None) => match Database::open_dir(path, mode) {
             Ok(db) => (Some(db), crate::flags::RemoteArgs::local(path, a.timeout)),
             Err(Error::Locked { .. })
-                if pagevault::serve::socket_path(path).exists() && !a.dry_run =>
+                if pagevault::socket_path(path).exists() && !a.dry_run =>
             {
                 (None, crate::flags::RemoteArgs::local(path, a.timeout))
             }
@@ -143,16 +147,11 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             "{} backup of {source} through its serving process",
             kind.name()
         );
-        let report =
-            pagevault::serve::client::backup(&client, &repo, &opts, &Bar::new("backing up", true))?;
-        let database_id = parse_backup_id(&report.backup_id)
-            .and_then(|id| repo.load_manifest(id).ok())
-            .map(|m| format!("{:016x}", m.manifest.database_id));
-        return finish(a, out, &repo, report, database_id, &source, false);
+        let report = pagevault::backup_from(&client, &repo, &opts, &Bar::new("backing up", true))?;
+        return finish(a, out, &repo, report, &source, false);
     };
-    let database_id = format!("{:016x}", db.database_id());
     if a.dry_run {
-        let plan = backup::plan_only(&db, &repo, &opts)?;
+        let plan = pagevault::plan_backup(&db, &repo, &opts)?;
         db.close()?;
         return print_plan(&plan, a.json, out);
     }
@@ -161,8 +160,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     // the backup).
     let mut warned = false;
     if kind == BackupKind::Differential {
-        if let Some(b) = backup::quick_estimate(&db, &repo, a.level)? {
-            if b.share_estimate > backup::FULL_ADVICE_SHARE {
+        if let Some(b) = pagevault::quick_estimate(&db, &repo, a.level)? {
+            if b.share_estimate > pagevault::FULL_ADVICE_SHARE {
                 warned = true;
                 tracing::warn!(
                     "{} of the {} extents of base {} changed; from {} of them compressed, this \
@@ -173,7 +172,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                     b.base_id,
                     b.sampled_extents,
                     b.share_estimate * 100.0,
-                    backup::FULL_ADVICE_SHARE * 100.0
+                    pagevault::FULL_ADVICE_SHARE * 100.0
                 );
             }
         }
@@ -190,14 +189,14 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
         opts.level
     );
-    let report = backup::run(&db, &repo, &opts, &Bar::new("backing up", true))?;
+    let report = pagevault::backup(&db, &repo, &opts, &Bar::new("backing up", true))?;
     tracing::info!(
         "published set {} ({} bytes stored)",
         report.backup_id,
         report.bytes_stored
     );
     db.close().map_err(|e| report.close_failed(e))?;
-    finish(a, out, &repo, report, Some(database_id), &source, warned)
+    finish(a, out, &repo, report, &source, warned)
 }
 
 /// Verifies (when asked) and reports a backup taken here or by a serving process;
@@ -206,21 +205,16 @@ fn finish(
     a: Args,
     out: &mut Out,
     repo: &Repository,
-    report: backup::BackupReport,
-    database_id: Option<String>,
+    report: BackupReport,
     source: &str,
     warned: bool,
 ) -> Result<Exit, Failure> {
     let (verified, verify_error) = if a.check_consistency {
-        let started = Instant::now();
         match parse_backup_id(&report.backup_id)
             .ok_or_else(|| Error::Invalid(format!("{:?} is not a backup id", report.backup_id)))
-            .and_then(|id| verify::verify(repo, Some(id)))
+            .and_then(|id| pagevault::verify(repo, Some(id)))
         {
-            Ok(v) => (
-                Some(VerifyJson::of(&v, started.elapsed().as_secs_f64())),
-                None,
-            ),
+            Ok(v) => (Some(v), None),
             Err(e) => (None, Some(crate::errors::sentence(&e))),
         }
     } else {
@@ -228,7 +222,7 @@ fn finish(
     };
     let code = match (&verified, &verify_error) {
         (_, Some(_)) => Exit::CheckCouldNotRun,
-        (Some(v), None) if v.errors > 0 => Exit::Inconsistent,
+        (Some(v), None) if !v.is_clean() => Exit::Inconsistent,
         // Published but incomplete: bad pages recorded, restore refuses it, not the base.
         _ if report.damaged => Exit::CheckCouldNotRun,
         _ => Exit::Success,
@@ -245,15 +239,8 @@ fn finish(
             if report.bad_pages.len() == 1 { "is" } else { "are" }
         ));
     }
-    // The new set as `list` shows it (its times, its share of its base).
-    let entries = catalog::list(repo).unwrap_or_default();
-    let entry = entries
-        .iter()
-        .find(|e| e.id == report.backup_id)
-        .map(|e| Set::of_entry(e, &entries));
-    let json = BackupJson::of(&report, entry, database_id);
-    if let Some(share) = json.set.share_of_base {
-        if share > backup::FULL_ADVICE_SHARE && !warned {
+    if let Some(share) = report.share_of_base {
+        if share > pagevault::FULL_ADVICE_SHARE && !warned {
             tracing::warn!(
                 "this differential is {:.0} % of its base's size; a full backup now would keep the \
                  next differentials small (`pagevault status DB -r R` forecasts them)",
@@ -262,7 +249,7 @@ fn finish(
         }
     }
     let r = Report {
-        backup: json,
+        backup: &report,
         check: verified,
         check_error: verify_error,
     };
@@ -309,9 +296,11 @@ fn finish(
         b.snapshot_lsn,
         b.change_source.describe()
     )?;
-    let size = match (r.backup.set.share_of_base, r.backup.set.compression) {
+    let size = match (b.share_of_base, b.kind) {
         (Some(share), _) => format!("{:.1} % of its base's size", share * 100.0),
-        (None, Some(c)) => format!("{c:.2}x smaller than read"),
+        (None, BackupKind::Full | BackupKind::CopyOnly) if b.bytes_stored > 0 => {
+            format!("{:.2}x smaller than read", b.ratio)
+        }
         _ => String::new(),
     };
     say!(
@@ -342,10 +331,14 @@ fn finish(
         (Some(v), None) => say!(
             out,
             "verified: {}",
-            if v.errors == 0 {
+            if v.is_clean() {
                 "restorable".to_string()
             } else {
-                format!("{} {}", v.errors, plural(v.errors, "finding", "findings"))
+                format!(
+                    "{} {}",
+                    v.findings,
+                    plural(v.findings, "finding", "findings")
+                )
             }
         )?,
         (None, None) => {}
@@ -354,9 +347,9 @@ fn finish(
 }
 
 /// The plan of `--dry-run`: what would be taken, nothing taken.
-fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, Failure> {
+fn print_plan(p: &BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, Failure> {
     if json {
-        out.json(&crate::json::PlanJson::of(p))?;
+        out.json(p)?;
         return Ok(Exit::Success);
     }
     say!(
@@ -376,7 +369,7 @@ fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result
         out,
         "would read {} extents ({}) of {} files, changes found by {}",
         p.extents_to_read,
-        pagevault::units::format_size(p.bytes_to_read),
+        pagevault::format_size(p.bytes_to_read),
         p.files,
         p.change_source.describe()
     )?;
@@ -390,7 +383,7 @@ fn print_plan(p: &backup::BackupPlanReport, json: bool, out: &mut Out) -> Result
             } else {
                 "about "
             },
-            pagevault::units::format_size(f.differential_bytes),
+            pagevault::format_size(f.differential_bytes),
             f.basis,
             f.share * 100.0,
             f.reason

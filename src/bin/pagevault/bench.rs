@@ -1,5 +1,5 @@
 //! `pagevault bench [--size SIZE] [--threads N] [--level L] [--data DIR] [--json]
-//! [--dir DIR] [--repeat K] [--repo R]`: the benchmark suite (`pagevault::tools::bench`) on a scratch
+//! [--dir DIR] [--repeat K] [--repo R]`: the benchmark suite (`pagevault::bench`) on a scratch
 //! database, printed as a table (or JSON): each step's MB/s, its ratio to the machine's
 //! zstd limit measured in the same run, bytes stored, ratio, extents and pages, peak
 //! memory, then the brief's targets met or not. Exit 0 when it ran (targets are figures,
@@ -8,9 +8,9 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use pagevault::backup::DEFAULT_LEVEL;
-use pagevault::tools::bench::{self, BenchOptions, BenchReport};
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::DEFAULT_LEVEL;
+use pagevault::{BenchOptions, BenchReport};
 
 use crate::flags::size;
 use crate::output::{Exit, Failure, Out};
@@ -35,7 +35,7 @@ pub struct Args {
     pub dir: Option<PathBuf>,
     /// Measure each step and limit this many times, alternately, and report the median.
     #[arg(long, default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=bench::MAX_REPEAT as i64))]
+          value_parser = clap::value_parser!(u32).range(1..=pagevault::MAX_BENCH_REPEAT as i64))]
     pub repeat: u32,
     /// Only the archive steps (cat_sync, export, import) after an unmeasured full and
     /// 10 % differential.
@@ -73,7 +73,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             eprint!("\r\x1b[2K{what}...");
         }
     };
-    let report = bench::run(&opts, &note);
+    let report = pagevault::bench(&opts, &note);
     if terminal {
         eprint!("\r\x1b[2K");
     }
@@ -164,7 +164,7 @@ fn table(r: &BenchReport, out: &mut Out) -> std::io::Result<()> {
             "online_full: the full ran at {:.0} MB/s ({:.2} x limit) while {} writer threads wrote {:.0} pages/s ({:.0} % of their {:.0} pages/s alone); {} extents saved before a write",
             s.mb_per_s,
             s.ratio_to_limit.unwrap_or(0.0),
-            pagevault::tools::bench::ONLINE_WRITERS,
+            pagevault::BENCH_ONLINE_WRITERS,
             during,
             100.0 * during / alone.max(1e-9),
             alone,

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use pagevault::check::{self as chk, Severity};
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::Severity;
 
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
@@ -22,7 +22,7 @@ pub struct Args {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
-    let report = chk::check_database_with(&a.db, &Bar::new("checking", true))?;
+    let report = pagevault::check_database_with(&a.db, &Bar::new("checking", true))?;
     let code = if report.errors > 0 {
         Exit::Inconsistent
     } else if !report.is_complete() {
@@ -32,7 +32,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     };
     out.decide(code);
     if a.json {
-        out.json(&crate::json::CheckJson::of(&report))?;
+        out.json(&report)?;
         return Ok(code);
     }
     for f in &report.findings {

@@ -7,13 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
-use pagevault::tools::demo::{self, DemoOptions, DemoReport};
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::{DemoOptions, DemoReport};
 
 use crate::flags::size;
-use crate::json::{BackupJson, CheckJson, RestoreJson};
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
+use pagevault::{BackupReport, CheckReport, RestoreReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -59,16 +59,16 @@ struct Compare {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
+struct Report<'a> {
     dir: PathBuf,
     kept: bool,
     proven: bool,
     steps: Vec<Step>,
     written_during_full: u64,
-    full: BackupJson,
-    differential: BackupJson,
-    restore: RestoreJson,
-    check: CheckJson,
+    full: &'a BackupReport,
+    differential: &'a BackupReport,
+    restore: &'a RestoreReport,
+    check: &'a CheckReport,
     compare: Compare,
 }
 
@@ -87,7 +87,7 @@ fn remove(dir: &Path, made_dir: bool) -> std::io::Result<()> {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let dir = a.dir.clone().unwrap_or_else(demo::default_dir);
+    let dir = a.dir.clone().unwrap_or_else(pagevault::demo_dir);
     crate::errors::must_be_folder(&dir, "DIR")?;
     let opts = DemoOptions {
         dir: dir.clone(),
@@ -96,7 +96,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         changed_fraction: a.changed / 100.0,
         seed: a.seed,
         threads: a.threads,
-        level: pagevault::backup::DEFAULT_LEVEL,
+        level: pagevault::DEFAULT_LEVEL,
     };
     crate::flags::layout(a.files, a.size)?;
     let made_dir = !dir.exists();
@@ -112,7 +112,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         )?;
     }
     let spinner = Spinner::start("init".into());
-    let result = demo::run(&opts, &mut |s| spinner.say(format!("{} done", s.name)));
+    let result = pagevault::demo(&opts, &mut |s| spinner.say(format!("{} done", s.name)));
     drop(spinner);
     let kept = a.keep || (result.is_err() && !made_dir);
     let cleanup = if a.keep {
@@ -156,7 +156,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     Ok(code)
 }
 
-fn json(r: &DemoReport, kept: bool) -> Report {
+fn json(r: &DemoReport, kept: bool) -> Report<'_> {
     Report {
         dir: r.dir.clone(),
         kept,
@@ -171,10 +171,10 @@ fn json(r: &DemoReport, kept: bool) -> Report {
             })
             .collect(),
         written_during_full: r.written_during_full,
-        full: BackupJson::of(&r.full, None, Some(r.restore.database_id.clone())),
-        differential: BackupJson::of(&r.differential, None, Some(r.restore.database_id.clone())),
-        restore: RestoreJson::of(&r.restore),
-        check: CheckJson::of(&r.check),
+        full: &r.full,
+        differential: &r.differential,
+        restore: &r.restore,
+        check: &r.check,
         compare: Compare {
             pages_compared: r.compare.pages_compared,
             bytes_compared: r.compare.bytes_compared,
@@ -227,7 +227,7 @@ fn lines(r: &DemoReport, out: &mut Out) -> std::io::Result<()> {
         "  {:<12} {:>9}  meanwhile {} writers wrote {} pages; the differential holds them",
         "",
         "",
-        demo::ONLINE_WRITERS,
+        pagevault::DEMO_ONLINE_WRITERS,
         r.written_during_full
     )?;
     step(

@@ -12,7 +12,7 @@ use crate::output::Failure;
 /// The cause of an OS error in words, without the `(os error N)` tail.
 pub fn os_cause(path: &Path, e: &io::Error) -> String {
     use io::ErrorKind as K;
-    if pagevault::repo::Repository::is_url(path) && e.get_ref().is_some() {
+    if pagevault::Repository::is_url(path) && e.get_ref().is_some() {
         // An object store's error is its own sentence (refused credentials, a missing
         // bucket, ...), not a file system's.
         return e.to_string();
@@ -26,11 +26,11 @@ pub fn os_cause(path: &Path, e: &io::Error) -> String {
         K::ReadOnlyFilesystem => "the file system is read-only".into(),
         K::StorageFull => "the disk is full; free some space and try again".into(),
         K::QuotaExceeded => "the disk quota is used up; free some space and try again".into(),
-        K::FileTooLarge => match pagevault::io::sys::file_size_limit() {
+        K::FileTooLarge => match pagevault::file_size_limit() {
             Some(limit) => format!(
                 "the file would be larger than the file size limit of this process, {} \
                  (`ulimit -f`)",
-                pagevault::units::format_size(limit)
+                pagevault::format_size(limit)
             ),
             None => "the file would be larger than the largest file this file system allows".into(),
         },

@@ -13,12 +13,12 @@ pub struct RepoArg {
 
 /// Parses a size flag (`1GiB`, `64M`, `4096`).
 pub fn size(s: &str) -> Result<u64, String> {
-    pagevault::units::parse_size(s).map_err(|e| e.to_string())
+    pagevault::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Parses a worker count: 0 (one per core) to the library's maximum.
 pub fn threads(s: &str) -> Result<usize, String> {
-    let max = pagevault::backup::MAX_THREADS.min(pagevault::restore::MAX_THREADS);
+    let max = pagevault::MAX_BACKUP_THREADS.min(pagevault::MAX_RESTORE_THREADS);
     match s.parse::<usize>() {
         Ok(n) if n <= max => Ok(n),
         _ => Err(format!(
@@ -30,12 +30,25 @@ pub fn threads(s: &str) -> Result<usize, String> {
 /// Parses a zstd level.
 pub fn level(s: &str) -> Result<i32, String> {
     match s.parse::<i32>() {
-        Ok(n) if pagevault::backup::valid_level(n) => Ok(n),
+        Ok(n) if pagevault::valid_level(n) => Ok(n),
         _ => Err(format!(
             "the zstd level is a whole number from {} to -1 (zstd's fast levels) or 1 to {}",
-            pagevault::backup::MIN_LEVEL,
-            pagevault::backup::MAX_LEVEL
+            pagevault::MIN_LEVEL,
+            pagevault::MAX_LEVEL
         )),
+    }
+}
+
+/// Parses the online snapshot's memory limit: a size up to the library's maximum.
+pub fn snapshot_memory(s: &str) -> Result<usize, String> {
+    let max = pagevault::MAX_PREIMAGE_MEMORY_LIMIT_BYTES;
+    match pagevault::parse_size(s) {
+        Ok(n) if n <= max as u64 => Ok(n as usize),
+        Ok(_) => Err(format!(
+            "the snapshot memory is at most {}",
+            pagevault::format_size(max as u64)
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -56,7 +69,7 @@ pub fn layout(
     pagevault::CreateOptions::with_size(files, size_bytes).map_err(|e| {
         crate::output::Failure::Usage(format!(
             "--size {} over --files {files}: {}",
-            pagevault::units::format_size(size_bytes),
+            pagevault::format_size(size_bytes),
             crate::errors::sentence(&e)
         ))
     })
@@ -84,7 +97,7 @@ impl RemoteArgs {
         &self,
         from: Option<&str>,
         timeout_secs: u64,
-    ) -> Result<Option<pagevault::serve::client::ClientOptions>, crate::output::Failure> {
+    ) -> Result<Option<pagevault::ClientOptions>, crate::output::Failure> {
         use crate::output::Failure;
         let Some(addr) = from else {
             if self.tls_ca.is_some() || self.insecure || self.token_file.is_some() {
@@ -108,8 +121,8 @@ impl RemoteArgs {
             }
             None => std::env::var("PAGEVAULT_TOKEN").ok(),
         };
-        Ok(Some(pagevault::serve::client::ClientOptions {
-            target: pagevault::serve::client::Target::Tcp(addr.to_string()),
+        Ok(Some(pagevault::ClientOptions {
+            target: pagevault::ServeTarget::Tcp(addr.to_string()),
             token,
             tls: if self.insecure {
                 None
@@ -121,12 +134,9 @@ impl RemoteArgs {
     }
 
     /// The client options for the local socket of the database in `db`.
-    pub fn local(
-        db: &std::path::Path,
-        timeout_secs: u64,
-    ) -> pagevault::serve::client::ClientOptions {
-        pagevault::serve::client::ClientOptions {
-            target: pagevault::serve::client::Target::Socket(pagevault::serve::socket_path(db)),
+    pub fn local(db: &std::path::Path, timeout_secs: u64) -> pagevault::ClientOptions {
+        pagevault::ClientOptions {
+            target: pagevault::ServeTarget::Socket(pagevault::socket_path(db)),
             token: None,
             tls: None,
             timeout: std::time::Duration::from_secs(timeout_secs),

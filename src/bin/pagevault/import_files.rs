@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pagevault::units::format_size;
+use pagevault::format_size;
 
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
@@ -40,8 +40,7 @@ struct File {
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
-    let report =
-        pagevault::tools::import_files::import(&a.db, &a.files, &Bar::new("importing", true))?;
+    let report = pagevault::import_files(&a.db, &a.files, &Bar::new("importing", true))?;
     if a.json {
         out.json(&Report {
             path: report.database.clone(),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pagevault::units::format_size;
+use pagevault::format_size;
 use pagevault::Database;
 
 use crate::output::{Exit, Failure, Out, Spinner};
@@ -16,7 +16,7 @@ pub struct Args {
     pub db: PathBuf,
     /// Number of data files.
     #[arg(long, default_value_t = 4,
-          value_parser = clap::value_parser!(u32).range(1..=pagevault::format::MAX_FILES as i64))]
+          value_parser = clap::value_parser!(u32).range(1..=pagevault::MAX_FILES as i64))]
     pub files: u32,
     /// Total size of the data files (4096, 64M, 256MiB, 1GiB, 1GB).
     #[arg(long, default_value = "256MiB", value_parser = crate::flags::size)]
@@ -65,7 +65,7 @@ fn clean_up(dir: &Path, before: Option<bool>) {
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     crate::errors::must_be_folder(&a.db, "DB")?;
     let opts = crate::flags::layout(a.files, a.size)?;
-    let per_file = opts.pages_per_file as u64 * pagevault::format::PAGE_SIZE as u64;
+    let per_file = opts.pages_per_file as u64 * pagevault::PAGE_SIZE as u64;
     let before = existed_empty(&a.db);
     let spinner = Spinner::start(format!(
         "formatting {}",
@@ -94,7 +94,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                          (--files) or a smaller --size",
                         path.display(),
                         format_size(per_file),
-                        match pagevault::io::sys::file_size_limit() {
+                        match pagevault::file_size_limit() {
                             Some(l) => format!(
                                 "the file size limit of this process, {} (`ulimit -f`)",
                                 format_size(l)

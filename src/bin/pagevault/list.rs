@@ -4,10 +4,12 @@
 //! differential whose base is missing, is flagged in place, and so is the lineage (a
 //! synthetic full's origin, a differential restored on one, an orphan; invariant 14).
 
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::utc_minutes;
+use pagevault::BackupKind;
+use pagevault::CatalogEntry;
 
 use crate::flags::RepoArg;
-use crate::json::{utc_minutes, Set};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, plural};
@@ -43,21 +45,53 @@ fn duration(s: f64) -> String {
     }
 }
 
-fn short_kind(kind: Option<&str>) -> &'static str {
+fn short_kind(kind: Option<BackupKind>) -> &'static str {
     match kind {
-        Some("full") => "full",
-        Some("differential") => "diff",
-        Some("copy_only") => "copy",
-        _ => "?",
+        Some(BackupKind::Full) => "full",
+        Some(BackupKind::Differential) => "diff",
+        Some(BackupKind::CopyOnly) => "copy",
+        None => "?",
+    }
+}
+
+/// The fields of a set the tables show, `None` where its manifest does not read.
+struct Row<'a> {
+    e: &'a CatalogEntry,
+    database_id: Option<String>,
+    kind: Option<BackupKind>,
+    base_id: Option<String>,
+    started_unix_ms: Option<u64>,
+    duration_s: Option<f64>,
+    bytes_read: Option<u64>,
+    bytes_stored: Option<u64>,
+}
+
+impl Row<'_> {
+    fn of(e: &CatalogEntry) -> Row<'_> {
+        let d = e.details.as_ref();
+        Row {
+            e,
+            database_id: d.map(|d| d.database_id.clone()),
+            kind: d.map(|d| d.kind),
+            base_id: d.and_then(|d| d.base_id.clone()),
+            started_unix_ms: d.map(|d| d.started_unix_ms),
+            duration_s: d
+                .map(|d| d.finished_unix_ms.saturating_sub(d.started_unix_ms) as f64 / 1000.0),
+            bytes_read: d.map(|d| d.bytes_read),
+            bytes_stored: d.map(|d| d.bytes_stored),
+        }
     }
 }
 
 /// `2.81x` for a full, `3.2% of base` for a differential.
-fn size_vs(s: &Set) -> String {
-    match (s.kind.as_deref(), s.compression, s.share_of_base) {
-        (Some("differential"), _, Some(share)) => format!("{:.1}% of base", share * 100.0),
-        (Some("differential"), _, None) => "base missing".into(),
-        (_, Some(c), _) => format!("{c:.2}x"),
+fn size_vs(r: &Row<'_>) -> String {
+    let Some(d) = &r.e.details else {
+        return "-".into();
+    };
+    match (d.kind, d.share_of_base) {
+        (BackupKind::Differential, Some(share)) => format!("{:.1}% of base", share * 100.0),
+        (BackupKind::Differential, None) => "base missing".into(),
+        _ if d.bytes_stored > 0 => format!("{:.2}x", d.bytes_read as f64 / d.bytes_stored as f64),
         _ => "-".into(),
     }
 }
@@ -82,19 +116,16 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         .as_ref()
         .map(|p| select::database(path, &entries, p))
         .transpose()?;
-    let sets: Vec<Set> = entries
+    // A set whose manifest does not decode may be of any database: kept, flagged.
+    let chosen: Vec<&CatalogEntry> = entries
         .iter()
-        .map(|e| Set::of_entry(e, &entries))
-        // A set whose manifest does not decode may be of any database: kept, flagged.
-        .filter(|s| match (&database, &s.database_id) {
-            (Some(want), Some(have)) => want == have,
-            _ => true,
-        })
+        .filter(|e| pagevault::may_be_of(e, database.as_deref()))
         .collect();
     if a.json {
-        out.json(&sets)?;
+        out.json(&chosen)?;
         return Ok(Exit::Success);
     }
+    let sets: Vec<Row<'_>> = chosen.iter().map(|e| Row::of(e)).collect();
     if a.long {
         long(&sets, out)?;
     } else {
@@ -102,7 +133,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     let dbs: std::collections::BTreeSet<&String> =
         sets.iter().filter_map(|s| s.database_id.as_ref()).collect();
-    let damaged = sets.iter().filter(|s| s.damaged).count() as u64;
+    let damaged = sets.iter().filter(|s| damaged(s).is_some()).count() as u64;
     say!(
         out,
         "{} backup {} of {} {}{}",
@@ -119,7 +150,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
-fn short(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
+fn short(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
     say!(
         out,
         "{:<12} {:<8} {:<4} {:<12} {:<16} {:>7} {:>10} {:>10} {:>12}",
@@ -141,9 +172,9 @@ fn short(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
     for s in sets {
         let line = format!(
             "{:<12} {:<8} {:<4} {:<12} {:<16} {:>7} {:>10} {:>10} {:>12}",
-            &s.id[..12.min(s.id.len())],
+            &s.e.id[..12.min(s.e.id.len())],
             cut(&s.database_id, 8),
-            short_kind(s.kind.as_deref()),
+            short_kind(s.kind),
             cut(&s.base_id, 12),
             s.started_unix_ms
                 .map(utc_minutes)
@@ -168,19 +199,20 @@ fn short(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
 
 /// The set's lineage when it is worth a line: a synthetic full's origin, a differential
 /// restored on a synthetic full standing for its pruned base, an orphan.
-fn lineage(s: &Set) -> Option<String> {
-    if let (Some(from), Some(full)) = (&s.merged_from, &s.stands_for) {
+fn lineage(s: &Row<'_>) -> Option<String> {
+    let d = s.e.details.as_ref()?;
+    if let (Some(from), Some(full)) = (&d.merged_from, &d.stands_for) {
         return Some(format!(
             "synthetic full: merged from {from}, stands for full {full}"
         ));
     }
-    if s.orphan {
+    if d.orphan {
         return Some(format!(
             "ORPHAN: its base {} is not in the repository and no synthetic full stands for it; it cannot be restored",
             s.base_id.as_deref().unwrap_or("?")
         ));
     }
-    match (&s.restores_on, &s.base_id) {
+    match (&d.restores_on, &s.base_id) {
         (Some(on), Some(base)) if on != base => Some(format!(
             "restores on synthetic full {on} (its base {base} was pruned)"
         )),
@@ -190,8 +222,8 @@ fn lineage(s: &Set) -> Option<String> {
 
 /// What is wrong with a set, if anything: an error reading it, or bad pages its backup
 /// recorded (published with --continue-after-error: listed, never restorable).
-fn damaged(s: &Set) -> Option<String> {
-    match (&s.error, s.bad_pages) {
+fn damaged(s: &Row<'_>) -> Option<String> {
+    match (&s.e.error, s.e.details.as_ref().map(|d| d.bad_pages)) {
         (Some(e), _) => Some(e.clone()),
         (None, Some(n)) if n > 0 => Some(format!(
             "unreadable pages recorded ({n}); restore refuses it"
@@ -200,7 +232,7 @@ fn damaged(s: &Set) -> Option<String> {
     }
 }
 
-fn long(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
+fn long(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
     say!(
         out,
         "{:<16}  {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}",
@@ -223,24 +255,25 @@ fn long(sets: &[Set], out: &mut Out) -> std::io::Result<()> {
     let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     for s in sets {
+        let d = s.e.details.as_ref();
         say!(
             out,
             "{:<16}  {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}{}",
-            s.id,
+            s.e.id,
             or(&s.database_id),
-            or(&s.kind),
+            or(&s.kind.map(|k| crate::output::name_of(&k))),
             or(&s.base_id),
-            or(&s.started_at),
+            or(&s.started_unix_ms.map(pagevault::rfc3339)),
             s.duration_s.map(|d| format!("{d:.2}")).unwrap_or_else(|| "?".into()),
-            num(s.snapshot_lsn),
-            num(s.files.map(u64::from)),
-            num(s.extents_stored),
+            num(d.map(|d| d.snapshot_lsn)),
+            num(d.map(|d| u64::from(d.files))),
+            num(d.map(|d| d.extents)),
             s.bytes_read.map(format_size).unwrap_or_else(|| "?".into()),
             s.bytes_stored.map(format_size).unwrap_or_else(|| "?".into()),
             size_vs(s),
-            num(s.pages_stored),
-            s.level.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
-            or(&s.change_source),
+            num(d.map(|d| d.pages)),
+            d.map(|d| d.level.to_string()).unwrap_or_else(|| "?".into()),
+            or(&d.map(|d| crate::output::name_of(&d.change_source))),
             damaged(s)
                 .map(|e| format!("  DAMAGED: {e}"))
                 .or_else(|| lineage(s).map(|l| format!("  {l}")))

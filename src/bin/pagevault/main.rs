@@ -17,7 +17,6 @@ mod errors;
 mod flags;
 mod import_files;
 mod init;
-mod json;
 mod list;
 mod output;
 mod repo;

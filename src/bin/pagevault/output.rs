@@ -92,6 +92,15 @@ impl Out {
     }
 }
 
+/// A serde enum as its JSON string (`"copy_only"`, `"untrusted_restored"`).
+pub fn name_of<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
+    }
+}
+
 /// `writeln!`-like: `say!(out, "x = {}", x)?`.
 #[macro_export]
 macro_rules! say {
@@ -197,7 +206,7 @@ impl Drop for Spinner {
     }
 }
 
-impl pagevault::progress::Progress for Bar {
+impl pagevault::Progress for Bar {
     fn start(&self, units: u64, bytes: u64) {
         if let Some(b) = &self.0 {
             b.set_length(if self.1 { bytes } else { units });

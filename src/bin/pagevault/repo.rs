@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use pagevault::format::repo_config::{MAX_STREAM_MAX_BYTES, MIN_STREAM_MAX_BYTES};
-use pagevault::repo::{InitOptions, Repository};
-use pagevault::units::{format_size, parse_size};
+use pagevault::{format_size, parse_size};
+use pagevault::{InitOptions, Repository};
+use pagevault::{MAX_STREAM_MAX_BYTES, MIN_STREAM_MAX_BYTES};
 
 use crate::output::{Exit, Failure, Out};
 use crate::say;
@@ -73,7 +73,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let report = Report {
         repository: a.repo.clone(),
         repository_id: format!("{:016x}", repo.repository_id()),
-        format: pagevault::format::repo_config::REPOSITORY_FORMAT,
+        format: pagevault::REPOSITORY_FORMAT,
         stream_max_bytes: repo.config().stream_max_bytes,
     };
     if a.json {

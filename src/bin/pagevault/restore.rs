@@ -5,15 +5,14 @@
 
 use std::path::PathBuf;
 
-use pagevault::check::{self as chk, CheckReport};
-use pagevault::repo::chain;
-use pagevault::restore::{self, RestoreOptions, RestoreReport};
-use pagevault::units::format_size;
+use pagevault::format_size;
+use pagevault::{CheckReport, Severity};
+use pagevault::{RestoreOptions, RestoreReport};
 
-use crate::json::{CheckJson, RestoreJson};
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
-use crate::select::{self, plural, Choice, SetName};
+use crate::select::{self, plural, SetName};
+use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,6 +40,10 @@ pub struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
     pub threads: usize,
+    /// When the newest set (by `latest`, --as-of or no id) cannot be read, restore the
+    /// newest readable one instead of refusing, and say which sets were passed over.
+    #[arg(long)]
+    pub newest_readable: bool,
     /// Replace a database with the same database id that is not in use.
     #[arg(long)]
     pub force: bool,
@@ -53,9 +56,9 @@ pub struct Args {
 }
 
 #[derive(serde::Serialize)]
-struct Report {
-    restore: RestoreJson,
-    check: Option<CheckJson>,
+struct Report<'a> {
+    restore: &'a RestoreReport,
+    check: Option<&'a CheckReport>,
     check_error: Option<String>,
 }
 
@@ -72,36 +75,30 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         }
     };
     let entries = select::listing(&repo, path)?;
-    let database = a
-        .database
-        .as_ref()
-        .map(|p| select::database(path, &entries, p))
-        .transpose()?;
-    let entry = select::set(
+    let chosen = select::set(
         path,
         &entries,
-        &Choice {
-            name: a.id.as_ref(),
-            as_of_ms: a.as_of,
-            database: database.as_deref(),
-            verb: "restore",
+        &Selector {
+            name: a.id.clone(),
+            as_of_unix_ms: a.as_of,
+            database: a.database.clone(),
+            newest_readable: a.newest_readable,
         },
     )?;
-    let id = select::id_of(path, &entry.id)?;
+    let (id, entry) = (chosen.id, &chosen.entry);
     tracing::info!("restoring backup set {} into {}", entry.id, a.to.display());
-    let target = restore::target_dir(&a.to)?;
+    let target = pagevault::target_dir(&a.to)?;
     let mut opts = RestoreOptions::new(target.clone());
     opts.backup_id = Some(id);
     opts.threads = a.threads;
     opts.force = a.force;
-    let report: RestoreReport = restore::run(&repo, &opts, &Bar::new("restoring", true))?;
+    let report: RestoreReport = pagevault::restore(&repo, &opts, &Bar::new("restoring", true))?;
     let (check, check_error): (Option<CheckReport>, Option<String>) = if a.no_check {
         (None, None)
     } else {
         // The set restored (resolved before the restore, never "the newest now": a
         // backup may have published since).
-        let newest = chain::resolve(&repo, Some(id)).map(|c| c.newest().clone());
-        match newest.and_then(|m| chk::check_restored(target, &m, &Bar::new("checking", true))) {
+        match pagevault::check_restored_set(&repo, id, target, &Bar::new("checking", true)) {
             Ok(r) => (Some(r), None),
             Err(e) => (None, Some(crate::errors::sentence(&e))),
         }
@@ -115,8 +112,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     out.decide(code);
     if a.json {
         out.json(&Report {
-            restore: RestoreJson::of(&report),
-            check: check.as_ref().map(CheckJson::of),
+            restore: &report,
+            check: check.as_ref(),
             check_error,
         })?;
         return Ok(code);
@@ -158,11 +155,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             "restored, but the consistency check could not run: {e}"
         )?,
         (Some(c), None) => {
-            for f in c
-                .findings
-                .iter()
-                .filter(|f| f.severity == chk::Severity::Error)
-            {
+            for f in c.findings.iter().filter(|f| f.severity == Severity::Error) {
                 say!(out, "error: {f}")?;
             }
             say!(

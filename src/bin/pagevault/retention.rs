@@ -2,21 +2,18 @@
 //! Each validates its flags here (exit 64 naming the flag, before the repository is
 //! touched), prints its plan with `--dry-run` (nothing changed), or does the work and
 //! reports it, human or `--json`. The library does the deciding and the removing
-//! (`pagevault::retention::{prune, delete, merge}`).
+//! (`pagevault::{prune, delete, merge}`).
 
-use std::time::Instant;
-
-use pagevault::format::manifest::parse_backup_id;
-use pagevault::retention::{delete, merge, prune};
-use pagevault::retention::{duration_words, parse_duration, Mark, Policy};
-use pagevault::units::format_size;
-use serde::Serialize;
+use pagevault::format_size;
+use pagevault::parse_backup_id;
+use pagevault::{duration_words, parse_duration, Mark, Policy};
 
 use crate::flags::RepoArg;
-use crate::json::{rfc3339, utc_minutes};
 use crate::output::{Exit, Failure, Out};
 use crate::say;
-use crate::select::{self, plural, Choice, SetName};
+use crate::select::{self, plural, SetName};
+use pagevault::utc_minutes;
+use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
@@ -94,92 +91,16 @@ pub struct MergeArgs {
     pub json: bool,
 }
 
-/// One set of a prune's plan.
-#[derive(Serialize)]
-struct PruneSetJson {
-    id: String,
-    database_id: Option<String>,
-    kind: Option<String>,
-    started_at: Option<String>,
-    mark: String,
-    reason: String,
-}
-
-/// `prune`'s report (`--dry-run`: the plan, nothing removed).
-#[derive(Serialize)]
-struct PruneJson {
-    warnings: Vec<String>,
-    repository: std::path::PathBuf,
-    dry_run: bool,
-    now: String,
-    sets: Vec<PruneSetJson>,
-    keep: u64,
-    protected: u64,
-    remove: u64,
-    removed: Vec<String>,
-    debris_removed: u64,
-    duration_s: f64,
-}
-
-/// `delete`'s report.
-#[derive(Serialize)]
-struct DeleteJson {
-    repository: std::path::PathBuf,
-    dry_run: bool,
-    id: String,
-    kind: Option<String>,
-    dependents: Vec<String>,
-    removed: Vec<String>,
-    already_deleted: bool,
-    debris_removed: u64,
-    duration_s: f64,
-}
-
-/// `merge`'s report.
-#[derive(Serialize)]
-struct MergeJson {
-    repository: std::path::PathBuf,
-    dry_run: bool,
-    id: Option<String>,
-    differential: String,
-    base_id: String,
-    substituted_for: Option<String>,
-    already_merged: bool,
-    database_id: String,
-    snapshot_lsn: u64,
-    extents_from_base: u64,
-    extents_from_differential: u64,
-    extents_combined: u64,
-    bytes_stored: Option<u64>,
-    bytes_copied: Option<u64>,
-    extents_recompressed: Option<u64>,
-    duration_s: f64,
-}
-
 /// The full id `name` names among the repository's sets.
 fn chosen(
     path: &std::path::Path,
-    repo: &pagevault::repo::Repository,
+    repo: &pagevault::Repository,
     name: &SetName,
     database: Option<&str>,
-    verb: &'static str,
 ) -> Result<u64, Failure> {
     let entries = select::listing(repo, path)?;
-    let database = match database {
-        Some(p) => Some(select::database(path, &entries, p)?),
-        None => None,
-    };
-    let e = select::set(
-        path,
-        &entries,
-        &Choice {
-            name: Some(name),
-            as_of_ms: None,
-            database: database.as_deref(),
-            verb,
-        },
-    )?;
-    select::id_of(path, &e.id)
+    let sel = Selector::named(name.clone()).in_database(database.map(str::to_string));
+    Ok(select::set(path, &entries, &sel)?.id)
 }
 
 pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
@@ -197,7 +118,6 @@ pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
             "prune needs at least one rule above zero: --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within".into(),
         ));
     }
-    let started = Instant::now();
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
     let database_id = match &a.database {
@@ -210,49 +130,25 @@ pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
         }
         None => None,
     };
-    let opts = prune::PruneOptions {
+    let opts = pagevault::PruneOptions {
         policy,
         database_id,
-        now_unix_ms: pagevault::ids::unix_millis(),
+        now_unix_ms: pagevault::unix_millis(),
     };
-    let (plan, removed, debris) = if a.dry_run {
-        (prune::plan(&repo, &opts)?, vec![], 0)
+    let report = if a.dry_run {
+        pagevault::prune_dry_run(&repo, &opts)?
     } else {
-        let r = prune::prune(&repo, &opts)?;
-        (r.plan, r.removed, r.debris_removed)
+        pagevault::prune(&repo, &opts)?
     };
     // Whatever the output, the warnings reach the operator (stderr), once.
-    for w in &plan.warnings {
+    for w in &report.plan.warnings {
         tracing::warn!("{w}");
     }
-    let j = PruneJson {
-        repository: path.clone(),
-        dry_run: a.dry_run,
-        warnings: plan.warnings.clone(),
-        now: rfc3339(opts.now_unix_ms),
-        sets: plan
-            .sets
-            .iter()
-            .map(|s| PruneSetJson {
-                id: s.id.clone(),
-                database_id: s.database_id.clone(),
-                kind: s.kind.map(|k| crate::json::name_of(&k)),
-                started_at: s.started_unix_ms.map(rfc3339),
-                mark: crate::json::name_of(&s.mark),
-                reason: s.reason.clone(),
-            })
-            .collect(),
-        keep: plan.keep,
-        protected: plan.protected,
-        remove: plan.remove,
-        removed,
-        debris_removed: debris,
-        duration_s: started.elapsed().as_secs_f64(),
-    };
     if a.json {
-        out.json(&j)?;
+        out.json(&report)?;
         return Ok(Exit::Success);
     }
+    let (plan, debris) = (&report.plan, report.debris_removed);
     say!(
         out,
         "{:<12} {:<8} {:<4} {:<16} {:<9} why",
@@ -317,10 +213,9 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
             "delete names its set by id (a unique prefix), never `latest`".into(),
         ));
     }
-    let started = Instant::now();
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
-    let id = match chosen(path, &repo, &a.id, None, "delete") {
+    let id = match chosen(path, &repo, &a.id, None) {
         Ok(id) => id,
         // A set already gone whose objects remain (an interrupted delete) is named in
         // full: the library finishes it.
@@ -329,27 +224,16 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
             _ => return Err(f),
         },
     };
-    let (plan, debris) = if a.dry_run {
-        (delete::plan(&repo, id, a.with_dependents)?, 0)
+    let report = if a.dry_run {
+        pagevault::delete_dry_run(&repo, id, a.with_dependents)?
     } else {
-        let r = delete::delete(&repo, id, a.with_dependents)?;
-        (r.plan, r.debris_removed)
-    };
-    let j = DeleteJson {
-        repository: path.clone(),
-        dry_run: a.dry_run,
-        id: plan.id.clone(),
-        kind: plan.kind.map(|k| crate::json::name_of(&k)),
-        dependents: plan.dependents.clone(),
-        removed: plan.removed.clone(),
-        already_deleted: plan.already_deleted,
-        debris_removed: debris,
-        duration_s: started.elapsed().as_secs_f64(),
+        pagevault::delete(&repo, id, a.with_dependents)?
     };
     if a.json {
-        out.json(&j)?;
+        out.json(&report)?;
         return Ok(Exit::Success);
     }
+    let (plan, debris) = (&report.plan, report.debris_removed);
     let verb = if a.dry_run { "would delete" } else { "deleted" };
     if plan.already_deleted {
         say!(
@@ -383,46 +267,25 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
 }
 
 pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
-    let started = Instant::now();
     let path = &a.repo.repo;
     let repo = select::open_repo(path)?;
-    let id = chosen(path, &repo, &a.id, a.database.as_deref(), "merge")?;
-    let (plan, new_id, stored, copied, recompressed) = if a.dry_run {
-        let p = merge::plan(&repo, id)?;
-        let done = p.already_merged.clone();
-        (p, done, None, None, None)
+    let id = chosen(path, &repo, &a.id, a.database.as_deref())?;
+    let report = if a.dry_run {
+        pagevault::merge_dry_run(&repo, id)?
     } else {
-        let r = merge::merge(&repo, id, a.level)?;
-        (
-            r.plan,
-            Some(r.backup_id),
-            Some(r.bytes_stored),
-            Some(r.bytes_copied),
-            Some(r.extents_recompressed),
-        )
-    };
-    let j = MergeJson {
-        repository: path.clone(),
-        dry_run: a.dry_run,
-        id: new_id.clone(),
-        differential: plan.differential.clone(),
-        base_id: plan.base.clone(),
-        substituted_for: plan.substituted_for.clone(),
-        already_merged: plan.already_merged.is_some(),
-        database_id: plan.database_id.clone(),
-        snapshot_lsn: plan.snapshot_lsn,
-        extents_from_base: plan.extents_from_base,
-        extents_from_differential: plan.extents_from_differential,
-        extents_combined: plan.extents_combined,
-        bytes_stored: stored,
-        bytes_copied: copied,
-        extents_recompressed: recompressed,
-        duration_s: started.elapsed().as_secs_f64(),
+        pagevault::merge(&repo, id, a.level)?
     };
     if a.json {
-        out.json(&j)?;
+        out.json(&report)?;
         return Ok(Exit::Success);
     }
+    let plan = &report.plan;
+    let new_id = (!a.dry_run).then(|| report.backup_id.clone());
+    let (stored, copied, recompressed) = (
+        Some(report.bytes_stored),
+        Some(report.bytes_copied),
+        Some(report.extents_recompressed),
+    );
     let on = match &plan.substituted_for {
         Some(old) => format!("synthetic full {} (standing for {old})", plan.base),
         None => format!("full {}", plan.base),
@@ -454,7 +317,7 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
             recompressed.unwrap_or(0),
             format_size(stored.unwrap_or(0)),
             format_size(copied.unwrap_or(0)),
-            j.duration_s
+            report.duration_secs
         )?;
     }
     Ok(Exit::Success)

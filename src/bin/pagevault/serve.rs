@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pagevault::serve::{ListenOptions, Listener, Tokens};
 use pagevault::{Database, OpenMode};
+use pagevault::{ListenOptions, Listener, Tokens};
 
 use crate::output::{Exit, Failure, Out};
 use crate::say;
@@ -79,7 +79,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         Some(p) => Some(Tokens::load(p)?),
         None => None,
     };
-    let stop = pagevault::io::sys::termination_flag();
+    let stop = pagevault::termination_flag();
     let db = Arc::new(Database::open_dir(&a.db, OpenMode::ReadWrite)?);
     let listener = Listener::start(
         db.clone(),
@@ -94,7 +94,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     )?;
     let api = match (&a.api, &a.repo) {
         (Some(addr), Some(repo)) => {
-            let mut o = pagevault::serve::api::ApiOptions::new(*addr);
+            let mut o = pagevault::ApiOptions::new(*addr);
             o.tls = a.tls_cert.clone().zip(a.tls_key.clone());
             o.tokens = match &a.tokens {
                 Some(p) => Some(Tokens::load(p)?),
@@ -102,11 +102,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             };
             o.insecure = a.insecure;
             o.timeout = Duration::from_secs(a.timeout);
-            Some(pagevault::serve::api::ApiServer::start(
-                db.clone(),
-                repo.clone(),
-                o,
-            )?)
+            Some(pagevault::ApiServer::start(db.clone(), repo.clone(), o)?)
         }
         _ => None,
     };
@@ -172,7 +168,7 @@ fn write_loop(db: &Database, rate: u64, writes: &AtomicU64, done: &AtomicBool, s
         return;
     }
     let started = Instant::now();
-    let mut rng = pagevault::rng::SplitMix64::new(0x5e77e);
+    let mut rng = pagevault::SplitMix64::new(0x5e77e);
     let mut n = 0u64;
     while !done.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
         let due = started.elapsed().as_secs_f64() * rate as f64;

@@ -3,10 +3,9 @@
 
 use std::path::PathBuf;
 
-use pagevault::units::format_size;
+use pagevault::format_size;
 use pagevault::{Database, OpenMode};
 
-use crate::json::StatusJson;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 
@@ -42,11 +41,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let local = match (&a.db, &client) {
         (Some(path), None) => match Database::open_dir(path, OpenMode::ReadOnly) {
             Ok(db) => Some(db),
-            Err(pagevault::Error::Locked { .. })
-                if pagevault::serve::socket_path(path).exists() =>
-            {
-                None
-            }
+            Err(pagevault::Error::Locked { .. }) if pagevault::socket_path(path).exists() => None,
             Err(e) => return Err(e.into()),
         },
         _ => None,
@@ -59,7 +54,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                 Some(r) => {
                     spinner.say("forecasting the next differential".into());
                     let repo = crate::select::open_repo(r)?;
-                    Some(pagevault::backup::forecast(&db, &repo)?)
+                    Some(pagevault::forecast(&db, &repo)?)
                 }
                 None => None,
             };
@@ -79,12 +74,15 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
                 Some(r) => Some(crate::select::open_repo(r)?),
                 None => None,
             };
-            let r = pagevault::serve::client::status(&client, repo.as_ref())?;
+            let r = pagevault::status_from(&client, repo.as_ref())?;
             (r.status, r.forecast)
         }
     };
     if a.json {
-        out.json(&StatusJson::of(&s, forecast.as_ref()))?;
+        out.json(&pagevault::StatusReport {
+            status: s,
+            forecast,
+        })?;
         return Ok(Exit::Success);
     }
     say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
@@ -196,6 +194,6 @@ fn id_or_none(id: u64) -> String {
     if id == 0 {
         "none".into()
     } else {
-        pagevault::format::manifest::format_backup_id(id)
+        pagevault::format_backup_id(id)
     }
 }

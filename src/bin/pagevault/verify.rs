@@ -6,14 +6,14 @@
 
 use std::time::Instant;
 
-use pagevault::units::format_size;
-use pagevault::verify::{self, VerifyReport};
+use pagevault::format_size;
+use pagevault::VerifyReport;
 
 use crate::flags::RepoArg;
-use crate::json::VerifyJson;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
-use crate::select::{self, plural, Choice, SetName};
+use crate::select::{self, plural, SetName};
+use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// The full ids of the sets to verify, oldest first.
-fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Failure> {
+fn chosen(a: &Args, repo: &pagevault::Repository) -> Result<Vec<u64>, Failure> {
     let path = &a.repo.repo;
     let entries = select::listing(repo, path)?;
     let database = a
@@ -39,19 +39,15 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Fail
         .as_ref()
         .map(|p| select::database(path, &entries, p))
         .transpose()?;
-    let ids: Vec<&str> = match &a.id {
-        Some(name) => vec![select::set(
-            path,
-            &entries,
-            &Choice {
-                name: Some(name),
-                as_of_ms: None,
-                database: database.as_deref(),
-                verb: "verify",
-            },
-        )?
-        .id
-        .as_str()],
+    let ids: Vec<u64> = match &a.id {
+        Some(name) => vec![
+            select::set(
+                path,
+                &entries,
+                &Selector::named(name.clone()).in_database(database.clone()),
+            )?
+            .id,
+        ],
         None => entries
             .iter()
             .filter(|e| match (&database, &e.details) {
@@ -59,12 +55,10 @@ fn chosen(a: &Args, repo: &pagevault::repo::Repository) -> Result<Vec<u64>, Fail
                 (Some(db), Some(d)) => &d.database_id == db,
                 (Some(_), None) => false,
             })
-            .map(|e| e.id.as_str())
+            .filter_map(|e| pagevault::parse_backup_id(&e.id))
             .collect(),
     };
-    ids.into_iter()
-        .map(|id| select::id_of(path, id))
-        .collect::<Result<Vec<u64>, Failure>>()
+    Ok(ids)
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
@@ -75,9 +69,10 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let spinner = Spinner::start("verifying".into());
     // One set at a time, so the spinner can say which.
     let mut report = VerifyReport {
-        repository: path.clone(),
+        repository: repo.path(),
         sets: Vec::new(),
         findings: 0,
+        duration_secs: 0.0,
     };
     for (i, &id) in ids.iter().enumerate() {
         spinner.say(format!(
@@ -85,22 +80,25 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             i + 1,
             ids.len()
         ));
-        let r = verify::verify(&repo, Some(id))?;
+        let r = pagevault::verify(&repo, Some(id))?;
         report.findings += r.findings;
         report.sets.extend(r.sets);
     }
     drop(spinner);
-    let j = VerifyJson::of(&report, started.elapsed().as_secs_f64());
-    let code = if j.errors == 0 {
+    report.duration_secs = started.elapsed().as_secs_f64();
+    let code = if report.is_clean() {
         Exit::Success
     } else {
         Exit::Inconsistent
     };
     out.decide(code);
     if a.json {
-        out.json(&j)?;
+        out.json(&report)?;
         return Ok(code);
     }
+    let sets_verified = report.sets.len() as u64;
+    let bytes_checked: u64 = report.sets.iter().map(|s| s.bytes_checked).sum();
+    let mbs = pagevault::mb_per_s(bytes_checked, report.duration_secs);
     for s in &report.sets {
         let n = s.findings.len() as u64 + s.findings_omitted;
         say!(
@@ -124,18 +122,22 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     say!(
         out,
         "{} {} verified in {:.2} s ({:.0} MB/s): {}",
-        j.sets_verified,
-        plural(j.sets_verified, "set", "sets"),
-        j.duration_s,
-        j.mb_per_s,
-        if j.errors == 0 {
-            if j.sets_verified == 1 {
+        sets_verified,
+        plural(sets_verified, "set", "sets"),
+        report.duration_secs,
+        mbs,
+        if report.is_clean() {
+            if sets_verified == 1 {
                 "restorable".to_string()
             } else {
                 "all restorable".to_string()
             }
         } else {
-            format!("{} {}", j.errors, plural(j.errors, "finding", "findings"))
+            format!(
+                "{} {}",
+                report.findings,
+                plural(report.findings, "finding", "findings")
+            )
         }
     )?;
     Ok(code)

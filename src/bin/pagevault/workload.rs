@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use pagevault::tools::workload::{self as wl, Pattern, Workload};
 use pagevault::{Database, OpenMode};
+use pagevault::{Pattern, Workload};
 
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
@@ -34,7 +34,7 @@ pub struct Args {
     pub pattern: PatternArg,
     /// Page writes per batch (1 to 1024).
     #[arg(long, default_value_t = 256,
-          value_parser = clap::value_parser!(u32).range(1..=wl::MAX_BATCH as i64))]
+          value_parser = clap::value_parser!(u32).range(1..=pagevault::MAX_BATCH as i64))]
     pub batch: u32,
     /// Print the report as JSON.
     #[arg(long)]
@@ -69,13 +69,13 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     };
     crate::errors::must_be_folder(&a.db, "DB")?;
     let db = Database::open_dir(&a.db, OpenMode::ReadWrite)?;
-    let report = wl::run(&db, &w, &Bar::new("writing", false))?;
+    let report = pagevault::workload(&db, &w, &Bar::new("writing", false))?;
     db.close()?;
     if a.json {
         out.json(&Report {
             writes: report.writes,
             seed: report.seed,
-            pattern: crate::json::name_of(&report.pattern),
+            pattern: crate::output::name_of(&report.pattern),
             batch: report.batch,
             data_pages: report.data_pages,
             last_lsn: report.last_lsn,
@@ -89,7 +89,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             out,
             "wrote {} pages ({}, seed {}, batch {}) in {:.2} s: {:.0} pages/s, {:.1} MB/s; last LSN {}",
             report.writes,
-            crate::json::name_of(&report.pattern),
+            crate::output::name_of(&report.pattern),
             report.seed,
             report.batch,
             report.seconds,
