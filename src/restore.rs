@@ -41,14 +41,14 @@ use bitvec::vec::BitVec;
 use crate::format::control::RESERVED_NAMES;
 use crate::format::manifest::{format_backup_id, BackupKind, Manifest};
 use crate::format::page::PageAddress;
-use crate::format::record::{self, RECORD_HEADER_SIZE};
 use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
 use crate::io::write_behind::WriteBehind;
 use crate::io::{self, file::DiskVfs, Storage, Vfs};
 use crate::progress::Progress;
 use crate::repo::chain::{self, Chain};
 use crate::repo::coverage::{uncovered_page, Job, JobIter};
-use crate::repo::set_reader::{check_page_summed, SetReader};
+use crate::repo::records::{Decoder, MAX_RECORD_BYTES};
+use crate::repo::set_reader::SetReader;
 use crate::repo::{LockMode, Repository};
 
 /// The tracking epoch a restored database starts with.
@@ -144,9 +144,6 @@ struct PlanFile {
 /// One set of the chain, its streams opened.
 struct PlanSet<'a> {
     reader: SetReader<'a>,
-    /// This set's file LSN of each plan file (0 when the set lacks the file): no page
-    /// of the set may be above it.
-    file_lsn: Vec<u64>,
 }
 
 impl PlanSet<'_> {
@@ -433,12 +430,7 @@ impl<'a> Plan<'a> {
         let mut sets = Vec::with_capacity(chain.sets.len());
         for s in &chain.sets {
             let reader = SetReader::open(repo, s.clone())?;
-            let m = reader.manifest();
-            let file_lsn = files
-                .iter()
-                .map(|f| m.file(f.entry.file_id).map_or(0, |g| g.file_lsn))
-                .collect();
-            sets.push(PlanSet { reader, file_lsn });
+            sets.push(PlanSet { reader });
         }
         let mut plan = Plan {
             database_id: newest.database_id,
@@ -554,23 +546,18 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Buffers of one worker thread: one record, one extent, one decompressor.
+/// Buffers of one worker thread: one record, one extent, the record reader's decoder.
 struct Worker {
-    dec: zstd::bulk::Decompressor<'static>,
+    dec: Decoder,
     record: Vec<u8>,
-    raw: Vec<u8>,
-    /// The checksums of `raw`'s pages, computed with its raw checksum.
-    sums: [u32; PAGES_PER_EXTENT],
     extent: Vec<u8>,
 }
 
 impl Worker {
     fn new() -> Worker {
         Worker {
-            dec: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
-            record: vec![0u8; RECORD_HEADER_SIZE + record::MAX_STORED_LEN],
-            raw: Vec::with_capacity(EXTENT_SIZE),
-            sums: [0; PAGES_PER_EXTENT],
+            dec: Decoder::new().expect("a zstd decompression context"),
+            record: vec![0u8; MAX_RECORD_BYTES],
             extent: vec![0u8; EXTENT_SIZE],
         }
     }
@@ -593,81 +580,40 @@ impl Worker {
                 continue;
             };
             let set = &plan.sets[s];
-            let m = set.m();
-            let where_ = |what: String| {
-                Error::corrupt(
-                    set.reader.stream_location(e.stream),
-                    format!(
-                        "backup set {}: record of {} extent {} at offset {}: {what}",
-                        format_backup_id(m.backup_id),
-                        f.entry.name,
-                        job.extent,
-                        e.offset
-                    ),
-                )
-            };
             // The buffer keeps its full size (zeroed once): a record is read into its
             // front, with no zeroing per record. The index bounds the length; a longer
             // one is refused, never allocated.
-            let h = set.reader.read_record(position, &e, &mut self.record)?;
+            let head = set.reader.read_record(position, &e, &mut self.record)?;
             counters
                 .bytes_read
                 .fetch_add(e.record_len as u64, Ordering::Relaxed);
-            record::decode_payload_summed(
-                &h,
-                &self.record[RECORD_HEADER_SIZE..e.record_len as usize],
-                &mut self.dec,
-                &mut self.raw,
-                &mut self.sums,
-            )
-            .map_err(|x| where_(x.to_string()))?;
+            let pages = set.reader.decode(&mut self.dec, &head, &self.record)?;
             // A record holding the whole extent and nothing newer: its pages become the
             // extent buffer as they are (no copy).
-            let whole = have == 0 && h.page_mask == u8::MAX;
-            let mut k = 0;
-            let mut rec_max = 0;
+            let whole = have == 0 && pages.mask == u8::MAX;
             for i in 0..PAGES_PER_EXTENT {
-                if h.page_mask & (1 << i) == 0 {
+                if pages.mask & (1 << i) == 0 || have & (1 << i) != 0 {
                     continue;
                 }
-                let pn = first_page + i as u64;
-                let img = &self.raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
-                k += 1;
-                let sum = Some(self.sums[k - 1]);
-                let lsn =
-                    check_page_summed(img, sum, pn, f.entry.file_id, m, epm).map_err(&where_)?;
-                rec_max = rec_max.max(lsn);
-                if have & (1 << i) == 0 {
-                    if !whole {
-                        self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(img);
-                    }
-                    max_lsn = max_lsn.max(lsn);
-                    if s > 0 {
-                        counters.diff_pages.fetch_add(1, Ordering::Relaxed);
-                    }
+                if !whole {
+                    self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]
+                        .copy_from_slice(pages.page(i));
+                }
+                max_lsn = max_lsn.max(pages.lsns[i]);
+                if s > 0 {
+                    counters.diff_pages.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            let mask = pages.mask;
             if whole {
-                std::mem::swap(&mut self.extent, &mut self.raw);
+                self.dec.swap_pages(&mut self.extent);
                 assert_eq!(
                     self.extent.len(),
                     EXTENT_SIZE,
                     "a whole-extent record is 64 KiB"
                 );
             }
-            if rec_max != h.max_lsn {
-                return Err(where_(format!(
-                    "the record says its highest page LSN is {}, its pages have {rec_max}",
-                    h.max_lsn
-                )));
-            }
-            if rec_max > set.file_lsn[job.file] {
-                return Err(where_(format!(
-                    "its pages have LSN {rec_max}, above the file's LSN {} in the manifest",
-                    set.file_lsn[job.file]
-                )));
-            }
-            have |= h.page_mask;
+            have |= mask;
         }
         let mut data_pages = 0;
         for i in 0..PAGES_PER_EXTENT {

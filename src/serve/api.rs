@@ -163,7 +163,7 @@ fn status_of(e: &Error) -> StatusCode {
         Error::Locked { .. } => StatusCode::CONFLICT,
         Error::NotFound { .. } | Error::NoDatabase { .. } => StatusCode::NOT_FOUND,
         Error::Invalid(_) | Error::Chain(_) => StatusCode::BAD_REQUEST,
-        Error::Corrupt { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Corrupt { .. } | Error::BadRecord { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -31,6 +31,7 @@ mod layers;
 mod online_backup;
 mod online_faults;
 mod online_harness;
+mod records;
 mod repo_backend;
 mod repo_format;
 mod repo_locks;
