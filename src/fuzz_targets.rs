@@ -570,7 +570,7 @@ pub fn restore_counted(data: &[u8]) -> (usize, usize) {
         for n in target.list().unwrap_or_default() {
             assert!(
                 n == crate::format::control::CONTROL_FILE_NAME
-                    || n == "pagevault.ctl.tmp"
+                    || n == crate::format::control::CONTROL_TMP_NAME
                     || allowed.contains(&n),
                 "restore of {id:016x} wrote {n:?}, which is not a file of the database"
             );

@@ -50,7 +50,7 @@ macro_rules! engine_modules {
 
 engine_modules!(
     archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, restore,
-    retention, rng, serve, store, units, verify,
+    retention, rng, serve, store, threads, units, verify,
 );
 
 // Not the engine: the operator's tools behind the CLI (bench, demo, workload, import of

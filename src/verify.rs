@@ -159,7 +159,8 @@ pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport>
         }
         None => repo.set_ids()?,
     };
-    let mut checker = Checker::new(worker_count(), false);
+    // The checker's threads: one per core.
+    let mut checker = Checker::new(crate::threads::cores(), false);
     let sets: Vec<SetReport> = ids
         .into_iter()
         .map(|id| verify_set(repo, id, &mut checker))
@@ -734,13 +735,6 @@ impl Decoding<'_> {
     }
 }
 
-/// The checker's threads: one per core.
-fn worker_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(crate::restore::MAX_THREADS)
-}
 
 fn verify_stream(
     repo: &Repository,

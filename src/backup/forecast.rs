@@ -62,10 +62,10 @@ pub struct ShareBound {
 /// manifest, no page read. `None` when there is no usable base. The exact figure is
 /// [`forecast`], which reads the changed extents.
 pub fn share_bound(db: &Database, repo: &Repository) -> Result<Option<ShareBound>> {
-    if plan::resolve_base(db, repo)?.is_err() {
+    let Ok(base) = plan::resolve_base(db, repo)? else {
         return Ok(None);
-    }
-    let p = plan::plan_live(db, repo, BackupKind::Differential, false, db.last_lsn())?;
+    };
+    let p = plan::plan_live(db, plan::Decision::on(db, base), db.last_lsn())?;
     let Some(base) = p.base.as_ref() else {
         return Ok(None);
     };
@@ -106,11 +106,14 @@ pub fn forecast(db: &Database, repo: &Repository) -> Result<Forecast> {
         share: 0.0,
         threshold: FULL_ADVICE_SHARE,
     };
-    if let Err(why) = plan::resolve_base(db, repo)? {
-        f.reason = format!("{why}: take a full backup");
-        return Ok(f);
-    }
-    let p = plan::plan_live(db, repo, BackupKind::Differential, false, db.last_lsn())?;
+    let base = match plan::resolve_base(db, repo)? {
+        Ok(base) => base,
+        Err(why) => {
+            f.reason = format!("{why}: take a full backup");
+            return Ok(f);
+        }
+    };
+    let p = plan::plan_live(db, plan::Decision::on(db, base), db.last_lsn())?;
     let base = p.base.as_ref().expect("a differential plan has a base");
     let base_lsn = base.snapshot_lsn;
     let mut buf = vec![0u8; EXTENT_SIZE];

@@ -13,6 +13,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::format::control::LOCK_FILE_NAME;
+
 /// One file, addressed by offset. Implementations are shared between threads.
 #[allow(clippy::len_without_is_empty)] // a file length, not a collection
 pub trait Storage: Send + Sync {
@@ -68,7 +70,7 @@ pub trait Vfs: Send + Sync {
     /// Takes the folder's exclusive lock, held until the guard drops. Fails at once with
     /// `WouldBlock` when another holder has it.
     fn lock(&self) -> io::Result<Box<dyn Send + Sync>> {
-        self.lock_file("LOCK", false)
+        self.lock_file(LOCK_FILE_NAME, false)
     }
     /// Takes the lock file `name`, shared or exclusive, held until the guard drops. Fails
     /// at once with `WouldBlock` when a conflicting holder has it. On a folder that
@@ -88,7 +90,7 @@ pub fn lock_folder(vfs: &dyn Vfs, what: &'static str) -> crate::Result<Box<dyn S
                 holder: e.to_string(),
             }
         } else {
-            crate::Error::io(vfs.path_of("LOCK"), e)
+            crate::Error::io(vfs.path_of(LOCK_FILE_NAME), e)
         }
     })
 }

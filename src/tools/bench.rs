@@ -211,7 +211,7 @@ impl BenchReport {
 /// Runs the suite. `note` hears what is being done (for a progress line); nothing is
 /// printed.
 pub fn run(opts: &BenchOptions, note: &dyn Fn(&str)) -> Result<BenchReport> {
-    let threads = backup::effective_threads(opts.threads)?;
+    let threads = crate::threads::workers(opts.threads)?;
     if !backup::valid_level(opts.level) {
         return Err(Error::Invalid(format!(
             "the zstd level must be {} to -1 or 1 to {}, not {}",

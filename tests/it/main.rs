@@ -56,6 +56,7 @@ mod store_concurrency;
 mod store_crash;
 mod store_faults;
 mod store_format;
+mod store_layout;
 mod store_model;
 mod store_span;
 mod verify_corruption;

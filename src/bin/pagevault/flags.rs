@@ -18,7 +18,7 @@ pub fn size(s: &str) -> Result<u64, String> {
 
 /// Parses a worker count: 0 (one per core) to the library's maximum.
 pub fn threads(s: &str) -> Result<usize, String> {
-    let max = pagevault::backup::MAX_THREADS.min(pagevault::restore::MAX_THREADS);
+    let max = pagevault::threads::MAX_THREADS;
     match s.parse::<usize>() {
         Ok(n) if n <= max => Ok(n),
         _ => Err(format!(
