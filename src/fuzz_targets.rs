@@ -83,7 +83,8 @@ fn records_once(data: &[u8]) {
     let mut at = 0usize;
     while at < data.len() {
         let bytes = &data[at..];
-        let Ok(h) = records::decode_header(bytes, &records::RecordAt::new(1, 0, at as u64)) else {
+        let Ok(h) = records::decode_header(bytes, || records::RecordAt::new(1, 0, at as u64))
+        else {
             return;
         };
         // The record read as its own index entry and set say it is: every rule the

@@ -118,9 +118,12 @@ impl SetReport {
         let file = b.at.file.clone().or(entry.0);
         let extent = b.at.extent.or(entry.1);
         let stream = Some(b.at.stream);
+        let listed = self.findings.len();
         self.add(file, extent, stream, b.what());
-        if let Some(f) = self.findings.last_mut().filter(|_| self.findings_omitted == 0) {
-            f.record = Some(b);
+        if self.findings.len() > listed {
+            if let Some(f) = self.findings.last_mut() {
+                f.record = Some(b);
+            }
         }
     }
 }
@@ -533,7 +536,7 @@ fn verify_records(
     while pos < len {
         let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
         // Where the record is, as the index names it when the two agree.
-        let at = match entry {
+        let at = || match entry {
             Some((p, e)) if e.offset == pos => rules.at_entry(&e, p),
             _ => RecordAt::new(m.backup_id, s, pos),
         };
@@ -549,7 +552,7 @@ fn verify_records(
                 );
                 return None;
             }
-            Ok(b) => records::decode_header(b, &at),
+            Ok(b) => records::decode_header(b, at),
         };
         let h = match h {
             Ok(h) => h,

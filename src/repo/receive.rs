@@ -453,14 +453,14 @@ impl<'r> Receiver<'r> {
         let position = c.index.position;
         let entry = c.index.next(repo, m).map_err(Checked::Other)?;
         // Where the record is, as the index names it when the two agree.
-        let at = match entry {
+        let at = || match entry {
             Some(e) if e.stream == i && e.offset == start => c.rules.at_entry(&e, position),
             _ => RecordAt {
                 position: Some(position),
                 ..RecordAt::new(m.backup_id, i, start)
             },
         };
-        let h = records::decode_header(bytes, &at).map_err(Checked::Bad)?;
+        let h = records::decode_header(bytes, at).map_err(Checked::Bad)?;
         let bad = |what: String| {
             Checked::Other(Error::corrupt(
                 repo.stream_location(m.backup_id, i),

@@ -326,11 +326,15 @@ impl Head {
     }
 }
 
-/// Decodes a record header (`bytes` starts with it) found at `at`, checking nothing but
-/// the header itself: the first step of a reader that learns a record's length from it.
-pub fn decode_header(bytes: &[u8], at: &RecordAt) -> Result<RecordHeader, BadRecord> {
+/// Decodes a record header (`bytes` starts with it), checking nothing but the header
+/// itself: the first step of a reader that learns a record's length from it. `at` says
+/// where the record is, asked only when it fails (naming a file costs an allocation).
+pub fn decode_header(
+    bytes: &[u8],
+    at: impl FnOnce() -> RecordAt,
+) -> Result<RecordHeader, BadRecord> {
     RecordHeader::decode(bytes).map_err(|f| BadRecord {
-        at: at.clone(),
+        at: at(),
         fault: Fault::Header(f),
     })
 }
@@ -380,7 +384,7 @@ pub fn head(
     e: &IndexEntry,
     position: u64,
 ) -> Result<Head, BadRecord> {
-    let h = decode_header(bytes, &rules.at_entry(e, position))?;
+    let h = decode_header(bytes, || rules.at_entry(e, position))?;
     check_entry(rules, &h, e, position)
 }
 

@@ -223,14 +223,14 @@ impl<'a> SetReader<'a> {
     /// and checks its header against the entry ([`records::head`]). The payload is
     /// `buf[RECORD_HEADER_SIZE..record_len]`, for [`SetReader::decode`].
     pub fn read_record(&self, position: u64, e: &IndexEntry, buf: &mut [u8]) -> Result<Head> {
-        let at = self.stream_location(e.stream);
+        let at = || self.stream_location(e.stream);
         let record = buf
             .get_mut(..e.record_len as usize)
-            .ok_or_else(|| Error::corrupt(&at, format!("a record of {} bytes", e.record_len)))?;
+            .ok_or_else(|| Error::corrupt(at(), format!("a record of {} bytes", e.record_len)))?;
         self.streams[e.stream as usize]
             .read_at(e.offset, record)
-            .map_err(|err| Error::io(&at, err))?;
-        records::head(&self.rules, record, e, position).map_err(|b| b.into_error(at))
+            .map_err(|err| Error::io(at(), err))?;
+        records::head(&self.rules, record, e, position).map_err(|b| b.into_error(at()))
     }
 
     /// Checks and decodes the payload and pages of the record `head` read into `record`

@@ -144,6 +144,9 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     // Extents are built in parallel, a window at a time (bounded memory: one extent
     // record per job of the window), then appended in order.
     let mut window: Vec<(u32, u32, Source)> = Vec::with_capacity(WINDOW_EXTENTS);
+    let workers: Vec<std::sync::Mutex<Worker>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| std::sync::Mutex::new(Worker::new()))
+        .collect();
     loop {
         window.clear();
         for job in jobs.by_ref() {
@@ -165,7 +168,11 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
         }
         let built: Vec<Result<Built>> = window
             .par_iter()
-            .map_init(Worker::new, |w, (file_id, extent, src)| {
+            .map(|(file_id, extent, src)| {
+                // The worker of this pool thread, kept for the whole merge (its decoders
+                // and compressor are made once, not per window).
+                let i = rayon::current_thread_index().unwrap_or(0) % workers.len();
+                let mut w = workers[i].lock().unwrap_or_else(|p| p.into_inner());
                 w.build(
                     &readers,
                     diff.database_id,

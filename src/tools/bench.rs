@@ -599,7 +599,8 @@ impl Limits {
             // zstd alone, the limit a restore is measured against.
             let at = RecordAt::new(m.backup_id, part[0].stream, first);
             let (raw, s) = self.timed(|w, rec| {
-                let h = records::decode_header(rec, &at).map_err(|b| b.into_error(path.clone()))?;
+                let h = records::decode_header(rec, || at.clone())
+                    .map_err(|b| b.into_error(path.clone()))?;
                 let payload = &rec[RECORD_HEADER_SIZE..];
                 if h.flags & FLAG_ZSTD == 0 {
                     w.out[..payload.len()].copy_from_slice(payload);
