@@ -305,16 +305,32 @@ impl BadRecord {
 }
 
 /// A record whose header decoded and matched its index entry: what decoding its payload
-/// needs.
+/// needs. Made only by [`check_entry`] (and [`head`]), so holding one means the checks
+/// passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
-    pub header: RecordHeader,
-    pub entry: IndexEntry,
+    header: RecordHeader,
+    entry: IndexEntry,
     /// Its position in the set's index (its sequence number).
-    pub position: u64,
+    position: u64,
 }
 
 impl Head {
+    /// The record's header.
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// The index entry it matched.
+    pub fn entry(&self) -> &IndexEntry {
+        &self.entry
+    }
+
+    /// Its position in the set's index (its sequence number).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Header plus payload, in bytes.
     pub fn record_len(&self) -> usize {
         self.header.record_len()

@@ -242,7 +242,7 @@ impl<'a> SetReader<'a> {
         record: &[u8],
     ) -> Result<Pages<'d>> {
         dec.decode(&self.rules, head, record)
-            .map_err(|b| b.into_error(self.stream_location(head.entry.stream)))
+            .map_err(|b| b.into_error(self.stream_location(head.entry().stream)))
     }
 }
 

@@ -395,7 +395,7 @@ impl Worker {
             extent,
             sequence: 0,
         };
-        let max_lsn = hb.header.max_lsn.max(hd.header.max_lsn);
+        let max_lsn = hb.header().max_lsn.max(hd.header().max_lsn);
         let lb = records::layers_of(readers[0].rules(), &hb, &self.other)
             .map_err(|x| x.into_error(readers[0].stream_location(b.1.stream)))?;
         let ld = records::layers_of(readers[1].rules(), &hd, &self.buf)
