@@ -156,7 +156,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mib: u64 = args.get(1).map_or(256, |s| s.parse().unwrap());
     let threads: usize = args.get(2).map_or_else(
-        || backup::effective_threads(0).unwrap(),
+        || pagevault::threads::workers(0).unwrap(),
         |s| s.parse().unwrap(),
     );
     let level: i32 = args.get(3).map_or(DEFAULT_LEVEL, |s| s.parse().unwrap());

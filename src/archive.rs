@@ -312,6 +312,11 @@ fn locate(e: Error, name: &str, head_at: u64) -> Error {
             path: "the archive".into(),
             what: format!("entry {name} at byte {head_at}: {what}"),
         },
+        // A record's fault names its set, stream and offset, which name the entry.
+        Error::BadRecord { fault, .. } => Error::BadRecord {
+            path: "the archive".into(),
+            fault,
+        },
         e => e,
     }
 }

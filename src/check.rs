@@ -39,14 +39,12 @@ use crate::format::{
 };
 use crate::io::{file::DiskVfs, Vfs};
 use crate::progress::{NoProgress, Progress};
+use crate::store::control_file::{self, ControlError};
 
 /// Pages read per I/O (1 MiB).
 pub const CHUNK_PAGES: usize = 128;
 /// Findings kept per data file; more are only counted.
 pub const MAX_FINDINGS_PER_FILE: usize = 1000;
-/// Largest control file read.
-const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
-
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -179,26 +177,23 @@ pub fn check_database_with(dir: &Path, progress: &dyn Progress) -> Result<CheckR
 
 /// Checks the database on `vfs`.
 pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckReport> {
+    check_with_control(vfs, progress).map(|(report, _)| report)
+}
+
+/// [`check_vfs`], and the control file it checked against.
+fn check_with_control(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<(CheckReport, Control)> {
     let started = Instant::now();
     // Look before locking, so pointing the checker at a random folder leaves no LOCK file.
-    if !vfs.exists(CONTROL_FILE_NAME) {
+    if !control_file::exists(&*vfs) {
         return Err(not_a_database(&*vfs));
     }
     let _lock = crate::io::lock_folder(&*vfs, "the database")?;
-    let ctl_path = vfs.path_of(CONTROL_FILE_NAME);
-    let bytes =
-        crate::io::read_all(&*vfs, CONTROL_FILE_NAME, CONTROL_LIMIT_BYTES).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                not_a_database(&*vfs)
-            } else {
-                Error::io(&ctl_path, e)
-            }
-        })?;
-    let ctl = Control::decode(&bytes).map_err(|what| {
-        Error::corrupt(
-            &ctl_path,
+    let ctl = control_file::read(&*vfs).map_err(|e| match e {
+        ControlError::Damaged(what) => Error::corrupt(
+            vfs.path_of(CONTROL_FILE_NAME),
             format!("control file {what}; the check cannot run without it"),
-        )
+        ),
+        e => e.into_error(&*vfs),
     })?;
     let clean = ctl.flags & control::FLAG_OPEN == 0;
     let mut findings = Vec::new();
@@ -281,7 +276,7 @@ pub fn check_vfs(vfs: Arc<dyn Vfs>, progress: &dyn Progress) -> Result<CheckRepo
         + report.findings_not_listed;
     report.seconds = started.elapsed().as_secs_f64();
     report.mb_per_s = crate::units::mb_per_s(report.bytes_checked, report.seconds);
-    Ok(report)
+    Ok((report, ctl))
 }
 
 fn not_a_database(vfs: &dyn Vfs) -> Error {
@@ -733,12 +728,7 @@ pub fn check_restored(
     manifest: &crate::format::manifest::Manifest,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
-    let mut report = check_vfs(vfs.clone(), progress)?;
-    let path = vfs.path_of(CONTROL_FILE_NAME);
-    let bytes =
-        crate::io::read_all(&*vfs, CONTROL_FILE_NAME, 1 << 20).map_err(|e| Error::io(&path, e))?;
-    let ctl = Control::decode(&bytes)
-        .map_err(|what| Error::corrupt(&path, format!("control file {what}")))?;
+    let (mut report, ctl) = check_with_control(vfs, progress)?;
     let mut add = |file: &str, message: String| {
         report.errors += 1;
         report.findings.push(Finding {

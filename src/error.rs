@@ -21,6 +21,14 @@ pub enum Error {
     /// Bytes read from disk or a repository are not what the format says.
     #[error("{}: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
+    /// A record of a backup set failed a check: `fault` is the typed fault with its
+    /// position (a `repo::records::BadRecord`, which `BadRecord::of` finds in an error;
+    /// kept behind `dyn` because this layer knows nothing of records).
+    #[error("{}: {fault}", path.display())]
+    BadRecord {
+        path: PathBuf,
+        fault: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// Another process or handle holds the lock.
     #[error("{}: {what} is in use by {holder}; wait for it to finish", path.display())]
     Locked {
@@ -160,7 +168,10 @@ impl Error {
                 _ => ErrorKind::Environment,
             },
             Error::DiskFull { .. } | Error::Remote { .. } => ErrorKind::Environment,
-            Error::Corrupt { .. } | Error::Chain(_) | Error::BadPages(_) => ErrorKind::Corrupt,
+            Error::Corrupt { .. }
+            | Error::BadRecord { .. }
+            | Error::Chain(_)
+            | Error::BadPages(_) => ErrorKind::Corrupt,
             Error::Locked { .. } | Error::AlreadyExists { .. } | Error::RestoreIncomplete { .. } => {
                 ErrorKind::Conflict
             }

@@ -50,7 +50,7 @@ macro_rules! engine_modules {
 
 engine_modules!(
     archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, report,
-    restore, retention, rng, serve, store, time, units, verify,
+    restore, retention, rng, serve, store, threads, time, units, verify,
 );
 
 // Not the engine: the fuzz targets' bodies (for the fuzz crate) and the operator's tools
@@ -68,6 +68,7 @@ mod tools;
 
 pub use error::{Error, ErrorKind, Override, Result};
 pub use progress::{NoProgress, Progress};
+pub use threads::MAX_THREADS;
 
 // Sizes, times and ids as people write them and reports print them.
 pub use ids::unix_millis;
@@ -98,8 +99,7 @@ pub use repo::{InitOptions, LockMode, Repository};
 pub use backup::{
     forecast, forecast_at, plan_only as plan_backup, quick_estimate, run as backup, valid_level,
     BackupKind, BackupOptions, BackupPlanReport, BackupReport, Forecast, ShareEstimate,
-    DEFAULT_LEVEL, FULL_ADVICE_SHARE, MAX_LEVEL, MAX_PREIMAGE_MEMORY_LIMIT_BYTES,
-    MAX_THREADS as MAX_BACKUP_THREADS, MIN_LEVEL,
+    DEFAULT_LEVEL, FULL_ADVICE_SHARE, MAX_LEVEL, MAX_PREIMAGE_MEMORY_LIMIT_BYTES, MIN_LEVEL,
 };
 pub use report::StatusReport;
 
@@ -109,9 +109,7 @@ pub use check::{
     FindingKind, Severity,
 };
 pub use compare::{compare_databases, CompareReport};
-pub use restore::{
-    run as restore, target_dir, RestoreOptions, RestoreReport, MAX_THREADS as MAX_RESTORE_THREADS,
-};
+pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
 pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
 
 // Retention: the policy, prune, delete and merge, each planned (a dry run) or done.

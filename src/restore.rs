@@ -30,35 +30,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bitvec::vec::BitVec;
 use rayon::prelude::*;
 
-use crate::error::{Error, Override, Result};
-use crate::format::change_map::MapPage;
-use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
-use crate::format::file_header::{FileHeader, TrackingState, FLAG_RESTORING};
-use bitvec::vec::BitVec;
-
-use crate::format::control::RESERVED_NAMES;
+use crate::error::{Error, Result};
 use crate::format::manifest::{format_backup_id, BackupKind, Manifest};
-use crate::format::page::PageAddress;
-use crate::format::record::{self, RECORD_HEADER_SIZE};
-use crate::format::{is_system_page, EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
-use crate::io::write_behind::WriteBehind;
-use crate::io::{self, file::DiskVfs, Storage, Vfs};
+use crate::format::{EXTENT_SIZE, PAGES_PER_EXTENT, PAGE_SIZE};
+use crate::io::{file::DiskVfs, Vfs};
 use crate::progress::Progress;
 use crate::repo::chain::{self, Chain};
 use crate::repo::coverage::{uncovered_page, Job, JobIter};
-use crate::repo::set_reader::{check_page_summed, SetReader};
+use crate::repo::records::{Decoder, MAX_RECORD_BYTES};
+use crate::repo::set_reader::SetReader;
 use crate::repo::{LockMode, Repository};
+use crate::store::restore_target::{
+    valid_data_file_name, Marked, RestoreFile, RestoreLayout, RestoreTarget,
+};
+use crate::TrackingState;
 
-/// The tracking epoch a restored database starts with.
-pub const RESTORED_EPOCH: u64 = 1;
 /// Extents a worker takes at a time (bounded memory: one extent buffer per worker).
 const WINDOW_EXTENTS: usize = 4;
-/// The most decompression threads a restore starts.
-pub const MAX_THREADS: usize = 256;
-/// The largest control file read from a target.
-const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
 
 /// What to restore and where.
 #[derive(Clone)]
@@ -129,24 +120,9 @@ pub struct RestoreReport {
     pub lsn_high_water: u64,
 }
 
-/// One data file of the restored database.
-struct PlanFile {
-    entry: FileEntry,
-    /// The LSN stamped on rebuilt system pages (the manifest's file LSN).
-    system_lsn: u64,
-    storage: Option<Arc<dyn Storage>>,
-    /// Writes the file back behind the workers (invariant 25).
-    behind: Option<WriteBehind>,
-    path: PathBuf,
-    max_lsn: AtomicU64,
-}
-
 /// One set of the chain, its streams opened.
 struct PlanSet<'a> {
     reader: SetReader<'a>,
-    /// This set's file LSN of each plan file (0 when the set lacks the file): no page
-    /// of the set may be above it.
-    file_lsn: Vec<u64>,
 }
 
 impl PlanSet<'_> {
@@ -155,19 +131,10 @@ impl PlanSet<'_> {
     }
 }
 
+/// What is restored: the database the target lays down, and the chain's sets.
 struct Plan<'a> {
-    database_id: u64,
-    extents_per_map: u32,
-    base_lsn: u64,
-    base_id: u64,
-    base_checksum: u64,
-    /// Set when the chain has no full base: every extent counts as changed.
-    all_changed: bool,
-    lsn_high_water: u64,
-    files: Vec<PlanFile>,
+    layout: RestoreLayout,
     sets: Vec<PlanSet<'a>>,
-    /// Per plan file, the extents the differential holds (its change-map bits).
-    diff_extents: Vec<BitVec>,
 }
 
 /// Restores `opts.backup_id` (or the newest set) from `repo` into `opts.target`.
@@ -177,90 +144,36 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     let started = Instant::now();
-    if opts.threads > MAX_THREADS {
-        return Err(Error::Invalid(format!(
-            "a restore uses at most {MAX_THREADS} threads, not {}",
-            opts.threads
-        )));
-    }
+    let threads = crate::threads::workers(opts.threads)?;
     // A shared lock: sets may be added beside the restore, none deleted under it (on
     // read-only media it is granted without a lock file: nobody can delete there).
     let _repo_lock = repo.lock(LockMode::Shared, "restore")?;
     let chain = chain::resolve(repo, opts.backup_id)?;
-    let mut plan = Plan::new(repo, &chain, &*opts.target)?;
-    let target = &*opts.target;
-    let _target_lock = crate::io::lock_folder(target, "the restore target")?;
-    let old_files = inspect_target(target, plan.database_id, opts.force)?;
-    // A link in place of a data file is refused before the first write (design 9a).
-    for f in &plan.files {
-        if let Err(e) = target.open(&f.entry.name, false) {
-            if io::file::is_symlink_refusal(&e) {
-                return Err(Error::io(&f.path, e));
-            }
-        }
-    }
-
-    // 1. The commit point says "restoring" before any data file is touched.
-    let mut ctl = plan.control(control::FLAG_RESTORING);
-    write_control(target, &ctl)?;
-    for name in old_files {
-        let kept = plan.files.iter().any(|f| f.entry.name == name);
-        if !kept && !RESERVED_NAMES.contains(&name.as_str()) && target.exists(&name) {
-            target
-                .remove(&name)
-                .map_err(|e| Error::io(target.path_of(&name), e))?;
-        }
-    }
-    // 2. Every data file at its final size.
-    for f in &mut plan.files {
-        let s = target
-            .open(&f.entry.name, true)
-            .map_err(|e| Error::io(&f.path, e))?;
-        let len = f.entry.page_count as u64 * PAGE_SIZE as u64;
-        s.set_len(len).map_err(|e| Error::io(&f.path, e))?;
-        f.behind = Some(WriteBehind::new(s.clone(), len));
-        f.storage = Some(s);
-    }
-    target
-        .sync_dir()
-        .map_err(|e| Error::io(target.path_of(""), e))?;
+    let plan = Plan::new(repo, &chain, &*opts.target)?;
+    // 1 and 2. The target commits "restoring", then sizes every data file.
+    let target = RestoreTarget::begin(opts.target.clone(), plan.layout.clone(), opts.force)?;
 
     // 3. Every extent, assembled and written once, in parallel.
-    let total_extents: u64 = plan.files.iter().map(|f| extents_of(&f.entry)).sum();
+    let total_extents: u64 = plan.layout.files.iter().map(extents_of).sum();
     progress.start(total_extents, total_extents * EXTENT_SIZE as u64);
     let counters = Counters::default();
-    let result = plan.write_extents(opts.threads, progress, &counters);
+    let result = plan.write_extents(&target, threads, progress, &counters);
     progress.finish();
     result?;
 
     // 4. Files durable, headers final, then the commit.
-    for f in &plan.files {
-        let s = f.storage.as_ref().expect("opened above");
-        s.sync().map_err(|e| Error::io(&f.path, e))?;
-    }
-    let view = plan_view(&plan);
-    for f in &mut plan.files {
-        let lsn = f.max_lsn.load(Ordering::SeqCst).max(f.entry.file_lsn);
-        f.entry.file_lsn = lsn;
-        let header = plan_header(&view, &f.entry, 0);
-        let s = f.storage.as_ref().expect("opened above");
-        s.write_at(0, &header.encode())
-            .map_err(|e| Error::io(&f.path, e))?;
-        s.sync().map_err(|e| Error::io(&f.path, e))?;
-    }
-    ctl.files = plan.files.iter().map(|f| f.entry.clone()).collect();
-    ctl.flags = 0;
-    write_control(target, &ctl)?;
+    let tracking = target.commit()?;
 
+    let l = &plan.layout;
     let duration = started.elapsed().as_secs_f64();
     let bytes_written = counters.extents.load(Ordering::SeqCst) * EXTENT_SIZE as u64;
     Ok(RestoreReport {
         backup_id: format_backup_id(chain.newest().backup_id),
         repository: repo.location(),
         chain: chain.ids().into_iter().map(format_backup_id).collect(),
-        database_id: format!("{:016x}", plan.database_id),
-        target: target.path_of(""),
-        files: plan.files.len() as u32,
+        database_id: format!("{:016x}", l.database_id),
+        target: opts.target.path_of(""),
+        files: l.files.len() as u32,
         extents_written: counters.extents.load(Ordering::SeqCst),
         pages_written: counters.pages.load(Ordering::SeqCst),
         pages_from_differential: counters.diff_pages.load(Ordering::SeqCst),
@@ -272,10 +185,10 @@ pub fn run(
         } else {
             0.0
         },
-        tracking: TrackingState::UntrustedRestored,
-        base_id: format_backup_id(plan.base_id),
-        base_lsn: plan.base_lsn,
-        lsn_high_water: plan.lsn_high_water,
+        tracking,
+        base_id: format_backup_id(l.base_id),
+        base_lsn: l.base_lsn,
+        lsn_high_water: l.lsn_high_water,
     })
 }
 
@@ -287,95 +200,14 @@ struct Counters {
     bytes_read: AtomicU64,
 }
 
-fn extents_of(e: &FileEntry) -> u64 {
-    e.page_count as u64 / PAGES_PER_EXTENT as u64
-}
-
-fn write_control(target: &dyn Vfs, ctl: &Control) -> Result<()> {
-    io::replace_atomically(target, CONTROL_FILE_NAME, &ctl.encode())
-        .map_err(|e| Error::io(target.path_of(CONTROL_FILE_NAME), e))
-}
-
-/// Decides whether the target may be restored into; returns the data files of the
-/// database being replaced (to remove those the restored one does not have).
-fn inspect_target(target: &dyn Vfs, database_id: u64, force: bool) -> Result<Vec<String>> {
-    let path = target.path_of("");
-    let names = target.list().map_err(|e| Error::io(&path, e))?;
-    if names
-        .iter()
-        .all(|n| n == "LOCK" || n == "pagevault.ctl.tmp")
-    {
-        return Ok(vec![]);
-    }
-    if !target.exists(CONTROL_FILE_NAME) {
-        return Err(Error::AlreadyExists {
-            path,
-            what: "the restore target is not empty and is not a pagevault database; restore into an empty folder".into(),
-        });
-    }
-    let bytes = io::read_all(target, CONTROL_FILE_NAME, CONTROL_LIMIT_BYTES)
-        .map_err(|e| Error::io(target.path_of(CONTROL_FILE_NAME), e))?;
-    let ctl = Control::decode(&bytes).map_err(|what| Error::AlreadyExists {
-        path: path.clone(),
-        what: format!("the restore target holds a damaged pagevault control file that {what}; refusing to overwrite it"),
-    })?;
-    if ctl.database_id != database_id {
-        return Err(Error::AlreadyExists {
-            path,
-            what: format!(
-                "the restore target holds database {:016x}, not database {database_id:016x} of the backup; restore into an empty folder",
-                ctl.database_id
-            ),
-        });
-    }
-    if ctl.flags & control::FLAG_RESTORING == 0 && !force {
-        return Err(Error::AlreadyExists {
-            path,
-            what: format!(
-                "the restore target holds database {database_id:016x}"
-            ),
-        }
-        .unless(Override::ReplaceTarget));
-    }
-    Ok(ctl.files.into_iter().map(|f| f.name).collect())
-}
-
-/// The fields of the plan that system pages are built from.
-struct View {
-    database_id: u64,
-    extents_per_map: u32,
-    base_lsn: u64,
-    base_id: u64,
-}
-
-fn plan_view(p: &Plan<'_>) -> View {
-    View {
-        database_id: p.database_id,
-        extents_per_map: p.extents_per_map,
-        base_lsn: p.base_lsn,
-        base_id: p.base_id,
-    }
-}
-
-fn plan_header(v: &View, e: &FileEntry, flags: u32) -> FileHeader {
-    FileHeader {
-        file_id: e.file_id,
-        database_id: v.database_id,
-        page_count: e.page_count,
-        extents_per_map: v.extents_per_map,
-        file_lsn: e.file_lsn,
-        base_lsn: v.base_lsn,
-        base_id: v.base_id,
-        epoch: RESTORED_EPOCH,
-        tracking: TrackingState::UntrustedRestored,
-        flags,
-    }
+fn extents_of(f: &RestoreFile) -> u64 {
+    f.page_count as u64 / PAGES_PER_EXTENT as u64
 }
 
 impl<'a> Plan<'a> {
     /// Checks everything that can be checked without reading records: names, file
     /// layout, every index piece and the tiling of every stream, coverage; opens every
-    /// stream.
+    /// stream. Touches nothing of the target (only names its files' paths).
     fn new(repo: &'a Repository, chain: &Chain, target: &dyn Vfs) -> Result<Plan<'a>> {
         let newest = chain.newest();
         let first = chain.first();
@@ -407,7 +239,7 @@ impl<'a> Plan<'a> {
         }
         let mut files = Vec::with_capacity(newest.files.len());
         for f in &newest.files {
-            if RESERVED_NAMES.contains(&f.name.as_str()) || !control::valid_file_name(&f.name) {
+            if !valid_data_file_name(&f.name) {
                 return Err(Error::corrupt(
                     repo.manifest_location(newest.backup_id),
                     format!(
@@ -416,43 +248,39 @@ impl<'a> Plan<'a> {
                     ),
                 ));
             }
-            files.push(PlanFile {
-                entry: FileEntry {
-                    file_id: f.file_id,
-                    page_count: f.page_count,
-                    file_lsn: f.file_lsn,
-                    name: f.name.clone(),
-                },
-                system_lsn: f.file_lsn,
-                storage: None,
-                behind: None,
-                path: target.path_of(&f.name),
-                max_lsn: AtomicU64::new(0),
+            files.push(RestoreFile {
+                file_id: f.file_id,
+                name: f.name.clone(),
+                page_count: f.page_count,
+                file_lsn: f.file_lsn,
             });
         }
         let mut sets = Vec::with_capacity(chain.sets.len());
         for s in &chain.sets {
             let reader = SetReader::open(repo, s.clone())?;
-            let m = reader.manifest();
-            let file_lsn = files
-                .iter()
-                .map(|f| m.file(f.entry.file_id).map_or(0, |g| g.file_lsn))
-                .collect();
-            sets.push(PlanSet { reader, file_lsn });
+            sets.push(PlanSet { reader });
         }
         let mut plan = Plan {
-            database_id: newest.database_id,
-            extents_per_map: newest.extents_per_map,
-            base_lsn,
-            base_id,
-            base_checksum,
-            all_changed,
-            lsn_high_water: newest.snapshot_lsn,
-            files,
+            layout: RestoreLayout {
+                database_id: newest.database_id,
+                extents_per_map: newest.extents_per_map,
+                base_lsn,
+                base_id,
+                base_checksum,
+                lsn_high_water: newest.snapshot_lsn,
+                files,
+                marked: Marked::Nothing,
+            },
             sets,
-            diff_extents: Vec::new(),
         };
-        plan.diff_extents = plan.check_indexes()?;
+        let diff = plan.check_indexes(target)?;
+        plan.layout.marked = if all_changed {
+            Marked::Everything
+        } else if plan.sets.len() == 2 {
+            Marked::Extents(diff)
+        } else {
+            Marked::Nothing
+        };
         Ok(plan)
     }
 
@@ -460,13 +288,13 @@ impl<'a> Plan<'a> {
     /// checked (by the iterators), every data page of every file covered by the chain
     /// (this also bounds what a restore creates by what the manifests index). Returns
     /// the extents the differential holds, per file.
-    fn check_indexes(&self) -> Result<Vec<BitVec>> {
+    fn check_indexes(&self, target: &dyn Vfs) -> Result<Vec<BitVec>> {
         let manifests: Vec<&Manifest> = self.sets.iter().map(|s| s.m()).collect();
         // Grown extent by extent as the walk goes (a hostile manifest may declare files of
         // billions of extents: nothing is allocated for extents not walked, and the walk
         // stops at the first one the chain does not cover).
         let with_diff = self.sets.len() == 2;
-        let mut diff: Vec<BitVec> = self.files.iter().map(|_| BitVec::new()).collect();
+        let mut diff: Vec<BitVec> = self.layout.files.iter().map(|_| BitVec::new()).collect();
         let mut jobs = JobIter::new(
             self.sets.iter().map(|s| s.reader.entries()).collect(),
             &manifests,
@@ -474,7 +302,8 @@ impl<'a> Plan<'a> {
         for job in jobs.by_ref() {
             let job = job?;
             if let Some(page) = uncovered_page(&manifests, &job) {
-                return Err(self.uncovered(&self.files[job.file], page));
+                let f = &self.layout.files[job.file];
+                return Err(self.uncovered(target.path_of(&f.name), &f.name, page));
             }
             if with_diff {
                 debug_assert_eq!(diff[job.file].len(), job.extent as usize);
@@ -485,12 +314,12 @@ impl<'a> Plan<'a> {
         Ok(diff)
     }
 
-    fn uncovered(&self, f: &PlanFile, page: u64) -> Error {
+    /// A data page of file `name` no set of the chain holds (`at`: where to say it is).
+    fn uncovered(&self, at: impl Into<PathBuf>, name: &str, page: u64) -> Error {
         Error::corrupt(
-            &f.path,
+            at,
             format!(
-                "page {page} of {} is in no backup set of the chain {}; the chain cannot restore it",
-                f.entry.name,
+                "page {page} of {name} is in no backup set of the chain {}; the chain cannot restore it",
                 self.sets
                     .iter()
                     .map(|s| format_backup_id(s.m().backup_id))
@@ -500,25 +329,9 @@ impl<'a> Plan<'a> {
         )
     }
 
-    fn control(&self, flags: u32) -> Control {
-        Control {
-            database_id: self.database_id,
-            lsn_reserved: self.lsn_high_water,
-            epoch: RESTORED_EPOCH,
-            pending_epoch: 0,
-            base_lsn: self.base_lsn,
-            base_id: self.base_id,
-            base_checksum: self.base_checksum,
-            flags,
-            tracking: TrackingState::UntrustedRestored,
-            extents_per_map: self.extents_per_map,
-            created_unix: crate::ids::unix_millis() / 1000,
-            files: self.files.iter().map(|f| f.entry.clone()).collect(),
-        }
-    }
-
     fn write_extents(
         &self,
+        target: &RestoreTarget,
         threads: usize,
         progress: &dyn Progress,
         counters: &Counters,
@@ -527,7 +340,6 @@ impl<'a> Plan<'a> {
             .num_threads(threads)
             .build()
             .map_err(|e| Error::os(format!("cannot start {threads} restore threads"), std::io::Error::other(e)))?;
-        let view = plan_view(self);
         let manifests: Vec<&Manifest> = self.sets.iter().map(|s| s.m()).collect();
         let mut jobs = JobIter::new(
             self.sets.iter().map(|s| s.reader.entries()).collect(),
@@ -545,7 +357,7 @@ impl<'a> Plan<'a> {
                 .par_bridge()
                 .try_for_each_init(Worker::new, |w, window| {
                     for job in window? {
-                        w.extent(self, &view, job, counters)?;
+                        w.extent(self, target, job, counters)?;
                         progress.advance(1, EXTENT_SIZE as u64);
                     }
                     Ok(())
@@ -554,23 +366,18 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Buffers of one worker thread: one record, one extent, one decompressor.
+/// Buffers of one worker thread: one record, one extent, the record reader's decoder.
 struct Worker {
-    dec: zstd::bulk::Decompressor<'static>,
+    dec: Decoder,
     record: Vec<u8>,
-    raw: Vec<u8>,
-    /// The checksums of `raw`'s pages, computed with its raw checksum.
-    sums: [u32; PAGES_PER_EXTENT],
     extent: Vec<u8>,
 }
 
 impl Worker {
     fn new() -> Worker {
         Worker {
-            dec: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
-            record: vec![0u8; RECORD_HEADER_SIZE + record::MAX_STORED_LEN],
-            raw: Vec::with_capacity(EXTENT_SIZE),
-            sums: [0; PAGES_PER_EXTENT],
+            dec: Decoder::new().expect("a zstd decompression context"),
+            record: vec![0u8; MAX_RECORD_BYTES],
             extent: vec![0u8; EXTENT_SIZE],
         }
     }
@@ -578,12 +385,10 @@ impl Worker {
     fn extent(
         &mut self,
         plan: &Plan<'_>,
-        view: &View,
+        target: &RestoreTarget,
         job: Job,
         counters: &Counters,
     ) -> Result<()> {
-        let f = &plan.files[job.file];
-        let epm = plan.extents_per_map;
         let first_page = job.extent as u64 * PAGES_PER_EXTENT as u64;
         let mut have: u8 = 0;
         let mut max_lsn = 0u64;
@@ -593,148 +398,56 @@ impl Worker {
                 continue;
             };
             let set = &plan.sets[s];
-            let m = set.m();
-            let where_ = |what: String| {
-                Error::corrupt(
-                    set.reader.stream_location(e.stream),
-                    format!(
-                        "backup set {}: record of {} extent {} at offset {}: {what}",
-                        format_backup_id(m.backup_id),
-                        f.entry.name,
-                        job.extent,
-                        e.offset
-                    ),
-                )
-            };
             // The buffer keeps its full size (zeroed once): a record is read into its
             // front, with no zeroing per record. The index bounds the length; a longer
             // one is refused, never allocated.
-            let h = set.reader.read_record(position, &e, &mut self.record)?;
+            let head = set.reader.read_record(position, &e, &mut self.record)?;
             counters
                 .bytes_read
                 .fetch_add(e.record_len as u64, Ordering::Relaxed);
-            record::decode_payload_summed(
-                &h,
-                &self.record[RECORD_HEADER_SIZE..e.record_len as usize],
-                &mut self.dec,
-                &mut self.raw,
-                &mut self.sums,
-            )
-            .map_err(|x| where_(x.to_string()))?;
+            let pages = set.reader.decode(&mut self.dec, &head, &self.record)?;
             // A record holding the whole extent and nothing newer: its pages become the
             // extent buffer as they are (no copy).
-            let whole = have == 0 && h.page_mask == u8::MAX;
-            let mut k = 0;
-            let mut rec_max = 0;
+            let whole = have == 0 && pages.mask == u8::MAX;
             for i in 0..PAGES_PER_EXTENT {
-                if h.page_mask & (1 << i) == 0 {
+                if pages.mask & (1 << i) == 0 || have & (1 << i) != 0 {
                     continue;
                 }
-                let pn = first_page + i as u64;
-                let img = &self.raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
-                k += 1;
-                let sum = Some(self.sums[k - 1]);
-                let lsn =
-                    check_page_summed(img, sum, pn, f.entry.file_id, m, epm).map_err(&where_)?;
-                rec_max = rec_max.max(lsn);
-                if have & (1 << i) == 0 {
-                    if !whole {
-                        self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(img);
-                    }
-                    max_lsn = max_lsn.max(lsn);
-                    if s > 0 {
-                        counters.diff_pages.fetch_add(1, Ordering::Relaxed);
-                    }
+                if !whole {
+                    self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE]
+                        .copy_from_slice(pages.page(i));
+                }
+                max_lsn = max_lsn.max(pages.lsns[i]);
+                if s > 0 {
+                    counters.diff_pages.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            let mask = pages.mask;
             if whole {
-                std::mem::swap(&mut self.extent, &mut self.raw);
+                self.dec.swap_pages(&mut self.extent);
                 assert_eq!(
                     self.extent.len(),
                     EXTENT_SIZE,
                     "a whole-extent record is 64 KiB"
                 );
             }
-            if rec_max != h.max_lsn {
-                return Err(where_(format!(
-                    "the record says its highest page LSN is {}, its pages have {rec_max}",
-                    h.max_lsn
-                )));
-            }
-            if rec_max > set.file_lsn[job.file] {
-                return Err(where_(format!(
-                    "its pages have LSN {rec_max}, above the file's LSN {} in the manifest",
-                    set.file_lsn[job.file]
-                )));
-            }
-            have |= h.page_mask;
+            have |= mask;
         }
         let mut data_pages = 0;
         for i in 0..PAGES_PER_EXTENT {
             let pn = first_page + i as u64;
-            if is_system_page(pn, epm) {
-                let img = self.system_page(plan, view, f, pn);
-                self.extent[i * PAGE_SIZE..(i + 1) * PAGE_SIZE].copy_from_slice(&img);
-            } else if have & (1 << i) == 0 {
-                return Err(plan.uncovered(f, pn));
-            } else {
-                data_pages += 1;
+            if target.is_system_page(pn) {
+                continue;
             }
+            if have & (1 << i) == 0 {
+                let f = &plan.layout.files[job.file];
+                return Err(plan.uncovered(target.file_path(job.file), &f.name, pn));
+            }
+            data_pages += 1;
         }
-        f.storage
-            .as_ref()
-            .expect("opened before the extents")
-            .write_at(job.extent as u64 * EXTENT_SIZE as u64, &self.extent)
-            .map_err(|e| Error::io(&f.path, e))?;
-        // A hint only: durability is the sync of step 4 (invariant 25).
-        f.behind
-            .as_ref()
-            .expect("opened before the extents")
-            .wrote(EXTENT_SIZE as u64)
-            .map_err(|e| Error::io(&f.path, e))?;
-        f.max_lsn.fetch_max(max_lsn, Ordering::SeqCst);
+        target.write_extent(job.file, job.extent, &mut self.extent, max_lsn)?;
         counters.extents.fetch_add(1, Ordering::Relaxed);
         counters.pages.fetch_add(data_pages, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// Page 0 (the header, marked restoring) or a change-map page with the bits of the
-    /// extents holding a page above the base LSN.
-    fn system_page(&self, plan: &Plan<'_>, view: &View, f: &PlanFile, pn: u64) -> Vec<u8> {
-        if pn == 0 {
-            let e = FileEntry {
-                file_lsn: f.system_lsn,
-                ..f.entry.clone()
-            };
-            return plan_header(view, &e, FLAG_RESTORING).encode();
-        }
-        let epm = plan.extents_per_map as u64;
-        let k = ((pn - 1) / (epm * PAGES_PER_EXTENT as u64)) as u32;
-        let mut map = MapPage::new(k, plan.extents_per_map);
-        let first = k as u64 * epm;
-        let last = (first + epm).min(extents_of(&f.entry));
-        if plan.all_changed {
-            for x in first..last {
-                map.set(RESTORED_EPOCH, 0, (x - first) as usize);
-            }
-        } else if plan.sets.len() == 2 {
-            let fi = plan
-                .files
-                .iter()
-                .position(|g| g.entry.file_id == f.entry.file_id)
-                .expect("a plan file");
-            for x in plan.diff_extents[fi][first as usize..last as usize].iter_ones() {
-                map.set(RESTORED_EPOCH, 0, x);
-            }
-        }
-        if map.epochs == [0, 0] {
-            map.epochs[0] = RESTORED_EPOCH;
-        }
-        let addr = PageAddress {
-            database_id: plan.database_id,
-            file_id: f.entry.file_id,
-            page_number: pn as u32,
-        };
-        map.encode(addr, f.system_lsn)
     }
 }

@@ -12,22 +12,26 @@
 //! set, and where it can the file, extent and stream. Verify holds the repository's
 //! shared lock: no set is deleted under it.
 //!
-//! Each stream is scanned on the calling thread (reads, CRC, headers, the index) while
-//! worker threads, one per core, decompress the records found and verify their pages;
-//! their findings are added in stream order (see `Decoding`).
+//! Each record is checked by the one record reader ([`records`]): its header on the
+//! calling thread, which scans each stream (reads, CRC, headers, the index), its payload
+//! and pages by the one parallel checker's threads ([`Checker`], one per core), whose
+//! findings are added in stream order (see `Decoding`). A record's fault is a finding
+//! that carries it, typed ([`Finding::record`]).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::control::RESERVED_NAMES;
 use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
-use crate::format::record::{self, RecordHeader, RECORD_HEADER_SIZE};
-use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_SIZE};
+use crate::format::{is_system_page, PAGES_PER_EXTENT};
 use crate::repo::backend::ObjectReader;
 use crate::repo::coverage::first_uncovered;
-use crate::repo::set_reader::{check_page_summed, check_record, IndexIter};
+use crate::repo::record_pool::{Checker, Done, Job};
+use crate::repo::records::{
+    self, BadRecord, Head, RecordAt, SetRules, MAX_RECORD_BYTES, RECORD_HEADER_SIZE,
+};
+use crate::repo::set_reader::IndexIter;
 use crate::repo::{chain, LockMode, Repository};
 
 /// Findings kept per set; more are counted, not listed.
@@ -44,6 +48,10 @@ pub struct Finding {
     pub extent: Option<u32>,
     pub stream: Option<u32>,
     pub what: String,
+    /// The record fault, typed, when the finding is one (the same a restore, import or
+    /// merge of the set reports).
+    #[serde(skip)]
+    pub record: Option<BadRecord>,
 }
 
 impl std::fmt::Display for Finding {
@@ -100,7 +108,23 @@ impl SetReport {
             extent,
             stream,
             what: what.into(),
+            record: None,
         });
+    }
+
+    /// A record fault as a finding (`entry`: the file and extent of the index entry
+    /// the record stands at, when the fault itself does not know them).
+    fn add_record(&mut self, b: BadRecord, entry: (Option<String>, Option<u32>)) {
+        let file = b.at.file.clone().or(entry.0);
+        let extent = b.at.extent.or(entry.1);
+        let stream = Some(b.at.stream);
+        let listed = self.findings.len();
+        self.add(file, extent, stream, b.what());
+        if self.findings.len() > listed {
+            if let Some(f) = self.findings.last_mut() {
+                f.record = Some(b);
+            }
+        }
     }
 }
 
@@ -140,7 +164,12 @@ pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport>
         }
         None => repo.set_ids()?,
     };
-    let sets: Vec<SetReport> = ids.into_iter().map(|id| verify_set(repo, id)).collect();
+    // The checker's threads: one per core.
+    let mut checker = Checker::new(crate::threads::cores(), false);
+    let sets: Vec<SetReport> = ids
+        .into_iter()
+        .map(|id| verify_set(repo, id, &mut checker))
+        .collect();
     let findings = sets
         .iter()
         .map(|s| s.findings.len() as u64 + s.findings_omitted)
@@ -171,7 +200,7 @@ fn data_mask(extent: u32, extents_per_map: u32) -> u8 {
         .fold(0u8, |m, i| m | (1 << i))
 }
 
-fn verify_set(repo: &Repository, id: u64) -> SetReport {
+fn verify_set(repo: &Repository, id: u64, checker: &mut Checker<Held>) -> SetReport {
     let mut r = SetReport {
         backup_id: format_backup_id(id),
         kind: None,
@@ -239,6 +268,7 @@ fn verify_set(repo: &Repository, id: u64) -> SetReport {
             ),
         );
     }
+    let rules = Arc::new(SetRules::of(m));
     let mut index = Index {
         iter: IndexIter::new(repo, m),
         peeked: None,
@@ -246,7 +276,7 @@ fn verify_set(repo: &Repository, id: u64) -> SetReport {
         coverage: m.kind.is_full().then(Coverage::default),
     };
     for s in 0..m.streams.len() as u32 {
-        verify_stream(repo, m, s, &mut index, &mut r);
+        verify_stream(repo, m, &rules, s, &mut index, checker, &mut r);
     }
     // Entries past the last stream (the iterator reports them as not tiling).
     while let Some((_, e)) = index.next_of_stream(m, u32::MAX, &mut r) {
@@ -366,8 +396,8 @@ impl Coverage {
     }
 }
 
-/// A piece of a stream in memory, shared with the decoding workers while they check the
-/// records in it.
+/// A piece of a stream in memory, shared with the checker's workers while they check
+/// the records in it.
 struct Chunk {
     /// Stream offset of `buf[0]`.
     start: u64,
@@ -379,6 +409,15 @@ struct Chunk {
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+}
+
+/// A chunk as a job of the checker holds it.
+struct Held(Arc<Chunk>);
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        self.0.bytes()
     }
 }
 
@@ -423,7 +462,7 @@ impl Scan {
     /// The bytes `[pos, pos + len)`, reading forward as needed. `pos` never goes back
     /// before an earlier call's `pos`. Before a new chunk is taken, `dec` is given the
     /// records it holds of the current one, and waited on when every chunk is in use.
-    fn get(&mut self, pos: u64, len: usize, dec: &mut Decoding) -> std::io::Result<&[u8]> {
+    fn get(&mut self, pos: u64, len: usize, dec: &mut Decoding<'_>) -> std::io::Result<&[u8]> {
         let end = pos + len as u64;
         debug_assert!(pos >= self.cur.start && end <= self.size);
         while !self.holds(pos, len) {
@@ -443,8 +482,7 @@ impl Scan {
             };
             let c = Arc::get_mut(&mut next).expect("a spare chunk no worker holds");
             // Room for a chunk's read and the part of a record before it.
-            c.buf
-                .resize(CHUNK_BYTES + record::MAX_STORED_LEN + RECORD_HEADER_SIZE, 0);
+            c.buf.resize(CHUNK_BYTES + MAX_RECORD_BYTES, 0);
             // Keep what is not behind `pos` (part of one record), then read the next piece.
             let from = (pos - self.cur.start) as usize;
             let keep = self.cur.bytes().get(from..).unwrap_or_default();
@@ -479,13 +517,15 @@ impl Scan {
 /// The record-by-record pass of [`verify_stream`]; returns the index's next entry after
 /// the stream's records, or None when the stream could not be read on (a finding was
 /// made). Records found whole go to `dec`, which the caller settles at the end.
+#[allow(clippy::too_many_arguments)]
 fn verify_records(
     m: &Manifest,
+    rules: &SetRules,
     s: u32,
     name: &str,
     index: &mut Index<'_>,
     scan: &mut Scan,
-    dec: &mut Decoding,
+    dec: &mut Decoding<'_>,
     r: &mut SetReport,
 ) -> Option<Option<(u64, IndexEntry)>> {
     let len = scan.size;
@@ -498,9 +538,14 @@ fn verify_records(
     };
     while pos < len {
         let head_len = (len - pos).min(RECORD_HEADER_SIZE as u64) as usize;
+        // Where the record is, as the index names it when the two agree.
+        let at = || match entry {
+            Some((p, e)) if e.offset == pos => rules.at_entry(&e, p),
+            _ => RecordAt::new(m.backup_id, s, pos),
+        };
         let h = match scan.get(pos, head_len, dec) {
             Err(e) => {
-                dec.settle(m, s, r);
+                dec.settle(s, r);
                 let (ef, ex) = at_entry(entry);
                 r.add(
                     ef,
@@ -510,14 +555,13 @@ fn verify_records(
                 );
                 return None;
             }
-            Ok(b) => RecordHeader::decode(b),
+            Ok(b) => records::decode_header(b, at),
         };
         let h = match h {
             Ok(h) => h,
-            Err(fault) => {
-                dec.settle(m, s, r);
-                let (ef, ex) = at_entry(entry);
-                r.add(ef, ex, Some(s), format!("record at offset {pos}: {fault}"));
+            Err(bad) => {
+                dec.settle(s, r);
+                r.add_record(bad, at_entry(entry));
                 // Resynchronise on the next record the index knows of.
                 loop {
                     match entry {
@@ -538,33 +582,32 @@ fn verify_records(
         let hf = || Some(file_name(m, h.file_id));
         let end = pos + h.record_len() as u64;
         if end > len {
-            dec.settle(m, s, r);
+            dec.settle(s, r);
             r.add(hf(), Some(h.extent), Some(s), format!("record at offset {pos} is truncated: it needs {} bytes, the stream ends at {len}", h.record_len()));
             break;
         }
+        // The record against its entry; only a record that matches one goes on to have
+        // its payload and pages checked (any other already is a finding).
+        let mut head = None;
         match entry {
             None => {
-                dec.settle(m, s, r);
+                dec.settle(s, r);
                 r.add(hf(), Some(h.extent), Some(s), format!("record at offset {pos} is not in the manifest's index (an extra or duplicated record)"));
             }
             Some((_, e)) if e.offset != pos => {
-                dec.settle(m, s, r);
+                dec.settle(s, r);
                 r.add(hf(), Some(h.extent), Some(s), format!("the index and the stream disagree: a record starts at offset {pos}, the index's next record at {}", e.offset));
             }
-            Some((position, e)) => {
-                if let Err(what) = check_record(&h, &e, m, position) {
-                    dec.settle(m, s, r);
-                    r.add(
-                        hf(),
-                        Some(h.extent),
-                        Some(s),
-                        format!("record at offset {pos}: {what}"),
-                    );
+            Some((position, e)) => match records::check_entry(rules, &h, &e, position) {
+                Ok(x) => head = Some(x),
+                Err(bad) => {
+                    dec.settle(s, r);
+                    r.add_record(bad, (None, None));
                 }
-            }
+            },
         }
         if let Err(e) = scan.get(pos, h.record_len(), dec) {
-            dec.settle(m, s, r);
+            dec.settle(s, r);
             r.add(
                 hf(),
                 Some(h.extent),
@@ -575,8 +618,10 @@ fn verify_records(
         }
         r.records_checked += 1;
         r.bytes_checked += h.record_len() as u64;
-        dec.push(&scan.cur, Pending { h, pos });
-        dec.apply_ready(m, s, r);
+        if let Some(head) = head {
+            dec.push(&scan.cur, head, pos);
+        }
+        dec.apply_ready(s, r);
         pos = end;
         if entry.is_some_and(|(_, e)| e.offset <= pos) {
             entry = index.next_of_stream(m, s, r);
@@ -585,43 +630,27 @@ fn verify_records(
     Some(entry)
 }
 
-/// The records the scan found whole, decompressed and their pages verified by worker
-/// threads (one per core) while the scan reads on: the scan (reading, the stream's CRC,
-/// headers, the comparison with the index) is one pass on the calling thread and never
-/// waits for the workers unless every chunk is in use. Findings keep the stream's order:
-/// the workers' results are applied in the order their records were found, and every
-/// result is applied ([`Decoding::settle`]) before the scan makes a finding of its own.
-struct Decoding {
-    /// Records found, not yet given to a worker (all in `chunk`).
-    job: Vec<Pending>,
+/// The records the scan found whole, handed to the parallel checker ([`Checker`]) while
+/// the scan reads on: the scan (reading, the stream's CRC, headers, the comparison with
+/// the index) is one pass on the calling thread and never waits for the checker unless
+/// every chunk is in use. Findings keep the stream's order: the checker gives results
+/// back in the order the records were found, and every result is applied
+/// ([`Decoding::settle`]) before the scan makes a finding of its own.
+struct Decoding<'c> {
+    checker: &'c mut Checker<Held>,
+    rules: Arc<SetRules>,
+    /// Records found in `chunk`, not yet handed over (each with its start in it).
+    job: Vec<(Head, usize)>,
     chunk: Option<Arc<Chunk>>,
-    /// Sequence number of the next job sent; of the next result to apply.
-    sent: u64,
-    applied: u64,
-    jobs: Option<mpsc::Sender<Job>>,
-    results: mpsc::Receiver<Done>,
-    /// Results that arrived before an earlier job's.
-    arrived: BTreeMap<u64, Done>,
+    /// Results given back whose chunk was let go, not yet applied.
+    ready: std::collections::VecDeque<Outcome>,
 }
 
-struct Pending {
-    h: RecordHeader,
-    pos: u64,
-}
-
-/// Records of one chunk for one worker.
-struct Job {
-    seq: u64,
-    chunk: Arc<Chunk>,
-    records: Vec<Pending>,
-}
-
-/// What a worker found in a job: pages checked, and per bad record its file id, extent
-/// and what is wrong, in stream order.
-struct Done {
-    seq: u64,
+/// What the checker found in one job.
+struct Outcome {
+    faults: Vec<BadRecord>,
     pages: u64,
-    findings: Vec<(u32, u32, String)>,
+    broken: Option<String>,
 }
 
 /// Records given to a worker at a time (about 1 MiB of pages).
@@ -629,147 +658,97 @@ const JOB_RECORDS: usize = 16;
 /// Chunks allocated at most per stream: one being scanned, the others being checked.
 const CHUNKS: usize = 3;
 
-impl Decoding {
-    /// Adds a record found whole in `chunk` (the scan's current chunk).
-    fn push(&mut self, chunk: &Arc<Chunk>, p: Pending) {
+impl Decoding<'_> {
+    /// Adds the record `head`, found whole at stream offset `pos` in `chunk` (the scan's
+    /// current chunk).
+    fn push(&mut self, chunk: &Arc<Chunk>, head: Head, pos: u64) {
         if self.chunk.as_ref().is_some_and(|c| !Arc::ptr_eq(c, chunk)) {
             self.submit();
         }
         if self.chunk.is_none() {
             self.chunk = Some(chunk.clone());
         }
-        self.job.push(p);
+        self.job.push((head, (pos - chunk.start) as usize));
         if self.job.len() == JOB_RECORDS {
             self.submit();
         }
     }
 
-    /// Gives the records found so far to a worker.
+    /// Gives the records found so far to the checker.
     fn submit(&mut self) {
         let Some(chunk) = self.chunk.take() else {
             return;
         };
-        let job = Job {
-            seq: self.sent,
-            chunk,
+        self.checker.submit(Job {
+            bytes: Held(chunk),
+            rules: self.rules.clone(),
             records: std::mem::replace(&mut self.job, Vec::with_capacity(JOB_RECORDS)),
-        };
-        self.sent += 1;
-        let sender = self.jobs.as_ref().expect("workers running");
-        // The workers outlive the scan (they stop when `jobs` is dropped).
-        sender.send(job).expect("a verify worker stopped");
+        });
     }
 
-    /// Waits for one result to arrive (a worker has let go of its chunk).
-    fn wait_one(&mut self) {
-        let d = self.results.recv().expect("a verify worker stopped");
-        // A worker that panicked says so (see `Dying`) rather than leave the scan waiting
-        // for its result; the panic itself comes out of the threads' scope.
-        assert_ne!(d.seq, u64::MAX, "a verify worker panicked");
-        self.arrived.insert(d.seq, d);
-    }
-
-    /// Applies the results that arrived, in order, without waiting.
-    fn apply_ready(&mut self, m: &Manifest, s: u32, r: &mut SetReport) {
-        while let Ok(d) = self.results.try_recv() {
-            assert_ne!(d.seq, u64::MAX, "a verify worker panicked");
-            self.arrived.insert(d.seq, d);
-        }
-        while let Some(d) = self.arrived.remove(&self.applied) {
-            self.applied += 1;
-            r.pages_checked += d.pages;
-            for (file_id, extent, what) in d.findings {
-                r.add(Some(file_name(m, file_id)), Some(extent), Some(s), what);
-            }
-        }
-    }
-
-    /// Gives the workers what is left and applies every result.
-    fn settle(&mut self, m: &Manifest, s: u32, r: &mut SetReport) {
-        self.submit();
-        self.apply_ready(m, s, r);
-        while self.applied < self.sent {
-            self.wait_one();
-            self.apply_ready(m, s, r);
-        }
-    }
-}
-
-/// A worker: decompresses each record of each job and verifies its pages, with one zstd
-/// context and one page buffer for its whole life.
-fn decode_worker(m: &Manifest, jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>) {
-    let _dying = Dying(done.clone());
-    let mut dec = zstd::bulk::Decompressor::new().ok();
-    let mut raw = Vec::with_capacity(crate::format::EXTENT_SIZE);
-    let mut sums = [0u32; PAGES_PER_EXTENT];
-    loop {
-        let job = match jobs.lock().unwrap_or_else(|p| p.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        let mut d = Done {
-            seq: job.seq,
-            pages: 0,
-            findings: Vec::new(),
-        };
-        for p in &job.records {
-            let at = (p.pos - job.chunk.start) as usize;
-            let rec = &job.chunk.bytes()[at..at + p.h.record_len()];
-            let finding = match dec.as_mut() {
-                None => Some("no zstd decompressor".to_string()),
-                Some(dec) => {
-                    let payload = &rec[RECORD_HEADER_SIZE..];
-                    match record::decode_payload_summed(&p.h, payload, dec, &mut raw, &mut sums) {
-                        Err(fault) => Some(format!("record at offset {}: {fault}", p.pos)),
-                        Ok(()) => {
-                            let (pages, finding) = check_pages(m, &p.h, &raw, &sums, p.pos);
-                            d.pages += pages;
-                            finding
-                        }
-                    }
-                }
-            };
-            if let Some(what) = finding {
-                d.findings.push((p.h.file_id, p.h.extent, what));
-            }
-        }
-        // Let go of the chunk before saying so: the scan reuses it once it is alone.
+    /// Keeps a result to apply, letting go of its chunk.
+    fn keep(&mut self, d: Done<Held>) {
+        let Done {
+            job,
+            faults,
+            pages,
+            broken,
+        } = d;
         drop(job);
-        if done.send(d).is_err() {
-            return;
+        self.ready.push_back(Outcome {
+            faults,
+            pages,
+            broken,
+        });
+    }
+
+    /// Waits for the next result (the checker lets go of its chunk).
+    fn wait_one(&mut self) {
+        if let Some(d) = self.checker.next(true) {
+            self.keep(d);
+        }
+    }
+
+    /// Applies the results that came, in order, without waiting.
+    fn apply_ready(&mut self, s: u32, r: &mut SetReport) {
+        while let Some(d) = self.checker.next(false) {
+            self.keep(d);
+        }
+        while let Some(o) = self.ready.pop_front() {
+            r.pages_checked += o.pages;
+            for b in o.faults {
+                r.add_record(b, (None, None));
+            }
+            if let Some(why) = o.broken {
+                r.add(
+                    None,
+                    None,
+                    Some(s),
+                    format!("records of the stream could not be checked: {why}"),
+                );
+            }
+        }
+    }
+
+    /// Gives the checker what is left and applies every result.
+    fn settle(&mut self, s: u32, r: &mut SetReport) {
+        self.submit();
+        self.apply_ready(s, r);
+        while self.checker.in_flight() > 0 {
+            self.wait_one();
+            self.apply_ready(s, r);
         }
     }
 }
 
-/// Sends a result that cannot be a job's (sequence `u64::MAX`) when its worker unwinds
-/// from a panic, so the scan never waits for a result that will not come.
-struct Dying(mpsc::Sender<Done>);
-
-impl Drop for Dying {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self.0.send(Done {
-                seq: u64::MAX,
-                pages: 0,
-                findings: Vec::new(),
-            });
-        }
-    }
-}
-
-/// Decoding threads for a stream: one per core.
-fn worker_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(crate::restore::MAX_THREADS)
-}
 
 fn verify_stream(
     repo: &Repository,
     m: &Manifest,
+    rules: &Arc<SetRules>,
     s: u32,
     index: &mut Index<'_>,
+    checker: &mut Checker<Held>,
     r: &mut SetReport,
 ) {
     let want = m.streams[s as usize];
@@ -787,31 +766,24 @@ fn verify_stream(
     let name = name.display();
     let len = want.length;
     let mut scan = Scan::new(reader, len);
-    let (jobs, job_rx) = mpsc::channel();
-    let (done_tx, results) = mpsc::channel();
-    let job_rx = Mutex::new(job_rx);
-    let verified = std::thread::scope(|sc| {
-        for _ in 0..worker_count() {
-            let done_tx = done_tx.clone();
-            let job_rx = &job_rx;
-            sc.spawn(move || decode_worker(m, job_rx, done_tx));
-        }
-        drop(done_tx);
-        let mut dec = Decoding {
-            job: Vec::with_capacity(JOB_RECORDS),
-            chunk: None,
-            sent: 0,
-            applied: 0,
-            jobs: Some(jobs),
-            results,
-            arrived: BTreeMap::new(),
-        };
-        let verified = verify_records(m, s, &name.to_string(), index, &mut scan, &mut dec, r);
-        dec.settle(m, s, r);
-        // The workers stop when the job queue closes.
-        dec.jobs = None;
-        verified
-    });
+    let mut dec = Decoding {
+        checker,
+        rules: rules.clone(),
+        job: Vec::with_capacity(JOB_RECORDS),
+        chunk: None,
+        ready: std::collections::VecDeque::new(),
+    };
+    let verified = verify_records(
+        m,
+        rules,
+        s,
+        &name.to_string(),
+        index,
+        &mut scan,
+        &mut dec,
+        r,
+    );
+    dec.settle(s, r);
     let Some(mut entry) = verified else {
         return;
     };
@@ -846,57 +818,4 @@ fn verify_stream(
         ),
         Ok(_) => {}
     }
-}
-
-/// Verifies the pages of a record decoded by `record::decode_payload_summed` (`sums`: their
-/// checksums as computed there).
-fn check_pages(
-    m: &Manifest,
-    h: &RecordHeader,
-    raw: &[u8],
-    sums: &[u32; PAGES_PER_EXTENT],
-    pos: u64,
-) -> (u64, Option<String>) {
-    let mut k = 0;
-    let mut max_lsn = 0;
-    let mut pages = 0;
-    // One finding per record: the first bad page, and how many more there are.
-    let mut bad: Option<String> = None;
-    let mut bad_count = 0;
-    for i in 0..PAGES_PER_EXTENT {
-        if h.page_mask & (1 << i) == 0 {
-            continue;
-        }
-        let pn = h.extent as u64 * PAGES_PER_EXTENT as u64 + i as u64;
-        let img = &raw[k * PAGE_SIZE..(k + 1) * PAGE_SIZE];
-        k += 1;
-        pages += 1;
-        match check_page_summed(img, Some(sums[k - 1]), pn, h.file_id, m, m.extents_per_map) {
-            Ok(lsn) => max_lsn = max_lsn.max(lsn),
-            Err(what) => {
-                bad_count += 1;
-                bad.get_or_insert(what);
-            }
-        }
-    }
-    let finding = if let Some(what) = bad {
-        let more = match bad_count {
-            1 => String::new(),
-            n => format!(" (and {} more pages of the record)", n - 1),
-        };
-        Some(format!("record at offset {pos}: {what}{more}"))
-    } else if let Some(f) = m.file(h.file_id).filter(|f| max_lsn > f.file_lsn) {
-        Some(format!(
-            "record at offset {pos}: its pages have LSN {max_lsn}, above the file's LSN {} in the manifest",
-            f.file_lsn
-        ))
-    } else if max_lsn != h.max_lsn {
-        Some(format!(
-            "record at offset {pos} says its highest page LSN is {}, its pages have {max_lsn}",
-            h.max_lsn
-        ))
-    } else {
-        None
-    };
-    (pages, finding)
 }

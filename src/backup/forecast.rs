@@ -174,10 +174,10 @@ pub fn quick_estimate(
     repo: &Repository,
     level: i32,
 ) -> Result<Option<ShareEstimate>> {
-    if plan::resolve_base(db, repo)?.is_err() {
+    let Ok(base) = plan::resolve_base(db, repo)? else {
         return Ok(None);
-    }
-    let p = plan::plan_live(db, repo, BackupKind::Differential, false, db.last_lsn())?;
+    };
+    let p = plan::plan_live(db, plan::Decision::on(db, base), db.last_lsn())?;
     let Some(base) = p.base.as_ref() else {
         return Ok(None);
     };
@@ -225,11 +225,14 @@ pub fn forecast_at(db: &Database, repo: &Repository, level: i32) -> Result<Forec
         share: 0.0,
         threshold: FULL_ADVICE_SHARE,
     };
-    if let Err(why) = plan::resolve_base(db, repo)? {
-        f.reason = format!("{why}: take a full backup");
-        return Ok(f);
-    }
-    let p = plan::plan_live(db, repo, BackupKind::Differential, false, db.last_lsn())?;
+    let base = match plan::resolve_base(db, repo)? {
+        Ok(base) => base,
+        Err(why) => {
+            f.reason = format!("{why}: take a full backup");
+            return Ok(f);
+        }
+    };
+    let p = plan::plan_live(db, plan::Decision::on(db, base), db.last_lsn())?;
     let base = p.base.as_ref().expect("a differential plan has a base");
     // Every changed extent when there are at most SAMPLE_EXTENTS of them (the read
     // extents bound the changed ones), else an even sample.

@@ -60,8 +60,6 @@ pub const MIN_LEVEL: i32 = -7;
 pub fn valid_level(level: i32) -> bool {
     level != 0 && (MIN_LEVEL..=MAX_LEVEL).contains(&level)
 }
-/// The most worker threads a backup starts.
-pub const MAX_THREADS: usize = 256;
 /// The largest memory limit of the online snapshot's saved extents a backup accepts
 /// ([`BackupOptions::preimage_memory_limit_bytes`]): a request from the network cannot
 /// make a serving process hold more (invariant 24).
@@ -201,7 +199,8 @@ pub fn plan_only(
     repo: &Repository,
     opts: &BackupOptions,
 ) -> Result<BackupPlanReport> {
-    let p = plan::plan_live(db, repo, opts.kind, opts.fallback_to_full, db.last_lsn())?;
+    let decision = plan::decide(db, repo, opts.kind, opts.fallback_to_full)?;
+    let p = plan::plan_live(db, decision, db.last_lsn())?;
     let forecast = match p.kind {
         BackupKind::Differential => Some(forecast::forecast_at(db, repo, opts.level)?),
         _ => None,
@@ -224,20 +223,6 @@ pub fn plan_only(
     })
 }
 
-/// The worker count `threads` stands for (0 = the available cores).
-pub fn effective_threads(threads: usize) -> Result<usize> {
-    if threads > MAX_THREADS {
-        return Err(Error::Invalid(format!(
-            "the thread count must be at most {MAX_THREADS}, not {threads}"
-        )));
-    }
-    Ok(if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
-    })
-}
-
 /// Takes a backup of `db` into `repo`. Other threads may keep writing to `db`: the set
 /// holds the database as it was at one LSN, the report's `snapshot_lsn`, taken when the
 /// backup starts (before `progress.start` is called). At most one backup of a database
@@ -248,7 +233,7 @@ pub fn run(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    let threads = effective_threads(opts.threads)?;
+    let threads = crate::threads::workers(opts.threads)?;
     if !valid_level(opts.level) {
         return Err(Error::Invalid(format!(
             "the zstd level must be {MIN_LEVEL} to -1 or 1 to {MAX_LEVEL}, not {}",
@@ -265,8 +250,9 @@ pub fn run(
     let debris_removed = repo.clean_debris(&lock)?;
     let started = Instant::now();
     let started_unix_ms = opts.clock_unix_ms.unwrap_or_else(ids::unix_millis);
-    // The kind first: only a full's snapshot opens a pending base.
-    let kind = plan::decide_kind(db, repo, opts.kind, opts.fallback_to_full)?;
+    // The kind and the base first, once: only a full's snapshot opens a pending base.
+    let decision = plan::decide(db, repo, opts.kind, opts.fallback_to_full)?;
+    let kind = decision.kind;
     // The snapshot point: every page in the set is as of this LSN. Taking it syncs the
     // data files, so a full (the next base) holds only what the disk durably holds.
     let snapshot = db.begin_snapshot_with_memory_limit(
@@ -274,13 +260,9 @@ pub fn run(
         opts.preimage_memory_limit_bytes,
     )?;
     let snapshot_lsn = snapshot.lsn();
-    let plan = plan::plan(db, repo, opts.kind, opts.fallback_to_full, &snapshot)?;
-    if plan.kind != kind {
-        return Err(Error::AlreadyExists {
-            path: db.path().to_path_buf(),
-            what: "the differential base changed while the backup started; take it again".into(),
-        });
-    }
+    // The plan from the snapshot, with the base decided (refused if the snapshot's
+    // control file records another).
+    let plan = plan::plan(db, decision, &snapshot)?;
     // Extents a bitmap differential does not read need no saving from writers.
     for f in &plan.files {
         if let plan::Extents::Changed(bits) = &f.extents {
@@ -435,14 +417,9 @@ fn failed_around_publish(repo: &Repository, backup_id: u64, kind: BackupKind, e:
 /// control file now names, and whether tracking was declared untrusted.
 fn base_commit_failed(db: &Database, backup_id: u64, untrusted: bool, e: Error) -> Error {
     let id = manifest::format_backup_id(backup_id);
-    let on_disk = crate::io::read_all(
-        &**db.vfs(),
-        crate::format::control::CONTROL_FILE_NAME,
-        1 << 20,
-    )
-    .ok()
-    .and_then(|b| crate::format::control::Control::decode(&b).ok())
-    .map(|c| c.base_id);
+    let on_disk = crate::store::control_file::read(&**db.vfs())
+        .ok()
+        .map(|c| c.base_id);
     let base = match on_disk {
         Some(b) if b == backup_id => "the database's control file names it as the differential base, but that commit may not survive a power loss".to_string(),
         Some(0) => "it did not become the differential base; the database has none".to_string(),

@@ -5,9 +5,11 @@
 //! Keeps true (invariants 4 and 8): a differential is planned only against a base that
 //! is a published full of this database whose manifest hash and snapshot LSN are the
 //! ones the database recorded; it reads from the maps only when tracking is trusted, and
-//! scans every extent otherwise. A backup's plan is made from its snapshot (the control
-//! file, files and maps as they were at the snapshot LSN), so writers running meanwhile
-//! cannot make it disagree with what is read. Nothing here writes.
+//! scans every extent otherwise. The base is resolved once, before the snapshot
+//! ([`decide`]: only a full's snapshot opens a pending base), and the plan is made once,
+//! from the snapshot (the control file, files and maps as they were at the snapshot LSN,
+//! which must record the base decided from), so writers running meanwhile cannot make it
+//! disagree with what is read. Nothing here writes.
 
 use bitvec::vec::BitVec;
 
@@ -199,31 +201,86 @@ fn substitute_base(ctl: &Control, repo: &Repository) -> Result<Option<Base>> {
     }))
 }
 
-/// The kind a backup of `kind` becomes now: a differential with no usable base becomes a
-/// full when `fallback_to_full` is set, and fails otherwise. Decided before the snapshot
-/// (only a full's snapshot opens a new base), then checked against the snapshot's plan.
-pub fn decide_kind(
-    db: &Database,
-    repo: &Repository,
-    kind: BackupKind,
-    fallback_to_full: bool,
-) -> Result<BackupKind> {
-    let ctl = db.control();
-    Ok(plan_at(db, repo, &ctl, kind, fallback_to_full, 0, &|_| {
-        Ok(BitVec::new())
-    })?
-    .kind)
+/// What a backup of a kind becomes, decided once, before its snapshot: the kind (a
+/// differential with no usable base becomes a full only when asked), the base a
+/// differential is taken against, and the base the database had recorded then.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// The kind asked for.
+    pub asked: BackupKind,
+    pub kind: BackupKind,
+    pub base: Option<Base>,
+    /// Why a requested differential became a full.
+    pub fallback_reason: Option<String>,
+    /// The recorded base the decision was made from (id, snapshot LSN, manifest hash).
+    recorded: (u64, u64, u64),
 }
 
-/// Plans a backup of `kind` from `snapshot`: its LSN, control file, files and maps.
-pub fn plan(
+impl Decision {
+    /// A differential against `base`, the base `db` records (the forecast).
+    pub fn on(db: &Database, base: Base) -> Decision {
+        Decision {
+            asked: BackupKind::Differential,
+            kind: BackupKind::Differential,
+            base: Some(base),
+            fallback_reason: None,
+            recorded: recorded(&db.control()),
+        }
+    }
+}
+
+fn recorded(ctl: &Control) -> (u64, u64, u64) {
+    (ctl.base_id, ctl.base_lsn, ctl.base_checksum)
+}
+
+/// Decides what a backup of `kind` becomes now, resolving the base the database records
+/// once: a differential with no usable base becomes a full when `fallback_to_full` is
+/// set, and is refused otherwise.
+pub fn decide(
     db: &Database,
     repo: &Repository,
     kind: BackupKind,
     fallback_to_full: bool,
-    snapshot: &Snapshot<'_>,
-) -> Result<Plan> {
+) -> Result<Decision> {
+    let ctl = db.control();
+    let mut d = Decision {
+        asked: kind,
+        kind,
+        base: None,
+        fallback_reason: None,
+        recorded: recorded(&ctl),
+    };
+    if kind != BackupKind::Differential {
+        return Ok(d);
+    }
+    match resolve_base_at(&ctl, repo)? {
+        Ok(base) => d.base = Some(base),
+        Err(why) if fallback_to_full => {
+            d.kind = BackupKind::Full;
+            d.fallback_reason = Some(why);
+        }
+        Err(why) => {
+            return Err(Error::Chain(format!(
+                "{}: cannot take a differential backup: {why}",
+                db.path().display()
+            ))
+            .unless(Override::FallbackToFull))
+        }
+    }
+    Ok(d)
+}
+
+/// Plans the backup `decision` from `snapshot`: its LSN, control file, files and maps.
+/// Refused when the snapshot's control file records another base than the one decided
+/// from (a full committed in between).
+pub fn plan(db: &Database, decision: Decision, snapshot: &Snapshot<'_>) -> Result<Plan> {
     let mut ctl = snapshot.control().clone();
+    if decision.asked == BackupKind::Differential && recorded(&ctl) != decision.recorded {
+        return Err(Error::AlreadyExists {
+            path: db.path().to_path_buf(),
+            what: "the differential base changed while the backup started; take it again".into(),
+        });
+    }
     // The files the snapshot holds (the control file lists the same, by construction).
     let files = snapshot.files();
     ctl.files
@@ -233,84 +290,41 @@ pub fn plan(
             e.page_count = pages;
         }
     }
-    plan_at(
-        db,
-        repo,
-        &ctl,
-        kind,
-        fallback_to_full,
-        snapshot.lsn(),
-        &|file_id| {
-            snapshot.changed_extents(file_id).cloned().ok_or_else(|| {
-                Error::Internal(format!("file {file_id} is not part of the snapshot"))
-            })
-        },
-    )
+    plan_at(&ctl, decision, snapshot.lsn(), &|file_id| {
+        snapshot.changed_extents(file_id).cloned().ok_or_else(|| {
+            Error::Internal(format!("file {file_id} is not part of the snapshot"))
+        })
+    })
 }
 
-/// Plans a backup of `kind` of the live database at `snapshot_lsn` (the forecast: an
-/// estimate, not a backup).
-pub fn plan_live(
-    db: &Database,
-    repo: &Repository,
-    kind: BackupKind,
-    fallback_to_full: bool,
-    snapshot_lsn: u64,
-) -> Result<Plan> {
+/// Plans the backup `decision` of the live database at `snapshot_lsn` (the forecast and
+/// the dry run: an estimate, not a backup).
+pub fn plan_live(db: &Database, decision: Decision, snapshot_lsn: u64) -> Result<Plan> {
     let ctl = db.control();
-    plan_at(
-        db,
-        repo,
-        &ctl,
-        kind,
-        fallback_to_full,
-        snapshot_lsn,
-        &|file_id| db.changed_extents(file_id),
-    )
+    plan_at(&ctl, decision, snapshot_lsn, &|file_id| db.changed_extents(file_id))
 }
 
 fn plan_at(
-    db: &Database,
-    repo: &Repository,
     ctl: &Control,
-    kind: BackupKind,
-    fallback_to_full: bool,
+    decision: Decision,
     snapshot_lsn: u64,
     changed: &dyn Fn(u32) -> Result<BitVec<u64>>,
 ) -> Result<Plan> {
+    let change_source = match decision.kind {
+        BackupKind::Differential if ctl.tracking.is_trusted() => ChangeSource::Bitmap,
+        BackupKind::Differential => ChangeSource::LsnScan,
+        _ => ChangeSource::AllExtents,
+    };
     let mut plan = Plan {
-        kind,
-        change_source: ChangeSource::AllExtents,
-        base: None,
-        fallback_reason: None,
+        kind: decision.kind,
+        change_source,
+        base: decision.base,
+        fallback_reason: decision.fallback_reason,
         database_id: ctl.database_id,
         snapshot_lsn,
         extents_per_map: ctl.extents_per_map,
         files: Vec::with_capacity(ctl.files.len()),
     };
-    if kind == BackupKind::Differential {
-        match resolve_base_at(ctl, repo)? {
-            Ok(base) => {
-                plan.change_source = if ctl.tracking.is_trusted() {
-                    ChangeSource::Bitmap
-                } else {
-                    ChangeSource::LsnScan
-                };
-                plan.base = Some(base);
-            }
-            Err(why) if fallback_to_full => {
-                plan.kind = BackupKind::Full;
-                plan.fallback_reason = Some(why);
-            }
-            Err(why) => {
-                return Err(Error::Chain(format!(
-                    "{}: cannot take a differential backup: {why}",
-                    db.path().display()
-                ))
-                .unless(Override::FallbackToFull))
-            }
-        }
-    }
     // Records and manifest entries go in file-id order.
     let mut files = ctl.files.clone();
     files.sort_by_key(|f| f.file_id);

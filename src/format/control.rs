@@ -14,6 +14,12 @@ use super::{
 
 /// The control file's name inside the database directory.
 pub const CONTROL_FILE_NAME: &str = "pagevault.ctl";
+/// The name the control file is written under before it is renamed into place
+/// (`io::replace_atomically` writes `NAME.tmp`).
+pub const CONTROL_TMP_NAME: &str = "pagevault.ctl.tmp";
+/// The lock file of a database folder (and of a restore target): the folder lock
+/// (`io::Vfs::lock`) is taken on it, and it holds the holder's `pid N`.
+pub const LOCK_FILE_NAME: &str = "LOCK";
 
 pub const OFF_MAGIC: usize = 0;
 pub const OFF_VERSION: usize = OFF_MAGIC + 8;
@@ -132,7 +138,7 @@ pub const DATA_FILE_SUFFIX: &str = ".pvd";
 /// `[A-Za-z0-9._-]`, not starting with a dot, ending in `.pvd` (so never the name of the
 /// control file, the lock, a repository file or a temporary). Names are data, never paths.
 /// Names a manifest may never give a data file: the database's own files.
-pub const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, "pagevault.ctl.tmp", "LOCK"];
+pub const RESERVED_NAMES: [&str; 3] = [CONTROL_FILE_NAME, CONTROL_TMP_NAME, LOCK_FILE_NAME];
 
 pub fn valid_file_name(name: &str) -> bool {
     name.len() > DATA_FILE_SUFFIX.len()
@@ -342,6 +348,11 @@ mod tests {
         for n in 0..good.len() {
             assert!(Control::decode(&good[..n]).is_err());
         }
+    }
+
+    #[test]
+    fn the_temporary_is_the_control_files_name_and_tmp() {
+        assert_eq!(CONTROL_TMP_NAME, format!("{CONTROL_FILE_NAME}.tmp"));
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use crate::format::control::LOCK_FILE_NAME;
+
 /// One file, addressed by offset. Implementations are shared between threads.
 #[allow(clippy::len_without_is_empty)] // a file length, not a collection
 pub trait Storage: Send + Sync {
@@ -90,8 +92,6 @@ pub trait Vfs: Send + Sync {
     fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn HeldLock>>;
 }
 
-/// The lock file of a folder the engine owns (a database, a restore target).
-pub const LOCK_FILE_NAME: &str = "LOCK";
 
 /// Takes `vfs`'s folder lock for `what` ("the database", "the repository", ...): a folder
 /// held elsewhere is `Error::Locked` naming the holder, anything else an I/O error.

@@ -6,7 +6,7 @@
 //! Keeps true (invariants 6 and 7, docs/design.md): a set exists exactly when its
 //! manifest object exists, and the manifest is written, whole, only after every stream
 //! and index piece of the set is durable ([`set_writer`]); every byte read back is
-//! checked before use ([`set_reader`]). Anything else under a set's prefix is debris of
+//! checked before use ([`set_reader`], [`records`]). Anything else under a set's prefix is debris of
 //! an unfinished backup, never read as a set, removed only by the one appender.
 //!
 //! ## Who runs beside whom (enforced by [`lock`]: flock locally, leases on object stores)
@@ -30,6 +30,7 @@ pub mod lock;
 pub mod names;
 pub mod receive;
 pub mod record_pool;
+pub mod records;
 pub mod select;
 pub mod set_reader;
 pub mod set_writer;

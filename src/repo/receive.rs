@@ -24,13 +24,13 @@ use crate::format::index_piece::{self, MAX_PIECE_BYTES};
 use crate::format::manifest::{
     self, format_backup_id, BackupKind, IndexEntry, Manifest, MAX_MANIFEST_BYTES,
 };
-use crate::format::record::{RecordHeader, RECORD_HEADER_SIZE};
+use crate::format::record::RECORD_HEADER_SIZE;
 use crate::format::{is_system_page, PAGES_PER_EXTENT};
 
 use super::backend::{PutMode, Upload};
 use super::names::{self, SetObject};
-use super::record_pool::{page_rules, Batch, PendingRecord, RecordPool, BATCH_BYTES};
-use super::set_reader::check_record;
+use super::record_pool::{Batch, Job, RecordPool, BATCH_BYTES};
+use super::records::{self, Head, RecordAt, SetRules};
 use super::{chain, coverage, LoadedManifest, Repository};
 
 /// What the receiver does with an object announced to it.
@@ -79,8 +79,8 @@ struct Current {
     index: Cursor,
     /// Full sets: the (file index, extent) the next record must be.
     full_next: Option<(usize, u32)>,
-    /// What the record checkers need of the manifest.
-    rules: Arc<Manifest>,
+    /// What the record reader checks the set's records against.
+    rules: Arc<SetRules>,
 }
 
 /// The set's index, entry by entry, read back from the pieces already received.
@@ -107,7 +107,7 @@ enum Obj {
         crc: crc32fast::Hasher,
         /// Whole records not yet handed to the checkers, then the record being
         /// gathered, from `rec_at`.
-        batch: Option<Batch>,
+        batch: Option<Job<Batch>>,
         rec_at: usize,
         need: usize,
         /// Where the record being gathered starts in the stream.
@@ -126,8 +126,8 @@ pub struct Receiver<'r> {
     obj: Option<(String, Begin, Obj)>,
     /// Decodes records and checks their pages on other threads (invariant 31).
     pool: RecordPool,
-    /// Records handed to the checkers so far (orders their faults).
-    seq: u64,
+    /// The head of the record being gathered, once its header came and checked.
+    head: Option<Head>,
     failed: bool,
     pub counts: ReceiveCounts,
 }
@@ -143,7 +143,7 @@ impl<'r> Receiver<'r> {
             cur: None,
             obj: None,
             pool: RecordPool::new(),
-            seq: 0,
+            head: None,
             failed: false,
             counts: ReceiveCounts::default(),
         })
@@ -293,6 +293,7 @@ impl<'r> Receiver<'r> {
             );
         }
         self.obj = Some((name.to_string(), mode, obj));
+        self.head = None;
         Ok(mode)
     }
 
@@ -368,18 +369,19 @@ impl<'r> Receiver<'r> {
                     let b = match batch {
                         Some(b) => b,
                         None => {
-                            let mut b = self.pool.take()?;
-                            b.at = self.repo.backend().location(name);
-                            b.set = self.cur.as_ref().map(|c| c.rules.clone());
+                            let rules = self.cur.as_ref().expect("a stream follows its manifest");
+                            let at = self.repo.backend().location(name);
+                            let b = self.pool.take(rules.rules.clone(), at)?;
                             *rec_at = 0;
                             batch.insert(b)
                         }
                     };
-                    let have = b.bytes.len() - *rec_at;
+                    let buf = &mut b.bytes.bytes;
+                    let have = buf.len() - *rec_at;
                     let take = (*need - have).min(bytes.len());
-                    b.bytes.extend_from_slice(&bytes[..take]);
+                    buf.extend_from_slice(&bytes[..take]);
                     bytes = &bytes[take..];
-                    if b.bytes.len() - *rec_at == *need {
+                    if buf.len() - *rec_at == *need {
                         self.record_step()?;
                     }
                 }
@@ -388,9 +390,12 @@ impl<'r> Receiver<'r> {
         Ok(())
     }
 
-    /// A record's header or whole record is in the buffer: check it.
+    /// A record's header or whole record is in the buffer: check it. Its header is
+    /// checked against its index entry as soon as it came ([`records::head`]); the whole
+    /// record goes to the checkers ([`RecordPool`]).
     fn record_step(&mut self) -> Result<()> {
         let (_, _, obj) = self.obj.as_mut().expect("an object is open");
+        let head = &mut self.head;
         let Obj::Stream {
             i,
             batch,
@@ -404,50 +409,81 @@ impl<'r> Receiver<'r> {
             unreachable!()
         };
         let b = batch.as_mut().expect("a record is gathered in a batch");
-        let rec = &b.bytes[*rec_at..];
-        let at = &b.at;
         let c = self.cur.as_mut().expect("a stream follows its manifest");
-        let m = &c.loaded.manifest;
-        let h = RecordHeader::decode(rec).map_err(|f| {
-            Error::corrupt(
-                at,
-                format!(
-                    "backup set {}: record {}: {f}",
-                    format_backup_id(m.backup_id),
-                    c.index.position
-                ),
-            )
-        })?;
-        if *need == RECORD_HEADER_SIZE && h.record_len() > RECORD_HEADER_SIZE {
+        if head.is_none() {
+            let h = Self::check_head(self.repo, c, *i, *rec_start, &b.bytes.bytes[*rec_at..])
+                .map_err(|e| match e {
+                    Checked::Bad(x) => x.into_error(b.bytes.at.clone()),
+                    Checked::Other(e) => e,
+                })?;
             *need = h.record_len();
+            *head = Some(h);
             return Ok(());
         }
+        let h = head.take().expect("checked above");
+        // The payload and pages are checked on a checker thread (invariant 31); what
+        // came so far is only counted once `finish` saw every check pass.
+        let len = h.record_len();
+        b.records.push((h, *rec_at));
+        self.counts.pages_checked += h.page_mask().count_ones() as u64;
+        c.index.position += 1;
+        self.counts.records_checked += 1;
+        *records += 1;
+        *rec_start += len as u64;
+        *rec_at = b.bytes.bytes.len();
+        *need = RECORD_HEADER_SIZE;
+        if b.bytes.bytes.len() >= BATCH_BYTES {
+            let full = batch.take().expect("gathered");
+            self.pool.submit(full);
+        }
+        Ok(())
+    }
+
+    /// The header of the record at offset `start` of stream `i` (`bytes` starts with
+    /// it): decoded, checked against the index's next entry, the tiling of the stream and,
+    /// for a full, its order.
+    fn check_head(
+        repo: &Repository,
+        c: &mut Current,
+        i: u32,
+        start: u64,
+        bytes: &[u8],
+    ) -> std::result::Result<Head, Checked> {
+        let m = &c.loaded.manifest;
         let position = c.index.position;
+        let entry = c.index.next(repo, m).map_err(Checked::Other)?;
+        // Where the record is, as the index names it when the two agree.
+        let at = || match entry {
+            Some(e) if e.stream == i && e.offset == start => c.rules.at_entry(&e, position),
+            _ => RecordAt {
+                position: Some(position),
+                ..RecordAt::new(m.backup_id, i, start)
+            },
+        };
+        let h = records::decode_header(bytes, at).map_err(Checked::Bad)?;
         let bad = |what: String| {
-            Error::corrupt(
-                at,
+            Checked::Other(Error::corrupt(
+                repo.stream_location(m.backup_id, i),
                 format!(
                     "backup set {}: record {position}: {what}",
                     format_backup_id(m.backup_id),
                 ),
-            )
+            ))
         };
-        let e = c
-            .index
-            .next(self.repo, m)?
+        let e = entry
             .ok_or_else(|| bad("the stream holds a record the index does not list".into()))?;
-        if e.stream != *i {
+        if e.stream != i {
             return Err(bad(format!(
                 "the index puts this record in stream {}, it is in stream {i}",
                 e.stream
             )));
         }
-        check_record(&h, &e, m, position).map_err(bad)?;
+        let head = records::check_entry(&c.rules, &h, &e, position).map_err(Checked::Bad)?;
         // The entries tile the stream: each record starts where the one before ended.
-        if e.offset != *rec_start {
+        if e.offset != start {
             return Err(bad(format!(
-                "the record starts at offset {}, the index says {}",
-                *rec_start, e.offset
+                "the record starts at offset {start}, the index says {}",
+                e.offset
             )));
         }
         let fi = m
@@ -468,31 +504,7 @@ impl<'r> Receiver<'r> {
             }
             *next = advance(m, fi, e.extent);
         }
-        // The payload and pages are checked on a checker thread (invariant 31); what
-        // came so far is only counted once `finish` saw every check pass.
-        let len = rec.len();
-        b.records.push(PendingRecord {
-            start: *rec_at,
-            len,
-            header: h,
-            file_id: e.file_id,
-            extent: e.extent,
-            position,
-            seq: self.seq,
-        });
-        self.seq += 1;
-        self.counts.pages_checked += h.page_mask.count_ones() as u64;
-        c.index.position += 1;
-        self.counts.records_checked += 1;
-        *records += 1;
-        *rec_start += len as u64;
-        *rec_at = b.bytes.len();
-        *need = RECORD_HEADER_SIZE;
-        if b.bytes.len() >= BATCH_BYTES {
-            let full = batch.take().expect("gathered");
-            self.pool.submit(full);
-        }
-        Ok(())
+        Ok(head)
     }
 
     /// Ends the object begun: checks it whole and stores it (a manifest is kept to be
@@ -561,7 +573,9 @@ impl<'r> Receiver<'r> {
             } => {
                 // The whole records go to the checkers first: a fault among them came
                 // before anything found below.
-                let partial = batch.as_ref().is_some_and(|b| b.bytes.len() > rec_at);
+                let partial = batch
+                    .as_ref()
+                    .is_some_and(|b| b.bytes.bytes.len() > rec_at);
                 if let Some(b) = batch {
                     self.pool.submit(b);
                 }
@@ -645,7 +659,7 @@ impl<'r> Receiver<'r> {
             false
         };
         let full_next = m.kind.is_full().then(|| advance_from(&m, 0, 0));
-        let rules = Arc::new(page_rules(&m));
+        let rules = Arc::new(SetRules::of(&m));
         self.cur = Some(Current {
             rules,
             loaded: LoadedManifest {
@@ -790,6 +804,12 @@ impl<'r> Receiver<'r> {
         }
         Ok(done)
     }
+}
+
+/// Why a record's header was refused: a record fault, or the set's order and index.
+enum Checked {
+    Bad(records::BadRecord),
+    Other(Error),
 }
 
 fn id_of(o: SetObject) -> u64 {

@@ -1,25 +1,24 @@
 //! Reading one published set: its index, piece by piece, every entry checked against the
-//! manifest; and its records, each checked against its index entry.
+//! manifest; and its records, read at their entries and checked by the one record reader
+//! ([`super::records`]).
 //!
 //! Keeps true (invariant 7, docs/design.md): an index entry is handed out only after its
 //! piece matched the manifest's hash and table, its file and extent exist in the set,
 //! and it continues the tiling of the streams (each record starts where the one before
 //! it ended, a new stream starts at 0 after the previous one was covered to its end),
 //! so no byte of a stream goes unchecked and no record is extra, missing or read twice.
-//! A record is handed out only after its header decoded and matched its entry (ids,
-//! extent, page mask, sequence = position in the set, header checksum, length). Memory
-//! is one piece of entries per iterator.
+//! A record is handed out only after [`records::head`] accepted it, its pages only after
+//! [`records::Decoder::decode`] did. Memory is one piece of entries per iterator.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::manifest::{format_backup_id, BackupKind, IndexEntry, Manifest};
-use crate::format::page::{self, PageAddress};
-use crate::format::record::RecordHeader;
-use crate::format::{is_system_page, PAGES_PER_EXTENT, PAGE_TYPE_DATA};
+use crate::format::manifest::{format_backup_id, IndexEntry, Manifest};
+use crate::format::PAGES_PER_EXTENT;
 
 use super::backend::ObjectReader;
+use super::records::{self, Decoder, Head, Pages, SetRules};
 use super::{LoadedManifest, Repository};
 
 /// The entries of a set's index in order, each with its position in the set.
@@ -181,6 +180,7 @@ pub struct SetReader<'a> {
     repo: &'a Repository,
     pub loaded: LoadedManifest,
     streams: Vec<Arc<dyn ObjectReader>>,
+    rules: Arc<SetRules>,
 }
 
 impl<'a> SetReader<'a> {
@@ -193,6 +193,7 @@ impl<'a> SetReader<'a> {
             .collect::<Result<Vec<_>>>()?;
         Ok(SetReader {
             repo,
+            rules: Arc::new(SetRules::of(&loaded.manifest)),
             loaded,
             streams,
         })
@@ -212,139 +213,41 @@ impl<'a> SetReader<'a> {
         self.repo.stream_location(self.loaded.manifest.backup_id, i)
     }
 
+    /// The rules the set's records are checked against.
+    pub fn rules(&self) -> &Arc<SetRules> {
+        &self.rules
+    }
+
     /// Reads the record of entry `e` (at `position` in the set) into the front of `buf`
-    /// (at least as long as the record) and checks its header against the entry.
-    /// Returns the header; the payload is `buf[RECORD_HEADER_SIZE..record_len]`.
-    pub fn read_record(
-        &self,
-        position: u64,
-        e: &IndexEntry,
-        buf: &mut [u8],
-    ) -> Result<RecordHeader> {
-        let m = &self.loaded.manifest;
-        let at = self.stream_location(e.stream);
+    /// (at least as long as the record: the index bounds it by [`records::MAX_RECORD_BYTES`])
+    /// and checks its header against the entry ([`records::head`]). The payload is
+    /// `buf[RECORD_HEADER_SIZE..record_len]`, for [`SetReader::decode`].
+    pub fn read_record(&self, position: u64, e: &IndexEntry, buf: &mut [u8]) -> Result<Head> {
+        let at = || self.stream_location(e.stream);
         let record = buf
             .get_mut(..e.record_len as usize)
-            .ok_or_else(|| Error::corrupt(&at, format!("a record of {} bytes", e.record_len)))?;
+            .ok_or_else(|| Error::corrupt(at(), format!("a record of {} bytes", e.record_len)))?;
         self.streams[e.stream as usize]
             .read_at(e.offset, record)
-            .map_err(|err| Error::io(&at, err))?;
-        let bad = |what: String| {
-            Error::corrupt(
-                &at,
-                format!(
-                    "backup set {}: record at offset {}: {what}",
-                    format_backup_id(m.backup_id),
-                    e.offset
-                ),
-            )
-        };
-        let h = RecordHeader::decode(record).map_err(|x| bad(x.to_string()))?;
-        check_record(&h, e, m, position).map_err(bad)?;
-        Ok(h)
+            .map_err(|err| Error::io(at(), err))?;
+        records::head(&self.rules, record, e, position).map_err(|b| b.into_error(at()))
     }
-}
 
-/// Checks a decoded record header against its manifest and index entry (at `position`
-/// in the set's index, which is its sequence number).
-pub fn check_record(
-    h: &RecordHeader,
-    e: &IndexEntry,
-    m: &Manifest,
-    position: u64,
-) -> std::result::Result<(), String> {
-    let mismatch = |what: &str, found: u64, want: u64| {
-        Err(format!(
-            "the record has {what} {found:#x}, the manifest says {want:#x}"
-        ))
-    };
-    if h.database_id != m.database_id {
-        return mismatch("database id", h.database_id, m.database_id);
+    /// Checks and decodes the payload and pages of the record `head` read into `record`
+    /// by [`SetReader::read_record`] ([`Decoder::decode`]).
+    pub fn decode<'d>(
+        &self,
+        dec: &'d mut Decoder,
+        head: &Head,
+        record: &[u8],
+    ) -> Result<Pages<'d>> {
+        dec.decode(&self.rules, head, record)
+            .map_err(|b| b.into_error(self.stream_location(head.entry().stream)))
     }
-    if h.backup_id != m.backup_id {
-        return mismatch("backup id", h.backup_id, m.backup_id);
-    }
-    if h.file_id != e.file_id {
-        return mismatch("file id", h.file_id as u64, e.file_id as u64);
-    }
-    if h.extent != e.extent {
-        return mismatch("extent", h.extent as u64, e.extent as u64);
-    }
-    if h.page_mask != e.page_mask {
-        return mismatch("page mask", h.page_mask as u64, e.page_mask as u64);
-    }
-    if h.sequence as u64 != position {
-        return mismatch("sequence", h.sequence as u64, position);
-    }
-    if h.header_crc != e.header_crc {
-        return mismatch("header checksum", h.header_crc as u64, e.header_crc as u64);
-    }
-    if h.record_len() != e.record_len as usize {
-        return mismatch("length", h.record_len() as u64, e.record_len as u64);
-    }
-    Ok(())
 }
 
 /// Every entry of `m`'s index in one vector, checked as [`IndexIter`] checks it: for
 /// tests and tools only (no verb holds a whole index in memory).
 pub fn collect_index(repo: &Repository, m: &Manifest) -> Result<Vec<IndexEntry>> {
     IndexIter::new(repo, m).map(|r| r.map(|(_, e)| e)).collect()
-}
-
-/// Verifies one page image of a record of `m`: a data page at its address, with an LSN
-/// inside what the set may hold. Returns its LSN.
-pub fn check_page(
-    img: &[u8],
-    page_number: u64,
-    file_id: u32,
-    m: &Manifest,
-    extents_per_map: u32,
-) -> std::result::Result<u64, String> {
-    check_page_summed(img, None, page_number, file_id, m, extents_per_map)
-}
-
-/// [`check_page`] with the page's checksum already computed when `sum` is given (see
-/// `record::decode_payload_summed`).
-pub fn check_page_summed(
-    img: &[u8],
-    sum: Option<u32>,
-    page_number: u64,
-    file_id: u32,
-    m: &Manifest,
-    extents_per_map: u32,
-) -> std::result::Result<u64, String> {
-    if is_system_page(page_number, extents_per_map) {
-        return Err(format!(
-            "it holds system page {page_number}, which backups never store"
-        ));
-    }
-    let addr = PageAddress {
-        database_id: m.database_id,
-        file_id,
-        page_number: page_number as u32,
-    };
-    let h = match sum {
-        None => page::verify(img, addr),
-        Some(sum) => page::verify_summed(img, addr, sum),
-    }
-    .map_err(|f| format!("page {page_number}: {f}"))?;
-    if h.page_type != PAGE_TYPE_DATA {
-        return Err(format!(
-            "page {page_number} has page type {}, not a data page",
-            h.page_type
-        ));
-    }
-    if h.lsn > m.snapshot_lsn {
-        return Err(format!(
-            "page {page_number} has LSN {} above the set's snapshot LSN {}",
-            h.lsn, m.snapshot_lsn
-        ));
-    }
-    if m.kind == BackupKind::Differential && h.lsn <= m.base_lsn {
-        return Err(format!(
-            "page {page_number} has LSN {}, not above the differential's base LSN {}",
-            h.lsn, m.base_lsn
-        ));
-    }
-    Ok(h.lsn)
 }

@@ -32,11 +32,12 @@ use crate::error::{Error, Result};
 use crate::format::manifest::{
     format_backup_id, BackupKind, BadPage, ChangeSource, Lineage, Manifest,
 };
-use crate::format::record::{self, RecordId, MAX_STORED_LEN, RECORD_HEADER_SIZE};
-use crate::format::{EXTENT_SIZE, PAGE_SIZE};
+use crate::format::record::{self, RecordId, RECORD_HEADER_SIZE};
+use crate::format::{EXTENT_SIZE, PAGES_PER_EXTENT};
 
 use crate::repo::chain::{self, Chain};
 use crate::repo::coverage::JobIter;
+use crate::repo::records::{self, Decoder, MAX_RECORD_BYTES};
 use crate::repo::set_reader::SetReader;
 use crate::repo::set_writer::SetWriter;
 use crate::repo::{LockMode, Repository};
@@ -164,6 +165,9 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     // Extents are built in parallel, a window at a time (bounded memory: one extent
     // record per job of the window), then appended in order.
     let mut window: Vec<(u32, u32, Source)> = Vec::with_capacity(WINDOW_EXTENTS);
+    let workers: Vec<std::sync::Mutex<Worker>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| std::sync::Mutex::new(Worker::new()))
+        .collect();
     loop {
         window.clear();
         for job in jobs.by_ref() {
@@ -185,7 +189,11 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
         }
         let built: Vec<Result<Built>> = window
             .par_iter()
-            .map_init(Worker::new, |w, (file_id, extent, src)| {
+            .map(|(file_id, extent, src)| {
+                // The worker of this pool thread, kept for the whole merge (its decoders
+                // and compressor are made once, not per window).
+                let i = rayon::current_thread_index().unwrap_or(0) % workers.len();
+                let mut w = workers[i].lock().unwrap_or_else(|p| p.into_inner());
                 w.build(
                     &readers,
                     diff.database_id,
@@ -313,24 +321,33 @@ struct Built {
 struct Worker {
     buf: Vec<u8>,
     other: Vec<u8>,
-    raw_base: Vec<u8>,
-    raw_diff: Vec<u8>,
+    /// The record reader's decoders: the full's record, the differential's.
+    dec_base: Option<Decoder>,
+    dec_diff: Option<Decoder>,
     raw: Vec<u8>,
-    dec: Option<zstd::bulk::Decompressor<'static>>,
     comp: Option<(i32, zstd::bulk::Compressor<'static>)>,
 }
 
 impl Worker {
     fn new() -> Worker {
         Worker {
-            buf: vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN],
-            other: vec![0u8; RECORD_HEADER_SIZE + MAX_STORED_LEN],
-            raw_base: Vec::with_capacity(EXTENT_SIZE),
-            raw_diff: Vec::with_capacity(EXTENT_SIZE),
+            buf: vec![0u8; MAX_RECORD_BYTES],
+            other: vec![0u8; MAX_RECORD_BYTES],
+            dec_base: None,
+            dec_diff: None,
             raw: Vec::with_capacity(EXTENT_SIZE),
-            dec: None,
             comp: None,
         }
+    }
+
+    /// Makes the worker's decoders the first time.
+    fn make_decoders(&mut self, here: &std::path::Path) -> Result<()> {
+        for d in [&mut self.dec_base, &mut self.dec_diff] {
+            if d.is_none() {
+                *d = Some(Decoder::new().map_err(|e| Error::io(here, e))?);
+            }
+        }
+        Ok(())
     }
 
     /// The record of one extent of the synthetic full `new_id`.
@@ -355,10 +372,15 @@ impl Worker {
             }
         };
         let h = readers[s].read_record(pos, &e, &mut self.buf)?;
+        // Copied as it is, but only once the record reader checked it whole: a damaged
+        // record is reported here, never sealed into the synthetic full under a new id.
+        self.make_decoders(&readers[s].stream_location(e.stream))?;
+        let dec = self.dec_base.as_mut().expect("made above");
+        readers[s].decode(dec, &h, &self.buf)?;
         let mut record = self.buf[..h.record_len()].to_vec();
         record::rebrand(&mut record, new_id, 0);
         Ok(Built {
-            mask: h.page_mask,
+            mask: h.page_mask(),
             record,
             copied: true,
         })
@@ -376,30 +398,19 @@ impl Worker {
         d: Entry,
     ) -> Result<Built> {
         let (database_id, new_id, file_id, extent, level) = at;
-        let here = || readers[0].stream_location(b.1.stream);
+        let here = readers[0].stream_location(b.1.stream);
         let hb = readers[0].read_record(b.0, &b.1, &mut self.other)?;
         let hd = readers[1].read_record(d.0, &d.1, &mut self.buf)?;
-        let pb = &self.other[RECORD_HEADER_SIZE..hb.record_len()];
-        let pd = &self.buf[RECORD_HEADER_SIZE..hd.record_len()];
-        // The payloads are sealed again under a new CRC: each is checked first, so a
+        // Both records are checked whole by the record reader first (payload and layer
+        // checksums, every page): the layers are sealed again under a new CRC, so a
         // damaged byte is reported here, never sealed as good.
-        for (h, p, r, e) in [(&hb, pb, 0, &b), (&hd, pd, 1, &d)] {
-            let computed = crate::format::crc32(p);
-            if computed != h.payload_crc {
-                let f = record::RecordFault::PayloadChecksum {
-                    stored: h.payload_crc,
-                    computed,
-                };
-                return Err(Error::corrupt(
-                    readers[r].stream_location(e.1.stream),
-                    f.to_string(),
-                ));
-            }
-        }
-        let lb = record::layers(&hb, pb)
-            .map_err(|f| Error::corrupt(readers[0].stream_location(b.1.stream), f.to_string()))?;
-        let ld = record::layers(&hd, pd)
-            .map_err(|f| Error::corrupt(readers[1].stream_location(d.1.stream), f.to_string()))?;
+        self.make_decoders(&here)?;
+        let (db, dd) = match (&mut self.dec_base, &mut self.dec_diff) {
+            (Some(a), Some(b)) => (a, b),
+            _ => unreachable!("made above"),
+        };
+        let pb = readers[0].decode(db, &hb, &self.other)?;
+        let pd = readers[1].decode(dd, &hd, &self.buf)?;
         let rid = RecordId {
             database_id,
             backup_id: new_id,
@@ -407,12 +418,15 @@ impl Worker {
             extent,
             sequence: 0,
         };
+        let max_lsn = hb.header().max_lsn.max(hd.header().max_lsn);
+        let lb = records::layers_of(readers[0].rules(), &hb, &self.other)
+            .map_err(|x| x.into_error(readers[0].stream_location(b.1.stream)))?;
+        let ld = records::layers_of(readers[1].rules(), &hd, &self.buf)
+            .map_err(|x| x.into_error(readers[1].stream_location(d.1.stream)))?;
         if let Some(layers) = layered(&lb, &ld) {
             let mut out =
                 Vec::with_capacity(RECORD_HEADER_SIZE + hb.record_len() + hd.record_len());
-            if let Some(h) =
-                record::encode_layered(rid, hb.max_lsn.max(hd.max_lsn), &layers, &mut out)
-            {
+            if let Some(h) = record::encode_layered(rid, max_lsn, &layers, &mut out) {
                 return Ok(Built {
                     mask: h.page_mask,
                     record: out,
@@ -420,54 +434,23 @@ impl Worker {
                 });
             }
         }
-        if self.dec.is_none() {
-            self.dec = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::io(here(), e))?);
-        }
         if self.comp.as_ref().is_none_or(|c| c.0 != level) {
-            let c = zstd::bulk::Compressor::new(level).map_err(|e| Error::io(here(), e))?;
+            let c = zstd::bulk::Compressor::new(level).map_err(|e| Error::io(&here, e))?;
             self.comp = Some((level, c));
         }
-        let dec = self.dec.as_mut().expect("made above");
-        record::decode_payload(
-            &hb,
-            &self.other[RECORD_HEADER_SIZE..hb.record_len()],
-            dec,
-            &mut self.raw_base,
-        )
-        .map_err(|f| Error::corrupt(readers[0].stream_location(b.1.stream), f.to_string()))?;
-        record::decode_payload(
-            &hd,
-            &self.buf[RECORD_HEADER_SIZE..hd.record_len()],
-            dec,
-            &mut self.raw_diff,
-        )
-        .map_err(|f| Error::corrupt(readers[1].stream_location(d.1.stream), f.to_string()))?;
-        let mask = hb.page_mask | hd.page_mask;
+        let mask = pb.mask | pd.mask;
         self.raw.clear();
-        let (mut ib, mut id) = (0, 0);
-        for i in 0..8 {
-            let bit = 1u8 << i;
-            if hd.page_mask & bit != 0 {
-                self.raw
-                    .extend_from_slice(&self.raw_diff[id * PAGE_SIZE..(id + 1) * PAGE_SIZE]);
-            } else if hb.page_mask & bit != 0 {
-                self.raw
-                    .extend_from_slice(&self.raw_base[ib * PAGE_SIZE..(ib + 1) * PAGE_SIZE]);
+        for i in 0..PAGES_PER_EXTENT {
+            if pd.mask & (1 << i) != 0 {
+                self.raw.extend_from_slice(pd.page(i));
+            } else if pb.mask & (1 << i) != 0 {
+                self.raw.extend_from_slice(pb.page(i));
             }
-            ib += (hb.page_mask & bit != 0) as usize;
-            id += (hd.page_mask & bit != 0) as usize;
         }
         let mut out = Vec::with_capacity(RECORD_HEADER_SIZE + EXTENT_SIZE + 1024);
         let comp = &mut self.comp.as_mut().expect("made above").1;
-        record::encode(
-            rid,
-            mask,
-            hb.max_lsn.max(hd.max_lsn),
-            &self.raw,
-            Some(comp),
-            &mut out,
-        )
-        .map_err(|e| Error::io(here(), e))?;
+        record::encode(rid, mask, max_lsn, &self.raw, Some(comp), &mut out)
+            .map_err(|e| Error::io(&here, e))?;
         Ok(Built {
             mask,
             record: out,

@@ -75,3 +75,24 @@ impl ChangeMap {
         out
     }
 }
+
+/// The image of a new map page of interval `k` (of `extents_per_map` extents) whose only
+/// epoch is `epoch`, with the extents `marked` (indexes inside the interval) set: a
+/// restored file's map pages are built here.
+pub(crate) fn new_page_image(
+    k: u32,
+    extents_per_map: u32,
+    epoch: u64,
+    marked: impl IntoIterator<Item = usize>,
+    addr: crate::format::page::PageAddress,
+    lsn: u64,
+) -> Vec<u8> {
+    let mut map = MapPage::new(k, extents_per_map);
+    for i in marked {
+        map.set(epoch, 0, i);
+    }
+    if map.epochs == [0, 0] {
+        map.epochs[0] = epoch;
+    }
+    map.encode(addr, lsn)
+}

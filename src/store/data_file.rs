@@ -32,6 +32,40 @@ pub(crate) struct Mirror {
     pub restoring: bool,
 }
 
+/// What a data file's header says of the file itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileShape {
+    pub file_id: u32,
+    pub database_id: u64,
+    pub page_count: u32,
+    pub extents_per_map: u32,
+}
+
+/// A data file's header (page 0): the file's own fields and, from `mirror`, the
+/// database's. The one constructor of a file header (an open database's and a restored
+/// one's).
+pub(crate) fn file_header(shape: FileShape, file_lsn: u64, mirror: Mirror) -> FileHeader {
+    let mut flags = 0;
+    if mirror.open {
+        flags |= FLAG_OPEN;
+    }
+    if mirror.restoring {
+        flags |= FLAG_RESTORING;
+    }
+    FileHeader {
+        file_id: shape.file_id,
+        database_id: shape.database_id,
+        page_count: shape.page_count,
+        extents_per_map: shape.extents_per_map,
+        file_lsn,
+        base_lsn: mirror.base_lsn,
+        base_id: mirror.base_id,
+        epoch: mirror.epoch,
+        tracking: mirror.tracking,
+        flags,
+    }
+}
+
 pub(crate) struct DataFile {
     pub id: u32,
     pub name: String,
@@ -171,25 +205,16 @@ impl DataFile {
     }
 
     pub fn header(&self, mirror: Mirror) -> FileHeader {
-        let mut flags = 0;
-        if mirror.open {
-            flags |= FLAG_OPEN;
-        }
-        if mirror.restoring {
-            flags |= FLAG_RESTORING;
-        }
-        FileHeader {
-            file_id: self.id,
-            database_id: self.database_id,
-            page_count: self.page_count,
-            extents_per_map: self.map.extents_per_map,
-            file_lsn: self.file_lsn.load(Ordering::SeqCst),
-            base_lsn: mirror.base_lsn,
-            base_id: mirror.base_id,
-            epoch: mirror.epoch,
-            tracking: mirror.tracking,
-            flags,
-        }
+        file_header(
+            FileShape {
+                file_id: self.id,
+                database_id: self.database_id,
+                page_count: self.page_count,
+                extents_per_map: self.map.extents_per_map,
+            },
+            self.file_lsn.load(Ordering::SeqCst),
+            mirror,
+        )
     }
 
     /// Writes page 0 (not synced).

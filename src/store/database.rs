@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use crate::error::{Error, Result};
-use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
+use crate::format::control::{self, Control, FileEntry, CONTROL_TMP_NAME};
 use crate::format::file_header::TrackingState;
 use crate::format::page;
 use crate::format::{
@@ -21,11 +21,10 @@ use crate::format::{
 };
 use crate::io::{self, file::DiskVfs, Vfs};
 
+use super::control_file;
 use super::data_file::{DataFile, Mirror};
 use super::lsn::{LsnAllocator, LSN_BLOCK};
 
-/// Largest control file we read (4096 files of 64 bytes and the fixed part).
-const CONTROL_LIMIT_BYTES: u64 = 1 << 20;
 /// Extent lock stripes: writers and readers of one extent serialise on its stripe.
 const STRIPES: usize = 1024;
 
@@ -144,13 +143,6 @@ pub struct Database {
     closed: AtomicBool,
 }
 
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Present while `create` lays down a new database: data files found beside it and no
 /// control file are the rest of a create cut short, which a new create may replace.
 pub const CREATING_FILE_NAME: &str = "pagevault.creating";
@@ -211,7 +203,7 @@ impl Database {
         }
         let pages = round_pages(opts.pages_per_file)?;
         let lock = io::lock_folder(&*vfs, "the database")?;
-        if vfs.exists(CONTROL_FILE_NAME) {
+        if control_file::exists(&*vfs) {
             return Err(Error::AlreadyExists {
                 path: vfs.path_of(""),
                 what: "a pagevault database already exists here".into(),
@@ -240,20 +232,6 @@ impl Database {
             .map_err(|e| Error::io(vfs.path_of(CREATING_FILE_NAME), e))?;
         vfs.sync_dir().map_err(|e| Error::io(vfs.path_of(""), e))?;
         let database_id = crate::ids::random_u64();
-        let mut ctl = Control {
-            database_id,
-            lsn_reserved: LSN_BLOCK,
-            epoch: 1,
-            pending_epoch: 0,
-            base_lsn: 0,
-            base_id: 0,
-            base_checksum: 0,
-            flags: control::FLAG_OPEN,
-            tracking: TrackingState::Trusted,
-            extents_per_map: opts.extents_per_map,
-            created_unix: now_unix(),
-            files: vec![],
-        };
         let format_lsn = 1;
         let mirror = Mirror {
             base_lsn: 0,
@@ -264,6 +242,14 @@ impl Database {
             open: true,
             restoring: false,
         };
+        let mut ctl = control_file::laid_down(
+            database_id,
+            opts.extents_per_map,
+            LSN_BLOCK,
+            0,
+            &mirror,
+            vec![],
+        );
         let mut files = Vec::new();
         let created = (|| {
             for id in 1..=opts.files {
@@ -286,8 +272,7 @@ impl Database {
                 });
                 files.push(Arc::new(f));
             }
-            io::replace_atomically(&*vfs, CONTROL_FILE_NAME, &ctl.encode())
-                .map_err(|e| Error::io(vfs.path_of(CONTROL_FILE_NAME), e))
+            control_file::commit(&*vfs, &ctl)
         })();
         if let Err(e) = created {
             // Nothing was there before (checked above): remove what this create wrote, so
@@ -296,7 +281,7 @@ impl Database {
             for id in 1..=opts.files {
                 let _ = vfs.remove(&data_file_name(id));
             }
-            let _ = vfs.remove(&format!("{CONTROL_FILE_NAME}.tmp"));
+            let _ = vfs.remove(CONTROL_TMP_NAME);
             let _ = vfs.sync_dir();
             let _ = vfs.remove(CREATING_FILE_NAME);
             let _ = vfs.sync_dir();
@@ -327,16 +312,7 @@ impl Database {
     /// Opens the database on `vfs`.
     pub fn open(vfs: Arc<dyn Vfs>, mode: OpenMode) -> Result<Database> {
         let lock = io::lock_folder(&*vfs, "the database")?;
-        let ctl_path = vfs.path_of(CONTROL_FILE_NAME);
-        if !vfs.exists(CONTROL_FILE_NAME) {
-            return Err(Error::NoDatabase {
-                path: vfs.path_of(""),
-            });
-        }
-        let bytes = io::read_all(&*vfs, CONTROL_FILE_NAME, CONTROL_LIMIT_BYTES)
-            .map_err(|e| Error::io(&ctl_path, e))?;
-        let ctl = Control::decode(&bytes)
-            .map_err(|what| Error::corrupt(&ctl_path, format!("control file {what}")))?;
+        let ctl = control_file::read(&*vfs).map_err(|e| e.into_error(&*vfs))?;
         if ctl.flags & control::FLAG_RESTORING != 0 {
             return Err(Error::RestoreIncomplete {
                 path: vfs.path_of(""),
@@ -576,8 +552,7 @@ impl Database {
         if !exact_lsn {
             next.lsn_reserved = next.lsn_reserved.max(self.lsn.reserved());
         }
-        io::replace_atomically(&*self.vfs, CONTROL_FILE_NAME, &next.encode())
-            .map_err(|e| Error::io(self.vfs.path_of(CONTROL_FILE_NAME), e))?;
+        control_file::commit(&*self.vfs, &next)?;
         *cur = next;
         Ok(())
     }

@@ -2,10 +2,12 @@
 //! pages in 64 KiB extents, each file with a changed-extent map.
 
 mod change_map;
+pub mod control_file;
 mod data_file;
 mod database;
 mod lsn;
 mod preimages;
+pub mod restore_target;
 mod snapshot;
 mod write;
 

@@ -405,9 +405,9 @@ fn the_earliest_faulty_record_is_reported_when_records_are_checked_in_parallel()
         build(&objs, sets_of(&objs))
     };
     let e = import_refused(&flip(&[early, late]), "two records flipped");
-    assert!(e.contains(&format!("record {early}:")), "{e}");
+    assert!(e.contains(&format!("record {early} at offset")), "{e}");
     let e = import_refused(&flip(&[late]), "a late record flipped");
-    assert!(e.contains(&format!("record {late}:")), "{e}");
+    assert!(e.contains(&format!("record {late} at offset")), "{e}");
     // And the archive untouched imports whole.
     let (_vfs, repo) = empty_repo();
     let r = archive::import(&repo, &a[..]).unwrap();

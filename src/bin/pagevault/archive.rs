@@ -158,17 +158,26 @@ pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
         Box::new(File::open(&a.archive).map_err(|e| pagevault::Error::io(&a.archive, e))?)
     };
     let repo = select::open_repo(path)?;
+    // Name the archive, not "the archive".
+    let named = || -> std::path::PathBuf {
+        if is_std(&a.archive) {
+            "standard input".into()
+        } else {
+            a.archive.clone()
+        }
+    };
     let report = pagevault::import(&repo, BufReader::with_capacity(BUF_BYTES, input)).map_err(
         |e| match e {
-            // Name the archive, not "the archive".
             pagevault::Error::Corrupt { path: p, what } if p.as_os_str() == "the archive" => {
                 pagevault::Error::Corrupt {
-                    path: if is_std(&a.archive) {
-                        "standard input".into()
-                    } else {
-                        a.archive.clone()
-                    },
+                    path: named(),
                     what,
+                }
+            }
+            pagevault::Error::BadRecord { path: p, fault } if p.as_os_str() == "the archive" => {
+                pagevault::Error::BadRecord {
+                    path: named(),
+                    fault,
                 }
             }
             e => e,

@@ -18,7 +18,7 @@ pub fn size(s: &str) -> Result<u64, String> {
 
 /// Parses a worker count: 0 (one per core) to the library's maximum.
 pub fn threads(s: &str) -> Result<usize, String> {
-    let max = pagevault::MAX_BACKUP_THREADS.min(pagevault::MAX_RESTORE_THREADS);
+    let max = pagevault::MAX_THREADS;
     match s.parse::<usize>() {
         Ok(n) if n <= max => Ok(n),
         _ => Err(format!(
