@@ -277,6 +277,43 @@ impl Shared {
     fn error(&self, name: &str, e: object_store::Error) -> io::Error {
         map_error(&self.opts, name, e)
     }
+
+    /// A listing's failure as one sentence. The crate gives a listing's failures no
+    /// variant of their own (a missing bucket and refused credentials both come back as
+    /// `Generic`), while it types a HEAD's answer: so when the listing's error is not
+    /// typed, one HEAD of a name under the prefix says which it was (a 404 there is the
+    /// bucket missing, since a listing of a bucket that is there never fails so; 401 and
+    /// 403 are refused credentials). Anything else stays the listing's own error.
+    fn list_error(&self, e: object_store::Error) -> io::Error {
+        use object_store::Error as E;
+        let typed = matches!(
+            e,
+            E::NotFound { .. }
+                | E::AlreadyExists { .. }
+                | E::Precondition { .. }
+                | E::Unauthenticated { .. }
+                | E::PermissionDenied { .. }
+                | E::NotSupported { .. }
+                | E::NotImplemented { .. }
+        ) || http_kind(&e).is_some();
+        if !typed {
+            let probe = self.path(".pagevault-probe");
+            match self.run(self.store.head(&probe)) {
+                Err(E::NotFound { .. }) => {
+                    return io::Error::other(format!(
+                        "the bucket {} does not exist on {}",
+                        self.opts.bucket,
+                        self.opts.endpoint.as_deref().unwrap_or("AWS S3")
+                    ))
+                }
+                Err(E::Unauthenticated { .. } | E::PermissionDenied { .. }) => {
+                    return refused(&self.opts)
+                }
+                _ => {}
+            }
+        }
+        map_error(&self.opts, "", e)
+    }
 }
 
 /// Every message of an error's chain, joined (the crate hides its retry error type).
@@ -490,7 +527,7 @@ impl S3Backend {
             s.next().await
         });
         match first {
-            Some(Err(e)) => Err(sh.error("", e)),
+            Some(Err(e)) => Err(sh.list_error(e)),
             _ => Ok(()),
         }
     }
@@ -599,7 +636,7 @@ impl Backend for S3Backend {
             }
             Ok::<_, object_store::Error>(out)
         });
-        let metas = metas.map_err(|e| sh.error("", e))?;
+        let metas = metas.map_err(|e| sh.list_error(e))?;
         let mut out: Vec<ObjectInfo> = metas
             .into_iter()
             .filter_map(|m| {
@@ -713,7 +750,7 @@ impl Backend for S3Backend {
             }
             Ok::<_, object_store::Error>(out)
         });
-        let metas = metas.map_err(|e| sh.error("", e))?;
+        let metas = metas.map_err(|e| sh.list_error(e))?;
         Ok(metas
             .into_iter()
             .filter_map(|m| {
