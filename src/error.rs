@@ -187,8 +187,9 @@ impl Error {
     }
 
     /// Wraps an I/O error on `path`, recognising a full disk.
-    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+    pub fn io(path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Error {
         let path = path.into();
+        let source = source.into();
         if source.kind() == io::ErrorKind::StorageFull {
             Error::DiskFull { path }
         } else {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 pub use crate::format::lease::{Lease, LockMode, LEASE_MAX_BYTES};
 
-use super::backend::{self, Backend, PutMode};
+use super::backend::{self, Backend, BackendErrorKind, PutMode};
 use super::{names, Repository};
 
 /// A held lease: renewed until dropped, then deleted.
@@ -66,8 +66,8 @@ fn live_leases(
     for o in listed {
         let bytes = match backend::read_all(&**b, &o.name, LEASE_MAX_BYTES) {
             Ok(x) => Ok(x),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // released
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(e.to_string()),
+            Err(e) if e.kind() == BackendErrorKind::NotFound => continue, // released
+            Err(e) if e.kind() == BackendErrorKind::Damaged => Err(e.to_string()),
             Err(e) => return Err(Error::io(b.location(&o.name), e)),
         };
         match bytes.and_then(|x| Lease::decode(&x).map_err(|f| f.to_string())) {

@@ -14,13 +14,13 @@
 //! and appenders, hold `lock` shared; an appender also holds `lock.append`; an exclusive
 //! holder holds `lock` exclusively). An object store uses lease objects ([`super::lease`]).
 
-use std::io;
 
 use crate::error::{Error, Result};
 use crate::io::HeldLock;
 
 pub use crate::format::lease::LockMode;
 
+use super::backend::BackendErrorKind;
 use super::{lease, names, Repository};
 
 /// A held lock; released when dropped.
@@ -84,7 +84,7 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock
     }
     let native = |name: &str, shared: bool| {
         let held = backend.lock_file(name, shared).map_err(|e| {
-            if e.kind() == io::ErrorKind::WouldBlock {
+            if e.kind() == BackendErrorKind::Conflict {
                 Error::Locked {
                     path: repo.location(),
                     what: "the repository",

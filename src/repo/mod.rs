@@ -46,7 +46,7 @@ use crate::format::repo_config::{RepoConfig, DEFAULT_STREAM_MAX_BYTES};
 use crate::io::{file::DiskVfs, Vfs};
 
 use backend::local::LocalBackend;
-use backend::{Backend, ObjectReader, PutMode};
+use backend::{Backend, BackendErrorKind, ObjectReader, PutMode};
 pub use lock::{LockMode, RepoLock};
 
 /// An open repository.
@@ -130,7 +130,7 @@ impl Repository {
         }
         match backend.put(names::CONFIG, &bytes, PutMode::CreateNew) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(e) if e.kind() == BackendErrorKind::Conflict => {
                 return Err(Error::AlreadyExists {
                     path: here,
                     what: "a pagevault repository is already there".into(),
@@ -296,7 +296,7 @@ impl Repository {
     /// (and checked) first, every object is then read by ranged reads of the file.
     pub fn open_archive(path: &Path) -> Result<Repository> {
         let b = backend::archive::ArchiveBackend::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::InvalidData {
+            if e.kind() == BackendErrorKind::Damaged {
                 Error::corrupt(path, e.to_string())
             } else {
                 Error::io(path, e)
@@ -399,7 +399,7 @@ impl Repository {
         let path = self.backend.location(&name);
         let bytes = match backend::read_all(&*self.backend, &name, MAX_MANIFEST_BYTES) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == BackendErrorKind::NotFound => {
                 return Err(Error::NotFound {
                     path,
                     what: format!(
@@ -408,7 +408,7 @@ impl Repository {
                     ),
                 })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(e) if e.kind() == BackendErrorKind::Damaged => {
                 return Err(Error::corrupt(&path, e.to_string()))
             }
             Err(e) => return Err(Error::io(&path, e)),
@@ -451,7 +451,7 @@ impl Repository {
             .ok_or_else(|| Error::Internal(format!("backup set has no stream {i}")))?;
         let r = match self.backend.open(&name) {
             Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == BackendErrorKind::NotFound => {
                 return Err(Error::corrupt(
                     &path,
                     "stream object of the backup set is missing",
@@ -527,13 +527,13 @@ impl Repository {
             .ok_or_else(|| Error::Internal(format!("backup set has no index piece {i}")))?;
         let bytes = match backend::read_all(&*self.backend, &name, index_piece::MAX_PIECE_BYTES) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == BackendErrorKind::NotFound => {
                 return Err(Error::corrupt(
                     &path,
                     "index piece of the backup set is missing",
                 ))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(e) if e.kind() == BackendErrorKind::Damaged => {
                 return Err(Error::corrupt(&path, e.to_string()))
             }
             Err(e) => return Err(Error::io(&path, e)),

@@ -16,7 +16,7 @@ use crate::format::index_piece;
 use crate::format::manifest::{format_backup_id, MAX_MANIFEST_BYTES};
 use crate::format::repo_config::{RepoConfig, DEFAULT_STREAM_MAX_BYTES};
 
-use super::backend::{self, Backend};
+use super::backend::{self, Backend, BackendError, BackendErrorKind};
 use super::names::{self, SetObject};
 use super::{LoadedManifest, Repository};
 
@@ -166,13 +166,13 @@ impl Repository {
         Ok(())
     }
 
-    fn read_error(&self, name: &str, e: std::io::Error) -> Error {
+    fn read_error(&self, name: &str, e: BackendError) -> Error {
         let path = self.backend.location(name);
         match e.kind() {
-            std::io::ErrorKind::NotFound => {
+            BackendErrorKind::NotFound => {
                 Error::corrupt(path, "object of the backup set is missing")
             }
-            std::io::ErrorKind::InvalidData => Error::corrupt(path, e.to_string()),
+            BackendErrorKind::Damaged => Error::corrupt(path, e.to_string()),
             _ => Error::io(path, e),
         }
     }

@@ -25,7 +25,7 @@ use crate::format::wire::{
     kind_code, kind_of, Msg, UploadFrame, MAX_READ_BYTES, MAX_WRITE_CHUNK_BYTES,
 };
 
-use crate::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use crate::repo::backend::{Backend, BackendError, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 use crate::repo::{names, Repository};
 
 /// A connection to the client that answers object operations.
@@ -58,16 +58,19 @@ impl RemoteBackend {
 }
 
 /// A reply of the expected shape, or the client's error, or a protocol error.
-fn unexpected(what: &str, got: &Msg) -> io::Error {
+/// The client's error keeps the kind the wire carries (an `io::ErrorKind` code,
+/// docs/format.md), classed as a backend error once, by [`BackendError::from`].
+fn unexpected(what: &str, got: &Msg) -> BackendError {
     match got {
-        Msg::Err { kind, message } => io::Error::new(kind_of(*kind), message.clone()),
+        Msg::Err { kind, message } => io::Error::new(kind_of(*kind), message.clone()).into(),
         other => io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
                 "the client answered {what} with an unexpected message ({})",
                 msg_name(other)
             ),
-        ),
+        )
+        .into(),
     }
 }
 
@@ -83,7 +86,7 @@ fn msg_name(m: &Msg) -> &'static str {
     }
 }
 
-fn expect_ok(what: &str, reply: Msg) -> io::Result<()> {
+fn expect_ok(what: &str, reply: Msg) -> BackendResult<()> {
     match reply {
         Msg::Ok => Ok(()),
         other => Err(unexpected(what, &other)),
@@ -107,7 +110,7 @@ impl Backend for RemoteBackend {
         }
     }
 
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         match self.chan.call(&Msg::List {
             prefix: prefix.into(),
         })? {
@@ -119,14 +122,14 @@ impl Backend for RemoteBackend {
         }
     }
 
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         match self.chan.call(&Msg::Stat { name: name.into() })? {
             Msg::Size { size } => Ok(size),
             other => Err(unexpected("a stat", &other)),
         }
     }
 
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         match self.chan.call(&Msg::Open { name: name.into() })? {
             Msg::Handle { handle, size } => Ok(Arc::new(RemoteReader {
                 chan: self.chan.clone(),
@@ -137,7 +140,7 @@ impl Backend for RemoteBackend {
         }
     }
 
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         let reply = self.chan.call(&Msg::Put {
             name: name.into(),
             create_only: mode == PutMode::CreateNew,
@@ -146,7 +149,7 @@ impl Backend for RemoteBackend {
         expect_ok("a put", reply)
     }
 
-    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         match self.chan.call(&Msg::UploadBegin { name: name.into() })? {
             Msg::Handle { handle, .. } => Ok(Box::new(RemoteUpload {
                 chan: self.chan.clone(),
@@ -159,26 +162,26 @@ impl Backend for RemoteBackend {
         }
     }
 
-    fn delete(&self, name: &str) -> io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         let reply = self.chan.call(&Msg::Delete { name: name.into() })?;
         expect_ok("a delete", reply)
     }
 
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         match self.chan.call(&Msg::Staged)? {
             Msg::StagedList { items } => Ok(items),
             other => Err(unexpected("a list of staged uploads", &other)),
         }
     }
 
-    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         let reply = self.chan.call(&Msg::DeleteStaged {
             name: staging_name.into(),
         })?;
         expect_ok("a delete of a staged upload", reply)
     }
 
-    fn lock_file(&self, _name: &str, _shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
+    fn lock_file(&self, _name: &str, _shared: bool) -> BackendResult<Box<dyn crate::io::HeldLock>> {
         // Granted: the client took the repository's lock before it connected and holds
         // it until the exchange ends (invariant 22).
         Ok(Box::new(()))
@@ -196,7 +199,7 @@ impl ObjectReader for RemoteReader {
         self.size
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         let mut done = 0;
         while done < buf.len() {
             let len = (buf.len() - done).min(MAX_READ_BYTES as usize);
@@ -212,7 +215,8 @@ impl ObjectReader for RemoteReader {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("the client sent {} bytes for a read of {len}", bytes.len()),
-                    ))
+                    )
+                    .into())
                 }
                 other => return Err(unexpected("a read", &other)),
             }
@@ -259,7 +263,7 @@ impl RemoteUpload {
 }
 
 impl Upload for RemoteUpload {
-    fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, mut bytes: &[u8]) -> BackendResult<()> {
         self.written += bytes.len() as u64;
         while !bytes.is_empty() {
             let n = bytes.len().min(MAX_WRITE_CHUNK_BYTES - self.pending.len());
@@ -276,7 +280,7 @@ impl Upload for RemoteUpload {
         self.written
     }
 
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
+    fn finish(mut self: Box<Self>) -> BackendResult<()> {
         self.send_pending()?;
         self.done = true;
         let reply = self.chan.call(&Msg::UploadFinish {
@@ -324,7 +328,8 @@ fn refused(what: String) -> Msg {
     }
 }
 
-fn err_reply(e: io::Error) -> Msg {
+fn err_reply(e: impl Into<io::Error>) -> Msg {
+    let e = e.into();
     Msg::Err {
         kind: kind_code(e.kind()),
         message: e.to_string(),
@@ -381,7 +386,7 @@ impl<'r> Grant<'r> {
         match self.uploads.get_mut(&handle) {
             Some((u, failed @ None)) => {
                 if let Err(e) = u.write(bytes) {
-                    *failed = Some(e);
+                    *failed = Some(e.into());
                 }
             }
             Some((_, Some(_))) => {}

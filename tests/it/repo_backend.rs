@@ -525,3 +525,71 @@ fn streams_roll_over_at_the_repository_limit_and_the_set_reads_whole() {
         assert_restores(&repo, id, &payloads(&db), store.name());
     }
 }
+
+/// The seam answers in kinds, not in `io::ErrorKind` conventions (issue 23, item 6):
+/// each backend's missing object, create-only collision, read past an object's end and
+/// held lock come back as the [`BackendErrorKind`] a caller matches on; an archive
+/// refuses writes; the object store's transient fault is `Transient`, so the retry layer
+/// (and nothing else) retries it.
+#[test]
+fn every_backend_answers_in_kinds_a_caller_can_match() {
+    use pagevault::repo::backend::archive::ArchiveBackend;
+    use pagevault::repo::backend::BackendErrorKind as K;
+    for store in Store::both() {
+        let b = store.backend();
+        let at = store.name();
+        b.put("a", b"abc", PutMode::CreateNew).unwrap();
+        let kind = |r: pagevault::repo::backend::BackendResult<()>| r.unwrap_err().kind();
+        assert_eq!(kind(b.open("missing").map(drop)), K::NotFound, "{at}");
+        assert_eq!(
+            b.stat("missing").unwrap(),
+            None,
+            "{at}: missing is an answer"
+        );
+        assert_eq!(
+            kind(b.put("a", b"x", PutMode::CreateNew)),
+            K::Conflict,
+            "{at}"
+        );
+        let r = b.open("a").unwrap();
+        let mut four = [0u8; 4];
+        assert_eq!(
+            kind(r.read_at(0, &mut four)),
+            K::Damaged,
+            "{at}: past the end"
+        );
+        b.delete("missing").unwrap();
+    }
+    // A local folder's native lock, held: a conflict naming the holder, not a retry.
+    let vfs = MemVfs::new();
+    let local = LocalBackend::new(Arc::new(vfs));
+    local.put("LOCK", &[], PutMode::Replace).unwrap();
+    let held = local.lock_file("LOCK", false).unwrap();
+    assert_eq!(
+        local.lock_file("LOCK", true).err().unwrap().kind(),
+        K::Conflict
+    );
+    drop(held);
+    // The object store's injected transient fault.
+    let mem = MemStore::new();
+    mem.fail_transient(mem.calls(), 1);
+    assert_eq!(mem.stat("a").unwrap_err().kind(), K::Transient);
+    // An archive is read-only: a write is refused, a missing entry is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let s = sets(&Store::Objects(MemStore::new()));
+    let file = dir.path().join("x.tar");
+    pagevault::archive::export_to_file(&s.repo, s.full, &file).unwrap();
+    let a = ArchiveBackend::open(&file).unwrap();
+    assert_eq!(
+        a.put("x", b"1", PutMode::Replace).unwrap_err().kind(),
+        K::Refused
+    );
+    assert_eq!(a.open("missing").err().unwrap().kind(), K::NotFound);
+    // A damaged archive (cut short) is `Damaged`.
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 700]).unwrap();
+    assert_eq!(
+        ArchiveBackend::open(&file).err().unwrap().kind(),
+        K::Damaged
+    );
+}

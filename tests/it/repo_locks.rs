@@ -17,7 +17,9 @@ use pagevault::format::manifest::parse_backup_id;
 use pagevault::io::mem::MemVfs;
 use pagevault::progress::Progress;
 use pagevault::repo::backend::mem::MemStore;
-use pagevault::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, Upload};
+use pagevault::repo::backend::{
+    Backend, BackendResult, Features, ObjectInfo, ObjectReader, Upload,
+};
 use pagevault::repo::lease::Lease;
 use pagevault::repo::{names, LockMode, Repository};
 use pagevault::restore::{self, RestoreOptions};
@@ -191,13 +193,13 @@ impl Backend for Hooked {
     fn retries(&self) -> bool {
         self.inner.retries()
     }
-    fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         self.inner.list(prefix)
     }
-    fn stat(&self, name: &str) -> std::io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         self.inner.stat(name)
     }
-    fn open(&self, name: &str) -> std::io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         if names::id_of_set_object(name).is_some() && !self.fired.swap(true, Ordering::SeqCst) {
             (self.hook)();
         }
@@ -208,26 +210,26 @@ impl Backend for Hooked {
         name: &str,
         bytes: &[u8],
         mode: pagevault::repo::backend::PutMode,
-    ) -> std::io::Result<()> {
+    ) -> BackendResult<()> {
         self.inner.put(name, bytes, mode)
     }
-    fn upload(&self, name: &str) -> std::io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         self.inner.upload(name)
     }
-    fn delete(&self, name: &str) -> std::io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         self.inner.delete(name)
     }
-    fn staged(&self) -> std::io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         self.inner.staged()
     }
-    fn delete_staged(&self, staging_name: &str) -> std::io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         self.inner.delete_staged(staging_name)
     }
     fn lock_file(
         &self,
         name: &str,
         shared: bool,
-    ) -> std::io::Result<Box<dyn pagevault::io::HeldLock>> {
+    ) -> BackendResult<Box<dyn pagevault::io::HeldLock>> {
         self.inner.lock_file(name, shared)
     }
 }

@@ -210,7 +210,10 @@ fn s3_multipart_uploads_appear_whole_aborted_ones_not_at_all_and_reads_are_coale
     let most = (pagevault::repo::backend::s3::READ_WINDOWS as u64) * (8 << 20);
     assert!(peak > 8 << 20 && peak <= most, "{peak} bytes at most");
     let e = r.read_at(data.len() as u64 - 1, &mut [0u8; 2]).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    assert_eq!(
+        e.kind(),
+        pagevault::repo::backend::BackendErrorKind::Damaged
+    );
 
     // A dropped upload, past its first part, leaves nothing.
     let mut up = b.upload("dropped").unwrap();
@@ -378,7 +381,11 @@ fn s3_an_object_deleted_under_a_restore_fails_it_cleanly() {
     b.delete(&stream).unwrap();
     let mut buf = vec![0u8; 4096.min(r.size() as usize)];
     let e = r.read_at(0, &mut buf).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert_eq!(
+        e.kind(),
+        pagevault::repo::backend::BackendErrorKind::NotFound,
+        "{e}"
+    );
     assert!(e.to_string().contains(&stream), "{e}");
 
     // Through the CLI: the restore fails with one line naming the object, and leaves

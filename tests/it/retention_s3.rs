@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use pagevault::backup::BackupKind;
 use pagevault::format::manifest::{format_backup_id, parse_backup_id};
 use pagevault::repo::backend::s3::{S3Backend, S3Options};
-use pagevault::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use pagevault::repo::backend::{
+    Backend, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload,
+};
 use pagevault::repo::names;
 use pagevault::repo::{chain, InitOptions, Repository};
 use pagevault::retention::prune::PruneOptions;
@@ -192,7 +194,7 @@ impl ObjectReader for FaultyReader {
     fn size(&self) -> u64 {
         self.0.size()
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         self.1.call()?;
         self.0.read_at(offset, buf)
     }
@@ -203,14 +205,14 @@ impl ObjectReader for FaultyReader {
 struct FaultyUpload(Option<Box<dyn Upload>>, Arc<Faults>);
 
 impl Upload for FaultyUpload {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, bytes: &[u8]) -> BackendResult<()> {
         self.1.mutate()?;
         self.0.as_mut().expect("live").write(bytes)
     }
     fn written(&self) -> u64 {
         self.0.as_ref().map_or(0, |u| u.written())
     }
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
+    fn finish(mut self: Box<Self>) -> BackendResult<()> {
         self.1.mutate()?;
         self.0.take().expect("live").finish()
     }
@@ -234,37 +236,37 @@ impl Backend for FaultyS3 {
     fn retries(&self) -> bool {
         self.inner.retries()
     }
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         self.faults().call()?;
         self.inner.list(prefix)
     }
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         self.faults().call()?;
         self.inner.stat(name)
     }
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         let f = self.faults();
         f.call()?;
         Ok(Arc::new(FaultyReader(self.inner.open(name)?, f)))
     }
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         self.faults().mutate()?;
         self.inner.put(name, bytes, mode)
     }
-    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         let f = self.faults();
         f.mutate()?;
         Ok(Box::new(FaultyUpload(Some(self.inner.upload(name)?), f)))
     }
-    fn delete(&self, name: &str) -> io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         self.faults().mutate()?;
         self.inner.delete(name)
     }
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         self.faults().call()?;
         self.inner.staged()
     }
-    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         self.faults().mutate()?;
         self.inner.delete_staged(staging_name)
     }

@@ -14,7 +14,9 @@ use pagevault::io::HeldLock;
 use pagevault::progress::{NoProgress, Progress};
 use pagevault::repo::backend::local::LocalBackend;
 use pagevault::repo::backend::mem::MemStore;
-use pagevault::repo::backend::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use pagevault::repo::backend::{
+    Backend, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload,
+};
 use pagevault::repo::set_writer::SetWriter;
 use pagevault::repo::{names, LockMode, Repository};
 use pagevault::{CreateOptions, Database, Error, InitOptions};
@@ -84,37 +86,37 @@ impl Backend for BeforePublish {
     fn location(&self, name: &str) -> std::path::PathBuf {
         self.inner.location(name)
     }
-    fn list(&self, prefix: &str) -> std::io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         if prefix.starts_with(names::SET_PREFIX) && prefix.len() > names::SET_PREFIX.len() {
             self.fire();
         }
         self.inner.list(prefix)
     }
-    fn stat(&self, name: &str) -> std::io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         self.inner.stat(name)
     }
-    fn open(&self, name: &str) -> std::io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         self.inner.open(name)
     }
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> std::io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         if names::id_of_manifest(name).is_some() {
             self.fire();
         }
         self.inner.put(name, bytes, mode)
     }
-    fn upload(&self, name: &str) -> std::io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         self.inner.upload(name)
     }
-    fn delete(&self, name: &str) -> std::io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         self.inner.delete(name)
     }
-    fn staged(&self) -> std::io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         self.inner.staged()
     }
-    fn delete_staged(&self, staging_name: &str) -> std::io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         self.inner.delete_staged(staging_name)
     }
-    fn lock_file(&self, name: &str, shared: bool) -> std::io::Result<Box<dyn HeldLock>> {
+    fn lock_file(&self, name: &str, shared: bool) -> BackendResult<Box<dyn HeldLock>> {
         self.inner.lock_file(name, shared)
     }
 }

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use crate::format::tar::{padded, parse_header, BLOCK};
 use crate::format::archive_manifest::{ArchiveManifest, MAX_ARCHIVE_MANIFEST_BYTES};
 
 use super::super::names::ARCHIVE_MANIFEST;
-use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 
 /// An archive opened for reading.
 pub struct ArchiveBackend {
@@ -32,13 +31,13 @@ pub struct ArchiveBackend {
     manifest: ArchiveManifest,
 }
 
-fn bad(what: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what)
+fn bad(what: String) -> BackendError {
+    BackendError::new(BackendErrorKind::Damaged, what)
 }
 
 impl ArchiveBackend {
     /// Opens and indexes the archive at `path`.
-    pub fn open(path: &Path) -> io::Result<ArchiveBackend> {
+    pub fn open(path: &Path) -> BackendResult<ArchiveBackend> {
         // Read by ranges, so a regular file: a FIFO (or a device) in its place is refused
         // without blocking (`import` reads an archive from a pipe).
         let file = crate::io::file::regular(
@@ -51,7 +50,7 @@ impl ArchiveBackend {
         let mut index = BTreeMap::new();
         let mut order = Vec::new();
         let mut at = 0u64;
-        let read_block = |at: u64| -> io::Result<[u8; BLOCK]> {
+        let read_block = |at: u64| -> BackendResult<[u8; BLOCK]> {
             let mut b = [0u8; BLOCK];
             if at + BLOCK as u64 > len {
                 return Err(bad(format!(
@@ -154,7 +153,7 @@ fn check_table_of_sets(
     file: &File,
     index: &BTreeMap<String, (u64, u64)>,
     manifest: &ArchiveManifest,
-) -> io::Result<()> {
+) -> BackendResult<()> {
     use crate::format::manifest::{format_backup_id, hash_of, MAX_MANIFEST_BYTES};
     use crate::repo::names;
     for s in &manifest.sets {
@@ -203,23 +202,23 @@ impl ObjectReader for Entry {
         self.size
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         if offset
             .checked_add(buf.len() as u64)
             .is_none_or(|e| e > self.size)
         {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
+            return Err(BackendError::new(
+                BackendErrorKind::Damaged,
                 "a read past the end of an archive entry",
             ));
         }
-        self.file.read_exact_at(buf, self.offset + offset)
+        Ok(self.file.read_exact_at(buf, self.offset + offset)?)
     }
 }
 
-fn read_only() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
+fn read_only() -> BackendError {
+    BackendError::new(
+        BackendErrorKind::Refused,
         "an archive is read-only; import it into a repository first",
     )
 }
@@ -240,7 +239,7 @@ impl Backend for ArchiveBackend {
         }
     }
 
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         Ok(self
             .index
             .range(prefix.to_string()..)
@@ -252,13 +251,13 @@ impl Backend for ArchiveBackend {
             .collect())
     }
 
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         Ok(self.index.get(name).map(|&(_, s)| s))
     }
 
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         let &(offset, size) = self.index.get(name).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "no such entry in the archive")
+            BackendError::new(BackendErrorKind::NotFound, "no such entry in the archive")
         })?;
         Ok(Arc::new(Entry {
             file: self.file.clone(),
@@ -267,23 +266,23 @@ impl Backend for ArchiveBackend {
         }))
     }
 
-    fn put(&self, _: &str, _: &[u8], _: PutMode) -> io::Result<()> {
+    fn put(&self, _: &str, _: &[u8], _: PutMode) -> BackendResult<()> {
         Err(read_only())
     }
 
-    fn upload(&self, _: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, _: &str) -> BackendResult<Box<dyn Upload>> {
         Err(read_only())
     }
 
-    fn delete(&self, _: &str) -> io::Result<()> {
+    fn delete(&self, _: &str) -> BackendResult<()> {
         Err(read_only())
     }
 
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         Ok(Vec::new())
     }
 
-    fn delete_staged(&self, _: &str) -> io::Result<()> {
+    fn delete_staged(&self, _: &str) -> BackendResult<()> {
         Err(read_only())
     }
 }

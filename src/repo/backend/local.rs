@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 use crate::io::write_behind::{WriteBehind, SPAN_BYTES};
 use crate::io::{Storage, Vfs};
 
@@ -62,13 +62,13 @@ impl ObjectReader for LocalReader {
     fn size(&self) -> u64 {
         self.size
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         if offset
             .checked_add(buf.len() as u64)
             .is_none_or(|end| end > self.size)
         {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
+            return Err(BackendError::new(
+                BackendErrorKind::Damaged,
                 format!(
                     "a read of {} bytes at offset {offset} passes the object's end at {}",
                     buf.len(),
@@ -76,7 +76,7 @@ impl ObjectReader for LocalReader {
                 ),
             ));
         }
-        self.storage.read_at(offset, buf)
+        Ok(self.storage.read_at(offset, buf)?)
     }
 }
 
@@ -92,7 +92,7 @@ impl Backend for LocalBackend {
         self.vfs.path_of(name)
     }
 
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         let mut out = Vec::new();
         for name in self.vfs.list()? {
             if !name.starts_with(prefix) || staged_object(&name).is_some() {
@@ -107,21 +107,21 @@ impl Backend for LocalBackend {
         Ok(out)
     }
 
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         match self.vfs.open_read(name) {
-            Ok(s) => s.len().map(Some),
+            Ok(s) => Ok(Some(s.len()?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         let storage = self.vfs.open_read(name)?;
         let size = storage.len()?;
         Ok(Arc::new(LocalReader { storage, size }))
     }
 
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         let tmp = Self::staging_name(name, TMP_SUFFIX);
         let result = (|| {
             let f = self.vfs.open(&tmp, true)?;
@@ -138,10 +138,10 @@ impl Backend for LocalBackend {
         if result.is_err() && self.vfs.exists(&tmp) {
             let _ = self.vfs.remove(&tmp);
         }
-        result
+        Ok(result?)
     }
 
-    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         let partial = Self::staging_name(name, PARTIAL_SUFFIX);
         let storage = self.vfs.open(&partial, true)?;
         storage.set_len(0)?;
@@ -158,15 +158,15 @@ impl Backend for LocalBackend {
         }))
     }
 
-    fn delete(&self, name: &str) -> io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         match self.vfs.remove(name) {
-            Ok(()) => self.vfs.sync_dir(),
+            Ok(()) => Ok(self.vfs.sync_dir()?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         Ok(self
             .vfs
             .list()?
@@ -175,18 +175,18 @@ impl Backend for LocalBackend {
             .collect())
     }
 
-    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         if staged_object(staging_name).is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
+            return Err(BackendError::new(
+                BackendErrorKind::Other,
                 format!("{staging_name} is not a staging name"),
             ));
         }
         self.delete(staging_name)
     }
 
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
-        self.vfs.lock_file(name, shared)
+    fn lock_file(&self, name: &str, shared: bool) -> BackendResult<Box<dyn crate::io::HeldLock>> {
+        Ok(self.vfs.lock_file(name, shared)?)
     }
 }
 
@@ -268,7 +268,7 @@ impl LocalUpload {
 }
 
 impl Upload for LocalUpload {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, bytes: &[u8]) -> BackendResult<()> {
         self.write_back_error()?;
         self.storage.write_at(self.length, bytes)?;
         self.length += bytes.len() as u64;
@@ -284,12 +284,12 @@ impl Upload for LocalUpload {
         self.length
     }
 
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
+    fn finish(mut self: Box<Self>) -> BackendResult<()> {
         self.stop_write_back()?;
         self.storage.sync()?;
         self.vfs.rename(&self.partial, &self.name)?;
         self.finished = true;
-        self.vfs.sync_dir()
+        Ok(self.vfs.sync_dir()?)
     }
 }
 

@@ -16,12 +16,11 @@
 //! verb reads.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 
 const NEVER: u64 = u64::MAX;
 
@@ -58,8 +57,8 @@ impl Default for MemStore {
     }
 }
 
-fn down_error() -> io::Error {
-    io::Error::other("simulated power loss of the object store")
+fn down_error() -> BackendError {
+    BackendError::new(BackendErrorKind::Other, "simulated power loss of the object store")
 }
 
 impl MemStore {
@@ -168,7 +167,7 @@ impl MemStore {
     }
 
     /// Every call: the store must be up, and a transient fault may hit it.
-    fn call(&self) -> io::Result<()> {
+    fn call(&self) -> BackendResult<()> {
         let st = &self.state;
         if self.is_down() {
             return Err(down_error());
@@ -176,8 +175,8 @@ impl MemStore {
         let n = st.calls.fetch_add(1, Ordering::SeqCst);
         let from = st.transient_from.load(Ordering::SeqCst);
         if n >= from && n - from < st.transient_count.load(Ordering::SeqCst) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
+            return Err(BackendError::new(
+                BackendErrorKind::Transient,
                 "simulated transient error of the object store (503 Slow Down)",
             ));
         }
@@ -185,7 +184,7 @@ impl MemStore {
     }
 
     /// A mutating operation: counted, and maybe failed or cut off by power loss.
-    fn mutate(&self) -> io::Result<()> {
+    fn mutate(&self) -> BackendResult<()> {
         self.call()?;
         let st = &self.state;
         let n = st.ops.fetch_add(1, Ordering::SeqCst);
@@ -194,18 +193,18 @@ impl MemStore {
             return Err(down_error());
         }
         if n == st.fail_op.load(Ordering::SeqCst) {
-            return Err(io::Error::other(format!(
+            return Err(BackendError::new(BackendErrorKind::Other, format!(
                 "simulated I/O error at operation {n}"
             )));
         }
         Ok(())
     }
 
-    fn read(&self) -> io::Result<()> {
+    fn read(&self) -> BackendResult<()> {
         self.call()?;
         let n = self.state.reads.fetch_add(1, Ordering::SeqCst);
         if n == self.state.fail_read.load(Ordering::SeqCst) {
-            return Err(io::Error::other(format!(
+            return Err(BackendError::new(BackendErrorKind::Other, format!(
                 "simulated read error at read {n}"
             )));
         }
@@ -222,14 +221,14 @@ impl ObjectReader for MemReader {
     fn size(&self) -> u64 {
         self.bytes.len() as u64
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         self.store.read()?;
         let end = offset
             .checked_add(buf.len() as u64)
             .filter(|&e| e <= self.bytes.len() as u64)
             .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
+                BackendError::new(
+                    BackendErrorKind::Damaged,
                     format!(
                         "a read of {} bytes at offset {offset} passes the object's end at {}",
                         buf.len(),
@@ -254,7 +253,7 @@ struct MemUpload {
 }
 
 impl Upload for MemUpload {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, bytes: &[u8]) -> BackendResult<()> {
         self.store.mutate()?;
         self.bytes.extend_from_slice(bytes);
         Ok(())
@@ -262,10 +261,10 @@ impl Upload for MemUpload {
     fn written(&self) -> u64 {
         self.bytes.len() as u64
     }
-    fn finish(self: Box<Self>) -> io::Result<()> {
+    fn finish(self: Box<Self>) -> BackendResult<()> {
         self.store.mutate()?;
         if self.store.state.generation.load(Ordering::SeqCst) != self.generation {
-            return Err(io::Error::other("the upload was lost by a crash"));
+            return Err(BackendError::new(BackendErrorKind::Other, "the upload was lost by a crash"));
         }
         let MemUpload {
             store, name, bytes, ..
@@ -287,7 +286,7 @@ impl Backend for MemStore {
         PathBuf::from(format!("mem://store/{name}"))
     }
 
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         self.call()?;
         Ok(self
             .objects()
@@ -300,15 +299,15 @@ impl Backend for MemStore {
             .collect())
     }
 
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         self.call()?;
         Ok(self.objects().get(name).map(|b| b.len() as u64))
     }
 
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         self.call()?;
         let bytes = self.objects().get(name).cloned().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("{name}: no such object"))
+            BackendError::new(BackendErrorKind::NotFound, format!("{name}: no such object"))
         })?;
         Ok(Arc::new(MemReader {
             store: self.clone(),
@@ -316,15 +315,15 @@ impl Backend for MemStore {
         }))
     }
 
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         self.mutate()?;
         let mut objects = self.objects();
         if mode == PutMode::CreateNew
             && !self.state.ignore_create_only.load(Ordering::SeqCst)
             && objects.contains_key(name)
         {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
+            return Err(BackendError::new(
+                BackendErrorKind::Conflict,
                 format!("{name}: exists (412 Precondition Failed)"),
             ));
         }
@@ -332,7 +331,7 @@ impl Backend for MemStore {
         Ok(())
     }
 
-    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         self.mutate()?;
         Ok(Box::new(MemUpload {
             store: self.clone(),
@@ -342,19 +341,19 @@ impl Backend for MemStore {
         }))
     }
 
-    fn delete(&self, name: &str) -> io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         self.mutate()?;
         self.objects().remove(name);
         Ok(())
     }
 
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         Ok(vec![]) // unfinished uploads are invisible and vanish with their writer
     }
 
-    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
+        Err(BackendError::new(
+            BackendErrorKind::NotFound,
             format!("{staging_name}: the store keeps no staged uploads"),
         ))
     }
@@ -384,14 +383,14 @@ mod tests {
         let s = MemStore::new();
         s.put("c", b"1", PutMode::CreateNew).unwrap();
         let e = s.put("c", b"2", PutMode::CreateNew).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(e.kind(), BackendErrorKind::Conflict);
         s.ignore_create_only(true);
         s.put("c", b"3", PutMode::CreateNew).unwrap();
         assert_eq!(s.object("c").unwrap(), b"3");
         let n = s.calls();
         s.fail_transient(n, 2);
-        assert_eq!(s.stat("c").unwrap_err().kind(), io::ErrorKind::TimedOut);
-        assert_eq!(s.stat("c").unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(s.stat("c").unwrap_err().kind(), BackendErrorKind::Transient);
+        assert_eq!(s.stat("c").unwrap_err().kind(), BackendErrorKind::Transient);
         assert_eq!(s.stat("c").unwrap(), Some(1));
         s.crash_after(s.ops());
         assert!(s.delete("c").is_err());

@@ -3,20 +3,19 @@
 //! and a retry gets past it. One retry layer: a backend that retries its own requests
 //! ([`Backend::retries`], S3) is tried once here.
 //!
-//! Keeps true: only errors of a transient kind (timed out, interrupted, connection reset
-//! or aborted, would block) are retried, a bounded number of times within a bounded time,
+//! Keeps true: only errors of the [`BackendErrorKind::Transient`] kind (timed out,
+//! interrupted, connection reset or aborted, unavailable) are retried, a bounded number of times within a bounded time,
 //! with a doubling backoff; anything else is returned at once (a missing object is never
 //! retried into an error, an I/O error never into "missing"). Upload writes and finishes
 //! are not retried (a half-written part cannot be told from a whole one); a create-only
 //! put whose first try may have landed is read back: an object with exactly our bytes is
 //! our own put, not a conflict.
 
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use super::{Backend, BackendErrorKind, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 
 /// How hard to retry.
 #[derive(Clone, Copy, Debug)]
@@ -39,26 +38,17 @@ impl Default for RetryPolicy {
     }
 }
 
-/// True for the errors a retry may get past.
-pub fn is_transient(e: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        TimedOut | Interrupted | ConnectionReset | ConnectionAborted | WouldBlock
-    )
-}
-
 fn with_retries<T>(
     policy: &RetryPolicy,
-    mut op: impl FnMut(u32) -> io::Result<T>,
-) -> io::Result<T> {
+    mut op: impl FnMut(u32) -> BackendResult<T>,
+) -> BackendResult<T> {
     let started = Instant::now();
     let mut backoff = policy.first_backoff;
     let mut attempt = 0;
     loop {
         match op(attempt) {
             Err(e)
-                if is_transient(&e)
+                if e.is_transient()
                     && attempt + 1 < policy.attempts
                     && started.elapsed() + backoff <= policy.max_total =>
             {
@@ -102,7 +92,7 @@ impl ObjectReader for RetryingReader {
     fn size(&self) -> u64 {
         self.inner.size()
     }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         with_retries(&self.policy, |_| self.inner.read_at(offset, buf))
     }
 }
@@ -117,23 +107,23 @@ impl Backend for Retrying {
     fn retries(&self) -> bool {
         self.policy.attempts > 1 || self.inner.retries()
     }
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         with_retries(&self.policy, |_| self.inner.list(prefix))
     }
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         with_retries(&self.policy, |_| self.inner.stat(name))
     }
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         let inner = with_retries(&self.policy, |_| self.inner.open(name))?;
         Ok(Arc::new(RetryingReader {
             inner,
             policy: self.policy,
         }))
     }
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         with_retries(&self.policy, |attempt| {
             match self.inner.put(name, bytes, mode) {
-                Err(e) if attempt > 0 && e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(e) if attempt > 0 && e.kind() == BackendErrorKind::Conflict => {
                     // Did an earlier try land? Then the object is ours.
                     match super::read_all(&*self.inner, name, bytes.len() as u64) {
                         Ok(there) if there == bytes => Ok(()),
@@ -144,20 +134,20 @@ impl Backend for Retrying {
             }
         })
     }
-    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         with_retries(&self.policy, |_| self.inner.upload(name))
     }
-    fn delete(&self, name: &str) -> io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         with_retries(&self.policy, |_| self.inner.delete(name))
     }
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         with_retries(&self.policy, |_| self.inner.staged())
     }
-    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         with_retries(&self.policy, |_| self.inner.delete_staged(staging_name))
     }
-    fn lock_file(&self, name: &str, shared: bool) -> io::Result<Box<dyn crate::io::HeldLock>> {
-        // A held lock (WouldBlock) is an answer, not a transient error.
+    fn lock_file(&self, name: &str, shared: bool) -> BackendResult<Box<dyn crate::io::HeldLock>> {
+        // A held lock (a `Conflict`) is an answer, not a transient error.
         self.inner.lock_file(name, shared)
     }
 }
@@ -190,7 +180,7 @@ mod tests {
         let e = r.stat("a").unwrap_err();
         assert_eq!(
             e.kind(),
-            io::ErrorKind::TimedOut,
+            BackendErrorKind::Transient,
             "four failures exhaust it"
         );
     }
@@ -206,6 +196,6 @@ mod tests {
         r.put("m", b"ours", PutMode::CreateNew).unwrap();
         store.fail_transient(store.calls(), 1);
         let e = r.put("m", b"theirs", PutMode::CreateNew).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(e.kind(), BackendErrorKind::Conflict);
     }
 }

@@ -41,7 +41,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, RetryConfig,
 };
 
-use super::{Backend, Features, ObjectInfo, ObjectReader, PutMode, Upload};
+use super::{Backend, BackendError, BackendErrorKind, BackendResult, Features, ObjectInfo, ObjectReader, PutMode, Upload};
 
 /// Parts of one upload sent at once.
 pub const PARTS_IN_FLIGHT: usize = 2;
@@ -273,8 +273,8 @@ impl Shared {
         }
     }
 
-    /// An `object_store` error as an I/O error whose message is one sentence.
-    fn error(&self, name: &str, e: object_store::Error) -> io::Error {
+    /// An `object_store` error as a backend error whose message is one sentence.
+    fn error(&self, name: &str, e: object_store::Error) -> BackendError {
         map_error(&self.opts, name, e)
     }
 
@@ -284,7 +284,7 @@ impl Shared {
     /// typed, one HEAD of a name under the prefix says which it was (a 404 there is the
     /// bucket missing, since a listing of a bucket that is there never fails so; 401 and
     /// 403 are refused credentials). Anything else stays the listing's own error.
-    fn list_error(&self, e: object_store::Error) -> io::Error {
+    fn list_error(&self, e: object_store::Error) -> BackendError {
         use object_store::Error as E;
         let typed = matches!(
             e,
@@ -300,7 +300,7 @@ impl Shared {
             let probe = self.path(".pagevault-probe");
             match self.run(self.store.head(&probe)) {
                 Err(E::NotFound { .. }) => {
-                    return io::Error::other(format!(
+                    return BackendError::new(BackendErrorKind::Other, format!(
                         "the bucket {} does not exist on {}",
                         self.opts.bucket,
                         self.opts.endpoint.as_deref().unwrap_or("AWS S3")
@@ -341,9 +341,9 @@ fn http_kind(e: &(dyn std::error::Error + 'static)) -> Option<object_store::clie
 }
 
 /// Refused credentials, in one sentence naming the bucket.
-fn refused(opts: &S3Options) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::PermissionDenied,
+fn refused(opts: &S3Options) -> BackendError {
+    BackendError::new(
+        BackendErrorKind::Refused,
         format!(
             "{} refused the credentials for bucket {} (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may read and write the bucket)",
             opts.endpoint.as_deref().unwrap_or("AWS S3"),
@@ -352,13 +352,13 @@ fn refused(opts: &S3Options) -> io::Error {
     )
 }
 
-/// An `object_store` error as an I/O error whose kind says what the caller may do and
+/// An `object_store` error as a backend error whose kind says what the caller may do and
 /// whose message is one sentence. Only the crate's typed errors are read: its variants
 /// (a 404 is `NotFound`, 409 and 412 `AlreadyExists` and `Precondition`, 401 and 403
 /// `Unauthenticated` and `PermissionDenied`) and the transport failure kind in the chain;
 /// never a message's text. `name` is empty for a request about the bucket (a listing).
-fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error {
-    use io::ErrorKind as K;
+fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> BackendError {
+    use BackendErrorKind as K;
     use object_store::client::HttpErrorKind as H;
     use object_store::Error as E;
     let bucket = &opts.bucket;
@@ -372,17 +372,17 @@ fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error 
         // A listing is answered 404 only when the bucket is not there (an empty prefix
         // lists nothing): an error, never an empty repository.
         E::NotFound { .. } if name.is_empty() => {
-            return io::Error::other(format!("the bucket {bucket} does not exist on {endpoint}"))
+            return BackendError::new(K::Other, format!("the bucket {bucket} does not exist on {endpoint}"))
         }
         E::NotFound { .. } => {
-            return io::Error::new(K::NotFound, format!("the {what} does not exist"))
+            return BackendError::new(K::NotFound, format!("the {what} does not exist"))
         }
         E::AlreadyExists { .. } | E::Precondition { .. } => {
-            return io::Error::new(K::AlreadyExists, format!("the {what} already exists"))
+            return BackendError::new(K::Conflict, format!("the {what} already exists"))
         }
         E::Unauthenticated { .. } | E::PermissionDenied { .. } => return refused(opts),
         E::NotSupported { .. } | E::NotImplemented { .. } => {
-            return io::Error::new(
+            return BackendError::new(
                 K::Unsupported,
                 format!("{endpoint} does not support a request for the {what}: {e}"),
             )
@@ -391,16 +391,16 @@ fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error 
     }
     match http_kind(&e) {
         Some(H::Connect) => {
-            return io::Error::new(
-                K::ConnectionRefused,
+            return BackendError::new(
+                K::Transient,
                 format!(
                     "cannot connect to the S3 endpoint {endpoint} for bucket {bucket} (is the server up, and AWS_ENDPOINT_URL right?)"
                 ),
             )
         }
         Some(H::Timeout) => {
-            return io::Error::new(
-                K::TimedOut,
+            return BackendError::new(
+                K::Transient,
                 format!(
                     "the S3 endpoint {endpoint} did not answer in time for the {what} (PAGEVAULT_S3_TIMEOUT_SECS={})",
                     opts.timeout.as_secs()
@@ -408,13 +408,13 @@ fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error 
             )
         }
         Some(H::Interrupted) | Some(H::Request) => {
-            return io::Error::new(
-                K::ConnectionReset,
+            return BackendError::new(
+                K::Transient,
                 format!("the connection to {endpoint} broke during a request for the {what}"),
             )
         }
         Some(_) => {
-            return io::Error::other(format!(
+            return BackendError::new(K::Other, format!(
                 "a request to {endpoint} for the {what} failed: {}",
                 chain_text(&e).replace('\n', " ")
             ))
@@ -424,8 +424,8 @@ fn map_error(opts: &S3Options, name: &str, e: object_store::Error) -> io::Error 
     // What is left is an answer with a status the crate has no variant for, after the
     // client's own retries of 5xx, 429 and 408 answers (PAGEVAULT_S3_RETRIES): the server
     // is unavailable for now. The crate's message (with the status) is shown, not read.
-    io::Error::new(
-        K::TimedOut,
+    BackendError::new(
+        K::Transient,
         format!(
             "{endpoint} answered an error (unavailable) for the {what} after retries: {}",
             chain_text(&e).replace('\n', " ")
@@ -519,7 +519,7 @@ impl S3Backend {
     }
 
     /// One LIST request under the prefix.
-    fn probe(&self) -> io::Result<()> {
+    fn probe(&self) -> BackendResult<()> {
         let sh = &self.shared;
         let prefix = (!sh.opts.prefix.is_empty()).then(|| StorePath::from(sh.opts.prefix.as_str()));
         let first = sh.run(async {
@@ -620,7 +620,7 @@ impl Backend for S3Backend {
         }
     }
 
-    fn list(&self, prefix: &str) -> io::Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> BackendResult<Vec<ObjectInfo>> {
         let sh = &self.shared;
         let base = (!sh.opts.prefix.is_empty()).then(|| StorePath::from(sh.opts.prefix.as_str()));
         let strip = if sh.opts.prefix.is_empty() {
@@ -652,7 +652,7 @@ impl Backend for S3Backend {
         Ok(out)
     }
 
-    fn stat(&self, name: &str) -> io::Result<Option<u64>> {
+    fn stat(&self, name: &str) -> BackendResult<Option<u64>> {
         let sh = &self.shared;
         let path = sh.path(name);
         match sh.run(sh.store.head(&path)) {
@@ -662,7 +662,7 @@ impl Backend for S3Backend {
         }
     }
 
-    fn open(&self, name: &str) -> io::Result<Arc<dyn ObjectReader>> {
+    fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>> {
         let sh = &self.shared;
         let path = sh.path(name);
         let size = sh
@@ -681,7 +681,7 @@ impl Backend for S3Backend {
         }))
     }
 
-    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> io::Result<()> {
+    fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         let sh = &self.shared;
         let path = sh.path(name);
         let opts = PutOptions {
@@ -697,7 +697,7 @@ impl Backend for S3Backend {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = sh.error(name, e);
-                if mode == PutMode::CreateNew && e.kind() == io::ErrorKind::AlreadyExists {
+                if mode == PutMode::CreateNew && e.kind() == BackendErrorKind::Conflict {
                     // The client retries a PUT answered 5xx: did an earlier try land?
                     // Then the object is ours (the bytes of a create-only put are unique:
                     // a manifest, a lease with its nonce, a config with its id).
@@ -716,7 +716,7 @@ impl Backend for S3Backend {
         true
     }
 
-    fn upload(&self, name: &str) -> io::Result<Box<dyn Upload>> {
+    fn upload(&self, name: &str) -> BackendResult<Box<dyn Upload>> {
         Ok(Box::new(S3Upload {
             shared: self.shared.clone(),
             name: name.to_string(),
@@ -726,7 +726,7 @@ impl Backend for S3Backend {
         }))
     }
 
-    fn delete(&self, name: &str) -> io::Result<()> {
+    fn delete(&self, name: &str) -> BackendResult<()> {
         let sh = &self.shared;
         match sh.run(sh.store.delete(&sh.path(name))) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -734,7 +734,7 @@ impl Backend for S3Backend {
         }
     }
 
-    fn staged(&self) -> io::Result<Vec<(String, String)>> {
+    fn staged(&self) -> BackendResult<Vec<(String, String)>> {
         // Multipart uploads under way, by their markers (`uploads/<object>.<random>`,
         // written when an upload starts, removed when it completes or is aborted): the
         // crate cannot list a bucket's unfinished uploads, so each upload records its id
@@ -761,7 +761,7 @@ impl Backend for S3Backend {
             .collect())
     }
 
-    fn delete_staged(&self, staging_name: &str) -> io::Result<()> {
+    fn delete_staged(&self, staging_name: &str) -> BackendResult<()> {
         // Aborts the upload the marker names, then removes the marker.
         let sh = &self.shared;
         let marker = sh.path(staging_name);
@@ -825,7 +825,7 @@ struct ReadState {
 struct Window {
     index: u64,
     /// `None` while its GET is in flight.
-    bytes: Option<Result<bytes::Bytes, (io::ErrorKind, String)>>,
+    bytes: Option<Result<bytes::Bytes, (BackendErrorKind, String)>>,
     /// Bytes of it not read yet: at 0 it is dropped.
     unread: u64,
     /// Someone read from it (a window fetched ahead and never read goes first).
@@ -889,7 +889,7 @@ impl S3Reader {
             let got = match store.get_range(&path, range.clone()).await {
                 Ok(b) if b.len() as u64 == len => Ok(b),
                 Ok(b) => Err((
-                    io::ErrorKind::UnexpectedEof,
+                    BackendErrorKind::Damaged,
                     format!(
                         "the object {name} returned {} bytes at offset {} where {len} were asked (it changed since it was opened)",
                         b.len(),
@@ -920,7 +920,7 @@ impl S3Reader {
 
     /// Copies `buf.len()` bytes at `offset` out of window `index` (fetching it if need
     /// be), and starts the fetch of the window after it.
-    fn read_window(&self, index: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_window(&self, index: u64, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         let w = self.shared.opts.read_window;
         let last = (self.size - 1) / w;
         let mut ws = self.state.windows.lock().unwrap_or_else(|p| p.into_inner());
@@ -950,7 +950,7 @@ impl S3Reader {
             match &ws[i].bytes {
                 None => ws = wait(ws),
                 Some(Err((kind, msg))) => {
-                    let e = io::Error::new(*kind, msg.clone());
+                    let e = BackendError::new(*kind, msg.clone());
                     // Dropped, so that a retry fetches it again.
                     self.drop_window(&mut ws, i);
                     return Err(e);
@@ -983,11 +983,11 @@ impl ObjectReader for S3Reader {
         self.size
     }
 
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|end| end > self.size) {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
+            return Err(BackendError::new(
+                BackendErrorKind::Damaged,
                 format!(
                     "a read of {} bytes at offset {offset} passes the end of {} at {}",
                     buf.len(),
@@ -1061,7 +1061,7 @@ impl Multipart {
 impl S3Upload {
     /// Sends `bytes` as parts of at most the part size (starting the multipart upload on
     /// the first), keeping at most [`PARTS_IN_FLIGHT`] in flight.
-    fn send_parts(&mut self, bytes: bytes::Bytes) -> io::Result<()> {
+    fn send_parts(&mut self, bytes: bytes::Bytes) -> BackendResult<()> {
         let sh = self.shared.clone();
         let part = sh.opts.part_size;
         let path = sh.path(&self.name);
@@ -1115,7 +1115,7 @@ impl S3Upload {
 }
 
 impl Upload for S3Upload {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn write(&mut self, bytes: &[u8]) -> BackendResult<()> {
         self.buffer.extend_from_slice(bytes);
         self.written += bytes.len() as u64;
         if self.buffer.len() >= self.shared.opts.part_size {
@@ -1133,7 +1133,7 @@ impl Upload for S3Upload {
         self.written
     }
 
-    fn finish(mut self: Box<Self>) -> io::Result<()> {
+    fn finish(mut self: Box<Self>) -> BackendResult<()> {
         let sh = self.shared.clone();
         let name = self.name.clone();
         let t = std::time::Instant::now();
@@ -1241,10 +1241,10 @@ mod tests {
                 },
             )
         };
-        assert_eq!(missing("x").kind(), io::ErrorKind::NotFound);
+        assert_eq!(missing("x").kind(), BackendErrorKind::NotFound);
         // A listing answered 404: the bucket is missing, an error, never "missing".
         let bucket = missing("");
-        assert_ne!(bucket.kind(), io::ErrorKind::NotFound);
+        assert_ne!(bucket.kind(), BackendErrorKind::NotFound);
         assert!(bucket.to_string().contains("bucket-1 does not exist"), "{bucket}");
         let e = map_error(
             &opts(),
@@ -1254,7 +1254,7 @@ mod tests {
                 source: source(),
             },
         );
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(e.kind(), BackendErrorKind::Conflict);
         let e = map_error(
             &opts(),
             "x",
@@ -1263,7 +1263,7 @@ mod tests {
                 source: source(),
             },
         );
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(e.kind(), BackendErrorKind::Refused);
         assert!(e.to_string().contains("refused the credentials"), "{e}");
         // An answer the crate has no variant for (a 503 after its retries): transient,
         // with the crate's message shown.
@@ -1275,7 +1275,7 @@ mod tests {
                 source: "Server returned non-2xx status code: 503 Service Unavailable".into(),
             },
         );
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(e.kind(), BackendErrorKind::Transient);
         assert!(e.to_string().contains("503") && e.to_string().contains("bucket-1"), "{e}");
     }
 }
