@@ -33,6 +33,7 @@ mod layers;
 mod online_backup;
 mod online_faults;
 mod online_harness;
+mod peers_script;
 mod repo_backend;
 mod repo_format;
 mod repo_locks;
