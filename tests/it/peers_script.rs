@@ -60,8 +60,9 @@ fn peers_script_times_each_step_and_proves_the_restore() {
         let wall: f64 = cells[4].parse().unwrap();
         assert!(wall >= 0.0, "{row}");
         assert_eq!(cells[5], "1.00", "pagevault's ratio to itself: {row}");
+        assert_eq!(cells[6], cells[4], "one round, one sample: {row}");
         if step == "full" {
-            assert!(cells[9].ends_with("MiB") && cells[9] != "0.0 MiB", "{row}");
+            assert!(cells[10].ends_with("MiB") && cells[10] != "0.0 MiB", "{row}");
         }
     }
     assert!(stdout.contains("data: 2MiB (2097152 bytes in 2 files, 252 data pages)"), "{stdout}");
