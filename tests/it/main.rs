@@ -34,6 +34,7 @@ mod online_backup;
 mod online_faults;
 mod online_harness;
 mod records;
+mod peers_script;
 mod repo_backend;
 mod repo_format;
 mod repo_locks;
