@@ -62,10 +62,16 @@ fn peers_script_times_each_step_and_proves_the_restore() {
         assert_eq!(cells[5], "1.00", "pagevault's ratio to itself: {row}");
         assert_eq!(cells[6], cells[4], "one round, one sample: {row}");
         if step == "full" {
-            assert!(cells[10].ends_with("MiB") && cells[10] != "0.0 MiB", "{row}");
+            assert!(
+                cells[10].ends_with("MiB") && cells[10] != "0.0 MiB",
+                "{row}"
+            );
         }
     }
-    assert!(stdout.contains("data: 2MiB (2097152 bytes in 2 files, 252 data pages)"), "{stdout}");
+    assert!(
+        stdout.contains("data: 2MiB (2097152 bytes in 2 files, 252 data pages)"),
+        "{stdout}"
+    );
     assert!(stderr.contains("round 1: pagevault restore"), "{stderr}");
     assert_eq!(std::fs::read_dir(scratch.path()).unwrap().count(), 0);
 }
