@@ -214,6 +214,7 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
         pieces,
         bad_pages: vec![],
         lineage: None,
+        identity: None,
     };
     let (bytes, hash) = m.encode();
     backend

@@ -194,6 +194,7 @@ fn a_set_writer_refuses_to_publish_when_its_lock_or_an_object_is_gone() {
         &repo_dir,
         &InitOptions {
             stream_max_bytes: 1 << 20,
+            ..InitOptions::default()
         },
     )
     .unwrap();
@@ -268,6 +269,7 @@ fn head(records: u32) -> Manifest {
         pieces: vec![],
         bad_pages: vec![],
         lineage: None,
+        identity: None,
     }
 }
 
