@@ -5,11 +5,11 @@
 //! say where its history began.
 //!
 //! Keeps true (docs/design.md, invariant 35): a name is 1 to 64 bytes of UTF-8 with no
-//! control character and no space at either end, so it prints on one line and is never
-//! a path; an origin is either absent (every field zero) or consistent with the database
-//! that carries it: a restored copy names another database, a restore that kept its
-//! identity names the database itself; reserved bytes are zero; an accepted block
-//! re-encodes to its bytes.
+//! control character and no space at either end, so it prints on one line (it is only
+//! shown and compared, never used as a path); an origin is either absent (every field
+//! zero) or consistent with the database that carries it: a restored copy names another
+//! database, a restore that kept its identity names the database itself; reserved bytes
+//! are zero; an accepted block re-encodes to its bytes.
 
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
 use super::MAX_LSN;

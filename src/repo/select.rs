@@ -632,7 +632,10 @@ mod tests {
         assert!(SetName::parse("").is_err());
         assert!(SetName::parse("12345678901234567").is_err());
         assert!(SetName::parse("xyz").is_err());
-        assert!(parse_database("g/h").is_err());
+        // A name is any printable line (docs/format.md, identity block): never used as
+        // a path, so "g/h" is one; a control character or an edge space is not.
+        assert_eq!(parse_database("g/h"), Ok("g/h".into()));
+        assert!(parse_database("g\th").is_err());
         assert!(parse_database(" x").is_err());
         assert_eq!(parse_database("Ledger"), Ok("Ledger".into()));
         assert_eq!(parse_database("5E"), Ok("5E".into()));
