@@ -739,12 +739,21 @@ pub fn check_restored(
             message,
         });
     };
-    if ctl.database_id != manifest.database_id {
+    // The backup's database, replaced in place or restored keeping its id; or a new
+    // database whose control file names this set as its origin (invariant 35).
+    let origin_is_this_set = ctl
+        .identity
+        .as_ref()
+        .and_then(|i| i.origin.as_ref())
+        .is_some_and(|o| {
+            o.database_id == manifest.database_id && o.backup_id == manifest.backup_id
+        });
+    if ctl.database_id != manifest.database_id && !origin_is_this_set {
         add(
             CONTROL_FILE_NAME,
             format!(
-                "database id {:016x} is not the backup's {:016x}",
-                ctl.database_id, manifest.database_id
+                "database id {:016x} is not the backup's {:016x}, and its control file does not record a restore of backup set {:016x}",
+                ctl.database_id, manifest.database_id, manifest.backup_id
             ),
         );
     }

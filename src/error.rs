@@ -137,6 +137,9 @@ pub enum Override {
     ContinueAfterError,
     /// Deleting a set with the differentials based on it (`with_dependents`).
     WithDependents,
+    /// [`BackupOptions::new_database`](crate::backup::BackupOptions): back up a database
+    /// a repository has never seen into it, beside the databases it holds.
+    NewDatabase,
 }
 
 impl Override {
@@ -153,6 +156,9 @@ impl Override {
                 "check the database, or record the bad page in the set and go on (BackupOptions::continue_after_error)"
             }
             Override::WithDependents => "delete the dependents with it (with_dependents)",
+            Override::NewDatabase => {
+                "back it up into a repository of its own, or add it to this one as a new database (BackupOptions::new_database)"
+            }
         }
     }
 }

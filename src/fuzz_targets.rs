@@ -562,6 +562,7 @@ pub fn restore_counted(data: &[u8]) -> (usize, usize) {
             target: Arc::new(target.clone()),
             threads: 1,
             force: false,
+            keep_identity: false,
         };
         let result = crate::restore::run(&repo, &opts, &NoProgress);
         let allowed: Vec<String> = match &chain {
@@ -666,6 +667,7 @@ fn restore_and_compare(repo: &Repository, id: u64, target: &MemVfs, force: bool,
         target: Arc::new(target.clone()),
         threads: 1,
         force,
+        keep_identity: false,
     };
     crate::restore::run(repo, &opts, &NoProgress)
         .unwrap_or_else(|e| panic!("set {id:016x} does not restore: {e}"));
@@ -865,6 +867,7 @@ pub fn model_counted(data: &[u8]) -> usize {
                         target: Arc::new(target.clone()),
                         threads: 1,
                         force: false,
+                        keep_identity: false,
                     };
                     let r = crate::restore::run(&repo, &opts, &NoProgress);
                     target.crash(policy(cut / 2));

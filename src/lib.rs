@@ -77,6 +77,7 @@ pub use units::{format_size, mb_per_s, parse_size};
 
 // Databases: create, open, write and read pages, their status.
 pub use format::file_header::TrackingState;
+pub use format::identity::{valid_name as valid_database_name, Identity, Origin, OriginKind};
 pub use format::{MAX_FILES, PAGE_SIZE};
 pub use io::sys::{file_size_limit, termination_flag};
 pub use io::Vfs;
@@ -90,8 +91,8 @@ pub use format::manifest::{format_backup_id, parse_backup_id, BadPage, ChangeSou
 pub use format::repo_config::{MAX_STREAM_MAX_BYTES, MIN_STREAM_MAX_BYTES, REPOSITORY_FORMAT};
 pub use repo::catalog::{list as list_sets, CatalogDetails, CatalogEntry};
 pub use repo::select::{
-    choose as choose_set, database as choose_database, list_databases, may_be_of,
-    parse_database_prefix, SelectError, Selection, Selector, SetName, Skipped,
+    choose as choose_set, database as choose_database, list_databases, may_be_of, parse_database,
+    DatabaseSets, SelectError, Selection, Selector, SetName, Skipped,
 };
 pub use repo::{InitOptions, LockMode, Repository};
 
@@ -110,6 +111,7 @@ pub use check::{
 };
 pub use compare::{compare_databases, CompareReport};
 pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
+pub use store::restore_target::Becomes;
 pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
 
 // Retention: the policy, prune, delete and merge, each planned (a dry run) or done.

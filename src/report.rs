@@ -25,6 +25,7 @@ use crate::backup::{BackupKind, BackupPlanReport, BackupReport, ChangeSource, Fo
 use crate::check::{CheckReport, Severity};
 use crate::copy::CopyReport;
 use crate::format::file_header::TrackingState;
+use crate::format::identity::{Origin, OriginKind};
 use crate::format::manifest::BadPage;
 use crate::repo::catalog::{ratio, CatalogEntry};
 use crate::restore::RestoreReport;
@@ -32,6 +33,7 @@ use crate::retention::delete::DeleteReport;
 use crate::retention::merge::MergeReport;
 use crate::retention::prune::PruneReport;
 use crate::retention::Mark;
+use crate::store::restore_target::Becomes;
 use crate::store::{DatabaseStatus, FileStatus, SnapshotStats};
 use crate::time::rfc3339;
 use crate::units::mb_per_s;
@@ -63,11 +65,56 @@ pub fn kind_name(kind: BackupKind) -> String {
     name_of(&kind)
 }
 
+/// A restored database's origin: the set it was restored from.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OriginDoc {
+    /// `restored_copy` (a new database) or `kept_identity`.
+    kind: OriginKind,
+    database_id: Option<String>,
+    database_name: Option<String>,
+    set_id: Option<String>,
+    snapshot_lsn: u64,
+    restored_at: String,
+    restored_unix_ms: u64,
+}
+
+impl OriginDoc {
+    fn of(o: &Origin) -> OriginDoc {
+        OriginDoc {
+            kind: o.kind,
+            database_id: hex(o.database_id),
+            database_name: o.database_name.clone(),
+            set_id: hex(o.backup_id),
+            snapshot_lsn: o.snapshot_lsn,
+            restored_at: rfc3339(o.restored_unix_ms),
+            restored_unix_ms: o.restored_unix_ms,
+        }
+    }
+
+    fn into_origin(self) -> Origin {
+        Origin {
+            kind: self.kind,
+            database_id: unhex(&self.database_id),
+            backup_id: unhex(&self.set_id),
+            snapshot_lsn: self.snapshot_lsn,
+            restored_unix_ms: self.restored_unix_ms,
+            database_name: self.database_name,
+        }
+    }
+}
+
 /// A backup set: `list` entries, `backup`'s new set.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct SetDoc {
     id: String,
     database_id: Option<String>,
+    /// The database's name as the set records it (`null`: written before names, or
+    /// unreadable).
+    #[serde(default)]
+    database_name: Option<String>,
+    /// A restored database's origin, as the set records it.
+    #[serde(default)]
+    origin: Option<OriginDoc>,
     kind: Option<BackupKind>,
     base_id: Option<String>,
     started_at: Option<String>,
@@ -110,6 +157,8 @@ impl SetDoc {
             return SetDoc {
                 id: e.id.clone(),
                 database_id: None,
+                database_name: None,
+                origin: None,
                 kind: None,
                 base_id: None,
                 started_at: None,
@@ -143,6 +192,8 @@ impl SetDoc {
         SetDoc {
             id: e.id.clone(),
             database_id: Some(d.database_id.clone()),
+            database_name: d.database_name.clone(),
+            origin: d.origin.as_ref().map(OriginDoc::of),
             kind: Some(d.kind),
             base_id: d.base_id.clone(),
             started_at: Some(rfc3339(d.started_unix_ms)),
@@ -212,6 +263,8 @@ impl BackupDoc {
             set: SetDoc {
                 id: r.backup_id.clone(),
                 database_id: Some(r.database_id.clone()),
+                database_name: r.database_name.clone(),
+                origin: r.origin.as_ref().map(OriginDoc::of),
                 kind: Some(r.kind),
                 base_id: r.base_id.clone(),
                 started_at: Some(rfc3339(r.started_unix_ms)),
@@ -272,6 +325,8 @@ impl BackupDoc {
             repository: self.repository,
             kind: s.kind.ok_or_else(|| need("kind"))?,
             database_id: s.database_id.ok_or_else(|| need("database_id"))?,
+            database_name: s.database_name,
+            origin: s.origin.map(OriginDoc::into_origin),
             base_id: s.base_id,
             change_source: s.change_source.ok_or_else(|| need("change_source"))?,
             snapshot_lsn: s.snapshot_lsn.ok_or_else(|| need("snapshot_lsn"))?,
@@ -468,6 +523,10 @@ impl Serialize for RestoreReport {
             repository: &'a PathBuf,
             chain: &'a [String],
             database_id: &'a str,
+            database_name: &'a Option<String>,
+            source_database_id: &'a str,
+            becomes: Becomes,
+            origin: Option<OriginDoc>,
             target: &'a PathBuf,
             files: u32,
             extents_written: u64,
@@ -487,6 +546,10 @@ impl Serialize for RestoreReport {
             repository: &self.repository,
             chain: &self.chain,
             database_id: &self.database_id,
+            database_name: &self.database_name,
+            source_database_id: &self.source_database_id,
+            becomes: self.becomes,
+            origin: self.origin.as_ref().map(OriginDoc::of),
             target: &self.target,
             files: self.files,
             extents_written: self.extents_written,
@@ -526,6 +589,14 @@ struct FileStatusDoc {
 struct StatusDoc {
     path: PathBuf,
     database_id: String,
+    /// The name the database goes by (a database of the first format: its folder's).
+    #[serde(default)]
+    database_name: String,
+    /// The name is the database's own (recorded in its control file).
+    #[serde(default)]
+    name_recorded: bool,
+    #[serde(default)]
+    origin: Option<OriginDoc>,
     /// The highest LSN written (the highest file LSN).
     last_lsn: u64,
     lsn_reserved: u64,
@@ -556,6 +627,9 @@ impl Serialize for StatusReport {
         StatusDoc {
             path: st.path.clone(),
             database_id: st.database_id.clone(),
+            database_name: st.name.clone(),
+            name_recorded: st.name_recorded,
+            origin: st.origin.as_ref().map(OriginDoc::of),
             last_lsn: st.files.iter().map(|f| f.file_lsn).max().unwrap_or(0),
             lsn_reserved: st.lsn_reserved,
             base_lsn: st.base_lsn,
@@ -597,6 +671,9 @@ impl<'de> Deserialize<'de> for StatusReport {
             status: DatabaseStatus {
                 path: doc.path,
                 database_id: doc.database_id,
+                name: doc.database_name,
+                name_recorded: doc.name_recorded,
+                origin: doc.origin.map(OriginDoc::into_origin),
                 // The schema gives the highest LSN written.
                 lsn: doc.last_lsn,
                 lsn_reserved: doc.lsn_reserved,
@@ -919,6 +996,8 @@ mod tests {
             repository: "/r".into(),
             kind: BackupKind::Differential,
             database_id: "00000000000000aa".into(),
+            database_name: Some("sales".into()),
+            origin: None,
             base_id: Some("1a2299da63800001".into()),
             change_source: ChangeSource::Bitmap,
             snapshot_lsn: 90,

@@ -17,13 +17,17 @@
 //!   its address and the chain's LSNs before it is used;
 //! - (invariant 9) names in a manifest are data: only plain file names, never the
 //!   control or lock file's, created through the target's `Vfs`; nothing else in the
-//!   target is overwritten unless it is the same database (`force`, or an unfinished
-//!   restore of it).
+//!   target is overwritten unless it is the same database or a restored copy of it
+//!   (`force`, or an unfinished restore of it);
+//! - (invariant 35) a restore into a new folder is a new database: a new id on every
+//!   page, its origin recorded, no base; the target decides
+//!   ([`crate::store::restore_target`]).
 //!
-//! The restored database tracks changes as `UntrustedRestored` with the chain's full as
-//! its differential base (see docs/restore.md): the next differential scans page LSNs
-//! above the base LSN, and its bitmap is also rebuilt exactly (every extent holding a
-//! page above the base LSN has its bit set).
+//! The restored database tracks changes as `UntrustedRestored` (see docs/restore.md):
+//! replaced in place, with the chain's full as its differential base, the next
+//! differential scans page LSNs above the base LSN, and its bitmap is also rebuilt
+//! exactly (every extent holding a page above the base LSN has its bit set); a new
+//! database, or one that kept its identity, has no base and takes a full next.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,8 +47,10 @@ use crate::repo::coverage::{uncovered_page, Job, JobIter};
 use crate::repo::records::{Decoder, MAX_RECORD_BYTES};
 use crate::repo::set_reader::SetReader;
 use crate::repo::{LockMode, Repository};
+use crate::format::identity::Origin;
 use crate::store::restore_target::{
-    valid_data_file_name, Marked, RestoreFile, RestoreLayout, RestoreTarget,
+    valid_data_file_name, Becomes, Marked, RestoreFile, RestoreLayout, RestoreTarget,
+    TargetOptions,
 };
 use crate::TrackingState;
 
@@ -60,8 +66,12 @@ pub struct RestoreOptions {
     pub target: Arc<dyn Vfs>,
     /// Decompression threads (0: one per core).
     pub threads: usize,
-    /// Replace a database of the same id that is not in use.
+    /// Replace a database of the same id (or a restored copy of it) that is not in use.
     pub force: bool,
+    /// Keep the database's id (a disaster recovery: the original is gone) instead of
+    /// making a new database; the fork is recorded and the restored database takes a full
+    /// next, so its line never mixes with the original's (docs/restore.md, "Identity").
+    pub keep_identity: bool,
 }
 
 impl RestoreOptions {
@@ -72,6 +82,7 @@ impl RestoreOptions {
             target,
             threads: 0,
             force: false,
+            keep_identity: false,
         }
     }
 }
@@ -98,7 +109,17 @@ pub struct RestoreReport {
     pub repository: PathBuf,
     /// The sets laid down, oldest first.
     pub chain: Vec<String>,
+    /// The restored database's id: a new one, unless it was replaced in place or kept
+    /// its identity.
     pub database_id: String,
+    /// The database the sets are of.
+    pub source_database_id: String,
+    /// How the restored database stands to it.
+    pub becomes: Becomes,
+    /// The restored database's name (`None`: replaced in place, and it had none).
+    pub database_name: Option<String>,
+    /// Its origin as its control file records it.
+    pub origin: Option<Origin>,
     pub target: PathBuf,
     pub files: u32,
     pub extents_written: u64,
@@ -151,7 +172,15 @@ pub fn run(
     let chain = chain::resolve(repo, opts.backup_id)?;
     let plan = Plan::new(repo, &chain, &*opts.target)?;
     // 1 and 2. The target commits "restoring", then sizes every data file.
-    let target = RestoreTarget::begin(opts.target.clone(), plan.layout.clone(), opts.force)?;
+    let target = RestoreTarget::begin(
+        opts.target.clone(),
+        plan.layout.clone(),
+        TargetOptions {
+            force: opts.force,
+            keep_identity: opts.keep_identity,
+        },
+    )?;
+    let decided = target.decided().clone();
 
     // 3. Every extent, assembled and written once, in parallel.
     let total_extents: u64 = plan.layout.files.iter().map(extents_of).sum();
@@ -165,13 +194,18 @@ pub fn run(
     let tracking = target.commit()?;
 
     let l = &plan.layout;
+    let d = &decided;
     let duration = started.elapsed().as_secs_f64();
     let bytes_written = counters.extents.load(Ordering::SeqCst) * EXTENT_SIZE as u64;
     Ok(RestoreReport {
         backup_id: format_backup_id(chain.newest().backup_id),
         repository: repo.location(),
         chain: chain.ids().into_iter().map(format_backup_id).collect(),
-        database_id: format!("{:016x}", l.database_id),
+        database_id: format!("{:016x}", d.database_id),
+        source_database_id: format!("{:016x}", l.source_database_id),
+        becomes: d.becomes,
+        database_name: d.identity.as_ref().map(|i| i.name.clone()),
+        origin: d.identity.as_ref().and_then(|i| i.origin.clone()),
         target: opts.target.path_of(""),
         files: l.files.len() as u32,
         extents_written: counters.extents.load(Ordering::SeqCst),
@@ -186,8 +220,12 @@ pub fn run(
             0.0
         },
         tracking,
-        base_id: format_backup_id(l.base_id),
-        base_lsn: l.base_lsn,
+        base_id: if d.base_id == 0 {
+            String::new()
+        } else {
+            format_backup_id(d.base_id)
+        },
+        base_lsn: d.base_lsn,
         lsn_high_water: l.lsn_high_water,
     })
 }
@@ -262,7 +300,9 @@ impl<'a> Plan<'a> {
         }
         let mut plan = Plan {
             layout: RestoreLayout {
-                database_id: newest.database_id,
+                source_database_id: newest.database_id,
+                source_backup_id: newest.backup_id,
+                source_name: newest.identity.as_ref().map(|i| i.name.clone()),
                 extents_per_map: newest.extents_per_map,
                 base_lsn,
                 base_id,

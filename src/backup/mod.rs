@@ -33,6 +33,7 @@ use crate::format::manifest::{self, BadPage, Manifest, ManifestFile, HASH_SIZE};
 use crate::format::EXTENT_SIZE;
 use crate::ids;
 use crate::progress::Progress;
+use crate::repo::binding;
 use crate::repo::catalog::ratio;
 use crate::repo::set_writer::SetWriter;
 use crate::repo::{LoadedManifest, LockMode, RepoLock, Repository};
@@ -84,6 +85,12 @@ pub struct BackupOptions {
     /// Extent images saved for the snapshot (before writers change them) kept in memory;
     /// beyond it they spill to a file in the database folder.
     pub preimage_memory_limit_bytes: usize,
+    /// The database may be one the repository has never seen while it holds other
+    /// databases' sets: it is added as a new database of the repository (otherwise such a
+    /// backup is refused, `repo::binding`). Left out of the JSON when false, so a request
+    /// without it reads in a build that does not know it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub new_database: bool,
     /// The time the set is stamped with (ms after the Unix epoch) in place of the system
     /// clock: retention counts periods from it, so a simulation passes its own clock.
     /// Never taken from a request.
@@ -100,6 +107,7 @@ impl Default for BackupOptions {
             level: DEFAULT_LEVEL,
             continue_after_error: false,
             preimage_memory_limit_bytes: PREIMAGE_MEMORY_LIMIT_BYTES,
+            new_database: false,
             clock_unix_ms: None,
         }
     }
@@ -126,6 +134,10 @@ pub struct BackupReport {
     pub kind: BackupKind,
     /// The database backed up (16 hex digits).
     pub database_id: String,
+    /// Its name, as the set records it.
+    pub database_name: Option<String>,
+    /// A restored database's origin, as the set records it.
+    pub origin: Option<crate::format::identity::Origin>,
     /// When the backup started and when its set was published (ms after the Unix epoch,
     /// as its manifest says).
     pub started_unix_ms: u64,
@@ -201,6 +213,13 @@ pub fn plan_only(
 ) -> Result<BackupPlanReport> {
     let decision = plan::decide(db, repo, opts.kind, opts.fallback_to_full)?;
     let p = plan::plan_live(db, decision, db.last_lsn())?;
+    binding::check(
+        repo,
+        p.database_id,
+        &p.identity,
+        db.control().base_id,
+        opts.new_database,
+    )?;
     let forecast = match p.kind {
         BackupKind::Differential => Some(forecast::forecast_at(db, repo, opts.level)?),
         _ => None,
@@ -250,6 +269,14 @@ pub fn run(
     let debris_removed = repo.clean_debris(&lock)?;
     let started = Instant::now();
     let started_unix_ms = opts.clock_unix_ms.unwrap_or_else(ids::unix_millis);
+    // A database the repository has never seen, beside others', only when told
+    // (invariant 36); under the append lock, so no other backup adds a first set meanwhile.
+    let ctl = db.control();
+    let identity = ctl.identity.clone().unwrap_or_else(|| crate::format::identity::Identity {
+        name: db.name(),
+        origin: None,
+    });
+    binding::check(repo, ctl.database_id, &identity, ctl.base_id, opts.new_database)?;
     // The kind and the base first, once: only a full's snapshot opens a pending base.
     let decision = plan::decide(db, repo, opts.kind, opts.fallback_to_full)?;
     let kind = decision.kind;
@@ -335,6 +362,8 @@ pub fn run(
         repository: repo.location(),
         kind: m.kind,
         database_id: manifest::format_backup_id(m.database_id),
+        database_name: m.identity.as_ref().map(|i| i.name.clone()),
+        origin: m.identity.as_ref().and_then(|i| i.origin.clone()),
         started_unix_ms: m.started_unix_ms,
         finished_unix_ms: m.finished_unix_ms,
         share_of_base,
@@ -516,6 +545,7 @@ fn write_set(
         pieces: vec![],
         bad_pages,
         lineage: None,
+        identity: Some(plan.identity.clone()),
     };
     set.publish(head, held)
 }

@@ -15,6 +15,7 @@ use bitvec::vec::BitVec;
 
 use crate::error::{Error, Override, Result};
 use crate::format::control::Control;
+use crate::format::identity::{name_from_folder, Identity};
 use crate::format::manifest::{format_backup_id, BackupKind, ChangeSource, Manifest};
 use crate::format::PAGES_PER_EXTENT;
 use crate::repo::Repository;
@@ -76,6 +77,9 @@ pub struct Plan {
     /// Why a requested differential became a full.
     pub fallback_reason: Option<String>,
     pub database_id: u64,
+    /// The database's name and origin, recorded in the set (a database of the first
+    /// format, which has no name of its own, by its folder's).
+    pub identity: Identity,
     pub snapshot_lsn: u64,
     pub extents_per_map: u32,
     pub files: Vec<FilePlan>,
@@ -290,7 +294,8 @@ pub fn plan(db: &Database, decision: Decision, snapshot: &Snapshot<'_>) -> Resul
             e.page_count = pages;
         }
     }
-    plan_at(&ctl, decision, snapshot.lsn(), &|file_id| {
+    let identity = identity_of(db, &ctl);
+    plan_at(&ctl, identity, decision, snapshot.lsn(), &|file_id| {
         snapshot.changed_extents(file_id).cloned().ok_or_else(|| {
             Error::Internal(format!("file {file_id} is not part of the snapshot"))
         })
@@ -301,11 +306,23 @@ pub fn plan(db: &Database, decision: Decision, snapshot: &Snapshot<'_>) -> Resul
 /// the dry run: an estimate, not a backup).
 pub fn plan_live(db: &Database, decision: Decision, snapshot_lsn: u64) -> Result<Plan> {
     let ctl = db.control();
-    plan_at(&ctl, decision, snapshot_lsn, &|file_id| db.changed_extents(file_id))
+    let identity = identity_of(db, &ctl);
+    plan_at(&ctl, identity, decision, snapshot_lsn, &|file_id| {
+        db.changed_extents(file_id)
+    })
+}
+
+/// The identity a set of `db` records, from its control file `ctl`.
+fn identity_of(db: &Database, ctl: &Control) -> Identity {
+    ctl.identity.clone().unwrap_or_else(|| Identity {
+        name: name_from_folder(&db.path()),
+        origin: None,
+    })
 }
 
 fn plan_at(
     ctl: &Control,
+    identity: Identity,
     decision: Decision,
     snapshot_lsn: u64,
     changed: &dyn Fn(u32) -> Result<BitVec<u64>>,
@@ -321,6 +338,7 @@ fn plan_at(
         base: decision.base,
         fallback_reason: decision.fallback_reason,
         database_id: ctl.database_id,
+        identity,
         snapshot_lsn,
         extents_per_map: ctl.extents_per_map,
         files: Vec::with_capacity(ctl.files.len()),

@@ -1,16 +1,24 @@
-//! The control file `pagevault.ctl`: the database's identity, the LSN high-water mark, the
-//! differential base and tracking epoch, and the list of data files.
+//! The control file `pagevault.ctl`: the database's identity (its id; from version 2 its
+//! name and origin, [`super::identity`]), the LSN high-water mark, the differential base
+//! and tracking epoch, and the list of data files.
 //!
 //! Keeps true: it is replaced only by write-aside, fsync, rename, fsync of the folder, so
 //! every commit (a new LSN reservation, a grown file, a full backup's bitmap reset) is one
-//! atomic step. Every LSN ever handed out is at most `lsn_reserved`.
+//! atomic step. Every LSN ever handed out is at most `lsn_reserved`. Version 1 (no
+//! identity block) is read and written back as version 1 until the database gets a name
+//! (one encoding per control file: the version follows from [`Control::identity`]).
 
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
 use super::file_header::TrackingState;
-use super::{
-    crc32, CONTROL_MAGIC, FORMAT_VERSION, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES,
-    PAGES_PER_EXTENT,
-};
+use super::identity::{Identity, IdentityFault, IDENTITY_SIZE};
+use super::{crc32, CONTROL_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT};
+
+/// The newest control file version: 2, with the identity block (name, origin) after the
+/// fixed part.
+pub const CONTROL_VERSION: u32 = 2;
+/// The oldest read: 1, without an identity block (a database of the first format, which
+/// has no name until it is given one).
+pub const CONTROL_VERSION_MIN: u32 = 1;
 
 /// The control file's name inside the database directory.
 pub const CONTROL_FILE_NAME: &str = "pagevault.ctl";
@@ -36,8 +44,10 @@ pub const OFF_TRACKING: usize = OFF_FLAGS + 4;
 pub const OFF_EXTENTS_PER_MAP: usize = OFF_TRACKING + 4;
 pub const OFF_RESERVED: usize = OFF_EXTENTS_PER_MAP + 4;
 pub const OFF_CREATED: usize = OFF_RESERVED + 4;
-/// Size of the fixed part; file entries follow.
+/// Size of the fixed part; (version 2) the identity block, then the file entries follow.
 pub const FIXED_SIZE: usize = OFF_CREATED + 8;
+/// Offset of the identity block (version 2).
+pub const OFF_IDENTITY: usize = FIXED_SIZE;
 
 /// Size of one file entry.
 pub const ENTRY_SIZE: usize = 64;
@@ -82,6 +92,9 @@ pub struct Control {
     pub tracking: TrackingState,
     pub extents_per_map: u32,
     pub created_unix: u64,
+    /// The database's name and origin (version 2); `None`: a version-1 control file,
+    /// written back as version 1.
+    pub identity: Option<Identity>,
     pub files: Vec<FileEntry>,
 }
 
@@ -93,7 +106,7 @@ pub enum ControlFault {
     #[error("is not a pagevault control file (bad magic)")]
     BadMagic,
     /// A format version this build does not read.
-    #[error("has format version {0}; this build reads {FORMAT_VERSION}")]
+    #[error("has format version {0}; this build reads {CONTROL_VERSION_MIN} to {CONTROL_VERSION}{newer}", newer = if *.0 > CONTROL_VERSION { " (it was written by a newer pagevault)" } else { "" })]
     Version(u32),
     #[error("lists {0} data files, more than the limit {MAX_FILES}")]
     TooManyFiles(u32),
@@ -129,6 +142,8 @@ pub enum ControlFault {
     FileLsn(String, u64),
     #[error("file {0} is listed twice")]
     Twice(String),
+    #[error("{0}")]
+    Identity(IdentityFault),
 }
 
 /// The ending every data file name has.
@@ -150,12 +165,32 @@ pub fn valid_file_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// Bytes between the fixed part and the file entries for a control file of `version`.
+fn identity_len(version: u32) -> usize {
+    if version >= 2 {
+        IDENTITY_SIZE
+    } else {
+        0
+    }
+}
+
 impl Control {
+    /// The version this control file is written as: 2 with an identity, else 1.
+    pub fn version(&self) -> u32 {
+        if self.identity.is_some() {
+            CONTROL_VERSION
+        } else {
+            CONTROL_VERSION_MIN
+        }
+    }
+
     /// Encodes with its trailing checksum.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; FIXED_SIZE + self.files.len() * ENTRY_SIZE + TRAILER_SIZE];
+        let version = self.version();
+        let entries_at = FIXED_SIZE + identity_len(version);
+        let mut b = vec![0u8; entries_at + self.files.len() * ENTRY_SIZE + TRAILER_SIZE];
         b[..8].copy_from_slice(&CONTROL_MAGIC);
-        put_u32(&mut b, OFF_VERSION, FORMAT_VERSION);
+        put_u32(&mut b, OFF_VERSION, version);
         put_u32(&mut b, OFF_FILE_COUNT, self.files.len() as u32);
         put_u64(&mut b, OFF_DATABASE_ID, self.database_id);
         put_u64(&mut b, OFF_LSN_RESERVED, self.lsn_reserved);
@@ -168,8 +203,11 @@ impl Control {
         put_u32(&mut b, OFF_TRACKING, self.tracking.code());
         put_u32(&mut b, OFF_EXTENTS_PER_MAP, self.extents_per_map);
         put_u64(&mut b, OFF_CREATED, self.created_unix);
+        if let Some(id) = &self.identity {
+            id.encode_into(&mut b[OFF_IDENTITY..OFF_IDENTITY + IDENTITY_SIZE]);
+        }
         for (i, f) in self.files.iter().enumerate() {
-            let o = FIXED_SIZE + i * ENTRY_SIZE;
+            let o = entries_at + i * ENTRY_SIZE;
             assert!(
                 valid_file_name(&f.name),
                 "encode: invalid file name {:?}",
@@ -197,14 +235,15 @@ impl Control {
             return Err(F::BadMagic);
         }
         let version = get_u32(b, OFF_VERSION).unwrap_or(0);
-        if version != FORMAT_VERSION {
+        if !(CONTROL_VERSION_MIN..=CONTROL_VERSION).contains(&version) {
             return Err(F::Version(version));
         }
         let count = get_u32(b, OFF_FILE_COUNT).unwrap_or(u32::MAX);
         if count > MAX_FILES {
             return Err(F::TooManyFiles(count));
         }
-        let expected_len = FIXED_SIZE + count as usize * ENTRY_SIZE + TRAILER_SIZE;
+        let entries_at = FIXED_SIZE + identity_len(version);
+        let expected_len = entries_at + count as usize * ENTRY_SIZE + TRAILER_SIZE;
         if b.len() != expected_len {
             return Err(F::Length {
                 len: b.len(),
@@ -233,6 +272,7 @@ impl Control {
                 .ok_or(F::Tracking(tracking_code))?,
             extents_per_map: u32_at(OFF_EXTENTS_PER_MAP),
             created_unix: u64_at(OFF_CREATED),
+            identity: None,
             files: Vec::with_capacity(count as usize),
         };
         if c.flags & !KNOWN_FLAGS != 0 {
@@ -257,8 +297,14 @@ impl Control {
             return Err(F::Reserved);
         }
         let mut c = c;
+        if version >= 2 {
+            let block = &b[OFF_IDENTITY..OFF_IDENTITY + IDENTITY_SIZE];
+            c.identity = Some(
+                Identity::decode(block, c.database_id, c.lsn_reserved).map_err(F::Identity)?,
+            );
+        }
         for i in 0..count as usize {
-            let o = FIXED_SIZE + i * ENTRY_SIZE;
+            let o = entries_at + i * ENTRY_SIZE;
             let raw = &b[o + ENTRY_OFF_NAME..o + ENTRY_SIZE];
             let len = raw.iter().position(|&x| x == 0).unwrap_or(NAME_MAX);
             if raw[len..].iter().any(|&x| x != 0) {
@@ -299,6 +345,7 @@ impl Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::identity::{Origin, OriginKind};
 
     fn sample() -> Control {
         Control {
@@ -313,6 +360,17 @@ mod tests {
             tracking: TrackingState::Trusted,
             extents_per_map: 32_000,
             created_unix: 1_700_000_000,
+            identity: Some(Identity {
+                name: "ledger".into(),
+                origin: Some(Origin {
+                    kind: OriginKind::RestoredCopy,
+                    database_id: 7,
+                    backup_id: 0x1a22,
+                    snapshot_lsn: 1000,
+                    restored_unix_ms: 1_700_000_000_123,
+                    database_name: Some("ledger".into()),
+                }),
+            }),
             files: vec![
                 FileEntry {
                     file_id: 1,
@@ -330,24 +388,55 @@ mod tests {
         }
     }
 
+    /// A version-1 control file: no identity block.
+    fn sample_v1() -> Control {
+        Control {
+            identity: None,
+            ..sample()
+        }
+    }
+
     #[test]
     fn round_trip() {
         assert_eq!(Control::decode(&sample().encode()).unwrap(), sample());
+        let v2 = sample().encode();
+        assert_eq!(crate::format::codec::get_u32(&v2, OFF_VERSION), Some(2));
+        assert_eq!(v2.len(), FIXED_SIZE + IDENTITY_SIZE + 2 * ENTRY_SIZE + TRAILER_SIZE);
+    }
+
+    #[test]
+    fn a_version_1_control_file_reads_and_writes_back_as_version_1() {
+        let v1 = sample_v1().encode();
+        assert_eq!(crate::format::codec::get_u32(&v1, OFF_VERSION), Some(1));
+        assert_eq!(v1.len(), FIXED_SIZE + 2 * ENTRY_SIZE + TRAILER_SIZE);
+        let c = Control::decode(&v1).unwrap();
+        assert_eq!(c, sample_v1());
+        assert_eq!(c.encode(), v1, "one encoding per control file");
     }
 
     #[test]
     fn every_flipped_bit_and_truncation_is_rejected() {
-        let good = sample().encode();
-        for i in 0..good.len() {
-            for bit in [0, 7] {
-                let mut b = good.clone();
-                b[i] ^= 1 << bit;
-                assert!(Control::decode(&b).is_err(), "flip at {i} not caught");
+        for good in [sample().encode(), sample_v1().encode()] {
+            for i in 0..good.len() {
+                for bit in [0, 7] {
+                    let mut b = good.clone();
+                    b[i] ^= 1 << bit;
+                    assert!(Control::decode(&b).is_err(), "flip at {i} not caught");
+                }
+            }
+            for n in 0..good.len() {
+                assert!(Control::decode(&good[..n]).is_err());
             }
         }
-        for n in 0..good.len() {
-            assert!(Control::decode(&good[..n]).is_err());
-        }
+    }
+
+    #[test]
+    fn a_newer_version_is_named_as_such() {
+        let mut b = sample().encode();
+        crate::format::codec::put_u32(&mut b, OFF_VERSION, 3);
+        let e = Control::decode(&b).unwrap_err();
+        assert_eq!(e, ControlFault::Version(3));
+        assert!(e.to_string().contains("newer pagevault"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! base it names by hash), the data files at the snapshot, its streams with their lengths
 //! and checksums, the table of its index pieces (each named by its BLAKE3 hash; the
 //! pieces themselves are objects of their own, see [`super::index_piece`]), and the bad
-//! pages a backup recorded. The manifest is small: `list` and chain resolution read it,
-//! never a set's index.
+//! pages a backup recorded, and (version 4) the identity of the database backed up: its
+//! name and origin ([`super::identity`]). The manifest is small: `list` and chain
+//! resolution read it, never a set's index.
 //!
 //! Keeps true: a manifest is accepted only whole: exact length for its counts, magic,
 //! version, a CRC-32 trailer over everything, valid codes, names that are plain file
@@ -13,18 +14,23 @@
 
 use super::codec::{get_u32, get_u64, put_u32, put_u64};
 use super::control::{valid_file_name, NAME_MAX};
+use super::identity::{Identity, IdentityFault, IDENTITY_SIZE};
 use super::{
     crc32, MANIFEST_MAGIC, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT,
 };
 
-/// The newest manifest layout version (repository format 2): version 3 is a synthetic
-/// full's, with its lineage block; every other set is still written as version 2, so a
-/// repository without merges stays readable by builds that know only version 2.
-pub const MANIFEST_VERSION: u32 = 3;
-/// The version of every manifest but a synthetic full's (and the oldest read).
+/// The newest manifest layout version (repository format 2): version 4 carries the
+/// database's identity block (name, origin) and is what every set of a named database is
+/// written as; versions 2 (no identity) and 3 (a synthetic full's lineage, no identity)
+/// were written before names, and are still read (a synthetic full merged from a set
+/// without an identity is still written as version 3, one without lineage as version 2).
+pub const MANIFEST_VERSION: u32 = 4;
+/// The version of a manifest with neither lineage nor identity (and the oldest read).
 pub const MANIFEST_VERSION_MIN: u32 = 2;
-/// Flag (version 3, where it is required): the set is a synthetic full made by `merge`,
-/// and the lineage block follows the fixed part.
+/// The version of a synthetic full's manifest without an identity.
+pub const MANIFEST_VERSION_LINEAGE: u32 = 3;
+/// Flag (required in version 3, allowed in version 4): the set is a synthetic full made
+/// by `merge`, and the lineage block follows the fixed part.
 pub const FLAG_SYNTHETIC: u32 = 1;
 /// Size of the lineage block of a synthetic full.
 pub const LINEAGE_SIZE: usize = 64;
@@ -256,8 +262,11 @@ pub struct Manifest {
     pub streams: Vec<StreamEntry>,
     pub pieces: Vec<PieceEntry>,
     pub bad_pages: Vec<BadPage>,
-    /// A synthetic full's lineage (version 3, flag [`FLAG_SYNTHETIC`]); else `None`.
+    /// A synthetic full's lineage (version 3 or 4, flag [`FLAG_SYNTHETIC`]); else `None`.
     pub lineage: Option<Lineage>,
+    /// The database's name and origin (version 4); `None` in a set written before names
+    /// (versions 2 and 3).
+    pub identity: Option<Identity>,
 }
 
 /// A backup id as users see it: 16 lowercase hex digits.
@@ -323,6 +332,8 @@ pub enum ManifestFault {
     PartialSource(&'static str),
     #[error("synthetic full manifest has an invalid lineage block")]
     Lineage,
+    #[error("manifest {0}")]
+    Identity(IdentityFault),
     #[error("manifest file entry {0} has bytes after its name")]
     NameTail(usize),
     #[error("manifest file entry {0} has an invalid name")]
@@ -371,6 +382,16 @@ impl Manifest {
             .map(|i| &self.files[i])
     }
 
+    /// The version this manifest is written as: 4 with an identity, else 3 for a
+    /// synthetic full, else 2 (one encoding per manifest).
+    pub fn version(&self) -> u32 {
+        match (&self.identity, &self.lineage) {
+            (Some(_), _) => MANIFEST_VERSION,
+            (None, Some(_)) => MANIFEST_VERSION_LINEAGE,
+            (None, None) => MANIFEST_VERSION_MIN,
+        }
+    }
+
     /// Encodes with its checksum trailer; returns the bytes and their BLAKE3 hash.
     pub fn encode(&self) -> (Vec<u8>, [u8; HASH_SIZE]) {
         let lineage_len = if self.lineage.is_some() {
@@ -378,8 +399,14 @@ impl Manifest {
         } else {
             0
         };
+        let identity_len = if self.identity.is_some() {
+            IDENTITY_SIZE
+        } else {
+            0
+        };
         let len = FIXED_SIZE
             + lineage_len
+            + identity_len
             + self.files.len() * FILE_ENTRY_SIZE
             + self.streams.len() * STREAM_ENTRY_SIZE
             + self.pieces.len() * PIECE_ENTRY_SIZE
@@ -387,12 +414,7 @@ impl Manifest {
             + TRAILER_SIZE;
         let mut b = vec![0u8; len];
         b[..8].copy_from_slice(&MANIFEST_MAGIC);
-        let version = if self.lineage.is_some() {
-            MANIFEST_VERSION
-        } else {
-            MANIFEST_VERSION_MIN
-        };
-        put_u32(&mut b, OFF_VERSION, version);
+        put_u32(&mut b, OFF_VERSION, self.version());
         put_u32(&mut b, OFF_KIND, self.kind.code());
         put_u64(&mut b, OFF_BACKUP_ID, self.backup_id);
         put_u64(&mut b, OFF_DATABASE_ID, self.database_id);
@@ -423,6 +445,10 @@ impl Manifest {
             put_u64(&mut b, o + 48, l.merged_from_id);
             put_u64(&mut b, o + 56, l.merged_base_id);
             o += LINEAGE_SIZE;
+        }
+        if let Some(id) = &self.identity {
+            id.encode_into(&mut b[o..o + IDENTITY_SIZE]);
+            o += IDENTITY_SIZE;
         }
         for f in &self.files {
             assert!(valid_file_name(&f.name));
@@ -480,9 +506,14 @@ impl Manifest {
         let bad = u64_at(OFF_BAD_PAGE_COUNT);
         let version = u32_at(OFF_VERSION);
         let flags = u32_at(OFF_FLAGS);
-        let synthetic = version == 3 && flags & FLAG_SYNTHETIC != 0;
+        let synthetic = version >= MANIFEST_VERSION_LINEAGE && flags & FLAG_SYNTHETIC != 0;
         let lineage_len = if synthetic { LINEAGE_SIZE as u64 } else { 0 };
-        let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64 + lineage_len)
+        let identity_len = if version >= MANIFEST_VERSION {
+            IDENTITY_SIZE as u64
+        } else {
+            0
+        };
+        let expected = (FIXED_SIZE as u64 + TRAILER_SIZE as u64 + lineage_len + identity_len)
             .checked_add(files * FILE_ENTRY_SIZE as u64)
             .and_then(|v| v.checked_add(streams * STREAM_ENTRY_SIZE as u64))
             .and_then(|v| v.checked_add(pieces * PIECE_ENTRY_SIZE as u64))
@@ -537,14 +568,19 @@ impl Manifest {
             pieces: Vec::with_capacity(pieces as usize),
             bad_pages: Vec::with_capacity(bad as usize),
             lineage: None,
+            identity: None,
         };
         if m.backup_id == 0 || m.database_id == 0 {
             return Err(F::ZeroId);
         }
-        // Version 2 has no flags; version 3 is exactly a synthetic full's (one encoding
-        // per manifest: an accepted manifest re-encodes to its bytes).
-        let want_flags = if version == 3 { FLAG_SYNTHETIC } else { 0 };
-        if flags != want_flags || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
+        // Version 2 has no flags; version 3 is exactly a synthetic full's; version 4 may be
+        // one (one encoding per manifest: an accepted manifest re-encodes to its bytes).
+        let flags_ok = match version {
+            MANIFEST_VERSION_MIN => flags == 0,
+            MANIFEST_VERSION_LINEAGE => flags == FLAG_SYNTHETIC,
+            _ => flags & !FLAG_SYNTHETIC == 0,
+        };
+        if !flags_ok || b[OFF_RESERVED..FIXED_SIZE].iter().any(|&x| x != 0) {
             return Err(F::Flags { flags, version });
         }
         if m.extents_per_map == 0 || m.extents_per_map > MAX_EXTENTS_PER_MAP {
@@ -590,6 +626,13 @@ impl Manifest {
             }
             m.lineage = Some(l);
             o += LINEAGE_SIZE;
+        }
+        if version >= MANIFEST_VERSION {
+            let block = &b[o..o + IDENTITY_SIZE];
+            m.identity = Some(
+                Identity::decode(block, m.database_id, m.snapshot_lsn).map_err(F::Identity)?,
+            );
+            o += IDENTITY_SIZE;
         }
         let mut names = std::collections::HashSet::with_capacity(files as usize);
         for i in 0..files as usize {
@@ -771,6 +814,26 @@ mod tests {
                 reason: 1,
             }],
             lineage: None,
+            identity: None,
+        }
+    }
+
+    /// A set of a named database restored from another (version 4).
+    pub(crate) fn named(m: Manifest) -> Manifest {
+        use crate::format::identity::{Origin, OriginKind};
+        Manifest {
+            identity: Some(Identity {
+                name: "ledger".into(),
+                origin: Some(Origin {
+                    kind: OriginKind::RestoredCopy,
+                    database_id: 0x77,
+                    backup_id: 0x1a22,
+                    snapshot_lsn: 400,
+                    restored_unix_ms: 5,
+                    database_name: Some("ledger-eu".into()),
+                }),
+            }),
+            ..m
         }
     }
 
@@ -833,6 +896,41 @@ mod tests {
             &sample(BackupKind::Full).encode().0[OFF_VERSION..OFF_VERSION + 4],
             &2u32.to_le_bytes()
         );
+    }
+
+    #[test]
+    fn version_4_carries_the_identity_with_or_without_a_lineage() {
+        for m in [
+            named(sample(BackupKind::Full)),
+            named(sample(BackupKind::Differential)),
+            named(synthetic()),
+        ] {
+            let (good, _) = m.encode();
+            assert_eq!(&good[OFF_VERSION..OFF_VERSION + 4], &4u32.to_le_bytes());
+            assert_eq!(Manifest::decode(&good).unwrap(), m);
+            for i in 0..good.len() {
+                let mut b = good.clone();
+                b[i] ^= 0x80;
+                assert!(Manifest::decode(&b).is_err(), "flip at {i} not caught");
+            }
+            for n in 0..good.len() {
+                assert!(Manifest::decode(&good[..n]).is_err(), "truncation at {n}");
+            }
+            // A version-4 manifest without its block, or a version 2 or 3 one with it,
+            // does not decode (its length no longer fits its counts).
+            for v in [2, 3] {
+                assert!(Manifest::decode(&with_version(good.clone(), v)).is_err(), "v{v}");
+            }
+        }
+        // The block is checked against the set: a restored copy naming its own database,
+        // an origin LSN above the set's snapshot.
+        let mut m = named(sample(BackupKind::Full));
+        m.identity.as_mut().unwrap().origin.as_mut().unwrap().database_id = m.database_id;
+        let e = Manifest::decode(&m.encode().0).unwrap_err();
+        assert!(matches!(e, ManifestFault::Identity(_)), "{e}");
+        let mut m = named(sample(BackupKind::Full));
+        m.identity.as_mut().unwrap().origin.as_mut().unwrap().snapshot_lsn = m.snapshot_lsn + 1;
+        assert!(Manifest::decode(&m.encode().0).is_err());
     }
 
     #[test]

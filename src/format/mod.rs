@@ -10,6 +10,7 @@ pub mod change_map;
 pub mod codec;
 pub mod control;
 pub mod file_header;
+pub mod identity;
 pub mod index_piece;
 pub mod lease;
 pub mod manifest;
@@ -19,7 +20,8 @@ pub mod repo_config;
 pub mod tar;
 pub mod wire;
 
-/// Version of the data file, control file and change-map layouts.
+/// Version of the data file and change-map layouts (the control file has its own,
+/// [`control::CONTROL_VERSION`], since version 2 added the database's name and origin).
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The unit of I/O.

@@ -9,7 +9,7 @@
 //! | 8      | 4    | repository format version (2)                           |
 //! | 12     | 4    | reserved, zero                                          |
 //! | 16     | 8    | repository id (random, non-zero)                        |
-//! | 24     | 8    | compatible feature flags (unknown ones are ignored)     |
+//! | 24     | 8    | compatible feature flags (unknown ones are ignored; 1: several databases) |
 //! | 32     | 8    | incompatible feature flags (unknown ones are refused)   |
 //! | 40     | 8    | largest stream object in bytes                          |
 //! | 48     | 8    | created, unix ms                                        |
@@ -44,6 +44,11 @@ const _: () = assert!(CONFIG_SIZE == 100);
 pub const REPOSITORY_FORMAT: u32 = 2;
 /// Incompatible features this build understands (none yet).
 pub const KNOWN_INCOMPAT: u64 = 0;
+/// Compatible feature: the repository holds the sets of several databases (`repo init
+/// --multi`), so a backup of a database it has never seen is taken without being told it
+/// is a new one (`repo::binding`). A reader that does not know it loses nothing: it only
+/// relaxes a refusal of the writer.
+pub const COMPAT_MULTI_DATABASE: u64 = 1;
 /// The default largest stream object: 1 GiB.
 pub const DEFAULT_STREAM_MAX_BYTES: u64 = 1 << 30;
 /// The smallest stream cap accepted (a record is at most 64 KiB and its header).

@@ -7,9 +7,12 @@
 //! lineage is shown in place (invariant 14): a synthetic full names the differential it
 //! was merged from and the full it stands for; a differential names the set a restore
 //! lays it on (its base, or a synthetic full standing for it, by the resolver's own
-//! rule, [`super::chain::pick_base`]), or is flagged an orphan when there is none.
+//! rule, [`super::chain::pick_base`]), or is flagged an orphan when there is none. Each
+//! set names its database by id and (manifest version 4) by name, and a restored
+//! database's sets carry its origin (invariant 35).
 
 use crate::error::Result;
+use crate::format::identity::Origin;
 use crate::format::manifest::{self, BackupKind, ChangeSource, Manifest};
 
 use super::Repository;
@@ -33,6 +36,10 @@ pub struct CatalogDetails {
     /// The base's id for a differential.
     pub base_id: Option<String>,
     pub database_id: String,
+    /// The database's name as the set records it (`None`: written before names).
+    pub database_name: Option<String>,
+    /// A restored database's origin, as the set records it.
+    pub origin: Option<Origin>,
     pub started_unix_ms: u64,
     pub finished_unix_ms: u64,
     pub duration_ms: u64,
@@ -72,6 +79,8 @@ impl CatalogDetails {
             base_id: (m.kind == BackupKind::Differential)
                 .then(|| manifest::format_backup_id(m.base_id)),
             database_id: manifest::format_backup_id(m.database_id),
+            database_name: m.identity.as_ref().map(|i| i.name.clone()),
+            origin: m.identity.as_ref().and_then(|i| i.origin.clone()),
             started_unix_ms: m.started_unix_ms,
             finished_unix_ms: m.finished_unix_ms,
             duration_ms: m.finished_unix_ms.saturating_sub(m.started_unix_ms),

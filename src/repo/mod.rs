@@ -22,6 +22,7 @@
 //! an appender only adds sets, which readers never see until their manifest appears.
 
 pub mod backend;
+pub mod binding;
 pub mod catalog;
 pub mod chain;
 pub mod coverage;
@@ -42,7 +43,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::format::manifest::{self, Manifest, HASH_SIZE, MAX_MANIFEST_BYTES};
-use crate::format::repo_config::{RepoConfig, DEFAULT_STREAM_MAX_BYTES};
+use crate::format::repo_config::{RepoConfig, COMPAT_MULTI_DATABASE, DEFAULT_STREAM_MAX_BYTES};
 use crate::io::{file::DiskVfs, Vfs};
 
 use backend::local::LocalBackend;
@@ -73,12 +74,16 @@ pub struct LoadedManifest {
 pub struct InitOptions {
     /// The largest stream object; a set's records roll over to the next stream past it.
     pub stream_max_bytes: u64,
+    /// The repository holds the sets of several databases: a backup of a database it has
+    /// never seen is taken without being told it is a new one ([`binding`]).
+    pub multi_database: bool,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             stream_max_bytes: DEFAULT_STREAM_MAX_BYTES,
+            multi_database: false,
         }
     }
 }
@@ -93,7 +98,11 @@ impl Repository {
         let here = backend.location("");
         let config = RepoConfig {
             repository_id: crate::ids::random_u64(),
-            compat_flags: 0,
+            compat_flags: if opts.multi_database {
+                COMPAT_MULTI_DATABASE
+            } else {
+                0
+            },
             incompat_flags: 0,
             stream_max_bytes: opts.stream_max_bytes,
             created_unix_ms: crate::ids::unix_millis(),
@@ -338,6 +347,12 @@ impl Repository {
     /// The repository's config.
     pub fn config(&self) -> &RepoConfig {
         &self.config
+    }
+
+    /// True when the repository was created to hold several databases (its config's
+    /// compatible flag; a build that does not know it reads the repository all the same).
+    pub fn holds_several_databases(&self) -> bool {
+        self.config.compat_flags & COMPAT_MULTI_DATABASE != 0
     }
 
     /// How long a lease lives without renewal (object stores).

@@ -1,6 +1,7 @@
 //! Naming a set, once for every front door (rustic's `get_snapshot_from_str`): a unique
 //! prefix of its id, `latest`, the newest at or before a point in time, within one
-//! database or the whole repository; and a database by a unique prefix of its id.
+//! database or the whole repository; and a database by its name or a unique prefix of
+//! its id (its whole id first, then its name, then a prefix: [`database`]).
 //!
 //! Keeps true (invariant 10 of the brief, "selection never goes back in time
 //! silently"; docs/design.md, invariant 34):
@@ -12,7 +13,10 @@
 //!   its id and may be of any database) is damaged, the choice is refused naming it,
 //!   unless the caller asked for the newest readable set, and then every set passed over
 //!   is in the [`Selection`] with why;
-//! - an explicit prefix names its set whatever the state of newer ones.
+//! - an explicit prefix names its set whatever the state of newer ones;
+//! - a database is named by its whole id, else by its name (two databases of one name
+//!   are ambiguous), else by a unique prefix of its id; a set whose manifest cannot be
+//!   read counts for no database's name.
 //!
 //! The outcome is typed ([`SelectError`]): a front door words each refusal its own way
 //! (the CLI with its flags and exit 64 for an ambiguous name, the API with its query
@@ -58,13 +62,15 @@ pub fn is_hex_prefix(s: &str) -> bool {
     (1..=16).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A database id prefix: 1 to 16 hex digits (any case, kept lower case).
-pub fn parse_database_prefix(s: &str) -> std::result::Result<String, String> {
-    if is_hex_prefix(s) {
-        Ok(s.to_ascii_lowercase())
+/// A database as a user names it: a name (`format::identity::valid_name`) or a prefix of
+/// its id (1 to 16 hex digits, any case). Kept as given: a name is matched exactly, an
+/// id prefix in any case ([`database`]).
+pub fn parse_database(s: &str) -> std::result::Result<String, String> {
+    if is_hex_prefix(s) || crate::format::identity::valid_name(s) {
+        Ok(s.to_string())
     } else {
         Err(format!(
-            "{:?} is not a database id (hex digits)",
+            "{:?} is neither a database name nor the start of a database id (hex digits)",
             s.chars().take(64).collect::<String>()
         ))
     }
@@ -77,7 +83,7 @@ pub struct Selector {
     pub name: Option<SetName>,
     /// Only sets started at or before this time (Unix ms); with a prefix it is refused.
     pub as_of_unix_ms: Option<u64>,
-    /// A prefix of the database id.
+    /// The database: its name or a prefix of its id ([`database`]).
     pub database: Option<String>,
     /// A choice by time may pass over damaged newer sets (each is reported in the
     /// selection); otherwise it refuses them.
@@ -103,9 +109,9 @@ impl Selector {
         Selector::named(SetName::Prefix(format!("{id:016x}")))
     }
 
-    /// Only sets of the database named by `prefix`.
-    pub fn in_database(mut self, prefix: Option<String>) -> Selector {
-        self.database = prefix;
+    /// Only sets of the database named by `name` (its name or a prefix of its id).
+    pub fn in_database(mut self, name: Option<String>) -> Selector {
+        self.database = name;
         self
     }
 }
@@ -131,6 +137,30 @@ pub struct Selection {
     pub skipped: Vec<Skipped>,
 }
 
+/// A database of a listing: its id, its name (as its newest readable set records it;
+/// `None` for sets written before names) and how many sets it has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseSets {
+    pub id: String,
+    pub name: Option<String>,
+    pub sets: usize,
+}
+
+impl fmt::Display for DatabaseSets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{n} ({}", self.id)?,
+            None => write!(f, "{} (no name", self.id)?,
+        }
+        write!(
+            f,
+            ", {} {})",
+            self.sets,
+            if self.sets == 1 { "set" } else { "sets" }
+        )
+    }
+}
+
 /// Why nothing was chosen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SelectError {
@@ -139,19 +169,19 @@ pub enum SelectError {
         prefix: String,
         matches: Vec<String>,
     },
-    /// A prefix names several databases.
+    /// A name or an id prefix (`given`) names several databases.
     AmbiguousDatabase {
-        prefix: String,
-        matches: Vec<String>,
+        given: String,
+        matches: Vec<DatabaseSets>,
     },
     /// A choice by time in a repository holding sets of several databases, none named:
     /// each database with its number of sets.
-    DatabaseNeeded { databases: Vec<(String, usize)> },
-    /// A database prefix matching none.
+    DatabaseNeeded { databases: Vec<DatabaseSets> },
+    /// A database name or id prefix (`given`) matching none.
     NoDatabase {
         location: PathBuf,
-        prefix: String,
-        databases: Vec<(String, usize)>,
+        given: String,
+        databases: Vec<DatabaseSets>,
     },
     /// No set matches: a prefix, or nothing at or before the time, or an empty repository.
     NoSet { location: PathBuf, what: String },
@@ -180,10 +210,10 @@ impl SelectError {
     }
 }
 
-/// `id (N sets), ...`.
-pub fn list_databases(dbs: &[(String, usize)]) -> String {
+/// `name (id, N sets), ...`.
+pub fn list_databases(dbs: &[DatabaseSets]) -> String {
     dbs.iter()
-        .map(|(id, n)| format!("{id} ({n} {})", if *n == 1 { "set" } else { "sets" }))
+        .map(|d| d.to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -196,10 +226,10 @@ impl fmt::Display for SelectError {
                 "the id prefix {prefix} is ambiguous: it starts {}; give more digits",
                 matches.join(", ")
             ),
-            SelectError::AmbiguousDatabase { prefix, matches } => write!(
+            SelectError::AmbiguousDatabase { given, matches } => write!(
                 f,
-                "the database prefix {prefix} is ambiguous: it starts {}; give more digits",
-                matches.join(", ")
+                "the database {given:?} is ambiguous: it names {}; give more digits of the id",
+                list_databases(matches)
             ),
             SelectError::DatabaseNeeded { databases } => write!(
                 f,
@@ -209,11 +239,11 @@ impl fmt::Display for SelectError {
             ),
             SelectError::NoDatabase {
                 location,
-                prefix,
+                given,
                 databases,
             } => write!(
                 f,
-                "{}: no backup set of a database {prefix}...; the repository holds {}",
+                "{}: no backup set of a database named {given:?} or with an id starting {given}; the repository holds {}",
                 location.display(),
                 if databases.is_empty() {
                     "no set".to_string()
@@ -265,38 +295,57 @@ fn strip_location(e: &SelectError, location: &std::path::Path) -> String {
     s.strip_prefix(&head).map(str::to_string).unwrap_or(s)
 }
 
-/// The databases of a listing with their set counts, in id order.
-pub fn databases(entries: &[CatalogEntry]) -> Vec<(String, usize)> {
-    let mut dbs = BTreeMap::new();
+/// The databases of a listing with their set counts and names, in id order (a name is
+/// the newest readable set's: the listing is oldest first).
+pub fn databases(entries: &[CatalogEntry]) -> Vec<DatabaseSets> {
+    let mut dbs: BTreeMap<&str, DatabaseSets> = BTreeMap::new();
     for d in entries.iter().filter_map(|e| e.details.as_ref()) {
-        *dbs.entry(d.database_id.clone()).or_insert(0) += 1;
+        let e = dbs.entry(&d.database_id).or_insert_with(|| DatabaseSets {
+            id: d.database_id.clone(),
+            name: None,
+            sets: 0,
+        });
+        e.sets += 1;
+        if d.database_name.is_some() {
+            e.name = d.database_name.clone();
+        }
     }
-    dbs.into_iter().collect()
+    dbs.into_values().collect()
 }
 
-/// The full database id `prefix` names in `entries`.
+/// The full id of the database `given` names in `entries`: its whole id, else its name,
+/// else a unique prefix of its id (any case).
 pub fn database(
     location: &std::path::Path,
     entries: &[CatalogEntry],
-    prefix: &str,
+    given: &str,
 ) -> std::result::Result<String, SelectError> {
     let dbs = databases(entries);
-    let prefix = prefix.to_ascii_lowercase();
-    let matches: Vec<&String> = dbs
+    let lower = given.to_ascii_lowercase();
+    let by_id: Vec<&DatabaseSets> = dbs.iter().filter(|d| d.id == lower).collect();
+    let by_name: Vec<&DatabaseSets> = dbs
         .iter()
-        .map(|(id, _)| id)
-        .filter(|id| id.starts_with(prefix.as_str()))
+        .filter(|d| d.name.as_deref() == Some(given))
         .collect();
+    let by_prefix: Vec<&DatabaseSets> = if is_hex_prefix(given) {
+        dbs.iter().filter(|d| d.id.starts_with(&lower)).collect()
+    } else {
+        Vec::new()
+    };
+    let matches = [by_id, by_name, by_prefix]
+        .into_iter()
+        .find(|m| !m.is_empty())
+        .unwrap_or_default();
     match matches.as_slice() {
-        [one] => Ok((*one).clone()),
+        [one] => Ok(one.id.clone()),
         [] => Err(SelectError::NoDatabase {
             location: location.to_path_buf(),
-            prefix,
+            given: given.to_string(),
             databases: dbs,
         }),
         many => Err(SelectError::AmbiguousDatabase {
-            prefix,
-            matches: many.iter().map(|s| s.to_string()).collect(),
+            given: given.to_string(),
+            matches: many.iter().map(|d| (*d).clone()).collect(),
         }),
     }
 }
@@ -447,6 +496,8 @@ mod tests {
                 kind: BackupKind::Full,
                 base_id: None,
                 database_id: format!("{db:016x}"),
+                database_name: Some(format!("db{db}")),
+                origin: None,
                 started_unix_ms: started,
                 finished_unix_ms: started + 1,
                 duration_ms: 1,
@@ -581,6 +632,45 @@ mod tests {
         assert!(SetName::parse("").is_err());
         assert!(SetName::parse("12345678901234567").is_err());
         assert!(SetName::parse("xyz").is_err());
-        assert!(parse_database_prefix("g").is_err());
+        // A name is any printable line (docs/format.md, identity block): never used as
+        // a path, so "g/h" is one; a control character or an edge space is not.
+        assert_eq!(parse_database("g/h"), Ok("g/h".into()));
+        assert!(parse_database("g\th").is_err());
+        assert!(parse_database(" x").is_err());
+        assert_eq!(parse_database("Ledger"), Ok("Ledger".into()));
+        assert_eq!(parse_database("5E"), Ok("5E".into()));
+    }
+
+    #[test]
+    fn a_database_is_named_by_its_id_then_its_name_then_a_prefix() {
+        // db7 and db8 by name; a third named "0000000000000007"'s... start, and one
+        // whose name another's id starts with.
+        let mut es = vec![
+            entry(at(1000, 1), 7, 1000, None, true),
+            entry(at(2000, 1), 8, 2000, None, true),
+            entry(at(3000, 1), 0xdb, 3000, None, true),
+        ];
+        es[2].details.as_mut().unwrap().database_name = Some("00".into());
+        let pick = |given: &str| database(&loc(), &es, given);
+        assert_eq!(pick("db7").unwrap(), format!("{:016x}", 7));
+        assert_eq!(pick("db8").unwrap(), format!("{:016x}", 8));
+        // "00" is a name: it wins over the prefix every id starts with.
+        assert_eq!(pick("00").unwrap(), format!("{:016x}", 0xdb));
+        // A prefix (any case), the whole id.
+        assert_eq!(pick("00000000000000D").unwrap(), format!("{:016x}", 0xdb));
+        assert_eq!(pick(&format!("{:016x}", 8)).unwrap(), format!("{:016x}", 8));
+        // Ambiguous prefix, two databases of one name, a name of nobody.
+        let e = pick("000").unwrap_err();
+        assert!(matches!(&e, SelectError::AmbiguousDatabase { matches, .. } if matches.len() == 3), "{e:?}");
+        assert!(e.to_string().contains("db7 ("), "{e}");
+        es[1].details.as_mut().unwrap().database_name = Some("db7".into());
+        let e = database(&loc(), &es, "db7").unwrap_err();
+        assert!(matches!(&e, SelectError::AmbiguousDatabase { matches, .. } if matches.len() == 2), "{e:?}");
+        let e = database(&loc(), &es, "nobody").unwrap_err();
+        assert!(matches!(e, SelectError::NoDatabase { .. }), "{e:?}");
+        assert_eq!(Error::from(e).kind(), crate::ErrorKind::NotFound);
+        // A latest by name.
+        let s = Selector::latest().in_database(Some("00".into()));
+        assert_eq!(choose(&loc(), &es, &s).unwrap().entry.id, es[2].id);
     }
 }

@@ -246,6 +246,8 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
             merged_from_id: diff.backup_id,
             merged_base_id: base.manifest.backup_id,
         }),
+        // The differential's database, as it named itself (none before names).
+        identity: diff.identity.clone(),
     };
     let published = writer.publish(head, &lock)?;
     // Pair assertion: the synthetic full carries the differential's later siblings.

@@ -231,6 +231,9 @@ fn api_advice(unless: Override) -> &'static str {
             "check the database, or send \"continue_after_error\": true to record the bad page and go on"
         }
         Override::ReplaceTarget => "the API does not replace a database",
+        Override::NewDatabase => {
+            "back it up into a repository of its own, or send \"new_database\": true to add it to this one"
+        }
     }
 }
 
@@ -534,7 +537,7 @@ fn query(uri: &Uri, allowed: &[&str]) -> std::result::Result<SetQuery, Response>
         )));
     }
     if let Some(d) = &q.database {
-        select::parse_database_prefix(d).map_err(bad_request)?;
+        select::parse_database(d).map_err(bad_request)?;
     }
     Ok(q)
 }

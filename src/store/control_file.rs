@@ -13,6 +13,7 @@ use std::io;
 
 use crate::error::{Error, Result};
 use crate::format::control::{self, Control, FileEntry, CONTROL_FILE_NAME};
+use crate::format::identity::Identity;
 use crate::io::Vfs;
 
 use super::data_file::Mirror;
@@ -74,9 +75,12 @@ pub fn commit(vfs: &dyn Vfs, ctl: &Control) -> Result<()> {
 }
 
 /// The control file of a database the store lays down, created or restored: `mirror`
-/// gives its differential base, epoch (none pending), tracking and flags; created now.
+/// gives its differential base, epoch (none pending), tracking and flags; `identity` its
+/// name and origin (`None`: a version-1 control file, a database replaced in place that
+/// had none); created now.
 pub(crate) fn laid_down(
     database_id: u64,
+    identity: Option<Identity>,
     extents_per_map: u32,
     lsn_reserved: u64,
     base_checksum: u64,
@@ -102,6 +106,7 @@ pub(crate) fn laid_down(
         tracking: mirror.tracking,
         extents_per_map,
         created_unix: crate::ids::unix_millis() / 1000,
+        identity,
         files,
     }
 }

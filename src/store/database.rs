@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use crate::error::{Error, Result};
 use crate::format::control::{self, Control, FileEntry, CONTROL_TMP_NAME};
 use crate::format::file_header::TrackingState;
+use crate::format::identity::{self, Identity, Origin};
 use crate::format::page;
 use crate::format::{
     DEFAULT_EXTENTS_PER_MAP, MAX_EXTENTS_PER_MAP, MAX_FILES, MAX_FILE_PAGES, PAGES_PER_EXTENT,
@@ -107,6 +108,13 @@ pub struct FileStatus {
 pub struct DatabaseStatus {
     pub path: PathBuf,
     pub database_id: String,
+    /// The name it goes by: its own, or (a database of the first format, which has
+    /// none until it is renamed) its folder's.
+    pub name: String,
+    /// The name is the database's own, recorded in its control file.
+    pub name_recorded: bool,
+    /// A restored database's origin.
+    pub origin: Option<Origin>,
     pub lsn: u64,
     pub lsn_reserved: u64,
     pub base_lsn: u64,
@@ -153,8 +161,19 @@ pub fn data_file_name(id: u32) -> String {
 }
 
 impl Database {
-    /// Creates a database in the folder `dir` (created if missing; must hold no database).
+    /// Creates a database in the folder `dir` (created if missing; must hold no database),
+    /// named by the folder's name.
     pub fn create_dir(dir: &Path, opts: &CreateOptions) -> Result<Database> {
+        Database::create_dir_as(dir, opts, None)
+    }
+
+    /// Creates a database named `name` in the folder `dir`, as [`Database::create_dir`].
+    pub fn create_dir_named(dir: &Path, opts: &CreateOptions, name: &str) -> Result<Database> {
+        check_name(name)?;
+        Database::create_dir_as(dir, opts, Some(name))
+    }
+
+    fn create_dir_as(dir: &Path, opts: &CreateOptions, name: Option<&str>) -> Result<Database> {
         io::file::create_dir_synced(dir).map_err(|e| Error::io(dir, e))?;
         // Every page is written: refuse at once what the disk cannot hold, rather than
         // fill it (a cut-short create removes its files, but a killed one cannot).
@@ -174,7 +193,11 @@ impl Database {
                 ));
             }
         }
-        Database::create(Arc::new(DiskVfs::new(dir)), opts)
+        let vfs: Arc<dyn Vfs> = Arc::new(DiskVfs::new(dir));
+        match name {
+            Some(n) => Database::create_named(vfs, opts, n),
+            None => Database::create(vfs, opts),
+        }
     }
 
     /// Opens the database in the folder `dir`.
@@ -188,8 +211,19 @@ impl Database {
         Database::open(Arc::new(DiskVfs::new(dir)), mode)
     }
 
-    /// Creates a database on `vfs`.
+    /// Creates a database named `name` on `vfs`, as [`Database::create`].
+    pub fn create_named(vfs: Arc<dyn Vfs>, opts: &CreateOptions, name: &str) -> Result<Database> {
+        check_name(name)?;
+        Database::create_as(vfs, opts, name.to_string())
+    }
+
+    /// Creates a database on `vfs`, named by its folder's name.
     pub fn create(vfs: Arc<dyn Vfs>, opts: &CreateOptions) -> Result<Database> {
+        let name = identity::name_from_folder(&vfs.path_of(""));
+        Database::create_as(vfs, opts, name)
+    }
+
+    fn create_as(vfs: Arc<dyn Vfs>, opts: &CreateOptions, name: String) -> Result<Database> {
         if opts.files == 0 || opts.files > MAX_FILES {
             return Err(Error::Invalid(format!(
                 "a database has 1 to {MAX_FILES} files, not {}",
@@ -244,6 +278,7 @@ impl Database {
         };
         let mut ctl = control_file::laid_down(
             database_id,
+            Some(Identity { name, origin: None }),
             opts.extents_per_map,
             LSN_BLOCK,
             0,
@@ -458,6 +493,40 @@ impl Database {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .database_id
+    }
+
+    /// The name the database goes by: its own, or, for a database of the first format
+    /// (which has none until it is renamed), its folder's.
+    pub fn name(&self) -> String {
+        match &self.control.lock().unwrap_or_else(|p| p.into_inner()).identity {
+            Some(i) => i.name.clone(),
+            None => identity::name_from_folder(&self.path()),
+        }
+    }
+
+    /// The name and origin the control file records (`None`: a database of the first
+    /// format, with no name of its own).
+    pub fn identity(&self) -> Option<Identity> {
+        self.control
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .identity
+            .clone()
+    }
+
+    /// Gives the database the name `name`, in one control-file commit (a database of the
+    /// first format becomes one of the second: its control file is written as version 2).
+    /// Its origin, if it has one, stays.
+    pub fn rename(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        self.check_writable()?;
+        self.commit_control(|c| {
+            let origin = c.identity.take().and_then(|i| i.origin);
+            c.identity = Some(Identity {
+                name: name.to_string(),
+                origin,
+            });
+        })
     }
 
     /// A copy of the committed control file.
@@ -858,6 +927,9 @@ impl Database {
         let mut out = DatabaseStatus {
             path: self.path(),
             database_id: format!("{:016x}", c.database_id),
+            name: self.name(),
+            name_recorded: c.identity.is_some(),
+            origin: c.identity.as_ref().and_then(|i| i.origin.clone()),
             lsn: self.lsn.last(),
             lsn_reserved: self.lsn.reserved(),
             base_lsn: c.base_lsn,
@@ -916,6 +988,19 @@ impl Drop for Database {
         // Best effort: a handle dropped without `close` is closed cleanly when it can be;
         // if that fails, the next open recovers as after a crash.
         let _ = self.close_ref();
+    }
+}
+
+/// Refuses a name a database may not have (`identity::valid_name`).
+fn check_name(name: &str) -> Result<()> {
+    if identity::valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{:?} is not a database name: 1 to {} bytes, printable, no space at either end",
+            name.chars().take(80).collect::<String>(),
+            identity::NAME_MAX_BYTES
+        )))
     }
 }
 

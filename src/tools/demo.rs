@@ -279,8 +279,13 @@ pub fn run(opts: &DemoOptions, observe: &mut dyn FnMut(&DemoStep)) -> Result<Dem
         "compare",
         t,
         format!(
-            "{} data pages compared byte for byte with the source: {}",
+            "{} data pages compared byte for byte with the source{}: {}",
             compare.pages_compared,
+            if compare.database_ids_differ {
+                " (the restored copy is a new database: its pages compared as stamped with the source's id)"
+            } else {
+                ""
+            },
             if compare.identical() {
                 "all identical".to_string()
             } else {

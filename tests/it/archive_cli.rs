@@ -52,8 +52,32 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Two restores of one set are the same database but for what makes each a new one:
+/// its id (stamped on every page, which changes the id and the checksum only), its name
+/// (its folder's) and when it was restored. `b`'s pages are put back to `a`'s id and then
+/// compared byte for byte; the control files decoded, those fields aside.
 pub(crate) fn assert_same_restore(a: &Path, b: &Path, what: &str) {
-    let (x, y) = (files(a), files(b));
+    use pagevault::format::control::Control;
+    let (x, mut y) = (files(a), files(b));
+    let a_id = Control::decode(&x["pagevault.ctl"]).unwrap().database_id;
+    for (n, bytes) in y.iter_mut() {
+        if n.ends_with(".pvd") {
+            for (i, page) in bytes
+                .chunks_exact_mut(pagevault::format::PAGE_SIZE)
+                .enumerate()
+            {
+                let put_back = crate::restore_fixture::as_page_of(page, a_id);
+                page.copy_from_slice(&put_back);
+                if i == 0 {
+                    // The file header names the database in its body too (offset 48,
+                    // docs/format.md): put it back and seal the page again.
+                    page[48..56].copy_from_slice(&a_id.to_le_bytes());
+                    let sum = crc32fast::hash(&page[4..]);
+                    page[..4].copy_from_slice(&sum.to_le_bytes());
+                }
+            }
+        }
+    }
     assert_eq!(
         x.keys().collect::<Vec<_>>(),
         y.keys().collect::<Vec<_>>(),
@@ -61,13 +85,22 @@ pub(crate) fn assert_same_restore(a: &Path, b: &Path, what: &str) {
     );
     for (n, bytes) in &x {
         if n == "pagevault.ctl" {
-            // The control file records when the restore ran (`created_unix`), and
-            // nothing else differs: compare it decoded, that field aside.
-            use pagevault::format::control::Control;
+            // The control file records when the restore ran (`created_unix`, the
+            // origin's time), the new id and the folder's name, and nothing else
+            // differs: compare it decoded, those fields aside.
             let mut a = Control::decode(bytes).unwrap();
             let mut b = Control::decode(&y[n]).unwrap();
             a.created_unix = 0;
             b.created_unix = 0;
+            b.database_id = a.database_id;
+            for c in [&mut a, &mut b] {
+                let i = c
+                    .identity
+                    .as_mut()
+                    .expect("a restored database has an identity");
+                i.name = String::new();
+                i.origin.as_mut().expect("and an origin").restored_unix_ms = 0;
+            }
             assert_eq!(a, b, "{what}: the control files differ");
             continue;
         }

@@ -85,7 +85,8 @@ fn every_bad_value_is_a_usage_error_naming_its_flag_and_creates_nothing() {
         (vec![&"init", &fresh, &"--size", &"12Q"], "--size"),
         (vec![&"init", &fresh, &"--files", &"0"], "--files"),
         (
-            vec![&"list", &"-r", &repo, &"--database", &"xyz"],
+            // Neither a name (white space at an end) nor hex digits.
+            vec![&"list", &"-r", &repo, &"--database", &"xyz "],
             "--database",
         ),
         (vec![&"frobnicate"], "frobnicate"),

@@ -28,7 +28,12 @@ fn json(o: &Output) -> Value {
 
 fn backup(repo: &Path, db: &Path, kind: &str) -> Value {
     crate::cli::ensure_repo(repo);
-    let o = pv_env(Some(repo), &[&"backup", &db, &kind, &"--json"]);
+    // These repositories are shared by several databases on purpose: each is said to be
+    // new there (a stray one is refused without it: identity::*).
+    let o = pv_env(
+        Some(repo),
+        &[&"backup", &db, &kind, &"--json", &"--new-database"],
+    );
     assert_code(&o, 0);
     json(&o)["backup"].clone()
 }

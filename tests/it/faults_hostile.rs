@@ -187,6 +187,7 @@ fn a_manifest_of_billions_of_pages_is_checked_in_time_in_proportion_to_its_size(
         pieces: vec![],
         bad_pages: vec![],
         lineage: None,
+        identity: None,
     };
     let (bytes, _) = m.encode();
     pagevault::io::replace_atomically(&vfs, &pagevault::repo::names::manifest(id), &bytes).unwrap();

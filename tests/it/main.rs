@@ -29,6 +29,7 @@ mod faults_truncation;
 mod faults_util;
 mod fuzz_replay;
 mod hardening;
+mod identity;
 mod layers;
 mod online_backup;
 mod online_faults;

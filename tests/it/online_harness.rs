@@ -245,7 +245,7 @@ pub fn assert_restores_as_of(
                 );
             }
             None => assert!(
-                img == *before,
+                img == crate::restore_fixture::as_page_of(before, db.database_id()),
                 "{what}: file {file} page {p}: should be its image from before the writers"
             ),
         }

@@ -470,6 +470,7 @@ fn streams_roll_over_at_the_repository_limit_and_the_set_reads_whole() {
             store.backend(),
             &InitOptions {
                 stream_max_bytes: 1 << 20,
+                ..InitOptions::default()
             },
         )
         .unwrap();

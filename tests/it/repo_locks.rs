@@ -75,6 +75,18 @@ impl<F: Fn() + Sync> Progress for OnFirstAdvance<F> {
     }
 }
 
+/// A full of a database the repository has not seen, said to be new there
+/// (`BackupOptions::new_database`, repo::binding).
+fn another_database(db: &Database, repo: &Repository) -> pagevault::Result<u64> {
+    let o = BackupOptions {
+        threads: 1,
+        new_database: true,
+        ..BackupOptions::new(BackupKind::Full)
+    };
+    backup::run(db, repo, &o, &pagevault::progress::NoProgress)
+        .map(|r| parse_backup_id(&r.backup_id).unwrap())
+}
+
 fn backup_with(
     db: &Database,
     repo: &Repository,
@@ -278,7 +290,7 @@ fn of_two_backups_at_once_the_second_is_refused_and_the_first_publishes() {
         let other = store.open();
         let second = Mutex::new(None);
         let progress = OnFirstAdvance::new(|| {
-            *second.lock().unwrap() = Some(backup(&db2, &other, BackupKind::Full));
+            *second.lock().unwrap() = Some(another_database(&db2, &other));
         });
         write(&s.db, 3, &[(1, 7)]);
         let want = payloads(&s.db);
@@ -301,7 +313,7 @@ fn of_two_backups_at_once_the_second_is_refused_and_the_first_publishes() {
         r.unwrap();
         assert_holds(&target, &want, what);
         // Alone, the second goes through.
-        let id = backup(&db2, &other, BackupKind::Full).unwrap();
+        let id = another_database(&db2, &other).unwrap();
         assert_restores(&other, id, &payloads(&db2), what);
         assert_eq!(store.leases(), Vec::<String>::new(), "{what}");
     }

@@ -214,6 +214,7 @@ pub fn take_backup(db: &Database, repo: &Repository, kind: BackupKind, shape: Se
         pieces,
         bad_pages: vec![],
         lineage: None,
+        identity: None,
     };
     let (bytes, hash) = m.encode();
     backend
@@ -316,8 +317,21 @@ pub fn model_of(db: &Database) -> Model {
     m
 }
 
+/// `img` (a page of any database) as database `to` holds it: a restore into a new
+/// database re-stamps every page with its id, which changes the id and the checksum and
+/// nothing else (docs/restore.md, "Identity"), so a restored page is compared byte for
+/// byte with its source's page sealed for the restored database.
+pub fn as_page_of(img: &[u8], to: u64) -> Vec<u8> {
+    let from = page::peek(img)
+        .expect("a page holds its header")
+        .database_id;
+    let mut out = img.to_vec();
+    page::Restamp::new(from, to).apply(&mut out);
+    out
+}
+
 /// Opens the restored database in `target` and checks every data page is byte-identical
-/// to the model, its LSN high-water mark covers every page and tracking is as restore
+/// to the model (sealed for the restored database's id: [`as_page_of`]), its LSN high-water mark covers every page and tracking is as restore
 /// leaves it.
 pub fn assert_restored(target: Arc<dyn Vfs>, model: &Model) {
     let db = Database::open(target, OpenMode::ReadOnly).expect("the restored database opens");
@@ -331,7 +345,7 @@ pub fn assert_restored(target: Arc<dyn Vfs>, model: &Model) {
                     .get(&(file_id, p))
                     .unwrap_or_else(|| panic!("file {file_id} page {p} is not in the model"));
                 assert!(
-                    img == *want,
+                    img == as_page_of(want, db.database_id()),
                     "file {file_id} page {p} differs from the snapshot"
                 );
                 max_lsn = max_lsn.max(page::lsn_of(&img).unwrap());

@@ -39,6 +39,7 @@ fn opts(target: &MemVfs, id: Option<u64>, force: bool) -> RestoreOptions {
         target: Arc::new(target.clone()),
         threads: 2,
         force,
+        keep_identity: false,
     }
 }
 

@@ -41,12 +41,19 @@ fn full_alone_restores_every_page() {
     assert_eq!(report.extents_written, 2 * 64 / 8);
     assert_eq!(report.pages_from_differential, 0);
     let restored = Database::open(Arc::new(target), OpenMode::ReadOnly).unwrap();
+    // Restored into a new folder: a new database (its own id, its origin recorded, no
+    // base: its next backup is a full; docs/restore.md, "Identity").
     let c = restored.control();
     assert_eq!(
         (c.base_id, c.tracking),
-        (full, TrackingState::UntrustedRestored)
+        (0, TrackingState::UntrustedRestored)
     );
-    assert_eq!(c.database_id, db.database_id());
+    assert_ne!(c.database_id, db.database_id());
+    let origin = restored.identity().unwrap().origin.unwrap();
+    assert_eq!(
+        (origin.database_id, origin.backup_id),
+        (db.database_id(), full)
+    );
 }
 
 #[test]
@@ -101,17 +108,30 @@ fn copy_only_restores_and_leaves_no_base() {
 #[test]
 fn restored_database_takes_a_differential_against_the_same_full() {
     let (repo, _) = mem_repo();
-    let db = small_db(Arc::new(MemVfs::new()), 2, 64, 3);
+    let target = MemVfs::new();
+    let db = small_db(Arc::new(target.clone()), 2, 64, 3);
     write_random(&db, &mut Rng(9), 40);
     let full = take_backup(&db, &repo, BackupKind::Full, SetShape::default());
     write_random(&db, &mut Rng(10), 15);
     let diff = take_backup(&db, &repo, BackupKind::Differential, SetShape::default());
-    let (target, _) = restore_into(&repo, Some(diff));
-    drop(db);
+    write_random(&db, &mut Rng(13), 15);
+    let id = db.database_id();
+    db.close().unwrap();
+    // Replaced in place (`force` over the same database): the database keeps its id and
+    // the chain's full as its base (a restore into a new folder is a new database with no
+    // base: identity::*).
+    let opts = RestoreOptions {
+        backup_id: Some(diff),
+        threads: 2,
+        force: true,
+        ..RestoreOptions::new(Arc::new(target.clone()))
+    };
+    restore::run(&repo, &opts, &NoProgress).unwrap();
     // The restored database: its bitmap marks exactly the differential's extents, new
     // writes get LSNs above every restored page, and its next differential names the
     // same full and restores to what it holds.
     let restored = Database::open(Arc::new(target.clone()), OpenMode::ReadWrite).unwrap();
+    assert_eq!(restored.database_id(), id);
     let m = repo.load_manifest(diff).unwrap().manifest;
     for (file_id, _) in restored.file_layout() {
         let bits = restored.changed_extents(file_id).unwrap();

@@ -137,6 +137,7 @@ fn change_map_layout() {
     assert!(p[8064..].iter().all(|&b| b == 0));
 }
 
+/// Version 1 (no identity block): a database created before names.
 #[test]
 fn control_file_layout() {
     let c = Control {
@@ -151,6 +152,7 @@ fn control_file_layout() {
         tracking: TrackingState::UntrustedRestored,
         extents_per_map: 32_000,
         created_unix: 1_700_000_000,
+        identity: None,
         files: vec![
             FileEntry {
                 file_id: 1,
@@ -192,4 +194,183 @@ fn control_file_layout() {
     assert!(b[e + 29..e + 64].iter().all(|&x| x == 0));
     let end = b.len() - 4;
     assert_eq!(u32_at(&b, end), crc32(&b[..end]));
+}
+
+/// Version 2: the identity block (name, origin) between the fixed part and the entries.
+#[test]
+fn control_file_version_2_and_identity_block_layout() {
+    use pagevault::format::identity::{Identity, Origin, OriginKind};
+    let c = Control {
+        database_id: 0x1111,
+        lsn_reserved: 0x2222,
+        epoch: 3,
+        pending_epoch: 0,
+        base_lsn: 0,
+        base_id: 0,
+        base_checksum: 0,
+        flags: 0,
+        tracking: TrackingState::UntrustedRestored,
+        extents_per_map: 32_000,
+        created_unix: 1_700_000_000,
+        identity: Some(Identity {
+            name: "ledger".into(),
+            origin: Some(Origin {
+                kind: OriginKind::RestoredCopy,
+                database_id: 0x3333,
+                backup_id: 0x4444,
+                snapshot_lsn: 0x2000,
+                restored_unix_ms: 0x5555,
+                database_name: Some("src".into()),
+            }),
+        }),
+        files: vec![FileEntry {
+            file_id: 1,
+            page_count: 64,
+            file_lsn: 10,
+            name: "data_0001.pvd".into(),
+        }],
+    };
+    let b = c.encode();
+    assert_eq!(b.len(), 96 + 176 + 64 + 4);
+    assert_eq!(u32_at(&b, 8), 2);
+    let i = 96;
+    assert_eq!(&b[i..i + 6], b"ledger");
+    assert!(b[i + 6..i + 64].iter().all(|&x| x == 0));
+    assert_eq!((u32_at(&b, i + 64), u32_at(&b, i + 68)), (1, 0));
+    assert_eq!(
+        (
+            u64_at(&b, i + 72),
+            u64_at(&b, i + 80),
+            u64_at(&b, i + 88),
+            u64_at(&b, i + 96)
+        ),
+        (0x3333, 0x4444, 0x2000, 0x5555)
+    );
+    assert_eq!(&b[i + 104..i + 107], b"src");
+    assert!(b[i + 107..i + 176].iter().all(|&x| x == 0));
+    let e = 96 + 176;
+    assert_eq!(&b[e + 16..e + 29], b"data_0001.pvd");
+    let end = b.len() - 4;
+    assert_eq!(u32_at(&b, end), crc32(&b[..end]));
+    assert_eq!(Control::decode(&b).unwrap(), c);
+}
+
+/// The committed fixture `tests/fixtures/db-format1`: a database written by the build
+/// before names (control file version 1: `pagevault init --files 2 --size 256KiB` then
+/// `workload --writes 40 --seed 11`). This build opens it, writes to it and writes its
+/// control file back as version 1, backs it up (its sets name it by its folder), restores
+/// it, and gives it a name only when renamed.
+#[test]
+fn a_version_1_database_opens_backs_up_restores_and_takes_a_name() {
+    use pagevault::repo::{InitOptions, Repository};
+    use pagevault::restore::{self, RestoreOptions};
+    use pagevault::{BackupKind, BackupOptions, Database, NoProgress, OpenMode};
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/db-format1");
+    let expected = std::fs::read_to_string(fixture.join("EXPECTED")).unwrap();
+    let field = |key: &str| {
+        expected
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("EXPECTED has no {key}"))
+            .trim()
+            .to_string()
+    };
+    let t = tempfile::tempdir().unwrap();
+    let db_dir = t.path().join("legacy");
+    std::fs::create_dir(&db_dir).unwrap();
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "EXPECTED" {
+            std::fs::copy(e.path(), db_dir.join(e.file_name())).unwrap();
+        }
+    }
+    let version_of =
+        |dir: &std::path::Path| u32_at(&std::fs::read(dir.join("pagevault.ctl")).unwrap(), 8);
+    assert_eq!(
+        version_of(&db_dir),
+        1,
+        "the fixture is a version-1 database"
+    );
+    // Its pages as the build before names wrote them: CRC-32 of every data page's
+    // payload in (file, page) order.
+    let payloads = |db: &Database| {
+        let mut h = crc32fast::Hasher::new();
+        let mut n = 0u64;
+        for (file_id, pages) in db.file_layout() {
+            for p in 0..pages {
+                if db.is_data_page(file_id, p) {
+                    h.update(&db.read_payload(file_id, p).unwrap());
+                    n += 1;
+                }
+            }
+        }
+        format!("{:08x} {n}", h.finalize())
+    };
+    {
+        let db = Database::open_dir(&db_dir, OpenMode::ReadOnly).unwrap();
+        assert_eq!(format!("{:016x}", db.database_id()), field("database_id"));
+        assert_eq!(payloads(&db), field("payloads"));
+        assert_eq!(db.identity(), None);
+        assert_eq!(db.name(), "legacy", "no name of its own: its folder's");
+        let st = db.status().unwrap();
+        assert!(!st.name_recorded);
+    }
+    // Opened read-write, written, closed: still version 1 (a build before names still
+    // opens it).
+    let repo = Repository::init_dir(&t.path().join("repo"), &InitOptions::default()).unwrap();
+    let db = Database::open_dir(&db_dir, OpenMode::ReadWrite).unwrap();
+    let full = pagevault::backup(
+        &db,
+        &repo,
+        &BackupOptions::new(BackupKind::Full),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(full.database_name.as_deref(), Some("legacy"));
+    db.write_page(1, 9, b"after the full").unwrap();
+    let diff = pagevault::backup(
+        &db,
+        &repo,
+        &BackupOptions::new(BackupKind::Differential),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(diff.base_id.as_deref(), Some(full.backup_id.as_str()));
+    let want = payloads(&db);
+    db.close().unwrap();
+    assert_eq!(
+        version_of(&db_dir),
+        1,
+        "written back as version 1 until renamed"
+    );
+    // Restored: a new database of version 2, its pages the source's.
+    let to = t.path().join("restored");
+    let r = restore::run(
+        &repo,
+        &RestoreOptions::new(restore::target_dir(&to).unwrap()),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.backup_id, diff.backup_id);
+    assert_eq!(version_of(&to), 2);
+    let restored = Database::open_dir(&to, OpenMode::ReadOnly).unwrap();
+    assert_eq!(payloads(&restored), want);
+    let origin = restored.identity().unwrap().origin.unwrap();
+    assert_eq!(origin.database_name.as_deref(), Some("legacy"));
+    drop(restored);
+    // Renamed: version 2 with the name, and later sets carry it.
+    let db = Database::open_dir(&db_dir, OpenMode::ReadWrite).unwrap();
+    db.rename("ledger").unwrap();
+    assert_eq!(db.name(), "ledger");
+    let d2 = pagevault::backup(
+        &db,
+        &repo,
+        &BackupOptions::new(BackupKind::Differential),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(d2.database_name.as_deref(), Some("ledger"));
+    db.close().unwrap();
+    assert_eq!(version_of(&db_dir), 2);
 }

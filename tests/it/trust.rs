@@ -150,10 +150,14 @@ fn a_backup_whose_lock_files_are_removed_under_it_publishes_nothing() {
             std::fs::remove_file(dir.join(names::APPEND_LOCK_FILE)).unwrap();
             let other = Repository::open_dir(&dir, false).unwrap();
             let db2 = disk_database(&db2_dir);
+            // Another database, said to be new to the repository (repo::binding).
             let r = backup::run(
                 &db2,
                 &other,
-                &BackupOptions::new(BackupKind::Full),
+                &BackupOptions {
+                    new_database: true,
+                    ..BackupOptions::new(BackupKind::Full)
+                },
                 &NoProgress,
             );
             *out.lock().unwrap() = Some(r.map(|r| r.backup_id));
@@ -196,6 +200,7 @@ fn a_set_writer_refuses_to_publish_when_its_lock_or_an_object_is_gone() {
         &repo_dir,
         &InitOptions {
             stream_max_bytes: 1 << 20,
+            ..InitOptions::default()
         },
     )
     .unwrap();
@@ -270,6 +275,7 @@ fn head(records: u32) -> Manifest {
         pieces: vec![],
         bad_pages: vec![],
         lineage: None,
+        identity: None,
     }
 }
 

@@ -30,8 +30,9 @@ pub struct ExportArgs {
     /// The archive file to write (must not exist), or `-` for standard output.
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
-    /// The database the set belongs to, in a repository shared by several.
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    /// The database the set belongs to, in a repository shared by several (its name, or
+    /// any unique prefix of its id).
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// Print the report as JSON (not with `--to -`: standard output carries the archive).
     #[arg(long)]
@@ -65,8 +66,8 @@ pub struct CopyArgs {
     /// Copy every set (of `--database`, when given).
     #[arg(long, conflicts_with = "ids")]
     pub all: bool,
-    /// Only sets of this database (any unique prefix of its id).
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    /// Only sets of this database (its name, or any unique prefix of its id).
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -216,7 +217,7 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
     let database = a
         .database
         .as_ref()
-        .map(|p| select::database(&a.from, &entries, p))
+        .map(|p| select::database_id(&a.from, &entries, p))
         .transpose()?;
     let mut ids = Vec::new();
     for name in &a.ids {

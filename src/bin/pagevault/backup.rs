@@ -1,5 +1,6 @@
 //! `pagevault backup DB -r R [--full | --diff | --copy-only] [--fallback-to-full]
-//! [--threads N] [--level L] [--continue-after-error] [--check-consistency] [--json]`.
+//! [--new-database] [--threads N] [--level L] [--continue-after-error]
+//! [--check-consistency] [--json]`.
 //! Exit 0 success, 1 failed, 2 backed up but the set's verification could not run or the
 //! set is damaged (bad pages recorded with --continue-after-error), 3 the verification
 //! found inconsistencies.
@@ -62,6 +63,11 @@ pub struct Args {
     /// Record unreadable pages in the set and back up the rest instead of failing.
     #[arg(long)]
     pub continue_after_error: bool,
+    /// The database is new to the repository, which holds another database's sets: add
+    /// it beside them (without this, such a backup is refused: a stray PAGEVAULT_REPO
+    /// would make every `latest` of the repository ambiguous).
+    #[arg(long)]
+    pub new_database: bool,
     /// Verify the new set (every record and page) after writing it.
     #[arg(long)]
     pub check_consistency: bool,
@@ -109,6 +115,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.threads = a.threads;
     opts.level = a.level;
     opts.continue_after_error = a.continue_after_error;
+    opts.new_database = a.new_database;
     if let Some(bytes) = a.snapshot_memory {
         opts.preimage_memory_limit_bytes = bytes;
     }

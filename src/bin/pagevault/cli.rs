@@ -7,8 +7,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    archive, backup, bench, check, demo, import_files, init, list, repo, restore, retention, serve,
-    status, tools, verify, workload,
+    archive, backup, bench, check, demo, import_files, init, list, rename, repo, restore,
+    retention, serve, status, tools, verify, workload,
 };
 
 macro_rules! help {
@@ -47,8 +47,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new database.
-    #[command(after_help = help!("pagevault init db", "pagevault init db --files 8 --size 4GiB"))]
+    #[command(after_help = help!(
+        "pagevault init db",
+        "pagevault init /srv/ledger --name ledger-eu --files 8 --size 4GiB"
+    ))]
     Init(init::Args),
+    /// Give a database a name (list, status and --database show and take it).
+    #[command(after_help = help!("pagevault rename db ledger-eu"))]
+    Rename(rename::Args),
     /// Write a deterministic, seeded stream of pages to a database.
     #[command(after_help = help!("pagevault workload db --writes 10000 --pattern hot --seed 7"))]
     Workload(workload::Args),
@@ -78,7 +84,7 @@ pub enum Command {
     /// List the backup sets of a repository.
     #[command(after_help = help!(
         "pagevault list -r /backups/db",
-        "pagevault list -r /backups/db --database 1a22 --long"
+        "pagevault list -r /backups/db --database ledger --long"
     ))]
     List(list::Args),
     /// Prove backup sets restorable without restoring them; exit 3 on any finding.

@@ -278,7 +278,7 @@ fn lines(r: &DemoReport, out: &mut Out) -> std::io::Result<()> {
         "compare",
         if r.compare.identical() {
             format!(
-                "all {} data pages equal the source's, byte for byte",
+                "all {} data pages equal the source's, byte for byte but for the new id",
                 r.compare.pages_compared
             )
         } else {

@@ -65,6 +65,9 @@ fn flag_advice(unless: Override) -> &'static str {
             "run `pagevault check`, or pass --continue-after-error to record the bad page and go on"
         }
         Override::WithDependents => "pass --with-dependents to delete the dependents too",
+        Override::NewDatabase => {
+            "back it up into a repository of its own, or pass --new-database to add it to this one"
+        }
     }
 }
 
@@ -87,11 +90,12 @@ mod tests {
 
     /// Every override the library may offer, named once (a new one fails to compile in
     /// `flag_advice` first).
-    const ALL: [Override; 4] = [
+    const ALL: [Override; 5] = [
         Override::ReplaceTarget,
         Override::FallbackToFull,
         Override::ContinueAfterError,
         Override::WithDependents,
+        Override::NewDatabase,
     ];
 
     fn long_flags(cmd: &clap::Command, out: &mut Vec<String>) {

@@ -16,6 +16,17 @@ pub fn size(s: &str) -> Result<u64, String> {
     pagevault::parse_size(s).map_err(|e| e.to_string())
 }
 
+/// Parses a database name (`init --name`, `rename`).
+pub fn database_name(s: &str) -> Result<String, String> {
+    if pagevault::valid_database_name(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a database name: 1 to 64 bytes, printable, no space at either end"
+        ))
+    }
+}
+
 /// Parses a worker count: 0 (one per core) to the library's maximum.
 pub fn threads(s: &str) -> Result<usize, String> {
     let max = pagevault::MAX_THREADS;

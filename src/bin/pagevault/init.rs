@@ -1,6 +1,7 @@
-//! `pagevault init DB [--files N] [--size SIZE] [--json]`: create a new database. The
-//! layout is checked before anything is created, and a failed init removes what it
-//! created (the folder, when it made it; the files, when the folder was empty).
+//! `pagevault init DB [--files N] [--size SIZE] [--name NAME] [--json]`: create a new
+//! database, named NAME (default: its folder's name). The layout and the name are checked
+//! before anything is created, and a failed init removes what it created (the folder,
+//! when it made it; the files, when the folder was empty).
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,10 @@ pub struct Args {
     /// Total size of the data files (4096, 64M, 256MiB, 1GiB, 1GB).
     #[arg(long, default_value = "256MiB", value_parser = crate::flags::size)]
     pub size: u64,
+    /// The database's name, shown by `list` and `status` and accepted by `--database`
+    /// (default: its folder's name; `pagevault rename` changes it).
+    #[arg(long, value_name = "NAME", value_parser = crate::flags::database_name)]
+    pub name: Option<String>,
     /// Print the new database's layout as JSON.
     #[arg(long)]
     pub json: bool,
@@ -30,6 +35,7 @@ pub struct Args {
 struct Report {
     path: PathBuf,
     database_id: String,
+    database_name: String,
     files: u32,
     pages_per_file: u32,
     bytes_per_file: u64,
@@ -71,13 +77,17 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         "formatting {}",
         format_size(per_file * opts.files as u64)
     ));
-    let created = Database::create_dir(&a.db, &opts).and_then(|db| {
-        let id = db.database_id();
-        db.close().map(|()| id)
+    let created = match &a.name {
+        Some(n) => Database::create_dir_named(&a.db, &opts, n),
+        None => Database::create_dir(&a.db, &opts),
+    }
+    .and_then(|db| {
+        let (id, name) = (db.database_id(), db.name());
+        db.close().map(|()| (id, name))
     });
     drop(spinner);
-    let id = match created {
-        Ok(id) => id,
+    let (id, db_name) = match created {
+        Ok(v) => v,
         Err(e) => {
             if !matches!(
                 e,
@@ -111,6 +121,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         out.json(&Report {
             path: a.db.clone(),
             database_id: format!("{id:016x}"),
+            database_name: db_name,
             files: opts.files,
             pages_per_file: opts.pages_per_file,
             bytes_per_file: per_file,
@@ -120,7 +131,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     say!(
         out,
-        "created database {} (id {id:016x}): {} data files of {} pages ({}), {} in all",
+        "created database {db_name} in {} (id {id:016x}): {} data files of {} pages ({}), {} in all",
         a.db.display(),
         opts.files,
         opts.pages_per_file,

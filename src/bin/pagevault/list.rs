@@ -3,6 +3,8 @@
 //! differential shows its size as a share of its base's; a damaged set, or a
 //! differential whose base is missing, is flagged in place, and so is the lineage (a
 //! synthetic full's origin, a differential restored on one, an orphan; invariant 14).
+//! Each set names its database by name (sets written before names: by id); `--long`
+//! adds the database's id and a restored database's origin (invariant 35).
 
 use pagevault::format_size;
 use pagevault::utc_minutes;
@@ -18,8 +20,8 @@ use crate::select::{self, plural};
 pub struct Args {
     #[command(flatten)]
     pub repo: RepoArg,
-    /// Only the sets of this database (any unique prefix of its id).
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    /// Only the sets of this database (its name, or any unique prefix of its id).
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// Every field, full ids (wide lines).
     #[arg(long, conflicts_with = "json")]
@@ -58,6 +60,7 @@ fn short_kind(kind: Option<BackupKind>) -> &'static str {
 struct Row<'a> {
     e: &'a CatalogEntry,
     database_id: Option<String>,
+    database_name: Option<String>,
     kind: Option<BackupKind>,
     base_id: Option<String>,
     started_unix_ms: Option<u64>,
@@ -72,6 +75,7 @@ impl Row<'_> {
         Row {
             e,
             database_id: d.map(|d| d.database_id.clone()),
+            database_name: d.and_then(|d| d.database_name.clone()),
             kind: d.map(|d| d.kind),
             base_id: d.and_then(|d| d.base_id.clone()),
             started_unix_ms: d.map(|d| d.started_unix_ms),
@@ -114,7 +118,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let database = a
         .database
         .as_ref()
-        .map(|p| select::database(path, &entries, p))
+        .map(|p| select::database_id(path, &entries, p))
         .transpose()?;
     // A set whose manifest does not decode may be of any database: kept, flagged.
     let chosen: Vec<&CatalogEntry> = entries
@@ -169,11 +173,18 @@ fn short(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
             .map(|s| s.chars().take(n).collect())
             .unwrap_or_else(|| "-".to_string())
     };
+    // The database by name (cut to its column, `~` marking the cut), or by the start of
+    // its id for sets written before names.
+    let database = |s: &Row<'_>| match &s.database_name {
+        Some(n) if n.chars().count() > 8 => format!("{}~", n.chars().take(7).collect::<String>()),
+        Some(n) => n.clone(),
+        None => cut(&s.database_id, 8),
+    };
     for s in sets {
         let line = format!(
             "{:<12} {:<8} {:<4} {:<12} {:<16} {:>7} {:>10} {:>10} {:>12}",
             &s.e.id[..12.min(s.e.id.len())],
-            cut(&s.database_id, 8),
+            database(s),
             short_kind(s.kind),
             cut(&s.base_id, 12),
             s.started_unix_ms
@@ -235,9 +246,10 @@ fn damaged(s: &Row<'_>) -> Option<String> {
 fn long(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
     say!(
         out,
-        "{:<16}  {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}",
+        "{:<16}  {:<16} {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}",
         "id",
         "database",
+        "name",
         "kind",
         "base",
         "started (UTC)",
@@ -256,11 +268,16 @@ fn long(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
     let num = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "?".into());
     for s in sets {
         let d = s.e.details.as_ref();
+        let origin = d
+            .and_then(|d| d.origin.as_ref())
+            .map(|o| format!("  ORIGIN: {}", crate::output::origin(o)))
+            .unwrap_or_default();
         say!(
             out,
-            "{:<16}  {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}{}",
+            "{:<16}  {:<16} {:<16} {:<12} {:<16} {:<24} {:>8} {:>12} {:>5} {:>8} {:>10} {:>10} {:>12} {:>8} {:>5}  {}{}{}",
             s.e.id,
             or(&s.database_id),
+            or(&s.database_name),
             or(&s.kind.map(|k| crate::output::name_of(&k))),
             or(&s.base_id),
             or(&s.started_unix_ms.map(pagevault::rfc3339)),
@@ -277,7 +294,8 @@ fn long(sets: &[Row<'_>], out: &mut Out) -> std::io::Result<()> {
             damaged(s)
                 .map(|e| format!("  DAMAGED: {e}"))
                 .or_else(|| lineage(s).map(|l| format!("  {l}")))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            origin
         )?;
     }
     Ok(())

@@ -19,6 +19,7 @@ mod import_files;
 mod init;
 mod list;
 mod output;
+mod rename;
 mod repo;
 mod restore;
 mod retention;
@@ -102,6 +103,7 @@ fn dispatch(command: cli::Command, out: &mut Out) -> Result<Exit, Failure> {
     use cli::Command;
     match command {
         Command::Init(a) => init::run(a, out),
+        Command::Rename(a) => rename::run(a, out),
         Command::Repo(a) => repo::run(a, out),
         Command::Workload(a) => workload::run(a, out),
         Command::ImportFiles(a) => import_files::run(a, out),

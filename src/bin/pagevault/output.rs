@@ -101,6 +101,25 @@ pub fn name_of<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
+/// A restored database's origin in words: `restored copy of "db" (id X) from set S at
+/// LSN N, 2026-11-29T12:00:00.000Z`.
+pub fn origin(o: &pagevault::Origin) -> String {
+    let db = match &o.database_name {
+        Some(n) => format!("{n:?} (id {})", pagevault::format_backup_id(o.database_id)),
+        None => format!("database {}", pagevault::format_backup_id(o.database_id)),
+    };
+    let what = match o.kind {
+        pagevault::OriginKind::RestoredCopy => "restored copy of",
+        pagevault::OriginKind::KeptIdentity => "restored keeping the identity of",
+    };
+    format!(
+        "{what} {db} from set {} at LSN {}, {}",
+        pagevault::format_backup_id(o.backup_id),
+        o.snapshot_lsn,
+        pagevault::rfc3339(o.restored_unix_ms)
+    )
+}
+
 /// `writeln!`-like: `say!(out, "x = {}", x)?`.
 #[macro_export]
 macro_rules! say {

@@ -1,4 +1,5 @@
-//! `pagevault repo init [R] [--stream-size SIZE] [--json]`: creates a repository (format 2);
+//! `pagevault repo init [R] [--stream-size SIZE] [--multi] [--json]`: creates a repository
+//! (format 2), bound to one database unless `--multi`;
 //! `R` defaults to `PAGEVAULT_REPO`, as every verb's `-r`.
 //! Other verbs never create one, so a mistyped `--repo` is refused instead of becoming a
 //! new, empty repository.
@@ -38,6 +39,10 @@ pub struct InitArgs {
     /// (default 1GiB; at least 1MiB).
     #[arg(long, value_parser = stream_size)]
     pub stream_size: Option<u64>,
+    /// The repository holds the backups of several databases: a database it has never
+    /// seen is taken without --new-database (choose among them with --database).
+    #[arg(long)]
+    pub multi: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +66,8 @@ struct Report {
     repository_id: String,
     format: u32,
     stream_max_bytes: u64,
+    /// Created to hold several databases.
+    multi_database: bool,
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
@@ -69,23 +76,30 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     if let Some(s) = a.stream_size {
         opts.stream_max_bytes = s;
     }
+    opts.multi_database = a.multi;
     let repo = Repository::init_any(&a.repo, &opts)?;
     let report = Report {
         repository: a.repo.clone(),
         repository_id: format!("{:016x}", repo.repository_id()),
         format: pagevault::REPOSITORY_FORMAT,
         stream_max_bytes: repo.config().stream_max_bytes,
+        multi_database: repo.holds_several_databases(),
     };
     if a.json {
         out.json(&report)?;
     } else {
         say!(
             out,
-            "created repository {} (id {}, format {}, streams up to {})",
+            "created repository {} (id {}, format {}, streams up to {}{})",
             report.repository.display(),
             report.repository_id,
             report.format,
-            format_size(report.stream_max_bytes)
+            format_size(report.stream_max_bytes),
+            if report.multi_database {
+                "; for several databases"
+            } else {
+                ""
+            }
         )?;
     }
     Ok(Exit::Success)

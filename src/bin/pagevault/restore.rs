@@ -1,6 +1,8 @@
-//! `pagevault restore --repo R --to DIR [ID] [--threads N] [--force] [--no-check] [--json]`:
-//! lays down the chain of a backup set, then (unless --no-check) runs the consistency
-//! checker on the result. Exit 0 clean, 1 the restore failed, 2 restored but the check
+//! `pagevault restore --repo R --to DIR [ID] [--threads N] [--force] [--keep-identity]
+//! [--no-check] [--json]`: lays down the chain of a backup set, then (unless --no-check)
+//! runs the consistency checker on the result. A restore into a new folder is a new
+//! database (a new id, its origin recorded, its next backup a full); `--force` over the
+//! same database replaces it in place; `--keep-identity` keeps the id (docs/restore.md). Exit 0 clean, 1 the restore failed, 2 restored but the check
 //! could not run, 3 the check found inconsistencies.
 
 use std::path::PathBuf;
@@ -33,9 +35,9 @@ pub struct Args {
     /// that day, UTC) or an RFC 3339 time (2026-11-29T12:00:00Z).
     #[arg(long, value_name = "TIME", value_parser = select::as_of)]
     pub as_of: Option<u64>,
-    /// The database to restore, in a repository shared by several (any unique prefix
-    /// of its id).
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    /// The database to restore, in a repository shared by several (its name, or any
+    /// unique prefix of its id).
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// Worker threads (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = crate::flags::threads)]
@@ -44,9 +46,15 @@ pub struct Args {
     /// newest readable one instead of refusing, and say which sets were passed over.
     #[arg(long)]
     pub newest_readable: bool,
-    /// Replace a database with the same database id that is not in use.
+    /// Replace a database with the same database id (or a restored copy of it) that is
+    /// not in use.
     #[arg(long)]
     pub force: bool,
+    /// Keep the database's id instead of making a new database: a disaster recovery,
+    /// when the original is gone. The fork is recorded, and the restored database takes a
+    /// full backup next, so its sets never mix with the original's.
+    #[arg(long)]
+    pub keep_identity: bool,
     /// Skip the consistency check after the restore.
     #[arg(long)]
     pub no_check: bool,
@@ -92,6 +100,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.backup_id = Some(id);
     opts.threads = a.threads;
     opts.force = a.force;
+    opts.keep_identity = a.keep_identity;
     let report: RestoreReport = pagevault::restore(&repo, &opts, &Bar::new("restoring", true))?;
     let (check, check_error): (Option<CheckReport>, Option<String>) = if a.no_check {
         (None, None)
@@ -138,6 +147,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         s.duration_secs,
         s.mb_per_s
     )?;
+    say!(out, "{}", becomes(s))?;
     say!(
         out,
         "tracking of the restored database: {}; base {} at LSN {}",
@@ -177,4 +187,23 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         (None, None) => say!(out, "check skipped (--no-check)")?,
     }
     Ok(code)
+}
+
+/// What the restored database is, in one line.
+fn becomes(s: &RestoreReport) -> String {
+    let name = s.database_name.as_deref().unwrap_or("(no name)");
+    match s.becomes {
+        pagevault::Becomes::NewDatabase => format!(
+            "the restored database is a new database, {name:?} (id {}), restored from set {} of database {}; its next backup is a full",
+            s.database_id, s.backup_id, s.source_database_id
+        ),
+        pagevault::Becomes::ReplacedInPlace => format!(
+            "database {name} (id {}) was replaced in place by set {}",
+            s.database_id, s.backup_id
+        ),
+        pagevault::Becomes::KeptIdentity => format!(
+            "the restored database keeps the identity of database {} ({name:?}), forked at set {}; its next backup is a full, on a line of its own",
+            s.database_id, s.backup_id
+        ),
+    }
 }

@@ -40,9 +40,9 @@ pub struct PruneArgs {
     /// Keep every set started within this long before now (`7d`, `36h`, `1d12h`, `2w`).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub keep_within: Option<u64>,
-    /// Only the sets of this database (any unique prefix of its id); else each database
+    /// Only the sets of this database (its name, or any unique prefix of its id); else each database
     /// apart.
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// Print the plan (each set kept, protected or removed, and why); remove nothing.
     #[arg(long)]
@@ -77,8 +77,9 @@ pub struct MergeArgs {
     /// The differential to merge into its full: a unique prefix of its id, or `latest`.
     #[arg(value_name = "ID", value_parser = select::set_name)]
     pub id: SetName,
-    /// Only for `latest`: the database whose newest set is merged.
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    /// Only for `latest`: the database whose newest set is merged (its name, or any
+    /// unique prefix of its id).
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// zstd level of the extents compressed again (default: the differential's).
     #[arg(long, value_name = "L", value_parser = crate::flags::level)]
@@ -123,7 +124,7 @@ pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
     let database_id = match &a.database {
         Some(p) => {
             let entries = select::listing(&repo, path)?;
-            let full = select::database(path, &entries, p)?;
+            let full = select::database_id(path, &entries, p)?;
             Some(parse_backup_id(&full).ok_or_else(|| {
                 Failure::Msg(format!("{}: {full:?} is not a database id", path.display()))
             })?)

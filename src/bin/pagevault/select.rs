@@ -23,9 +23,9 @@ pub fn set_name(s: &str) -> Result<SetName, String> {
     SetName::parse(s).map_err(|e| format!("{e}, as `pagevault list` shows"))
 }
 
-/// Parses a database id prefix (clap value parser).
-pub fn database_prefix(s: &str) -> Result<String, String> {
-    pagevault::parse_database_prefix(s).map_err(|e| format!("{e}, as `pagevault list` shows"))
+/// Parses a database's name or id prefix (clap value parser).
+pub fn database(s: &str) -> Result<String, String> {
+    pagevault::parse_database(s).map_err(|e| format!("{e}, as `pagevault list` shows"))
 }
 
 /// Parses `--as-of` (clap value parser): a date or an RFC 3339 time, to Unix ms.
@@ -84,9 +84,9 @@ pub fn refusal(e: SelectError, sel: &Selector) -> Failure {
                 pagevault::list_databases(databases)
             ))
         }
-        SelectError::AmbiguousDatabase { prefix, matches } => Failure::Usage(format!(
-            "--database {prefix} is ambiguous: it starts {}; give more digits",
-            matches.join(", ")
+        SelectError::AmbiguousDatabase { given, matches } => Failure::Usage(format!(
+            "--database {given} is ambiguous: it names {}; give more digits of the id",
+            pagevault::list_databases(matches)
         )),
         SelectError::Damaged {
             location,
@@ -105,9 +105,9 @@ pub fn refusal(e: SelectError, sel: &Selector) -> Failure {
     }
 }
 
-/// The full id of the database `prefix` names in the listing.
-pub fn database(path: &Path, entries: &[CatalogEntry], prefix: &str) -> Result<String, Failure> {
-    pagevault::choose_database(path, entries, prefix).map_err(|e| refusal(e, &Selector::default()))
+/// The full id of the database `given` (a name or an id prefix) names in the listing.
+pub fn database_id(path: &Path, entries: &[CatalogEntry], given: &str) -> Result<String, Failure> {
+    pagevault::choose_database(path, entries, given).map_err(|e| refusal(e, &Selector::default()))
 }
 
 /// The set `sel` names in the listing, each set passed over said on stderr.

@@ -85,7 +85,21 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         })?;
         return Ok(Exit::Success);
     }
-    say!(out, "database {} (id {})", s.path.display(), s.database_id)?;
+    say!(
+        out,
+        "database {:?} in {} (id {}){}",
+        s.name,
+        s.path.display(),
+        s.database_id,
+        if s.name_recorded {
+            ""
+        } else {
+            "; no name of its own (a database of the first format goes by its folder's; `pagevault rename` gives it one)"
+        }
+    )?;
+    if let Some(o) = &s.origin {
+        say!(out, "origin: {}", crate::output::origin(o))?;
+    }
     // The highest LSN written is the highest file LSN (a freshly opened handle's `lsn`
     // is the reservation mark it would continue from).
     let last_lsn = s.files.iter().map(|f| f.file_lsn).max().unwrap_or(0);

@@ -22,8 +22,8 @@ pub struct Args {
     /// The set to verify: a unique prefix of its id, or `latest`; every set by default.
     #[arg(value_name = "ID", value_parser = select::set_name)]
     pub id: Option<SetName>,
-    /// Only the sets of this database (any unique prefix of its id).
-    #[arg(long, value_name = "ID", value_parser = select::database_prefix)]
+    /// Only the sets of this database (its name, or any unique prefix of its id).
+    #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
@@ -37,7 +37,7 @@ fn chosen(a: &Args, repo: &pagevault::Repository) -> Result<Vec<u64>, Failure> {
     let database = a
         .database
         .as_ref()
-        .map(|p| select::database(path, &entries, p))
+        .map(|p| select::database_id(path, &entries, p))
         .transpose()?;
     let ids: Vec<u64> = match &a.id {
         Some(name) => vec![
