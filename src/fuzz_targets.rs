@@ -16,6 +16,9 @@
 //!   import accepts publishes only sets that verify clean, and the reader's sets verify;
 //! - `wire` (invariant 21): any bytes from the network are a frame that decodes and
 //!   re-encodes to itself, or an error; never a panic or an allocation beyond the frame;
+//! - `page_spec` (invariants 9 and 35): any text is a page spec that prints back as
+//!   canonical text parsing to the same spec, or a typed refusal; resolving it is
+//!   bounded by its limit and names each page once, in order, within its file;
 //! - `model` (invariants 2, 5, 6, 8): random writes, full, differential and copy-only
 //!   backups, power losses of the repository during backups, of the database, and of the
 //!   target during restores: every published set restores to the pages the database had
@@ -943,5 +946,38 @@ pub fn wire(data: &[u8]) {
             data,
             "an accepted message re-encodes to its bytes"
         );
+    }
+}
+
+/// A page spec: parsed or refused (never a panic); what parses prints back as canonical
+/// text that parses to the same spec, and resolves against two small files to at most
+/// the limit's pages, sorted, each once, each a data page inside its file.
+pub fn page_spec(data: &[u8]) {
+    use crate::page_spec::PageSpec;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(spec) = PageSpec::parse(text) else {
+        return;
+    };
+    let canonical = spec.to_string();
+    assert_eq!(
+        PageSpec::parse(&canonical).as_ref(),
+        Ok(&spec),
+        "{canonical}"
+    );
+    let files = [
+        (1u32, "data_0001.pvd".to_string(), 64u32),
+        (2, "b.pvd".to_string(), 24),
+    ];
+    let system = |p: u64| p == 0 || p == 1 || p == 33;
+    const LIMIT: u64 = 40;
+    if let Ok(pages) = spec.resolve(&files, &system, LIMIT) {
+        assert!(pages.len() as u64 <= LIMIT);
+        assert!(pages.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+        for &(f, p) in &pages {
+            let (_, _, n) = files.iter().find(|x| x.0 == f).expect("a known file");
+            assert!(p < *n && !system(p as u64), "{f}:{p}");
+        }
     }
 }

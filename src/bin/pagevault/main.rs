@@ -15,12 +15,14 @@ mod cli;
 mod demo;
 mod errors;
 mod flags;
+mod history;
 mod import_files;
 mod init;
 mod list;
 mod output;
 mod repo;
 mod restore;
+mod restore_pages;
 mod retention;
 mod select;
 mod serve;
@@ -115,6 +117,7 @@ fn dispatch(command: cli::Command, out: &mut Out) -> Result<Exit, Failure> {
         Command::List(a) => list::run(a, out),
         Command::Verify(a) => verify::run(a, out),
         Command::Restore(a) => restore::run(a, out),
+        Command::History(a) => history::run(a, out),
         Command::Prune(a) => retention::run_prune(a, out),
         Command::Delete(a) => retention::run_delete(a, out),
         Command::Merge(a) => retention::run_merge(a, out),
