@@ -54,6 +54,7 @@ engine_modules!(
     check,
     compare,
     copy,
+    diff,
     error,
     format,
     history,
@@ -135,7 +136,8 @@ pub use compare::{compare_databases, CompareReport};
 pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
 
 // Single pages (issue 27): which pages a verb is about, a page's history across the
-// sets, and pages restored alone.
+// sets, what changed since a set, and pages restored alone.
+pub use diff::{diff, DiffOptions, DiffPage, DiffReport, FileDiff, PageChange};
 pub use history::{
     history, HistoryOptions, HistoryReport, LivePage, PageHistory, PageVersion, SetRef,
     MAX_HISTORY_PAGES,

@@ -24,6 +24,7 @@ use crate::archive::{ExportReport, ImportReport};
 use crate::backup::{BackupKind, BackupPlanReport, BackupReport, ChangeSource, Forecast};
 use crate::check::{CheckReport, Severity};
 use crate::copy::CopyReport;
+use crate::diff::{DiffPage, DiffReport, FileDiff, PageChange};
 use crate::history::{HistoryReport, LivePage, PageHistory, PageVersion};
 use crate::page_restore::{PageRestoreReport, RestoredPage};
 use crate::repo::page_reader::ReadCounts;
@@ -1037,6 +1038,99 @@ impl Serialize for HistoryReport {
             manifests_read: self.manifests_read,
             manifest_bytes: self.manifest_bytes,
             reads: ReadsDoc::of(&self.reads),
+            duration_s: self.duration_secs,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for DiffReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct FileDoc<'a> {
+            file_id: u32,
+            name: &'a str,
+            pages: u32,
+            set_pages: u32,
+            extents_read: u64,
+            extents_changed: u64,
+            pages_changed: u64,
+            pages_added: u64,
+            pages_damaged: u64,
+            lsn_min: Option<u64>,
+            lsn_max: Option<u64>,
+        }
+        #[derive(Serialize)]
+        struct PageDoc {
+            file_id: u32,
+            page: u32,
+            change: PageChange,
+            lsn: Option<u64>,
+        }
+        #[derive(Serialize)]
+        struct DiffDoc<'a> {
+            repository: &'a PathBuf,
+            database: &'a PathBuf,
+            database_id: String,
+            id: String,
+            chain: Vec<String>,
+            snapshot_lsn: u64,
+            lsn_high_water: u64,
+            method: ChangeSource,
+            why_scan: &'a Option<String>,
+            files: Vec<FileDoc<'a>>,
+            extents_total: u64,
+            extents_read: u64,
+            extents_changed: u64,
+            pages_changed: u64,
+            pages_added: u64,
+            pages_damaged: u64,
+            bytes_read: u64,
+            pages: Option<Vec<PageDoc>>,
+            pages_not_listed: u64,
+            duration_s: f64,
+        }
+        fn file(f: &FileDiff) -> FileDoc<'_> {
+            FileDoc {
+            file_id: f.file_id,
+            name: &f.name,
+            pages: f.pages,
+            set_pages: f.set_pages,
+            extents_read: f.extents_read,
+            extents_changed: f.extents_changed,
+            pages_changed: f.pages_changed,
+            pages_added: f.pages_added,
+            pages_damaged: f.pages_damaged,
+            lsn_min: f.lsn_min,
+            lsn_max: f.lsn_max,
+            }
+        }
+        let page = |p: &DiffPage| PageDoc {
+            file_id: p.file_id,
+            page: p.page,
+            change: p.change,
+            lsn: p.lsn,
+        };
+        DiffDoc {
+            repository: &self.repository,
+            database: &self.database,
+            database_id: id_hex(self.database_id),
+            id: id_hex(self.backup_id),
+            chain: self.chain.iter().map(|&i| id_hex(i)).collect(),
+            snapshot_lsn: self.snapshot_lsn,
+            lsn_high_water: self.lsn_high_water,
+            method: self.method,
+            why_scan: &self.why_scan,
+            files: self.files.iter().map(file).collect(),
+            extents_total: self.extents_total,
+            extents_read: self.extents_read,
+            extents_changed: self.extents_changed,
+            pages_changed: self.pages_changed,
+            pages_added: self.pages_added,
+            pages_damaged: self.pages_damaged,
+            bytes_read: self.bytes_read,
+            pages: self.pages.as_ref().map(|v| v.iter().map(page).collect()),
+            pages_not_listed: self.pages_not_listed,
             duration_s: self.duration_secs,
         }
         .serialize(s)

@@ -488,7 +488,7 @@ fn a_damaged_set_in_list_keeps_every_field() {
     assert_eq!(keys(damaged[0]), keys(whole));
 }
 
-/// history and restore --pages against their tables; a spec that does not parse is a
+/// history, restore --pages and diff against their tables; a spec that does not parse is a
 /// usage error.
 #[test]
 fn the_page_verbs_print_the_documented_schema() {
@@ -557,6 +557,36 @@ fn the_page_verbs_print_the_documented_schema() {
     assert_eq!(manifest["pages"], r["pages"]);
     let name = r["pages"][0]["name"].as_str().unwrap();
     assert_eq!(std::fs::read(to.join(name)).unwrap().len(), 8192);
+    let d = verb(&s, "diff", 0, &[&"diff", &db, &"-r", &repo, &"--pages"]);
+    assert_eq!(d["method"], "bitmap", "{d}");
+    assert_eq!(
+        d["pages_changed"], 0,
+        "nothing written since the differential: {d}"
+    );
+    assert_code(
+        &run(&[&"workload", &db, &"--writes", &"5", &"--seed", &"3"]),
+        0,
+    );
+    let d = verb(
+        &s,
+        "diff",
+        0,
+        &[
+            &"diff",
+            &db,
+            &"-r",
+            &repo,
+            &"--pages",
+            &full["backup"]["id"].as_str().unwrap(),
+        ],
+    );
+    assert!(d["pages_changed"].as_u64().unwrap() >= 5, "{d}");
+    assert_eq!(
+        d["pages"].as_array().unwrap().len() as u64,
+        d["pages_changed"].as_u64().unwrap()
+    );
+    let d = verb(&s, "diff", 0, &[&"diff", &db, &"-r", &repo]);
+    assert!(d["pages"].is_null());
     for bad in ["1:x", "", "1:9-3", "../a:1"] {
         assert_code(&run(&[&"history", &"-r", &repo, &"--page", &bad]), 64);
     }

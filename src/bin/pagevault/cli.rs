@@ -7,7 +7,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    archive, backup, bench, check, demo, history, import_files, init, list, repo, restore,
+    archive, backup, bench, check, demo, diff, history, import_files, init, list, repo, restore,
     retention, serve, status, tools, verify, workload,
 };
 
@@ -98,6 +98,12 @@ pub enum Command {
         "pagevault history db -r /backups/db --extent data_0002.pvd:40 --json"
     ))]
     History(history::Args),
+    /// Which extents and pages of a database differ from a backup set, by file.
+    #[command(after_help = help!(
+        "pagevault diff db -r /backups/db",
+        "pagevault diff db -r /backups/db 1a22 --pages --json"
+    ))]
+    Diff(diff::Args),
     /// Remove the sets a retention policy does not keep (chain-aware; docs/retention.md).
     #[command(after_help = help!(
         "pagevault prune -r /backups/db --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3 --dry-run",

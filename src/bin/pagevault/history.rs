@@ -38,14 +38,13 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A database held open by a serving process, for the single-page verbs: the refusal
-/// with where to ask instead.
-pub fn held(e: pagevault::Error, route: &str) -> Failure {
+/// A database held open by another process, for the single-page verbs: the refusal with
+/// what to do instead.
+pub fn held(e: pagevault::Error, instead: &str) -> Failure {
     match &e {
-        pagevault::Error::Locked { .. } => Failure::Msg(format!(
-            "{}; a database a serving process holds is asked through its admin API ({route}, docs/api.md)",
-            crate::errors::sentence(&e)
-        )),
+        pagevault::Error::Locked { .. } => {
+            Failure::Msg(format!("{}; {instead}", crate::errors::sentence(&e)))
+        }
         _ => e.into(),
     }
 }
@@ -58,7 +57,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     let db = match &a.db {
         Some(path) => Some(
             Database::open_dir(path, OpenMode::ReadOnly)
-                .map_err(|e| held(e, "GET /v1/pages/SPEC/history"))?,
+                .map_err(|e| held(e, "without DB, history reads the repository alone"))?,
         ),
         None => None,
     };

@@ -13,6 +13,7 @@ mod bench;
 mod check;
 mod cli;
 mod demo;
+mod diff;
 mod errors;
 mod flags;
 mod history;
@@ -118,6 +119,7 @@ fn dispatch(command: cli::Command, out: &mut Out) -> Result<Exit, Failure> {
         Command::Verify(a) => verify::run(a, out),
         Command::Restore(a) => restore::run(a, out),
         Command::History(a) => history::run(a, out),
+        Command::Diff(a) => diff::run(a, out),
         Command::Prune(a) => retention::run_prune(a, out),
         Command::Delete(a) => retention::run_delete(a, out),
         Command::Merge(a) => retention::run_merge(a, out),
