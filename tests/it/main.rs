@@ -31,6 +31,8 @@ mod faults_util;
 mod fuzz_replay;
 mod hardening;
 mod history;
+#[cfg(feature = "s3")]
+mod history_s3;
 mod layers;
 mod online_backup;
 mod online_faults;
