@@ -16,6 +16,12 @@
 //!   import accepts publishes only sets that verify clean, and the reader's sets verify;
 //! - `wire` (invariant 21): any bytes from the network are a frame that decodes and
 //!   re-encodes to itself, or an error; never a panic or an allocation beyond the frame;
+//! - `page_spec` (invariants 9 and 35): any text is a page spec that prints back as
+//!   canonical text parsing to the same spec, or a typed refusal; resolving it is
+//!   bounded by its limit and names each page once, in order, within its file;
+//! - `history` (invariants 7 and 35): any repository's page history and restore of
+//!   pages answer or refuse without a panic, write nothing in the repository, and what
+//!   they give names only sets read and pages that verify at their address;
 //! - `model` (invariants 2, 5, 6, 8): random writes, full, differential and copy-only
 //!   backups, power losses of the repository during backups, of the database, and of the
 //!   target during restores: every published set restores to the pages the database had
@@ -511,28 +517,116 @@ fn archive_once(data: &[u8]) -> bool {
     imported
 }
 
+/// The repository a `restore` input describes (its files written over a fresh
+/// repository's, then resealed as its flags say), opened.
+fn input_repository(data: &[u8]) -> Option<(MemVfs, Repository)> {
+    let (flags, files) = decode_restore_input(data)?;
+    let repo_vfs = MemVfs::new();
+    Repository::open(Arc::new(repo_vfs.clone()), true).ok()?;
+    for (name, bytes) in &files {
+        let f = repo_vfs.open(name, true).ok()?;
+        if f.set_len(0).is_err() || f.write_at(0, bytes).is_err() {
+            return None;
+        }
+    }
+    reseal(&repo_vfs, flags);
+    let repo = Repository::open(Arc::new(repo_vfs.clone()), false).ok()?;
+    Some((repo_vfs, repo))
+}
+
+/// A page's history and a restore of pages over any repository (a `restore` input, the
+/// same corpus): refused or answered without a panic, in bounded time and memory; the
+/// repository never written; a history names only sets it read, each version stored by
+/// at least one set, at most one record read per set and extent asked; a restore of
+/// pages that succeeds wrote each page asked once, each a data page at its address, and
+/// its `pages.json` last.
+pub fn history(data: &[u8]) {
+    use crate::history::{history, HistoryOptions};
+    use crate::page_restore::{restore_pages, PageRestoreOptions, PAGES_MANIFEST};
+    use crate::page_spec::PageSpec;
+    let Some((repo_vfs, repo)) = input_repository(data) else {
+        return;
+    };
+    let before = snapshot(&repo_vfs);
+    let ops = repo_vfs.ops();
+    for text in ["1:e0-3", "1:2,1:9,2:e1", "1"] {
+        let spec = PageSpec::parse(text).expect("a valid spec");
+        if let Ok(h) = history(&repo, &HistoryOptions::new(spec.clone()), None) {
+            let ids: Vec<u64> = h.sets.iter().map(|s| s.id).collect();
+            assert!(h.pages.len() as u64 <= crate::history::MAX_HISTORY_PAGES);
+            let extents = h
+                .pages
+                .iter()
+                .map(|p| (p.file_id, p.page / PAGES_PER_EXTENT as u32))
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u64;
+            assert!(
+                h.reads.records <= ids.len() as u64 * extents,
+                "{:?}",
+                h.reads
+            );
+            for p in &h.pages {
+                for v in &p.versions {
+                    assert!(!v.stored_in.is_empty() && v.stored_in[0] == v.first.id);
+                    for id in v.stored_in.iter().chain(&v.carried_by).chain(&p.absent_in) {
+                        assert!(ids.contains(id), "{id:016x} is not a set read");
+                    }
+                }
+            }
+        }
+        for &id in repo
+            .set_ids()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take(MAX_RESTORES)
+        {
+            let target = MemVfs::new();
+            let opts = PageRestoreOptions {
+                backup_id: Some(id),
+                pages: spec.clone(),
+                target: Arc::new(target.clone()),
+            };
+            if let Ok(r) = restore_pages(&repo, &opts) {
+                assert!(target.read_file(PAGES_MANIFEST).is_some());
+                assert!(r
+                    .pages
+                    .windows(2)
+                    .all(|w| (w[0].file_id, w[0].page) < (w[1].file_id, w[1].page)));
+                for p in &r.pages {
+                    let img = target.read_file(&p.name).expect("each page written");
+                    let addr = PageAddress {
+                        database_id: r.database_id,
+                        file_id: p.file_id,
+                        page_number: p.page,
+                    };
+                    assert!(
+                        page::verify(&img, addr).is_ok(),
+                        "page {}:{}",
+                        p.file_id,
+                        p.page
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        repo_vfs.ops(),
+        ops,
+        "history and restore of pages write nothing"
+    );
+    assert!(
+        snapshot(&repo_vfs) == before,
+        "the repository's bytes are unchanged"
+    );
+}
+
 /// [`restore`], returning how many sets it restored and how many restores were refused
 /// (so a test can tell a seed that restores from one that never gets that far).
 pub fn restore_counted(data: &[u8]) -> (usize, usize) {
     let mut restored = 0;
     let mut refused = 0;
-    let Some((flags, files)) = decode_restore_input(data) else {
-        return (restored, refused);
-    };
-    let repo_vfs = MemVfs::new();
-    if Repository::open(Arc::new(repo_vfs.clone()), true).is_err() {
-        return (restored, refused);
-    }
-    for (name, bytes) in &files {
-        let Ok(f) = repo_vfs.open(name, true) else {
-            return (restored, refused);
-        };
-        if f.set_len(0).is_err() || f.write_at(0, bytes).is_err() {
-            return (restored, refused);
-        }
-    }
-    reseal(&repo_vfs, flags);
-    let Ok(repo) = Repository::open(Arc::new(repo_vfs.clone()), false) else {
+    let Some((repo_vfs, repo)) = input_repository(data) else {
         return (restored, refused);
     };
     let before = snapshot(&repo_vfs);
@@ -946,5 +1040,38 @@ pub fn wire(data: &[u8]) {
             data,
             "an accepted message re-encodes to its bytes"
         );
+    }
+}
+
+/// A page spec: parsed or refused (never a panic); what parses prints back as canonical
+/// text that parses to the same spec, and resolves against two small files to at most
+/// the limit's pages, sorted, each once, each a data page inside its file.
+pub fn page_spec(data: &[u8]) {
+    use crate::page_spec::PageSpec;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(spec) = PageSpec::parse(text) else {
+        return;
+    };
+    let canonical = spec.to_string();
+    assert_eq!(
+        PageSpec::parse(&canonical).as_ref(),
+        Ok(&spec),
+        "{canonical}"
+    );
+    let files = [
+        (1u32, "data_0001.pvd".to_string(), 64u32),
+        (2, "b.pvd".to_string(), 24),
+    ];
+    let system = |p: u64| p == 0 || p == 1 || p == 33;
+    const LIMIT: u64 = 40;
+    if let Ok(pages) = spec.resolve(&files, &system, LIMIT) {
+        assert!(pages.len() as u64 <= LIMIT);
+        assert!(pages.windows(2).all(|w| w[0] < w[1]), "sorted, each once");
+        for &(f, p) in &pages {
+            let (_, _, n) = files.iter().find(|x| x.0 == f).expect("a known file");
+            assert!(p < *n && !system(p as u64), "{f}:{p}");
+        }
     }
 }

@@ -49,8 +49,32 @@ macro_rules! engine_modules {
 }
 
 engine_modules!(
-    archive, backup, check, compare, copy, error, format, ids, io, layout, progress, repo, report,
-    restore, retention, rng, serve, store, threads, time, units, verify,
+    archive,
+    backup,
+    check,
+    compare,
+    copy,
+    diff,
+    error,
+    format,
+    history,
+    ids,
+    io,
+    layout,
+    page_restore,
+    page_spec,
+    progress,
+    repo,
+    report,
+    restore,
+    retention,
+    rng,
+    serve,
+    store,
+    threads,
+    time,
+    units,
+    verify,
 );
 
 // Not the engine: the fuzz targets' bodies (for the fuzz crate) and the operator's tools
@@ -112,6 +136,20 @@ pub use check::{
 pub use compare::{compare_databases, CompareReport};
 pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
 pub use store::restore_target::Becomes;
+
+// Single pages (issue 27): which pages a verb is about, a page's history across the
+// sets, what changed since a set, and pages restored alone.
+pub use diff::{diff, DiffOptions, DiffPage, DiffReport, FileDiff, PageChange};
+pub use history::{
+    history, HistoryOptions, HistoryReport, LivePage, PageHistory, PageVersion, SetRef,
+    MAX_HISTORY_PAGES,
+};
+pub use page_restore::{
+    restore_pages, PageRestoreOptions, PageRestoreReport, RestoredPage, MAX_RESTORE_PAGES,
+    PAGES_MANIFEST,
+};
+pub use page_spec::{PageSpec, SpecError};
+pub use repo::page_reader::ReadCounts;
 pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
 
 // Retention: the policy, prune, delete and merge, each planned (a dry run) or done.

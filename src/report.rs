@@ -24,6 +24,10 @@ use crate::archive::{ExportReport, ImportReport};
 use crate::backup::{BackupKind, BackupPlanReport, BackupReport, ChangeSource, Forecast};
 use crate::check::{CheckReport, Severity};
 use crate::copy::CopyReport;
+use crate::diff::{DiffPage, DiffReport, FileDiff, PageChange};
+use crate::history::{HistoryReport, LivePage, PageHistory, PageVersion};
+use crate::page_restore::{PageRestoreReport, RestoredPage};
+use crate::repo::page_reader::ReadCounts;
 use crate::format::file_header::TrackingState;
 use crate::format::identity::{Origin, OriginKind};
 use crate::format::manifest::BadPage;
@@ -980,6 +984,285 @@ impl Serialize for MergeReport {
             bytes_stored: done.then_some(self.bytes_stored),
             bytes_copied: done.then_some(self.bytes_copied),
             extents_recompressed: done.then_some(self.extents_recompressed),
+            duration_s: self.duration_secs,
+        }
+        .serialize(s)
+    }
+}
+
+/// A page checksum as the schema writes it: 8 lower-case hex digits.
+fn crc_hex(crc: u32) -> String {
+    format!("{crc:08x}")
+}
+
+/// 16 hex digits of an id that is always there.
+fn id_hex(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// What a single-page verb read from the repository, beside its other fields.
+#[derive(Serialize)]
+struct ReadsDoc {
+    pieces_read: u64,
+    piece_bytes: u64,
+    records_read: u64,
+    record_bytes: u64,
+}
+
+impl ReadsDoc {
+    fn of(r: &ReadCounts) -> ReadsDoc {
+        ReadsDoc {
+            pieces_read: r.pieces,
+            piece_bytes: r.piece_bytes,
+            records_read: r.records,
+            record_bytes: r.record_bytes,
+        }
+    }
+}
+
+impl Serialize for HistoryReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct VersionDoc {
+            lsn: u64,
+            crc: String,
+            set_id: String,
+            kind: BackupKind,
+            started_at: String,
+            started_unix_ms: u64,
+            stored_in: Vec<String>,
+            carried_by: Vec<String>,
+        }
+        #[derive(Serialize)]
+        struct LiveDoc {
+            lsn: Option<u64>,
+            crc: Option<String>,
+            damaged: Option<String>,
+            same_as: Option<String>,
+        }
+        #[derive(Serialize)]
+        struct PageDoc<'a> {
+            file: &'a str,
+            file_id: u32,
+            page: u32,
+            versions: Vec<VersionDoc>,
+            absent_in: Vec<String>,
+            live: Option<LiveDoc>,
+        }
+        #[derive(Serialize)]
+        struct UnreadableDoc<'a> {
+            id: &'a str,
+            error: &'a str,
+        }
+        #[derive(Serialize)]
+        struct HistoryDoc<'a> {
+            repository: &'a PathBuf,
+            database_id: String,
+            spec: &'a str,
+            pages: Vec<PageDoc<'a>>,
+            sets: Vec<String>,
+            unreadable: Vec<UnreadableDoc<'a>>,
+            manifests_read: u64,
+            manifest_bytes: u64,
+            #[serde(flatten)]
+            reads: ReadsDoc,
+            duration_s: f64,
+        }
+        fn version(v: &PageVersion) -> VersionDoc {
+            VersionDoc {
+            lsn: v.lsn,
+            crc: crc_hex(v.crc),
+            set_id: id_hex(v.first.id),
+            kind: v.first.kind,
+            started_at: rfc3339(v.first.started_unix_ms),
+            started_unix_ms: v.first.started_unix_ms,
+            stored_in: v.stored_in.iter().map(|&i| id_hex(i)).collect(),
+            carried_by: v.carried_by.iter().map(|&i| id_hex(i)).collect(),
+            }
+        }
+        fn live(l: &LivePage) -> LiveDoc {
+            LiveDoc {
+            lsn: l.lsn,
+            crc: l.crc.map(crc_hex),
+            damaged: l.damaged.clone(),
+            same_as: l.same_as.map(id_hex),
+            }
+        }
+        fn page(p: &PageHistory) -> PageDoc<'_> {
+            PageDoc {
+            file: &p.file,
+            file_id: p.file_id,
+            page: p.page,
+            versions: p.versions.iter().map(version).collect(),
+            absent_in: p.absent_in.iter().map(|&i| id_hex(i)).collect(),
+            live: p.live.as_ref().map(live),
+            }
+        }
+        HistoryDoc {
+            repository: &self.repository,
+            database_id: id_hex(self.database_id),
+            spec: &self.spec,
+            pages: self.pages.iter().map(page).collect(),
+            sets: self.sets.iter().map(|r| id_hex(r.id)).collect(),
+            unreadable: self
+                .unreadable
+                .iter()
+                .map(|u| UnreadableDoc {
+                    id: &u.id,
+                    error: &u.error,
+                })
+                .collect(),
+            manifests_read: self.manifests_read,
+            manifest_bytes: self.manifest_bytes,
+            reads: ReadsDoc::of(&self.reads),
+            duration_s: self.duration_secs,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for DiffReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct FileDoc<'a> {
+            file_id: u32,
+            name: &'a str,
+            pages: u32,
+            set_pages: u32,
+            extents_read: u64,
+            extents_changed: u64,
+            pages_changed: u64,
+            pages_added: u64,
+            pages_damaged: u64,
+            lsn_min: Option<u64>,
+            lsn_max: Option<u64>,
+        }
+        #[derive(Serialize)]
+        struct PageDoc {
+            file_id: u32,
+            page: u32,
+            change: PageChange,
+            lsn: Option<u64>,
+        }
+        #[derive(Serialize)]
+        struct DiffDoc<'a> {
+            repository: &'a PathBuf,
+            database: &'a PathBuf,
+            database_id: String,
+            id: String,
+            chain: Vec<String>,
+            snapshot_lsn: u64,
+            lsn_high_water: u64,
+            method: ChangeSource,
+            why_scan: &'a Option<String>,
+            files: Vec<FileDoc<'a>>,
+            extents_total: u64,
+            extents_read: u64,
+            extents_changed: u64,
+            pages_changed: u64,
+            pages_added: u64,
+            pages_damaged: u64,
+            bytes_read: u64,
+            pages: Option<Vec<PageDoc>>,
+            pages_not_listed: u64,
+            duration_s: f64,
+        }
+        fn file(f: &FileDiff) -> FileDoc<'_> {
+            FileDoc {
+            file_id: f.file_id,
+            name: &f.name,
+            pages: f.pages,
+            set_pages: f.set_pages,
+            extents_read: f.extents_read,
+            extents_changed: f.extents_changed,
+            pages_changed: f.pages_changed,
+            pages_added: f.pages_added,
+            pages_damaged: f.pages_damaged,
+            lsn_min: f.lsn_min,
+            lsn_max: f.lsn_max,
+            }
+        }
+        let page = |p: &DiffPage| PageDoc {
+            file_id: p.file_id,
+            page: p.page,
+            change: p.change,
+            lsn: p.lsn,
+        };
+        DiffDoc {
+            repository: &self.repository,
+            database: &self.database,
+            database_id: id_hex(self.database_id),
+            id: id_hex(self.backup_id),
+            chain: self.chain.iter().map(|&i| id_hex(i)).collect(),
+            snapshot_lsn: self.snapshot_lsn,
+            lsn_high_water: self.lsn_high_water,
+            method: self.method,
+            why_scan: &self.why_scan,
+            files: self.files.iter().map(file).collect(),
+            extents_total: self.extents_total,
+            extents_read: self.extents_read,
+            extents_changed: self.extents_changed,
+            pages_changed: self.pages_changed,
+            pages_added: self.pages_added,
+            pages_damaged: self.pages_damaged,
+            bytes_read: self.bytes_read,
+            pages: self.pages.as_ref().map(|v| v.iter().map(page).collect()),
+            pages_not_listed: self.pages_not_listed,
+            duration_s: self.duration_secs,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for PageRestoreReport {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct PageDoc<'a> {
+            file: &'a str,
+            file_id: u32,
+            page: u32,
+            lsn: u64,
+            crc: String,
+            set_id: String,
+            name: &'a str,
+        }
+        #[derive(Serialize)]
+        struct RestorePagesDoc<'a> {
+            repository: &'a PathBuf,
+            id: String,
+            chain: Vec<String>,
+            database_id: String,
+            snapshot_lsn: u64,
+            spec: &'a str,
+            target: &'a PathBuf,
+            pages: Vec<PageDoc<'a>>,
+            bytes_written: u64,
+            #[serde(flatten)]
+            reads: ReadsDoc,
+            duration_s: f64,
+        }
+        fn page(p: &RestoredPage) -> PageDoc<'_> {
+            PageDoc {
+            file: &p.file,
+            file_id: p.file_id,
+            page: p.page,
+            lsn: p.lsn,
+            crc: crc_hex(p.crc),
+            set_id: id_hex(p.from_set),
+            name: &p.name,
+            }
+        }
+        RestorePagesDoc {
+            repository: &self.repository,
+            id: id_hex(self.backup_id),
+            chain: self.chain.iter().map(|&i| id_hex(i)).collect(),
+            database_id: id_hex(self.database_id),
+            snapshot_lsn: self.snapshot_lsn,
+            spec: &self.spec,
+            target: &self.target,
+            pages: self.pages.iter().map(page).collect(),
+            bytes_written: self.bytes_written,
+            reads: ReadsDoc::of(&self.reads),
             duration_s: self.duration_secs,
         }
         .serialize(s)

@@ -29,6 +29,7 @@ pub mod coverage;
 pub mod lease;
 pub mod lock;
 pub mod names;
+pub mod page_reader;
 pub mod receive;
 pub mod record_pool;
 pub mod records;

@@ -320,7 +320,16 @@ pub fn database(
     entries: &[CatalogEntry],
     given: &str,
 ) -> std::result::Result<String, SelectError> {
-    let dbs = databases(entries);
+    database_among(location, databases(entries), given)
+}
+
+/// As [`database`], among databases already counted (a reader that loaded the manifests
+/// itself, such as a page's history).
+pub fn database_among(
+    location: &std::path::Path,
+    dbs: Vec<DatabaseSets>,
+    given: &str,
+) -> std::result::Result<String, SelectError> {
     let lower = given.to_ascii_lowercase();
     let by_id: Vec<&DatabaseSets> = dbs.iter().filter(|d| d.id == lower).collect();
     let by_name: Vec<&DatabaseSets> = dbs

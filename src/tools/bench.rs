@@ -160,6 +160,9 @@ pub struct StepReport {
     pub writer_writes_per_s_during: Option<f64>,
     /// Extents writers saved before their first write (copy-before-write).
     pub extents_saved: Option<u64>,
+    /// `diff_live_1pct`: extents holding a page written since the set (`extents_read`
+    /// over it: what the change map made the diff read, target at most 1.2).
+    pub extents_changed: Option<u64>,
     /// Restores: seconds over the `zstd_cli_reference` step's (the zstd CLI decompressing
     /// the same bytes to a file, then `sync`), in the same round.
     pub time_vs_zstd_cli: Option<f64>,
@@ -387,6 +390,7 @@ impl<T> Summary<T> {
             writer_writes_per_s_alone: None,
             writer_writes_per_s_during: None,
             extents_saved: None,
+            extents_changed: None,
             time_vs_zstd_cli: None,
             ratio_to_durable_write: None,
         }
@@ -762,6 +766,7 @@ impl<'a> Suite<'a> {
         let full_id = self.fulls()?;
         self.copy_only()?;
         self.change_scattered(0, 10)?;
+        self.live_diff(full_id)?;
         self.differentials(
             "diff_1pct_scattered",
             "1 % of the pages changed at scattered places",
@@ -1133,6 +1138,40 @@ impl<'a> Suite<'a> {
         step.stored_vs_changed_compressed = Some(ratio(step.bytes_stored, bytes));
         self.steps.push(step);
         Ok(kept)
+    }
+
+    /// `diff` of the live database against the full, 1 % of its pages changed since:
+    /// trusted tracking, so only the extents the change map marks are read.
+    fn live_diff(&mut self, full_id: u64) -> Result<()> {
+        let mut samples = Vec::new();
+        for i in 0..self.k() {
+            (self.note)(&format!(
+                "diff of the live database against the full, {}/{}",
+                i + 1,
+                self.k()
+            ));
+            let opts = crate::diff::DiffOptions {
+                backup_id: Some(full_id),
+                list_pages: false,
+            };
+            samples.push(measure(|| crate::diff::diff(self.db(), &self.repo, &opts))?);
+        }
+        let s = summarize(samples);
+        let r = &s.median.value;
+        let mut step = s.step(
+            "diff_live_1pct",
+            format!(
+                "diff of the live database against the full ({}), 1 % of the pages changed since",
+                r.method.describe()
+            ),
+            r.bytes_read,
+        );
+        step.extents_read = r.extents_read;
+        step.pages_read = r.extents_read * PAGES_PER_EXTENT as u64;
+        step.pages_changed = Some(r.pages_changed);
+        step.extents_changed = Some(r.extents_changed);
+        self.steps.push(step);
+        Ok(())
     }
 
     fn restore_once(&self, id: u64) -> Result<Sample<RestoreReport>> {
@@ -1652,6 +1691,16 @@ impl<'a> Suite<'a> {
             d1.and_then(|s| s.stored_vs_changed_compressed),
             false,
             1.1,
+        );
+        t(
+            "diff of the live database (1 % scattered) extents read / extents changed",
+            step("diff_live_1pct").and_then(|s| {
+                s.extents_changed
+                    .filter(|&c| c > 0)
+                    .map(|c| s.extents_read as f64 / c as f64)
+            }),
+            false,
+            1.2,
         );
         t(
             "merge (full + 10 % differential) time / full backup time, side by side",

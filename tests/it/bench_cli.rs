@@ -8,10 +8,11 @@ use serde_json::Value;
 
 /// The steps in the suite's order; the restores come last, after the other steps
 /// (`zstd_cli_reference` only when the zstd CLI is on the PATH).
-const STEPS: [&str; 19] = [
+const STEPS: [&str; 20] = [
     "compression_limit",
     "full",
     "copy_only",
+    "diff_live_1pct",
     "diff_1pct_scattered",
     "diff_10pct_scattered",
     "decompression_limit",
@@ -157,6 +158,13 @@ fn a_tiny_run_reports_every_step_as_json() {
         assert!((0.8..1.2).contains(&vs), "{s}");
         assert!(num(s, "time_vs_full") > 0.0, "{s}");
     }
+    // The diff of the live database reads, through the change map, the changed extents
+    // and hardly more.
+    let d = step("diff_live_1pct");
+    let changed = num(d, "extents_changed");
+    assert!(changed > 0.0, "{d}");
+    assert!(num(d, "extents_read") <= 1.2 * changed, "{d}");
+    assert!(num(d, "pages_changed") > 0.0, "{d}");
     // Restores write every extent of the database.
     for name in ["restore_full", "restore_full_diff"] {
         assert_eq!(num(step(name), "extents_stored"), extents, "{name}");
@@ -180,6 +188,7 @@ fn a_tiny_run_reports_every_step_as_json() {
         "export MB/s / cat-and-sync of the same bytes",
         "import MB/s / cat-and-sync of the same bytes",
         "merge (full + 10 % differential) time / full backup time, side by side",
+        "diff of the live database (1 % scattered) extents read / extents changed",
     ] {
         assert!(targets.contains(&must), "{must} missing from {targets:?}");
     }
@@ -188,7 +197,7 @@ fn a_tiny_run_reports_every_step_as_json() {
         zstd_cli,
         "{targets:?}"
     );
-    assert!(targets.len() <= 14, "{targets:?}");
+    assert!(targets.len() <= 15, "{targets:?}");
 }
 
 #[test]

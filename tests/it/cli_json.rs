@@ -487,3 +487,109 @@ fn a_damaged_set_in_list_keeps_every_field() {
     let whole = sets.iter().find(|x| x["damaged"] == false).unwrap();
     assert_eq!(keys(damaged[0]), keys(whole));
 }
+
+/// history, restore --pages and diff against their tables; a spec that does not parse is a
+/// usage error.
+#[test]
+fn the_page_verbs_print_the_documented_schema() {
+    let s = schemas();
+    let t = tempfile::tempdir().unwrap();
+    let db = crate::cli::init(t.path(), "1MiB", 1);
+    let repo = t.path().join("repo");
+    crate::cli::ensure_repo(&repo);
+    assert_code(&run(&[&"workload", &db, &"--writes", &"200"]), 0);
+    let full = verb(
+        &s,
+        "backup_output",
+        0,
+        &[&"backup", &db, &"-r", &repo, &"--full"],
+    );
+    assert_code(
+        &run(&[&"workload", &db, &"--writes", &"50", &"--seed", &"2"]),
+        0,
+    );
+    verb(
+        &s,
+        "backup_output",
+        0,
+        &[&"backup", &db, &"-r", &repo, &"--diff"],
+    );
+    let h = verb(
+        &s,
+        "history",
+        0,
+        &[&"history", &db, &"-r", &repo, &"--page", &"1:2-9"],
+    );
+    assert_eq!(h["sets"].as_array().unwrap().len(), 2);
+    assert_eq!(h["pages"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        h["pages"][0]["versions"][0]["set_id"], full["backup"]["id"],
+        "{h}"
+    );
+    assert!(h["pages"][0]["live"].is_object(), "{h}");
+    let x = verb(
+        &s,
+        "history",
+        0,
+        &[&"history", &"-r", &repo, &"--extent", &"data_0001.pvd:1"],
+    );
+    assert_eq!(x["spec"], "data_0001.pvd:e1");
+    assert!(x["pages"][0]["live"].is_null());
+    let to = t.path().join("pages");
+    let r = verb(
+        &s,
+        "restore_pages",
+        0,
+        &[
+            &"restore",
+            &"-r",
+            &repo,
+            &"--to",
+            &to,
+            &"--pages",
+            &"1:2-4,1:e2",
+            &"latest",
+        ],
+    );
+    assert_eq!(r["pages"].as_array().unwrap().len(), 11);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(to.join("pages.json")).unwrap()).unwrap();
+    assert_eq!(manifest["pages"], r["pages"]);
+    let name = r["pages"][0]["name"].as_str().unwrap();
+    assert_eq!(std::fs::read(to.join(name)).unwrap().len(), 8192);
+    let d = verb(&s, "diff", 0, &[&"diff", &db, &"-r", &repo, &"--pages"]);
+    assert_eq!(d["method"], "bitmap", "{d}");
+    assert_eq!(
+        d["pages_changed"], 0,
+        "nothing written since the differential: {d}"
+    );
+    assert_code(
+        &run(&[&"workload", &db, &"--writes", &"5", &"--seed", &"3"]),
+        0,
+    );
+    let d = verb(
+        &s,
+        "diff",
+        0,
+        &[
+            &"diff",
+            &db,
+            &"-r",
+            &repo,
+            &"--pages",
+            &full["backup"]["id"].as_str().unwrap(),
+        ],
+    );
+    assert!(d["pages_changed"].as_u64().unwrap() >= 5, "{d}");
+    assert_eq!(
+        d["pages"].as_array().unwrap().len() as u64,
+        d["pages_changed"].as_u64().unwrap()
+    );
+    let d = verb(&s, "diff", 0, &[&"diff", &db, &"-r", &repo]);
+    assert!(d["pages"].is_null());
+    for bad in ["1:x", "", "1:9-3", "../a:1"] {
+        assert_code(&run(&[&"history", &"-r", &repo, &"--page", &bad]), 64);
+    }
+    // A page the database does not have: refused, exit 1.
+    assert_code(&run(&[&"history", &"-r", &repo, &"--page", &"1:999999"]), 1);
+}

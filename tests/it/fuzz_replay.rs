@@ -39,6 +39,16 @@ fn fuzz_corpus_page_replays_clean() {
 }
 
 #[test]
+fn fuzz_corpus_page_spec_replays_clean() {
+    assert!(replay("page_spec", pagevault::fuzz_targets::page_spec) >= 8);
+}
+
+#[test]
+fn fuzz_corpus_history_replays_clean() {
+    assert!(replay("history", pagevault::fuzz_targets::history) >= 6);
+}
+
+#[test]
 fn fuzz_corpus_control_replays_clean() {
     replay("control", pagevault::fuzz_targets::control);
 }

@@ -7,8 +7,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    archive, backup, bench, check, demo, import_files, init, list, rename, repo, restore,
-    retention, serve, status, tools, verify, workload,
+    archive, backup, bench, check, demo, diff, history, import_files, init, list, rename, repo,
+    restore, retention, serve, status, tools, verify, workload,
 };
 
 macro_rules! help {
@@ -94,9 +94,22 @@ pub enum Command {
     #[command(after_help = help!(
         "pagevault restore -r /backups/db --to db2 latest",
         "pagevault restore -r /backups/db --to db2 1a22",
-        "pagevault restore -r /backups/db --to db2 --as-of 2026-11-29T12:00:00Z --database 5e"
+        "pagevault restore -r /backups/db --to db2 --as-of 2026-11-29T12:00:00Z --database 5e",
+        "pagevault restore -r /backups/db --to pages --pages 1:120-135,2:e7 latest"
     ))]
     Restore(restore::Args),
+    /// Every version of a page the repository holds, oldest first, beside the live page.
+    #[command(after_help = help!(
+        "pagevault history -r /backups/db --page 1:123",
+        "pagevault history db -r /backups/db --extent data_0002.pvd:40 --json"
+    ))]
+    History(history::Args),
+    /// Which extents and pages of a database differ from a backup set, by file.
+    #[command(after_help = help!(
+        "pagevault diff db -r /backups/db",
+        "pagevault diff db -r /backups/db 1a22 --pages --json"
+    ))]
+    Diff(diff::Args),
     /// Remove the sets a retention policy does not keep (chain-aware; docs/retention.md).
     #[command(after_help = help!(
         "pagevault prune -r /backups/db --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3 --dry-run",

@@ -154,3 +154,21 @@ impl RemoteArgs {
         }
     }
 }
+
+/// Parses a page spec (`1:123`, `data_0001.pvd:10-20`, `1:e4`, `2`; docs/cli.md).
+pub fn page_spec(s: &str) -> Result<pagevault::PageSpec, String> {
+    pagevault::PageSpec::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses `FILE:EXTENT`: the eight pages of one extent, as a page spec.
+pub fn extent_spec(s: &str) -> Result<pagevault::PageSpec, String> {
+    match s.split_once(':') {
+        Some((file, extent)) if !extent.starts_with('e') => {
+            pagevault::PageSpec::parse(&format!("{file}:e{extent}")).map_err(|e| e.to_string())
+        }
+        _ => Err(format!(
+            "{:?} is not FILE:EXTENT (a file id or name, a colon, an extent number)",
+            s.chars().take(64).collect::<String>()
+        )),
+    }
+}

@@ -13,8 +13,10 @@ mod bench;
 mod check;
 mod cli;
 mod demo;
+mod diff;
 mod errors;
 mod flags;
+mod history;
 mod import_files;
 mod init;
 mod list;
@@ -22,6 +24,7 @@ mod output;
 mod rename;
 mod repo;
 mod restore;
+mod restore_pages;
 mod retention;
 mod select;
 mod serve;
@@ -117,6 +120,8 @@ fn dispatch(command: cli::Command, out: &mut Out) -> Result<Exit, Failure> {
         Command::List(a) => list::run(a, out),
         Command::Verify(a) => verify::run(a, out),
         Command::Restore(a) => restore::run(a, out),
+        Command::History(a) => history::run(a, out),
+        Command::Diff(a) => diff::run(a, out),
         Command::Prune(a) => retention::run_prune(a, out),
         Command::Delete(a) => retention::run_delete(a, out),
         Command::Merge(a) => retention::run_merge(a, out),

@@ -58,6 +58,11 @@ pub struct Args {
     /// Skip the consistency check after the restore.
     #[arg(long)]
     pub no_check: bool,
+    /// Only these pages, as raw page files with `pages.json` (FILE:PAGE,
+    /// FILE:FIRST-LAST, FILE:eEXTENT or FILE, comma-separated; docs/cli.md).
+    #[arg(long, value_name = "SPEC", value_parser = crate::flags::page_spec,
+          conflicts_with_all = ["force", "no_check"])]
+    pub pages: Option<pagevault::PageSpec>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -94,6 +99,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         },
     )?;
     let (id, entry) = (chosen.id, &chosen.entry);
+    if let Some(spec) = a.pages.clone() {
+        return crate::restore_pages::run(&repo, id, spec, &a.to, a.json, out);
+    }
     tracing::info!("restoring backup set {} into {}", entry.id, a.to.display());
     let target = pagevault::target_dir(&a.to)?;
     let mut opts = RestoreOptions::new(target.clone());

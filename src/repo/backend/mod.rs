@@ -200,6 +200,13 @@ pub trait Backend: Send + Sync {
     fn stat(&self, name: &str) -> BackendResult<Option<u64>>;
     /// Opens an object for ranged reads (a `NotFound` error when missing).
     fn open(&self, name: &str) -> BackendResult<Arc<dyn ObjectReader>>;
+    /// Fills `buf` from `offset` of object `name` (a `NotFound` error when missing, past
+    /// the end `Damaged`): one request for exactly these bytes where the store has ranged
+    /// requests, for a reader that wants a few records of a large object (a page's
+    /// history, single pages), not the read-ahead windows of [`Backend::open`].
+    fn read_range(&self, name: &str, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
+        self.open(name)?.read_at(offset, buf)
+    }
     /// Writes a whole object at once.
     fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()>;
     /// Starts an upload of `name` (replacing any object there when finished).

@@ -120,6 +120,9 @@ impl Backend for Retrying {
             policy: self.policy,
         }))
     }
+    fn read_range(&self, name: &str, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
+        with_retries(&self.policy, |_| self.inner.read_range(name, offset, buf))
+    }
     fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
         with_retries(&self.policy, |attempt| {
             match self.inner.put(name, bytes, mode) {

@@ -234,6 +234,8 @@ struct Shared {
     opts: S3Options,
     /// Ranged GETs issued by readers (tests and figures).
     gets: std::sync::atomic::AtomicU64,
+    /// Bytes those GETs asked for: read windows and single ranges (tests and figures).
+    bytes_fetched: std::sync::atomic::AtomicU64,
     /// Microseconds readers waited for a window to arrive (figures: a read-ahead that
     /// keeps up leaves this near the first window's GET).
     waited_us: std::sync::atomic::AtomicU64,
@@ -507,6 +509,7 @@ impl S3Backend {
             store,
             opts,
             gets: Default::default(),
+            bytes_fetched: Default::default(),
             waited_us: Default::default(),
             upload_waited_us: Default::default(),
             create_only: Default::default(),
@@ -597,6 +600,11 @@ impl S3Backend {
         self.shared.gets.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The bytes its ranged GETs asked for so far (read windows and single ranges).
+    pub fn bytes_fetched(&self) -> u64 {
+        self.shared.bytes_fetched.load(Relaxed)
+    }
+
     /// The options it was made with.
     pub fn options(&self) -> &S3Options {
         &self.shared.opts
@@ -679,6 +687,34 @@ impl Backend for S3Backend {
                 landed: std::sync::Condvar::new(),
             }),
         }))
+    }
+
+    fn read_range(&self, name: &str, offset: u64, buf: &mut [u8]) -> BackendResult<()> {
+        // One GET of exactly these bytes: no window, no read-ahead.
+        let sh = &self.shared;
+        let len = buf.len() as u64;
+        let end = offset.checked_add(len).ok_or_else(|| {
+            BackendError::new(BackendErrorKind::Damaged, "a range past 2^64 bytes")
+        })?;
+        if len == 0 {
+            return Ok(());
+        }
+        sh.gets.fetch_add(1, Relaxed);
+        sh.bytes_fetched.fetch_add(len, Relaxed);
+        let got = sh
+            .run(sh.store.get_range(&sh.path(name), offset..end))
+            .map_err(|e| sh.error(name, e))?;
+        if got.len() != buf.len() {
+            return Err(BackendError::new(
+                BackendErrorKind::Damaged,
+                format!(
+                    "the object {name} returned {} bytes at offset {offset} where {len} were asked",
+                    got.len()
+                ),
+            ));
+        }
+        buf.copy_from_slice(&got);
+        Ok(())
     }
 
     fn put(&self, name: &str, bytes: &[u8], mode: PutMode) -> BackendResult<()> {
@@ -879,6 +915,7 @@ impl S3Reader {
         });
         let sh = &self.shared;
         sh.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sh.bytes_fetched.fetch_add(len, Relaxed);
         let store = sh.store.clone();
         let path = self.path.clone();
         let state = self.state.clone();
