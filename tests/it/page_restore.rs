@@ -55,10 +55,14 @@ fn ten_pages_of_a_set_read_only_the_records_that_hold_them() {
         // Later writes are not in the set.
         write(&db, &[(1, 21), (1, 300)], 2);
         let snapshot: std::collections::BTreeMap<(u32, u32), Vec<u8>> = {
-            // The pages as of the differential: restore them by the whole-set path.
+            // The pages as of the differential: restore them by the whole-set path,
+            // keeping the database's identity (a restored copy is otherwise a new
+            // database, its pages re-stamped with its own id: invariant 35), since the
+            // single pages are the set's own, byte for byte.
             let to = MemVfs::new();
             let mut o = pagevault::RestoreOptions::new(Arc::new(to.clone()));
             o.backup_id = Some(diff_id);
+            o.keep_identity = true;
             pagevault::restore(&repo, &o, &NoProgress).unwrap();
             let restored =
                 pagevault::Database::open(Arc::new(to), pagevault::OpenMode::ReadOnly).unwrap();
