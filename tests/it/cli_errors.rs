@@ -90,7 +90,8 @@ fn every_bad_value_is_a_usage_error_naming_its_flag_and_creates_nothing() {
             "--database",
         ),
         (vec![&"frobnicate"], "frobnicate"),
-        (vec![], "command"),
+        // No verb at all prints the whole help before its one line:
+        // cli_global::no_verb_prints_the_whole_help_and_exits_64.
     ];
     for (args, flag) in &cases {
         let o = run(args);

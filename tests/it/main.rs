@@ -17,6 +17,7 @@ mod boundary;
 mod cli;
 mod cli_backup;
 mod cli_errors;
+mod cli_global;
 mod cli_json;
 mod cli_repo;
 mod diff;

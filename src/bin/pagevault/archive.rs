@@ -10,7 +10,6 @@ use pagevault::format_size;
 use pagevault::parse_backup_id;
 use pagevault::CopyOptions;
 
-use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, SetName};
@@ -22,8 +21,9 @@ const BUF_BYTES: usize = 1 << 20;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: PathBuf,
     /// The set to export (with the full it needs): a unique prefix of its id, or `latest`.
     #[arg(value_name = "ID", value_parser = select::set_name)]
     pub id: SetName,
@@ -34,8 +34,8 @@ pub struct ExportArgs {
     /// any unique prefix of its id).
     #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
-    /// Print the report as JSON (not with `--to -`: standard output carries the archive).
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -44,10 +44,11 @@ pub struct ImportArgs {
     /// The archive to import, or `-` for standard input.
     #[arg(value_name = "FILE")]
     pub archive: PathBuf,
-    #[command(flatten)]
-    pub repo: RepoArg,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: PathBuf,
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -69,8 +70,8 @@ pub struct CopyArgs {
     /// Only sets of this database (its name, or any unique prefix of its id).
     #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -91,7 +92,7 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
             a.to.display()
         )));
     }
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let repo = select::open_repo(path)?;
     let entries = select::listing(&repo, path)?;
     let id = select::set(
@@ -146,7 +147,7 @@ pub fn export(a: ExportArgs, out: &mut Out) -> Result<Exit, Failure> {
 }
 
 pub fn import(a: ImportArgs, out: &mut Out) -> Result<Exit, Failure> {
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let input: Box<dyn Read> = if is_std(&a.archive) {
         Box::new(std::io::stdin().lock())
     } else {

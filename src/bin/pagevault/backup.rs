@@ -14,7 +14,6 @@ use pagevault::VerifyReport;
 use pagevault::{BackupKind, BackupOptions, BackupPlanReport, BackupReport, DEFAULT_LEVEL};
 use pagevault::{Database, Error, OpenMode};
 
-use crate::flags::RepoArg;
 use crate::output::{Bar, Exit, Failure, Out};
 use crate::say;
 use crate::select::plural;
@@ -36,8 +35,9 @@ pub struct Args {
     pub timeout: u64,
     #[command(flatten)]
     pub remote: crate::flags::RemoteArgs,
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: PathBuf,
     /// A full backup, which becomes the differential base (the default).
     #[arg(long)]
     pub full: bool,
@@ -75,8 +75,8 @@ pub struct Args {
     /// of its size) and take nothing.
     #[arg(long, conflicts_with = "check_consistency")]
     pub dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -106,8 +106,8 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     if let Some(db) = &a.db {
         crate::errors::must_be_folder(db, "DB")?;
     }
-    if !Repository::is_url(&a.repo.repo) {
-        crate::errors::must_be_folder(&a.repo.repo, "--repo")?;
+    if !Repository::is_url(&a.repo) {
+        crate::errors::must_be_folder(&a.repo, "--repo")?;
     }
     let client = a.remote.client(a.from.as_deref(), a.timeout)?;
     let mut opts = BackupOptions::new(kind);
@@ -148,7 +148,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
             .map(|p| p.display().to_string())
             .or(a.from.clone())
             .unwrap_or_default();
-    let repo = Repository::open_any(&a.repo.repo, false)?;
+    let repo = Repository::open_any(&a.repo, false)?;
     let Some(db) = db else {
         tracing::info!(
             "{} backup of {source} through its serving process",
@@ -188,7 +188,7 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         "{} backup of {} into {} ({}, zstd level {})",
         kind.name(),
         source,
-        a.repo.repo.display(),
+        a.repo.display(),
         if opts.threads == 0 {
             "a thread per core".to_string()
         } else {

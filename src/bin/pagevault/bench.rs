@@ -45,17 +45,24 @@ pub struct Args {
     /// and 10 % differential.
     #[arg(long, conflicts_with = "only_archives")]
     pub only_merge: bool,
-    /// Compare this repository (`s3://BUCKET/PREFIX`, docs/s3.md, or a folder) with a
-    /// local folder instead of the whole suite: full backups into each and restores from
-    /// each, alternately, in a new repository made under it and removed at the end.
-    #[arg(long, value_name = "R", conflicts_with_all = ["only_archives", "only_merge"])]
+    /// The global `-r R` given on the command line (PAGEVAULT_REPO is ignored), set by
+    /// the dispatch: compare this repository (`s3://BUCKET/PREFIX`, docs/s3.md, or a
+    /// folder) with a local folder instead of the whole suite: full backups into each and
+    /// restores from each, alternately, in a new repository made under it and removed at
+    /// the end. Not with --only-archives or --only-merge.
+    #[arg(skip)]
     pub repo: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
+    if a.repo.is_some() && (a.only_archives || a.only_merge) {
+        return Err(Failure::Usage(
+            "-r/--repo compares a repository with a folder; it is not for --only-archives or --only-merge (see `pagevault bench --help`)".into(),
+        ));
+    }
     let opts = BenchOptions {
         size_bytes: a.size,
         threads: a.threads,

@@ -15,8 +15,8 @@ use crate::select::plural;
 pub struct Args {
     /// Folder of the database.
     pub db: PathBuf,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

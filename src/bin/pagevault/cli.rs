@@ -34,12 +34,8 @@ macro_rules! help {
     )
 )]
 pub struct Cli {
-    /// More log lines on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Only errors on stderr: no warnings, no progress bars.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub global: crate::flags::Global,
     #[command(subcommand)]
     pub command: Command,
 }

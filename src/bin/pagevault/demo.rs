@@ -39,8 +39,8 @@ pub struct Args {
     /// default).
     #[arg(long)]
     pub keep: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

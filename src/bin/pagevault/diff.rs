@@ -17,8 +17,8 @@ pub struct Args {
     /// Folder of the database.
     #[arg(value_name = "DB")]
     pub db: PathBuf,
-    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
-    #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
     pub repo: PathBuf,
     /// The set to compare with: a unique prefix of its id, or `latest` (the default: the
     /// database's newest set).
@@ -30,8 +30,8 @@ pub struct Args {
     /// List every differing page (file, page, change, LSN), not only the counts.
     #[arg(long)]
     pub pages: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

@@ -3,12 +3,82 @@
 
 use std::path::PathBuf;
 
-/// The repository, from `-r/--repo` or `PAGEVAULT_REPO`.
+/// The flags every verb takes, before or after it (`pagevault -r R list`, `pagevault list
+/// -r R`): declared once, as clap global arguments, and handed to the verbs that use them.
+/// A verb that has no repository refuses an `-r` given on its command line (a usage error
+/// naming the verb) and ignores `PAGEVAULT_REPO`; a verb without a JSON report refuses
+/// `--json`.
 #[derive(Debug, clap::Args)]
-pub struct RepoArg {
-    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
-    #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
-    pub repo: PathBuf,
+pub struct Global {
+    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md); PAGEVAULT_REPO
+    /// when not given. Verbs without a repository refuse it.
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "PAGEVAULT_REPO",
+        value_name = "R",
+        global = true
+    )]
+    pub repo: Option<PathBuf>,
+    /// Print the report as one JSON document on stdout (verbs that have a report).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log lines on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr: no warnings, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Whether `-r/--repo` came from the command line (not from PAGEVAULT_REPO); set
+    /// from clap's matches after parsing.
+    #[arg(skip)]
+    pub repo_on_command_line: bool,
+}
+
+impl Global {
+    /// The repository of a verb that needs one: `-r`, else PAGEVAULT_REPO, else a usage
+    /// error naming the verb.
+    pub fn repo(&self, verb: &str) -> Result<PathBuf, crate::output::Failure> {
+        self.repo.clone().ok_or_else(|| {
+            crate::output::Failure::Usage(format!(
+                "{verb} needs a repository: -r/--repo R (or set PAGEVAULT_REPO) \
+                 (see `pagevault {verb} --help`)"
+            ))
+        })
+    }
+
+    /// The repository of a verb that may use one: `-r`, else PAGEVAULT_REPO.
+    pub fn optional_repo(&self) -> Option<PathBuf> {
+        self.repo.clone()
+    }
+
+    /// The repository given on the command line only: for a verb that uses one only on
+    /// request, so that PAGEVAULT_REPO, exported for the other verbs, is ignored by it.
+    pub fn explicit_repo(&self) -> Option<PathBuf> {
+        self.repo.clone().filter(|_| self.repo_on_command_line)
+    }
+
+    /// Refuses an `-r` given on the command line of a verb that has no repository
+    /// (PAGEVAULT_REPO is ignored by such verbs).
+    pub fn no_repo(&self, verb: &str) -> Result<(), crate::output::Failure> {
+        if self.explicit_repo().is_some() {
+            return Err(crate::output::Failure::Usage(format!(
+                "{verb} does not use a repository: -r/--repo is not for it \
+                 (PAGEVAULT_REPO is ignored by it) (see `pagevault {verb} --help`)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses `--json` on a verb that has no JSON report.
+    pub fn no_json(&self, verb: &str) -> Result<(), crate::output::Failure> {
+        if self.json {
+            return Err(crate::output::Failure::Usage(format!(
+                "{verb} has no JSON report: --json is not for it (see `pagevault {verb} --help`)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Parses a size flag (`1GiB`, `64M`, `4096`).

@@ -19,8 +19,8 @@ pub struct Args {
     /// Folder of the database: its sets only, and its live page beside the history.
     #[arg(value_name = "DB")]
     pub db: Option<PathBuf>,
-    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
-    #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
     pub repo: PathBuf,
     /// The pages: FILE:PAGE, a range FILE:FIRST-LAST, FILE:eEXTENT, several separated by
     /// commas (FILE: a file id, or a data file's name); at most 64 pages.
@@ -34,8 +34,8 @@ pub struct Args {
     /// its id.
     #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

@@ -14,8 +14,8 @@ pub struct Args {
     /// Files or folders to import (folders are walked recursively, in sorted order).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Print the report (with where each file starts) as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

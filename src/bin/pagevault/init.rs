@@ -26,8 +26,8 @@ pub struct Args {
     /// (default: its folder's name; `pagevault rename` changes it).
     #[arg(long, value_name = "NAME", value_parser = crate::flags::database_name)]
     pub name: Option<String>,
-    /// Print the new database's layout as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

@@ -11,23 +11,23 @@ use pagevault::utc_minutes;
 use pagevault::BackupKind;
 use pagevault::CatalogEntry;
 
-use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, plural};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: std::path::PathBuf,
     /// Only the sets of this database (its name, or any unique prefix of its id).
     #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
-    /// Every field, full ids (wide lines).
-    #[arg(long, conflicts_with = "json")]
-    pub long: bool,
-    /// Print the catalog as JSON (a list of sets).
+    /// Every field, full ids (wide lines); not with --json.
     #[arg(long)]
+    pub long: bool,
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -112,7 +112,12 @@ fn fit(line: String, width: usize) -> String {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let path = &a.repo.repo;
+    if a.long && a.json {
+        return Err(Failure::Usage(
+            "--long is for the human listing; --json already carries every field (see `pagevault list --help`)".into(),
+        ));
+    }
+    let path = &a.repo;
     let repo = select::open_repo(path)?;
     let entries = select::listing(&repo, path)?;
     let database = a

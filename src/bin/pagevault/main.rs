@@ -36,21 +36,28 @@ mod workload;
 use std::io::{ErrorKind, IsTerminal, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use output::{Exit, Failure, Out};
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind as K;
-            // Help and version go to stdout and succeed; anything else is a usage error,
+            // Help and version go to stdout and succeed; no verb at all prints the whole
+            // help on stderr as a usage error (exit 64); anything else is a usage error,
             // reported like every other error: one line beginning `pagevault: `.
             return match e.kind() {
                 K::DisplayHelp | K::DisplayVersion => {
                     let _ = e.print();
                     ExitCode::from(Exit::Success as u8)
+                }
+                K::MissingSubcommand | K::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let (mut cmd, name) = help_of(&e);
+                    let _ = writeln!(std::io::stderr(), "{}", cmd.render_long_help());
+                    report(&format!("no command given; see `{name} --help`"));
+                    ExitCode::from(Exit::Usage as u8)
                 }
                 _ => {
                     report(&usage_sentence(&e));
@@ -59,11 +66,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.verbose, cli.quiet);
-    output::set_quiet(cli.quiet);
-    tracing::debug!("command line: {:?}", cli.command);
+    init_logging(cli.global.verbose, cli.global.quiet);
+    output::set_quiet(cli.global.quiet);
+    tracing::debug!("command line: {:?} {:?}", cli.global, cli.command);
     let mut out = Out::new();
-    let result = dispatch(cli.command, &mut out).and_then(|code| {
+    let result = dispatch(cli.command, &cli.global, &mut out).and_then(|code| {
         out.flush()?;
         Ok(code)
     });
@@ -101,60 +108,198 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-/// Runs the subcommand; `Err` is a failure to report on stderr.
-fn dispatch(command: cli::Command, out: &mut Out) -> Result<Exit, Failure> {
+/// The command line, parsed; `global.repo_on_command_line` says whether `-r` was typed
+/// (not taken from PAGEVAULT_REPO).
+fn parse() -> Result<cli::Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = cli::Cli::command().try_get_matches()?;
+    let mut cli = cli::Cli::from_arg_matches(&matches)?;
+    cli.global.repo_on_command_line =
+        matches.value_source("repo") == Some(clap::parser::ValueSource::CommandLine);
+    Ok(cli)
+}
+
+/// Runs the subcommand with the global flags it uses (and refuses those it has no use
+/// for); `Err` is a failure to report on stderr.
+fn dispatch(command: cli::Command, g: &flags::Global, out: &mut Out) -> Result<Exit, Failure> {
     use cli::Command;
+    let json = g.json;
     match command {
-        Command::Init(a) => init::run(a, out),
-        Command::Rename(a) => rename::run(a, out),
-        Command::Repo(a) => repo::run(a, out),
-        Command::Workload(a) => workload::run(a, out),
-        Command::ImportFiles(a) => import_files::run(a, out),
-        Command::Export(a) => archive::export(a, out),
-        Command::Import(a) => archive::import(a, out),
-        Command::Copy(a) => archive::copy(a, out),
-        Command::Status(a) => status::run(a, out),
-        Command::Check(a) => check::run(a, out),
-        Command::Backup(a) => backup::run(a, out),
-        Command::Serve(a) => serve::run(a, out),
-        Command::List(a) => list::run(a, out),
-        Command::Verify(a) => verify::run(a, out),
-        Command::Restore(a) => restore::run(a, out),
-        Command::History(a) => history::run(a, out),
-        Command::Diff(a) => diff::run(a, out),
-        Command::Prune(a) => retention::run_prune(a, out),
-        Command::Delete(a) => retention::run_delete(a, out),
-        Command::Merge(a) => retention::run_merge(a, out),
-        Command::Demo(a) => demo::run(a, out),
-        Command::Bench(a) => bench::run(a, out),
-        Command::Completions(a) => tools::completions(a, cli::Cli::command(), out),
-        Command::Man => tools::man(cli::Cli::command(), out),
-        Command::Version => tools::version(out),
+        Command::Init(mut a) => {
+            g.no_repo("init")?;
+            a.json = json;
+            init::run(a, out)
+        }
+        Command::Rename(mut a) => {
+            g.no_repo("rename")?;
+            a.json = json;
+            rename::run(a, out)
+        }
+        Command::Repo(a) => repo::run(a, g, out),
+        Command::Workload(mut a) => {
+            g.no_repo("workload")?;
+            a.json = json;
+            workload::run(a, out)
+        }
+        Command::ImportFiles(mut a) => {
+            g.no_repo("import-files")?;
+            a.json = json;
+            import_files::run(a, out)
+        }
+        Command::Export(mut a) => {
+            a.repo = g.repo("export")?;
+            a.json = json;
+            archive::export(a, out)
+        }
+        Command::Import(mut a) => {
+            a.repo = g.repo("import")?;
+            a.json = json;
+            archive::import(a, out)
+        }
+        Command::Copy(mut a) => {
+            g.no_repo("copy")?;
+            a.json = json;
+            archive::copy(a, out)
+        }
+        Command::Status(mut a) => {
+            a.repo = g.optional_repo();
+            a.json = json;
+            status::run(a, out)
+        }
+        Command::Check(mut a) => {
+            g.no_repo("check")?;
+            a.json = json;
+            check::run(a, out)
+        }
+        Command::Backup(mut a) => {
+            a.repo = g.repo("backup")?;
+            a.json = json;
+            backup::run(a, out)
+        }
+        Command::Serve(mut a) => {
+            g.no_json("serve")?;
+            a.repo = match a.api {
+                Some(_) => Some(g.repo("serve --api")?),
+                None => {
+                    if g.explicit_repo().is_some() {
+                        return Err(Failure::Usage(
+                            "serve uses -r/--repo only with --api (the admin HTTP API); \
+                             PAGEVAULT_REPO is ignored without it (see `pagevault serve --help`)"
+                                .into(),
+                        ));
+                    }
+                    None
+                }
+            };
+            serve::run(a, out)
+        }
+        Command::List(mut a) => {
+            a.repo = g.repo("list")?;
+            a.json = json;
+            list::run(a, out)
+        }
+        Command::Verify(mut a) => {
+            a.repo = g.repo("verify")?;
+            a.json = json;
+            verify::run(a, out)
+        }
+        Command::Restore(mut a) => {
+            // With --archive the sets come from the archive: -r is refused, PAGEVAULT_REPO
+            // ignored.
+            a.repo = match a.archive {
+                Some(_) => {
+                    g.no_repo("restore --archive")?;
+                    None
+                }
+                None => g.optional_repo(),
+            };
+            a.json = json;
+            restore::run(a, out)
+        }
+        Command::History(mut a) => {
+            a.repo = g.repo("history")?;
+            a.json = json;
+            history::run(a, out)
+        }
+        Command::Diff(mut a) => {
+            a.repo = g.repo("diff")?;
+            a.json = json;
+            diff::run(a, out)
+        }
+        Command::Prune(mut a) => {
+            a.repo = g.repo("prune")?;
+            a.json = json;
+            retention::run_prune(a, out)
+        }
+        Command::Delete(mut a) => {
+            a.repo = g.repo("delete")?;
+            a.json = json;
+            retention::run_delete(a, out)
+        }
+        Command::Merge(mut a) => {
+            a.repo = g.repo("merge")?;
+            a.json = json;
+            retention::run_merge(a, out)
+        }
+        Command::Demo(mut a) => {
+            g.no_repo("demo")?;
+            a.json = json;
+            demo::run(a, out)
+        }
+        Command::Bench(mut a) => {
+            a.repo = g.explicit_repo();
+            a.json = json;
+            bench::run(a, out)
+        }
+        Command::Completions(a) => {
+            g.no_repo("completions")?;
+            g.no_json("completions")?;
+            tools::completions(a, cli::Cli::command(), out)
+        }
+        Command::Man => {
+            g.no_repo("man")?;
+            g.no_json("man")?;
+            tools::man(cli::Cli::command(), out)
+        }
+        Command::Version => {
+            g.no_repo("version")?;
+            g.no_json("version")?;
+            tools::version(out)
+        }
     }
 }
 
-/// A clap error as one sentence: its first paragraph on one line, and where to read
-/// more (`see `pagevault backup --help``).
+/// The command a clap error is about (`pagevault`, `pagevault repo`, ...) and its name,
+/// from the usage line clap rendered for it, so that an option's value (`-r repo`) is
+/// never taken for a verb.
+fn help_of(e: &clap::Error) -> (clap::Command, String) {
+    let mut cmd = cli::Cli::command();
+    let mut name = "pagevault".to_string();
+    let text = e.render().to_string();
+    let Some(usage) = text.lines().find_map(|l| l.trim().strip_prefix("Usage: ")) else {
+        return (cmd, name);
+    };
+    for w in usage.split_whitespace().skip(1) {
+        let Some(sub) = cmd.find_subcommand(w).cloned() else {
+            break;
+        };
+        name = format!("{name} {w}");
+        cmd = sub.bin_name(&name);
+    }
+    (cmd, name)
+}
+
+/// A clap error as one sentence: its first paragraph on one line, clap's "did you mean"
+/// tip if it has one, and where to read more (`see `pagevault backup --help``).
 fn usage_sentence(e: &clap::Error) -> String {
     use clap::error::ErrorKind as K;
-    // The subcommand the user typed, if any: the first argument naming one.
-    let cmd = cli::Cli::command();
-    let sub = std::env::args().skip(1).find_map(|a| {
-        cmd.get_subcommands()
-            .find(|s| s.get_name() == a)
-            .map(|s| s.get_name().to_string())
-    });
-    let help = match &sub {
-        Some(s) => format!("see `pagevault {s} --help`"),
-        None => "see `pagevault --help`".to_string(),
-    };
-    if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand && sub.is_none() {
-        return format!("no command given; {help}");
-    }
+    let (_, name) = help_of(e);
     let text = e.render().to_string();
-    let first: Vec<&str> = text
+    let mut paragraphs = text.split("\n\n");
+    let first: Vec<&str> = paragraphs
+        .next()
+        .unwrap_or("")
         .lines()
-        .take_while(|l| !l.trim().is_empty())
         .map(|l| l.trim())
         .collect();
     let sentence = first.join(" ");
@@ -162,10 +307,16 @@ fn usage_sentence(e: &clap::Error) -> String {
         .strip_prefix("error: ")
         .unwrap_or(&sentence)
         .to_string();
+    for tip in paragraphs.flat_map(|p| p.lines()) {
+        if let Some(tip) = tip.trim().strip_prefix("tip: ") {
+            sentence.push_str("; ");
+            sentence.push_str(tip);
+        }
+    }
     if sentence.contains("--repo <R>") && e.kind() == K::MissingRequiredArgument {
         sentence.push_str(" (or set PAGEVAULT_REPO)");
     }
-    format!("{sentence} ({help})")
+    format!("{sentence} (see `{name} --help`)")
 }
 
 /// `tracing` to stderr: warnings by default, `-v` info, `-vv` debug, `-vvv` trace, `-q`

@@ -17,8 +17,8 @@ pub struct Args {
     /// Its new name: 1 to 64 bytes, printable, no space at either end.
     #[arg(value_parser = crate::flags::database_name)]
     pub name: String,
-    /// Print the result as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

@@ -32,8 +32,12 @@ pub enum RepoCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct InitArgs {
-    /// Folder (or `s3://BUCKET/PREFIX`) of the new repository (or PAGEVAULT_REPO).
-    #[arg(env = "PAGEVAULT_REPO", value_name = "R")]
+    /// Folder (or `s3://BUCKET/PREFIX`) of the new repository (or the global `-r R`, or
+    /// PAGEVAULT_REPO).
+    #[arg(value_name = "R")]
+    pub path: Option<PathBuf>,
+    /// The repository to create, from `R`, `-r` or PAGEVAULT_REPO: set by the dispatch.
+    #[arg(skip)]
     pub repo: PathBuf,
     /// The largest stream object a backup writes before it rolls over to the next
     /// (default 1GiB; at least 1MiB).
@@ -43,8 +47,8 @@ pub struct InitArgs {
     /// seen is taken without --new-database (choose among them with --database).
     #[arg(long)]
     pub multi: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -70,8 +74,20 @@ struct Report {
     multi_database: bool,
 }
 
-pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let RepoCommand::Init(a) = a.command;
+pub fn run(a: Args, global: &crate::flags::Global, out: &mut Out) -> Result<Exit, Failure> {
+    let RepoCommand::Init(mut a) = a.command;
+    a.json = global.json;
+    a.repo = match (a.path.take(), global.explicit_repo()) {
+        (Some(p), Some(r)) if p != r => {
+            return Err(Failure::Usage(format!(
+                "two repositories given, {} and -r {}: give one (see `pagevault repo init --help`)",
+                p.display(),
+                r.display()
+            )))
+        }
+        (Some(p), _) => p,
+        (None, _) => global.repo("repo init")?,
+    };
     let mut opts = InitOptions::default();
     if let Some(s) = a.stream_size {
         opts.stream_max_bytes = s;

@@ -18,8 +18,8 @@ use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The repository: a folder, or `s3://BUCKET/PREFIX` (docs/s3.md).
-    #[arg(short = 'r', long = "repo", env = "PAGEVAULT_REPO", value_name = "R")]
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
     pub repo: Option<PathBuf>,
     /// Restore from this archive file (`pagevault export`) instead of a repository.
     #[arg(long, value_name = "FILE")]
@@ -63,8 +63,8 @@ pub struct Args {
     #[arg(long, value_name = "SPEC", value_parser = crate::flags::page_spec,
           conflicts_with_all = ["force", "no_check"])]
     pub pages: Option<pagevault::PageSpec>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

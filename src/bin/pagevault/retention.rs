@@ -8,7 +8,6 @@ use pagevault::format_size;
 use pagevault::parse_backup_id;
 use pagevault::{duration_words, parse_duration, Mark, Policy};
 
-use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out};
 use crate::say;
 use crate::select::{self, plural, SetName};
@@ -17,8 +16,9 @@ use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: std::path::PathBuf,
     /// Keep the N newest sets.
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
@@ -47,15 +47,16 @@ pub struct PruneArgs {
     /// Print the plan (each set kept, protected or removed, and why); remove nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: std::path::PathBuf,
     /// The set to delete: a unique prefix of its id.
     #[arg(value_name = "ID", value_parser = select::set_name)]
     pub id: SetName,
@@ -65,15 +66,16 @@ pub struct DeleteArgs {
     /// Print what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: std::path::PathBuf,
     /// The differential to merge into its full: a unique prefix of its id, or `latest`.
     #[arg(value_name = "ID", value_parser = select::set_name)]
     pub id: SetName,
@@ -87,8 +89,8 @@ pub struct MergeArgs {
     /// Print the plan (which extents are copied, which combined); write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
@@ -119,7 +121,7 @@ pub fn run_prune(a: PruneArgs, out: &mut Out) -> Result<Exit, Failure> {
             "prune needs at least one rule above zero: --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly or --keep-within".into(),
         ));
     }
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let repo = select::open_repo(path)?;
     let database_id = match &a.database {
         Some(p) => {
@@ -214,7 +216,7 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
             "delete names its set by id (a unique prefix), never `latest`".into(),
         ));
     }
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let repo = select::open_repo(path)?;
     let id = match chosen(path, &repo, &a.id, None) {
         Ok(id) => id,
@@ -268,7 +270,7 @@ pub fn run_delete(a: DeleteArgs, out: &mut Out) -> Result<Exit, Failure> {
 }
 
 pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let repo = select::open_repo(path)?;
     let id = chosen(path, &repo, &a.id, a.database.as_deref())?;
     let report = if a.dry_run {

@@ -23,17 +23,14 @@ pub struct Args {
     /// Also serve on this TCP address (`HOST:PORT`; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// A repository (folder or s3://...) for the admin HTTP API (docs/api.md).
-    #[arg(
-        short = 'r',
-        long = "repo",
-        env = "PAGEVAULT_REPO",
-        value_name = "R",
-        requires = "api"
-    )]
+    /// The repository of the admin HTTP API (the global `-r/--repo`, or PAGEVAULT_REPO
+    /// with `--api`), set by the dispatch.
+    #[arg(skip)]
     pub repo: Option<PathBuf>,
-    /// Serve the admin HTTP API (JSON over HTTPS) on this address; needs `-r`.
-    #[arg(long, value_name = "ADDR", requires = "repo")]
+    /// Serve the admin HTTP API (JSON over HTTPS) on this address, for the repository
+    /// `-r R` (or PAGEVAULT_REPO); without `--api`, `-r` is refused and PAGEVAULT_REPO
+    /// ignored.
+    #[arg(long, value_name = "ADDR")]
     pub api: Option<SocketAddr>,
     /// TLS certificate chain (PEM) for `--listen` and `--api`.
     #[arg(long, value_name = "F", requires = "tls_key")]

@@ -24,12 +24,13 @@ pub struct Args {
     pub timeout: u64,
     #[command(flatten)]
     pub remote: crate::flags::RemoteArgs,
-    /// A repository (or PAGEVAULT_REPO): add the forecast of a differential's size and
-    /// whether to take a full instead.
-    #[arg(short = 'r', long, env = "PAGEVAULT_REPO", value_name = "R")]
+    /// The repository, if any (the global `-r/--repo` or PAGEVAULT_REPO), set by the
+    /// dispatch: it adds the forecast of a differential's size and whether to take a full
+    /// instead.
+    #[arg(skip)]
     pub repo: Option<PathBuf>,
-    /// Print the status as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 

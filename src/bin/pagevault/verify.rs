@@ -9,7 +9,6 @@ use std::time::Instant;
 use pagevault::format_size;
 use pagevault::VerifyReport;
 
-use crate::flags::RepoArg;
 use crate::output::{Exit, Failure, Out, Spinner};
 use crate::say;
 use crate::select::{self, plural, SetName};
@@ -17,22 +16,23 @@ use pagevault::Selector;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub repo: RepoArg,
+    /// The repository (the global `-r/--repo` or PAGEVAULT_REPO), set by the dispatch.
+    #[arg(skip)]
+    pub repo: std::path::PathBuf,
     /// The set to verify: a unique prefix of its id, or `latest`; every set by default.
     #[arg(value_name = "ID", value_parser = select::set_name)]
     pub id: Option<SetName>,
     /// Only the sets of this database (its name, or any unique prefix of its id).
     #[arg(long, value_name = "DB", value_parser = select::database)]
     pub database: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
 /// The full ids of the sets to verify, oldest first.
 fn chosen(a: &Args, repo: &pagevault::Repository) -> Result<Vec<u64>, Failure> {
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let entries = select::listing(repo, path)?;
     let database = a
         .database
@@ -62,7 +62,7 @@ fn chosen(a: &Args, repo: &pagevault::Repository) -> Result<Vec<u64>, Failure> {
 }
 
 pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
-    let path = &a.repo.repo;
+    let path = &a.repo;
     let repo = select::open_repo(path)?;
     let ids = chosen(&a, &repo)?;
     let started = Instant::now();

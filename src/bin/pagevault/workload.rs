@@ -36,8 +36,8 @@ pub struct Args {
     #[arg(long, default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=pagevault::MAX_BATCH as i64))]
     pub batch: u32,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// The global `--json`, set by the dispatch.
+    #[arg(skip)]
     pub json: bool,
 }
 
