@@ -137,6 +137,9 @@ pub enum Override {
     ContinueAfterError,
     /// Deleting a set with the differentials based on it (`with_dependents`).
     WithDependents,
+    /// [`ClientOptions::tls`](crate::serve::client::ClientOptions): connect to a serving
+    /// process with TLS (it speaks TLS, and the connection was plain TCP).
+    Tls,
 }
 
 impl Override {
@@ -153,6 +156,7 @@ impl Override {
                 "check the database, or record the bad page in the set and go on (BackupOptions::continue_after_error)"
             }
             Override::WithDependents => "delete the dependents with it (with_dependents)",
+            Override::Tls => "connect with TLS (ClientOptions::tls)",
         }
     }
 }

@@ -224,6 +224,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 fn api_advice(unless: Override) -> &'static str {
     match unless {
         Override::WithDependents => "add ?with_dependents=true to delete the dependents too",
+        // The API connects to no serving process; for completeness.
+        Override::Tls => "connect with TLS",
         Override::FallbackToFull => {
             "take a full backup first, or send \"fallback_to_full\": true to take one in its place"
         }
@@ -686,6 +688,13 @@ async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Answer {
     query(&uri, &[])?;
     let opts: BackupOptions = serde_json::from_value(json_object(&shared, body).await?)
         .map_err(|e| bad_request(format!("the backup options: {e}")))?;
+    backup::check_options(&opts).map_err(lib_error)?;
+    // The append lock before the answer: a repository in use (an upload, another
+    // backup, a prune) is a 409 now, not a task that fails.
+    let repo = shared.repo.clone();
+    let lock = blocking(move || repo.lock(crate::repo::LockMode::Append, "backup"))
+        .await
+        .map_err(lib_error)?;
     let n = shared.next_task.fetch_add(1, Ordering::SeqCst);
     let task = Arc::new(Task(Mutex::new(TaskState {
         task: n.to_string(),
@@ -713,7 +722,7 @@ async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Answer {
     }
     let (db, repo, t) = (shared.db.clone(), shared.repo.clone(), task.clone());
     tokio::task::spawn_blocking(move || {
-        let r = backup::run(&db, &repo, &opts, &*t);
+        let r = backup::run_locked(&db, &repo, &opts, &*t, lock);
         let mut s = t.0.lock().unwrap();
         match r {
             Ok(report) => {
@@ -913,6 +922,10 @@ async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Answer {
         )
     });
     let mut total = 0u64;
+    // Once the import stopped (it refused the archive), the rest of the body is read and
+    // dropped, within the same bounds, so the client sees the answer rather than a
+    // connection closed under its upload.
+    let mut draining = false;
     loop {
         let frame = match tokio::time::timeout(shared.timeout, body.frame()).await {
             Err(_) => {
@@ -946,8 +959,8 @@ async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Answer {
                             .await;
                         break;
                     }
-                    if tx.send(Ok(d)).await.is_err() {
-                        break; // the import stopped (refused or failed): its error says why
+                    if !draining && tx.send(Ok(d)).await.is_err() {
+                        draining = true; // the import stopped (refused or failed): its error says why
                     }
                 }
             }
@@ -1041,6 +1054,7 @@ mod tests {
             Override::FallbackToFull,
             Override::ContinueAfterError,
             Override::ReplaceTarget,
+            Override::Tls,
         ] {
             let s = sentence(&Error::Invalid("refused".into()).unless(o));
             assert!(!s.contains("--") && !s.contains("Options::"), "{s}");

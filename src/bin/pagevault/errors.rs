@@ -65,6 +65,9 @@ fn flag_advice(unless: Override) -> &'static str {
             "run `pagevault check`, or pass --continue-after-error to record the bad page and go on"
         }
         Override::WithDependents => "pass --with-dependents to delete the dependents too",
+        Override::Tls => {
+            "drop --insecure (with --tls-ca naming the server's certificate if it is self-signed)"
+        }
     }
 }
 
@@ -87,11 +90,12 @@ mod tests {
 
     /// Every override the library may offer, named once (a new one fails to compile in
     /// `flag_advice` first).
-    const ALL: [Override; 4] = [
+    const ALL: [Override; 5] = [
         Override::ReplaceTarget,
         Override::FallbackToFull,
         Override::ContinueAfterError,
         Override::WithDependents,
+        Override::Tls,
     ];
 
     fn long_flags(cmd: &clap::Command, out: &mut Vec<String>) {
