@@ -842,8 +842,8 @@ async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answe
     let q = query(&uri, &["database", "as_of", "newest_readable"])?;
     // Chosen first, so a missing set is a 404 and not a broken stream.
     let set = chosen(&shared, &id, &q).await?.id;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(DOWNLOAD_CHUNKS);
-    let (err_tx, err_rx) = tokio::sync::oneshot::channel::<io::Error>();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(DOWNLOAD_CHUNKS);
+    let (err_tx, err_rx) = tokio::sync::oneshot::channel::<Error>();
     let (repo, timeout) = (shared.repo.clone(), shared.timeout);
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
@@ -854,17 +854,28 @@ async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answe
         let r = crate::archive::export(&repo, set, &mut w)
             .and_then(|_| w.flush().map_err(|e| Error::io("the download", e)));
         if let Err(e) = r {
-            // The body ends with an error: the client sees a broken transfer, never a
-            // short archive taken for whole (import refuses one anyway).
-            let _ = err_tx.send(io::Error::other(e.to_string()));
+            // Before the first byte, the answer is the error (naming what is damaged);
+            // after it, the body ends with the error: the client sees a broken transfer,
+            // never a short archive taken for whole (import refuses one anyway).
+            let _ = err_tx.send(e);
         }
     });
-    let stream = futures::stream::unfold((rx, Some(err_rx)), |(mut rx, err)| async move {
+    let (first, err_rx) = match rx.recv().await {
+        Some(b) => (Some(b), Some(err_rx)),
+        None => match err_rx.await {
+            Ok(e) => return Err(lib_error(e)),
+            Err(_) => (None, None),
+        },
+    };
+    let stream = futures::stream::unfold((first, rx, err_rx), |(first, mut rx, err)| async move {
+        if let Some(b) = first {
+            return Some((Ok(b), (None, rx, err)));
+        }
         match rx.recv().await {
-            Some(b) => Some((Ok(b), (rx, err))),
+            Some(b) => Some((Ok(b), (None, rx, err))),
             None => match err {
                 Some(e) => match e.await {
-                    Ok(e) => Some((Err(e), (rx, None))),
+                    Ok(e) => Some((Err(io::Error::other(sentence(&e))), (None, rx, None))),
                     Err(_) => None,
                 },
                 None => None,

@@ -129,7 +129,7 @@ impl ClientOptions {
                 match &self.tls {
                     None => Ok((Box::new(s), refusal)),
                     Some(ca) => {
-                        let cfg = super::tls::client_config(ca.as_deref(), &refusal)?;
+                        let cfg = super::tls::client_config_with(ca.as_deref(), &refusal)?;
                         let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
                         let name = super::tls::server_name(host)?;
                         let c = rustls::ClientConnection::new(cfg, name)

@@ -168,8 +168,16 @@ fn refusal_words(e: &rustls::Error) -> String {
 
 /// A client's TLS configuration: trusting the certificates in `ca` (PEM), each also
 /// as the server's own certificate exactly, or the system's root certificates when
-/// `None`. `refusal` is told why a server's certificate was refused.
-pub fn client_config(ca: Option<&Path>, refusal: &Refusal) -> Result<Arc<rustls::ClientConfig>> {
+/// `None`.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+    client_config_with(ca, &Refusal::default())
+}
+
+/// [`client_config`], telling `refusal` why a server's certificate was refused.
+pub fn client_config_with(
+    ca: Option<&Path>,
+    refusal: &Refusal,
+) -> Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     let mut pinned = Vec::new();
     match ca {
