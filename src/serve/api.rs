@@ -18,8 +18,10 @@
 //!   [`Repository`] and the archive API;
 //! - (invariant 24) bounded: headers (16 KiB buffer, 64 headers) and JSON bodies
 //!   (64 KiB), uploads at most `max_upload_bytes`; a client that sends headers or body
-//!   bytes too slowly, or is idle, is dropped after the timeout; at most
-//!   [`MAX_API_CONNECTIONS`] at once; downloads stream through a bounded channel;
+//!   bytes too slowly, or is idle, is dropped after the timeout (the TLS handshake and
+//!   the headers each within one deadline, however slowly their bytes come); at most
+//!   [`MAX_API_CONNECTIONS`] at once, at most [`MAX_API_CONNECTIONS_PER_ADDRESS`] of them
+//!   from one address; downloads stream through a bounded channel;
 //! - (invariant 34) `latest`, `?as_of=` never pass over a newest set that cannot be read
 //!   (422 naming it) unless `?newest_readable=true`;
 //! - while an upload runs (the import's exclusive lock), no backup, restore or prune of
@@ -30,10 +32,10 @@
 // Handlers return an early `Response` as their error: one per request, never on a hot path.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +65,8 @@ use super::tokens::{Role, Tokens};
 
 /// The most connections served at once.
 pub const MAX_API_CONNECTIONS: usize = 64;
+/// The most connections from one address at once, so one address never takes every slot.
+pub const MAX_API_CONNECTIONS_PER_ADDRESS: usize = 32;
 /// The largest JSON request body.
 pub const MAX_JSON_BODY_BYTES: usize = 64 << 10;
 /// The most tasks remembered (the oldest finished ones are forgotten first).
@@ -178,6 +182,39 @@ struct Shared {
     tasks: Mutex<BTreeMap<u64, Arc<Task>>>,
     next_task: AtomicU64,
     connections: Arc<tokio::sync::Semaphore>,
+    /// Connections served now, by address.
+    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A connection's count against its address, given back when dropped.
+struct AddressSlot {
+    by: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl AddressSlot {
+    /// A slot for a connection from `ip`, if that address has one left.
+    fn take(by: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut m = by.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_API_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { by: by.clone(), ip })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut m = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 type Api = State<Arc<Shared>>;
@@ -320,6 +357,7 @@ impl ApiServer {
             tasks: Mutex::new(BTreeMap::new()),
             next_task: AtomicU64::new(1),
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS)),
+            per_address: Arc::new(Mutex::new(HashMap::new())),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         runtime.spawn(accept_loop(listener, tls, shared, stop_rx));
@@ -446,13 +484,16 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        let Some(address) = AddressSlot::take(&shared.per_address, peer.ip()) else {
+            continue; // over its address's limit: the connection is dropped
+        };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             continue; // over the limit: the connection is dropped
         };
         let _ = tcp.set_nodelay(true);
         let (shared, tls, app) = (shared.clone(), tls.clone(), app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _address) = (permit, address);
             let timeout = shared.timeout;
             let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let (shared, mut app) = (shared.clone(), app.clone());

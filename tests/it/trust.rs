@@ -1601,3 +1601,179 @@ fn the_apis_weak_points_are_answered_as_documented() {
     server.stop();
 }
 
+/// A TCP connection to `to` from the loopback address `from` (any of 127.0.0.0/8), so
+/// one test can be several clients' addresses.
+fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    s.connect(&to.into())
+        .unwrap_or_else(|e| panic!("connect {to}: {e}"));
+    s.into()
+}
+
+/// Item 7 (invariant 24): slow clients cannot hold the backup listener. 40 TCP clients
+/// from 4 addresses each trickle the start of a TLS record, a byte every 300 ms, into a
+/// listener whose timeout is 3 s (main reset the timeout at each byte, so they held all
+/// 32 slots, and the local socket's too, for as long as they trickled). Now: past 8 per
+/// address they are dropped at once; the 32 held fill TCP's budget, yet a local status
+/// gets through at once (its own budget); each held one is dropped when the handshake's
+/// deadline passes, however it trickles; then a TCP backup gets through.
+#[test]
+fn slow_clients_cannot_keep_a_local_status_or_a_tcp_backup_out_of_the_listener() {
+    use crate::serve_backup::{tls_dir, token_files, ADMIN};
+    use pagevault::serve::client::{self, ClientOptions, Target};
+    use pagevault::serve::listener::{
+        ListenOptions, Listener, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS,
+    };
+    use pagevault::serve::Tokens;
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let t = tempfile::tempdir().unwrap();
+    let db = Arc::new(disk_database(&t.path().join("db")));
+    let (tokens, _, _) = token_files(t.path());
+    let timeout = Duration::from_secs(3);
+    let l = Listener::start(
+        db,
+        ListenOptions {
+            local_socket: true,
+            tcp: Some("127.0.0.1:0".parse().unwrap()),
+            tls: Some((tls_dir().join("cert.pem"), tls_dir().join("key.pem"))),
+            tokens: Some(Tokens::load(&tokens).unwrap()),
+            timeout,
+            ..ListenOptions::default()
+        },
+    )
+    .unwrap();
+    let addr = l.tcp_addr().unwrap();
+    let addresses = MAX_CONNECTIONS / MAX_CONNECTIONS_PER_ADDRESS;
+    assert_eq!(addresses, 4);
+    let per_address = MAX_CONNECTIONS_PER_ADDRESS + 2;
+    // A TLS record header announcing 16 KiB, then zeros: a handshake that never ends.
+    let trickle: Vec<u8> = [0x16, 0x03, 0x01, 0x40, 0x00]
+        .into_iter()
+        .chain(std::iter::repeat(0))
+        .take(200)
+        .collect();
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for a in 0..addresses {
+        let from = std::net::Ipv4Addr::new(127, 0, 0, 2 + a as u8);
+        for _ in 0..per_address {
+            let mut c = connect_from(from, addr);
+            let trickle = trickle.clone();
+            slow.push(std::thread::spawn(move || {
+                // Until the listener closes it: how long it was held.
+                for b in trickle {
+                    if c.write_all(&[b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                started.elapsed()
+            }));
+        }
+    }
+    // Every slot of TCP's budget is taken (or dropping): a local status gets through.
+    std::thread::sleep(Duration::from_millis(500));
+    let local = ClientOptions {
+        target: Target::Socket(l.socket().unwrap().to_path_buf()),
+        token: None,
+        tls: None,
+        timeout: Duration::from_secs(30),
+    };
+    let t0 = Instant::now();
+    client::status(&local, None).expect("a local status while TCP is full");
+    assert!(t0.elapsed() < timeout, "{:?}", t0.elapsed());
+    let mut held: Vec<Duration> = slow.into_iter().map(|h| h.join().unwrap()).collect();
+    held.sort();
+    let dropped_at_once = held
+        .iter()
+        .filter(|d| **d < Duration::from_millis(2500))
+        .count();
+    assert_eq!(
+        dropped_at_once,
+        addresses * (per_address - MAX_CONNECTIONS_PER_ADDRESS),
+        "past {MAX_CONNECTIONS_PER_ADDRESS} per address, dropped at once: {held:?}"
+    );
+    let longest = *held.last().unwrap();
+    assert!(
+        longest < timeout + Duration::from_secs(5),
+        "a trickling client was held {longest:?} past a {timeout:?} deadline"
+    );
+    // The slow ones gone: a TCP backup gets through.
+    let rdir = t.path().join("r");
+    Repository::init_dir(&rdir, &InitOptions::default()).unwrap();
+    let repo = Repository::open_dir(&rdir, false).unwrap();
+    let tcp = ClientOptions {
+        target: Target::Tcp(format!("localhost:{}", addr.port())),
+        token: Some(ADMIN.to_string()),
+        tls: Some(Some(tls_dir().join("ca.pem"))),
+        timeout: Duration::from_secs(60),
+    };
+    let report = client::backup(
+        &tcp,
+        &repo,
+        &BackupOptions::new(BackupKind::Full),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(repo.set_ids().unwrap().len(), 1, "{}", report.backup_id);
+}
+
+/// Item 7 (invariant 24): the admin API has the listener's shape. One address holds at
+/// most half of its 64 connections, so silent connections from one address (70 of
+/// them; main let them take all 64 slots) never keep another address out; a client that
+/// trickles its headers a byte every 300 ms is dropped at the header deadline.
+#[test]
+fn slow_clients_from_one_address_cannot_keep_others_out_of_the_api() {
+    use pagevault::serve::api::{
+        ApiOptions, ApiServer, MAX_API_CONNECTIONS, MAX_API_CONNECTIONS_PER_ADDRESS,
+    };
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let t = tempfile::tempdir().unwrap();
+    let db = Arc::new(disk_database(&t.path().join("db")));
+    let repo_dir = t.path().join("repo");
+    Repository::init_dir(&repo_dir, &InitOptions::default()).unwrap();
+    let timeout = Duration::from_secs(3);
+    let mut o = ApiOptions::new("127.0.0.1:0".parse().unwrap());
+    o.insecure = true;
+    o.timeout = timeout;
+    let server = ApiServer::start(db, repo_dir, o).unwrap();
+    let addr = server.addr();
+    const { assert!(MAX_API_CONNECTIONS_PER_ADDRESS < MAX_API_CONNECTIONS) };
+    let silent: Vec<std::net::TcpStream> = (0..MAX_API_CONNECTIONS + 6)
+        .map(|_| connect_from(std::net::Ipv4Addr::new(127, 0, 0, 2), addr))
+        .collect();
+    let mut trickler = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 3), addr);
+    let started = Instant::now();
+    let trickling = std::thread::spawn(move || {
+        for b in b"GET /v1/sets HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if trickler.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        started.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("http://127.0.0.1:{}/v1/sets", addr.port()))
+        .send()
+        .expect("another address is served while one holds its share");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    let held = trickling.join().unwrap();
+    assert!(
+        held < timeout + Duration::from_secs(4),
+        "a client trickling its headers was held {held:?}"
+    );
+    drop(silent);
+    server.stop();
+}
