@@ -103,6 +103,7 @@ pub use units::{format_size, mb_per_s, parse_size};
 pub use format::file_header::TrackingState;
 pub use format::identity::{valid_name as valid_database_name, Identity, Origin, OriginKind};
 pub use format::{MAX_FILES, PAGE_SIZE};
+pub use io::holder::{of_folder as lock_holder, set_note as set_lock_note, LockHolder};
 pub use io::sys::{file_size_limit, termination_flag};
 pub use io::Vfs;
 pub use store::{
