@@ -111,7 +111,9 @@ pub use check::{
 };
 pub use compare::{compare_databases, CompareReport};
 pub use restore::{run as restore, target_dir, RestoreOptions, RestoreReport};
-pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
+pub use verify::{
+    verify, verify_only, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport,
+};
 
 // Retention: the policy, prune, delete and merge, each planned (a dry run) or done.
 pub use retention::delete::{
