@@ -151,7 +151,9 @@ pub use page_restore::{
 };
 pub use page_spec::{PageSpec, SpecError};
 pub use repo::page_reader::ReadCounts;
-pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
+pub use verify::{
+    verify, verify_only, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport,
+};
 
 // Retention: the policy, prune, delete and merge, each planned (a dry run) or done.
 pub use retention::delete::{
