@@ -1154,6 +1154,8 @@ fn a_choice_without_an_id_among_two_databases_says_the_newest_set_is_ambiguous()
             "-r".into(),
             s(&repo),
             "--full".into(),
+            // A second database of the repository, on purpose (invariant 36).
+            "--new-database".into(),
         ],
     ] {
         let a: Vec<&std::ffi::OsStr> = args
