@@ -1787,3 +1787,103 @@ fn slow_clients_from_one_address_cannot_keep_others_out_of_the_api() {
     drop(silent);
     server.stop();
 }
+
+/// Item 7: `import` and `copy` into a repository that already holds the sets, with its
+/// copy of them damaged (a stream missing, a bit flipped in an index piece and in a
+/// stream), replace exactly the damaged objects and say so (`repaired`); the repaired
+/// repository verifies clean and restores; run again, they skip (nothing left to repair).
+#[test]
+fn import_and_copy_repair_a_damaged_copy_in_the_target() {
+    use pagevault::repo::names;
+    let t = tempfile::tempdir().unwrap();
+    let (_db, repo, full, diff) = full_and_diff(t.path());
+    let s = |p: &Path| p.as_os_str().to_owned();
+    let target = t.path().join("offsite");
+    let (code, out, err) = run(&["repo".as_ref(), "init".as_ref(), target.as_os_str()]);
+    assert_eq!(code, 0, "{out} {err}");
+    let copy = || {
+        run(&[
+            "copy".as_ref(),
+            "--from".as_ref(),
+            &s(&repo),
+            "--to".as_ref(),
+            target.as_os_str(),
+            "--all".as_ref(),
+            "--json".as_ref(),
+        ])
+    };
+    let outcomes = |json: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v["sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["outcome"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (code, out, err) = copy();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(outcomes(&out), ["copied", "copied"]);
+    let damage = |target: &Path| {
+        std::fs::remove_file(target.join(names::stream(full, 0))).unwrap();
+        flip_bit(&target.join(names::stream(diff, 0)));
+        flip_bit(&target.join(names::index_piece(diff, 0)));
+    };
+    let verify_clean = |target: &Path| {
+        let (code, out, err) = run(&["verify".as_ref(), "-r".as_ref(), target.as_os_str()]);
+        (code, format!("{out} {err}"))
+    };
+    damage(&target);
+    assert_ne!(verify_clean(&target).0, 0, "the damage is seen");
+    let (code, out, err) = copy();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(outcomes(&out), ["repaired", "repaired"], "{out}");
+    let (code, text) = verify_clean(&target);
+    assert_eq!(code, 0, "{text}");
+    let (code, out, _) = copy();
+    assert_eq!(code, 0);
+    assert_eq!(
+        outcomes(&out),
+        ["skipped", "skipped"],
+        "nothing left to repair"
+    );
+    // The same by import of an archive of the sets.
+    let tar = t.path().join("sets.tar");
+    let (code, out, err) = run(&[
+        "export".as_ref(),
+        "-r".as_ref(),
+        &s(&repo),
+        "latest".as_ref(),
+        "--to".as_ref(),
+        tar.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+    damage(&target);
+    let import = || {
+        run(&[
+            "import".as_ref(),
+            tar.as_os_str(),
+            "-r".as_ref(),
+            target.as_os_str(),
+            "--json".as_ref(),
+        ])
+    };
+    let (code, out, err) = import();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(outcomes(&out), ["repaired", "repaired"], "{out}");
+    let (code, text) = verify_clean(&target);
+    assert_eq!(code, 0, "{text}");
+    let (code, out, _) = import();
+    assert_eq!(code, 0);
+    assert_eq!(outcomes(&out), ["skipped", "skipped"]);
+    // And what it holds restores.
+    let to = t.path().join("restored");
+    let (code, out, err) = run(&[
+        "restore".as_ref(),
+        "-r".as_ref(),
+        target.as_os_str(),
+        "--to".as_ref(),
+        to.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{out} {err}");
+}
