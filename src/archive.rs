@@ -279,7 +279,12 @@ pub fn import<R: Read>(repo: &Repository, input: R) -> Result<ImportReport> {
         .map(|s| ImportedSet {
             backup_id: format_backup_id(s.loaded.manifest.backup_id),
             kind: s.loaded.manifest.kind.name().to_string(),
-            outcome: if s.present { "skipped" } else { "published" }.into(),
+            outcome: match (s.present, s.repaired) {
+                (false, _) => "published",
+                (true, 0) => "skipped",
+                (true, _) => "repaired",
+            }
+            .into(),
         })
         .collect();
     drop(lock);

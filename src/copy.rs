@@ -34,7 +34,8 @@ pub struct CopyOptions {
 pub struct CopiedSet {
     pub backup_id: String,
     pub kind: String,
-    /// "copied", or "skipped" (the target already held it, identical).
+    /// "copied", "skipped" (the target already held it, identical and whole) or
+    /// "repaired" (the target held it with objects damaged or missing, now replaced).
     pub outcome: String,
 }
 
@@ -116,12 +117,17 @@ pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<Co
                     ),
                 });
             }
-            sets.push(CopiedSet {
-                backup_id: format_backup_id(id),
-                kind,
-                outcome: "skipped".into(),
-            });
-            continue;
+            // Held whole: nothing to do. Held damaged (an object missing or not what
+            // the manifest says): the set goes through the receiver, which replaces
+            // exactly the damaged objects (issue 24).
+            if to.damaged_set_objects(&there)?.is_empty() {
+                sets.push(CopiedSet {
+                    backup_id: format_backup_id(id),
+                    kind,
+                    outcome: "skipped".into(),
+                });
+                continue;
+            }
         }
         for (o, size) in from.set_objects(&loaded) {
             let name = o.name();
@@ -141,10 +147,11 @@ pub fn copy(from: &Repository, to: &Repository, opts: &CopyOptions) -> Result<Co
         }
         rx.finish()?;
         rx.publish(&to_lock)?;
+        let repaired = rx.sets().last().is_some_and(|s| s.present && s.repaired > 0);
         sets.push(CopiedSet {
             backup_id: format_backup_id(id),
             kind,
-            outcome: "copied".into(),
+            outcome: if repaired { "repaired" } else { "copied" }.into(),
         });
     }
     Ok(CopyReport {

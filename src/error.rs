@@ -140,6 +140,9 @@ pub enum Override {
     /// [`BackupOptions::new_database`](crate::backup::BackupOptions): back up a database
     /// a repository has never seen into it, beside the databases it holds.
     NewDatabase,
+    /// [`ClientOptions::tls`](crate::serve::client::ClientOptions): connect to a serving
+    /// process with TLS (it speaks TLS, and the connection was plain TCP).
+    Tls,
 }
 
 impl Override {
@@ -159,6 +162,7 @@ impl Override {
             Override::NewDatabase => {
                 "back it up into a repository of its own, or add it to this one as a new database (BackupOptions::new_database)"
             }
+            Override::Tls => "connect with TLS (ClientOptions::tls)",
         }
     }
 }

@@ -103,6 +103,7 @@ pub use units::{format_size, mb_per_s, parse_size};
 pub use format::file_header::TrackingState;
 pub use format::identity::{valid_name as valid_database_name, Identity, Origin, OriginKind};
 pub use format::{MAX_FILES, PAGE_SIZE};
+pub use io::holder::{of_folder as lock_holder, set_note as set_lock_note, LockHolder};
 pub use io::sys::{file_size_limit, termination_flag};
 pub use io::Vfs;
 pub use store::{
@@ -150,7 +151,9 @@ pub use page_restore::{
 };
 pub use page_spec::{PageSpec, SpecError};
 pub use repo::page_reader::ReadCounts;
-pub use verify::{verify, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport};
+pub use verify::{
+    verify, verify_only, Finding as VerifyFinding, SetReport as VerifiedSet, VerifyReport,
+};
 
 // Retention: the policy, prune, delete and merge, each planned (a dry run) or done.
 pub use retention::delete::{

@@ -145,7 +145,8 @@ impl VerifyReport {
     }
 }
 
-/// Verifies set `backup_id`, or every published set when `None`.
+/// Verifies set `backup_id` with every set of the chain its restore lays down (its base
+/// first), or every published set when `None`.
 pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport> {
     let started = std::time::Instant::now();
     let _lock = repo.lock(LockMode::Shared, "verify")?;
@@ -160,10 +161,32 @@ pub fn verify(repo: &Repository, backup_id: Option<u64>) -> Result<VerifyReport>
                     ),
                 });
             }
-            vec![id]
+            // The chain a restore of it lays down, base first: a differential is only
+            // as restorable as the full under it. A chain that does not resolve is the
+            // set's own finding (below).
+            match chain::resolve(repo, Some(id)) {
+                Ok(c) => c.ids(),
+                Err(_) => vec![id],
+            }
         }
         None => repo.set_ids()?,
     };
+    verify_ids(repo, ids, started)
+}
+
+/// Verifies exactly the sets `ids`, in order, no chain added: one set of a verify of
+/// every set, which covers each chain once.
+pub fn verify_only(repo: &Repository, ids: &[u64]) -> Result<VerifyReport> {
+    let started = std::time::Instant::now();
+    let _lock = repo.lock(LockMode::Shared, "verify")?;
+    verify_ids(repo, ids.to_vec(), started)
+}
+
+fn verify_ids(
+    repo: &Repository,
+    ids: Vec<u64>,
+    started: std::time::Instant,
+) -> Result<VerifyReport> {
     // The checker's threads: one per core.
     let mut checker = Checker::new(crate::threads::cores(), false);
     let sets: Vec<SetReport> = ids

@@ -252,7 +252,14 @@ pub fn run(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    let threads = crate::threads::workers(opts.threads)?;
+    check_options(opts)?;
+    let lock = repo.lock(LockMode::Append, "backup")?;
+    run_locked(db, repo, opts, progress, lock)
+}
+
+/// Options out of their range are the caller's mistake, refused before anything.
+pub fn check_options(opts: &BackupOptions) -> Result<()> {
+    crate::threads::workers(opts.threads)?;
     if !valid_level(opts.level) {
         return Err(Error::Invalid(format!(
             "the zstd level must be {MIN_LEVEL} to -1 or 1 to {MAX_LEVEL}, not {}",
@@ -265,7 +272,26 @@ pub fn run(
             opts.preimage_memory_limit_bytes
         )));
     }
-    let lock = repo.lock(LockMode::Append, "backup")?;
+    Ok(())
+}
+
+/// [`run`] under the append lock `lock` the caller took on `repo` (a front door that
+/// must answer "in use" before it starts a backup in the background).
+pub fn run_locked(
+    db: &Database,
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    lock: crate::repo::lock::RepoLock,
+) -> Result<BackupReport> {
+    check_options(opts)?;
+    let threads = crate::threads::workers(opts.threads)?;
+    if lock.mode != LockMode::Append {
+        return Err(Error::Internal(format!(
+            "a backup runs under the append lock, not the {} one",
+            lock.mode.name()
+        )));
+    }
     let debris_removed = repo.clean_debris(&lock)?;
     let started = Instant::now();
     let started_unix_ms = opts.clock_unix_ms.unwrap_or_else(ids::unix_millis);

@@ -407,22 +407,20 @@ impl Vfs for DiskVfs {
                         let _ = lock._file.set_len(0);
                         let _ = lock
                             ._file
-                            .write_all_at(format!("pid {}\n", std::process::id()).as_bytes(), 0);
+                            .write_all_at(super::holder::line().as_bytes(), 0);
                     }
                     return Ok(Box::new(lock));
                 }
                 Err(fs::TryLockError::WouldBlock) => {
+                    // Refused an exclusive lock that a shared one would get: only readers
+                    // are in the way, and the line in the file is a past holder's.
+                    if !shared && file.try_lock_shared().is_ok() {
+                        let _ = file.unlock();
+                        return Err(super::holder::LockHolder::readers().into_error());
+                    }
                     let mut text = String::new();
-                    let _ = (&file).read_to_string(&mut text);
-                    let holder = match text
-                        .trim()
-                        .strip_prefix("pid ")
-                        .and_then(|p| p.parse::<u32>().ok())
-                    {
-                        Some(pid) => format!("another process (pid {pid})"),
-                        None => "another process".to_string(),
-                    };
-                    return Err(io::Error::new(io::ErrorKind::WouldBlock, holder));
+                    let _ = (&file).take(256).read_to_string(&mut text);
+                    return Err(super::holder::LockHolder::parse(&text).into_error());
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(e),
             }

@@ -3,6 +3,7 @@
 //! here, so crashes and faults are testable with [`mem::MemVfs`].
 
 pub mod file;
+pub mod holder;
 pub mod mem;
 // The one module allowed `unsafe` (docs/design.md, "unsafe").
 #[allow(unsafe_code)]

@@ -118,7 +118,7 @@ pub fn ratio(read: u64, stored: u64) -> f64 {
     }
 }
 
-/// Lists every published set, oldest first. Only a failure to list the folder is an
+/// Lists every published set, oldest first (by start time). Only a failure to list the folder is an
 /// error; a bad set is an entry with `error` set.
 pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
     let mut out = Vec::new();
@@ -143,21 +143,6 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
         };
         out.push(entry);
     }
-    // A differential's size as a share of its base's, when the base is listed.
-    let stored: Vec<(String, u64)> = out
-        .iter()
-        .filter_map(|e| e.details.as_ref().map(|d| (e.id.clone(), d.bytes_stored)))
-        .collect();
-    for d in out.iter_mut().filter_map(|e| e.details.as_mut()) {
-        if d.kind == BackupKind::Differential {
-            d.share_of_base = d.base_id.as_ref().and_then(|b| {
-                stored
-                    .iter()
-                    .find(|(id, n)| id == b && *n > 0)
-                    .map(|(_, n)| d.bytes_stored as f64 / *n as f64)
-            });
-        }
-    }
     // The lineage: where each differential restores, by the resolver's rule.
     for e in &mut out {
         let Some(d) = e.details.as_mut() else {
@@ -179,7 +164,35 @@ pub fn list(repo: &Repository) -> Result<Vec<CatalogEntry>> {
             None => d.orphan = true,
         }
     }
+    // A differential's size as a share of the full it restores on: its base, or the
+    // synthetic full standing for a pruned base.
+    let stored: Vec<(String, u64)> = out
+        .iter()
+        .filter_map(|e| e.details.as_ref().map(|d| (e.id.clone(), d.bytes_stored)))
+        .collect();
+    for d in out.iter_mut().filter_map(|e| e.details.as_mut()) {
+        if d.kind == BackupKind::Differential {
+            d.share_of_base = d.restores_on.as_ref().and_then(|b| {
+                stored
+                    .iter()
+                    .find(|(id, n)| id == b && *n > 0)
+                    .map(|(_, n)| d.bytes_stored as f64 / *n as f64)
+            });
+        }
+    }
+    // Oldest first by start time (a synthetic full where its time puts it, not by its
+    // newer id), ids breaking ties.
+    out.sort_by_key(|e| (started_unix_ms(e), e.id.clone()));
     Ok(out)
+}
+
+/// The start time of a set: its manifest's, or for one whose manifest does not read, the
+/// time its id was made (an id starts with its millisecond).
+pub fn started_unix_ms(e: &CatalogEntry) -> u64 {
+    match &e.details {
+        Some(d) => d.started_unix_ms,
+        None => manifest::parse_backup_id(&e.id).map_or(0, |id| id >> 20),
+    }
 }
 
 /// A missing or wrong-size stream or index piece (cheap checks of sizes; `verify` reads

@@ -101,10 +101,11 @@ fn refused(repo: &Repository, l: &Lease) -> Error {
         path: repo.location(),
         what: "the repository",
         holder: format!(
-            "{} (pid {}, which holds the repository's {} lease and renews it while it runs; if that process is gone, the lease expires within {left_s} s and the repository is free again)",
+            "{} (pid {}, which holds the repository's {} lease and renews it while it runs; if that process is gone, killed or cut off, its lease expires within {left_s} s, at {}, and the repository is free again)",
             l.owner,
             l.pid,
             l.mode.name(),
+            crate::time::rfc3339(l.expires_unix_ms),
         ),
     }
 }

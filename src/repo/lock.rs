@@ -16,11 +16,12 @@
 
 
 use crate::error::{Error, Result};
+use crate::io::holder::LockHolder;
 use crate::io::HeldLock;
 
 pub use crate::format::lease::LockMode;
 
-use super::backend::BackendErrorKind;
+use super::backend::{BackendError, BackendErrorKind};
 use super::{lease, names, Repository};
 
 /// A held lock; released when dropped.
@@ -88,7 +89,7 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock
                 Error::Locked {
                     path: repo.location(),
                     what: "the repository",
-                    holder: format!("{e}, which holds it for {}", conflicting(mode)),
+                    holder: native_holder(repo, &e, mode),
                 }
             } else {
                 Error::io(backend.location(name), e)
@@ -111,6 +112,31 @@ pub fn take(repo: &Repository, mode: LockMode, purpose: &str) -> Result<RepoLock
         location: repo.location(),
         mode,
     })
+}
+
+/// Who holds a local repository's lock that `mode` was refused, in words: the exclusive
+/// holder its lock file names, else (only shared holders in the way) an appender
+/// `lock.append` names, else the readers.
+fn native_holder(repo: &Repository, e: &BackendError, mode: LockMode) -> String {
+    let readers = "readers (a restore, verify, export or copy) that hold it shared";
+    match LockHolder::of_error(e.io()) {
+        Some(h) if h.shared => {
+            // An appender holds `lock` shared too: its own lock file names it. Probed
+            // without waiting, and released at once.
+            match repo.backend().lock_file(names::APPEND_LOCK_FILE, false) {
+                Err(a) if a.kind() == BackendErrorKind::Conflict => match LockHolder::of_error(a.io())
+                {
+                    Some(h) if !h.shared => {
+                        format!("{h}, which holds it to add a set (a backup or merge)")
+                    }
+                    _ => format!("{readers}, or a backup or merge that adds a set"),
+                },
+                _ => readers.to_string(),
+            }
+        }
+        Some(h) => format!("{h}, which holds it for {}", conflicting(mode)),
+        None => format!("{e}, which holds it for {}", conflicting(mode)),
+    }
 }
 
 /// What a refused `mode` was refused by, in words.

@@ -41,8 +41,9 @@ pub enum Begin {
     /// The repository already holds this object whole (an earlier, interrupted copy):
     /// send the repository's own bytes, which are checked and not stored again.
     AlreadyThere,
-    /// The set is already published in the repository, identical: its bytes are still
-    /// checked, not stored.
+    /// The set is already published in the repository, identical, and this object of it
+    /// is whole there: its bytes are still checked, not stored. (One the repository holds
+    /// damaged or not at all is `Store`d: received again, it replaces the damaged copy.)
     Skip,
 }
 
@@ -52,6 +53,9 @@ pub struct ReceivedSet {
     pub loaded: LoadedManifest,
     /// The set was already published in the repository (identical); not stored again.
     pub present: bool,
+    /// Of a set already present, the objects the repository held damaged or not at all,
+    /// replaced by the ones received.
+    pub repaired: u32,
     /// Published by [`Receiver::publish`].
     pub published: bool,
     manifest_bytes: Vec<u8>,
@@ -74,6 +78,9 @@ struct Current {
     loaded: LoadedManifest,
     manifest_bytes: Vec<u8>,
     present: bool,
+    /// Of a present set, its objects the repository holds damaged or not at all.
+    damaged: Vec<SetObject>,
+    repaired: u32,
     next_piece: u32,
     next_stream: u32,
     index: Cursor,
@@ -269,7 +276,13 @@ impl<'r> Receiver<'r> {
         };
         let mode = match (&self.cur, what) {
             (_, SetObject::Manifest(_)) => Begin::Store, // decided at its end
-            (Some(c), _) if c.present => Begin::Skip,
+            (Some(c), _) if c.present && !c.damaged.contains(&what) => Begin::Skip,
+            (Some(_), _) if self.cur.as_ref().is_some_and(|c| c.present) => {
+                if let Some(c) = self.cur.as_mut() {
+                    c.repaired += 1;
+                }
+                Begin::Store
+            }
             _ => {
                 let held = self
                     .repo
@@ -643,6 +656,7 @@ impl<'r> Receiver<'r> {
             ));
         }
         let hash = manifest::hash_of(&bytes);
+        let mut damaged = Vec::new();
         let present = if self.repo.has_set(id)? {
             let there = self.repo.load_manifest(id)?;
             if there.hash != hash {
@@ -654,6 +668,7 @@ impl<'r> Receiver<'r> {
                     ),
                 });
             }
+            damaged = self.repo.damaged_set_objects(&there)?;
             true
         } else {
             false
@@ -669,6 +684,8 @@ impl<'r> Receiver<'r> {
             },
             manifest_bytes: bytes,
             present,
+            damaged,
+            repaired: 0,
             next_piece: 0,
             next_stream: 0,
             index: Cursor {
@@ -754,6 +771,7 @@ impl<'r> Receiver<'r> {
         self.sets.push(ReceivedSet {
             loaded: c.loaded,
             present: c.present,
+            repaired: c.repaired,
             published: false,
             manifest_bytes: std::mem::take(&mut c.manifest_bytes),
         });

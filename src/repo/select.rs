@@ -368,14 +368,7 @@ pub fn may_be_of(e: &CatalogEntry, db: Option<&str>) -> bool {
     }
 }
 
-/// The start time of a set: its manifest's, or for one that does not read, the time its
-/// id was made (ids start with their millisecond).
-fn started(e: &CatalogEntry) -> u64 {
-    match &e.details {
-        Some(d) => d.started_unix_ms,
-        None => parse_backup_id(&e.id).map_or(0, |id| id >> 20),
-    }
-}
+use super::catalog::started_unix_ms as started;
 
 /// Chooses in `entries` (a listing of the repository at `location`, oldest first).
 pub fn choose(

@@ -65,6 +65,31 @@ impl Repository {
         v
     }
 
+    /// The objects of set `loaded` (its manifest aside, which the caller matched by its
+    /// hash) that this repository holds damaged or not at all: each is read whole and
+    /// checked against the manifest as [`Repository::read_set_object`] checks it, and its
+    /// size is the manifest's. What an import or copy into a repository that already holds
+    /// the set replaces (issue 24); an error reading one, other than its damage, is
+    /// returned, never taken for damage.
+    pub fn damaged_set_objects(&self, loaded: &LoadedManifest) -> Result<Vec<SetObject>> {
+        let mut damaged = Vec::new();
+        for (o, size) in self.set_objects(loaded) {
+            if matches!(o, SetObject::Manifest(_)) {
+                continue;
+            }
+            if self.object_size(&o.name())? != Some(size) {
+                damaged.push(o);
+                continue;
+            }
+            match self.read_set_object(loaded, o, size, &mut |_| Ok(())) {
+                Ok(()) => {}
+                Err(Error::Corrupt { .. }) => damaged.push(o),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(damaged)
+    }
+
     /// The size of object `name`, `None` when it is missing.
     pub fn object_size(&self, name: &str) -> Result<Option<u64>> {
         self.backend

@@ -18,8 +18,10 @@
 //!   [`Repository`] and the archive API;
 //! - (invariant 24) bounded: headers (16 KiB buffer, 64 headers) and JSON bodies
 //!   (64 KiB), uploads at most `max_upload_bytes`; a client that sends headers or body
-//!   bytes too slowly, or is idle, is dropped after the timeout; at most
-//!   [`MAX_API_CONNECTIONS`] at once; downloads stream through a bounded channel;
+//!   bytes too slowly, or is idle, is dropped after the timeout (the TLS handshake and
+//!   the headers each within one deadline, however slowly their bytes come); at most
+//!   [`MAX_API_CONNECTIONS`] at once, at most [`MAX_API_CONNECTIONS_PER_ADDRESS`] of them
+//!   from one address; downloads stream through a bounded channel;
 //! - (invariant 34) `latest`, `?as_of=` never pass over a newest set that cannot be read
 //!   (422 naming it) unless `?newest_readable=true`;
 //! - while an upload runs (the import's exclusive lock), no backup, restore or prune of
@@ -30,10 +32,10 @@
 // Handlers return an early `Response` as their error: one per request, never on a hot path.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +65,8 @@ use super::tokens::{Role, Tokens};
 
 /// The most connections served at once.
 pub const MAX_API_CONNECTIONS: usize = 64;
+/// The most connections from one address at once, so one address never takes every slot.
+pub const MAX_API_CONNECTIONS_PER_ADDRESS: usize = 32;
 /// The largest JSON request body.
 pub const MAX_JSON_BODY_BYTES: usize = 64 << 10;
 /// The most tasks remembered (the oldest finished ones are forgotten first).
@@ -178,6 +182,39 @@ struct Shared {
     tasks: Mutex<BTreeMap<u64, Arc<Task>>>,
     next_task: AtomicU64,
     connections: Arc<tokio::sync::Semaphore>,
+    /// Connections served now, by address.
+    per_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A connection's count against its address, given back when dropped.
+struct AddressSlot {
+    by: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl AddressSlot {
+    /// A slot for a connection from `ip`, if that address has one left.
+    fn take(by: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<AddressSlot> {
+        let mut m = by.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= MAX_API_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { by: by.clone(), ip })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut m = self.by.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 type Api = State<Arc<Shared>>;
@@ -224,6 +261,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 fn api_advice(unless: Override) -> &'static str {
     match unless {
         Override::WithDependents => "add ?with_dependents=true to delete the dependents too",
+        // The API connects to no serving process; for completeness.
+        Override::Tls => "connect with TLS",
         Override::FallbackToFull => {
             "take a full backup first, or send \"fallback_to_full\": true to take one in its place"
         }
@@ -321,6 +360,7 @@ impl ApiServer {
             tasks: Mutex::new(BTreeMap::new()),
             next_task: AtomicU64::new(1),
             connections: Arc::new(tokio::sync::Semaphore::new(MAX_API_CONNECTIONS)),
+            per_address: Arc::new(Mutex::new(HashMap::new())),
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         runtime.spawn(accept_loop(listener, tls, shared, stop_rx));
@@ -447,13 +487,16 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        let Some(address) = AddressSlot::take(&shared.per_address, peer.ip()) else {
+            continue; // over its address's limit: the connection is dropped
+        };
         let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
             continue; // over the limit: the connection is dropped
         };
         let _ = tcp.set_nodelay(true);
         let (shared, tls, app) = (shared.clone(), tls.clone(), app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _address) = (permit, address);
             let timeout = shared.timeout;
             let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                 let (shared, mut app) = (shared.clone(), app.clone());
@@ -689,6 +732,13 @@ async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Answer {
     query(&uri, &[])?;
     let opts: BackupOptions = serde_json::from_value(json_object(&shared, body).await?)
         .map_err(|e| bad_request(format!("the backup options: {e}")))?;
+    backup::check_options(&opts).map_err(lib_error)?;
+    // The append lock before the answer: a repository in use (an upload, another
+    // backup, a prune) is a 409 now, not a task that fails.
+    let repo = shared.repo.clone();
+    let lock = blocking(move || repo.lock(crate::repo::LockMode::Append, "backup"))
+        .await
+        .map_err(lib_error)?;
     let n = shared.next_task.fetch_add(1, Ordering::SeqCst);
     let task = Arc::new(Task(Mutex::new(TaskState {
         task: n.to_string(),
@@ -716,7 +766,7 @@ async fn start_backup(State(shared): Api, uri: Uri, body: Body) -> Answer {
     }
     let (db, repo, t) = (shared.db.clone(), shared.repo.clone(), task.clone());
     tokio::task::spawn_blocking(move || {
-        let r = backup::run(&db, &repo, &opts, &*t);
+        let r = backup::run_locked(&db, &repo, &opts, &*t, lock);
         let mut s = t.0.lock().unwrap();
         match r {
             Ok(report) => {
@@ -836,8 +886,8 @@ async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answe
     let q = query(&uri, &["database", "as_of", "newest_readable"])?;
     // Chosen first, so a missing set is a 404 and not a broken stream.
     let set = chosen(&shared, &id, &q).await?.id;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(DOWNLOAD_CHUNKS);
-    let (err_tx, err_rx) = tokio::sync::oneshot::channel::<io::Error>();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(DOWNLOAD_CHUNKS);
+    let (err_tx, err_rx) = tokio::sync::oneshot::channel::<Error>();
     let (repo, timeout) = (shared.repo.clone(), shared.timeout);
     tokio::task::spawn_blocking(move || {
         let mut w = ChannelWriter {
@@ -848,17 +898,28 @@ async fn download(State(shared): Api, Path(id): Path<String>, uri: Uri) -> Answe
         let r = crate::archive::export(&repo, set, &mut w)
             .and_then(|_| w.flush().map_err(|e| Error::io("the download", e)));
         if let Err(e) = r {
-            // The body ends with an error: the client sees a broken transfer, never a
-            // short archive taken for whole (import refuses one anyway).
-            let _ = err_tx.send(io::Error::other(e.to_string()));
+            // Before the first byte, the answer is the error (naming what is damaged);
+            // after it, the body ends with the error: the client sees a broken transfer,
+            // never a short archive taken for whole (import refuses one anyway).
+            let _ = err_tx.send(e);
         }
     });
-    let stream = futures::stream::unfold((rx, Some(err_rx)), |(mut rx, err)| async move {
+    let (first, err_rx) = match rx.recv().await {
+        Some(b) => (Some(b), Some(err_rx)),
+        None => match err_rx.await {
+            Ok(e) => return Err(lib_error(e)),
+            Err(_) => (None, None),
+        },
+    };
+    let stream = futures::stream::unfold((first, rx, err_rx), |(first, mut rx, err)| async move {
+        if let Some(b) = first {
+            return Some((Ok(b), (None, rx, err)));
+        }
         match rx.recv().await {
-            Some(b) => Some((Ok(b), (rx, err))),
+            Some(b) => Some((Ok(b), (None, rx, err))),
             None => match err {
                 Some(e) => match e.await {
-                    Ok(e) => Some((Err(e), (rx, None))),
+                    Ok(e) => Some((Err(io::Error::other(sentence(&e))), (None, rx, None))),
                     Err(_) => None,
                 },
                 None => None,
@@ -916,6 +977,10 @@ async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Answer {
         )
     });
     let mut total = 0u64;
+    // Once the import stopped (it refused the archive), the rest of the body is read and
+    // dropped, within the same bounds, so the client sees the answer rather than a
+    // connection closed under its upload.
+    let mut draining = false;
     loop {
         let frame = match tokio::time::timeout(shared.timeout, body.frame()).await {
             Err(_) => {
@@ -949,8 +1014,8 @@ async fn upload(State(shared): Api, uri: Uri, mut body: Body) -> Answer {
                             .await;
                         break;
                     }
-                    if tx.send(Ok(d)).await.is_err() {
-                        break; // the import stopped (refused or failed): its error says why
+                    if !draining && tx.send(Ok(d)).await.is_err() {
+                        draining = true; // the import stopped (refused or failed): its error says why
                     }
                 }
             }
@@ -1044,6 +1109,7 @@ mod tests {
             Override::FallbackToFull,
             Override::ContinueAfterError,
             Override::ReplaceTarget,
+            Override::Tls,
         ] {
             let s = sentence(&Error::Invalid("refused".into()).unless(o));
             assert!(!s.contains("--") && !s.contains("Options::"), "{s}");

@@ -45,6 +45,21 @@ pub struct ClientOptions {
     pub timeout: Duration,
 }
 
+/// A reader that keeps the first bytes it reads (at most 8).
+struct FirstBytes<'a> {
+    inner: &'a mut dyn Stream,
+    first: Vec<u8>,
+}
+
+impl io::Read for FirstBytes<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let keep = (8 - self.first.len().min(8)).min(n);
+        self.first.extend_from_slice(&buf[..keep]);
+        Ok(n)
+    }
+}
+
 impl std::fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientOptions")
@@ -71,14 +86,35 @@ impl ClientOptions {
         }
     }
 
-    fn connect(&self) -> Result<Box<dyn Stream>> {
-        let io_err = |e: io::Error| self.remote(format!("cannot connect: {e}"));
+    /// An I/O failure of the link in words: a read or write that timed out says so,
+    /// with the timeout (a socket's timeout reads as "Resource temporarily unavailable").
+    fn io_words(&self, e: &io::Error) -> String {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!(
+                "timed out: no answer within {} s (the client's timeout)",
+                self.timeout.as_secs_f64()
+            ),
+            _ => e.to_string(),
+        }
+    }
+
+    /// Whether `first`, the first bytes a server answered on plain TCP, are a TLS record
+    /// (an alert or a handshake, version 3.x): the server speaks TLS.
+    fn speaks_tls(first: &[u8]) -> bool {
+        matches!(first, [0x15 | 0x16, 0x03, ..])
+    }
+
+    /// The connected stream, and where the TLS client says why it refused the server's
+    /// certificate, when it does.
+    fn connect(&self) -> Result<(Box<dyn Stream>, super::tls::Refusal)> {
+        let refusal = super::tls::Refusal::default();
+        let io_err = |e: io::Error| self.remote(format!("cannot connect: {}", self.io_words(&e)));
         match &self.target {
             Target::Socket(p) => {
                 let s = UnixStream::connect(p).map_err(io_err)?;
                 s.set_read_timeout(Some(self.timeout)).map_err(io_err)?;
                 s.set_write_timeout(Some(self.timeout)).map_err(io_err)?;
-                Ok(Box::new(s))
+                Ok((Box::new(s), refusal))
             }
             Target::Tcp(addr) => {
                 let sa = addr
@@ -91,15 +127,15 @@ impl ClientOptions {
                 s.set_write_timeout(Some(self.timeout)).map_err(io_err)?;
                 let _ = s.set_nodelay(true);
                 match &self.tls {
-                    None => Ok(Box::new(s)),
+                    None => Ok((Box::new(s), refusal)),
                     Some(ca) => {
-                        let cfg = super::tls::client_config(ca.as_deref())?;
+                        let cfg = super::tls::client_config_with(ca.as_deref(), &refusal)?;
                         let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
                         let name = super::tls::server_name(host)?;
                         let c = rustls::ClientConnection::new(cfg, name)
                             .map_err(|e| self.remote(format!("TLS: {e}")))?;
                         let s = super::link::BufferedSocket::new(s);
-                        Ok(Box::new(rustls::StreamOwned::new(c, s)))
+                        Ok((Box::new(rustls::StreamOwned::new(c, s)), refusal))
                     }
                 }
             }
@@ -108,15 +144,34 @@ impl ClientOptions {
 
     /// Connects and says hello; the link once welcome.
     fn open(&self, request: Request) -> Result<Link> {
-        let mut s = self.connect()?;
+        let (mut s, refusal) = self.connect()?;
         let hello = Msg::Hello {
             version: PROTOCOL_VERSION,
             token: self.token.clone().unwrap_or_default(),
             request,
         };
-        let r = wire::write_frame(&mut *s, &hello)
-            .and_then(|()| wire::read_frame(&mut *s, wire::MAX_HELLO_FRAME_BYTES));
-        match r.map_err(|e| self.remote(format!("no answer to the hello: {e}")))? {
+        // The first bytes of the answer are kept: on plain TCP they tell a TLS server.
+        let mut first = FirstBytes {
+            inner: &mut *s,
+            first: Vec::new(),
+        };
+        let r = wire::write_frame(first.inner, &hello)
+            .and_then(|()| wire::read_frame(&mut first, wire::MAX_HELLO_FRAME_BYTES));
+        let plain_tcp = self.tls.is_none() && matches!(self.target, Target::Tcp(_));
+        if plain_tcp && Self::speaks_tls(&first.first) {
+            return Err(self
+                .remote("the server speaks TLS, and this connection is plain TCP")
+                .unless(crate::error::Override::Tls));
+        }
+        let answer = r.map_err(|e| {
+            // A certificate the TLS client refused says why in one sentence.
+            let why = refusal.take();
+            match why {
+                Some(why) => self.remote(why),
+                None => self.remote(format!("no answer to the hello: {}", self.io_words(&e))),
+            }
+        })?;
+        match answer {
             Msg::Welcome { .. } => Ok(Link::new(s)),
             Msg::Refused { message } => Err(self.remote(format!("refused: {message}"))),
             _ => Err(self.remote("answered the hello with an unexpected message")),
@@ -145,7 +200,10 @@ impl ClientOptions {
                 }
                 Ok(Incoming::Msg(msg)) => msg,
                 Err(e) => {
-                    return Err(self.remote(format!("the serving process stopped answering: {e}")))
+                    return Err(self.remote(format!(
+                        "the serving process stopped answering: {}",
+                        self.io_words(&e)
+                    )))
                 }
             };
             match msg {
@@ -160,7 +218,7 @@ impl ClientOptions {
                 other => match grant.answer(other) {
                     Ok(Some(reply)) => link
                         .send(&reply)
-                        .map_err(|e| self.remote(format!("cannot answer: {e}")))?,
+                        .map_err(|e| self.remote(format!("cannot answer: {}", self.io_words(&e))))?,
                     Ok(None) => {}
                     Err(what) => return Err(self.remote(format!("protocol error: {what}"))),
                 },
@@ -215,7 +273,10 @@ pub fn status(opts: &ClientOptions, repo: Option<&Repository>) -> Result<RemoteS
             Ok(Msg::Failed { message }) => return Err(opts.remote(message)),
             Ok(_) => return Err(opts.remote("asked for repository objects for a status")),
             Err(e) => {
-                return Err(opts.remote(format!("the serving process stopped answering: {e}")))
+                return Err(opts.remote(format!(
+                    "the serving process stopped answering: {}",
+                    opts.io_words(&e)
+                )))
             }
         },
     };

@@ -11,8 +11,13 @@
 //! - (invariant 23) on TCP every request carries a bearer token (unless the listener was
 //!   started insecure), a backup needs the admin role, and a non-loopback address needs
 //!   TLS (unless insecure); the local socket is the owner's only (mode 0600);
-//! - (invariant 24) bounded: a hello is at most 64 KiB and must come within the timeout;
-//!   every read from a client times out; at most [`MAX_CONNECTIONS`] at once.
+//! - (invariant 24) bounded, and never held by slow clients: a hello is at most 64 KiB,
+//!   and the TLS handshake and the hello together must come within the timeout (one
+//!   deadline for the phase, however slowly the bytes trickle); every later read times
+//!   out; at most [`MAX_CONNECTIONS`] TCP connections at once, at most
+//!   [`MAX_CONNECTIONS_PER_ADDRESS`] of them from one address, and a budget of its own
+//!   for the local socket ([`MAX_LOCAL_CONNECTIONS`]), so TCP clients never keep the
+//!   owner's local clients out.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -36,8 +41,12 @@ use crate::format::wire::{self, Msg, Request, PROTOCOL_VERSION};
 
 /// The local socket's name in the database folder.
 pub const SOCKET_NAME: &str = "pagevault.sock";
-/// The most client connections served at once.
+/// The most TCP client connections served at once.
 pub const MAX_CONNECTIONS: usize = 32;
+/// The most TCP connections from one address at once.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
+/// The most local-socket connections served at once (a budget apart from TCP's).
+pub const MAX_LOCAL_CONNECTIONS: usize = 16;
 /// How long a client may be silent by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -86,7 +95,12 @@ struct Shared {
     tls: Option<Arc<rustls::ServerConfig>>,
     insecure: bool,
     timeout: Duration,
+    /// TCP connections served now.
     active: AtomicUsize,
+    /// Local-socket connections served now.
+    active_local: AtomicUsize,
+    /// TCP connections served now, by address.
+    per_address: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     /// Backups served (for reports).
     pub served: AtomicUsize,
 }
@@ -123,6 +137,8 @@ impl Listener {
             insecure: opts.insecure,
             timeout: opts.timeout,
             active: AtomicUsize::new(0),
+            active_local: AtomicUsize::new(0),
+            per_address: Mutex::new(Default::default()),
             served: AtomicUsize::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -138,11 +154,7 @@ impl Listener {
                         break;
                     }
                     if let Ok(c) = conn {
-                        spawn_conn(&shared, Box::new(c), None, false, |c, t| {
-                            let c: &UnixStream = c;
-                            c.set_read_timeout(Some(t))?;
-                            c.set_write_timeout(Some(t))
-                        });
+                        spawn_conn(&shared, c, None, false);
                     }
                 }
             }));
@@ -164,11 +176,7 @@ impl Listener {
                     if let Ok(c) = conn {
                         let _ = c.set_nodelay(true);
                         let peer = c.peer_addr().ok();
-                        spawn_conn(&shared, Box::new(c), peer, true, |c, t| {
-                            let c: &TcpStream = c;
-                            c.set_read_timeout(Some(t))?;
-                            c.set_write_timeout(Some(t))
-                        });
+                        spawn_conn(&shared, c, peer, true);
                     }
                 }
             }));
@@ -241,43 +249,177 @@ fn bind_local(path: &Path) -> Result<UnixListener> {
     Ok(l)
 }
 
-/// Serves one connection on its own thread, if under the connection limit.
-fn spawn_conn<S: Stream + 'static>(
-    shared: &Arc<Shared>,
-    conn: Box<S>,
-    peer: Option<SocketAddr>,
+/// A connection's slot in its budget (the local socket's, or TCP's and its address's),
+/// given back when dropped.
+struct Slot {
+    shared: Arc<Shared>,
+    peer: Option<std::net::IpAddr>,
     tcp: bool,
-    timeouts: impl Fn(&S, Duration) -> io::Result<()>,
-) {
-    if timeouts(&conn, shared.timeout).is_err() {
+}
+
+impl Slot {
+    /// A slot for a connection, if its budgets have one.
+    fn take(shared: &Arc<Shared>, peer: Option<SocketAddr>, tcp: bool) -> Option<Slot> {
+        if !tcp {
+            if shared.active_local.fetch_add(1, Ordering::SeqCst) >= MAX_LOCAL_CONNECTIONS {
+                shared.active_local.fetch_sub(1, Ordering::SeqCst);
+                return None;
+            }
+            return Some(Slot {
+                shared: shared.clone(),
+                peer: None,
+                tcp,
+            });
+        }
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let ip = peer.map(|p| p.ip());
+        if let Some(ip) = ip {
+            let mut by = shared.per_address.lock().unwrap_or_else(|p| p.into_inner());
+            let n = by.entry(ip).or_insert(0);
+            if *n >= MAX_CONNECTIONS_PER_ADDRESS {
+                drop(by);
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Slot {
+            shared: shared.clone(),
+            peer: ip,
+            tcp,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.tcp {
+            self.shared.active_local.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        if let Some(ip) = self.peer {
+            let mut by = self
+                .shared
+                .per_address
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = by.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    by.remove(&ip);
+                }
+            }
+        }
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A socket whose timeouts can be set (TCP, the local socket).
+trait TimedSocket: Stream + 'static {
+    fn set_read(&self, t: Duration) -> io::Result<()>;
+    fn set_write(&self, t: Duration) -> io::Result<()>;
+}
+
+impl TimedSocket for TcpStream {
+    fn set_read(&self, t: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+    fn set_write(&self, t: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(t))
+    }
+}
+
+impl TimedSocket for UnixStream {
+    fn set_read(&self, t: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+    fn set_write(&self, t: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(t))
+    }
+}
+
+/// A socket whose reads, while a deadline is set, time out at that deadline whatever
+/// the pace of the bytes (a client sending one byte every few seconds is dropped when
+/// the phase's deadline passes, not kept by each byte restarting the timeout).
+struct Deadlined<S> {
+    inner: S,
+    /// The deadline of the phase, when one runs.
+    deadline: Arc<Mutex<Option<Instant>>>,
+    timeout: Duration,
+}
+
+impl<S: TimedSocket> io::Read for Deadlined<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let deadline = *self.deadline.lock().unwrap_or_else(|p| p.into_inner());
+        match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the handshake and the first message did not come within {} s",
+                            self.timeout.as_secs_f64()
+                        ),
+                    ));
+                }
+                self.inner.set_read(left.min(self.timeout))?;
+            }
+            None => self.inner.set_read(self.timeout)?,
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<S: TimedSocket> io::Write for Deadlined<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.inner.write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Serves one connection on its own thread, if its budgets have a slot.
+fn spawn_conn<S: TimedSocket>(shared: &Arc<Shared>, conn: S, peer: Option<SocketAddr>, tcp: bool) {
+    if conn.set_read(shared.timeout).is_err() || conn.set_write(shared.timeout).is_err() {
         return;
     }
-    if shared.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-        shared.active.fetch_sub(1, Ordering::SeqCst);
+    let Some(slot) = Slot::take(shared, peer, tcp) else {
         return; // dropped: the client sees the connection closed
-    }
+    };
     let shared = shared.clone();
     std::thread::spawn(move || {
+        let _slot = slot;
+        // One deadline for the handshake and the hello.
+        let deadline = Arc::new(Mutex::new(Some(Instant::now() + shared.timeout)));
+        let conn = Deadlined {
+            inner: conn,
+            deadline: deadline.clone(),
+            timeout: shared.timeout,
+        };
         let stream: Box<dyn Stream> = match (&shared.tls, tcp) {
             (Some(cfg), true) => match rustls::ServerConnection::new(cfg.clone()) {
                 Ok(c) => Box::new(rustls::StreamOwned::new(
                     c,
-                    super::link::BufferedSocket::new(*conn),
+                    super::link::BufferedSocket::new(conn),
                 )),
-                Err(_) => {
-                    shared.active.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
+                Err(_) => return,
             },
-            _ => conn,
+            _ => Box::new(conn),
         };
-        if let Err(e) = serve(&shared, stream, tcp) {
+        if let Err(e) = serve(&shared, stream, tcp, &deadline) {
             tracing::info!(
                 "backup client {}: {e}",
                 peer.map_or("on the local socket".to_string(), |p| p.to_string())
             );
         }
-        shared.active.fetch_sub(1, Ordering::SeqCst);
     });
 }
 
@@ -345,8 +487,15 @@ impl Progress for LinkProgress<'_> {
 /// What a status request returns: the one schema's `status` document.
 pub type RemoteStatus = crate::report::StatusReport;
 
-fn serve(shared: &Shared, mut stream: Box<dyn Stream>, tcp: bool) -> io::Result<()> {
+fn serve(
+    shared: &Shared,
+    mut stream: Box<dyn Stream>,
+    tcp: bool,
+    hello_deadline: &Mutex<Option<Instant>>,
+) -> io::Result<()> {
     let hello = wire::read_frame(&mut *stream, wire::MAX_HELLO_FRAME_BYTES)?;
+    // The hello came: from now on each read has the timeout.
+    *hello_deadline.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let refuse = |mut s: Box<dyn Stream>, message: String| -> io::Result<()> {
         wire::write_frame(
             &mut *s,

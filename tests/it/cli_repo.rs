@@ -161,7 +161,11 @@ fn list_database_shows_one_database() {
         ],
     );
     assert_code(&o, 0);
-    assert_eq!(json(&o)["sets"][0]["id"], s.diff1["id"]);
+    // The differential with the chain its restore lays down: its full first.
+    let sets = json(&o)["sets"].clone();
+    assert_eq!(sets[0]["id"], s.full1["id"], "{sets}");
+    assert_eq!(sets[1]["id"], s.diff1["id"], "{sets}");
+    assert_eq!(sets.as_array().unwrap().len(), 2, "{sets}");
     // A database prefix that names none fails, listing the databases there are.
     let none = (0..16u8)
         .map(|d| format!("{d:x}"))

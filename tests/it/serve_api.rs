@@ -448,7 +448,11 @@ fn load_16_clients_list_follow_and_download_while_a_backup_and_writers_run() {
                                 }
                                 ok
                             } else {
-                                false
+                                // Refused at once while another backup runs (409).
+                                s == StatusCode::CONFLICT
+                                    && v["error"].as_str().is_some_and(|e| {
+                                        e.contains("in use") || e.contains("already running")
+                                    })
                             }
                         }
                         _ => !a.download(set).is_empty(),

@@ -186,7 +186,9 @@ fn tokens_roles_and_tls_are_required_over_tcp_and_the_socket_serves_status() {
         r,
     ]);
     assert_eq!(code, 1);
-    let cert = tls_dir().join("cert.pem");
+    // A certificate that neither signed the server's nor is it (the server's own, named
+    // exactly, is trusted: trust::the_networks_errors_say_what_happened).
+    let cert = tls_dir().join("selfsigned-cert.pem");
     let (code, _, err) = cli(&[
         "backup",
         "--from",

@@ -230,7 +230,12 @@ pub fn copy(a: CopyArgs, out: &mut Out) -> Result<Exit, Failure> {
         all: a.all,
         database: database.as_deref().and_then(parse_backup_id),
     };
-    let r = pagevault::copy(&from, &to, &opts)?;
+    // The caller's mistake (the same repository twice, a set of another database than
+    // --database) is a usage error.
+    let r = pagevault::copy(&from, &to, &opts).map_err(|e| match e.kind() {
+        pagevault::ErrorKind::Invalid => Failure::Usage(crate::errors::sentence(&e)),
+        _ => e.into(),
+    })?;
     let mbs = mb_per_s(r.bytes_copied + r.bytes_reused, r.duration_secs);
     if a.json {
         out.json(&r)?;

@@ -124,20 +124,34 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         (_, Some(c)) => (None, c),
         (Some(path), None) => match Database::open_dir(path, mode) {
             Ok(db) => (Some(db), crate::flags::RemoteArgs::local(path, a.timeout)),
-            Err(Error::Locked { .. })
-                if pagevault::socket_path(path).exists() && !a.dry_run =>
-            {
+            Err(Error::Locked { .. }) if pagevault::socket_path(path).exists() && !a.dry_run => {
                 (None, crate::flags::RemoteArgs::local(path, a.timeout))
             }
-            Err(Error::Locked { path, what, holder }) => {
-                return Err(Error::Locked {
-                    path,
-                    what,
-                    holder: format!(
-                        "{holder} (a database that is open in a process is backed up online through that process's backup listener: `pagevault serve`, or the library's `serve::Listener`)"
-                    ),
-                }
-                .into())
+            Err(Error::Locked { path, what, holder }) if serve_advice(&path) => {
+                return Err(Failure::Msg(format!(
+                    "{}: {what} is in use by {holder}; a database open in another process is \
+                     backed up online through that process's backup listener (`pagevault \
+                     serve`, or the library's `serve::Listener`)",
+                    path.display()
+                )))
+            }
+            // A full commits the new base into the database: on read-only media only a
+            // copy-only can be taken (it writes nothing there).
+            Err(Error::Io { path, source })
+                if mode == OpenMode::ReadWrite
+                    && matches!(
+                        source.kind(),
+                        std::io::ErrorKind::ReadOnlyFilesystem
+                            | std::io::ErrorKind::PermissionDenied
+                    ) =>
+            {
+                let e = Error::Io { path, source };
+                return Err(Failure::Msg(format!(
+                    "{}; a full backup resets the database's change map, so it needs the \
+                     database writable: take a --copy-only backup, which writes nothing to the \
+                     database (or make it writable)",
+                    crate::errors::sentence(&e)
+                )));
             }
             Err(e) => return Err(e.into()),
         },
@@ -397,4 +411,18 @@ fn print_plan(p: &BackupPlanReport, json: bool, out: &mut Out) -> Result<Exit, F
         )?;
     }
     Ok(Exit::Success)
+}
+
+/// Whether a database held by another process is one to back up through a listener: the
+/// holder serves it (`pagevault serve`) or is a program that did not say what it is (an
+/// application embedding the library). Another verb of this CLI (a backup, a check) only
+/// needs waiting for.
+fn serve_advice(db: &std::path::Path) -> bool {
+    match pagevault::lock_holder(db) {
+        Some(h) => match h.note.as_deref() {
+            Some(note) => note == "pagevault serve" || !note.starts_with("pagevault "),
+            None => true,
+        },
+        None => true,
+    }
 }

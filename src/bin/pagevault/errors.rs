@@ -68,6 +68,9 @@ fn flag_advice(unless: Override) -> &'static str {
         Override::NewDatabase => {
             "back it up into a repository of its own, or pass --new-database to add it to this one"
         }
+        Override::Tls => {
+            "drop --insecure (with --tls-ca naming the server's certificate if it is self-signed)"
+        }
     }
 }
 
@@ -90,12 +93,13 @@ mod tests {
 
     /// Every override the library may offer, named once (a new one fails to compile in
     /// `flag_advice` first).
-    const ALL: [Override; 5] = [
+    const ALL: [Override; 6] = [
         Override::ReplaceTarget,
         Override::FallbackToFull,
         Override::ContinueAfterError,
         Override::WithDependents,
         Override::NewDatabase,
+        Override::Tls,
     ];
 
     fn long_flags(cmd: &clap::Command, out: &mut Vec<String>) {

@@ -66,6 +66,17 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Whoever this process keeps out of a lock it holds is told what it is doing: the
+    // verb, the first word that is neither a flag nor the value of a global `-r`.
+    let mut words = std::env::args().skip(1);
+    while let Some(w) = words.next() {
+        if w == "-r" || w == "--repo" {
+            words.next();
+        } else if !w.starts_with('-') {
+            pagevault::set_lock_note(&format!("pagevault {w}"));
+            break;
+        }
+    }
     init_logging(cli.global.verbose, cli.global.quiet);
     output::set_quiet(cli.global.quiet);
     tracing::debug!("command line: {:?} {:?}", cli.global, cli.command);
@@ -78,10 +89,21 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // Quietly, but with the code the command had decided before its report went out.
         Err(Failure::Stdout(e)) if e.kind() == ErrorKind::BrokenPipe => out.decided(),
-        Err(Failure::Stdout(e)) => {
-            report(&format!("cannot write to standard output: {e}"));
-            Exit::Failed
-        }
+        // The work was done (a restore complete, a backup published) and its outcome
+        // decided: the exit code says that outcome, the sentence that the report is lost.
+        Err(Failure::Stdout(e)) => match out.decided_code() {
+            Some(code) => {
+                report(&format!(
+                    "the command finished (exit code {}), but its report could not be written to standard output: {e}",
+                    code as u8
+                ));
+                code
+            }
+            None => {
+                report(&format!("cannot write to standard output: {e}"));
+                Exit::Failed
+            }
+        },
         Err(Failure::Lib(e @ pagevault::Error::NoRepository { .. })) => {
             report(&format!(
                 "{e}; create one with `pagevault repo init` (no verb but that one creates a repository)"

@@ -49,6 +49,8 @@ impl From<io::Error> for Failure {
 pub struct Out {
     stdout: io::StdoutLock<'static>,
     decided: Exit,
+    /// Whether a command decided its code ([`Out::decide`]).
+    has_decided: bool,
 }
 
 impl Out {
@@ -56,6 +58,7 @@ impl Out {
         Out {
             stdout: io::stdout().lock(),
             decided: Exit::Success,
+            has_decided: false,
         }
     }
 
@@ -63,6 +66,13 @@ impl Out {
     /// stdout (`pagevault check DB | true`) cannot turn a failure into 0.
     pub fn decide(&mut self, code: Exit) {
         self.decided = code;
+        self.has_decided = true;
+    }
+
+    /// The exit code a command decided, if it did: its work is done whatever becomes of
+    /// its report.
+    pub fn decided_code(&self) -> Option<Exit> {
+        self.has_decided.then_some(self.decided)
     }
 
     /// The exit code decided so far (0 when none was).

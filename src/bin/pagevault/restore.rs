@@ -109,7 +109,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     opts.threads = a.threads;
     opts.force = a.force;
     opts.keep_identity = a.keep_identity;
-    let report: RestoreReport = pagevault::restore(&repo, &opts, &Bar::new("restoring", true))?;
+    let held_a_database = a.to.join("pagevault.ctl").exists();
+    let report: RestoreReport = pagevault::restore(&repo, &opts, &Bar::new("restoring", true))
+        .map_err(|e| left_behind(&a.to, held_a_database, e))?;
     let (check, check_error): (Option<CheckReport>, Option<String>) = if a.no_check {
         (None, None)
     } else {
@@ -213,5 +215,33 @@ fn becomes(s: &RestoreReport) -> String {
             "the restored database keeps the identity of database {} ({name:?}), forked at set {}; its next backup is a full, on a line of its own",
             s.database_id, s.backup_id
         ),
+    }
+}
+
+/// A failed restore's error, with what it left in `to`: nothing of it (refused before
+/// writing), a database marked restoring (it refuses to open until a restore into it
+/// finishes), or a whole database where there was none (the failure came after its last
+/// commit).
+fn left_behind(to: &std::path::Path, held_a_database: bool, e: pagevault::Error) -> Failure {
+    let sentence = crate::errors::sentence(&e);
+    if !to.join("pagevault.ctl").exists() {
+        return e.into();
+    }
+    match pagevault::Database::open_dir(to, pagevault::OpenMode::ReadOnly) {
+        Err(pagevault::Error::RestoreIncomplete { .. }) => Failure::Msg(format!(
+            "{sentence}; {} is left marked restoring (it refuses to open): run the same restore \
+             again to finish it (--force is not needed), or remove the folder",
+            to.display()
+        )),
+        Ok(db) if !held_a_database => {
+            let _ = db.close();
+            Failure::Msg(format!(
+                "{sentence}; the restore had finished writing {}: its database opens, but this \
+                 last step failed, so check it (`pagevault check`) before relying on it",
+                to.display()
+            ))
+        }
+        // Locked, or the database that was there (refused before writing): as it was.
+        _ => e.into(),
     }
 }

@@ -75,7 +75,9 @@ pub fn refusal(e: SelectError, sel: &Selector) -> Failure {
             let what = match (&sel.name, sel.as_of_unix_ms) {
                 (Some(SetName::Latest), _) => "`latest`",
                 (_, Some(_)) => "--as-of",
-                _ => "no set id",
+                // No id given: the verb would take the newest set, which one database
+                // has and two do not.
+                _ => "the newest set (no set id was given)",
             };
             Failure::Usage(format!(
                 "the repository holds sets of {} databases, so {what} is ambiguous; choose one with \

@@ -96,6 +96,11 @@ impl BackendError {
         self.kind == BackendErrorKind::Transient
     }
 
+    /// The error underneath, by reference (a native lock's holder rides in it).
+    pub fn io(&self) -> &io::Error {
+        &self.source
+    }
+
     /// The error underneath, for the crate's [`crate::Error`] (which keeps its message
     /// and its operating-system kind).
     pub fn into_io(self) -> io::Error {
