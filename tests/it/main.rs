@@ -19,6 +19,7 @@ mod cli_backup;
 mod cli_errors;
 mod cli_json;
 mod cli_repo;
+mod cli_rerun;
 mod diff;
 mod error_kinds;
 mod error_text;
