@@ -96,7 +96,7 @@ pub use threads::MAX_THREADS;
 
 // Sizes, times and ids as people write them and reports print them.
 pub use ids::unix_millis;
-pub use time::{parse_point as parse_time, rfc3339, utc_minutes};
+pub use time::{local_time, parse_point as parse_time, rfc3339, utc_minutes};
 pub use units::{format_size, mb_per_s, parse_size};
 
 // Databases: create, open, write and read pages, their status.

@@ -948,10 +948,11 @@ impl Serialize for MergeReport {
             repository: &'a PathBuf,
             dry_run: bool,
             id: Option<&'a str>,
-            differential: &'a str,
+            differential: Option<&'a str>,
             base_id: &'a str,
             substituted_for: &'a Option<String>,
             already_merged: bool,
+            nothing_to_merge: bool,
             database_id: &'a str,
             snapshot_lsn: u64,
             extents_from_base: u64,
@@ -967,15 +968,16 @@ impl Serialize for MergeReport {
         MergeDoc {
             repository: &self.repository,
             dry_run: self.dry_run,
-            id: if done {
+            id: if done || p.nothing_to_merge.is_some() {
                 Some(self.backup_id.as_str())
             } else {
                 p.already_merged.as_deref()
             },
-            differential: &p.differential,
+            differential: p.differential.as_deref(),
             base_id: &p.base,
             substituted_for: &p.substituted_for,
             already_merged: p.already_merged.is_some(),
+            nothing_to_merge: p.nothing_to_merge.is_some(),
             database_id: &p.database_id,
             snapshot_lsn: p.snapshot_lsn,
             extents_from_base: p.extents_from_base,

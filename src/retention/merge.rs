@@ -19,7 +19,9 @@
 //! - the set is published like a backup (streams, index, manifest last) under the
 //!   append lock, so a crash leaves the repository as before (debris the next appender
 //!   removes) or with the whole synthetic full; merging a differential already merged
-//!   returns the set made before (idempotent);
+//!   returns the set made before (idempotent), and merging a set that is already whole
+//!   (a full, real or synthetic, or a copy-only set: nothing under it to lay it on)
+//!   writes nothing and says so (`nothing_to_merge`), so `merge latest` is safe to rerun;
 //! - the manifest's lineage block names the full the differential names (id, hash,
 //!   snapshot LSN), so [`chain`](super::chain) may lay that full's later differentials
 //!   on the synthetic full once the full is pruned.
@@ -45,14 +47,17 @@ use crate::repo::{LockMode, Repository};
 /// What a merge of one differential will do (`--dry-run`) or did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MergePlan {
-    /// The differential merged.
-    pub differential: String,
+    /// The differential merged (`None` when the set named is already whole).
+    pub differential: Option<String>,
     /// The full it is laid on (its named base, or a synthetic full standing for it).
     pub base: String,
     /// The full the differential names, when `base` stands in for it.
     pub substituted_for: Option<String>,
     /// A synthetic full already merged from this differential (then nothing is written).
     pub already_merged: Option<String>,
+    /// The set named is already whole (it is `base`): what it is (`full`, `synthetic
+    /// full` or `copy-only`); there is nothing to merge, and nothing is written.
+    pub nothing_to_merge: Option<&'static str>,
     pub database_id: String,
     pub snapshot_lsn: u64,
     /// Extents whose record is copied from the full, untouched.
@@ -90,7 +95,11 @@ pub fn dry_run(repo: &Repository, id: u64) -> Result<MergeReport> {
     Ok(MergeReport {
         repository: repo.location(),
         dry_run: true,
-        backup_id: plan.already_merged.clone().unwrap_or_default(),
+        backup_id: match (&plan.already_merged, plan.nothing_to_merge) {
+            (Some(done), _) => done.clone(),
+            (None, Some(_)) => plan.base.clone(),
+            (None, None) => String::new(),
+        },
         plan,
         bytes_stored: 0,
         bytes_copied: 0,
@@ -105,7 +114,7 @@ pub fn plan(repo: &Repository, id: u64) -> Result<MergePlan> {
     let _lock = repo.lock(LockMode::Shared, "merge (plan)")?;
     let chain = chain_of(repo, id)?;
     let mut p = head_plan(repo, &chain)?;
-    if p.already_merged.is_some() {
+    if p.already_merged.is_some() || p.nothing_to_merge.is_some() {
         return Ok(p);
     }
     let sets: Vec<&Manifest> = chain.sets.iter().map(|s| &s.manifest).collect();
@@ -134,6 +143,18 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     repo.clean_debris(&lock)?;
     let chain = chain_of(repo, id)?;
     let mut p = head_plan(repo, &chain)?;
+    if p.nothing_to_merge.is_some() {
+        return Ok(MergeReport {
+            repository: repo.location(),
+            dry_run: false,
+            backup_id: p.base.clone(),
+            bytes_stored: chain.newest().bytes_stored(),
+            bytes_copied: 0,
+            extents_recompressed: 0,
+            plan: p,
+            duration_secs: started.elapsed().as_secs_f64(),
+        });
+    }
     if let Some(done) = &p.already_merged {
         let existing = repo.load_manifest(
             crate::format::manifest::parse_backup_id(done).expect("formatted above"),
@@ -265,10 +286,12 @@ pub fn merge(repo: &Repository, id: u64, level: Option<i32>) -> Result<MergeRepo
     })
 }
 
-/// The chain of differential `id`, refusing anything else.
+/// The chain of differential `id` (its full and itself), or the set `id` alone when it
+/// is already whole (a full or copy-only set), refusing anything else.
 fn chain_of(repo: &Repository, id: u64) -> Result<Chain> {
     let chain = chain::resolve(repo, Some(id))?;
-    if chain.sets.len() != 2 {
+    let whole = chain.sets.len() == 1 && chain.newest().kind != BackupKind::Differential;
+    if chain.sets.len() != 2 && !whole {
         return Err(Error::Invalid(format!(
             "{}: set {} is a {} backup; only a differential is merged into its full",
             repo.manifest_location(id).display(),
@@ -279,8 +302,28 @@ fn chain_of(repo: &Repository, id: u64) -> Result<Chain> {
     Ok(chain)
 }
 
-/// The plan's head: ids, and a synthetic full already merged from the differential.
+/// The plan's head: ids, and a synthetic full already merged from the differential (or
+/// the set alone, when it is already whole: nothing to merge).
 fn head_plan(repo: &Repository, chain: &Chain) -> Result<MergePlan> {
+    if let [one] = chain.sets.as_slice() {
+        let m = &one.manifest;
+        return Ok(MergePlan {
+            differential: None,
+            base: format_backup_id(m.backup_id),
+            substituted_for: None,
+            already_merged: None,
+            nothing_to_merge: Some(match (m.kind, m.lineage.is_some()) {
+                (BackupKind::CopyOnly, _) => "copy-only set",
+                (_, true) => "synthetic full",
+                _ => "full",
+            }),
+            database_id: format_backup_id(m.database_id),
+            snapshot_lsn: m.snapshot_lsn,
+            extents_from_base: 0,
+            extents_from_differential: 0,
+            extents_combined: 0,
+        });
+    }
     let diff = &chain.sets[1].manifest;
     let mut already = None;
     for id in repo.set_ids()? {
@@ -295,10 +338,11 @@ fn head_plan(repo: &Repository, chain: &Chain) -> Result<MergePlan> {
         }
     }
     Ok(MergePlan {
-        differential: format_backup_id(diff.backup_id),
+        differential: Some(format_backup_id(diff.backup_id)),
         base: format_backup_id(chain.sets[0].manifest.backup_id),
         substituted_for: chain.substituted.map(format_backup_id),
         already_merged: already,
+        nothing_to_merge: None,
         database_id: format_backup_id(diff.database_id),
         snapshot_lsn: diff.snapshot_lsn,
         extents_from_base: 0,

@@ -20,6 +20,8 @@ mod cli_errors;
 mod cli_global;
 mod cli_json;
 mod cli_repo;
+mod cli_rerun;
+mod cli_times;
 mod diff;
 mod error_kinds;
 mod error_text;

@@ -201,11 +201,14 @@ fn a_merged_full_restores_byte_identical_to_its_chain_and_merging_again_is_a_no_
         let again = merge::merge(&s.repo, s.d1, None).unwrap();
         assert_eq!(again.backup_id, r.backup_id);
         assert_eq!(s.repo.set_ids().unwrap(), before);
-        // A full is not merged.
-        assert!(matches!(
-            merge::merge(&s.repo, s.full, None),
-            Err(Error::Invalid(_))
-        ));
+        // A full (real or synthetic) is already whole: nothing to merge, nothing written.
+        for whole in [s.full, merged] {
+            let r = merge::merge(&s.repo, whole, None).unwrap();
+            assert!(r.plan.nothing_to_merge.is_some(), "{whole:016x}");
+            assert_eq!(r.plan.differential, None);
+            assert_eq!(r.backup_id, format!("{whole:016x}"));
+            assert_eq!(s.repo.set_ids().unwrap(), before);
+        }
     }
 }
 

@@ -293,17 +293,23 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
         Some(old) => format!("synthetic full {} (standing for {old})", plan.base),
         None => format!("full {}", plan.base),
     };
-    if let Some(done) = &plan.already_merged {
+    let differential = plan.differential.as_deref().unwrap_or("?");
+    if let Some(what) = plan.nothing_to_merge {
         say!(
             out,
-            "differential {} was already merged into synthetic full {done}; nothing written",
-            plan.differential
+            "backup set {} is already a {what}, not a differential; nothing to merge, nothing written",
+            plan.base
+        )?;
+    } else if let Some(done) = &plan.already_merged {
+        say!(
+            out,
+            "differential {differential} was already merged into synthetic full {done}; nothing written"
         )?;
     } else if a.dry_run {
         say!(
             out,
             "would merge differential {} onto {on}: {} extents copied from the full, {} from the differential, {} combined (layered, or compressed again past the layer bound)",
-            plan.differential,
+            differential,
             plan.extents_from_base,
             plan.extents_from_differential,
             plan.extents_combined
@@ -312,7 +318,7 @@ pub fn run_merge(a: MergeArgs, out: &mut Out) -> Result<Exit, Failure> {
         say!(
             out,
             "merged differential {} onto {on} into synthetic full {}: {} extents copied from the full, {} from the differential, {} combined ({} compressed again); {} stored ({} copied without recompressing) in {:.2} s",
-            plan.differential,
+            differential,
             new_id.as_deref().unwrap_or("?"),
             plan.extents_from_base,
             plan.extents_from_differential,

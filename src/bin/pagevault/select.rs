@@ -28,7 +28,8 @@ pub fn database(s: &str) -> Result<String, String> {
     pagevault::parse_database(s).map_err(|e| format!("{e}, as `pagevault list` shows"))
 }
 
-/// Parses `--as-of` (clap value parser): a date or an RFC 3339 time, to Unix ms.
+/// Parses `--as-of` (clap value parser), to Unix ms, by the library: an RFC 3339 time, a
+/// local time or date (the machine's zone), or a time ago (`2h`, `3 days ago`).
 pub fn as_of(s: &str) -> Result<u64, String> {
     pagevault::parse_time(s)
 }
@@ -102,6 +103,11 @@ pub fn refusal(e: SelectError, sel: &Selector) -> Failure {
         SelectError::NoSet { .. } if matches!(sel.name, Some(SetName::Prefix(_))) => {
             Failure::Msg(format!("{e}; `pagevault list` shows the ids"))
         }
+        // Say the time back in the zone a local --as-of was read in.
+        SelectError::NoSet { .. } if sel.as_of_unix_ms.is_some() => Failure::Msg(format!(
+            "{e} ({} in the machine's zone, where --as-of without a zone is read)",
+            pagevault::local_time(sel.as_of_unix_ms.unwrap_or(0))
+        )),
         e if e.is_ambiguous() => Failure::Usage(e.to_string()),
         _ => Failure::Msg(e.to_string()),
     }

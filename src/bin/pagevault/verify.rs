@@ -2,7 +2,8 @@
 //! restorable without restoring them: manifest, streams, every record and page, the
 //! chain. Every set by default; one set by a unique prefix of its id or `latest`; the
 //! sets of one database with `--database`. Exit 0 when every set verifies, 3 when any
-//! finding, 1 when it cannot run.
+//! finding, 2 when there is nothing to verify (an empty repository: never "all
+//! restorable"), 1 when it cannot run.
 
 use std::time::Instant;
 
@@ -90,7 +91,10 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
     }
     drop(spinner);
     report.duration_secs = started.elapsed().as_secs_f64();
-    let code = if report.is_clean() {
+    let empty = report.sets.is_empty();
+    let code = if empty {
+        Exit::CheckCouldNotRun
+    } else if report.is_clean() {
         Exit::Success
     } else {
         Exit::Inconsistent
@@ -130,7 +134,9 @@ pub fn run(a: Args, out: &mut Out) -> Result<Exit, Failure> {
         plural(sets_verified, "set", "sets"),
         report.duration_secs,
         mbs,
-        if report.is_clean() {
+        if empty {
+            "the repository holds no backup set".to_string()
+        } else if report.is_clean() {
             if sets_verified == 1 {
                 "restorable".to_string()
             } else {
