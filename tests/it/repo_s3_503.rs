@@ -255,7 +255,10 @@ fn s3_persistent_503s_fail_with_one_sentence_and_exit_1_and_publish_nothing() {
     let o = run(&[&"list", &"--repo", &url, &"--json"]);
     assert_code(&o, 0);
     assert_eq!(crate::cli::stdout(&o).trim(), "[]");
-    assert_code(&run(&[&"verify", &"--repo", &url]), 0);
+    // Nothing to verify: said so, exit 2 (the check could not run; docs/cli.md).
+    let o = run(&[&"verify", &"--repo", &url]);
+    assert_code(&o, 2);
+    assert!(crate::cli::stdout(&o).contains("the repository holds no backup set"));
 }
 
 #[test]
